@@ -1,0 +1,54 @@
+"""The `sizeup` command line. Each stage keeps its commands in its own module; this file only
+wires them together and turns a SizeupError into a clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sizeup.errors import SizeupError
+
+app = typer.Typer(
+    name="sizeup",
+    help="How to scale: parametrize, verify, tune small, fit laws, plan big.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """sizeup: muP and friends, coordinate checks, sweeps, scaling laws and run plans."""
+
+
+# --- registration: each stage adds its commands (imports stay light; torch loads lazily) ---
+from sizeup import cli_train  # noqa: E402
+
+cli_train.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a SizeupError prints its message and exits with code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SizeupError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.secho("aborted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,242 @@
+"""The typed records that stages pass to each other: RunConfig in, RunResult out.
+
+Both are flat dataclasses that round-trip through JSON, so a sweep axis can name any field and
+a stored trial can be rebuilt exactly from its row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sizeup.errors import ConfigError, check_choice, check_positive
+
+MODELS = ("gpt", "mlp")
+RULES = ("sp", "mup", "mup_simple", "spectral")
+OPTIMIZERS = ("adamw", "sgd", "muon")
+SCHEDULES = ("constant", "cosine", "wsd")
+COOLDOWNS = ("linear", "1-sqrt", "exponential")
+ATTN_SCALES = ("1/d", "1/sqrt(d)")
+MUON_SCALES = ("spectral", "original", "rms")
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; every field can be a sweep axis."""
+
+    # model
+    model: str = "gpt"  # "gpt" (byte-level LM) or "mlp" (teacher classification)
+    width: int = 128  # d_model for the GPT, hidden width for the MLP
+    depth: int = 2  # transformer blocks, or hidden layers of the MLP
+    head_dim: int = 32  # GPT: n_head = width // head_dim
+    seq_len: int = 128  # GPT context length
+    vocab_size: int = 256  # byte-level by default
+    attn_scale: str = "1/d"  # muP wants 1/d; "1/sqrt(d)" is SP's choice
+    qk_norm: bool = False
+    tie_embeddings: bool = False
+    z_loss: float = 0.0
+    # parametrization
+    rule: str = "mup"
+    base_width: int = 32
+    base_depth: int | None = None  # None: no depth scaling of residual branches
+    depth_exponent: float = 0.5
+    init_std: float = 0.02  # sigma of the base model
+    zero_readout: bool = False
+    zero_query: bool = False
+    # optimizer
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    momentum: float = 0.9  # SGD momentum; Muon momentum
+    muon_scale: str = "spectral"
+    grad_clip: float = 0.0  # 0 disables
+    # batch
+    batch_size: int = 16  # sequences (GPT) or examples (MLP) per step
+    base_batch_size: int | None = None  # with batch_size: transfer lr, betas, eps
+    # schedule
+    steps: int = 200
+    warmup: int = 0
+    schedule: str = "constant"
+    decay_frac: float = 0.2  # WSD: fraction of steps in the cooldown
+    cooldown: str = "linear"
+    # data
+    data: str = "builtin"  # "builtin", a text file, a uint16 .bin memmap, or "teacher"
+    val_frac: float = 0.05
+    eval_every: int = 0  # 0: evaluate at the start and the end only
+    eval_batches: int = 4
+    # run
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1  # torch threads per run on CPU
+    diverge_factor: float = 3.0  # loss above factor x initial loss counts as diverged
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field whose value is not allowed."""
+        check_choice("model", self.model, MODELS)
+        check_choice("rule", self.rule, RULES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("cooldown", self.cooldown, COOLDOWNS)
+        check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
+        check_choice("muon_scale", self.muon_scale, MUON_SCALES)
+        check_choice("dtype", self.dtype, ("float32", "float64", "bfloat16"))
+        for name in ("width", "depth", "head_dim", "seq_len", "vocab_size", "base_width",
+                     "batch_size", "steps", "eval_batches", "threads", "log_every"):
+            check_positive(name, getattr(self, name), integer=True)
+        for name in ("lr", "init_std", "eps", "diverge_factor"):
+            check_positive(name, getattr(self, name))
+        if not math.isfinite(self.lr):
+            raise ConfigError("lr", self.lr, "a finite positive number")
+        if self.base_width > self.width:
+            raise ConfigError("base_width", self.base_width,
+                              f"at most width={self.width} (the base model must not be larger)")
+        if self.model == "gpt" and self.width % self.head_dim:
+            raise ConfigError("width", self.width, f"a multiple of head_dim={self.head_dim}")
+        if self.model == "gpt" and self.base_width % self.head_dim:
+            raise ConfigError("base_width", self.base_width,
+                              f"a multiple of head_dim={self.head_dim}")
+        if self.base_depth is not None:
+            check_positive("base_depth", self.base_depth, integer=True)
+        if self.base_batch_size is not None:
+            check_positive("base_batch_size", self.base_batch_size, integer=True)
+        if self.warmup < 0 or self.warmup > self.steps:
+            raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
+        if not 0.0 <= self.decay_frac <= 1.0:
+            raise ConfigError("decay_frac", self.decay_frac, "a fraction in [0, 1]")
+        if not 0.0 <= self.val_frac < 0.5:
+            raise ConfigError("val_frac", self.val_frac, "a fraction in [0, 0.5)")
+        for name in ("weight_decay", "grad_clip", "z_loss", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "a number >= 0")
+        for name in ("beta1", "beta2", "momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(name, getattr(self, name), "a number in [0, 1)")
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (JSON-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Build from a dict, naming any unknown field."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for k in d:
+            if k not in known:
+                raise ConfigError(k, d[k], "a RunConfig field: " + ", ".join(sorted(known)))
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        """Load from a YAML, TOML or JSON file."""
+        return cls.from_dict(load_mapping(path))
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def trial_id(self) -> str:
+        """A stable 12-hex id from the config's content (same config, same id)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens (GPT) or examples (MLP) consumed per optimizer step."""
+        return self.batch_size * (self.seq_len if self.model == "gpt" else 1)
+
+
+def load_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML, TOML or JSON file into a dict, with a clear error for anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("config", str(p), "an existing .yaml, .yml, .toml or .json file")
+    suffix = p.suffix.lower()
+    text = p.read_text()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    elif suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        data = tomllib.loads(text)
+    elif suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ConfigError("config", str(p), "a file ending in .yaml, .yml, .toml or .json")
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(p), "a mapping of field: value at the top level")
+    return data
+
+
+@dataclass
+class RunResult:
+    """What one run produced: curves, final numbers, cost and whether it diverged."""
+
+    config: dict[str, Any]
+    steps: list[int] = field(default_factory=list)  # steps at which train loss was logged
+    train_loss: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    initial_val_loss: float = math.nan
+    final_train_loss: float = math.nan  # mean of the last few logged train losses
+    final_val_loss: float = math.nan
+    tokens: int = 0
+    flops: float = 0.0
+    params: int = 0
+    tokens_per_s: float = 0.0
+    wall_time: float = 0.0
+    diverged: bool = False
+    diverged_step: int | None = None
+    error: str | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN and inf become None)."""
+        return _json_safe(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        """Rebuild from to_dict() output (None floats back to NaN)."""
+        d = dict(d)
+        for k in ("initial_val_loss", "final_train_loss", "final_val_loss"):
+            if d.get(k) is None:
+                d[k] = math.nan
+        for k in ("train_loss", "val_loss"):
+            d[k] = [math.nan if v is None else v for v in d.get(k, [])]
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        """Write as indented JSON (strict: no NaN tokens)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+    @property
+    def loss(self) -> float:
+        """The headline loss: final validation loss, or final train loss when no val split."""
+        return self.final_val_loss if math.isfinite(self.final_val_loss) else self.final_train_loss
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x

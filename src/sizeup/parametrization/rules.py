@@ -1,0 +1,127 @@
+"""The rules table: one place that says, for every role, how init, multiplier, learning rate and
+weight decay scale with width (and depth). Everything else in sizeup reads it from here.
+
+Notation (DESIGN.md): a weight has shape (fan_out, fan_in); m_in = fan_in / base_fan_in and
+m_out = fan_out / base_fan_out are the width multipliers. ``sigma`` is the base model's init std
+for that tensor (a fixed value such as 0.02, or 1/sqrt(base fan_in) in "fan_in" mode).
+
+muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
+
+    role     init std        multiplier   Adam lr     SGD lr
+    input    sigma           1            eta         eta * m_out
+    hidden   sigma/sqrt(m_in) 1           eta / m_in  eta * m_out / m_in
+    readout  sigma / m_in    1            eta / m_in  eta / m_in
+    vector   (unchanged)     1            eta         eta * m
+
+The Table 8 form (readout multiplier 1/m_in, init sigma/sqrt(m_in), lr eta) is the same model by
+the abc-symmetry; ``readout_form="table8"`` selects it (microsoft/mup's MuReadout uses it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ROLES = ("input", "hidden", "readout", "vector")
+RULES = ("sp", "mup", "mup_simple", "spectral")
+OPT_FAMILIES = ("adam", "sgd", "muon")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """What a rule says for one tensor. ``init_std`` None means: leave the module's own init
+    (biases at 0, norm gains at 1); 0.0 means zero init."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    fan_in: int
+    fan_out: int
+    m_in: float
+    m_out: float
+    init_std: float | None
+    multiplier: float
+    lr_mult: float
+    wd_mult: float
+    muon: bool = False  # updated by Muon (hidden matrices) rather than AdamW
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for tables and JSON."""
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+def optimizer_family(optimizer: str) -> str:
+    """Map an optimizer name to the column of the table it uses."""
+    return {"adamw": "adam", "adam": "adam", "sgd": "sgd", "muon": "muon"}[optimizer]
+
+
+def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_out: int) -> float | None:
+    """Init std for one tensor under ``rule`` (None: keep the module's own init)."""
+    if role == "vector":
+        return None
+    if rule in ("sp", "mup_simple"):
+        return sigma
+    if rule == "mup":
+        return {"input": sigma, "hidden": sigma / math.sqrt(m_in), "readout": sigma / m_in}[role]
+    if rule == "spectral":
+        # Yang, Simon & Bernstein 2023, "A spectral condition for feature learning", eq. (init):
+        # sigma = fan_in^-1/2 * min(1, sqrt(fan_out / fan_in)) gives ||W||_2 ~ sqrt(fan_out/fan_in).
+        return (1.0 / math.sqrt(fan_in)) * min(1.0, math.sqrt(fan_out / fan_in))
+    raise KeyError(rule)
+
+
+def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: bool) -> float:
+    """Per-tensor learning-rate multiplier relative to the base model's lr eta."""
+    if family == "muon" and muon:
+        # Muon's orthogonalised update already has unit spectral norm; the optimizer's scale
+        # mode (spectral sqrt(fan_out/fan_in), ...) makes it width-correct, so eta is shared.
+        return 1.0
+    fam = "adam" if family == "muon" else family  # Muon's AdamW side follows the Adam column
+    if rule == "sp":
+        return 1.0
+    if rule == "mup_simple":
+        return 1.0 / m_in if role == "hidden" else 1.0
+    if rule == "mup":
+        if fam == "adam":
+            return {"input": 1.0, "hidden": 1.0 / m_in, "readout": 1.0 / m_in, "vector": 1.0}[role]
+        return {"input": m_out, "hidden": m_out / m_in, "readout": 1.0 / m_in,
+                "vector": m_out}[role]
+    if rule == "spectral":
+        # ||dW||_2 ~ sqrt(fan_out/fan_in): Adam's dense sign-like update has ||dW|| ~ eta *
+        # sqrt(fan_in fan_out), so eta ~ 1/fan_in; SGD's rank-one update needs eta ~ fan_out/fan_in.
+        if role == "vector":
+            return 1.0 if fam == "adam" else m_out
+        return 1.0 / m_in if fam == "adam" else m_out / m_in
+    raise KeyError(rule)
+
+
+def multiplier(rule: str, role: str, m_in: float, readout_form: str = "table3") -> float:
+    """Forward multiplier for one tensor (1 everywhere in the Table 3 form)."""
+    if rule == "mup" and role == "readout" and readout_form == "table8":
+        return 1.0 / m_in
+    return 1.0
+
+
+def table8_shift(role: str, m_in: float, family: str) -> tuple[float, float]:
+    """(init factor, lr factor) that turn the Table 3 readout into the Table 8 one (abc-symmetry
+    with theta = m_in: multiplier x 1/theta, init x theta, Adam lr x theta, SGD lr x theta^2)."""
+    if role != "readout":
+        return 1.0, 1.0
+    return m_in, (m_in if family in ("adam", "muon") else m_in**2)
+
+
+def depth_factors(depth: int, base_depth: int | None, exponent: float, family: str) -> tuple[float, float]:
+    """(branch multiplier, block lr factor) for residual depth scaling.
+
+    Branch multiplier (L/L0)^-alpha on each residual branch output. With Adam the block weights'
+    lr scales as (L/L0)^(alpha-1): alpha = 1/2 is Depth-muP (Yang et al. 2023, Tensor Programs VI),
+    alpha = 1 keeps lr constant (CompleteP, Dey et al. 2025). SGD keeps lr constant.
+    """
+    if base_depth is None or depth == base_depth:
+        return 1.0, 1.0
+    r = depth / base_depth
+    lr = r ** (exponent - 1.0) if family in ("adam", "muon") else 1.0
+    return r ** (-exponent), lr
