@@ -12,3 +12,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     || "$PY" -m pip install torch --index-url "${SIZEUP_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 fi
 "$PY" -m pip install -e ".[dev,ray]"
+# microsoft/mup (test-only, for the equivalence tests) declares torchvision, which would drag in a
+# CUDA torch; it never imports it, so install it without its dependencies.
+"$PY" -m pip install --no-deps "mup==1.0.0"
