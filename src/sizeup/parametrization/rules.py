@@ -58,12 +58,17 @@ def optimizer_family(optimizer: str) -> str:
     return {"adamw": "adam", "adam": "adam", "sgd": "sgd", "muon": "muon"}[optimizer]
 
 
-def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_out: int) -> float | None:
-    """Init std for one tensor under ``rule`` (None: keep the module's own init)."""
+def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_out: int,
+             sigma_sp: float | None = None) -> float | None:
+    """Init std for one tensor under ``rule`` (None: keep the module's own init).
+
+    ``sigma`` is the base model's std for this tensor; ``sigma_sp`` is what SP uses at this
+    width (the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode; defaults to sigma).
+    """
     if role == "vector":
         return None
     if rule in ("sp", "mup_simple"):
-        return sigma
+        return sigma if sigma_sp is None else sigma_sp
     if rule == "mup":
         return {"input": sigma, "hidden": sigma / math.sqrt(m_in), "readout": sigma / m_in}[role]
     if rule == "spectral":
