@@ -45,7 +45,8 @@ class RunConfig:
     base_width: int = 32
     base_depth: int | None = None  # None: no depth scaling of residual branches
     depth_exponent: float = 0.5
-    init_std: float = 0.02  # sigma of the base model
+    init_std: float = 0.02  # sigma of the base model ("fixed" init mode)
+    init_mode: str = "auto"  # "fixed" (sigma), "fan_in" (1/sqrt(fan_in)); auto: gpt fixed, mlp fan_in
     zero_readout: bool = False
     zero_query: bool = False
     # optimizer
@@ -93,6 +94,7 @@ class RunConfig:
         check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
         check_choice("muon_scale", self.muon_scale, MUON_SCALES)
         check_choice("dtype", self.dtype, ("float32", "float64", "bfloat16"))
+        check_choice("init_mode", self.init_mode, ("auto", "fixed", "fan_in"))
         for name in ("width", "depth", "head_dim", "seq_len", "vocab_size", "base_width",
                      "batch_size", "steps", "eval_batches", "threads", "log_every"):
             check_positive(name, getattr(self, name), integer=True)

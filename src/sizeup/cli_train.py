@@ -1,0 +1,170 @@
+"""`sizeup train` and `sizeup parametrize`: one run, or the per-tensor table, from flags or a config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sizeup.config import RunConfig, load_mapping
+from sizeup.errors import ConfigError
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    """Turn a `--set key=value` string into the field's type."""
+    t = str(field.type)
+    if raw.lower() in ("none", "null") and "None" in t:
+        return None
+    try:
+        if t.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        if t.startswith("int"):
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if t.startswith("float"):
+            return float(raw)
+    except ValueError as e:
+        raise ConfigError(field.name, raw, f"a value of type {t}") from e
+    return raw
+
+
+def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[str]) -> RunConfig:
+    """Merge a config file, explicit flags and `--set key=value` pairs into a RunConfig."""
+    d: dict[str, Any] = load_mapping(config) if config is not None else {}
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", item, "key=value with key a RunConfig field")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k not in fields:
+            raise ConfigError(k, v, "a RunConfig field: " + ", ".join(sorted(fields)))
+        d[k] = _coerce(fields[k], v.strip())
+    return RunConfig.from_dict(d)
+
+
+_COMMON = dict(
+    config=typer.Option(None, "--config", "-c", help="YAML/TOML/JSON file of RunConfig fields."),
+    model=typer.Option(None, help="gpt | mlp"),
+    width=typer.Option(None, help="d_model (GPT) or hidden width (MLP)."),
+    depth=typer.Option(None, help="Transformer blocks or MLP hidden layers."),
+    rule=typer.Option(None, help="sp | mup | mup_simple | spectral"),
+    base_width=typer.Option(None, help="Width of the base (proxy) model."),
+    optimizer=typer.Option(None, help="adamw | sgd | muon"),
+    lr=typer.Option(None, help="Base learning rate (eta)."),
+    sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `parametrize` to the app."""
+
+    @app.command("train")
+    def train_cmd(
+        config: Path = _COMMON["config"],
+        model: str = _COMMON["model"],
+        width: int = _COMMON["width"],
+        depth: int = _COMMON["depth"],
+        rule: str = _COMMON["rule"],
+        base_width: int = _COMMON["base_width"],
+        optimizer: str = _COMMON["optimizer"],
+        lr: float = _COMMON["lr"],
+        steps: int = typer.Option(None, help="Optimizer steps."),
+        batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
+        schedule: str = typer.Option(None, help="constant | cosine | wsd"),
+        data: str = typer.Option(None, help="builtin | teacher | a text file | a .bin token file or dir."),
+        seed: int = typer.Option(None),
+        sets: list[str] = _COMMON["sets"],
+        out: Path = typer.Option(None, "--out", help="Directory for result.json."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Run one training run and print a summary (and write OUT/result.json)."""
+        cfg = config_from_cli(config, dict(model=model, width=width, depth=depth, rule=rule,
+                                           base_width=base_width, optimizer=optimizer, lr=lr,
+                                           steps=steps, batch_size=batch_size,
+                                           schedule=schedule, data=data, seed=seed), sets)
+        from sizeup.train import run, run_distributed
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
+        if rank != 0:
+            return
+        _print_summary(result)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            result.save(out / "result.json")
+            typer.echo(f"wrote {out / 'result.json'}")
+
+    @app.command("parametrize")
+    def parametrize_cmd(
+        config: Path = _COMMON["config"],
+        model: str = _COMMON["model"],
+        width: int = _COMMON["width"],
+        depth: int = _COMMON["depth"],
+        rule: str = _COMMON["rule"],
+        base_width: int = _COMMON["base_width"],
+        optimizer: str = _COMMON["optimizer"],
+        lr: float = _COMMON["lr"],
+        sets: list[str] = _COMMON["sets"],
+        table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
+        markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
+        out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
+    ) -> None:
+        """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
+        cfg = config_from_cli(config, dict(model=model, width=width, depth=depth, rule=rule,
+                                           base_width=base_width, optimizer=optimizer, lr=lr),
+                              sets)
+        from sizeup.train import build
+
+        built = build(cfg)
+        p = built.parametrization
+        if markdown:
+            typer.echo(p.to_markdown())
+        elif table:
+            p.print_table()
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            rows = p.rows()
+            for r, g in zip(rows, _group_lrs(built.optimizer, rows)):
+                r["lr"] = g
+            (out / "parametrization.json").write_text(
+                json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2))
+            typer.echo(f"wrote {out / 'parametrization.json'}")
+
+
+def _group_lrs(opt: Any, rows: list[dict]) -> list[float | None]:
+    """The effective lr of each tensor, read back from the optimizer's param groups."""
+    by_name: dict[str, float] = {}
+    for g in opt.param_groups:
+        for n in g.get("names", []):
+            by_name[n] = g["lr"]
+    return [by_name.get(r["name"]) for r in rows]
+
+
+def _print_summary(r: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="sizeup train: result", show_header=False)
+    t.add_column("k")
+    t.add_column("v", justify="right")
+    c = r.config
+    t.add_row("model", f"{c['model']} width={c['width']} depth={c['depth']} rule={c['rule']}")
+    t.add_row("optimizer", f"{c['optimizer']} lr={c['lr']:g}")
+    t.add_row("params (non-embedding)", f"{r.params:,}")
+    t.add_row("initial val loss", f"{r.initial_val_loss:.4f}")
+    t.add_row("final train loss", f"{r.final_train_loss:.4f}")
+    t.add_row("final val loss", f"{r.final_val_loss:.4f}")
+    t.add_row("tokens", f"{r.tokens:,}")
+    t.add_row("FLOPs (6ND)", f"{r.flops:.3g}")
+    t.add_row("tokens/s", f"{r.tokens_per_s:,.0f}")
+    t.add_row("wall time", f"{r.wall_time:.1f} s")
+    t.add_row("diverged", f"[red]yes, at step {r.diverged_step}[/red]" if r.diverged else "no")
+    Console().print(t)
