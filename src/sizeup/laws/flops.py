@@ -1,0 +1,205 @@
+"""FLOPs per token for the usual counting conventions, an exact count for the built-in GPT,
+and model FLOPs utilisation (MFU).
+
+Every function returns *training* FLOPs per token (forward + backward = 3 x forward), the
+quantity that multiplies tokens to give a run's compute C.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sizeup.errors import ConfigError, check_choice, check_positive
+
+FORMULAS = ("kaplan", "chinchilla", "deepseek", "megatron", "gpt")
+
+# Dense (no sparsity) peak tensor throughput per device in FLOP/s, from vendor datasheets.
+# bf16/fp16 unless the key says otherwise; pass a number to `mfu` for anything else.
+GPU_PEAK_FLOPS: dict[str, float] = {
+    "V100": 125e12,  # fp16 tensor cores
+    "T4": 65e12,
+    "A10": 125e12,
+    "A10G": 70e12,
+    "A100": 312e12,
+    "A100-tf32": 156e12,
+    "L4": 121e12,
+    "L40S": 362e12,
+    "RTX4090": 165e12,  # fp16 with fp32 accumulate
+    "H100-PCIe": 756e12,
+    "H100": 989e12,  # SXM
+    "H100-SXM": 989e12,
+    "H200": 989e12,
+    "B200": 2250e12,
+    "MI250X": 383e12,
+    "MI300X": 1307e12,
+    "TPUv4": 275e12,
+    "TPUv5e": 197e12,
+    "TPUv5p": 459e12,
+}
+
+
+def kaplan_params(n_layer: int, d_model: int) -> float:
+    """Kaplan et al. 2020 non-embedding parameters N = 12 n_layer d^2 (d_attn = d, d_ff = 4d)."""
+    return 12.0 * n_layer * d_model**2
+
+
+def flops_per_token(
+    formula: str,
+    n_layer: int,
+    d_model: int,
+    seq_len: int,
+    vocab: int = 0,
+    *,
+    n_params: float | None = None,
+    d_ff: int | None = None,
+    attn_dim: int | None = None,
+    n_head: int | None = None,
+    include_attention: bool = False,
+) -> float:
+    """Training FLOPs per token under a named convention: kaplan, chinchilla, deepseek, megatron.
+
+    kaplan     6N, N non-embedding (default 12 n_layer d^2, or `n_params`); with
+               include_attention adds Kaplan's 6 n_layer n_ctx d context term.
+    chinchilla Hoffmann et al. 2022 Appendix F: embeddings, QKV, logits, softmax, reductions,
+               output projection, dense block and final logits, x3 for backward.
+    deepseek   DeepSeek LLM (Bi et al. 2024) M = 72 n_layer d^2 + 12 n_layer d l_seq.
+    megatron   Narayanan et al. 2021 without recomputation: 72 L d^2 + 12 L d s + 6 V d.
+    """
+    check_choice("formula", formula, FORMULAS[:-1])
+    check_positive("n_layer", n_layer, integer=True)
+    check_positive("d_model", d_model, integer=True)
+    check_positive("seq_len", seq_len, integer=True)
+    if vocab < 0:
+        raise ConfigError("vocab", vocab, "a vocabulary size >= 0")
+    L, d, s, V = float(n_layer), float(d_model), float(seq_len), float(vocab)
+    if formula == "kaplan":
+        n = kaplan_params(n_layer, d_model) if n_params is None else float(n_params)
+        check_positive("n_params", n)
+        return 6.0 * n + (6.0 * L * s * d if include_attention else 0.0)
+    if formula == "deepseek":
+        return 72.0 * L * d**2 + 12.0 * L * d * s
+    if formula == "megatron":
+        return 72.0 * L * d**2 + 12.0 * L * d * s + 6.0 * V * d
+    # chinchilla, Appendix F, per sequence of length s, then divided by s
+    ff = 4.0 * d if d_ff is None else float(d_ff)
+    kh = d if attn_dim is None else float(attn_dim)  # key_size * num_heads
+    h = float(n_head) if n_head is not None else max(1.0, d / 64.0)
+    embed = 2 * s * V * d
+    attn = 2 * 3 * s * d * kh + 2 * s * s * kh + 3 * h * s * s + 2 * s * s * kh + 2 * s * kh * d
+    dense = 2 * s * (d * ff + d * ff)
+    logits = 2 * s * d * V
+    forward = embed + L * (attn + dense) + logits
+    return 3.0 * forward / s
+
+
+def _gpt_shape(kw: dict[str, Any]) -> dict[str, Any]:
+    """Resolve GPTConfig-like kwargs (or RunConfig names width/depth) to a full shape."""
+    d = kw.get("d_model", kw.get("width"))
+    L = kw.get("n_layer", kw.get("depth"))
+    if d is None or L is None:
+        raise ConfigError("d_model/n_layer", (d, L), "both given (or width/depth of a RunConfig)")
+    check_positive("d_model", d, integer=True)
+    check_positive("n_layer", L, integer=True)
+    n_head, head_dim = kw.get("n_head"), kw.get("head_dim")
+    if n_head is None and head_dim is None:
+        head_dim = min(64, d)
+    if n_head is None:
+        check_positive("head_dim", head_dim, integer=True)
+        if d % head_dim:
+            raise ConfigError("head_dim", head_dim, f"a divisor of d_model={d}")
+        n_head = d // head_dim
+    if head_dim is None:
+        check_positive("n_head", n_head, integer=True)
+        head_dim = d // n_head
+    n_kv = kw.get("n_kv_head") or n_head
+    if n_head % n_kv:
+        raise ConfigError("n_kv_head", n_kv, f"a divisor of n_head={n_head}")
+    hidden = kw.get("mlp_hidden") or int(round(kw.get("mlp_ratio", 8 / 3) * d))
+    return dict(d=d, L=L, n_head=n_head, head_dim=head_dim, n_kv=n_kv, hidden=hidden,
+                V=kw.get("vocab_size", 256), s=kw.get("seq_len", 128),
+                tied=bool(kw.get("tie_embeddings", False)))
+
+
+def _as_kwargs(cfg: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if cfg is None:
+        return dict(kwargs)
+    src = cfg if isinstance(cfg, dict) else vars(cfg)
+    return {**src, **kwargs}
+
+
+def gpt_params(cfg: Any = None, *, embeddings: bool = True, **kwargs: Any) -> int:
+    """Parameter count of the built-in GPT (SwiGLU, GQA, RMSNorm gains, optional tied embeddings)."""
+    g = _gpt_shape(_as_kwargs(cfg, kwargs))
+    d, hd = g["d"], g["head_dim"]
+    attn = d * g["n_head"] * hd * 2 + d * g["n_kv"] * hd * 2  # q, o and k, v
+    mlp = 3 * d * g["hidden"]
+    per_layer = attn + mlp + 2 * d  # two RMSNorm gains
+    body = g["L"] * per_layer + d  # final norm
+    if not embeddings:
+        return body
+    emb = g["V"] * d * (1 if g["tied"] else 2)
+    return body + emb
+
+
+def gpt_exact_flops_per_token(cfg: Any = None, *, causal: bool = True, **kwargs: Any) -> float:
+    """Exact matmul training FLOPs per token of the built-in GPT (fwd + bwd = 3 x forward).
+
+    Counts every matmul (2 FLOPs per multiply-add): q/k/v/o (GQA-sized k, v), attention
+    scores and the weighted sum over the context, SwiGLU gate/up/down and the LM head. The
+    embedding lookup is a gather (0 FLOPs) whether or not it is tied to the head. With
+    causal=True each query attends on average to (s + 1)/2 keys, as a causal kernel skips the
+    masked half. Norms, RoPE and softmax are O(d) per token and left out, as in Megatron.
+    Accepts GPTConfig-like kwargs, a GPTConfig/RunConfig object, or a dict.
+    """
+    g = _gpt_shape(_as_kwargs(cfg, kwargs))
+    d, hd, nh, nkv, s = g["d"], g["head_dim"], g["n_head"], g["n_kv"], g["s"]
+    ctx = (s + 1) / 2.0 if causal else float(s)
+    proj = 2 * d * nh * hd * 2 + 2 * d * nkv * hd * 2  # q, o; k, v
+    attn = 2 * nh * hd * ctx * 2  # QK^T and AV
+    mlp = 2 * d * g["hidden"] * 3
+    head = 2 * d * g["V"]
+    forward = g["L"] * (proj + attn + mlp) + head
+    return 3.0 * forward
+
+
+def peak_flops(device: str | float) -> float:
+    """Peak FLOP/s of a device name from GPU_PEAK_FLOPS, or a user-given positive number."""
+    if isinstance(device, (int, float)) and not isinstance(device, bool):
+        check_positive("peak", device)
+        return float(device)
+    key = str(device).replace(" ", "").replace("_", "-")
+    for name, value in GPU_PEAK_FLOPS.items():
+        if name.lower() == key.lower():
+            return value
+    raise ConfigError("peak", device, "a number of FLOP/s or one of " + ", ".join(GPU_PEAK_FLOPS))
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak: str | float, n_devices: int = 1) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the devices' combined peak."""
+    check_positive("tokens_per_s", tokens_per_s)
+    check_positive("flops_per_token", flops_per_token)
+    check_positive("n_devices", n_devices, integer=True)
+    return tokens_per_s * flops_per_token / (peak_flops(peak) * n_devices)
+
+
+def tokens_per_s_at_mfu(flops_per_token: float, peak: str | float, mfu: float = 0.4,
+                        n_devices: int = 1) -> float:
+    """Throughput a run reaches at a given MFU (for planning wall time)."""
+    check_positive("flops_per_token", flops_per_token)
+    if not 0 < mfu <= 1:
+        raise ConfigError("mfu", mfu, "a fraction in (0, 1]")
+    return mfu * peak_flops(peak) * n_devices / flops_per_token
+
+
+def training_time_s(total_flops: float, peak: str | float, mfu: float = 0.4, n_devices: int = 1) -> float:
+    """Wall time in seconds to spend `total_flops` at the given MFU."""
+    check_positive("total_flops", total_flops)
+    if not 0 < mfu <= 1:
+        raise ConfigError("mfu", mfu, "a fraction in (0, 1]")
+    return total_flops / (mfu * peak_flops(peak) * n_devices)
+
+
+__all__ = [
+    "FORMULAS", "GPU_PEAK_FLOPS", "flops_per_token", "gpt_exact_flops_per_token", "gpt_params",
+    "kaplan_params", "mfu", "peak_flops", "tokens_per_s_at_mfu", "training_time_s"
+]
