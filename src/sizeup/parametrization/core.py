@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sizeup.parametrization.rules import Scaling
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 ATTR = "_sizeup"  # where the Parametrization lives on the model
+_DIGITS = re.compile(r"\.\d+\.")
 
 
 def canonical_name(name: str) -> str:
@@ -293,7 +295,10 @@ def parametrize(
     names = [n for n, _ in named]
     base_sh = _load_shapes(base, "base") or {n: list(p.shape) for n, p in named}
     delta_sh = _load_shapes(delta, "delta")
-    missing = [n for n in names if n not in base_sh]
+    # A deeper model has blocks the base lacks: those map onto the base's block 0 (depth is
+    # scaled by base_depth, not inferred from names).
+    base_key = {n: n if n in base_sh else _DIGITS.sub(".0.", n, count=1) for n in names}
+    missing = [n for n in names if base_key[n] not in base_sh]
     extra = [n for n in base_sh if n not in names]
     if missing or extra:
         raise ShapeError(
@@ -329,7 +334,7 @@ def parametrize(
     lr_table: dict[str, dict[str, float]] = {}
     for name, p in named:
         shape = tuple(p.shape)
-        bshape = tuple(base_sh[name])
+        bshape = tuple(base_sh[base_key[name]])
         mname, mod = owners[name]
         mname = canonical_name(mname)
         if len(shape) != len(bshape):
@@ -338,7 +343,7 @@ def parametrize(
             raise ShapeError(f"base: {name} is larger in the base {list(bshape)} than in the "
                              f"model {list(shape)}; the base must be the smaller model")
         if delta_sh is not None:
-            inf = [d != b for d, b in zip(delta_sh[name], bshape)]
+            inf = [d != b for d, b in zip(delta_sh[base_key[name]], bshape)]
         else:
             inf = [s != b for s, b in zip(shape, bshape)]
         fan_out, fan_in, i_out, i_in = _fans(shape, mod)
