@@ -1,0 +1,192 @@
+"""Param groups from a parametrization's per-tensor Scaling, and the optimizer built on them.
+
+Every tensor's learning rate is eta * lr_mult (the rules table); tensors with identical settings
+share one group, so torch's foreach kernels still batch them and any torch LR scheduler
+(LambdaLR, ...) scales every group's lr together. Groups also carry "names", "role", "lr_mult"
+and "wd_mult" for tables and diagnostics.
+
+Weight decay is independent of lr and of width (DESIGN.md; Wortsman et al. 2023, "Small-scale
+proxies for large-scale Transformer training instabilities", sec. 3.2.2):
+
+    W <- W - (eta_t / eta_peak) * lambda * wd_mult * W
+
+torch's decoupled kernels apply W <- W - lr_group_t * wd_group * W, with lr_group_t =
+eta_peak * lr_mult * s_t under a schedule s_t. Setting wd_group = lambda * wd_mult / (eta_peak *
+lr_mult) makes the product s_t * lambda * wd_mult, whatever eta and lr_mult are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from sizeup.errors import ConfigError, check_choice
+from sizeup.optim.muon import SCALE_MODES, Muon, muon_scale
+from sizeup.optim.transfer import transfer_batch
+from sizeup.parametrization.rules import Scaling
+
+OPTIMIZERS = ("adamw", "sgd", "muon")
+# Wrappers that prefix parameter names: torch.compile (OptimizedModule) and DDP / DataParallel.
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+class SGDW(torch.optim.SGD):
+    """torch.optim.SGD with decoupled weight decay: W <- W(1 - lr*wd) before the SGD step.
+
+    torch's SGD adds wd*W to the gradient (so it also flows through momentum); the group's
+    ``weight_decay`` here means the decoupled form, exactly as in AdamW.
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Decay each group's parameters, then take torch's SGD step without coupled decay."""
+        loss = None
+        if closure is not None:
+            # The gradient is taken at the current weights, as in AdamW, then the decay applies.
+            with torch.enable_grad():
+                loss = closure()
+        saved = [g["weight_decay"] for g in self.param_groups]
+        for group in self.param_groups:
+            wd = group["weight_decay"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if wd != 0 and params:
+                torch._foreach_mul_(params, 1.0 - group["lr"] * wd)
+            group["weight_decay"] = 0.0
+        try:
+            super().step()
+        finally:
+            for group, wd in zip(self.param_groups, saved):
+                group["weight_decay"] = wd
+        return loss
+
+
+def canonical_name(name: str) -> str:
+    """Parameter name without torch.compile / DDP wrapper prefixes (``_orig_mod.``, ``module.``)."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix):], True
+        # torch.compile of a DDP module (or the reverse) nests prefixes deeper than the front.
+        for prefix in _WRAPPER_PREFIXES:
+            if "." + prefix in name:
+                name, changed = name.replace("." + prefix, "."), True
+    return name
+
+
+def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
+                 weight_decay: float = 0.0, use_muon: bool = False, muon_lr: float | None = None,
+                 muon_scale_mode: str = "spectral") -> list[dict[str, Any]]:
+    """Group model's trainable parameters by (role, lr_mult, wd_mult, muon, scale).
+
+    Each group: params, names, role, lr_mult, wd_mult, lr = eta*lr_mult, weight_decay =
+    lambda*wd_mult/(eta*lr_mult) (independent decay, see module doc), and with use_muon
+    "use_muon" plus "update_scale". Raises ConfigError naming any parameter without a Scaling.
+    """
+    table = {canonical_name(k): v for k, v in scalings.items()}
+    groups: dict[tuple, dict[str, Any]] = {}
+    missing = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue  # frozen tensors have no update and no decay
+        s = table.get(canonical_name(name))
+        if s is None:
+            missing.append(name)
+            continue
+        muon = bool(use_muon and s.muon)
+        if muon and p.ndim != 2:
+            raise ConfigError(f"scalings[{name!r}].muon", True,
+                              f"only for 2-D matrices; {name} has shape {tuple(p.shape)}")
+        scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
+        key = (s.role, s.lr_mult, s.wd_mult, muon, scale)
+        if key not in groups:
+            eta = (muon_lr if muon and muon_lr is not None else lr) * s.lr_mult
+            wd = weight_decay * s.wd_mult / eta if eta > 0 else 0.0
+            g: dict[str, Any] = dict(params=[], names=[], role=s.role, lr_mult=s.lr_mult,
+                                     wd_mult=s.wd_mult, lr=eta, weight_decay=wd)
+            if use_muon:
+                g.update(use_muon=muon, update_scale=scale)
+            groups[key] = g
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    if missing:
+        shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
+        raise ConfigError("scalings", f"{len(scalings)} entries",
+                          f"a Scaling for every trainable parameter; missing: {shown}")
+    return list(groups.values())
+
+
+def _check_args(name: str, lr: float, weight_decay: float, betas: Sequence[float], eps: float,
+                momentum: float, muon_scale_mode: str, batch_size: int | None,
+                base_batch_size: int | None) -> None:
+    check_choice("optimizer", name, OPTIMIZERS)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError("lr", lr, "a finite positive number")
+    if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+        raise ConfigError("weight_decay", weight_decay, "a number >= 0")
+    if len(betas) != 2:
+        raise ConfigError("betas", betas, "a pair (beta1, beta2)")
+    for i, b in enumerate(betas):
+        if not 0.0 <= b < 1.0:
+            raise ConfigError(f"beta{i + 1}", b, "a number in [0, 1)")
+    if not eps > 0:
+        raise ConfigError("eps", eps, "a positive number")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError("momentum", momentum, "a number in [0, 1)")
+    check_choice("muon_scale", muon_scale_mode, SCALE_MODES)
+    if base_batch_size is not None and batch_size is None:
+        raise ConfigError("batch_size", batch_size,
+                          f"a positive integer when base_batch_size={base_batch_size} is given")
+
+
+def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str, lr: float,
+                    weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
+                    eps: float = 1e-8, momentum: float = 0.9, nesterov: bool = True,
+                    muon_scale: str = "spectral", batch_size: int | None = None,
+                    base_batch_size: int | None = None, *, muon_lr: float | None = None,
+                    foreach: bool | None = None) -> torch.optim.Optimizer:
+    """A torch optimizer ("adamw", "sgd" or "muon") whose groups carry each tensor's lr/wd multipliers.
+
+    lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda, applied
+    independently of lr and width. With both batch sizes, lr, betas, eps (and SGD/Muon momentum,
+    by the beta rule) are first moved from base_batch_size to batch_size (transfer_batch).
+    "muon" updates the tensors whose Scaling says muon=True with Muon (lr ``muon_lr`` if given,
+    else lr) and everything else with AdamW, in one optimizer.
+    """
+    _check_args(name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size,
+                base_batch_size)
+    if batch_size is not None and base_batch_size is not None:
+        new_lr, betas, eps = transfer_batch(lr, betas, eps, batch_size, base_batch_size)
+        ratio = new_lr / lr
+        lr = new_lr
+        if muon_lr is not None:
+            muon_lr = muon_lr * ratio
+        if momentum > 0:
+            _, (momentum,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
+    betas = (float(betas[0]), float(betas[1]))
+    groups = param_groups(model, scalings, lr, weight_decay, use_muon=(name == "muon"),
+                          muon_lr=muon_lr, muon_scale_mode=muon_scale)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0,
+                                 foreach=foreach)
+    if name == "sgd":
+        # torch refuses nesterov without momentum; plain SGD is what momentum=0 asks for.
+        return SGDW(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                    weight_decay=0.0, foreach=foreach)
+    return Muon(groups, lr=lr, momentum=momentum, nesterov=nesterov, scale_mode=muon_scale,
+                betas=betas, eps=eps, foreach=foreach)
+
+
+def group_table(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """One row per param group: role, names, lr, weight_decay, lr_mult, wd_mult (for display)."""
+    rows = []
+    for g in optimizer.param_groups:
+        rows.append({k: g.get(k) for k in ("role", "lr", "weight_decay", "lr_mult", "wd_mult",
+                                           "use_muon", "update_scale")} | {"names": list(g.get("names", []))})
+    return rows
+

@@ -1,0 +1,186 @@
+"""Muon: orthogonalised momentum for hidden matrices, AdamW for everything else, in ONE optimizer.
+
+For a hidden matrix W (fan_out x fan_in) with gradient G, Muon (Jordan et al. 2024, "Muon: an
+optimizer for hidden layers in neural networks") keeps a Nesterov momentum M of G and steps
+
+    W <- W - lr * scale * NS5(M)
+
+where NS5 runs five Newton-Schulz quintic iterations X <- aX + (bA + cA^2)X, A = XX^T, with
+(a, b, c) = (3.4445, -4.7750, 2.0315). That pushes every singular value of M/||M||_F towards
+[0.5, 1.5] (an approximate U V^T), so ||NS5(M)||_2 ~ 1 and ``scale`` alone sets the spectral norm
+of the update:
+
+    spectral  sqrt(fan_out / fan_in)          the spectral condition of Yang, Simon & Bernstein
+                                              2023: ||dW||_2 ~ sqrt(fan_out/fan_in), width-correct
+    original  sqrt(max(1, fan_out / fan_in))  Jordan's reference code (torch adjust_lr_fn="original")
+    rms       0.2 * sqrt(max(fan_out, fan_in))  matches AdamW's update RMS of ~0.2 (Liu et al. 2025,
+                                              "Muon is Scalable for LLM Training"; torch
+                                              adjust_lr_fn="match_rms_adamw"), so AdamW's lr carries over
+
+torch.optim.Muon provides the same matrix update but only for 2-D tensors and only the original
+and rms scales; it cannot hold the embeddings, gains and readout in the same object, which a
+single LR scheduler and a single state_dict need. This class adds that: param groups with
+``use_muon=False`` run torch's own functional AdamW kernel (decoupled weight decay), groups with
+``use_muon=True`` run the Muon update with the same operation order as torch.optim.Muon, so the
+two agree bit for bit where they define the same update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.adam import adam as _adam_kernel
+from torch.optim.optimizer import _get_scalar_dtype
+
+from sizeup.errors import ConfigError, check_choice
+
+# Jordan et al. 2024 (Muon post and reference code): coefficients chosen to maximise the slope at
+# zero of the quintic, so that small singular values grow fast in few steps.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+SCALE_MODES = ("spectral", "original", "rms")
+
+
+def newton_schulz(grad: Tensor, steps: int = NS_STEPS,
+                  coefficients: tuple[float, float, float] = NS_COEFFICIENTS, eps: float = 1e-7,
+                  dtype: torch.dtype | None = torch.bfloat16) -> Tensor:
+    """Approximate the orthogonal factor U V^T of a 2-D ``grad`` by quintic Newton-Schulz.
+
+    Runs in ``dtype`` (bfloat16 as in torch.optim.Muon; None keeps grad's dtype, e.g. float64 for
+    exact tests) and returns a tensor of that dtype with grad's shape.
+    """
+    if grad.ndim != 2:
+        raise ConfigError("grad", tuple(grad.shape), "a 2-D matrix for Newton-Schulz")
+    a, b, c = coefficients
+    # copy=True: never normalise the caller's tensor in place when it already has the dtype.
+    x = grad.to(dtype or grad.dtype, copy=True)
+    # Iterate on the wide orientation: the Gram matrix XX^T is then the smaller one.
+    tall = grad.size(0) > grad.size(1)
+    if tall:
+        x = x.T
+    # Frobenius norm >= spectral norm, so this puts every singular value in [0, 1].
+    x.div_(x.norm().clamp(min=eps))
+    for _ in range(steps):
+        gram = x @ x.T
+        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b*A + c*A@A
+        x = torch.addmm(x, poly, x, beta=a)  # a*X + (bA + cA^2) X
+    return x.T if tall else x
+
+
+def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
+    """The factor that sets ||dW||_2 of an orthogonalised update for ``mode`` (see module doc)."""
+    check_choice("muon_scale", mode, SCALE_MODES)
+    if mode == "spectral":
+        return math.sqrt(fan_out / fan_in)
+    if mode == "original":
+        return math.sqrt(max(1.0, fan_out / fan_in))
+    return 0.2 * math.sqrt(max(fan_out, fan_in))
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon on param groups with ``use_muon=True`` (2-D), AdamW on the others, as one optimizer.
+
+    Group keys: lr, weight_decay (decoupled: W <- W(1 - lr*wd), as torch's AdamW and Muon),
+    use_muon; Muon groups: momentum, nesterov, scale_mode, update_scale (a float overrides the
+    per-shape scale, None computes it from (fan_out, fan_in) = W.shape), ns_steps,
+    ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.02, weight_decay: float = 0.0,
+                 momentum: float = 0.95, nesterov: bool = True, scale_mode: str = "spectral",
+                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+                 ns_steps: int = NS_STEPS,
+                 ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+                 ns_eps: float = 1e-7, ns_dtype: torch.dtype | None = torch.bfloat16,
+                 use_muon: bool = True, foreach: bool | None = None) -> None:
+        if not lr >= 0:
+            raise ConfigError("lr", lr, "a number >= 0")
+        if not weight_decay >= 0:
+            raise ConfigError("weight_decay", weight_decay, "a number >= 0")
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError("momentum", momentum, "a number in [0, 1)")
+        check_choice("scale_mode", scale_mode, SCALE_MODES)
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                        scale_mode=scale_mode, update_scale=None, betas=tuple(betas), eps=eps,
+                        ns_steps=ns_steps, ns_coefficients=tuple(ns_coefficients), ns_eps=ns_eps,
+                        ns_dtype=ns_dtype, use_muon=use_muon, foreach=foreach)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            check_choice("scale_mode", group["scale_mode"], SCALE_MODES)
+            if group["use_muon"]:
+                for p in group["params"]:
+                    if p.ndim != 2:
+                        raise ConfigError("use_muon", tuple(p.shape),
+                                          "2-D parameters only (put others in a use_muon=False group)")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One optimisation step over every group (Muon or AdamW by the group's use_muon)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group["use_muon"]:
+                self._muon_group(group)
+            else:
+                self._adamw_group(group)
+        return loss
+
+    def _muon_group(self, group: dict[str, Any]) -> None:
+        params, grads, bufs = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse or torch.is_complex(p):
+                raise ConfigError("params", tuple(p.shape), "dense real tensors for Muon")
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            bufs.append(state["momentum_buffer"])
+        if not params:
+            return
+        lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+        # Momentum as an exponential average (torch.optim.Muon's form); the Nesterov look-ahead is
+        # g + mu (M - g). The factor (1 - mu) against Jordan's M <- mu M + g is removed by NS.
+        torch._foreach_lerp_(bufs, grads, 1.0 - mu)
+        updates = torch._foreach_lerp(grads, bufs, mu) if group["nesterov"] else bufs
+        if wd != 0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        for p, u in zip(params, updates):
+            o = newton_schulz(u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"],
+                              group["ns_dtype"])
+            scale = group["update_scale"]
+            if scale is None:
+                scale = muon_scale(group["scale_mode"], p.shape[0], p.shape[1])
+            p.add_(o, alpha=-lr * scale)
+
+    def _adamw_group(self, group: dict[str, Any]) -> None:
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                # The same state layout as torch.optim.AdamW, so checkpoints read alike.
+                state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        if not params:
+            return
+        beta1, beta2 = group["betas"]
+        _adam_kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group["foreach"],
+                     decoupled_weight_decay=True, amsgrad=False, beta1=beta1, beta2=beta2,
+                     lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                     maximize=False, has_complex=False)

@@ -1,0 +1,52 @@
+"""Batch-size transfer of Adam hyperparameters.
+
+When the batch grows by kappa = B / B0, the stochastic-differential-equation view of Adam
+(Malladi, Lyu, Panigrahi & Arora 2022, "On the SDEs and Scaling Rules for Adaptive Gradient
+Algorithms", the square-root scaling rule) keeps the training dynamics the same with
+
+    lr   -> lr * kappa^(1/2)
+    beta -> 1 - kappa * (1 - beta)      (the averaging horizon, in samples, stays fixed)
+    eps  -> eps * kappa^(-1/2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sizeup.errors import ConfigError, check_positive
+
+
+def transfer_batch(lr: float, betas: Sequence[float], eps: float, batch_size: int,
+                   base_batch_size: int, *, clip: bool = False) -> tuple[float, tuple[float, ...], float]:
+    """Move (lr, betas, eps) tuned at base_batch_size to batch_size (square-root rule).
+
+    A beta that the rule pushes below 0 raises ConfigError, or is clipped to 0 when clip=True
+    (the batch is then so large that no averaging over steps is left).
+    """
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("base_batch_size", base_batch_size, integer=True)
+    check_positive("lr", lr)
+    check_positive("eps", eps)
+    for i, b in enumerate(betas):
+        if not 0.0 <= b < 1.0:
+            raise ConfigError(f"betas[{i}]", b, "a number in [0, 1)")
+    if batch_size == base_batch_size:
+        # Exactly the inputs: a run at the base batch must reproduce the base run bit for bit.
+        return float(lr), tuple(float(b) for b in betas), float(eps)
+    kappa = batch_size / base_batch_size
+    new_betas = []
+    for i, b in enumerate(betas):
+        nb = 1.0 - kappa * (1.0 - b)
+        if nb < 0.0:
+            if not clip:
+                limit = base_batch_size / (1.0 - b)
+                raise ConfigError(
+                    "batch_size", batch_size,
+                    f"at most {limit:g} (= base_batch_size / (1 - beta{i + 1}) with "
+                    f"base_batch_size={base_batch_size}, beta{i + 1}={b}); beyond it the "
+                    f"transferred beta{i + 1} = 1 - (B/B0)(1 - beta) = {nb:.4g} leaves [0, 1). "
+                    "Pass clip=True to clip it to 0")
+            nb = 0.0
+        new_betas.append(nb)
+    return lr * math.sqrt(kappa), tuple(new_betas), eps / math.sqrt(kappa)
