@@ -1,0 +1,245 @@
+"""Training data: the built-in byte-level corpus, user text files, nanoGPT-style uint16 token
+memmaps, and a synthetic teacher classification task for the MLP.
+
+Every source is deterministic: batch ``step`` is drawn from a generator seeded by (cfg.seed, step),
+so a run can resume at any step, and the global batch is the same whatever the world size. Each
+rank takes its contiguous slice of the global batch, so 2 DDP ranks together see exactly the
+sequences 1 rank sees. Validation batches are fixed windows from the tail of the token stream and
+are the same full batches on every rank.
+"""
+
+from __future__ import annotations
+
+import functools
+import lzma
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sizeup.config import RunConfig
+from sizeup.errors import ConfigError, DataError
+
+BUILTIN_ASSET = "shakespeare.txt.xz"
+TEACHER_IN_DIM = 64  # input dimension of the teacher task
+TEACHER_CLASSES = 10  # number of classes of the teacher task
+TEACHER_HIDDEN = 128  # hidden width of the fixed teacher network
+TEACHER_SEED = 1234  # the teacher is one fixed function; cfg.seed only changes the samples
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_corpus() -> bytes:
+    """The shipped default corpus: Shakespeare's plays and poems (public domain), ~5 MB of ASCII."""
+    blob = resources.files("sizeup").joinpath("assets", BUILTIN_ASSET).read_bytes()
+    return lzma.decompress(blob)
+
+
+def decode(tokens: torch.Tensor | np.ndarray | list[int]) -> str:
+    """Byte-level tokens back to text (invalid UTF-8 is replaced, not raised)."""
+    arr = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens, dtype=np.uint8)
+    return arr.tobytes().decode("utf-8", errors="replace")
+
+
+def write_bin(path: str | Path, tokens: np.ndarray | list[int] | bytes) -> Path:
+    """Write token ids as a nanoGPT-style flat uint16 file (ids must lie in 0..65535)."""
+    arr = np.frombuffer(tokens, dtype=np.uint8) if isinstance(tokens, bytes) else np.asarray(tokens)
+    if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
+        raise DataError(f"tokens: ids must lie in 0..65535 for a uint16 .bin, got "
+                        f"{int(arr.min())}..{int(arr.max())}")
+    p = Path(path)
+    arr.astype(np.uint16).tofile(p)
+    return p
+
+
+def teacher_dims(cfg: RunConfig) -> tuple[int, int]:
+    """(in_dim, n_classes) of the teacher task, for building the MLP that learns it."""
+    return TEACHER_IN_DIM, TEACHER_CLASSES
+
+
+class DataSource:
+    """What the trainer pulls from: next_train() for this rank, fixed val_batches()."""
+
+    tokens_per_batch: int  # tokens (or examples) in one GLOBAL batch, i.e. per optimizer step
+
+    def __init__(self, cfg: RunConfig, rank: int = 0, world_size: int = 1):
+        if not isinstance(world_size, int) or world_size < 1:
+            raise ConfigError("world_size", world_size, "a positive integer")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ConfigError("rank", rank, f"an integer in [0, {world_size})")
+        if cfg.batch_size % world_size:
+            raise ConfigError("batch_size", cfg.batch_size,
+                              f"a multiple of world_size={world_size} (each rank takes an equal slice)")
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.local_batch_size = cfg.batch_size // world_size
+        self.step = 0  # index of the next training batch
+
+    def batch_at(self, step: int) -> Batch:
+        """This rank's slice of global training batch number ``step`` (pure function of step)."""
+        raise NotImplementedError
+
+    def next_train(self) -> Batch:
+        """This rank's slice of the next global training batch."""
+        batch = self.batch_at(self.step)
+        self.step += 1
+        return batch
+
+    def val_batches(self) -> list[Batch]:
+        """The fixed validation batches (full global batches, identical on every rank)."""
+        raise NotImplementedError
+
+    def _rng(self, step: int) -> np.random.Generator:
+        # SeedSequence mixes (seed, step) so neighbouring steps and seeds are independent.
+        return np.random.default_rng([self.cfg.seed, step])
+
+    def _rank_slice(self) -> slice:
+        lo = self.rank * self.local_batch_size
+        return slice(lo, lo + self.local_batch_size)
+
+
+class TokenSource(DataSource):
+    """Random windows of seq_len+1 tokens from a train stream; fixed windows from a val stream."""
+
+    def __init__(self, cfg: RunConfig, train: np.ndarray, val: np.ndarray | None,
+                 rank: int = 0, world_size: int = 1, name: str = "data"):
+        super().__init__(cfg, rank, world_size)
+        need = cfg.seq_len + 1
+        if len(train) < need:
+            raise DataError(f"{name}: the training split has {len(train)} tokens, shorter than "
+                            f"seq_len+1={need}; use a longer corpus or a smaller seq_len")
+        if val is not None and len(val) and len(val) < need:
+            raise DataError(f"{name}: the validation split has {len(val)} tokens, shorter than "
+                            f"seq_len+1={need}; raise val_frac={cfg.val_frac} or lower seq_len")
+        self.train, self.val, self.name = train, val, name
+        self.tokens_per_batch = cfg.batch_size * cfg.seq_len
+        self._window = np.arange(need)
+        self._val: list[Batch] | None = None
+
+    def _gather(self, data: np.ndarray, starts: np.ndarray) -> Batch:
+        # One fancy-index read of (B, seq_len+1) tokens; works on memmaps without loading them.
+        chunk = torch.from_numpy(data[starts[:, None] + self._window].astype(np.int64))
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def batch_at(self, step: int) -> Batch:
+        """This rank's slice of global training batch ``step``: x and y = x shifted by one."""
+        hi = len(self.train) - self.cfg.seq_len  # exclusive bound on window starts
+        starts = self._rng(step).integers(0, hi, size=self.cfg.batch_size)
+        return self._gather(self.train, starts[self._rank_slice()])
+
+    def val_batches(self) -> list[Batch]:
+        """eval_batches fixed batches of evenly spaced windows over the validation split."""
+        if self._val is None:
+            if self.val is None or len(self.val) == 0:
+                self._val = []
+            else:
+                n = self.cfg.eval_batches * self.cfg.batch_size
+                starts = np.linspace(0, len(self.val) - self.cfg.seq_len - 1, n).round()
+                starts = starts.astype(np.int64).reshape(self.cfg.eval_batches, -1)
+                self._val = [self._gather(self.val, s) for s in starts]
+        return self._val
+
+
+class TeacherSource(DataSource):
+    """Gaussian inputs labelled by a fixed random teacher network (argmax of its logits)."""
+
+    def __init__(self, cfg: RunConfig, rank: int = 0, world_size: int = 1):
+        super().__init__(cfg, rank, world_size)
+        g = np.random.default_rng(TEACHER_SEED)
+        # Variance-preserving random weights so the teacher's logits are O(1) and classes balanced.
+        self.w1 = g.standard_normal((TEACHER_IN_DIM, TEACHER_HIDDEN)) / np.sqrt(TEACHER_IN_DIM)
+        self.w2 = g.standard_normal((TEACHER_HIDDEN, TEACHER_CLASSES)) / np.sqrt(TEACHER_HIDDEN)
+        self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        self.tokens_per_batch = cfg.batch_size
+        self._val: list[Batch] | None = None
+
+    def label(self, x: np.ndarray) -> np.ndarray:
+        """The teacher's class for each row of x."""
+        return np.argmax(np.tanh(x @ self.w1) @ self.w2, axis=1)
+
+    def _sample(self, rng: np.random.Generator, n: int) -> Batch:
+        x = rng.standard_normal((n, TEACHER_IN_DIM))
+        return (torch.from_numpy(x).to(self.dtype), torch.from_numpy(self.label(x)).long())
+
+    def batch_at(self, step: int) -> Batch:
+        """This rank's slice of global batch ``step`` of fresh teacher-labelled examples."""
+        x, y = self._sample(self._rng(step), self.cfg.batch_size)
+        sl = self._rank_slice()
+        return x[sl], y[sl]
+
+    def val_batches(self) -> list[Batch]:
+        """eval_batches fixed batches from a stream disjoint from training (seed offset)."""
+        if self._val is None:
+            rng = np.random.default_rng([self.cfg.seed, 2**31, 7])  # never equals a train step
+            self._val = [self._sample(rng, self.cfg.batch_size) for _ in range(self.cfg.eval_batches)]
+        return self._val
+
+
+def _split(tokens: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    # The validation split is the tail, so no training window overlaps it.
+    n_val = int(len(tokens) * val_frac)
+    return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+
+
+def _check_ids(tokens: np.ndarray, vocab_size: int, name: str) -> None:
+    top = int(tokens.max()) if len(tokens) else 0
+    if top >= vocab_size:
+        raise DataError(f"{name}: token id {top} is >= vocab_size={vocab_size}; "
+                        f"raise vocab_size to at least {top + 1}")
+
+
+def _load_bin(path: Path, vocab_size: int) -> np.ndarray:
+    if path.stat().st_size == 0:
+        raise DataError(f"data={str(path)!r}: the file is empty")
+    if path.stat().st_size % 2:
+        raise DataError(f"data={str(path)!r}: {path.stat().st_size} bytes is not a whole number "
+                        "of uint16 tokens (a nanoGPT .bin holds uint16 ids)")
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    _check_ids(tokens, vocab_size, f"data={str(path)!r}")
+    return tokens
+
+
+def load_tokens(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(train tokens, val tokens, name) for cfg.data: builtin, a text file, a .bin or a folder."""
+    if cfg.data == "builtin":
+        tokens = np.frombuffer(builtin_corpus(), dtype=np.uint8)
+        name = "builtin corpus"
+    else:
+        path = Path(cfg.data).expanduser()
+        name = f"data={cfg.data!r}"
+        if path.is_dir():
+            train_p, val_p = path / "train.bin", path / "val.bin"
+            if not train_p.is_file():
+                raise DataError(f"{name}: a folder must hold train.bin (and optionally val.bin)")
+            train = _load_bin(train_p, cfg.vocab_size)
+            val = _load_bin(val_p, cfg.vocab_size) if val_p.is_file() else None
+            if val is None:
+                train, val = _split(train, cfg.val_frac)
+            return train, val, name
+        if not path.is_file():
+            raise DataError(f"{name}: no such file; give 'builtin', 'teacher', a UTF-8 text "
+                            "file, a uint16 .bin file, or a folder with train.bin/val.bin")
+        if path.suffix == ".bin":
+            tokens = _load_bin(path, cfg.vocab_size)
+        else:
+            raw = path.read_bytes()
+            if not raw:
+                raise DataError(f"{name}: the file is empty")
+            tokens = np.frombuffer(raw, dtype=np.uint8)
+    _check_ids(tokens, cfg.vocab_size, name)
+    train, val = _split(tokens, cfg.val_frac)
+    return train, val, name
+
+
+def make_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataSource:
+    """The data source cfg describes, serving this rank's slice of each global batch."""
+    teacher = cfg.data == "teacher" or (cfg.model == "mlp" and cfg.data == "builtin")
+    if cfg.model == "mlp" and not teacher:
+        raise ConfigError("data", cfg.data, "'teacher' (or 'builtin') for model='mlp'")
+    if cfg.model == "gpt" and teacher:
+        raise ConfigError("data", cfg.data, "'builtin', a text file or a .bin for model='gpt'")
+    if teacher:
+        return TeacherSource(cfg, rank, world_size)
+    train, val, name = load_tokens(cfg)
+    return TokenSource(cfg, train, val, rank, world_size, name=name)

@@ -1,0 +1,255 @@
+"""A small, modern GPT: RMSNorm, RoPE, SwiGLU, optional QK-norm, z-loss, GQA, tied or untied
+embeddings, and F.scaled_dot_product_attention on the hot path.
+
+The model uses plain inits (normal std 0.02, norm gains 1): the parametrization
+(sizeup.parametrize) re-initialises every tensor, so nothing here is muP-specific except the
+attention scale option ("1/d" is what muP wants, "1/sqrt(d)" is standard practice).
+
+Module names are a contract: parametrization roles, coordinate checks and FLOP counts find
+tensors by them (wte, blocks.{i}.attn.q/k/v/o, blocks.{i}.attn.logits, blocks.{i}.mlp.gate/up/down,
+ln_f, lm_head).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sizeup.errors import ConfigError, check_choice, check_positive
+
+ATTN_SCALES = ("1/d", "1/sqrt(d)")
+INIT_STD = 0.02  # plain init; the parametrization overwrites it
+ROPE_BASE = 10000.0
+
+
+@dataclass
+class GPTConfig:
+    """Shape and options of a GPT. Give n_head or head_dim (n_head = d_model // head_dim)."""
+
+    d_model: int
+    n_layer: int
+    n_head: int | None = None
+    head_dim: int | None = None
+    n_kv_head: int | None = None  # None: n_head (plain multi-head attention); fewer: GQA
+    vocab_size: int = 256
+    seq_len: int = 128
+    mlp_ratio: float = 8 / 3  # SwiGLU hidden = round(mlp_ratio * d_model)
+    attn_scale: str = "1/d"
+    qk_norm: bool = False
+    tie_embeddings: bool = False
+    z_loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layer", "vocab_size", "seq_len"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
+        check_positive("mlp_ratio", self.mlp_ratio)
+        if self.z_loss < 0:
+            raise ConfigError("z_loss", self.z_loss, "a number >= 0")
+        # Resolve heads: head_dim wins when both are given and agree; default head_dim 64 (or d_model).
+        if self.n_head is None and self.head_dim is None:
+            self.head_dim = min(64, self.d_model)
+        if self.head_dim is not None:
+            check_positive("head_dim", self.head_dim, integer=True)
+            if self.d_model % self.head_dim:
+                raise ConfigError("d_model", self.d_model, f"a multiple of head_dim={self.head_dim}")
+            n_head = self.d_model // self.head_dim
+            if self.n_head is not None and self.n_head != n_head:
+                raise ConfigError("n_head", self.n_head,
+                                  f"d_model // head_dim = {n_head} (or leave n_head unset)")
+            self.n_head = n_head
+        else:
+            check_positive("n_head", self.n_head, integer=True)
+            if self.d_model % self.n_head:
+                raise ConfigError("d_model", self.d_model, f"a multiple of n_head={self.n_head}")
+            self.head_dim = self.d_model // self.n_head
+        if self.head_dim % 2:
+            raise ConfigError("head_dim", self.head_dim, "an even number (RoPE rotates pairs)")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        check_positive("n_kv_head", self.n_kv_head, integer=True)
+        if self.n_head % self.n_kv_head:
+            raise ConfigError("n_kv_head", self.n_kv_head, f"a divisor of n_head={self.n_head}")
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Width of the SwiGLU hidden layer."""
+        return round(self.mlp_ratio * self.d_model)
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (JSON-safe)."""
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learnable gain (no bias, no mean subtraction)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def rope_tables(seq_len: int, head_dim: int, base: float = ROPE_BASE) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, shape (seq_len, head_dim/2), for rotary position embeddings (Su et al. 2021)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of the last dim of x (B, H, T, D) by the position angles."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    """Causal self-attention with RoPE, optional QK-norm and grouped key/value heads."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        d, hd = cfg.d_model, cfg.head_dim
+        self.q = nn.Linear(d, self.n_head * hd, bias=False)
+        self.k = nn.Linear(d, self.n_kv_head * hd, bias=False)
+        self.v = nn.Linear(d, self.n_kv_head * hd, bias=False)
+        self.o = nn.Linear(self.n_head * hd, d, bias=False)
+        # QK-norm: RMSNorm over each head's vector, one gain shared by all heads.
+        self.q_norm = RMSNorm(hd) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(hd) if cfg.qk_norm else None
+        # muP (Tensor Programs V, sec. 4) scales logits by 1/d_head; SP uses 1/sqrt(d_head).
+        self.scale = 1.0 / hd if cfg.attn_scale == "1/d" else 1.0 / math.sqrt(hd)
+        # Hook point for the attention scores; only used on the explicit path.
+        self.logits = nn.Identity()
+        self.record_logits = False
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        gqa = self.n_kv_head != self.n_head
+        if self.record_logits:
+            y = self._explicit(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
+                                               enable_gqa=gqa)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # Same maths as the fused kernel, written out so forward hooks on `logits` see the
+        # scores (before the causal mask, so they hold no -inf).
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        T = q.shape[-2]
+        scores = self.logits((q @ k.transpose(-2, -1)) * self.scale)
+        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+        att = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        return att @ v
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP: down(silu(gate(x)) * up(x)) (Shazeer 2020)."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(d_model, hidden, bias=False)
+        self.up = nn.Linear(d_model, hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1 = RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = RMSNorm(cfg.d_model)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cos, sin)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only byte-level language model; forward(idx, targets) -> (logits, loss)."""
+
+    # fnmatch patterns over module names that sizeup.parametrize reads (residual branches
+    # for depth scaling, queries for zero init, blocks for depth counting).
+    sizeup_hints = {
+        "residual_out": ["blocks.*.attn.o", "blocks.*.mlp.down"],
+        "query": ["blocks.*.attn.q"],
+        "block": ["blocks.*"],
+        "roles": {},
+    }
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = RMSNorm(config.d_model)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+            # With tied weights the table sits on the input side by shape; tell parametrize.
+            self.sizeup_hints = {**GPT.sizeup_hints, "roles": {"lm_head": "readout"}}
+        cos, sin = rope_tables(config.seq_len, config.head_dim)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Plain init: normal(0, 0.02) for every matrix and embedding, ones for norm gains."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=INIT_STD)
+            elif isinstance(m, RMSNorm):
+                nn.init.ones_(m.weight)
+
+    @property
+    def record_attn_logits(self) -> bool:
+        """When True, attention is computed explicitly and scores pass through blocks.*.attn.logits."""
+        return bool(self.blocks) and self.blocks[0].attn.record_logits
+
+    @record_attn_logits.setter
+    def record_attn_logits(self, on: bool) -> None:
+        for b in self.blocks:
+            b.attn.record_logits = bool(on)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, with targets, mean cross-entropy (+ z_loss * mean lse^2)."""
+        T = idx.shape[1]
+        if T > self.config.seq_len:
+            raise ConfigError("sequence length", T, f"at most seq_len={self.config.seq_len}")
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        x = self.wte(idx)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        flat = logits.view(-1, logits.shape[-1])
+        loss = F.cross_entropy(flat, targets.reshape(-1))
+        if self.config.z_loss:
+            # z-loss (PaLM, Chowdhery et al. 2022, sec. 5): keeps log Z near 0 for stability.
+            loss = loss + self.config.z_loss * flat.logsumexp(dim=-1).square().mean()
+        return logits, loss
