@@ -10,7 +10,7 @@ import torch
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, SizeupError
 from sizeup.models import GPT, MLP, GPTConfig, build_model, gpt_config, num_params
-from sizeup.models.gpt import apply_rope, rope_tables
+from sizeup.models.gpt import apply_rope, rope_freqs, rope_tables
 
 torch.set_num_threads(1)
 
@@ -109,8 +109,6 @@ def test_tied_embeddings_share_one_tensor():
     m(tokens(), tokens(seed=2))[1].backward()
     opt.step()
     assert m.lm_head.weight is m.wte.weight
-    assert m.sizeup_hints["roles"] == {"lm_head": "readout"}
-    assert GPT.sizeup_hints["roles"] == {}  # the class default is not mutated
 
 
 def test_gqa_shapes_and_param_count():
@@ -145,13 +143,31 @@ def test_z_loss_adds_mean_squared_logsumexp():
 
 def test_rope_rotates_by_relative_position():
     # RoPE (Su et al. 2021): <R_m q, R_n k> depends on m - n only, and preserves norms.
-    cos, sin = rope_tables(16, 8)
+    freqs = rope_freqs(*rope_tables(16, 8))
     q, k = torch.randn(8), torch.randn(8)
-    rq = apply_rope(q.expand(16, 8), cos, sin)
-    rk = apply_rope(k.expand(16, 8), cos, sin)
+    rq = apply_rope(q.expand(16, 8), freqs)
+    rk = apply_rope(k.expand(16, 8), freqs)
     assert torch.allclose(rq.norm(dim=-1), q.norm().expand(16), atol=1e-5)
     assert torch.allclose(rq[5] @ rk[2], rq[13] @ rk[10], atol=1e-5)
     assert torch.allclose(rq[0], q)  # position 0 is the identity
+    # hand calculation: pair 0 turns by angle = position (theta_0 = 10000^0 = 1 rad per step)
+    e0 = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0])
+    r = apply_rope(e0.expand(16, 8), freqs)
+    assert torch.allclose(r[3, :2], torch.tensor([math.cos(3.0), math.sin(3.0)]), atol=1e-6)
+    # pair 1 turns by 10000^(-2/8) = 0.1 rad per step
+    e1 = torch.tensor([0, 0, 1.0, 0, 0, 0, 0, 0])
+    r = apply_rope(e1.expand(16, 8), freqs)
+    assert torch.allclose(r[5, 2:4], torch.tensor([math.cos(0.5), math.sin(0.5)]), atol=1e-6)
+
+
+def test_dtypes():
+    idx = tokens()
+    m32 = tiny()
+    m64 = tiny().double()
+    assert m64(idx)[0].dtype == torch.float64
+    assert torch.allclose(m32(idx)[0].double(), m64(idx)[0], atol=1e-5)
+    mbf = tiny().to(torch.bfloat16)
+    assert mbf(idx)[0].dtype == torch.bfloat16
 
 
 def test_qk_norm_modules():
