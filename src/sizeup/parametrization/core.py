@@ -132,6 +132,59 @@ class Parametrization:
         new.lr_table = {k: dict(v) for k, v in self.lr_table.items()}
         return new
 
+    def install_hooks(self) -> None:
+        """(Re)install the forward multipliers; only where one differs from 1, so a rule whose
+        multipliers are all 1 adds nothing to the forward pass."""
+        mods = {canonical_name(n): m for n, m in self.model.named_modules()}
+        for mod in mods.values():
+            _remove_sizeup_hooks(mod)
+        for mname, (w, b) in self.module_multipliers.items():
+            mod = mods[mname]
+            has_bias = getattr(mod, "bias", None) is not None
+            if isinstance(mod, nn.Embedding):
+                if w * b != 1.0:
+                    mod.register_forward_hook(_ScaleOutput(w * b))
+            elif not has_bias:
+                if w * b != 1.0:
+                    mod.register_forward_pre_hook(_ScaleInput(w * b))
+            else:
+                if w != 1.0:  # scaling the input scales the weight but not the bias
+                    mod.register_forward_pre_hook(_ScaleInput(w))
+                if b != 1.0:
+                    mod.register_forward_hook(_ScaleOutput(b))
+
+    def abc_shift(self, name: str, theta: float) -> None:
+        """Move a factor theta into the multiplier: multiplier x theta, weight (and its init) / theta,
+        Adam lr / theta, SGD lr / theta^2. By the abc-symmetry training is unchanged (Adam with eps -> 0)."""
+        name = canonical_name(name)
+        if name not in self.scalings or not name.endswith(".weight"):
+            raise ConfigError("name", name, "the name of a weight tensor of this model: "
+                              + ", ".join(n for n in self.scalings if n.endswith(".weight")))
+        if not theta > 0:
+            raise ConfigError("theta", theta, "a positive number")
+        mname = name[: -len(".weight")]
+        mod = dict((canonical_name(n), m) for n, m in self.model.named_modules())[mname]
+        if not isinstance(mod, (nn.Linear, nn.Embedding, nn.modules.conv._ConvNd)):
+            raise ConfigError("name", name, "a weight of a Linear, Embedding or Conv module")
+        s = self.scalings[name]
+        std = None if s.init_std is None else s.init_std / theta
+        self.scalings[name] = dataclasses.replace(
+            s, multiplier=s.multiplier * theta, init_std=std,
+            lr_mult=s.lr_mult / (theta**2 if self.options["optimizer"] == "sgd" else theta))
+        for fam, col in self.lr_table.items():
+            col[name] = col[name] / (theta**2 if fam == "sgd" else theta)
+        w, b = self.module_multipliers.get(mname, (1.0, 1.0))
+        self.module_multipliers[mname] = (w * theta, b)
+        with torch.no_grad():
+            dict(self.model.named_parameters())[self._param_key(name)].div_(theta)
+        self.install_hooks()
+
+    def _param_key(self, name: str) -> str:
+        for n, _ in self.model.named_parameters():
+            if canonical_name(n) == name:
+                return n
+        raise KeyError(name)
+
     def table(self) -> list[Scaling]:
         """One Scaling row per tensor, in parameter order."""
         return list(self.scalings.values())
@@ -420,29 +473,11 @@ def parametrize(
                 else:
                     p.normal_(0.0, std)
 
-    # Install the forward multipliers (only where one differs from 1: no hot-path cost otherwise).
-    mods = {canonical_name(n): m for n, m in inner.named_modules()}
-    for mod in mods.values():
-        _remove_sizeup_hooks(mod)
-    for mname, (w, b) in module_mults.items():
-        mod = mods[mname]
-        has_bias = getattr(mod, "bias", None) is not None
-        if isinstance(mod, nn.Embedding):
-            if w * b != 1.0:
-                mod.register_forward_hook(_ScaleOutput(w * b))
-        elif not has_bias:
-            if w * b != 1.0:
-                mod.register_forward_pre_hook(_ScaleInput(w * b))
-        else:
-            if w != 1.0:
-                mod.register_forward_pre_hook(_ScaleInput(w))
-            if b != 1.0:
-                mod.register_forward_hook(_ScaleOutput(b))
-
     options = dict(rule=rule, sigma=sigma, zero_readout=zero_readout, zero_query=zero_query,
                    base_depth=base_depth, depth=depth, depth_exponent=depth_exponent,
                    readout_form=readout_form, optimizer=optimizer)
     par = Parametrization(inner, scalings, rule, module_mults, options)
     par.lr_table = lr_table
+    par.install_hooks()
     setattr(inner, ATTR, par)
     return par
