@@ -27,6 +27,9 @@ def _root() -> None:
 from sizeup import cli_train  # noqa: E402
 
 cli_train.register(app)
+from sizeup import plan_cli  # noqa: E402
+
+plan_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

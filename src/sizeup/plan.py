@@ -233,12 +233,12 @@ class Plan:
 
     def layer_header(self) -> list[str]:
         """Column names of the per-layer table."""
-        return ["tensor", "role", "init std", "multiplier", "lr", "wd", "beta1", "beta2", "eps"]
+        return ["tensor", "role", "init std", "mult", "lr", "wd", "beta1", "beta2", "eps"]
 
     def layer_rows(self) -> list[list[str]]:
         """The per-layer table as strings."""
         def g(v: Any) -> str:
-            return "-" if v is None else f"{v:.4g}"
+            return "-" if v is None else f"{v:.3g}"
 
         return [[r["tensor"], r["role"], g(r["init_std"]), g(r["multiplier"]), g(r["lr"]),
                  g(r["wd"]), g(r["beta1"]), g(r["beta2"]), g(r["eps"])] for r in self.layers]
@@ -348,8 +348,8 @@ def shape_for(size: float, *, convention: str = "6ND", aspect_ratio: float = 128
                       vocab_size=vocab_size, seq_len=seq_len, mlp_ratio=mlp_ratio,
                       tie_embeddings=tie_embeddings)
             got = measure(s)
-            # Size error first; among near-ties (0.5%), the one closest to the aspect ratio.
-            err = round(abs(math.log(got / size)) / 0.005) + abs(math.log(d / (aspect_ratio * L)))
+            # Size error first (in 1% bins); among near-ties, the one closest to the aspect ratio.
+            err = round(abs(math.log(got / size)) / 0.01) + abs(math.log(d / (aspect_ratio * L)))
             if best is None or err < best[0]:
                 best = (err, s)
         smallest = Shape(n_layer=L, d_model=lo * head_dim, n_head=lo, head_dim=head_dim,

@@ -1,0 +1,304 @@
+"""The planner: published targets (DeepSeek LLM, Chinchilla), a hand-computed per-layer table,
+clear errors for impossible targets, warnings, time/cost and the `sizeup plan` CLI contract."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from sizeup.errors import ConfigError, SizeupError
+from sizeup.plan import Proxy, Shape, layer_table, plan, shape_for
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+# --- DeepSeek LLM (Bi et al. 2024), Table 2: 7B = 30 layers, d 4096, 32 heads, lr 4.2e-4,
+# batch 2304 x 4096 = 9.4M tokens; 67B = 95 layers, d 8192, 64 heads, lr 3.2e-4, batch
+# 4608 x 4096 = 18.9M tokens; both on 2T tokens, seq 4096.
+@pytest.mark.parametrize("n_layer,d_model,n_head,lr_used,batch_used", [
+    (30, 4096, 32, 4.2e-4, 9.4e6),
+    (95, 8192, 64, 3.2e-4, 18.9e6),
+])
+def test_deepseek_v1_reproduces_the_published_hyperparameters(n_layer, d_model, n_head,
+                                                              lr_used, batch_used):
+    p = plan(preset="deepseek-v1", n_layer=n_layer, d_model=d_model, n_head=n_head,
+             seq_len=4096, tokens=2e12)
+    assert rel(p.peak_lr, lr_used) < 0.10
+    assert rel(p.batch_tokens, batch_used) < 0.10
+    # Hand calculation, DeepSeek LLM eq. (1): C = M D, M = 72 L d^2 + 12 L d l_seq,
+    # eta = 0.3118 C^-0.1250, B = 0.2920 C^0.3271 (before rounding to whole sequences).
+    M = 72 * n_layer * d_model**2 + 12 * n_layer * d_model * 4096
+    C = M * 2e12
+    assert p.flops == pytest.approx(C, rel=1e-12)
+    assert p.peak_lr == pytest.approx(0.3118 * C**-0.1250, rel=1e-12)
+    B = 0.2920 * C**0.3271
+    assert p.batch_sequences % 8 == 0
+    assert abs(p.batch_tokens - B) <= 4 * 4096  # rounded to the nearest 8 sequences
+    assert p.steps == math.ceil(2e12 / p.batch_tokens)
+
+
+def test_deepseek_7b_literal_numbers():
+    # By hand: M = 30 * 4096^2 * 84 = 4.2278e10, C = 8.4557e22,
+    # eta = 0.3118 * 10^(-0.125 * 22.92715) = 4.246e-4, B = 0.292 * 10^(0.3271 * 22.92715) = 9.22e6.
+    p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096, tokens=2e12)
+    assert p.flops == pytest.approx(8.4557e22, rel=1e-4)
+    assert p.peak_lr == pytest.approx(4.246e-4, rel=1e-3)
+    assert p.batch_tokens == 2248 * 4096  # 9.2226e6 / 4096 = 2251.6 -> 2248 (multiple of 8)
+
+
+# --- Chinchilla (Hoffmann et al. 2022, approach 3, eq. 4): N_opt = G (C/6)^(beta/(alpha+beta)),
+# D_opt = G^-1 (C/6)^(alpha/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)).
+def test_chinchilla_compute_optimal_matches_the_closed_form():
+    E, A, B, alpha, beta = 1.69, 406.4, 410.7, 0.34, 0.28
+    C = 5.76e23
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    N_opt = G * (C / 6) ** (beta / (alpha + beta))
+    D_opt = (C / 6) ** (alpha / (alpha + beta)) / G
+    # The same numbers with a calculator: G = 1.2016^1.6129 = 1.3445,
+    # N_opt = 1.3445 * (9.6e22)^0.45161 = 3.219e10, D_opt = 9.6e22 / N_opt = 2.982e12.
+    assert N_opt == pytest.approx(3.219e10, rel=1e-3)
+    assert D_opt == pytest.approx(2.982e12, rel=1e-3)
+    p = plan(preset="chinchilla", compute=C)
+    assert p.optimum["size"] == pytest.approx(N_opt, rel=1e-9)
+    assert p.optimum["tokens"] == pytest.approx(D_opt, rel=1e-9)
+    # The realised shape is the family shape nearest N_opt; the budget is spent exactly.
+    assert rel(p.params, N_opt) < 0.02
+    assert rel(p.tokens, D_opt) < 0.02
+    assert 6 * p.params * p.tokens == pytest.approx(C, rel=1e-9)
+    assert p.loss == pytest.approx(E + A / p.params**alpha + B / p.tokens**beta, rel=1e-12)
+    assert "6 N D" in p.flops_formula
+
+
+def test_params_only_trains_compute_optimally():
+    p = plan(preset="chinchilla", params=1e9)
+    C = 6 * p.params * p.tokens
+    n_opt, d_opt = p.optimum["size"], p.optimum["tokens"]
+    assert rel(n_opt, p.params) < 1e-6  # the C at which this model is the optimum
+    assert rel(d_opt, p.tokens) < 1e-6
+    assert p.flops == pytest.approx(C)
+
+
+def test_tokens_per_param_target():
+    p = plan(preset="chinchilla", compute=1e21, tokens_per_param=20)
+    # N = sqrt(C / (6 r)) = sqrt(1e21 / 120) = 2.887e9; the shape is the nearest family member.
+    assert rel(p.params, math.sqrt(1e21 / 120)) < 0.03
+    assert p.flops == pytest.approx(1e21, rel=1e-9)
+    assert rel(p.tokens_per_param, 20) < 0.06
+
+
+# --- the per-layer table, n = 100, b = 8, d = 100, alpha_data = -0.12, by hand:
+#   common factor b^1/2 d^alpha = 2.828427 * 100^-0.12 = 2.828427 * 0.575440 = 1.627590
+#   hidden Adam lr = eta / n * 1.627590; input, vector and (Table 8) readout lr = eta * 1.627590
+#   hidden init 0.02 / sqrt(100) = 0.002; residual-out 0.002 / sqrt(2 * 24) = 2.88675e-4
+#   readout (Table 8): init 0.02, multiplier 1/100
+#   betas 1 - 8 (1 - 0.9) = 0.2, 1 - 8 (1 - 0.95) = 0.6; eps 1e-8 / sqrt(8) = 3.535534e-9
+HAND = {  # tensor: (init_std, multiplier, lr, wd)
+    "wte": (0.02, 1.0, 1.627590e-2, 0.1),
+    "blocks.*.ln1": (None, 1.0, 1.627590e-2, 0.0),
+    "blocks.*.attn.q": (0.002, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.attn.k": (0.002, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.attn.v": (0.002, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.attn.o": (2.88675e-4, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.ln2": (None, 1.0, 1.627590e-2, 0.0),
+    "blocks.*.mlp.gate": (0.002, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.mlp.up": (0.002, 1.0, 1.627590e-4, 0.1),
+    "blocks.*.mlp.down": (2.88675e-4, 1.0, 1.627590e-4, 0.1),
+    "ln_f": (None, 1.0, 1.627590e-2, 0.0),
+    "lm_head": (0.02, 0.01, 1.627590e-2, 0.1),
+}
+
+
+def check_against_hand(rows):
+    assert [r["tensor"] for r in rows] == list(HAND)
+    for r in rows:
+        std, mult, lr, wd = HAND[r["tensor"]]
+        assert (r["init_std"] is None) == (std is None), r["tensor"]
+        if std is not None:
+            assert r["init_std"] == pytest.approx(std, rel=1e-5), r["tensor"]
+        assert r["multiplier"] == pytest.approx(mult, rel=1e-9), r["tensor"]
+        assert r["lr"] == pytest.approx(lr, rel=1e-5), r["tensor"]
+        assert r["wd"] == wd
+        assert r["beta1"] == pytest.approx(0.2, rel=1e-9)
+        assert r["beta2"] == pytest.approx(0.6, rel=1e-9)
+        assert r["eps"] == pytest.approx(3.535534e-9, rel=1e-6)
+
+
+def test_layer_table_matches_hand_computed_table():
+    rows = layer_table(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
+                       data_exponent=-0.12, rule="mup", sigma=0.02, betas=(0.9, 0.95),
+                       eps=1e-8, weight_decay=0.1, readout_form="table8")
+    check_against_hand(rows)
+
+
+def test_plan_builds_the_same_table_from_a_proxy():
+    # Proxy d 64 -> target d 6400 (n = 100); 64 -> 512 sequences of 1024 (b = 8);
+    # 1e9 -> 1e11 tokens (d = 100).
+    proxy = Proxy(width=64, depth=2, lr=1e-2, batch_tokens=64 * 1024, tokens=1e9, rule="mup",
+                  sigma=0.02, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    p = plan(preset="chinchilla", n_layer=24, d_model=6400, head_dim=128, seq_len=1024,
+             tokens=1e11, batch_tokens=512 * 1024, proxy=proxy, data_exponent=-0.12)
+    assert (p.width_ratio, p.batch_ratio, p.data_ratio) == (100, 8, 100)
+    assert p.peak_lr == pytest.approx(1.627590e-2, rel=1e-5)
+    check_against_hand(p.layers)
+    assert p.readout_form == "table8"
+
+
+def test_table3_readout_is_the_abc_shift_of_table8():
+    kw = dict(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
+              data_exponent=-0.12)
+    t3 = {r["tensor"]: r for r in layer_table(readout_form="table3", **kw)}["lm_head"]
+    t8 = {r["tensor"]: r for r in layer_table(readout_form="table8", **kw)}["lm_head"]
+    # Tensor Programs V Table 3 readout: init sigma/n, multiplier 1, Adam lr eta/n.
+    assert t3["init_std"] == pytest.approx(0.02 / 100)
+    assert t3["multiplier"] == 1.0
+    assert t3["lr"] == pytest.approx(1.627590e-4, rel=1e-5)
+    # Same effective weight (init x multiplier) and effective update (lr x multiplier).
+    assert t3["init_std"] * t3["multiplier"] == pytest.approx(t8["init_std"] * t8["multiplier"])
+    assert t3["lr"] * t3["multiplier"] == pytest.approx(t8["lr"] * t8["multiplier"])
+
+
+def test_muon_rows_share_eta_on_hidden_matrices():
+    rows = {r["tensor"]: r for r in layer_table(lr=0.02, n_layer=4, width_ratio=10,
+                                                 optimizer="muon")}
+    assert rows["blocks.*.attn.q"]["lr"] == pytest.approx(0.02)
+    assert rows["blocks.*.attn.q"]["beta1"] is None
+    assert rows["wte"]["optimizer"] == "adamw"
+
+
+def test_beta_clipping_is_warned():
+    proxy = Proxy(width=256, lr=3e-3, batch_tokens=2**17, tokens=1e9)
+    p = plan(preset="chinchilla", params=1e9, proxy=proxy, batch_tokens=2**22, seq_len=2048)
+    assert p.batch_ratio == 32
+    assert any("clipped to 0" in w for w in p.warnings)
+    assert all(r["beta1"] == 0.0 for r in p.layers if r["beta1"] is not None)
+
+
+# --- errors
+def test_zero_budget_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"compute=0.*positive number of FLOPs"):
+        plan(compute=0)
+
+
+def test_params_larger_than_compute_allows():
+    with pytest.raises(ConfigError, match=r"params=.*at most 4.08\d*e\+09 parameters"):
+        plan(preset="chinchilla", compute=1e20, params=1e12)
+
+
+def test_contradictory_compute_params_tokens():
+    with pytest.raises(ConfigError, match="compute"):
+        plan(preset="chinchilla", compute=1e21, params=1e9, tokens=1e12)  # 6ND = 6e21
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(), "target"),
+    (dict(compute=1e21, tokens=1e10, tokens_per_param=20), "tokens_per_param"),
+    (dict(n_layer=12, d_model=768, params=1e10), "params"),
+    (dict(n_layer=12), "n_layer/d_model"),
+    (dict(compute=-1.0), "compute"),
+    (dict(params=1e9, mfu=1.5), "mfu"),
+    (dict(params=1e9, preset="nope"), "preset"),
+    (dict(n_layer=4, d_model=256, proxy=Proxy(width=512)), "base_width"),
+    (dict(n_layer=2, d_model=256, tokens=1000.0, seq_len=256), "params"),
+    (dict(params=1e9, lr_law="abc"), "lr_law"),
+])
+def test_bad_targets_name_the_field(kwargs, field):
+    with pytest.raises(SizeupError, match=field.replace("/", ".")):
+        plan(**kwargs)
+
+
+def test_less_than_one_batch_is_an_error():
+    with pytest.raises(ConfigError, match="tokens=.*at least one batch"):
+        plan(n_layer=2, d_model=256, tokens=20000.0, seq_len=256, batch_tokens=2**20,
+             min_tokens_per_param=0.0)
+
+
+# --- warnings
+def test_warnings_critical_batch_optimum_and_extrapolation():
+    p = plan(preset="chinchilla", compute=1e23, critical_batch=1e6, fit_range=(1e18, 1e20))
+    assert any("critical batch" in w for w in p.warnings)
+    assert any("fitted range" in w for w in p.warnings)  # 1e23 > 100 x 1e20
+    assert not any("far" in w for w in p.warnings)  # compute-optimal by construction
+    p = plan(preset="chinchilla", compute=1e23, tokens_per_param=2000, fit_range=(1e18, 1e22),
+             critical_batch=1e9)
+    assert any("far" in w for w in p.warnings)
+    assert not any("fitted range" in w for w in p.warnings)  # 1e23 < 100 x 1e22
+    assert not any("critical batch" in w for w in p.warnings)
+
+
+def test_fit_json_preset_with_bootstrap_interval_and_range(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = np.array([1.8, 480.0, 2000.0, 0.35, 0.37])
+    samples = base * (1 + 0.02 * rng.standard_normal((50, 5)))
+    fit = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37,
+           "samples": samples.tolist(), "C_min": 1e18, "C_max": 1e19}
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    p = plan(preset=str(tmp_path / "fit.json"), compute=1e22, batch_tokens=2**20)
+    lo, hi = p.loss_interval
+    assert lo < p.loss < hi
+    assert any("fitted range" in w for w in p.warnings)
+
+
+# --- time and cost
+def test_time_and_cost_by_hand():
+    p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096,
+             tokens=2e12, gpu="H100", n_gpus=512, mfu=0.4, gpu_price=2.0)
+    t = p.flops_exact / (512 * 989e12 * 0.4)  # H100 SXM dense bf16 peak 989 TFLOP/s
+    assert p.time_s == pytest.approx(t)
+    assert p.gpu_hours == pytest.approx(t / 3600 * 512)
+    assert p.cost == pytest.approx(t / 3600 * 512 * 2.0)
+    # The exact count (causal attention, no 72 L d^2 idealisation) is within 10% of M D.
+    assert rel(p.flops_exact, p.flops) < 0.1
+
+
+def test_schedule_adds_up_and_json_markdown():
+    p = plan(preset="deepseek-v1", params=1e9, tokens=2e10, seq_len=2048, warmup=100)
+    s = p.schedule
+    assert s["warmup_steps"] + s["stable_steps"] + s["decay_steps"] == p.steps
+    assert s["warmup_steps"] == 100
+    d = json.loads(p.to_json())
+    for key in ("peak_lr", "batch_tokens", "params", "tokens", "flops", "layers"):
+        assert key in d
+    md = p.to_markdown()
+    assert "| blocks.*.attn.o |" in md and "Table 8" in md and "peak_lr" in md
+    assert {e["name"] for e in p.explain} >= {"params", "tokens", "flops", "batch_tokens",
+                                              "steps", "peak_lr", "layers"}
+
+
+def test_shape_family():
+    s = shape_for(7e9)
+    assert rel(s.params(), 7e9) < 0.015
+    assert s.d_model % 128 == 0 and 0.8 <= s.d_model / (128 * s.n_layer) <= 1.25
+    # Shape.params agrees with a hand count for a small GPT: per layer 4 d^2 (q, k, v, o)
+    # + 3 d d_ff (SwiGLU) + 2 d (gains); + final gain; + 2 V d (untied embeddings).
+    sh = Shape(n_layer=2, d_model=64, head_dim=16, vocab_size=100, mlp_ratio=4)
+    assert sh.params() == 2 * (4 * 64 * 64 + 3 * 64 * 256 + 2 * 64) + 64 + 2 * 100 * 64
+
+
+# --- CLI contract
+def test_cli_contract_writes_plan_json(tmp_path):
+    from sizeup.cli import main
+
+    main(["plan", "--preset", "deepseek-v1", "--n-layer", "30", "--d-model", "4096",
+          "--n-head", "32", "--seq-len", "4096", "--tokens", "2e12", "--out", str(tmp_path),
+          "--explain"])
+    d = json.loads((tmp_path / "plan.json").read_text())
+    for key in ("peak_lr", "batch_tokens", "params", "tokens", "flops", "layers"):
+        assert key in d
+    assert rel(d["peak_lr"], 4.2e-4) < 0.1
+    assert len(d["layers"]) == 12
+    assert (tmp_path / "plan.md").exists()
+
+
+def test_cli_error_exits_nonzero(capsys):
+    from sizeup.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["plan", "--compute", "0"])
+    assert e.value.code == 2
+    assert "compute=0" in capsys.readouterr().err
