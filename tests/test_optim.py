@@ -1,0 +1,222 @@
+"""Param groups, independent weight decay and batch transfer against hand calculations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sizeup.errors import ConfigError, SizeupError
+from sizeup.optim import SGDW, build_optimizer, canonical_name, group_table, transfer_batch
+from sizeup.parametrization.rules import Scaling
+from sizeup.schedules import make_schedule
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # House rule: one torch thread in anything that trains (the test machine has 2 cores).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# name -> (role, lr_mult, wd_mult); the lr multipliers are muP's Adam column at m_in = 2.
+ROLES = {
+    "0.weight": ("input", 1.0, 1.0), "0.bias": ("vector", 1.0, 0.0),
+    "2.weight": ("hidden", 0.5, 1.0), "2.bias": ("vector", 1.0, 0.0),
+    "4.weight": ("readout", 0.5, 1.0), "4.bias": ("vector", 1.0, 0.0),
+}
+
+
+def mlp(dtype=torch.float64) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                         nn.Linear(8, 3)).to(dtype)
+
+
+def scalings(model: nn.Module, roles=ROLES) -> dict[str, Scaling]:
+    out = {}
+    for n, p in model.named_parameters():
+        role, lr_mult, wd_mult = roles[n]
+        out[n] = Scaling(n, role, tuple(p.shape), p.shape[-1], p.shape[0], 1.0, 1.0, None, 1.0,
+                         lr_mult, wd_mult, muon=role == "hidden")
+    return out
+
+
+def test_group_lrs_are_eta_times_lr_mult():
+    m = mlp()
+    opt = build_optimizer(m, scalings(m), "adamw", lr=0.01, betas=(0.8, 0.9), eps=1e-10)
+    lr_of = {n: g["lr"] for g in opt.param_groups for n in g["names"]}
+    for n, (_, lr_mult, _) in ROLES.items():
+        assert lr_of[n] == pytest.approx(0.01 * lr_mult)
+    # Identical settings share a group: input weight and the gains differ by wd_mult only.
+    assert len(opt.param_groups) == 4
+    g = next(g for g in opt.param_groups if g["role"] == "vector")
+    assert g["names"] == ["0.bias", "2.bias", "4.bias"] and g["betas"] == (0.8, 0.9)
+    assert g["eps"] == 1e-10 and g["lr_mult"] == 1.0 and g["wd_mult"] == 0.0
+    assert sum(len(r["names"]) for r in group_table(opt)) == 6
+
+
+def test_missing_scaling_names_the_parameter():
+    m = mlp()
+    sc = scalings(m)
+    del sc["2.weight"]
+    with pytest.raises(ConfigError, match=r"missing: 2\.weight"):
+        build_optimizer(m, sc, "adamw", lr=1e-3)
+
+
+def test_frozen_parameters_are_skipped():
+    m = mlp()
+    m[0].weight.requires_grad_(False)
+    sc = scalings(m)
+    del sc["0.weight"]
+    opt = build_optimizer(m, sc, "sgd", lr=1e-3)
+    assert "0.weight" not in [n for g in opt.param_groups for n in g["names"]]
+
+
+def test_wrapped_model_names_resolve():
+    assert canonical_name("module._orig_mod.blocks.0.attn.q.weight") == "blocks.0.attn.q.weight"
+    m = mlp()
+    sc = scalings(m)
+
+    class DDPLike(nn.Module):  # DDP and DataParallel put the model under .module
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.module = inner
+
+    for wrapped in (DDPLike(m), torch.compile(m), DDPLike(torch.compile(m))):
+        opt = build_optimizer(wrapped, sc, "adamw", lr=1e-3)
+        assert sum(len(g["params"]) for g in opt.param_groups) == 6
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd", "muon"])
+def test_independent_weight_decay_hand_calculation(name):
+    # Zero gradients: Adam's and SGD's own updates vanish (0 / (0 + eps), zero momentum), so only
+    # the decay acts and by hand W_t = W_0 * prod_s (1 - f(s) * lambda * wd_mult), for any eta
+    # and any lr_mult (DESIGN.md: decay independent of lr and of width).
+    lam, steps = 0.1, 6
+    f = make_schedule("cosine", steps=steps, warmup=2)
+    finals = []
+    for eta in (1e-3, 0.3):
+        m = mlp()
+        w0 = m[2].weight.detach().clone()
+        opt = build_optimizer(m, scalings(m), name, lr=eta, weight_decay=lam)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, f)
+        for _ in range(steps):
+            for p in m.parameters():
+                p.grad = torch.zeros_like(p)
+            opt.step()
+            sched.step()
+        factor = math.prod(1 - f(s) * lam * 1.0 for s in range(steps))
+        torch.testing.assert_close(m[2].weight.detach(), w0 * factor, rtol=1e-14, atol=0)
+        # wd_mult = 0 (the biases here): no decay at all.
+        assert torch.equal(m[2].bias.detach(), mlp()[2].bias.detach())
+        finals.append(m[2].weight.detach())
+    torch.testing.assert_close(finals[0], finals[1], rtol=1e-14, atol=0)
+
+
+def test_adamw_first_step_by_hand():
+    # Adam's first bias-corrected step is g / (|g| + eps) (Kingma & Ba 2015, Alg. 1 with
+    # m_hat = g, v_hat = g^2); decoupled decay multiplies by (1 - lr * wd) first.
+    m = mlp()
+    eta, lam, eps = 0.01, 0.2, 1e-8
+    opt = build_optimizer(m, scalings(m), "adamw", lr=eta, weight_decay=lam, eps=eps)
+    w0 = m[2].weight.detach().clone()
+    g = torch.randn_like(w0)
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    m[2].weight.grad = g
+    opt.step()
+    lr_group = eta * 0.5
+    want = w0 * (1 - lam * 1.0) - lr_group * g / (g.abs() + eps)
+    torch.testing.assert_close(m[2].weight.detach(), want, rtol=1e-13, atol=1e-15)
+
+
+def test_sgdw_matches_torch_sgd_without_decay_and_decouples_it():
+    m1, m2 = mlp(), mlp()
+    sc = scalings(m1)
+    o1 = build_optimizer(m1, sc, "sgd", lr=0.05, momentum=0.9, nesterov=True)
+    assert isinstance(o1, SGDW)
+    o2 = torch.optim.SGD([{"params": [p], "lr": 0.05 * ROLES[n][1]} for n, p in m2.named_parameters()],
+                         lr=0.05, momentum=0.9, nesterov=True)
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        for m, o in ((m1, o1), (m2, o2)):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # One SGD step with decay, by hand: W1 = W0 (1 - lambda) - lr * g (momentum buffer = g).
+    m = mlp()
+    o = build_optimizer(m, scalings(m), "sgd", lr=0.05, weight_decay=0.1, momentum=0.0)
+    w0 = m[0].weight.detach().clone()
+    g = torch.randn_like(w0)
+    m[0].weight.grad = g
+    o.step()
+    torch.testing.assert_close(m[0].weight.detach(), w0 * (1 - 0.1) - 0.05 * g, rtol=1e-14, atol=0)
+    assert o.param_groups[0]["weight_decay"] == pytest.approx(0.1 / 0.05)  # restored after step
+
+
+def test_transfer_batch_hand_calculation():
+    # Malladi et al. 2022 square-root rule with kappa = 64/16 = 4: lr x 2, 1 - 4(1 - beta), eps / 2.
+    lr, betas, eps = transfer_batch(1e-3, (0.9, 0.95), 1e-8, 64, 16)
+    assert lr == pytest.approx(2e-3)
+    assert betas == pytest.approx((0.6, 0.8))
+    assert eps == pytest.approx(5e-9)
+    lr, betas, eps = transfer_batch(1e-3, (0.9, 0.99), 1e-8, 8, 32)  # kappa = 1/4
+    assert (lr, eps) == (pytest.approx(5e-4), pytest.approx(2e-8))
+    assert betas == pytest.approx((0.975, 0.9975))
+    assert transfer_batch(3e-3, (0.9, 0.95), 1e-8, 16, 16) == (3e-3, (0.9, 0.95), 1e-8)
+
+
+def test_transfer_batch_beta_out_of_range():
+    # kappa = 16: 1 - 16 * 0.1 = -0.6 for beta1 = 0.9; the limit is B0 / (1 - beta1) = 160.
+    with pytest.raises(ConfigError, match=r"batch_size=256.*at most 160"):
+        transfer_batch(1e-3, (0.9, 0.99), 1e-8, 256, 16)
+    _, betas, _ = transfer_batch(1e-3, (0.9, 0.99), 1e-8, 256, 16, clip=True)
+    assert betas == pytest.approx((0.0, 0.84))
+    with pytest.raises(ConfigError, match="base_batch_size"):
+        transfer_batch(1e-3, (0.9, 0.99), 1e-8, 16, 0)
+
+
+def test_build_optimizer_applies_batch_transfer():
+    m = mlp()
+    opt = build_optimizer(m, scalings(m), "adamw", lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95),
+                          eps=1e-8, batch_size=64, base_batch_size=16)
+    g = next(g for g in opt.param_groups if g["role"] == "hidden")
+    assert g["lr"] == pytest.approx(2e-3 * 0.5)
+    assert g["betas"] == pytest.approx((0.6, 0.8)) and g["eps"] == pytest.approx(5e-9)
+    assert g["lr"] * g["weight_decay"] == pytest.approx(0.1)  # decay unaffected by the transfer
+    sgd = build_optimizer(m, scalings(m), "sgd", lr=1e-3, momentum=0.9, batch_size=32,
+                          base_batch_size=16)
+    assert sgd.param_groups[0]["momentum"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(name="adam2"), "optimizer"),
+    (dict(lr=-1.0), "lr"),
+    (dict(lr=float("nan")), "lr"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(betas=(0.9, 1.0)), "beta2"),
+    (dict(eps=0.0), "eps"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(muon_scale="fro"), "muon_scale"),
+    (dict(base_batch_size=16), "batch_size"),
+])
+def test_bad_arguments_name_the_field(kwargs, field):
+    m = mlp()
+    args = dict(name="adamw", lr=1e-3) | kwargs
+    with pytest.raises(SizeupError, match=field):
+        build_optimizer(m, scalings(m), **args)
+
+
+def test_muon_flag_on_a_vector_is_refused():
+    m = mlp()
+    sc = scalings(m)
+    s = sc["2.bias"]
+    sc["2.bias"] = Scaling(s.name, s.role, s.shape, s.fan_in, s.fan_out, 1, 1, None, 1, 1, 0, muon=True)
+    with pytest.raises(ConfigError, match="2.bias"):
+        build_optimizer(m, sc, "muon", lr=1e-3)
