@@ -243,3 +243,16 @@ def test_gpt_learns_a_repeating_pattern():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5
+    # after fitting, greedy generation continues the pattern of row 0 (step 7 mod 64)
+    out = m.generate(idx[:1, :4], max_new_tokens=6, temperature=0)
+    assert out.shape == (1, 10)
+    assert torch.equal(out[0], idx[0, :10])
+
+
+def test_generate_sampling_options():
+    m = tiny()
+    g = torch.Generator().manual_seed(0)
+    out = m.generate(tokens(b=2, t=3), max_new_tokens=20, top_k=1, generator=g)
+    assert out.shape == (2, 23)  # longer than seq_len=16: the context window slides
+    greedy = m.generate(tokens(b=2, t=3), max_new_tokens=20, temperature=0)
+    assert torch.equal(out, greedy)  # top_k=1 sampling is greedy

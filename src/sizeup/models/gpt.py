@@ -262,3 +262,21 @@ class GPT(nn.Module):
             # z-loss (PaLM, Chowdhery et al. 2022, sec. 5): keeps log Z near 0 for stability.
             loss = loss + self.config.z_loss * flat.logsumexp(dim=-1).square().mean()
         return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample max_new_tokens after the prompt idx (B, T); temperature 0 means greedy."""
+        for _ in range(max_new_tokens):
+            # No KV cache: recompute over the last seq_len tokens (fine for small models).
+            logits = self(idx[:, -self.config.seq_len:])[0][:, -1, :]
+            if temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+            idx = torch.cat((idx, nxt), dim=1)
+        return idx
