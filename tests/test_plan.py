@@ -302,3 +302,19 @@ def test_cli_error_exits_nonzero(capsys):
         main(["plan", "--compute", "0"])
     assert e.value.code == 2
     assert "compute=0" in capsys.readouterr().err
+
+
+def test_critical_batch_sources():
+    # Kaplan et al. 2020 eq. (5.3): B_crit(L) = 2e8 / L^(1/0.21); by hand at L = 2:
+    # 2^(4.7619) = 27.13, so B_crit = 7.37e6 tokens.
+    from sizeup.plan import _critical_batch
+
+    b, src = _critical_batch(None, type("L", (), {"extra": {}, "name": "x"})(), 1e21, 2.0)
+    assert b == pytest.approx(7.37e6, rel=1e-3) and "Kaplan" in src
+    p = plan(preset="chinchilla", compute=1e21)
+    assert p.critical_batch == pytest.approx(2e8 / p.loss ** (1 / 0.21))
+    # A fit's own critical-batch law wins over Kaplan's; an explicit value wins over both.
+    fit = type("L", (), {"extra": {"critical_batch": {"coef": 10.0, "exponent": 0.25}},
+                         "name": "f"})()
+    assert _critical_batch(None, fit, 1e20, 2.0)[0] == pytest.approx(10.0 * 1e5)
+    assert _critical_batch(5.0, fit, 1e20, 2.0) == (5.0, "given")

@@ -182,6 +182,7 @@ class Plan:
     cost: float | None = None
     hardware: dict[str, Any] | None = None
     optimum: dict[str, Any] | None = None  # the law's compute-optimal size and tokens at C
+    critical_batch: float | None = None
     warnings: list[str] = field(default_factory=list)
     explain: list[dict[str, Any]] = field(default_factory=list)
 
@@ -776,9 +777,13 @@ def plan(
             note("cost", cost, "gpu_hours * gpu_price", gpu_hours=gpu_hours, gpu_price=gpu_price)
 
     # ---- warnings
-    if critical_batch is not None and B > critical_batch:
-        warns.append(f"the batch {B:,} tokens exceeds the critical batch {critical_batch:,.0f}: "
-                     "past it, more tokens per step buy little loss per token (wasted compute).")
+    b_crit, crit_src = _critical_batch(critical_batch, law, C, loss)
+    if b_crit is not None:
+        note("critical_batch", b_crit, crit_src, C=C, loss=loss if loss is not None else "-")
+        if B > b_crit:
+            warns.append(f"the batch {B:,} tokens exceeds the critical batch {b_crit:,.0f} "
+                         f"({crit_src}): past it, more tokens per step buy little loss per "
+                         "token (wasted compute).")
     try:
         size_opt, d_opt = law.optimal(C)
     except ConfigError:
@@ -813,13 +818,37 @@ def plan(
         lr_source=lr_src, warmup_steps=wu, schedule=sched, width_ratio=n_ratio,
         batch_ratio=b_ratio, data_ratio=d_ratio, data_exponent=data_exponent,
         readout_form=readout_form, rule=rule, layers=layers, loss=loss, loss_interval=interval,
-        time_s=time_s, gpu_hours=gpu_hours, cost=cost, hardware=hw, optimum=optimum,
+        time_s=time_s, gpu_hours=gpu_hours, cost=cost, hardware=hw, optimum=optimum, critical_batch=b_crit,
         warnings=warns, explain=ex)
 
 
 def flops_per_token_md(shape: Shape) -> float:
     """DeepSeek LLM's M = 72 n_layer d^2 + 12 n_layer d l_seq for a shape."""
     return shape.flops_per_token("MD")
+
+
+# Kaplan et al. 2020, "Scaling Laws for Neural Language Models", eq. (5.3) and section 5.1:
+# B_crit(L) = B* / L^(1/alpha_B), B* ~ 2e8 tokens, alpha_B ~ 0.21 (L in nats on WebText2).
+KAPLAN_B_STAR = 2e8
+KAPLAN_ALPHA_B = 0.21
+
+
+def _critical_batch(given: float | None, law: Any, C: float,
+                    loss: float | None) -> tuple[float | None, str]:
+    """Critical batch in tokens: given > the fit's own law (fit.json "critical_batch", a number
+    or {coef, exponent} in C) > Kaplan's B_crit(L) at the predicted loss > unknown."""
+    if given is not None:
+        return float(given), "given"
+    cb = (getattr(law, "extra", None) or {}).get("critical_batch")
+    if isinstance(cb, (int, float)) and cb > 0:
+        return float(cb), f"{law.name} fit"
+    if isinstance(cb, dict) and "coef" in cb and "exponent" in cb:
+        return float(cb["coef"]) * C ** float(cb["exponent"]), f"{law.name} fit B_crit(C)"
+    if loss is not None:
+        return (KAPLAN_B_STAR / loss ** (1 / KAPLAN_ALPHA_B),
+                "Kaplan et al. 2020 B_crit(L) = 2e8 / L^(1/0.21) at the predicted loss; rough "
+                "outside WebText2")
+    return None, "unknown"
 
 
 def _fit_range(law: Any) -> tuple[float, float] | None:
