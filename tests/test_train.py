@@ -1,0 +1,156 @@
+"""Trainer: reproducible, records divergence cleanly, rejects bad config by field, DDP == one
+process, and the default GPT really learns the built-in corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sizeup.config import RunConfig, RunResult
+from sizeup.errors import ConfigError, ShapeError, SizeupError
+from sizeup.train import build, run
+
+SMALL = dict(model="gpt", width=64, depth=2, head_dim=16, base_width=32, seq_len=32,
+             batch_size=8, steps=12, eval_batches=2)
+
+
+def test_same_seed_same_result_bit_for_bit():
+    a = run(RunConfig(**SMALL, seed=3))
+    b = run(RunConfig(**SMALL, seed=3))
+    c = run(RunConfig(**SMALL, seed=4))
+    assert a.train_loss == b.train_loss and a.final_val_loss == b.final_val_loss
+    assert a.train_loss != c.train_loss
+
+
+def test_result_fields():
+    r = run(RunConfig(**SMALL, eval_every=4))
+    assert r.tokens == 12 * 8 * 32
+    assert r.flops == pytest.approx(6 * r.params * r.tokens)
+    assert r.val_steps == [4, 8, 12] and len(r.val_loss) == 3
+    assert r.final_val_loss < r.initial_val_loss
+    assert r.tokens_per_s > 0 and r.wall_time > 0 and not r.diverged
+
+
+def test_nan_lr_run_is_recorded_as_diverged(tmp_path):
+    r = run(RunConfig(**SMALL, rule="sp", lr=1e30))  # Adam: NaN after one step
+    assert r.diverged and r.diverged_step is not None and r.diverged_step < 12
+    assert math.isnan(r.final_val_loss)
+    path = tmp_path / "result.json"
+    r.save(path)
+    data = json.loads(path.read_text())  # strict JSON: no NaN tokens
+    assert data["diverged"] is True and data["final_val_loss"] is None
+    assert RunResult.from_dict(data).diverged
+    blown = run(RunConfig(**SMALL, rule="sp", optimizer="sgd", lr=1e4))  # finite but blown up
+    assert blown.diverged and blown.train_loss[-1] > 100
+
+
+def test_mlp_teacher_run():
+    r = run(RunConfig(model="mlp", data="teacher", width=64, base_width=16, depth=3, steps=30,
+                      batch_size=32, lr=1e-2))
+    assert r.final_val_loss < r.initial_val_loss
+
+
+@pytest.mark.parametrize("opt", ["sgd", "muon"])
+def test_other_optimizers_train(opt):
+    lr = 0.3 if opt == "sgd" else 0.02
+    r = run(RunConfig(**{**SMALL, "steps": 20}, optimizer=opt, lr=lr))
+    assert not r.diverged and r.final_val_loss < r.initial_val_loss
+
+
+@pytest.mark.parametrize("field,value", [("width", -8), ("rule", "mupp"), ("optimizer", "lion"),
+                                         ("lr", 0.0), ("base_width", 128), ("schedule", "step"),
+                                         ("batch_size", 2.5)])
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**{**SMALL, field: value})
+    assert field in str(e.value)
+
+
+def test_mismatched_architecture_is_a_shape_error():
+    from sizeup.models import MLP
+    from sizeup.parametrization import parametrize
+
+    model = build(RunConfig(**SMALL)).model
+    with pytest.raises(ShapeError, match="architecture"):
+        parametrize(model, MLP(8, 16, 2, 4))
+
+
+def test_unknown_field_from_dict():
+    with pytest.raises(SizeupError, match="widht"):
+        RunConfig.from_dict({"widht": 64})
+
+
+def _ddp_worker(rank: int, world: int, store: str, cfg: dict, q) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"file://{store}")
+    try:
+        r = run(RunConfig(**cfg), rank=rank, world_size=world)
+        q.put((rank, r.train_loss, r.final_val_loss))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path):
+    cfg = {**SMALL, "steps": 8}
+    single = run(RunConfig(**cfg))
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "store"), cfg, q))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    out = dict((rank, (tl, vl)) for rank, tl, vl in (q.get(timeout=300) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for rank in (0, 1):
+        tl, vl = out[rank]
+        assert max(abs(a - b) for a, b in zip(tl, single.train_loss)) <= 1e-5
+        assert abs(vl - single.final_val_loss) <= 1e-5
+
+
+def test_cli_train_writes_result_and_rejects_bad_flag(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ok = subprocess.run([sys.executable, "-m", "sizeup", "train", "--width", "64", "--steps", "5",
+                         "--set", "seq_len=32", "--set", "batch_size=4", "--quiet",
+                         "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["config"]["width"] == 64 and data["tokens"] == 5 * 4 * 32
+    bad = subprocess.run([sys.executable, "-m", "sizeup", "train", "--rule", "mupp"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "rule='mupp'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_train_from_yaml(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("width: 64\nsteps: 3\nseq_len: 32\nbatch_size: 4\nrule: sp\n")
+    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "-c", str(cfg), "--quiet",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["config"]["rule"] == "sp"
+
+
+@pytest.mark.slow
+def test_default_gpt_learns_the_builtin_corpus(tmp_path):
+    """`sizeup train` with the default small GPT: val loss after 300 steps >= 25% below initial."""
+    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--steps", "300", "--quiet",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["steps"][-1] == 299
+    assert data["final_val_loss"] <= 0.75 * data["initial_val_loss"], data["final_val_loss"]
+
+
+def test_threads_set_to_one():
+    build(RunConfig(**SMALL))
+    assert torch.get_num_threads() == 1
