@@ -30,6 +30,9 @@ cli_train.register(app)
 from sizeup import plan_cli  # noqa: E402
 
 plan_cli.register(app)
+from sizeup.sweep import cli as sweep_cli  # noqa: E402
+
+sweep_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

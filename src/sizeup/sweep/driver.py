@@ -1,0 +1,106 @@
+"""run_sweep: queue a spec's trials in the store, run what is left, record every outcome."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sizeup.config import RunConfig
+from sizeup.errors import ConfigError
+from sizeup.sweep.executors import Runner, default_runner, make_executor
+from sizeup.sweep.spec import SweepSpec, load_spec
+from sizeup.sweep.store import Store
+
+
+@dataclass
+class SweepReport:
+    """What one call of run_sweep did: trials run this call, and the store's final counts."""
+
+    ran: int = 0
+    requeued: int = 0
+    skipped: int = 0  # already finished before this call
+    counts: dict[str, int] = field(default_factory=dict)
+    wall_time: float = 0.0
+
+
+def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
+              store: Store | str | Path, *, executor: Any = "local", workers: int = 1,
+              runner: Runner | None = None, progress: bool = True,
+              retry_failed: bool = False, **executor_kwargs: Any) -> SweepReport:
+    """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
+
+    spec: a SweepSpec, a mapping, a sweep file path, or a plain list of RunConfigs.
+    executor: 'local' | 'ray' | an executor object with .run(configs, runner).
+    Finished trials are never rerun; trials left 'running' by a dead driver run again.
+    """
+    t0 = time.perf_counter()
+    configs = spec if isinstance(spec, list) else load_spec(spec).trials()
+    if not all(isinstance(c, RunConfig) for c in configs):
+        raise ConfigError("spec", type(spec).__name__, "a SweepSpec, a sweep file or RunConfigs")
+    own_store = not isinstance(store, Store)
+    st = Store(store) if own_store else store
+    try:
+        if not isinstance(spec, list):
+            st.set_meta("spec", load_spec(spec).to_dict())
+        st.add(configs)
+        requeued = st.requeue_interrupted(retry_failed=retry_failed)
+        todo = st.queued()
+        ex = make_executor(executor, workers=workers, **executor_kwargs) \
+            if isinstance(executor, str) else executor
+        report = SweepReport(requeued=requeued, skipped=len(st) - len(todo))
+        with _Progress(total=len(st), done=report.skipped, enabled=progress) as bar:
+            for event in ex.run(todo, runner or default_runner):
+                kind, cfg = event[0], event[1]
+                if kind == "start":
+                    st.mark_running(cfg.trial_id())
+                elif kind == "end":
+                    result, error, seconds = event[2], event[3], event[4]
+                    status = st.record(cfg.trial_id(), result, error, seconds)
+                    report.ran += 1
+                    bar.advance(status, cfg)
+        report.counts = st.counts()
+        report.wall_time = time.perf_counter() - t0
+        return report
+    finally:
+        if own_store:
+            st.close()
+
+
+class _Progress:
+    """A rich progress bar with ETA and running counts of done / diverged / failed."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.enabled, self.total, self.done = enabled, total, done
+        self.tally = {"done": 0, "diverged": 0, "failed": 0}
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                               TextColumn("{task.fields[tally]}"), transient=False)
+            self._p.__enter__()
+            self._task = self._p.add_task("sweep", total=self.total, completed=self.done,
+                                          tally="")
+        return self
+
+    def advance(self, status: str, cfg: RunConfig) -> None:
+        self.tally[status] = self.tally.get(status, 0) + 1
+        if self.enabled:
+            t = self.tally
+            self._p.update(self._task, advance=1,
+                           tally=f"done {t['done']} diverged {t['diverged']} failed {t['failed']}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._p.__exit__(*exc)

@@ -1,0 +1,212 @@
+"""A sweep spec: a base RunConfig plus axes, expanded into trials with stable ids.
+
+File format (YAML, TOML or JSON):
+
+    name: width-lr
+    base: {model: gpt, steps: 100, seq_len: 64}
+    axes:
+      width: [32, 64, 128, 256]          # a list: crossed with every other axis (grid)
+      lr: {log2: [-12, -6]}              # powers of two, one per octave (step: 0.5 for half octaves)
+      zip:                               # fields that move together (same length), as one axis
+        rule: [sp, mup]
+        attn_scale: ["1/sqrt(d)", "1/d"]
+
+Every trial is validated (by building its RunConfig) before anything runs, so a bad file fails
+fast with a ConfigError naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sizeup.config import RunConfig, load_mapping
+from sizeup.errors import ConfigError
+
+FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+_AXIS_GENERATORS = ("values", "log2", "linspace", "range")
+
+
+def _check_field(name: str, value: Any) -> None:
+    if name not in FIELDS:
+        raise ConfigError(name, value, "a RunConfig field: " + ", ".join(sorted(FIELDS)))
+
+
+def expand_axis(name: str, spec: Any) -> list[Any]:
+    """Turn one axis spec (a list, a scalar or a generator dict) into its list of values."""
+    _check_field(name, spec)
+    if isinstance(spec, dict):
+        unknown = set(spec) - set(_AXIS_GENERATORS) - {"step", "num"}
+        if unknown or not set(spec) & set(_AXIS_GENERATORS):
+            raise ConfigError(f"axes.{name}", spec,
+                              "a list, or a dict with one of: " + ", ".join(_AXIS_GENERATORS)
+                              + " (log2: [lo, hi] with optional step; linspace: [lo, hi] with num;"
+                              " range: [lo, hi] with optional step)")
+        if "values" in spec:
+            values = list(spec["values"])
+        elif "log2" in spec:
+            lo, hi = _pair(name, spec["log2"])
+            step = float(spec.get("step", 1))
+            if step <= 0:
+                raise ConfigError(f"axes.{name}.step", step, "a positive number of octaves")
+            # round so 2**-10 stays exactly 2**-10 whatever the float accumulation
+            exps = np.arange(lo, hi + step / 2, step)
+            values = [float(2.0 ** round(float(e), 10)) for e in exps]
+        elif "linspace" in spec:
+            lo, hi = _pair(name, spec["linspace"])
+            values = [float(v) for v in np.linspace(lo, hi, int(spec.get("num", 5)))]
+        else:
+            lo, hi = _pair(name, spec["range"])
+            values = list(range(int(lo), int(hi) + 1, int(spec.get("step", 1))))
+    elif isinstance(spec, (list, tuple)):
+        values = list(spec)
+    else:  # a single value is an axis of one
+        values = [spec]
+    if not values:
+        raise ConfigError(f"axes.{name}", spec, "a non-empty list of values")
+    return values
+
+
+def _pair(name: str, v: Any) -> tuple[float, float]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise ConfigError(f"axes.{name}", v, "a pair [lo, hi]")
+    lo, hi = float(v[0]), float(v[1])
+    if hi < lo:
+        raise ConfigError(f"axes.{name}", v, "a pair [lo, hi] with lo <= hi")
+    return lo, hi
+
+
+@dataclass
+class SweepSpec:
+    """Base config fields, grid axes (crossed) and zipped groups (moved together)."""
+
+    base: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, Any] = field(default_factory=dict)
+    zips: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "sweep"
+
+    def __post_init__(self) -> None:
+        self.base = dict(self.base or {})
+        axes = dict(self.axes or {})
+        # `zip` inside axes is a group of fields that vary together; `grid` is just more axes
+        zips = axes.pop("zip", None)
+        if zips is not None:
+            self.zips = list(self.zips) + (zips if isinstance(zips, list) else [zips])
+        grid = axes.pop("grid", None)
+        if grid is not None:
+            if not isinstance(grid, dict):
+                raise ConfigError("axes.grid", grid, "a mapping of field: values")
+            axes.update(grid)
+        self.axes = axes
+        self.validate()
+
+    # --- building ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        """Build from a mapping with keys base, axes, optional zip and name."""
+        if not isinstance(d, dict):
+            raise ConfigError("spec", d, "a mapping with keys base, axes, zip, name")
+        allowed = {"base", "axes", "zip", "name"}
+        for k in d:
+            if k not in allowed:
+                raise ConfigError(k, d[k], "a sweep file key: " + ", ".join(sorted(allowed)))
+        zips = d.get("zip") or []
+        return cls(base=d.get("base") or {}, axes=d.get("axes") or {},
+                   zips=zips if isinstance(zips, list) else [zips],
+                   name=str(d.get("name", "sweep")))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SweepSpec:
+        """Load a YAML/TOML/JSON sweep file (validated)."""
+        d = load_mapping(path)
+        d.setdefault("name", Path(path).stem)
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping that from_dict() reads back."""
+        return {"name": self.name, "base": self.base, "axes": self.axes, "zip": self.zips}
+
+    # --- validation and expansion --------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError for an unknown field, an empty axis or any invalid trial."""
+        if not isinstance(self.base, dict):
+            raise ConfigError("base", self.base, "a mapping of RunConfig field: value")
+        for k, v in self.base.items():
+            _check_field(k, v)
+        for k, v in self.axes.items():
+            expand_axis(k, v)
+        for i, group in enumerate(self.zips):
+            self._zip_values(i, group)
+        # building every trial runs RunConfig.validate on each: non-positive lr, bad rule, ...
+        self.trials()
+
+    def _zip_values(self, i: int, group: Any) -> dict[str, list[Any]]:
+        if not isinstance(group, dict) or not group:
+            raise ConfigError(f"zip[{i}]", group, "a non-empty mapping of field: [values]")
+        vals = {k: expand_axis(k, v) for k, v in group.items()}
+        lengths = {k: len(v) for k, v in vals.items()}
+        if len(set(lengths.values())) != 1:
+            raise ConfigError(f"zip[{i}]", lengths, "lists of equal length (they move together)")
+        return vals
+
+    def points(self) -> list[dict[str, Any]]:
+        """The axis assignments of every trial, in a stable order (axes order, then zips)."""
+        dims: list[list[dict[str, Any]]] = []
+        for k, v in self.axes.items():
+            dims.append([{k: x} for x in expand_axis(k, v)])
+        for i, group in enumerate(self.zips):
+            vals = self._zip_values(i, group)
+            n = len(next(iter(vals.values())))
+            dims.append([{k: vals[k][j] for k in vals} for j in range(n)])
+        out = []
+        for combo in itertools.product(*dims):
+            point: dict[str, Any] = {}
+            for part in combo:
+                point.update(part)
+            out.append(point)
+        return out
+
+    def trials(self) -> list[RunConfig]:
+        """Every distinct trial's RunConfig (duplicates by trial id dropped, order kept)."""
+        seen: set[str] = set()
+        configs = []
+        for point in self.points():
+            d = {**self.base, **point}
+            try:
+                cfg = RunConfig.from_dict(d)
+            except ConfigError as e:
+                point_s = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                raise ConfigError(e.field, e.value,
+                                  f"{e.allowed} (in the trial {point_s or 'base'})") from None
+            except TypeError as e:  # a wrong type that the dataclass could not even take
+                raise ConfigError("base", d, f"RunConfig fields with valid types ({e})") from None
+            tid = cfg.trial_id()
+            if tid not in seen:
+                seen.add(tid)
+                configs.append(cfg)
+        return configs
+
+    def __len__(self) -> int:
+        return len(self.trials())
+
+
+def load_spec(path_or_dict: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
+    """A SweepSpec from a file path, a mapping or an existing spec."""
+    if isinstance(path_or_dict, SweepSpec):
+        return path_or_dict
+    if isinstance(path_or_dict, dict):
+        return SweepSpec.from_dict(path_or_dict)
+    return SweepSpec.from_file(path_or_dict)
+
+
+def lr_grid(lo_exp: float, hi_exp: float, step: float = 1.0) -> list[float]:
+    """Learning rates 2**lo_exp ... 2**hi_exp, `step` octaves apart."""
+    if not math.isfinite(lo_exp) or not math.isfinite(hi_exp) or hi_exp < lo_exp:
+        raise ConfigError("lr_grid", (lo_exp, hi_exp), "finite exponents with lo <= hi")
+    return expand_axis("lr", {"log2": [lo_exp, hi_exp], "step": step})

@@ -1,0 +1,68 @@
+"""A synthetic stand-in for the trainer, for tests and benchmarks of the sweep machinery.
+
+synthetic_run(config) needs no torch and takes microseconds, yet behaves like an lr sweep:
+loss is a parabola in log2(lr) whose minimum sits at 2**-8 for muP (every width) and moves
+one octave lower per doubling of width for SP, wider is better, and lr far above the optimum
+diverges. Knobs (environment, so they reach worker processes):
+  SIZEUP_SYNTH_SLEEP  seconds each trial sleeps (default 0)
+  SIZEUP_SYNTH_LOG    a file that gets "start <id>" / "end <id>" lines (to count executions)
+and config.data == "crash" raises, config.data == "die" kills the worker process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from sizeup.config import RunConfig, RunResult
+
+
+def synthetic_opt_log2(config: RunConfig) -> float:
+    """log2 of the synthetic optimal lr: fixed under muP, 1/width under SP."""
+    shift = 0.0 if config.rule != "sp" else math.log2(config.width / config.base_width)
+    return -8.0 - shift
+
+
+def synthetic_loss(config: RunConfig) -> float:
+    """Loss of the synthetic model: 2 + 0.1*(octaves from optimum)^2 + 4/width + seed noise."""
+    d = math.log2(config.lr) - synthetic_opt_log2(config)
+    noise = 1e-4 * ((config.seed * 7919) % 13 - 6)  # deterministic, tiny
+    return 2.0 + 0.1 * d * d + 4.0 / config.width + noise
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("SIZEUP_SYNTH_LOG")
+    if path:
+        # O_APPEND: concurrent workers' lines never interleave within a line
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def synthetic_run(config: RunConfig) -> RunResult:
+    """A fake training run with the shape of a real lr sweep (see the module docstring)."""
+    tid = config.trial_id()
+    _log(f"start {tid}")
+    if config.data == "crash":
+        raise RuntimeError("synthetic crash")
+    if config.data == "die":
+        os._exit(3)
+    time.sleep(float(os.environ.get("SIZEUP_SYNTH_SLEEP", "0")))
+    final = synthetic_loss(config)
+    diverged = math.log2(config.lr) - synthetic_opt_log2(config) > 3.0
+    n = 5
+    init = 5.5
+    curve = [init + (final - init) * (i + 1) / n for i in range(n)]
+    if diverged:
+        curve[-1] = math.nan
+    _log(f"end {tid}")
+    return RunResult(config=config.to_dict(), steps=list(range(n)), train_loss=curve,
+                     val_steps=[0, n], val_loss=[init, math.nan if diverged else final],
+                     initial_val_loss=init, final_train_loss=math.nan if diverged else final,
+                     final_val_loss=math.nan if diverged else final,
+                     tokens=config.tokens_per_step * config.steps, diverged=diverged,
+                     diverged_step=n - 1 if diverged else None,
+                     error="loss diverged" if diverged else None)

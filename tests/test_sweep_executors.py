@@ -1,0 +1,105 @@
+"""Executors and the driver: same results sequentially and in parallel, failures recorded,
+finished trials never rerun."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from sizeup.errors import ConfigError
+from sizeup.sweep import LocalExecutor, Store, run_sweep
+from sizeup.sweep.testing import synthetic_loss, synthetic_run
+
+SPEC = {"base": {"steps": 5}, "axes": {"width": [32, 64], "lr": {"log2": [-10, -7]},
+                                       "rule": ["sp", "mup"]}}
+
+
+def _losses(path):
+    with Store(path) as st:
+        return {t.id: t.loss for t in st.trials()}
+
+
+def test_sequential_and_pool_agree(tmp_path):
+    a = run_sweep(SPEC, tmp_path / "a.db", runner=synthetic_run, progress=False)
+    b = run_sweep(SPEC, tmp_path / "b.db", runner=synthetic_run, workers=2, progress=False)
+    assert a.ran == b.ran == 16
+    assert a.counts["done"] == b.counts["done"] == 16
+    la, lb = _losses(tmp_path / "a.db"), _losses(tmp_path / "b.db")
+    assert la == lb
+    for t in Store(tmp_path / "a.db").trials():
+        assert t.loss == pytest.approx(synthetic_loss(t.config))  # what the runner said
+
+
+def test_crash_and_divergence_are_recorded_and_sweep_goes_on(tmp_path):
+    spec = {"axes": {"lr": [2.0**-8, 1.0], "data": ["builtin", "crash"]}}
+    rep = run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False)
+    assert rep.counts == {"queued": 0, "running": 0, "done": 1, "diverged": 1, "failed": 2}
+    with Store(tmp_path / "s.db") as st:
+        failed = st.trials("failed")
+        assert all("RuntimeError: synthetic crash" in t.error for t in failed)
+        (div,) = st.trials("diverged")
+        assert div.config.lr == 1.0 and div.result.diverged
+
+
+def test_dead_worker_is_retried_once_then_failed(tmp_path, monkeypatch):
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("SIZEUP_SYNTH_LOG", str(log))
+    spec = {"axes": {"lr": [2.0**-9, 2.0**-8, 2.0**-7], "data": ["builtin", "die"]}}
+    rep = run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, workers=2, progress=False)
+    assert rep.counts["done"] == 3 and rep.counts["failed"] == 3
+    with Store(tmp_path / "s.db") as st:
+        for t in st.trials("failed"):
+            assert t.config.data == "die" and "worker process died" in t.error
+        die_ids = {t.id for t in st.trials("failed")}
+    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
+                     if line.startswith("start"))
+    # first try + at most one retry (a trial queued on a pool that broke may never start)
+    assert all(1 <= starts[i] <= 2 for i in die_ids)
+    assert max(starts[i] for i in die_ids) == 2
+    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
+                   if line.startswith("end"))
+    assert sorted(ends.values()) == [1, 1, 1]  # good trials finished exactly once
+
+
+def test_resume_never_reruns_finished_trials(tmp_path, monkeypatch):
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("SIZEUP_SYNTH_LOG", str(log))
+    first = run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, progress=False)
+    again = run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, workers=2, progress=False)
+    assert first.ran == 16 and again.ran == 0 and again.skipped == 16
+    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
+                   if line.startswith("end"))
+    assert len(ends) == 16 and set(ends.values()) == {1}
+    # growing the spec runs only the new trials
+    bigger = {**SPEC, "axes": {**SPEC["axes"], "width": [32, 64, 128]}}
+    third = run_sweep(bigger, tmp_path / "s.db", runner=synthetic_run, progress=False)
+    assert third.ran == 8 and third.counts["done"] == 24
+
+
+def test_retry_failed_on_request(tmp_path):
+    spec = {"axes": {"data": ["crash"]}}
+    run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False)
+    assert run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False).ran == 0
+    rep = run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False,
+                    retry_failed=True)
+    assert rep.ran == 1 and rep.requeued == 1
+    assert Store(tmp_path / "s.db").get(Store(tmp_path / "s.db").trials()[0].id).attempts == 2
+
+
+def test_bad_executor_arguments():
+    with pytest.raises(ConfigError, match="workers"):
+        LocalExecutor(workers=0)
+    with pytest.raises(ConfigError, match="executor"):
+        run_sweep(SPEC, "unused.db", executor="slurm", runner=synthetic_run)
+
+
+def test_bad_spec_fails_before_the_store_is_touched(tmp_path):
+    with pytest.raises(ConfigError, match="lr"):
+        run_sweep({"axes": {"lr": [0.0]}}, tmp_path / "s.db", runner=synthetic_run)
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_progress_bar_runs(tmp_path, capsys):
+    run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, progress=True)
+    assert "16/16" in capsys.readouterr().out
