@@ -318,3 +318,40 @@ def test_critical_batch_sources():
                          "name": "f"})()
     assert _critical_batch(None, fit, 1e20, 2.0)[0] == pytest.approx(10.0 * 1e5)
     assert _critical_batch(5.0, fit, 1e20, 2.0) == (5.0, "given")
+
+
+def test_table_agrees_with_the_real_parametrization():
+    # The cheat sheet must say what sizeup.parametrize does to a real GPT (n = 256/64 = 4),
+    # apart from the planner's GPT-2 residual-out factor (2L)^-1/2, which parametrize leaves
+    # to the user, and SwiGLU's rounded d_ff (683/171 instead of 4) on mlp.down.
+    torch = pytest.importorskip("torch")
+    from sizeup import parametrize
+    from sizeup.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+
+    def mk(d):
+        return GPT(GPTConfig(d_model=d, n_layer=2, head_dim=16, vocab_size=64, seq_len=16))
+
+    p = parametrize(mk(256), base=mk(64), rule="mup", sigma=0.02, readout_form="table8")
+    rows = {r["tensor"]: r for r in layer_table(lr=1.0, n_layer=2, width_ratio=4, rule="mup",
+                                                 sigma=0.02, weight_decay=1.0,
+                                                 readout_form="table8")}
+    import fnmatch
+
+    seen = set()
+    for s in p.table():
+        mod = s.name.rsplit(".", 1)[0]
+        key = next(t for t in rows if fnmatch.fnmatchcase(mod, t))
+        seen.add(key)
+        r = rows[key]
+        assert r["role"] == s.role, s.name
+        if s.init_std is None:
+            assert r["init_std"] is None
+        else:
+            std = r["init_std"] * (math.sqrt(2 * 2) if key.endswith((".o", ".down")) else 1.0)
+            assert std == pytest.approx(s.init_std, rel=2e-3), s.name
+        assert r["multiplier"] == pytest.approx(s.multiplier, rel=1e-9), s.name
+        assert r["lr_mult"] == pytest.approx(s.lr_mult, rel=2e-3), s.name
+        assert r["wd"] == s.wd_mult, s.name
+    assert seen == set(rows)
