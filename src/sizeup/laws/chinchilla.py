@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sizeup.errors import ConfigError, check_positive
+from sizeup.errors import ConfigError, DataError, check_positive
+from sizeup.laws.hp import PowerLaw
+from sizeup.laws.optimize import batched_lbfgs
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,504 @@ class ChinchillaLaw:
     def to_dict(self) -> dict[str, float]:
         """Plain dict of the five constants (and k)."""
         return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# shared input checks
+# --------------------------------------------------------------------------------------------
+
+def _check_points(N: np.ndarray, D: np.ndarray, L: np.ndarray, min_points: int) -> tuple[np.ndarray, ...]:
+    """Validate (N, D, L) as equal-length finite positive 1-D arrays with enough points."""
+    arrs = [np.asarray(a, dtype=float).ravel() for a in (N, D, L)]
+    names = ("params", "tokens", "loss")
+    if len({a.size for a in arrs}) != 1:
+        raise DataError(f"params/tokens/loss lengths {[a.size for a in arrs]} are not allowed: equal lengths")
+    for name, a in zip(names, arrs):
+        bad = ~np.isfinite(a) | (a <= 0)
+        if bad.any():
+            raise DataError(f"{name}={a[bad][:3].tolist()} (at rows {np.flatnonzero(bad)[:3].tolist()}) "
+                            "is not allowed: finite values > 0 (drop those rows first)")
+    if arrs[0].size < min_points:
+        raise DataError(f"points={arrs[0].size} is not allowed: at least {min_points} for this fit")
+    return tuple(arrs)
+
+
+def drop_highest(N: np.ndarray, D: np.ndarray, L: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the k highest-loss points (an explicit outlier rule); returns N, D, L, dropped rows."""
+    if k < 0 or int(k) != k:
+        raise ConfigError("drop_highest", k, "an integer >= 0")
+    L = np.asarray(L, dtype=float)
+    if k >= L.size:
+        raise ConfigError("drop_highest", k, f"fewer than the {L.size} points")
+    order = np.argsort(L, kind="stable")
+    dropped = np.sort(order[L.size - k:]) if k else np.array([], dtype=np.int64)
+    keep = np.sort(order[: L.size - k])
+    return np.asarray(N, dtype=float)[keep], np.asarray(D, dtype=float)[keep], L[keep], dropped
+
+
+# --------------------------------------------------------------------------------------------
+# approach 3: L(N, D) = E + A/N^alpha + B/D^beta by Huber regression on log loss
+# --------------------------------------------------------------------------------------------
+
+PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+
+
+def default_grid() -> np.ndarray:
+    """Besiroglu et al. 2024 grid of 4,500 starts over (a, b, e, alpha, beta), A = e^a, B = e^b, E = e^e."""
+    a = np.arange(0, 30, 5.0)
+    e = np.arange(-1, 1.5, 0.5)
+    al = np.arange(0, 2.5, 0.5)
+    g = np.stack(np.meshgrid(a, a, e, al, al, indexing="ij"), axis=-1).reshape(-1, 5)
+    return g
+
+
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Huber loss: r^2/2 inside |r| <= delta, delta (|r| - delta/2) outside (scipy.special.huber)."""
+    ar = np.abs(r)
+    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+
+
+def approach3_objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray,
+                        weights: np.ndarray | None = None, delta: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Summed Huber loss of log-space residuals and its analytic gradient, for K parameter rows.
+
+    theta is (K, 5) in the order (a, b, e, alpha, beta); the model is
+    log L = LSE(a - alpha log N, b - beta log D, e); weights are (n,) or (K, n) point counts.
+    """
+    K = theta.shape[0]
+    f = np.empty(K)
+    g = np.empty((K, 5))
+    # work through the rows in blocks of ~32k elements so the temporaries stay in cache
+    step = max(1, 32768 // max(1, logN.size))
+    for lo in range(0, K, step):
+        hi = min(K, lo + step)
+        w = None if weights is None or weights.ndim == 1 else weights[lo:hi]
+        f[lo:hi], g[lo:hi] = _objective_block(theta[lo:hi], logN, logD, logL,
+                                              weights if w is None else w, delta)
+    return f, g
+
+
+def _objective_block(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray,
+                     weights: np.ndarray | None, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
+    u1 = a - al * logN
+    u2 = b - be * logD
+    m = np.maximum(np.maximum(u1, u2), e)
+    e1 = np.exp(u1 - m, out=u1)
+    e2 = np.exp(u2 - m, out=u2)
+    e3 = np.exp(e - m)
+    s = e1 + e2 + e3
+    r = np.log(s) + m - logL
+    c = np.clip(r, -delta, delta)  # dh/dr of the Huber loss
+    h = c * (r - 0.5 * c)  # = r^2/2 inside |r| <= delta, delta (|r| - delta/2) outside
+    hp = np.divide(c, s, out=c)  # dh/dr / s turns e_i into softmax weights
+    if weights is not None:
+        h *= weights
+        hp *= weights
+    f = h.sum(axis=1)
+    w1, w2 = np.multiply(hp, e1, out=e1), np.multiply(hp, e2, out=e2)
+    g = np.stack([w1.sum(1), w2.sum(1), (hp * e3).sum(1), -(w1 @ logN), -(w2 @ logD)], axis=1)
+    return f, g
+
+
+def _theta_to_params(theta: np.ndarray) -> np.ndarray:
+    """(a, b, e, alpha, beta) rows -> (E, A, B, alpha, beta) rows."""
+    return np.stack([np.exp(theta[:, 2]), np.exp(theta[:, 0]), np.exp(theta[:, 1]),
+                     theta[:, 3], theta[:, 4]], axis=1)
+
+
+def _params_to_theta(p: np.ndarray) -> np.ndarray:
+    return np.stack([np.log(p[:, 1]), np.log(p[:, 2]), np.log(p[:, 0]), p[:, 3], p[:, 4]], axis=1)
+
+
+def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float) -> tuple[np.ndarray, float]:
+    """Tighten one solution with scipy's L-BFGS-B at strict tolerances (a few ms)."""
+    from scipy.optimize import minimize
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = approach3_objective(x[None], logN, logD, logL, None, delta)
+        return float(f[0]), g[0]
+
+    res = minimize(fg, theta, jac=True, method="L-BFGS-B",
+                   options={"ftol": 1e-15, "gtol": 1e-14, "maxiter": 5000, "maxcor": 20})
+    return res.x, float(res.fun)
+
+
+def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: np.ndarray,
+                   delta: float = 1e-3, polish_top: int = 5, max_iter: int = 400) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Run the batched L-BFGS from every grid start, polish the best few; returns
+    (best theta, best objective, all final thetas, all final objectives)."""
+    def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return approach3_objective(x, logN, logD, logL, None, delta)
+
+    xs, fs, _ = batched_lbfgs(fun, grid, max_iter=max_iter, ftol=1e-9)
+    fs = np.where(np.isfinite(fs), fs, np.inf)
+    best_t, best_f = xs[np.argmin(fs)], float(fs.min())
+    # polish a handful of the best distinct endpoints: the batched stop is loose on purpose
+    order = np.argsort(fs)
+    picked: list[np.ndarray] = []
+    for i in order:
+        if len(picked) >= polish_top:
+            break
+        if all(np.max(np.abs(xs[i] - q)) > 1e-3 for q in picked):
+            picked.append(xs[i])
+    for t0 in picked:
+        t, f = _polish(t0, logN, logD, logL, delta)
+        if f < best_f:
+            best_t, best_f = t, f
+    return best_t, best_f, xs, fs
+
+
+@dataclass
+class Approach3Fit:
+    """Result of fit_approach3: the law, its objective, bootstrap samples and intervals."""
+
+    law: ChinchillaLaw
+    objective: float
+    n_points: int
+    dropped: list[int]
+    delta: float
+    samples: np.ndarray | None = None  # (n_boot, 5): E, A, B, alpha, beta
+    level: float = 0.9
+
+    def interval(self, values: np.ndarray) -> tuple[float, float]:
+        """Central `level` percentile interval of bootstrap values."""
+        q = (1 - self.level) / 2
+        return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
+
+    def param_intervals(self) -> dict[str, tuple[float, float]]:
+        """Bootstrap interval for every parameter and the compute exponents a, b."""
+        if self.samples is None:
+            return {}
+        out = {n: self.interval(self.samples[:, i]) for i, n in enumerate(PARAM_NAMES)}
+        al, be = self.samples[:, 3], self.samples[:, 4]
+        out["a"] = self.interval(be / (al + be))
+        out["b"] = self.interval(al / (al + be))
+        return out
+
+    def _sample_laws(self) -> list[ChinchillaLaw]:
+        keep = np.all(self.samples[:, 1:] > 0, axis=1) & (self.samples[:, 0] >= 0)
+        return [ChinchillaLaw(*row) for row in self.samples[keep]]
+
+    def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, object]]:
+        """N_opt, D_opt, tokens/param and loss at each budget C, with bootstrap intervals."""
+        laws = self._sample_laws() if self.samples is not None else []
+        rows = []
+        for C in np.atleast_1d(np.asarray(compute, dtype=float)):
+            n, d = self.law.optimal(C)
+            row: dict[str, object] = {"C": float(C), "N_opt": n, "D_opt": d, "tokens_per_param": d / n,
+                                      "loss": float(self.law.loss(n, d))}
+            if laws:
+                opt = np.array([lw.optimal(C) for lw in laws])
+                loss = np.array([lw.loss(*o) for lw, o in zip(laws, opt)])
+                row["N_opt_interval"] = self.interval(opt[:, 0])
+                row["D_opt_interval"] = self.interval(opt[:, 1])
+                row["tokens_per_param_interval"] = self.interval(opt[:, 1] / opt[:, 0])
+                row["loss_interval"] = self.interval(loss)
+            rows.append(row)
+        return rows
+
+    def predict(self, N: float, D: float) -> dict[str, object]:
+        """Predicted loss at (N, D) with its bootstrap interval."""
+        out: dict[str, object] = {"N": float(N), "D": float(D), "loss": float(self.law.loss(N, D))}
+        if self.samples is not None:
+            E, A, B, al, be = self.samples.T
+            out["loss_interval"] = self.interval(E + A / N**al + B / D**be)
+        return out
+
+    def to_dict(self, compute: list[float] | None = None) -> dict[str, object]:
+        """The fit.json payload: parameters, objective, intervals and derived quantities."""
+        law = self.law
+        d: dict[str, object] = {
+            "kind": "chinchilla", "approach": 3, "E": law.E, "A": law.A, "B": law.B,
+            "alpha": law.alpha, "beta": law.beta, "objective": self.objective, "delta": self.delta,
+            "a": law.a, "b": law.b, "G": law.G, "n_points": self.n_points, "dropped_rows": self.dropped,
+            "n_opt": {"coef": law.G / 6**law.a, "exponent": law.a},
+            "d_opt": {"coef": 1 / (law.G * 6**law.b), "exponent": law.b},
+            "compute": "6ND", "level": self.level,
+        }
+        if self.samples is not None:
+            d["bootstrap"] = int(len(self.samples))
+            d["intervals"] = self.param_intervals()
+            d["samples"] = self.samples.tolist()
+        if compute is not None:
+            d["derived"] = self.derived(compute)
+        return d
+
+
+def fit_approach3(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    delta: float = 1e-3,
+    drop_highest_k: int = 0,
+    grid: np.ndarray | None = None,
+    bootstrap: int = 0,
+    boot_starts: int = 4,
+    seed: int = 0,
+    level: float = 0.9,
+) -> Approach3Fit:
+    """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022 approach 3, with the
+    Besiroglu et al. 2024 procedure: Huber on log residuals, L-BFGS from a 4,500-start grid).
+
+    Bootstrap resamples the points with replacement `bootstrap` times and refits each from the
+    `boot_starts` best distinct full-data optima, all resamples stepped together.
+    """
+    if not delta > 0:
+        raise ConfigError("delta", delta, "a Huber threshold > 0")
+    if bootstrap < 0:
+        raise ConfigError("bootstrap", bootstrap, "an integer >= 0")
+    if not 0 < level < 1:
+        raise ConfigError("level", level, "a fraction in (0, 1)")
+    N, D, L = _check_points(N, D, L, min_points=5)
+    N, D, L, dropped = drop_highest(N, D, L, drop_highest_k)
+    if N.size < 6:
+        raise DataError(f"points={N.size} is not allowed: more points than the 5 parameters of approach 3")
+    logN, logD, logL = np.log(N), np.log(D), np.log(L)
+    grid = default_grid() if grid is None else np.asarray(grid, dtype=float)
+    theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta)
+    law = ChinchillaLaw(*_theta_to_params(theta[None])[0])
+    samples = None
+    if bootstrap:
+        samples = _bootstrap(theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed)
+    return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level)
+
+
+def _bootstrap(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, logN: np.ndarray, logD: np.ndarray,
+               logL: np.ndarray, delta: float, n_boot: int, n_starts: int, seed: int) -> np.ndarray:
+    """Refit on `n_boot` resamples (multinomial point counts), all resamples x starts at once."""
+    rng = np.random.default_rng(seed)
+    n = logN.size
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    starts = [theta]
+    for i in np.argsort(fs):
+        if len(starts) >= n_starts:
+            break
+        if np.isfinite(fs[i]) and all(np.max(np.abs(xs[i] - s)) > 1e-2 for s in starts):
+            starts.append(xs[i])
+    S = np.array(starts)
+    x0 = np.repeat(S[None], n_boot, axis=0).reshape(-1, 5)
+    W = np.repeat(counts, len(S), axis=0)
+
+    def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return approach3_objective(x, logN, logD, logL, W[rows], delta)
+
+    xb, fb, _ = batched_lbfgs(fun, x0, max_iter=300, ftol=1e-10)
+    fb = np.where(np.isfinite(fb), fb, np.inf).reshape(n_boot, len(S))
+    best = xb.reshape(n_boot, len(S), 5)[np.arange(n_boot), np.argmin(fb, axis=1)]
+    return _theta_to_params(best)
+
+
+# --------------------------------------------------------------------------------------------
+# approaches 1 and 2: compute-optimal power laws from the data's minima
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class AllocationFit:
+    """N_opt(C) = n_opt(C), D_opt(C) = d_opt(C) from approach 1 or 2, with the points behind it."""
+
+    approach: int
+    n_opt: PowerLaw
+    d_opt: PowerLaw
+    C: np.ndarray  # budgets of the optima
+    N: np.ndarray  # optimal N per budget
+    D: np.ndarray  # optimal D per budget
+    L: np.ndarray  # loss at the optimum
+    curves: list[dict[str, object]]  # approach 2: per-budget points and interpolant
+    a_interval: tuple[float, float] | None = None
+    b_interval: tuple[float, float] | None = None
+    level: float = 0.9
+    method: str = ""
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt in C."""
+        return self.n_opt.exponent
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt in C."""
+        return self.d_opt.exponent
+
+    def optimal(self, C: float) -> tuple[float, float]:
+        """(N_opt, D_opt) at budget C."""
+        return float(self.n_opt(C)), float(self.d_opt(C))
+
+    def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, float]]:
+        """N_opt, D_opt and tokens per parameter at each budget."""
+        out = []
+        for C in np.atleast_1d(np.asarray(compute, dtype=float)):
+            n, d = self.optimal(C)
+            out.append({"C": float(C), "N_opt": n, "D_opt": d, "tokens_per_param": d / n})
+        return out
+
+    def to_dict(self, compute: list[float] | None = None) -> dict[str, object]:
+        """The fit.json payload for approaches 1 and 2."""
+        d: dict[str, object] = {
+            "kind": "chinchilla", "approach": self.approach, "method": self.method,
+            "n_opt": self.n_opt.to_dict(), "d_opt": self.d_opt.to_dict(), "a": self.a, "b": self.b,
+            "compute": "6ND", "level": self.level,
+            "optima": [{"C": float(c), "N_opt": float(n), "D_opt": float(dd), "loss": float(lo)}
+                       for c, n, dd, lo in zip(self.C, self.N, self.D, self.L)],
+        }
+        if self.a_interval is not None:
+            d["intervals"] = {"a": self.a_interval, "b": self.b_interval}
+        if compute is not None:
+            d["derived"] = self.derived(compute)
+        return d
+
+
+def _bootstrap_exponent(C: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float) -> tuple[float, float] | None:
+    """Percentile interval of the log-log slope when the (C, y) optima are resampled."""
+    if n_boot <= 0 or C.size < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, C.size, size=(n_boot, C.size))
+    x, z = np.log(C)[idx], np.log(y)[idx]
+    xm, zm = x.mean(1, keepdims=True), z.mean(1, keepdims=True)
+    var = ((x - xm) ** 2).sum(1)
+    ok = var > 0  # a resample that repeats one budget has no slope
+    slopes = ((x - xm) * (z - zm)).sum(1)[ok] / var[ok]
+    q = (1 - level) / 2
+    return float(np.quantile(slopes, q)), float(np.quantile(slopes, 1 - q))
+
+
+def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
+    """Label points by compute budget: sorted budgets within `rtol` of their neighbour share a label."""
+    C = np.asarray(C, dtype=float)
+    order = np.argsort(C)
+    gaps = np.diff(np.log(C[order])) > np.log1p(rtol)
+    labels = np.empty(C.size, dtype=np.int64)
+    labels[order] = np.concatenate([[0], np.cumsum(gaps)])
+    return labels
+
+
+def fit_approach1(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray | None = None,
+                  n_bins: int | None = None, bootstrap: int = 0, seed: int = 0, level: float = 0.9) -> AllocationFit:
+    """Hoffmann et al. approach 1: fit N_opt(C), D_opt(C) to the lower envelope of loss vs FLOPs.
+
+    The envelope keeps each point whose loss beats every point of lower compute (the frontier
+    of the loss-vs-FLOPs curves); with n_bins, only the lowest loss per log-spaced bin is kept.
+    """
+    N, D, L = _check_points(N, D, L, min_points=3)
+    C = 6.0 * N * D if C is None else np.asarray(C, dtype=float)
+    order = np.argsort(C, kind="stable")
+    best = np.inf
+    keep = []
+    for i in order:
+        if L[i] < best:
+            keep.append(i)
+            best = L[i]
+    idx = np.array(keep)
+    if n_bins:
+        edges = np.linspace(np.log(C[idx]).min(), np.log(C[idx]).max() + 1e-12, n_bins + 1)
+        which = np.digitize(np.log(C[idx]), edges)
+        idx = np.array([idx[which == w][np.argmin(L[idx[which == w]])] for w in np.unique(which)])
+    if np.unique(N[idx]).size < 2:
+        raise DataError(f"envelope model sizes={np.unique(N[idx]).tolist()} is not allowed: "
+                        "approach 1 needs the loss envelope to span at least 2 model sizes")
+    Cs, Ns, Ds = C[idx], N[idx], D[idx]
+    return AllocationFit(
+        approach=1, n_opt=PowerLaw.fit(Cs, Ns), d_opt=PowerLaw.fit(Cs, Ds), C=Cs, N=Ns, D=Ds, L=L[idx],
+        curves=[], a_interval=_bootstrap_exponent(Cs, Ns, bootstrap, seed, level),
+        b_interval=_bootstrap_exponent(Cs, Ds, bootstrap, seed, level), level=level, method="envelope")
+
+
+APPROACH2_METHODS = ("parabola", "akima")
+
+
+def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray | None = None,
+                  method: str = "parabola", window: int | None = None, log_loss: bool = False,
+                  budget_rtol: float = 0.05, bootstrap: int = 0, seed: int = 0, level: float = 0.9) -> AllocationFit:
+    """Hoffmann et al. approach 2: the minimum of each isoFLOP profile, then power laws in C.
+
+    method="parabola" fits L (or log L with log_loss) as a parabola in log N, over all points of
+    a budget or the `window` points either side of its lowest one; method="akima" minimises an
+    Akima interpolant of log L in log N (Porian et al. 2024's choice). Budgets whose lowest loss
+    sits at the smallest or largest model are skipped: their optimum is not bracketed.
+    """
+    from scipy.interpolate import Akima1DInterpolator
+
+    from sizeup.errors import check_choice
+
+    check_choice("method", method, APPROACH2_METHODS)
+    N, D, L = _check_points(N, D, L, min_points=3)
+    if np.unique(N).size < 2:
+        raise DataError(f"model sizes={np.unique(N).tolist()} is not allowed: approach 2 needs several model "
+                        "sizes per compute budget (one size gives no isoFLOP profile)")
+    C = 6.0 * N * D if C is None else np.asarray(C, dtype=float)
+    labels = group_budgets(C, budget_rtol)
+    Cs, Ns, Ls, curves = [], [], [], []
+    for lab in np.unique(labels):
+        sel = np.flatnonzero(labels == lab)
+        sel = sel[np.argsort(N[sel])]
+        x = np.log(N[sel])
+        y = np.log(L[sel]) if (log_loss or method == "akima") else L[sel]
+        if np.unique(x).size < 3:
+            continue
+        i = int(np.argmin(y))
+        if i == 0 or i == x.size - 1:
+            continue
+        budget = float(np.exp(np.log(C[sel]).mean()))
+        if method == "akima":
+            f = Akima1DInterpolator(x, y)
+            xx = np.linspace(x[0], x[-1], 4001)
+            yy = f(xx)
+            j = int(np.argmin(yy))
+            x_opt, y_opt, coef = xx[j], float(np.exp(yy[j])), None
+        else:
+            lo, hi = (0, x.size) if window is None else (max(0, i - window), min(x.size, i + window + 1))
+            coef = np.polyfit(x[lo:hi], y[lo:hi], 2)
+            if coef[0] <= 0:
+                continue
+            x_opt = -coef[1] / (2 * coef[0])
+            y_opt = float(np.polyval(coef, x_opt))
+            y_opt = float(np.exp(y_opt)) if log_loss else y_opt
+            coef = coef.tolist()
+        Cs.append(budget)
+        Ns.append(float(np.exp(x_opt)))
+        Ls.append(y_opt)
+        curves.append({"C": budget, "N": N[sel].tolist(), "loss": L[sel].tolist(), "parabola": coef,
+                       "log_loss": bool(log_loss or method == "akima"), "N_opt": float(np.exp(x_opt)),
+                       "loss_opt": y_opt})
+    if len(Cs) < 2:
+        raise DataError(f"isoFLOP budgets with a bracketed minimum={len(Cs)} is not allowed: at least 2 "
+                        "(each needs 3+ model sizes with the lowest loss in the interior)")
+    Cn, Nn = np.array(Cs), np.array(Ns)
+    Dn = Cn / (6.0 * Nn)
+    return AllocationFit(
+        approach=2, n_opt=PowerLaw.fit(Cn, Nn), d_opt=PowerLaw.fit(Cn, Dn), C=Cn, N=Nn, D=Dn,
+        L=np.array(Ls), curves=curves, a_interval=_bootstrap_exponent(Cn, Nn, bootstrap, seed, level),
+        b_interval=_bootstrap_exponent(Cn, Dn, bootstrap, seed, level), level=level, method=method)
+
+
+def isoflop_from_curves(N: np.ndarray, D: np.ndarray, L: np.ndarray, budgets: np.ndarray | None = None,
+                        n_budgets: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn loss-vs-tokens curves (e.g. WSD cooldown branches: several D per model size N) into
+    isoFLOP points (N, D, L, C) for approach 2, interpolating each model's log L linearly in log D
+    at D = C / (6N) and never extrapolating past the tokens it was trained on."""
+    N, D, L = _check_points(N, D, L, min_points=3)
+    sizes = np.unique(N)
+    if sizes.size < 2:
+        raise DataError(f"model sizes={sizes.tolist()} is not allowed: at least 2 for isoFLOP profiles")
+    C_all = 6.0 * N * D
+    if budgets is None:
+        budgets = np.geomspace(C_all.min(), C_all.max(), n_budgets)
+    out = []
+    for n in sizes:
+        sel = N == n
+        d, lo = D[sel], L[sel]
+        order = np.argsort(d)
+        d, lo = d[order], lo[order]
+        for C in np.asarray(budgets, dtype=float):
+            dc = C / (6.0 * n)
+            if d[0] <= dc <= d[-1] and d.size >= 2:
+                ld = np.interp(np.log(dc), np.log(d), np.log(lo))
+                out.append((n, dc, float(np.exp(ld)), C))
+            elif d.size == 1 and np.isclose(dc, d[0], rtol=1e-6):
+                out.append((n, dc, lo[0], C))
+    if not out:
+        raise DataError("budgets are not allowed: none falls inside any model's trained token range")
+    arr = np.array(out)
+    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
