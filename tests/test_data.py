@@ -199,6 +199,7 @@ def test_teacher_task():
     # every class occurs: the teacher is not degenerate
     assert len(torch.unique(y)) == TEACHER_CLASSES
     assert make_data(cfg(model="mlp", dtype="float64")).next_train()[0].dtype == torch.float64
+    assert make_data(cfg(model="mlp", dtype="bfloat16")).next_train()[0].dtype == torch.bfloat16
     # validation examples are fixed and not drawn from the training stream
     v1, v2 = d.val_batches(), make_data(c).val_batches()
     assert torch.equal(v1[0][0], v2[0][0])
@@ -210,15 +211,15 @@ def test_mlp_learns_the_teacher():
     torch.set_num_threads(1)
     from sizeup.models import build_model
 
-    c = cfg(model="mlp", data="teacher", width=128, depth=2, batch_size=128)
+    c = cfg(model="mlp", data="teacher", width=64, depth=2, batch_size=64)
     m, d = build_model(c), make_data(c)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     vx, vy = d.val_batches()[0]
     before = m(vx, vy)[1].item()
-    for _ in range(150):
+    for _ in range(100):
         loss = m(*d.next_train())[1]
         opt.zero_grad()
         loss.backward()
         opt.step()
     after = m(vx, vy)[1].item()
-    assert after < 0.6 * before
+    assert after < 0.7 * before  # measured 2.30 -> 1.23

@@ -150,7 +150,8 @@ class TeacherSource(DataSource):
         # Variance-preserving random weights so the teacher's logits are O(1) and classes balanced.
         self.w1 = g.standard_normal((TEACHER_IN_DIM, TEACHER_HIDDEN)) / np.sqrt(TEACHER_IN_DIM)
         self.w2 = g.standard_normal((TEACHER_HIDDEN, TEACHER_CLASSES)) / np.sqrt(TEACHER_HIDDEN)
-        self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        # Inputs in the model's dtype (the trainer casts the model to cfg.dtype).
+        self.dtype = {"float64": torch.float64, "bfloat16": torch.bfloat16}.get(cfg.dtype, torch.float32)
         self.tokens_per_batch = cfg.batch_size
         self._val: list[Batch] | None = None
 
