@@ -169,8 +169,8 @@ def analyze_transfer(source: Any, axis: str = "width", lr_field: str = "lr",
     if group_by is None:
         group_by = _auto_groups(df, axis, lr_field)
     groups = []
-    keys = [tuple(k) if isinstance(k, tuple) else (k,) for k in
-            (df.groupby(group_by, sort=True).groups if group_by else [()])]
+    keys = ([tuple(k) for k in df[group_by].drop_duplicates().sort_values(group_by)
+             .itertuples(index=False, name=None)] if group_by else [()])
     for key in keys:
         sub = df
         for k, v in zip(group_by, key, strict=True):
