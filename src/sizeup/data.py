@@ -184,6 +184,8 @@ def _split(tokens: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _check_ids(tokens: np.ndarray, vocab_size: int, name: str) -> None:
+    if tokens.dtype == np.uint8 and vocab_size >= 256:
+        return  # bytes always fit; skip a full pass over a large file
     top = int(tokens.max()) if len(tokens) else 0
     if top >= vocab_size:
         raise DataError(f"{name}: token id {top} is >= vocab_size={vocab_size}; "
@@ -224,10 +226,10 @@ def load_tokens(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray | None, str]:
         if path.suffix == ".bin":
             tokens = _load_bin(path, cfg.vocab_size)
         else:
-            raw = path.read_bytes()
-            if not raw:
+            if path.stat().st_size == 0:
                 raise DataError(f"{name}: the file is empty")
-            tokens = np.frombuffer(raw, dtype=np.uint8)
+            # Bytes are the tokens; a memmap keeps a large text file out of memory.
+            tokens = np.memmap(path, dtype=np.uint8, mode="r")
     _check_ids(tokens, cfg.vocab_size, name)
     train, val = _split(tokens, cfg.val_frac)
     return train, val, name
