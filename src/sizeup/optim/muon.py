@@ -147,18 +147,20 @@ class Muon(torch.optim.Optimizer):
         if not params:
             return
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
-        # Momentum as an exponential average (torch.optim.Muon's form); the Nesterov look-ahead is
-        # g + mu (M - g). The factor (1 - mu) against Jordan's M <- mu M + g is removed by NS.
-        torch._foreach_lerp_(bufs, grads, 1.0 - mu)
-        updates = torch._foreach_lerp(grads, bufs, mu) if group["nesterov"] else bufs
-        if wd != 0:
-            torch._foreach_mul_(params, 1.0 - lr * wd)
-        for p, u in zip(params, updates):
+        for p, g, buf in zip(params, grads, bufs):
+            # Momentum as an exponential average (torch.optim.Muon's form); the Nesterov
+            # look-ahead is g + mu (M - g). The factor (1 - mu) against Jordan's M <- mu M + g is
+            # removed by the normalisation inside Newton-Schulz. One tensor at a time rather than
+            # foreach: the step is matmul-bound and each matrix stays in cache from momentum to NS.
+            buf.lerp_(g, 1.0 - mu)
+            u = g.lerp(buf, mu) if group["nesterov"] else buf
             o = newton_schulz(u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"],
                               group["ns_dtype"])
             scale = group["update_scale"]
             if scale is None:
                 scale = muon_scale(group["scale_mode"], p.shape[0], p.shape[1])
+            if wd != 0:
+                p.mul_(1.0 - lr * wd)
             p.add_(o, alpha=-lr * scale)
 
     def _adamw_group(self, group: dict[str, Any]) -> None:
