@@ -13,8 +13,9 @@ muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
     readout  sigma / m_in    1            eta / m_in  eta / m_in
     vector   (unchanged)     1            eta         eta * m
 
-The Table 8 form (readout multiplier 1/m_in, init sigma/sqrt(m_in), lr eta) is the same model by
-the abc-symmetry; ``readout_form="table8"`` selects it (microsoft/mup's MuReadout uses it).
+The Table 8 form (readout multiplier 1/m_in, init sigma, Adam lr eta) is the same model by the
+abc-symmetry with theta = 1/m_in; ``readout_form="table8"`` selects it (microsoft/mup's MuReadout
+uses it: constant-variance init, forward x / width_mult).
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""Step-time overhead of sizeup's muP against an unparametrized model and microsoft's mup.
+
+GPT (d_model 256, 4 layers), CPU, one thread. The three variants run alternately in one process
+(round-robin blocks of steps), so machine noise hits all of them alike; we report the ratio of
+medians. Targets (Foundation issue): sizeup mup / plain <= 1.03, sizeup mup / microsoft mup <= 1.0.
+
+    python benchmarks/bench_parametrize.py [--rounds 7] [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from sizeup.models import GPT, GPTConfig
+from sizeup.parametrization import parametrize
+
+
+def _gpt(width: int) -> GPT:
+    return GPT(GPTConfig(d_model=width, n_layer=4, head_dim=64, vocab_size=256, seq_len=128))
+
+
+def _variants(lr: float = 3e-3):
+    torch.manual_seed(0)
+    plain = _gpt(256)
+    ours = copy.deepcopy(plain)
+    p = parametrize(ours, _gpt(64), rule="mup")
+    out = {
+        "plain": (plain, torch.optim.AdamW(plain.parameters(), lr=lr, weight_decay=0.0)),
+        "sizeup-mup": (ours, p.optimizer("adamw", lr=lr)),
+    }
+    try:
+        import mup
+
+        theirs = copy.deepcopy(plain)
+        for mod in theirs.modules():
+            mod._forward_pre_hooks.clear()
+            mod._forward_hooks.clear()
+        theirs.lm_head = mup.MuReadout(256, 256, bias=False)
+        base = _gpt(64)
+        base.lm_head = mup.MuReadout(64, 256, bias=False)
+        mup.set_base_shapes(theirs, base)
+        out["microsoft-mup"] = (theirs, mup.MuAdamW(theirs.parameters(), lr=lr, weight_decay=0.0))
+    except ImportError:
+        print("microsoft mup not installed: skipping that comparison")
+    return out
+
+
+def _steps(model, opt, batches) -> float:
+    t0 = time.perf_counter()
+    for x, y in batches:
+        _, loss = model(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (time.perf_counter() - t0) / len(batches)
+
+
+def main() -> None:
+    """Print per-step medians and the two ratios."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(args.steps):
+        t = torch.randint(0, 256, (8, 129), generator=g)
+        batches.append((t[:, :-1], t[:, 1:]))
+    variants = _variants()
+    for m, o in variants.values():  # warm-up
+        _steps(m, o, batches[:2])
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(args.rounds):
+        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for k in order:
+            times[k].append(_steps(*variants[k], batches))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"{k:>14}: {v * 1e3:7.1f} ms/step")
+    print(f"sizeup-mup / plain         = {med['sizeup-mup'] / med['plain']:.3f}  (target <= 1.03)")
+    if "microsoft-mup" in med:
+        print(f"sizeup-mup / microsoft-mup = {med['sizeup-mup'] / med['microsoft-mup']:.3f}"
+              "  (target <= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
