@@ -1,0 +1,163 @@
+"""Figures for the fits: the law with its data, extrapolation and confidence band; isoFLOP
+profiles with their minima; hyperparameter-law lines. Each function writes one PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sizeup.laws.chinchilla import AllocationFit, Approach3Fit
+    from sizeup.laws.critical_batch import CriticalBatchLaw
+    from sizeup.laws.downstream import SigmoidLaw
+    from sizeup.laws.hp import HPLawFit
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_approach3(fit: Approach3Fit, N: np.ndarray, D: np.ndarray, L: np.ndarray, path: str | Path,
+                   extrapolate: float = 100.0) -> Path:
+    """Loss vs compute with the compute-optimal frontier extrapolated `extrapolate`x beyond the
+    data, and N_opt(C); shaded bands are the bootstrap interval."""
+    plt = _plt()
+    C = 6.0 * N * D
+    grid = np.geomspace(C.min(), C.max() * extrapolate, 80)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sc = ax1.scatter(C, L, c=np.log10(N), s=10, cmap="viridis")
+    fig.colorbar(sc, ax=ax1, label="log10 N")
+    n_opt, d_opt = fit.law.optimal(grid)
+    ax1.plot(grid, fit.law.loss(n_opt, d_opt), "k-", label="L at compute-optimal N, D")
+    ax2.plot(grid, n_opt, "k-", label=f"N_opt ∝ C^{fit.law.a:.3f}")
+    if fit.samples is not None:
+        rows = fit.derived(grid)
+        ax1.fill_between(grid, [r["loss_interval"][0] for r in rows], [r["loss_interval"][1] for r in rows],
+                         color="k", alpha=0.15, label=f"{fit.level:.0%} bootstrap band")
+        ax2.fill_between(grid, [r["N_opt_interval"][0] for r in rows], [r["N_opt_interval"][1] for r in rows],
+                         color="k", alpha=0.15)
+    for ax in (ax1, ax2):
+        ax.axvline(C.max(), color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("compute C = 6ND (FLOPs)")
+        ax.legend(fontsize=8)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("loss")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("N_opt (parameters)")
+    law = fit.law
+    fig.suptitle(f"L = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}")
+    return _save(fig, path)
+
+
+def plot_isoflops(fit: AllocationFit, path: str | Path) -> Path:
+    """Approach 2: each isoFLOP profile, its fitted curve and minimum; then N_opt(C)."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    cmap = plt.get_cmap("plasma")
+    for i, c in enumerate(fit.curves):
+        col = cmap(i / max(1, len(fit.curves) - 1))
+        n, lo = np.asarray(c["N"]), np.asarray(c["loss"])
+        ax1.scatter(n, lo, color=col, s=10)
+        if c["parabola"] is not None:
+            xx = np.linspace(np.log(n.min()), np.log(n.max()), 100)
+            yy = np.polyval(c["parabola"], xx)
+            ax1.plot(np.exp(xx), np.exp(yy) if c["log_loss"] else yy, color=col, lw=1)
+        ax1.plot([c["N_opt"]], [c["loss_opt"]], marker="*", color=col, ms=10, mec="k")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("parameters N")
+    ax1.set_ylabel("loss")
+    ax1.set_title("isoFLOP profiles and minima")
+    _law_panel(ax2, fit)
+    return _save(fig, path)
+
+
+def plot_envelope(fit: AllocationFit, N: np.ndarray, L: np.ndarray, C: np.ndarray, path: str | Path) -> Path:
+    """Approach 1: all runs, the lower envelope of loss vs FLOPs; then N_opt(C)."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.scatter(C, L, c=np.log10(N), s=6, cmap="viridis", alpha=0.6)
+    ax1.plot(fit.C, fit.L, "r.-", label="envelope")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("compute C (FLOPs)")
+    ax1.set_ylabel("loss")
+    ax1.legend(fontsize=8)
+    _law_panel(ax2, fit)
+    return _save(fig, path)
+
+
+def _law_panel(ax, fit: AllocationFit) -> None:
+    grid = np.geomspace(fit.C.min(), fit.C.max() * 100, 50)
+    ax.plot(fit.C, fit.N, "o", label="N_opt per budget")
+    ax.plot(grid, fit.n_opt(grid), "k-", label=f"N_opt = {fit.n_opt.coef:.3g} C^{fit.a:.3f}")
+    ax.plot(fit.C, fit.D, "s", label="D_opt per budget")
+    ax.plot(grid, fit.d_opt(grid), "k--", label=f"D_opt = {fit.d_opt.coef:.3g} C^{fit.b:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute C (FLOPs)")
+    ax.legend(fontsize=8)
+
+
+def plot_hp(fit: HPLawFit, path: str | Path) -> Path:
+    """Near-optimal band points and the fitted eta_opt(C), B_opt(C) lines."""
+    plt = _plt()
+    laws = [(n, lw, getattr(fit, n)) for n, lw in (("lr", fit.lr_law), ("batch", fit.batch_law)) if lw is not None]
+    fig, axes = plt.subplots(1, len(laws), figsize=(5.5 * len(laws), 4.2), squeeze=False)
+    grid = np.geomspace(fit.C.min(), fit.C.max() * 100, 50)
+    for ax, (name, law, y) in zip(axes[0], laws):
+        ax.scatter(fit.C, y, c=fit.loss, s=14, cmap="viridis", label=f"within {fit.band:.2%} of best")
+        ax.plot(grid, law(grid), "k-", label=f"{law.coef:.4g} C^{law.exponent:.4f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_critical_batch(law: CriticalBatchLaw, loss: np.ndarray, b: np.ndarray, path: str | Path) -> Path:
+    """Measured critical (or noise-scale) batch sizes vs loss with the fitted law."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    grid = np.geomspace(loss.min() * 0.8, loss.max(), 50)
+    ax.plot(loss, b, "o", label="measured")
+    ax.plot(grid, law(grid), "k-", label=f"B* = {law.B_star:.3g}, alpha_B = {law.alpha_B:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("loss")
+    ax.set_ylabel("critical batch")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_downstream(law: SigmoidLaw, loss: np.ndarray, acc: np.ndarray, path: str | Path) -> Path:
+    """Accuracy vs loss with the fitted sigmoid."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    grid = np.linspace(loss.min() - 0.2 * np.ptp(loss), loss.max() + 0.2 * np.ptp(loss), 100)
+    ax.plot(loss, acc, "o", label="runs")
+    ax.plot(grid, law(grid), "k-", label="sigmoid fit")
+    ax.set_xlabel("loss")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return p
