@@ -220,3 +220,24 @@ def test_muon_flag_on_a_vector_is_refused():
     sc["2.bias"] = Scaling(s.name, s.role, s.shape, s.fan_in, s.fan_out, 1, 1, None, 1, 1, 0, muon=True)
     with pytest.raises(ConfigError, match="2.bias"):
         build_optimizer(m, sc, "muon", lr=1e-3)
+
+
+def test_gpt_groups_from_the_trainer():
+    # End to end on the reference GPT: the trainer's parametrization feeds build_optimizer.
+    from sizeup.config import RunConfig
+    from sizeup.train import build
+
+    built = build(RunConfig(width=64, base_width=32, depth=2, optimizer="muon", lr=3e-3))
+    opt = built.optimizer
+    muon = {n: g for g in opt.param_groups if g["use_muon"] for n in g["names"]}
+    assert sorted(muon) == sorted(
+        f"blocks.{i}.{m}.weight" for i in range(2)
+        for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down"))
+    h = built.model.blocks[0].mlp.up.weight.shape[0]
+    assert muon["blocks.0.mlp.up.weight"]["update_scale"] == pytest.approx(math.sqrt(h / 64))
+    assert muon["blocks.0.mlp.down.weight"]["update_scale"] == pytest.approx(math.sqrt(64 / h))
+    adam = {n: g for g in opt.param_groups if not g["use_muon"] for n in g["names"]}
+    scalings = built.parametrization.scalings_for("muon")
+    for n, g in adam.items():
+        assert g["lr"] == pytest.approx(3e-3 * scalings[n].lr_mult)
+    assert adam["lm_head.weight"]["lr"] == pytest.approx(3e-3 / 2)  # muP readout: eta / m_in
