@@ -27,6 +27,9 @@ def _root() -> None:
 from sizeup import cli_train  # noqa: E402
 
 cli_train.register(app)
+from sizeup import cli_wsd  # noqa: E402
+
+cli_wsd.register(app)
 from sizeup import plan_cli  # noqa: E402
 
 plan_cli.register(app)
