@@ -7,6 +7,8 @@ import pickle
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sizeup.errors import ConfigError
 from sizeup.schedules import make_schedule, plot_schedule
@@ -92,3 +94,19 @@ def test_plot_schedule(tmp_path):
     plot_schedule([make_schedule("cosine", 50, warmup=5),
                    make_schedule("wsd", 50, cooldown="1-sqrt")], path=path)
     assert path.stat().st_size > 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["constant", "cosine", "wsd"]),
+       steps=st.integers(1, 500), warm_frac=st.floats(0, 1), decay_frac=st.floats(0, 1),
+       cooldown=st.sampled_from(["linear", "1-sqrt", "exponential"]),
+       min_ratio=st.floats(0, 0.99))
+def test_schedule_properties(kind, steps, warm_frac, decay_frac, cooldown, min_ratio):
+    # Any schedule stays in (0, 1] over the run's steps and never rises after warmup.
+    warmup = int(warm_frac * steps)
+    f = make_schedule(kind, steps, warmup=warmup, decay_frac=decay_frac, cooldown=cooldown,
+                      min_ratio=min_ratio)
+    v = f.values()
+    assert all(0.0 < x <= 1.0 for x in v)
+    after = v[warmup:]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
