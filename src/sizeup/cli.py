@@ -36,6 +36,9 @@ plan_cli.register(app)
 from sizeup.sweep import cli as sweep_cli  # noqa: E402
 
 sweep_cli.register(app)
+from sizeup.diagnostics import cli as diagnostics_cli  # noqa: E402
+
+diagnostics_cli.register(app)
 from sizeup.laws import cli as laws_cli  # noqa: E402
 
 laws_cli.register(app)

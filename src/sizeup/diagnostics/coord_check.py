@@ -40,7 +40,7 @@ RESIDUAL = "residual"  # pseudo-module (depth mode): the last block's output
 
 # Default learning rates per optimizer: big enough that one step moves every layer by Theta(1)
 # (so a wrong rule shows after one step), small enough not to diverge at the base width.
-DEFAULT_LR = {"adamw": 1e-2, "sgd": 0.1, "muon": 2e-2}
+DEFAULT_LR = {"adamw": 1e-2, "sgd": 0.5, "muon": 2e-2}
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,6 +525,11 @@ def coord_check(
                              steps, same_batch, data)
 
     pkw = dict(parametrize_kwargs or {})
+    # Zero readout and query init (Tensor Programs V, sec. 6 / D.4): the random init part of the
+    # logits and attention scores shrinks like 1/sqrt(width) and would mask the first steps at
+    # small widths; zeroing it leaves only the learned, width-stable part to judge.
+    pkw.setdefault("zero_readout", True)
+    pkw.setdefault("zero_query", True)
     if model == "mlp":
         # The MLP's base init is 1/sqrt(fan_in) (He/LeCun-like): with sigma=0.02 its activations
         # are ~0.01 and a few updates are too small next to init to reveal a wrong rule.
@@ -642,6 +647,8 @@ def depth_check(
     build, batches = _family(model, depths[0], n_head, seq_len, attn_scale, False, batch_size,
                              steps, same_batch, data)
     pkw = dict(parametrize_kwargs or {})
+    pkw.setdefault("zero_readout", True)
+    pkw.setdefault("zero_query", True)
     if depth_scaling:
         pkw.update(base_depth=base_depth, depth_exponent=depth_exponent)
 

@@ -37,15 +37,25 @@ def spectral_norm(w: torch.Tensor, iters: int = 30, v: torch.Tensor | None = Non
     check_positive("iters", iters, integer=True)
     w = w.detach().float()
     w = w.reshape(w.shape[0], -1)
+    r = torch.randn(w.shape[1], generator=torch.Generator().manual_seed(seed)).to(w.device)
     if v is None or v.shape[0] != w.shape[1]:
-        v = torch.randn(w.shape[1], generator=torch.Generator().manual_seed(seed))
-    v = v.to(w.device, torch.float32)
+        v = r
+    else:
+        # Warm start mixed with a random vector: when training rotates the top direction, a
+        # pure warm start can sit almost orthogonal to the new one and converge slowly.
+        v = v.to(w.device, torch.float32)
+        v = v / v.norm().clamp_min(1e-30) + r / r.norm()
     v = v / v.norm().clamp_min(1e-30)
     sigma = torch.zeros(())
-    for _ in range(iters):
+    for i in range(iters):
         u = w @ v
         un = u.norm()
-        if un == 0:  # zero matrix, or v in its null space
+        if un == 0 and i == 0:  # a warm start can sit in the null space: restart at random
+            v = torch.randn(w.shape[1], generator=torch.Generator().manual_seed(seed + 1))
+            v = v.to(w.device) / v.norm()
+            u = w @ v
+            un = u.norm()
+        if un == 0:  # the zero matrix
             return 0.0, v
         v = w.T @ (u / un)
         sigma = v.norm()
@@ -64,7 +74,7 @@ class SpectralMonitor:
     """
 
     def __init__(self, model: nn.Module, every: int = 10, probe: Any = None,
-                 names: Sequence[str] | None = None, iters: int = 3, first_iters: int = 30,
+                 names: Sequence[str] | None = None, iters: int = 20, first_iters: int = 50,
                  parametrization: Any = None):
         from torch import nn
 

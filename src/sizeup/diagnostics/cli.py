@@ -1,0 +1,77 @@
+"""`sizeup coord-check`: a coordinate check with a verdict; exit code 1 when it fails (CI gate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sizeup.errors import ConfigError
+
+
+def _ints(field: str, raw: str) -> list[int]:
+    try:
+        return [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError as e:
+        raise ConfigError(field, raw, "comma-separated integers, e.g. 64,128,256,512") from e
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `coord-check` command to the sizeup app."""
+
+    @app.command("coord-check")
+    def coord_check_cmd(
+        model: str = typer.Option("mlp", help="mlp | gpt"),
+        rule: str = typer.Option("mup", help="sp | mup | mup_simple | spectral"),
+        optimizer: str = typer.Option("adamw", help="adamw | sgd | muon"),
+        lr: float = typer.Option(None, help="Base lr (default per optimizer: adamw 1e-2, sgd 0.5 "
+                                 "(MLP) / 0.1, muon 2e-2)."),
+        widths: str = typer.Option("64,128,256,512", help="Increasing widths, comma-separated."),
+        steps: int = typer.Option(4, help="Training steps; t = 0..steps are recorded."),
+        seeds: int = typer.Option(3, help="Seeds averaged per width."),
+        out: Path = typer.Option(None, help="Write coord_check.json and coord_check.png here."),
+        base_width: int = typer.Option(None, help="Base model width (default: smallest width)."),
+        depth: int = typer.Option(2, help="Blocks (GPT) or hidden layers (MLP)."),
+        n_head: int = typer.Option(4, help="GPT heads (fixed, so head_dim grows with width)."),
+        attn_scale: str = typer.Option("1/d", help="GPT attention scale: 1/d | 1/sqrt(d)."),
+        zero_readout: bool = typer.Option(None, help="Zero-init the readout (default: on for GPT)."),
+        zero_query: bool = typer.Option(None, help="Zero-init queries (default: on for GPT)."),
+        batch_size: int = typer.Option(None, help="Examples (MLP, 64) or sequences (GPT, 8)."),
+        modules: str = typer.Option(None, help="Only these modules (comma-separated fnmatch)."),
+        tolerance: float = typer.Option(0.1, help="Pass when |slope| <= tolerance."),
+        depths: str = typer.Option(None, help="Depth mode: depths, e.g. 2,4,8,16,32 (GPT)."),
+        depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
+        width: int = typer.Option(64, help="Depth mode: the fixed width."),
+        threads: int = typer.Option(1, help="torch threads."),
+    ) -> None:
+        """Train at several widths (or depths) and judge whether every activation stays flat."""
+        from rich.console import Console
+
+        from sizeup.diagnostics.coord_check import coord_check, depth_check
+
+        console = Console()
+        pkw = {k: v for k, v in (("zero_readout", zero_readout), ("zero_query", zero_query))
+               if v is not None}
+        if depths:
+            result = depth_check(model, rule, optimizer, lr, _ints("depths", depths), steps, seeds,
+                                 depth_scaling=depth_scaling, width=width, base_width=base_width,
+                                 n_head=n_head, batch_size=batch_size, attn_scale=attn_scale,
+                                 tolerance=tolerance, parametrize_kwargs=pkw, threads=threads,
+                                 progress=True)
+        else:
+            result = coord_check(model, rule, optimizer, lr, _ints("widths", widths), steps, seeds,
+                                 base_width=base_width, depth=depth, n_head=n_head,
+                                 batch_size=batch_size, attn_scale=attn_scale,
+                                 modules=modules.split(",") if modules else None,
+                                 tolerance=tolerance, parametrize_kwargs=pkw, threads=threads,
+                                 progress=True)
+        console.print(result.table())
+        w = result.worst
+        if w:
+            console.print(f"worst: [bold]{w['module']}[/] ({w['kind']}) at t={w['step']}: "
+                          f"slope {w['slope'] if w['slope'] is None else round(w['slope'], 3)}")
+        if out is not None:
+            path = result.save(out)
+            console.print(f"wrote {path} and {path.with_suffix('.png')}")
+        if not result.passed:
+            raise typer.Exit(1)
