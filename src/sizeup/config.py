@@ -58,6 +58,7 @@ class RunConfig:
     eps: float = 1e-8
     momentum: float = 0.9  # SGD momentum; Muon momentum
     muon_scale: str = "spectral"
+    muon_lr: float | None = None  # Muon's lr for the hidden matrices (None: the same lr)
     grad_clip: float = 0.0  # 0 disables
     # batch
     batch_size: int = 16  # sequences (GPT) or examples (MLP) per step
@@ -112,6 +113,8 @@ class RunConfig:
                               f"a multiple of head_dim={self.head_dim}")
         if self.base_depth is not None:
             check_positive("base_depth", self.base_depth, integer=True)
+        if self.muon_lr is not None:
+            check_positive("muon_lr", self.muon_lr)
         if self.base_batch_size is not None:
             check_positive("base_batch_size", self.base_batch_size, integer=True)
         if self.warmup < 0 or self.warmup > self.steps:

@@ -84,7 +84,7 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
     opt = p.optimizer(cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                       betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, momentum=cfg.momentum,
                       muon_scale=cfg.muon_scale, batch_size=cfg.batch_size,
-                      base_batch_size=cfg.base_batch_size)
+                      base_batch_size=cfg.base_batch_size, muon_lr=cfg.muon_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, make_schedule(cfg.schedule, cfg.steps, warmup=cfg.warmup,
                            decay_frac=cfg.decay_frac, cooldown=cfg.cooldown))
