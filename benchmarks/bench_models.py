@@ -7,7 +7,8 @@ Prints:
   explicit / fused attention   training-step time with record_attn_logits=True vs the default
                                F.scaled_dot_product_attention path (how much the fast path saves)
   rope halves / rope complex   a split-halves RoPE (cat + 4 mul, the common textbook form) vs the
-                               complex-multiply form the model uses, forward + backward on q
+                               complex-multiply form the model uses in eager mode, fwd + bwd on q
+  rope real pairs / complex    the real-arithmetic form the model uses under torch.compile
   data / step                  time to draw one batch (builtin corpus, and a uint16 memmap)
                                relative to one training step (the data loader's overhead)
 """
@@ -25,7 +26,7 @@ import torch
 from sizeup.config import RunConfig
 from sizeup.data import make_data, write_bin
 from sizeup.models import build_model
-from sizeup.models.gpt import apply_rope, rope_freqs, rope_tables
+from sizeup.models.gpt import apply_rope, rope_real, rope_tables
 
 
 def median_time(fn, reps: int) -> float:
@@ -88,11 +89,11 @@ def main() -> None:
     cos, sin = rope_tables(args.seq, hd)
     cos_h = torch.cat([cos, cos], -1)[:, : hd // 2]  # halves form uses the same angles
     sin_h = torch.cat([sin, sin], -1)[:, : hd // 2]
-    freqs = rope_freqs(cos, sin)
-    halves, complex_ = [], []
+    halves, real, complex_ = [], [], []
     for _ in range(args.rounds):
         halves.append(median_time(lambda: rope_halves(q, cos_h, sin_h).backward(g), 5))
-        complex_.append(median_time(lambda: apply_rope(q, freqs).backward(g), 5))
+        real.append(median_time(lambda: rope_real(q, cos, sin).backward(g), 5))
+        complex_.append(median_time(lambda: apply_rope(q, cos, sin).backward(g), 5))
 
     # --- data: one batch vs one step ---
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +106,7 @@ def main() -> None:
     print(f"  training step (fused attention)   {t_step * 1e3:8.1f} ms")
     print(f"  explicit / fused attention        {np.median(explicit) / t_step:8.3f}")
     print(f"  rope halves / rope complex        {np.median(halves) / np.median(complex_):8.3f}")
+    print(f"  rope real pairs / rope complex    {np.median(real) / np.median(complex_):8.3f}")
     print(f"  data(builtin) / step              {t_builtin / t_step:8.5f}")
     print(f"  data(uint16 memmap) / step        {t_memmap / t_step:8.5f}")
 

@@ -10,7 +10,7 @@ import torch
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, SizeupError
 from sizeup.models import GPT, MLP, GPTConfig, build_model, gpt_config, num_params
-from sizeup.models.gpt import apply_rope, rope_freqs, rope_tables
+from sizeup.models.gpt import apply_rope, rope_real, rope_tables
 
 torch.set_num_threads(1)
 
@@ -143,21 +143,24 @@ def test_z_loss_adds_mean_squared_logsumexp():
 
 def test_rope_rotates_by_relative_position():
     # RoPE (Su et al. 2021): <R_m q, R_n k> depends on m - n only, and preserves norms.
-    freqs = rope_freqs(*rope_tables(16, 8))
+    cos, sin = rope_tables(16, 8)
     q, k = torch.randn(8), torch.randn(8)
-    rq = apply_rope(q.expand(16, 8), freqs)
-    rk = apply_rope(k.expand(16, 8), freqs)
+    rq = apply_rope(q.expand(16, 8), cos, sin)
+    rk = apply_rope(k.expand(16, 8), cos, sin)
     assert torch.allclose(rq.norm(dim=-1), q.norm().expand(16), atol=1e-5)
     assert torch.allclose(rq[5] @ rk[2], rq[13] @ rk[10], atol=1e-5)
     assert torch.allclose(rq[0], q)  # position 0 is the identity
     # hand calculation: pair 0 turns by angle = position (theta_0 = 10000^0 = 1 rad per step)
     e0 = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0])
-    r = apply_rope(e0.expand(16, 8), freqs)
+    r = apply_rope(e0.expand(16, 8), cos, sin)
     assert torch.allclose(r[3, :2], torch.tensor([math.cos(3.0), math.sin(3.0)]), atol=1e-6)
     # pair 1 turns by 10000^(-2/8) = 0.1 rad per step
     e1 = torch.tensor([0, 0, 1.0, 0, 0, 0, 0, 0])
-    r = apply_rope(e1.expand(16, 8), freqs)
+    r = apply_rope(e1.expand(16, 8), cos, sin)
     assert torch.allclose(r[5, 2:4], torch.tensor([math.cos(0.5), math.sin(0.5)]), atol=1e-6)
+    # the real form used under torch.compile is the same rotation
+    x = torch.randn(3, 2, 16, 8)
+    assert torch.allclose(apply_rope(x, cos, sin), rope_real(x, cos, sin), atol=1e-6)
 
 
 def test_dtypes():
