@@ -190,12 +190,18 @@ def _params_to_theta(p: np.ndarray) -> np.ndarray:
     return np.stack([np.log(p[:, 1]), np.log(p[:, 2]), np.log(p[:, 0]), p[:, 3], p[:, 4]], axis=1)
 
 
-def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float) -> tuple[np.ndarray, float]:
+def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float,
+            tie: bool = False) -> tuple[np.ndarray, float]:
     """Tighten one solution with scipy's L-BFGS-B at strict tolerances (a few ms)."""
     from scipy.optimize import minimize
 
+    def f5(x: np.ndarray, *_: object) -> tuple[np.ndarray, np.ndarray]:
+        return approach3_objective(x, logN, logD, logL, None, delta)
+
+    obj = _tied(f5) if tie else f5
+
     def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = approach3_objective(x[None], logN, logD, logL, None, delta)
+        f, g = obj(x[None])
         return float(f[0]), g[0]
 
     res = minimize(fg, theta, jac=True, method="L-BFGS-B",
@@ -203,12 +209,33 @@ def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndar
     return res.x, float(res.fun)
 
 
+def _tied(fun5):
+    """Wrap a 5-parameter objective as a 4-parameter one with beta = alpha (Gadre et al. 2024)."""
+    def fun4(x: np.ndarray, *args) -> tuple[np.ndarray, np.ndarray]:
+        f, g = fun5(np.concatenate([x, x[:, 3:4]], axis=1), *args)
+        return f, np.concatenate([g[:, :3], g[:, 3:4] + g[:, 4:5]], axis=1)
+
+    return fun4
+
+
 def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: np.ndarray,
-                   delta: float = 1e-3, polish_top: int = 5, max_iter: int = 400) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+                   delta: float = 1e-3, polish_top: int = 5, max_iter: int = 400,
+                   tie: bool = False) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Run the batched L-BFGS from every grid start, polish the best few; returns
-    (best theta, best objective, all final thetas, all final objectives)."""
+    (best theta, best objective, all final thetas, all final objectives). With tie=True the
+    fit has beta = alpha (rows of grid keep 5 columns; the fifth is ignored)."""
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return approach3_objective(x, logN, logD, logL, None, delta)
+
+    if tie:
+        grid = np.unique(grid[:, :4], axis=0)
+        xs, fs, _ = batched_lbfgs(_tied(fun), grid, max_iter=max_iter, ftol=1e-9)
+        fs = np.where(np.isfinite(fs), fs, np.inf)
+        xs5 = np.concatenate([xs, xs[:, 3:4]], axis=1)
+        i = int(np.argmin(fs))
+        t, f = _polish(xs[i], logN, logD, logL, delta, tie=True)
+        best = np.append(t, t[3]) if f < fs[i] else xs5[i]
+        return best, float(min(f, fs[i])), xs5, fs
 
     xs, fs, _ = batched_lbfgs(fun, grid, max_iter=max_iter, ftol=1e-9)
     fs = np.where(np.isfinite(fs), fs, np.inf)
@@ -317,6 +344,7 @@ def fit_approach3(
     boot_starts: int = 4,
     seed: int = 0,
     level: float = 0.9,
+    tie_exponents: bool = False,
 ) -> Approach3Fit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022 approach 3, with the
     Besiroglu et al. 2024 procedure: Huber on log residuals, L-BFGS from a 4,500-start grid).
@@ -332,20 +360,22 @@ def fit_approach3(
         raise ConfigError("level", level, "a fraction in (0, 1)")
     N, D, L = _check_points(N, D, L, min_points=5)
     N, D, L, dropped = drop_highest(N, D, L, drop_highest_k)
-    if N.size < 6:
-        raise DataError(f"points={N.size} is not allowed: more points than the 5 parameters of approach 3")
+    n_par = 4 if tie_exponents else 5
+    if N.size <= n_par:
+        raise DataError(f"points={N.size} is not allowed: more points than the {n_par} parameters of approach 3")
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
     grid = default_grid() if grid is None else np.asarray(grid, dtype=float)
-    theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta)
+    theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta, tie=tie_exponents)
     law = ChinchillaLaw(*_theta_to_params(theta[None])[0])
     samples = None
     if bootstrap:
-        samples = _bootstrap(theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed)
+        samples = _bootstrap(theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed, tie_exponents)
     return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level)
 
 
 def _bootstrap(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, logN: np.ndarray, logD: np.ndarray,
-               logL: np.ndarray, delta: float, n_boot: int, n_starts: int, seed: int) -> np.ndarray:
+               logL: np.ndarray, delta: float, n_boot: int, n_starts: int, seed: int,
+               tie: bool = False) -> np.ndarray:
     """Refit on `n_boot` resamples (multinomial point counts), all resamples x starts at once."""
     rng = np.random.default_rng(seed)
     n = logN.size
@@ -363,7 +393,11 @@ def _bootstrap(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, logN: np.ndarr
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return approach3_objective(x, logN, logD, logL, W[rows], delta)
 
-    xb, fb, _ = batched_lbfgs(fun, x0, max_iter=300, ftol=1e-10)
+    if tie:
+        xb, fb, _ = batched_lbfgs(_tied(fun), x0[:, :4], max_iter=300, ftol=1e-10)
+        xb = np.concatenate([xb, xb[:, 3:4]], axis=1)
+    else:
+        xb, fb, _ = batched_lbfgs(fun, x0, max_iter=300, ftol=1e-10)
     fb = np.where(np.isfinite(fb), fb, np.inf).reshape(n_boot, len(S))
     best = xb.reshape(n_boot, len(S), 5)[np.arange(n_boot), np.argmin(fb, axis=1)]
     return _theta_to_params(best)
@@ -538,7 +572,9 @@ def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray 
         Cs.append(budget)
         Ns.append(float(np.exp(x_opt)))
         Ls.append(y_opt)
-        curves.append({"C": budget, "N": N[sel].tolist(), "loss": L[sel].tolist(), "parabola": coef,
+        span = (float(N[sel][0]), float(N[sel][-1])) if method == "akima" or window is None else \
+            (float(N[sel][max(0, i - window)]), float(N[sel][min(x.size - 1, i + window)]))
+        curves.append({"C": budget, "N": N[sel].tolist(), "loss": L[sel].tolist(), "parabola": coef, "fit_span": span,
                        "log_loss": bool(log_loss or method == "akima"), "N_opt": float(np.exp(x_opt)),
                        "loss_opt": y_opt})
     if len(Cs) < 2:

@@ -66,9 +66,11 @@ def fit_chinchilla(
     loss_col: str = typer.Option(None, "--loss-col", help="Column with the final loss."),
     drop_highest: int = typer.Option(0, "--drop-highest", help="Drop the K highest-loss points first (explicit outlier rule)."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for intervals (e.g. 1000)."),
+    tie_exponents: bool = typer.Option(False, "--tie-exponents", help="Approach 3 with beta = alpha (Gadre et al. 2024)."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber threshold on log-loss residuals (approach 3)."),
     method: str = typer.Option("parabola", "--method", help="Approach 2: parabola | akima."),
     window: int = typer.Option(None, "--window", help="Approach 2 parabola: points either side of each minimum."),
+    log_loss: bool = typer.Option(False, "--log-loss", help="Approach 2 parabola: fit log L instead of L."),
     compute: list[float] = typer.Option(None, "--compute", help="Budgets C for derived quantities (repeatable)."),
     level: float = typer.Option(0.9, "--level", help="Confidence level of the intervals."),
     seed: int = typer.Option(0, "--seed"),
@@ -92,7 +94,7 @@ def fit_chinchilla(
     skipped = df.attrs.get("skipped", 0)
     if approach == 3:
         fit = ch.fit_approach3(N, D, L, delta=delta, drop_highest_k=drop_highest, bootstrap=bootstrap,
-                               seed=seed, level=level)
+                               seed=seed, level=level, tie_exponents=tie_exponents)
         payload = fit.to_dict(compute=budgets)
         keep = sorted(set(range(N.size)) - set(fit.dropped))
         plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png")
@@ -104,7 +106,7 @@ def fit_chinchilla(
             fit = ch.fit_approach1(N, D, L, C=C, bootstrap=bootstrap, seed=seed, level=level)
             plots.plot_envelope(fit, N, L, C, out / "envelope.png")
         else:
-            fit = ch.fit_approach2(N, D, L, C=C, method=method, window=window, bootstrap=bootstrap,
+            fit = ch.fit_approach2(N, D, L, C=C, method=method, window=window, log_loss=log_loss, bootstrap=bootstrap,
                                    seed=seed, level=level)
             plots.plot_isoflops(fit, out / "isoflops.png")
         payload = fit.to_dict(compute=budgets)

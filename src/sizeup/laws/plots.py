@@ -67,7 +67,7 @@ def plot_isoflops(fit: AllocationFit, path: str | Path) -> Path:
         n, lo = np.asarray(c["N"]), np.asarray(c["loss"])
         ax1.scatter(n, lo, color=col, s=10)
         if c["parabola"] is not None:
-            xx = np.linspace(np.log(n.min()), np.log(n.max()), 100)
+            xx = np.linspace(*np.log(c.get("fit_span", (n.min(), n.max()))), 100)
             yy = np.polyval(c["parabola"], xx)
             ax1.plot(np.exp(xx), np.exp(yy) if c["log_loss"] else yy, color=col, lw=1)
         ax1.plot([c["N_opt"]], [c["loss_opt"]], marker="*", color=col, ms=10, mec="k")
