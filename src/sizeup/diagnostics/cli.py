@@ -74,4 +74,6 @@ def register(app: typer.Typer) -> None:
             path = result.save(out)
             console.print(f"wrote {path} and {path.with_suffix('.png')}")
         if not result.passed:
-            raise typer.Exit(1)
+            # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
+            # where click turns typer.Exit into a return value and the exit code would be lost.
+            raise SystemExit(1)

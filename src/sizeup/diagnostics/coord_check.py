@@ -189,6 +189,12 @@ def _is_norm(m: nn.Module) -> bool:
     return "norm" in type(m).__name__.lower()
 
 
+def _match_segment(name: str, pattern: str) -> bool:
+    # fnmatch's * also matches dots; a block pattern "blocks.*" must match "blocks.3" only,
+    # not its sub-modules "blocks.3.mlp" (a branch, not the residual stream).
+    return fnmatch.fnmatchcase(name, pattern) and name.count(".") == pattern.count(".")
+
+
 def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dict[str, str]:
     """Map module name -> kind for every module a coordinate check records.
 
@@ -210,7 +216,7 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
             found[name] = "attn_logits"
         elif isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m):
             found[name] = "logits" if any(fnmatch.fnmatchcase(name, p) for p in readouts) else "hidden"
-        elif any(fnmatch.fnmatchcase(name, p) for p in blocks):
+        elif any(_match_segment(name, p) for p in blocks):
             found[name] = "residual"
     found[LOGITS] = "logits"
     if include is None:
