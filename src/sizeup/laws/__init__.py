@@ -1,7 +1,22 @@
 """Scaling laws: FLOPs per token, Chinchilla approaches 1-3 with bootstrap intervals,
 hyperparameter laws, critical batch size, downstream accuracy and data-constrained scaling."""
 
-from sizeup.laws.chinchilla import ChinchillaLaw
+from sizeup.laws.chinchilla import (
+    AllocationFit,
+    Approach3Fit,
+    ChinchillaLaw,
+    fit_approach1,
+    fit_approach2,
+    fit_approach3,
+    isoflop_from_curves,
+)
+from sizeup.laws.critical_batch import (
+    CriticalBatchLaw,
+    fit_critical_batch,
+    fit_critical_batch_from_steps,
+)
+from sizeup.laws.data_constrained import DataConstrainedLaw, fit_data_constrained
+from sizeup.laws.downstream import SigmoidLaw, fit_sigmoid
 from sizeup.laws.flops import (
     GPU_PEAK_FLOPS,
     flops_per_token,
@@ -9,10 +24,14 @@ from sizeup.laws.flops import (
     gpt_params,
     mfu,
 )
-from sizeup.laws.hp import PowerLaw
+from sizeup.laws.hp import FreeFormLaw, HPLawFit, PowerLaw, fit_free_form, fit_hp_laws
 from sizeup.laws.presets import LawPreset, get_preset, load_fit
 
 __all__ = [
-    "GPU_PEAK_FLOPS", "ChinchillaLaw", "LawPreset", "PowerLaw", "flops_per_token",
-    "get_preset", "gpt_exact_flops_per_token", "gpt_params", "load_fit", "mfu",
+    "GPU_PEAK_FLOPS", "AllocationFit", "Approach3Fit", "ChinchillaLaw", "CriticalBatchLaw",
+    "DataConstrainedLaw", "FreeFormLaw", "HPLawFit", "LawPreset", "PowerLaw", "SigmoidLaw",
+    "fit_approach1", "fit_approach2", "fit_approach3", "fit_critical_batch",
+    "fit_critical_batch_from_steps", "fit_data_constrained", "fit_free_form", "fit_hp_laws",
+    "fit_sigmoid", "flops_per_token", "get_preset", "gpt_exact_flops_per_token", "gpt_params",
+    "isoflop_from_curves", "load_fit", "mfu",
 ]
