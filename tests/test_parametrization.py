@@ -236,3 +236,30 @@ def test_errors_name_the_field():
         parametrize(TinyMLP(64), TinyMLP(16), sigma=-1.0)
     with pytest.raises(ConfigError, match="base"):
         parametrize(TinyMLP(64), "/nonexistent/base.json")
+
+
+def test_spectral_init_norms_are_width_independent():
+    """Spectral rule at init: ||W||_2 / sqrt(fan_out/fan_in) within 20% of a constant across
+    widths 64..1024 for every hidden tensor (Yang, Simon & Bernstein 2023, condition 1)."""
+    from sizeup.models import GPT, GPTConfig
+
+    def gpt(d):
+        return GPT(GPTConfig(d_model=d, n_layer=1, head_dim=32, vocab_size=64, seq_len=16))
+
+    ratios: dict[str, list[float]] = {}
+    torch.manual_seed(0)
+    for width in (64, 128, 256, 512, 1024):
+        m = gpt(width)
+        p = parametrize(m, gpt(64), rule="spectral")
+        params = dict(m.named_parameters())
+        for s in p.table():
+            if s.role != "hidden":
+                continue
+            w = params[s.name].detach().double()
+            gram = w.T @ w if w.shape[1] <= w.shape[0] else w @ w.T  # the smaller Gram matrix
+            norm = torch.linalg.eigvalsh(gram)[-1].sqrt().item()
+            ratios.setdefault(s.name, []).append(norm / math.sqrt(s.fan_out / s.fan_in))
+    assert len(ratios) == 7  # q, k, v, o, gate, up, down
+    for name, r in ratios.items():
+        mean = sum(r) / len(r)
+        assert all(abs(x / mean - 1) <= 0.2 for x in r), (name, r)
