@@ -282,25 +282,29 @@ class Approach3Fit:
         out["b"] = self.interval(al / (al + be))
         return out
 
-    def _sample_laws(self) -> list[ChinchillaLaw]:
-        keep = np.all(self.samples[:, 1:] > 0, axis=1) & (self.samples[:, 0] >= 0)
-        return [ChinchillaLaw(*row) for row in self.samples[keep]]
+    def _sample_optima(self, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compute-optimal N, D and loss at C for every bootstrap sample (vectorised eq. 4)."""
+        E, A, B, al, be = self.samples.T
+        ok = (A > 0) & (B > 0) & (al > 0) & (be > 0)  # a resample can land on a degenerate law
+        E, A, B, al, be = E[ok], A[ok], B[ok], al[ok], be[ok]
+        G = (al * A / (be * B)) ** (1.0 / (al + be))
+        x = C / self.law.flops_per_param_token
+        n, d = G * x ** (be / (al + be)), x ** (al / (al + be)) / G
+        return n, d, E + A / n**al + B / d**be
 
     def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, object]]:
         """N_opt, D_opt, tokens/param and loss at each budget C, with bootstrap intervals."""
-        laws = self._sample_laws() if self.samples is not None else []
         rows = []
         for C in np.atleast_1d(np.asarray(compute, dtype=float)):
             n, d = self.law.optimal(C)
             row: dict[str, object] = {"C": float(C), "N_opt": n, "D_opt": d, "tokens_per_param": d / n,
                                       "loss": float(self.law.loss(n, d))}
-            if laws:
-                opt = np.array([lw.optimal(C) for lw in laws])
-                loss = np.array([lw.loss(*o) for lw, o in zip(laws, opt)])
-                row["N_opt_interval"] = self.interval(opt[:, 0])
-                row["D_opt_interval"] = self.interval(opt[:, 1])
-                row["tokens_per_param_interval"] = self.interval(opt[:, 1] / opt[:, 0])
-                row["loss_interval"] = self.interval(loss)
+            if self.samples is not None:
+                sn, sd, sl = self._sample_optima(float(C))
+                row["N_opt_interval"] = self.interval(sn)
+                row["D_opt_interval"] = self.interval(sd)
+                row["tokens_per_param_interval"] = self.interval(sd / sn)
+                row["loss_interval"] = self.interval(sl)
             rows.append(row)
         return rows
 
