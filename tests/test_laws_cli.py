@@ -96,6 +96,7 @@ def test_fit_hp_from_csv(tmp_path):
     d = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert d["lr_law"]["exponent"] == pytest.approx(-0.125, abs=1e-6)
     assert (tmp_path / "o" / "hp_laws.png").exists()
+    assert load_fit(tmp_path / "o").lr(1e18) == pytest.approx(0.3 * 1e18**-0.125, rel=1e-6)
 
 
 def test_fit_downstream_and_critical_batch(tmp_path):
