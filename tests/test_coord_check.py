@@ -178,8 +178,8 @@ def test_cli_writes_json_and_fails_with_exit_code(tmp_path):
     assert e.value.code == 1
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is False
     try:
-        main(["coord-check", "--model", "mlp", "--rule", "mup", "--widths", "64,128,256",
-              "--steps", "2", "--seeds", "1", "--out", str(tmp_path)])
+        main(["coord-check", "--model", "mlp", "--rule", "mup", "--widths", "64,128,256,512",
+              "--steps", "2", "--seeds", "3", "--out", str(tmp_path)])
     except SystemExit as e:  # a pass may return normally or exit 0
         assert e.code in (0, None)
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is True
