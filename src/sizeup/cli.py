@@ -47,7 +47,10 @@ laws_cli.register(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a SizeupError prints its message and exits with code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone click returns the code of a typer.Exit instead of exiting: pass it on.
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except SizeupError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)

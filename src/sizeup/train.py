@@ -55,15 +55,19 @@ def sigma_for(cfg: RunConfig) -> float | str:
     return cfg.init_std if mode == "fixed" else "fan_in"
 
 
-def build_model_pair(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
-    """The model (on cfg.device, in cfg.dtype) and its base (shapes only, on the meta device)."""
+def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The model (on cfg.device, in cfg.dtype), its base and a delta (shapes only, on meta)."""
     from sizeup.models import build_model
 
+    base_depth = cfg.base_depth if cfg.base_depth is not None else cfg.depth
     with torch.device("meta"):
-        base = build_model(cfg, width=cfg.base_width,
-                           depth=cfg.base_depth if cfg.base_depth is not None else cfg.depth)
+        base = build_model(cfg, width=cfg.base_width, depth=base_depth)
+        # A second width tells which dimensions are width even when the model is at the base
+        # width (where nothing differs from the base), so roles - and so Muon - are the same
+        # at every width.
+        delta = build_model(cfg, width=2 * cfg.base_width, depth=base_depth)
     model = build_model(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
-    return model, base
+    return model, base, delta
 
 
 def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
@@ -76,8 +80,8 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
     elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
     torch.manual_seed(cfg.seed)
-    model, base = build_model_pair(cfg)
-    p = parametrize(model, base, rule=cfg.rule, sigma=sigma_for(cfg),
+    model, base, delta = build_models(cfg)
+    p = parametrize(model, base, delta=delta, rule=cfg.rule, sigma=sigma_for(cfg),
                     zero_readout=cfg.zero_readout, zero_query=cfg.zero_query,
                     base_depth=cfg.base_depth, depth=cfg.depth if cfg.base_depth else None,
                     depth_exponent=cfg.depth_exponent, optimizer=cfg.optimizer)
