@@ -24,6 +24,15 @@ def test_parabola_vertex_by_hand():
     assert not edge
 
 
+def test_five_point_fit_recovers_an_exact_parabola():
+    # y = (x - 0.3)^2 + 1 sampled at x = log2 lr = -2..2 (plus a far point outside the window):
+    # least squares on exact data returns the true vertex x = 0.3, y = 1
+    xs = [-4, -2, -1, 0, 1, 2]
+    ys = [(x - 0.3) ** 2 + 1 + (5.0 if x == -4 else 0.0) for x in xs]
+    lr, loss, _ = fit_optimum([2.0**x for x in xs], ys, window=2)
+    assert math.log2(lr) == pytest.approx(0.3) and loss == pytest.approx(1.0)
+
+
 def test_fit_skips_diverged_and_flags_edges():
     # the best point next to a diverged one is at the edge of the finite range
     lr, loss, edge = fit_optimum([1, 2, 4, 8], [3.0, 2.0, 1.0, math.nan])

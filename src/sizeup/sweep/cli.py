@@ -39,8 +39,9 @@ def register(app: typer.Typer) -> None:
         trials = s.trials()
         if dry_run:
             console.print(f"{len(trials)} trials in {spec}")
+            varied = list(s.axes) + [k for group in s.zips for k in group]
             for c in trials:
-                point = ", ".join(f"{k}={getattr(c, k)}" for k in s.axes) or "base"
+                point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
                 console.print(f"  {c.trial_id()}  {point}")
             return
         kw: dict = {}

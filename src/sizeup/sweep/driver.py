@@ -46,11 +46,13 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
             st.set_meta("spec", load_spec(spec).to_dict())
         st.add(configs)
         requeued = st.requeue_interrupted(retry_failed=retry_failed)
-        todo = st.queued()
+        # only this spec's trials: a store may also hold queued trials of an older, wider spec
+        wanted = {c.trial_id() for c in configs}
+        todo = [c for c in st.queued() if c.trial_id() in wanted]
         ex = make_executor(executor, workers=workers, **executor_kwargs) \
             if isinstance(executor, str) else executor
-        report = SweepReport(requeued=requeued, skipped=len(st) - len(todo))
-        with _Progress(total=len(st), done=report.skipped, enabled=progress) as bar:
+        report = SweepReport(requeued=requeued, skipped=len(wanted) - len(todo))
+        with _Progress(total=len(wanted), done=report.skipped, enabled=progress) as bar:
             for event in ex.run(todo, runner or default_runner):
                 kind, cfg = event[0], event[1]
                 if kind == "start":

@@ -89,27 +89,27 @@ class LocalExecutor:
             return
         yield from self._run_pool(configs, runner)
 
+    def _pool(self, ctx: Any, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(dict(os.environ),))
+
     def _run_pool(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
         ctx = mp.get_context(self.context)
         if self.context == "forkserver":
             # workers fork from a server that has torch imported already: fast worker start
             ctx.set_forkserver_preload(["torch", "sizeup.config"])
         todo = list(configs)
-        tries: dict[str, int] = {}
         while todo:
-            pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                       initargs=(dict(os.environ),))
+            pool = self._pool(ctx, self.workers)
             inflight: dict[Future, RunConfig] = {}
             broken: list[RunConfig] = []
             try:
                 # keep exactly `workers` trials in flight, so 'running' in the store is true
-                while todo or inflight:
+                while (todo and not broken) or inflight:
                     while todo and len(inflight) < self.workers and not broken:
                         cfg = todo.pop(0)
                         inflight[pool.submit(_call, runner, cfg)] = cfg
                         yield ("start", cfg)
-                    if not inflight:
-                        break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for fut in done:
                         cfg = inflight.pop(fut)
@@ -117,21 +117,28 @@ class LocalExecutor:
                             yield ("end", cfg, *fut.result())
                         except BrokenProcessPool:
                             broken.append(cfg)
-                    if broken and not inflight:
-                        break
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-            # a worker died (killed, segfault, out of memory): we cannot tell which trial did
-            # it, so each trial that was in flight gets `retries` more tries, then fails
+            # a worker died (killed, segfault, out of memory) and took the pool down: we cannot
+            # tell which trial did it, so each trial that was in flight runs again alone; the
+            # one that kills its worker again is recorded failed, the innocent ones finish
             for cfg in broken:
-                tid = cfg.trial_id()
-                tries[tid] = tries.get(tid, 0) + 1
-                if tries[tid] > self.retries:
-                    yield ("end", cfg, None, "worker process died (retried "
-                           f"{self.retries}x): BrokenProcessPool", 0.0)
-                else:
-                    todo.insert(0, cfg)
-                    yield ("retry", cfg)
+                yield from self._run_alone(ctx, cfg, runner)
+
+    def _run_alone(self, ctx: Any, cfg: RunConfig, runner: Runner) -> Iterator[Event]:
+        for _ in range(self.retries):
+            pool = self._pool(ctx, 1)
+            try:
+                yield ("retry", cfg)
+                out = pool.submit(_call, runner, cfg).result()
+                yield ("end", cfg, *out)
+                return
+            except BrokenProcessPool:
+                pass  # died again: try again while retries last, then record it failed
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        yield ("end", cfg, None, f"worker process died (tried {self.retries + 1}x, the last "
+               "time alone): BrokenProcessPool", 0.0)
 
 
 def _ray_call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str | None, float]:
