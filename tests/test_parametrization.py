@@ -263,3 +263,11 @@ def test_spectral_init_norms_are_width_independent():
     for name, r in ratios.items():
         mean = sum(r) / len(r)
         assert all(abs(x / mean - 1) <= 0.2 for x in r), (name, r)
+
+
+def test_spectral_embedding_counts_one_hot_fan_in_as_one():
+    # An embedding's input is one-hot (norm 1), so the spectral init counts fan_in = 1:
+    # std = min(1, sqrt(fan_out)) = 1, the same at every width (coordinates of W e_i are O(1)).
+    for w in (16, 64):
+        p = parametrize(TinyLM(w), TinyLM(16), rule="spectral")
+        assert p["wte.weight"].init_std == 1.0

@@ -417,7 +417,8 @@ def parametrize(
             s_sp = 1.0 / math.sqrt(fan_in)
         else:
             s_base = s_sp = float(sigma)
-        std = rules.init_std(rule, role, s_base, m_in, fan_in, fan_out, sigma_sp=s_sp)
+        std = rules.init_std(rule, role, s_base, m_in, fan_in, fan_out, sigma_sp=s_sp,
+                             one_hot=isinstance(mod, nn.Embedding))
         mult = rules.multiplier(rule, role, m_in, readout_form)
         lrs = {}
         for fam in rules.OPT_FAMILIES:

@@ -60,11 +60,13 @@ def optimizer_family(optimizer: str) -> str:
 
 
 def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_out: int,
-             sigma_sp: float | None = None) -> float | None:
+             sigma_sp: float | None = None, one_hot: bool = False) -> float | None:
     """Init std for one tensor under ``rule`` (None: keep the module's own init).
 
     ``sigma`` is the base model's std for this tensor; ``sigma_sp`` is what SP uses at this
     width (the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode; defaults to sigma).
+    ``one_hot``: the tensor is an embedding table, whose inputs are one-hot vectors of norm 1
+    rather than dense vectors of norm sqrt(fan_in); the spectral rule then counts fan_in as 1.
     """
     if role == "vector":
         return None
@@ -75,6 +77,8 @@ def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_o
     if rule == "spectral":
         # Yang, Simon & Bernstein 2023, "A spectral condition for feature learning", eq. (init):
         # sigma = fan_in^-1/2 * min(1, sqrt(fan_out / fan_in)) gives ||W||_2 ~ sqrt(fan_out/fan_in).
+        if one_hot:  # h = W e_i is a column of W: unit-size coordinates need std 1
+            fan_in = 1
         return (1.0 / math.sqrt(fan_in)) * min(1.0, math.sqrt(fan_out / fan_in))
     raise KeyError(rule)
 
