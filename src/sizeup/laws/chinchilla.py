@@ -205,7 +205,7 @@ def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndar
         return float(f[0]), g[0]
 
     res = minimize(fg, theta, jac=True, method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-14, "maxiter": 5000, "maxcor": 20})
+                   options={"ftol": 1e-14, "gtol": 1e-12, "maxiter": 1000, "maxcor": 20})
     return res.x, float(res.fun)
 
 
@@ -219,7 +219,7 @@ def _tied(fun5):
 
 
 def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: np.ndarray,
-                   delta: float = 1e-3, polish_top: int = 5, max_iter: int = 400,
+                   delta: float = 1e-3, polish_top: int = 3, max_iter: int = 200,
                    tie: bool = False) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Run the batched L-BFGS from every grid start, polish the best few; returns
     (best theta, best objective, all final thetas, all final objectives). With tie=True the
@@ -229,7 +229,7 @@ def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: n
 
     if tie:
         grid = np.unique(grid[:, :4], axis=0)
-        xs, fs, _ = batched_lbfgs(_tied(fun), grid, max_iter=max_iter, ftol=1e-9)
+        xs, fs, _ = batched_lbfgs(_tied(fun), grid, max_iter=max_iter, ftol=1e-7)
         fs = np.where(np.isfinite(fs), fs, np.inf)
         xs5 = np.concatenate([xs, xs[:, 3:4]], axis=1)
         i = int(np.argmin(fs))
@@ -237,7 +237,8 @@ def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: n
         best = np.append(t, t[3]) if f < fs[i] else xs5[i]
         return best, float(min(f, fs[i])), xs5, fs
 
-    xs, fs, _ = batched_lbfgs(fun, grid, max_iter=max_iter, ftol=1e-9)
+    # a loose stop is enough here: the best endpoints are polished below
+    xs, fs, _ = batched_lbfgs(fun, grid, max_iter=max_iter, ftol=1e-7)
     fs = np.where(np.isfinite(fs), fs, np.inf)
     best_t, best_f = xs[np.argmin(fs)], float(fs.min())
     # polish a handful of the best distinct endpoints: the batched stop is loose on purpose
