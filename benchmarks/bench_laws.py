@@ -62,8 +62,12 @@ def main() -> None:
     f_scipy, _ = scipy_loop(grid, logN, logD, logL, 1e-3)
     t_scipy = time.perf_counter() - t
     print(f"scipy L-BFGS-B loop    : {t_scipy:8.2f} s   objective {f_scipy:.12g}")
+    # time the batched fit again after the long loop: the machine is shared, so use the slower of the two
+    t = time.perf_counter()
+    fit_theta_grid(logN, logD, logL, grid, 1e-3)
+    t_batched = max(t_batched, time.perf_counter() - t)
     rel = (f_batched - f_scipy) / f_scipy
-    print(f"speed-up {t_scipy / t_batched:.1f}x; objective relative difference (sizeup - scipy) {rel:+.3e} "
+    print(f"speed-up {t_scipy / t_batched:.1f}x (slower of two batched timings, {t_batched:.2f} s); objective relative difference (sizeup - scipy) {rel:+.3e} "
           f"({'at least as low' if f_batched <= f_scipy * (1 + 1e-9) else 'HIGHER'})")
 
     if args.boot:
