@@ -154,3 +154,9 @@ def test_default_gpt_learns_the_builtin_corpus(tmp_path):
 def test_threads_set_to_one():
     build(RunConfig(**SMALL))
     assert torch.get_num_threads() == 1
+
+
+def test_cli_usage_error_is_clean():
+    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--nonsense"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr

@@ -59,14 +59,18 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.secho("aborted", fg=typer.colors.RED, err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # Usage errors (unknown option, bad value) from click, or from the click that typer
+        # vendors (typer._click): print click's own message, not a traceback.
+        if _is_click_usage_error(e):
             e.show()
             sys.exit(e.exit_code)
         raise
 
+
+def _is_click_usage_error(e: BaseException) -> bool:
+    return any(c.__name__ == "ClickException" and "click" in c.__module__
+               for c in type(e).__mro__) and hasattr(e, "show")
 
 if __name__ == "__main__":  # pragma: no cover
     main()
