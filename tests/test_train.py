@@ -160,3 +160,18 @@ def test_cli_usage_error_is_clean():
     r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--nonsense"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_monitors_log_without_changing_the_run(tmp_path):
+    plain = run(RunConfig(**SMALL))
+    watched = run(RunConfig(**SMALL, spectral_every=5, noise_every=5))
+    assert watched.train_loss == plain.train_loss  # measuring does not perturb training
+    spec = watched.diagnostics["spectral"]
+    assert [d["step"] for d in spec] == [0, 5, 10]
+    assert spec[-1]["blocks.0.attn.q/w"] > 0 and spec[-1]["blocks.0.attn.q/dw"] > 0
+    assert [d["step"] for d in watched.diagnostics["noise_scale"]] == [0, 5, 10]
+    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--width", "64", "--steps", "6",
+                        "--set", "seq_len=32", "--set", "spectral_every=3", "--quiet",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "spectral.png").stat().st_size > 1000

@@ -101,6 +101,11 @@ def register(app: typer.Typer) -> None:
             out.mkdir(parents=True, exist_ok=True)
             result.save(out / "result.json")
             typer.echo(f"wrote {out / 'result.json'}")
+            if result.diagnostics.get("spectral"):
+                from sizeup.diagnostics.plots import plot_spectral
+
+                plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
+                typer.echo(f"wrote {out / 'spectral.png'}")
 
     @app.command("parametrize")
     def parametrize_cmd(

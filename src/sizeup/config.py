@@ -81,6 +81,8 @@ class RunConfig:
     threads: int = 1  # torch threads per run on CPU
     diverge_factor: float = 3.0  # loss above factor x initial loss counts as diverged
     log_every: int = 1
+    spectral_every: int = 0  # >0: log ||W||, ||dW|| and alignment of every Linear every k steps
+    noise_every: int = 0  # >0: log the gradient noise scale B_simple every k steps
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,7 +125,8 @@ class RunConfig:
             raise ConfigError("decay_frac", self.decay_frac, "a fraction in [0, 1]")
         if not 0.0 <= self.val_frac < 0.5:
             raise ConfigError("val_frac", self.val_frac, "a fraction in [0, 0.5)")
-        for name in ("weight_decay", "grad_clip", "z_loss", "eval_every"):
+        for name in ("weight_decay", "grad_clip", "z_loss", "eval_every", "spectral_every",
+                     "noise_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         for name in ("beta1", "beta2", "momentum"):

@@ -143,6 +143,7 @@ def run(cfg: RunConfig, *, rank: int = 0, world_size: int = 1,
 
         train_model = DDP(model)
     val = data.val_batches()
+    callbacks = list(callbacks or ()) + _monitors(cfg, built, val)
     res = RunResult(config=cfg.to_dict())
     res.params, _ = _flops(cfg, model, 0)
     res.initial_val_loss = _all_mean(evaluate(model, val, cfg.device), world_size) if val else math.nan
@@ -199,6 +200,34 @@ def run(cfg: RunConfig, *, rank: int = 0, world_size: int = 1,
     res.tokens_per_s = res.tokens / res.wall_time if res.wall_time > 0 else 0.0
     res.diagnostics = diag
     return res
+
+
+def _monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
+    """The diagnostics monitors that cfg asks for (spectral norms, gradient noise scale)."""
+    out: list[Any] = []
+    if cfg.spectral_every:
+        from sizeup.diagnostics import SpectralMonitor
+
+        mon = SpectralMonitor(built.model, every=cfg.spectral_every,
+                              probe=val[0][0].to(cfg.device) if val else None,
+                              parametrization=built.parametrization)
+        mon.name = "spectral"
+        out.append(mon)
+    if cfg.noise_every:
+        from sizeup.diagnostics import NoiseScaleMonitor
+
+        # Draw the noise-scale batches far from the training stream's steps, so measuring
+        # does not change which batches the run trains on.
+        counter = iter(range(2**40, 2**41))
+
+        def batches() -> Any:
+            x, y = built.data.batch_at(next(counter))
+            return x.to(cfg.device), y.to(cfg.device)
+
+        ns = NoiseScaleMonitor(batches, every=cfg.noise_every)
+        ns.name = "noise_scale"
+        out.append(ns)
+    return out
 
 
 class _Bar:
