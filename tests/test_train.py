@@ -175,3 +175,10 @@ def test_monitors_log_without_changing_the_run(tmp_path):
                         "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "spectral.png").stat().st_size > 1000
+
+
+def test_trial_id_is_stable_and_content_based():
+    a, b = RunConfig(**SMALL), RunConfig(**SMALL)
+    assert a.trial_id() == b.trial_id() and len(a.trial_id()) == 12
+    assert a.trial_id() != a.replace(lr=1e-3).trial_id()
+    assert RunConfig().trial_id() == RunConfig(lr=RunConfig().lr).trial_id()

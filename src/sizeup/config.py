@@ -157,8 +157,14 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def trial_id(self) -> str:
-        """A stable 12-hex id from the config's content (same config, same id)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A stable 12-hex id from the config's content (same config, same id).
+
+        Only fields that differ from their defaults enter the hash, so a later sizeup that adds
+        a field (with a default) keeps the ids of existing studies and resumes them.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+        blob = json.dumps(changed, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
