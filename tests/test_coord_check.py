@@ -115,22 +115,55 @@ def test_gpt_sp_adam_fails():
     assert r.worst["slope"] > 0.5
 
 
-# Reported to the lead, not weakened: at widths 64..512 with 4 steps the GPT's attention logits
-# (1/d scale, zero query) still drift with slope -0.1..-0.25 under muP + Adam, and under
-# spectral + Muon the embedding fails at every step (spectral init std = vocab^-1/2 *
-# min(1, sqrt(d/vocab)) grows with d while d < vocab = 256). See docs/diagnostics.md.
+# Reported to the lead, not weakened (measurements in docs/diagnostics.md, "GPT: open"). The
+# attention logits are recorded on their causal part only (the entries softmax uses).
+# muP + AdamW: at t = 2 (the first update of the hidden weights: zero readout delays backprop by
+# one step, and Adam's first step is sign(g)) the attention logits are tiny (~0.003-0.005) and
+# drift with slope -0.1..-0.3 at widths 64..1024 for every batch shape, head count (1 or 4),
+# eps (1e-8, 1e-12) and sigma (0.02, fan_in) tried; at 256..2048 t = 4 turns +0.13..+0.15.
 @pytest.mark.slow
-@pytest.mark.xfail(reason="GPT attention logits drift at widths 64-512 (reported)", strict=False)
+@pytest.mark.xfail(reason="GPT attention logits drift under muP+Adam at widths <= 2048 (reported)",
+                   strict=False)
 def test_gpt_mup_adam_passes():
-    r = coord_check("gpt", "mup", "adamw", widths=WIDTHS, steps=4, seeds=2)
+    r = coord_check("gpt", "mup", "adamw", widths=WIDTHS, steps=4, seeds=2,
+                    optimizer_kwargs={"eps": 1e-12})
     assert r.passed, r.worst
 
 
+# muP + SGD: the zero-initialised query's first update shrinks like width^-0.25..-0.5 (slope
+# -0.2..-0.5 for blocks.*.attn.q, -0.3..-0.8 for the logits), at every lr tried (0.02-0.5), at
+# widths 64..1024, batch 4x16 or 8x32, sigma 0.02 or fan_in. Its coherent part looks absent,
+# not merely small: reported to the lead as a possible parametrization issue (queries + SGD).
 @pytest.mark.slow
-@pytest.mark.xfail(reason="spectral embedding init grows with d < vocab (reported)", strict=False)
+@pytest.mark.xfail(reason="GPT queries shrink under muP+SGD (reported)", strict=False)
+def test_gpt_mup_sgd_passes():
+    r = coord_check("gpt", "mup", "sgd", lr=0.1, widths=WIDTHS, steps=4, seeds=2)
+    assert r.passed, r.worst
+
+
+# spectral + Muon: the embedding passes since the one-hot fan_in=1 fix; the attention logits
+# now shrink with a steady slope -0.15..-0.19 at t = 2, 3, 4 (8 x 32 tokens per batch). With
+# 2 x 16 tokens (Muon's orthogonalised update has rank min(width, tokens), so the fixed-batch
+# limit needs width >> tokens) they pass, but only just (-0.085..-0.097): not robust.
+@pytest.mark.slow
+@pytest.mark.xfail(reason="GPT attention logits shrink under spectral+Muon (reported)", strict=False)
 def test_gpt_spectral_muon_passes():
     r = coord_check("gpt", "spectral", "muon", widths=WIDTHS, steps=4, seeds=2)
     assert r.passed, r.worst
+
+
+def test_causal_attention_logits_recorded_on_used_entries():
+    # Only the lower triangle of (T, T) scores is used by the model (the rest is masked to
+    # -inf); the recorder measures exactly those entries.
+    from sizeup.diagnostics.coord_check import CoordRecorder
+
+    lin = torch.nn.Identity()
+    rec = CoordRecorder(lin, [], causal=["s"])
+    scores = torch.full((1, 1, 3, 3), 100.0).tril() + torch.ones(3, 3).tril()
+    rec.record("s", scores, causal=True)
+    assert rec.stats["s"][0] == pytest.approx(101.0)
+    rec.record("s", scores)
+    assert rec.stats["s"][0] == pytest.approx(101.0 * 6 / 9)
 
 
 @pytest.mark.slow

@@ -234,21 +234,25 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
 class CoordRecorder:
     """Forward hooks that store mean |x| and RMS of chosen module outputs while ``active``."""
 
-    def __init__(self, model: nn.Module, names: Sequence[str]):
+    def __init__(self, model: nn.Module, names: Sequence[str], causal: Sequence[str] = ()):
         self.stats: dict[str, tuple[float, float]] = {}
         self.active = False
+        # Causal attention scores: only the entries the model uses (key position <= query
+        # position) are activations; the future ones are masked to -inf right after the hook.
+        self.causal = set(causal)
         mods = dict(model.named_modules())
         self._handles = [mods[n].register_forward_hook(self._hook(n)) for n in names if n in mods]
 
     def _hook(self, name: str) -> Callable:
         def hook(_module: Any, _inp: Any, out: Any) -> None:
             if self.active:
-                self.record(name, out)
+                self.record(name, out, causal=name in self.causal)
 
         return hook
 
-    def record(self, name: str, out: Any) -> None:
-        """Store the stats of a tensor (or the first tensor of a tuple output)."""
+    def record(self, name: str, out: Any, causal: bool = False) -> None:
+        """Store the stats of a tensor (or the first tensor of a tuple output); ``causal``: the
+        tensor is (..., T, T) attention scores and only its lower triangle counts."""
         import torch
 
         if isinstance(out, (tuple, list)):
@@ -257,6 +261,9 @@ class CoordRecorder:
             return
         with torch.no_grad():
             x = out.detach().float()
+            if causal and x.dim() >= 2 and x.shape[-1] == x.shape[-2]:
+                T = x.shape[-1]
+                x = x[..., torch.ones(T, T, dtype=torch.bool, device=x.device).tril()]
             self.stats[name] = (x.abs().mean().item(), x.pow(2).mean().sqrt().item())
 
     def remove(self) -> None:
@@ -386,7 +393,8 @@ def _make_optimizer(optimizer: str | Callable, model: nn.Module, param: Any, lr:
 def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], steps: int,
          seeds: int, batches: Callable[[int], list], optimizer: str | Callable, lr: float,
          opt_kwargs: dict[str, Any], include: Sequence[str] | None, depth_mode: bool,
-         progress: bool) -> tuple[dict[str, str], dict[str, np.ndarray], np.ndarray]:
+         progress: bool, first_seed: int = 0, causal_attn: bool = False
+         ) -> tuple[dict[str, str], dict[str, np.ndarray], np.ndarray]:
     """Train every (seed, size) and return (kinds, stats[name] -> (2, T+1, S, seeds), loss)."""
     import torch
 
@@ -401,7 +409,8 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
         prog.start()
         task = prog.add_task("coord check", total=seeds * len(sizes))
     try:
-        for seed in range(seeds):
+        for k in range(seeds):
+            seed = first_seed + k
             data = batches(seed)
             for i, size in enumerate(sizes):
                 torch.manual_seed(seed)
@@ -421,7 +430,8 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                     rename = {n: n for n in names}
                 if hasattr(model, "record_attn_logits"):
                     model.record_attn_logits = True  # route scores through blocks.i.attn.logits
-                rec = CoordRecorder(model, [n for n in names if n != LOGITS])
+                causal = [n for n, k in names.items() if k == "attn_logits"] if causal_attn else []
+                rec = CoordRecorder(model, [n for n in names if n != LOGITS], causal)
                 opt = _make_optimizer(optimizer, model, param, lr, opt_kwargs)
                 try:
                     for t in range(steps + 1):
@@ -432,15 +442,15 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                             logits, lval = forward_loss(model, x, y)
                         rec.active = False
                         rec.record(LOGITS, logits)
-                        loss[t, i, seed] = float(lval.detach())
+                        loss[t, i, k] = float(lval.detach())
                         for n, (l1, rms) in rec.stats.items():
                             key = rename[n]
                             if key not in stats:
-                                if seed or i:  # a module that the first model lacked
+                                if k or i:  # a module that the first model lacked
                                     raise ConfigError("model", key, "the same modules at every size")
                                 stats[key] = np.full((2, steps + 1, len(sizes), seeds), np.nan)
                                 kinds[key] = names[n]
-                            stats[key][:, t, i, seed] = (l1, rms)
+                            stats[key][:, t, i, k] = (l1, rms)
                         if t < steps:
                             opt.zero_grad(set_to_none=True)
                             lval.backward()
@@ -497,6 +507,8 @@ def coord_check(
     optimizer_kwargs: dict[str, Any] | None = None,
     threads: int | None = 1,
     progress: bool = False,
+    first_seed: int = 0,
+    causal_attn: bool | None = None,
 ) -> CoordCheckResult:
     """Train ``model`` at each width for ``steps`` steps over ``seeds`` seeds and judge whether
     every recorded module's size is flat in width (|slope| <= tolerance from step ``judge_from``).
@@ -506,6 +518,9 @@ def coord_check(
     width), or None when the factory's models are already parametrized (then ``optimizer`` may
     be a callable ``model -> torch optimizer``). ``data``: ``seed -> list of (x, y)`` with at
     least steps+1 batches (default: built-in corpus for the GPT, a teacher task for the MLP).
+    ``first_seed``: seeds are first_seed .. first_seed+seeds-1 (to check a verdict on other
+    draws). ``causal_attn``: record attention logits on their causal part only (the entries the
+    model uses); default True for the built-in GPT, False otherwise.
     """
     import torch
 
@@ -556,10 +571,12 @@ def coord_check(
     if modules is not None:  # fail fast on an unknown module name, before any training
         coord_modules(build(widths[0]), modules)
     kinds, stats, loss = _run(factories, widths, steps, seeds, batches, optimizer, lr,
-                              dict(optimizer_kwargs or {}), modules, False, progress)
+                              dict(optimizer_kwargs or {}), modules, False, progress, first_seed,
+                              model == "gpt" if causal_attn is None else causal_attn)
     settings = {"model": model if isinstance(model, str) else getattr(model, "__name__", "factory"),
                 "rule": rule, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
-                "lr": lr, "seeds": seeds, "base_width": base_width, "depth": depth,
+                "lr": lr, "seeds": seeds, "first_seed": first_seed, "base_width": base_width,
+                "depth": depth,
                 "batch_size": batch_size, "parametrize": pkw}
     if model == "gpt":
         settings.update(n_head=n_head, seq_len=seq_len, attn_scale=attn_scale, qk_norm=qk_norm)
