@@ -27,11 +27,10 @@ from torch import nn
 from sizeup.errors import ConfigError, check_choice
 from sizeup.optim.muon import SCALE_MODES, Muon, muon_scale
 from sizeup.optim.transfer import transfer_batch
+from sizeup.parametrization.core import canonical_name
 from sizeup.parametrization.rules import Scaling
 
 OPTIMIZERS = ("adamw", "sgd", "muon")
-# Wrappers that prefix parameter names: torch.compile (OptimizedModule) and DDP / DataParallel.
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
 class SGDW(torch.optim.SGD):
@@ -62,21 +61,6 @@ class SGDW(torch.optim.SGD):
             for group, wd in zip(self.param_groups, saved):
                 group["weight_decay"] = wd
         return loss
-
-
-def canonical_name(name: str) -> str:
-    """Parameter name without torch.compile / DDP wrapper prefixes (``_orig_mod.``, ``module.``)."""
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if name.startswith(prefix):
-                name, changed = name[len(prefix):], True
-        # torch.compile of a DDP module (or the reverse) nests prefixes deeper than the front.
-        for prefix in _WRAPPER_PREFIXES:
-            if "." + prefix in name:
-                name, changed = name.replace("." + prefix, "."), True
-    return name
 
 
 def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
