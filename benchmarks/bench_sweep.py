@@ -57,8 +57,8 @@ def main() -> None:
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
 
     # 1. parallel efficiency: 8 equal trials
-    t1 = _timed_sweep(_spec(8, steps, 64), workers=1)
-    t2 = _timed_sweep(_spec(8, steps, 64), workers=2)
+    t1 = _timed_sweep(_spec(8, steps, 128), workers=1)
+    t2 = _timed_sweep(_spec(8, steps, 128), workers=2)
     print(f"parallel: 8 trials of {steps} steps: 1 worker {t1:.1f}s, 2 workers {t2:.1f}s, "
           f"efficiency {t1 / (2 * t2):.2f} (target >= 0.8) load={os.getloadavg()[0]:.2f}")
 

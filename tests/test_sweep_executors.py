@@ -114,3 +114,18 @@ def test_only_the_given_specs_trials_run(tmp_path):
     rep = run_sweep({"axes": {"lr": [2.0**-8]}}, tmp_path / "s.db", runner=synthetic_run,
                     progress=False)
     assert rep.ran == 1 and rep.counts["queued"] == 2
+
+
+def test_largest_first_order(tmp_path, monkeypatch):
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("SIZEUP_SYNTH_LOG", str(log))
+    run_sweep({"axes": {"width": [32, 128, 64]}}, tmp_path / "s.db", runner=synthetic_run,
+              progress=False, order="largest_first")
+    with Store(tmp_path / "s.db") as st:
+        width = {t.id: t.config.width for t in st.trials()}
+    started = [width[line.split()[1]] for line in log.read_text().splitlines()
+               if line.startswith("start")]
+    assert started == [128, 64, 32]
+    with pytest.raises(ConfigError, match="order"):
+        run_sweep({"axes": {"width": [32]}}, tmp_path / "s.db", runner=synthetic_run,
+                  order="random")

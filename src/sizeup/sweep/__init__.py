@@ -1,12 +1,30 @@
 """Sweeps: a spec of axes over RunConfig fields, a SQLite store, local and Ray executors,
-resume after a crash, and the transfer analysis (does the optimal lr hold across widths?)."""
+resume after a crash, and the transfer analysis (does the optimal lr hold across widths?).
+
+Names load lazily, so `sizeup --help` (which imports sizeup.sweep.cli) stays fast.
+"""
 
 from __future__ import annotations
 
-from sizeup.sweep.driver import SweepReport, run_sweep
-from sizeup.sweep.executors import LocalExecutor, RayExecutor, make_executor
-from sizeup.sweep.spec import SweepSpec, load_spec, lr_grid
-from sizeup.sweep.store import Store, Trial
+import importlib
+from typing import Any
 
-__all__ = ["LocalExecutor", "RayExecutor", "Store", "SweepReport", "SweepSpec", "Trial",
-           "load_spec", "lr_grid", "make_executor", "run_sweep"]
+_EXPORTS = {
+    "SweepReport": "driver", "run_sweep": "driver",
+    "LocalExecutor": "executors", "RayExecutor": "executors", "make_executor": "executors",
+    "SweepSpec": "spec", "load_spec": "spec", "lr_grid": "spec",
+    "Store": "store", "Trial": "store",
+    "TransferReport": "transfer", "analyze_transfer": "transfer", "fit_optimum": "transfer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"sizeup.sweep.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'sizeup.sweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

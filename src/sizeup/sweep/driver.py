@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sizeup.config import RunConfig
-from sizeup.errors import ConfigError
+from sizeup.errors import ConfigError, check_choice
 from sizeup.sweep.executors import Runner, default_runner, make_executor
 from sizeup.sweep.spec import SweepSpec, load_spec
 from sizeup.sweep.store import Store
@@ -28,13 +28,17 @@ class SweepReport:
 def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
               store: Store | str | Path, *, executor: Any = "local", workers: int = 1,
               runner: Runner | None = None, progress: bool = True,
-              retry_failed: bool = False, **executor_kwargs: Any) -> SweepReport:
+              retry_failed: bool = False, order: str = "spec",
+              **executor_kwargs: Any) -> SweepReport:
     """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
 
     spec: a SweepSpec, a mapping, a sweep file path, or a plain list of RunConfigs.
     executor: 'local' | 'ray' | an executor object with .run(configs, runner).
+    order: 'spec' (as listed) or 'largest_first' (by estimated cost, so that with N workers
+    the sweep does not end waiting on one big straggler).
     Finished trials are never rerun; trials left 'running' by a dead driver run again.
     """
+    check_choice("order", order, ("spec", "largest_first"))
     t0 = time.perf_counter()
     configs = spec if isinstance(spec, list) else load_spec(spec).trials()
     if not all(isinstance(c, RunConfig) for c in configs):
@@ -49,6 +53,8 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
         # only this spec's trials: a store may also hold queued trials of an older, wider spec
         wanted = {c.trial_id() for c in configs}
         todo = [c for c in st.queued() if c.trial_id() in wanted]
+        if order == "largest_first":
+            todo.sort(key=estimated_cost, reverse=True)
         ex = make_executor(executor, workers=workers, **executor_kwargs) \
             if isinstance(executor, str) else executor
         report = SweepReport(requeued=requeued, skipped=len(wanted) - len(todo))
@@ -68,6 +74,11 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
     finally:
         if own_store:
             st.close()
+
+
+def estimated_cost(c: RunConfig) -> float:
+    """Relative cost of a trial: ~ parameters x tokens (width^2 * depth * steps * batch)."""
+    return float(c.width) ** 2 * c.depth * c.steps * c.tokens_per_step
 
 
 class _Progress:

@@ -92,10 +92,13 @@ def plot_curves(store_df: Any, group: dict[str, Any], lr: float, axis: str = "wi
     n = len(df)
     for i, (_, row) in enumerate(df.iterrows()):
         if isinstance(row.get("train_loss"), list) and row["train_loss"]:
-            ax.plot(row["steps"], row["train_loss"], color=cmap(i / max(1, n - 1) * 0.9),
-                    label=f"{axis}={row[axis]}", lw=1)
+            y = np.asarray(row["train_loss"], dtype=float)
+            k = max(1, len(y) // 30)  # a running mean: per-step losses are too noisy to compare
+            ys = np.convolve(y, np.ones(k) / k, mode="valid")
+            ax.plot(row["steps"][k - 1:], ys, color=cmap(i / max(1, n - 1) * 0.9),
+                    label=f"{axis}={row[axis]}", lw=1.2)
     ax.set_xlabel("step")
-    ax.set_ylabel("train loss")
+    ax.set_ylabel("train loss (running mean)")
     ax.set_title(", ".join(f"{k}={v}" for k, v in group.items()) + f", lr={lr:g}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
