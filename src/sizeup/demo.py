@@ -28,7 +28,7 @@ class DemoSettings:
     lr_exps: list[float] = field(default_factory=lambda: [-11, -10, -9, -8, -7, -6, -5])
     base: dict[str, Any] = field(default_factory=lambda: dict(
         model="gpt", depth=2, head_dim=32, base_width=32, seq_len=64, batch_size=16,
-        steps=300, warmup=10, schedule="wsd", decay_frac=0.3, optimizer="adamw",
+        steps=300, warmup=10, schedule="constant", optimizer="adamw",
         # head_dim is fixed, so width grows by adding heads and the attention scale does not
         # change with width: both rules use the usual 1/sqrt(d_head), and at the base width
         # SP and muP are the very same model (their curves coincide at width 32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -53,6 +54,29 @@ def _call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str | No
         return None, _format_error(e), time.perf_counter() - t0
 
 
+def _exit_with_driver(driver_pid: int) -> None:
+    """A daemon thread that ends this worker once the sweep driver is gone, so a killed sweep
+    leaves no orphan still training (its trial is re-queued on resume anyway). Workers are
+    children of the forkserver, which can outlive the driver, so we watch the driver itself."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, owned by someone else (cannot happen for a parent)
+                pass
+
+    threading.Thread(target=watch, daemon=True, name="sizeup-driver-watch").start()
+
+
+def _pool_worker_init(env: dict[str, str], driver_pid: int) -> None:
+    _exit_with_driver(driver_pid)
+    _worker_init(env)
+
+
 def _worker_init(env: dict[str, str] | None = None) -> None:
     """Worker processes train with one torch thread each: N workers share N cores cleanly."""
     if env:
@@ -90,8 +114,8 @@ class LocalExecutor:
         yield from self._run_pool(configs, runner)
 
     def _pool(self, ctx: Any, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(dict(os.environ),))
+        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_pool_worker_init,
+                                   initargs=(dict(os.environ), os.getpid()))
 
     def _run_pool(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
         ctx = mp.get_context(self.context)
