@@ -28,6 +28,8 @@ class DemoSettings:
     lr_exps: list[float] = field(default_factory=lambda: [-11, -10, -9, -8, -7, -6, -5])
     base: dict[str, Any] = field(default_factory=lambda: dict(
         model="gpt", depth=2, head_dim=32, base_width=32, seq_len=64, batch_size=16,
+        # a constant lr after a short warmup: a cooldown (wsd) flattens SP's curves at the
+        # wide end and hides part of its drift (docs/sweeps.md)
         steps=300, warmup=10, schedule="constant", optimizer="adamw",
         # head_dim is fixed, so width grows by adding heads and the attention scale does not
         # change with width: both rules use the usual 1/sqrt(d_head), and at the base width
@@ -45,7 +47,7 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
-QUICK = DemoSettings(lr_exps=[-10, -9, -8, -7, -6],
+QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7, -6],
                      base={**DemoSettings().base, "steps": 150})
 
 
