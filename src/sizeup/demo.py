@@ -48,7 +48,7 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7, -6],
-                     base={**DemoSettings().base, "steps": 150})
+                     base={**DemoSettings().base, "batch_size": 8})
 
 
 def run_demo(out: str | Path, quick: bool = False, workers: int = 2,

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Path = typer.Option(..., "--out", help="Folder for report.html and summary.json."),
-        quick: bool = typer.Option(False, "--quick", help="About 2 minutes instead of 10."),
+        quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
         workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
     ) -> None:
         """SP vs muP on the built-in corpus: does the optimal lr hold as width grows 8x?"""
