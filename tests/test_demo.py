@@ -20,14 +20,14 @@ def _check_contract(summary: dict) -> None:
 
 def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
     # synthetic_run: muP's optimum fixed at 2^-8, SP's one octave lower per doubling of width
-    s = DemoSettings(lr_exps=[-13, -12, -11, -10, -9, -8, -7, -6])
+    s = DemoSettings(lr_exps=[-12, -11, -10, -9, -8, -7, -6])
     summary = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     _check_contract(on_disk)
-    # widths 16..256: four doublings, so SP's synthetic optimum moves 4 octaves
-    assert s.widths[-1] // s.widths[0] == 16
-    assert on_disk["sp"]["drift_octaves"] == pytest.approx(4.0)
+    # widths 32..256: three doublings, so SP's synthetic optimum moves 3 octaves
+    assert s.widths[-1] // s.widths[0] == 8
+    assert on_disk["sp"]["drift_octaves"] == pytest.approx(3.0)
     assert on_disk["mup"]["drift_octaves"] == pytest.approx(0.0, abs=1e-9)
     assert on_disk["mup"]["widest_is_best"] and on_disk["all_checks_pass"]
     html = (tmp_path / "report.html").read_text()
@@ -42,8 +42,8 @@ def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
 def test_cli_demo_quick_with_tiny_real_runs(tmp_path, monkeypatch):
     # the real trainer on a tiny grid, through the command line; the science (drift figures)
     # is measured by the full demo, see docs/sweeps.md
-    tiny = DemoSettings(widths=[16, 32], lr_exps=[-8, -6],
-                        base={**DemoSettings().base, "steps": 6, "seq_len": 32,
+    tiny = DemoSettings(widths=[32, 64], lr_exps=[-8, -6],
+                        base={**DemoSettings().base, "steps": 6, "warmup": 0, "seq_len": 32,
                               "batch_size": 4, "eval_batches": 1, "depth": 1})
     monkeypatch.setattr(demo, "QUICK", tiny)
     main(["demo", "--quick", "--out", str(tmp_path), "--workers", "2"])  # returns on success
