@@ -223,7 +223,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN and inf become None)."""
-        return _json_safe(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
@@ -246,11 +246,14 @@ class RunResult:
         return self.final_val_loss if math.isfinite(self.final_val_loss) else self.final_train_loss
 
 
-def _json_safe(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
+    """Nested dicts/lists made strict-JSON-safe: NaN and inf become None, numpy scalars Python."""
+    if hasattr(x, "item") and not isinstance(x, (list, dict)):  # numpy / torch scalars
+        x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
+        return [json_safe(v) for v in x]
     return x

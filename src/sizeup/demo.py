@@ -98,7 +98,7 @@ def _group_summary(g: Any) -> dict[str, Any]:
 
 
 def _summary(analysis: Any, s: DemoSettings, rep: Any, wall: float, quick: bool) -> dict:
-    from sizeup.config import _json_safe
+    from sizeup.config import json_safe
 
     sp, mup = _group_summary(analysis.group(rule="sp")), _group_summary(
         analysis.group(rule="mup"))
@@ -107,7 +107,7 @@ def _summary(analysis: Any, s: DemoSettings, rep: Any, wall: float, quick: bool)
         "sp_drift_at_least_2_octaves": bool(sp["drift_octaves"] >= 2.0),
         "mup_widest_is_best": bool(mup["widest_is_best"]),
     }
-    return _json_safe({
+    return json_safe({
         "sp": sp, "mup": mup, "checks": checks, "all_checks_pass": all(checks.values()),
         "quick": quick, "settings": asdict(s), "trials": rep.counts,
         "trials_run_now": rep.ran, "wall_time_s": wall,

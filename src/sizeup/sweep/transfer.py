@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sizeup.config import json_safe
 from sizeup.errors import ConfigError, DataError
 
 _NEVER_GROUP = {"lr", "seed", "trial", "id"}
@@ -96,7 +97,7 @@ class TransferGroup:
         d = asdict(self)
         d["wider_is_better"] = {repr(k): v for k, v in self.wider_is_better.items()}
         d["label"] = self.label
-        return _json_safe(d)
+        return json_safe(d)
 
 
 @dataclass
@@ -247,11 +248,3 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return _py(x)
