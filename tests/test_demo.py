@@ -62,3 +62,16 @@ def test_cli_bad_sweep_file_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "axes.lr" in err and "non-empty" in err
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.slow
+def test_quick_demo_shows_what_mup_buys(tmp_path):
+    """The real `sizeup demo --quick` (48 GPT runs, ~3 min on 2 cores): SP's optimal lr drifts
+    >= 2 octaves across widths 32..256, muP's <= 1, and under muP the widest model is best at
+    the lr tuned on the smallest. One torch thread per run makes it bit-reproducible."""
+    s = run_demo(tmp_path, quick=True, progress=False)
+    assert s["sp"]["drift_octaves"] >= 2.0, s["sp"]
+    assert s["mup"]["drift_octaves"] <= 1.0, s["mup"]
+    assert s["mup"]["widest_is_best"] is True
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert json.loads((tmp_path / "summary.json").read_text())["mup"]["widest_is_best"] is True
