@@ -231,18 +231,25 @@ class Parametrization:
 
     def print_table(self, console: Any = None) -> None:
         """Pretty-print the per-tensor table with rich."""
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=f"sizeup parametrization: rule={self.rule}")
-        for col in ("name", "role", "shape", "fan_in", "fan_out", "init_std", "multiplier",
-                    "lr_mult", "wd_mult"):
-            t.add_column(col, justify="left" if col in ("name", "role", "shape") else "right")
+        # Compact enough for an 80-column terminal: fans are in the shape (fan_out x fan_in for
+        # Linear); the Markdown and JSON tables spell them out.
+        t = Table(title=f"sizeup parametrization: rule={self.rule}", box=box.SIMPLE_HEAD,
+                  caption=f"lr x / wd x: multipliers of the base lr and weight decay "
+                          f"({self.options['optimizer']}); * updated by Muon; keep: module's init")
+        t.add_column("tensor", min_width=22, max_width=26, overflow="fold")
+        t.add_column("role", no_wrap=True)
+        t.add_column("shape", no_wrap=True)
+        for col in ("init", "mult", "lr x", "wd x"):
+            t.add_column(col, justify="right", no_wrap=True)
         for r in self.rows():
             std = "keep" if r["init_std"] is None else f"{r['init_std']:.4g}"
-            t.add_row(r["name"], r["role"] + (" (muon)" if r["muon"] else ""),
-                      "x".join(map(str, r["shape"])), str(r["fan_in"]), str(r["fan_out"]), std,
-                      f"{r['multiplier']:.4g}", f"{r['lr_mult']:.4g}", f"{r['wd_mult']:.4g}")
+            t.add_row(r["name"], r["role"] + ("*" if r["muon"] else ""),
+                      "x".join(map(str, r["shape"])), std, f"{r['multiplier']:.4g}",
+                      f"{r['lr_mult']:.4g}", f"{r['wd_mult']:.4g}")
         (console or Console()).print(t)
 
     def to_markdown(self) -> str:
