@@ -31,6 +31,7 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False,
                              sharex=True)
     cmap = plt.get_cmap("tab20")
+    labelled: set[str] = set()  # label each module where it is first drawn (zero-init ones start later)
     for t in range(n):
         ax = axes[t // cols][t % cols]
         for k, m in enumerate(result.modules):
@@ -40,7 +41,8 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
             bad = t >= result.judge_from and not (abs(m.slopes[t]) <= result.tolerance)
             ax.plot(result.sizes, ys, marker="o", ms=2.5, color=cmap(k % 20),
                     lw=1.6 if bad else 0.7, alpha=1.0 if bad else 0.6,
-                    label=m.name if t == 0 else None)
+                    label=None if m.name in labelled else m.name)
+            labelled.add(m.name)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"t = {t}" + ("" if t >= result.judge_from else " (not judged)"), fontsize=9)
