@@ -14,15 +14,6 @@ from sizeup.optim import Muon, build_optimizer, muon_scale, newton_schulz
 from sizeup.parametrization.rules import Scaling
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # House rule: one torch thread in anything that trains (the test machine has 2 cores).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _conditioned(n: int, cond: float, seed: int = 0) -> torch.Tensor:
     """A full-rank n x n float64 matrix with singular values log-spaced in [1, cond]."""
     gen = torch.Generator().manual_seed(seed)

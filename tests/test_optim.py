@@ -13,15 +13,6 @@ from sizeup.optim import SGDW, build_optimizer, canonical_name, group_table, tra
 from sizeup.parametrization.rules import Scaling
 from sizeup.schedules import make_schedule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # House rule: one torch thread in anything that trains (the test machine has 2 cores).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # name -> (role, lr_mult, wd_mult); the lr multipliers are muP's Adam column at m_in = 2.
 ROLES = {
     "0.weight": ("input", 1.0, 1.0), "0.bias": ("vector", 1.0, 0.0),
