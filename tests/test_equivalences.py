@@ -69,6 +69,33 @@ def test_abc_symmetry_float64(kind, opt_name):
         assert abs(x - y) <= 1e-10, (la, lb)
 
 
+@pytest.mark.parametrize("kind", ["gpt", "mlp"])
+def test_abc_symmetry_exact_for_finite_eps(kind):
+    """With eps scaled per tensor (scale_eps, eps x theta under a shift) the abc-symmetry holds
+    for Adam at any eps, here a large 1e-4: the weight's gradient grows by theta, and so does its
+    eps. With one eps for every tensor (microsoft/mup's choice) the same shifts change training."""
+    losses = {}
+    for scale_eps in (True, False):
+        torch.manual_seed(0)
+        if kind == "gpt":
+            a, base, shifts = _gpt(64).double(), _gpt(32), SHIFTS_GPT
+        else:
+            a, base, shifts = MLP(12, 64, 2, 5).double(), MLP(12, 32, 2, 5), SHIFTS_MLP
+        pa = parametrize(a, base, rule="mup", scale_eps=scale_eps)
+        b = copy.deepcopy(a)
+        pb = get_parametrization(b)
+        for name, theta in shifts.items():
+            pb.abc_shift(name, theta)
+        if scale_eps:
+            name, theta = next(iter(shifts.items()))
+            assert pb[name].eps_mult == pytest.approx(pa[name].eps_mult * theta, rel=1e-15)
+        la = _train(a, pa.optimizer("adamw", lr=1e-2, eps=1e-4), kind, 5)
+        lb = _train(b, pb.optimizer("adamw", lr=1e-2, eps=1e-4), kind, 5)
+        losses[scale_eps] = max(abs(x - y) for x, y in zip(la, lb))
+    assert losses[True] <= 1e-10, losses
+    assert losses[False] > 1e-8, losses  # the check can fail: a fixed eps breaks the symmetry
+
+
 # --- microsoft/mup -------------------------------------------------------------------------
 mup = pytest.importorskip("mup", reason="microsoft mup is a test-only dependency (pip install mup --no-deps)")
 
@@ -103,7 +130,9 @@ def test_matches_microsoft_mup(kind, width):
     base, _ = _build(kind, 32)
     model, base = model.double(), base.double()
     # Table 8 form: readout multiplier 1/m, lr eta: exactly what MuReadout + MuAdam do.
-    p = parametrize(model, base, rule="mup", readout_form="table8", sigma=0.02, init=True)
+    # scale_eps=False: MuAdam keeps one eps for every tensor.
+    p = parametrize(model, base, rule="mup", readout_form="table8", sigma=0.02, init=True,
+                    scale_eps=False)
     theirs = _mup_copy(model, attr)  # same weights after our init
     for mod in theirs.modules():
         mod._forward_pre_hooks.clear()
@@ -145,7 +174,9 @@ def test_table3_equals_table8_by_abc():
     p8 = parametrize(m8, MLP(12, 32, 2, 5), rule="mup", readout_form="table8", init=False)
     with torch.no_grad():
         m8.readout.weight.mul_(8.0)  # m = 256/32
-    la = _train(m3, p3.optimizer("adamw", lr=1e-2, eps=1e-30), "mlp", 10)
-    lb = _train(m8, p8.optimizer("adamw", lr=1e-2, eps=1e-30), "mlp", 10)
+    # Table 8's readout eps is eps/m (its gradient is m times smaller): exact even at eps 1e-4.
+    assert p8["readout.weight"].eps_mult == pytest.approx(p3["readout.weight"].eps_mult / 8.0)
+    la = _train(m3, p3.optimizer("adamw", lr=1e-2, eps=1e-4), "mlp", 10)
+    lb = _train(m8, p8.optimizer("adamw", lr=1e-2, eps=1e-4), "mlp", 10)
     for x, y in zip(la, lb):
         assert abs(x - y) <= 1e-10

@@ -104,6 +104,25 @@ def test_mup_sgd_column_by_hand():
     assert t["readout.bias"] == 1.0  # fan_out 3 is not a width dim
 
 
+def test_adam_eps_column_by_hand():
+    # eps follows the gradient's scale (Everett et al. 2024, sec. 4.3): the residual stream's
+    # gradient has Theta(1/n) coordinates under muP, so weights writing to width get eps/m_out;
+    # the Table 3 readout's gradient is Theta(1); the Table 8 readout's is 1/m_in (multiplier).
+    p = parametrize(TinyMLP(64), TinyMLP(16), rule="mup")
+    t = {s.name: s.eps_mult for s in p.table()}
+    assert t == {"input.weight": 0.25, "input.bias": 0.25, "hidden.weight": 0.25,
+                 "hidden.bias": 0.25, "readout.weight": 1.0, "readout.bias": 1.0}
+    p8 = parametrize(TinyMLP(64), TinyMLP(16), rule="mup", readout_form="table8")
+    assert p8["readout.weight"].eps_mult == 0.25
+    opt = p.optimizer("adamw", lr=1e-3, eps=1e-8)
+    eps = {n: g["eps"] for g in opt.param_groups for n in g["names"]}
+    assert eps["hidden.weight"] == pytest.approx(2.5e-9) and eps["readout.weight"] == 1e-8
+    for rule in ("sp", "mup_simple"):  # no rule of one-eps families changes it
+        assert {s.eps_mult for s in parametrize(TinyMLP(64), TinyMLP(16), rule=rule).table()} == {1.0}
+    off = parametrize(TinyMLP(64), TinyMLP(16), rule="mup", scale_eps=False)
+    assert {s.eps_mult for s in off.table()} == {1.0}
+
+
 def test_spectral_init_by_hand():
     # Yang, Simon & Bernstein 2023: std = fan_in^-1/2 * min(1, sqrt(fan_out/fan_in)).
     p = parametrize(TinyMLP(64), TinyMLP(16), rule="spectral")
@@ -221,6 +240,10 @@ def test_depth_scaling_multiplier_and_lr():
     p1 = parametrize(Res(8), Res(2), rule="mup", base_depth=2, depth_exponent=1.0)
     assert p1.module_multipliers["blocks.0.out"] == (1.0, 0.25)
     assert p1["blocks.3.inp.weight"].lr_mult == pytest.approx(1.0)  # CompleteP: constant lr
+    # A block's gradients carry its branch multiplier, so its Adam eps does too (CompleteP,
+    # Dey et al. 2025, scale eps with depth); these 8x8 matrices are not width (m_out = 1).
+    assert p1["blocks.3.inp.weight"].eps_mult == pytest.approx(0.25)
+    assert p["blocks.3.inp.weight"].eps_mult == pytest.approx(0.5)
 
 
 def test_errors_name_the_field():

@@ -137,19 +137,20 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             rows = p.rows()
-            for r, g in zip(rows, _group_lrs(built.optimizer, rows)):
-                r["lr"] = g
+            for key in ("lr", "eps"):
+                for r, v in zip(rows, _group_values(built.optimizer, rows, key)):
+                    r[key] = v
             (out / "parametrization.json").write_text(
                 json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2))
             typer.echo(f"wrote {out / 'parametrization.json'}")
 
 
-def _group_lrs(opt: Any, rows: list[dict]) -> list[float | None]:
-    """The effective lr of each tensor, read back from the optimizer's param groups."""
+def _group_values(opt: Any, rows: list[dict], key: str) -> list[float | None]:
+    """Each tensor's effective ``key`` (lr, eps), read back from the optimizer's param groups."""
     by_name: dict[str, float] = {}
     for g in opt.param_groups:
         for n in g.get("names", []):
-            by_name[n] = g["lr"]
+            by_name[n] = g.get(key)
     return [by_name.get(r["name"]) for r in rows]
 
 

@@ -55,7 +55,8 @@ class RunConfig:
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.95
-    eps: float = 1e-8
+    eps: float = 1e-8  # Adam eps of the base model (scaled per tensor, see scale_eps)
+    scale_eps: bool = True  # Adam eps follows each tensor's gradient scale (rules.eps_mult)
     momentum: float = 0.9  # SGD momentum; Muon momentum
     muon_scale: str = "spectral"
     muon_lr: float | None = None  # Muon's lr for the hidden matrices (None: the same lr)

@@ -84,7 +84,8 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
     p = parametrize(model, base, delta=delta, rule=cfg.rule, sigma=sigma_for(cfg),
                     zero_readout=cfg.zero_readout, zero_query=cfg.zero_query,
                     base_depth=cfg.base_depth, depth=cfg.depth if cfg.base_depth else None,
-                    depth_exponent=cfg.depth_exponent, optimizer=cfg.optimizer)
+                    depth_exponent=cfg.depth_exponent, optimizer=cfg.optimizer,
+                    scale_eps=cfg.scale_eps)
     opt = p.optimizer(cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                       betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, momentum=cfg.momentum,
                       muon_scale=cfg.muon_scale, batch_size=cfg.batch_size,

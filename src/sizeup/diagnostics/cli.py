@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
         rule: str = typer.Option("mup", help="sp | mup | mup_simple | spectral"),
         optimizer: str = typer.Option("adamw", help="adamw | sgd | muon"),
         lr: float = typer.Option(None, help="Base lr (default per optimizer: adamw 1e-2, sgd 0.5 "
-                                 "(MLP) / 0.1, muon 2e-2)."),
-        widths: str = typer.Option("64,128,256,512", help="Increasing widths, comma-separated."),
+                                 "(MLP) / 0.1 (GPT), muon 2e-2)."),
+        widths: str = typer.Option(None, help="Increasing widths, comma-separated (default "
+                                   "64,128,256,512; GPT 128,256,512,1024)."),
         steps: int = typer.Option(4, help="Training steps; t = 0..steps are recorded."),
         seeds: int = typer.Option(3, help="Seeds averaged per width."),
         out: Path = typer.Option(None, help="Write coord_check.json and coord_check.png here."),
@@ -39,6 +40,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(None, help="Examples (MLP, 64) or sequences (GPT, 8)."),
         modules: str = typer.Option(None, help="Only these modules (comma-separated fnmatch)."),
         tolerance: float = typer.Option(0.1, help="Pass when |slope| <= tolerance."),
+        noise_z: float = typer.Option(2.0, help="Fail only when outside the band by more than "
+                                      "this many standard errors of the seed noise (0: strict)."),
+        scale_eps: bool = typer.Option(True, "--scale-eps/--no-scale-eps",
+                                       help="Adam eps per tensor, following its gradient scale."),
         depths: str = typer.Option(None, help="Depth mode: depths, e.g. 2,4,8,16,32 (GPT)."),
         depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
         width: int = typer.Option(64, help="Depth mode: the fixed width."),
@@ -52,24 +57,30 @@ def register(app: typer.Typer) -> None:
         console = Console()
         pkw = {k: v for k, v in (("zero_readout", zero_readout), ("zero_query", zero_query))
                if v is not None}
+        pkw["scale_eps"] = scale_eps
         if depths:
             result = depth_check(model, rule, optimizer, lr, _ints("depths", depths), steps, seeds,
                                  depth_scaling=depth_scaling, width=width, base_width=base_width,
                                  n_head=n_head, batch_size=batch_size, attn_scale=attn_scale,
-                                 tolerance=tolerance, parametrize_kwargs=pkw, threads=threads,
-                                 progress=True)
+                                 tolerance=tolerance, noise_z=noise_z, parametrize_kwargs=pkw,
+                                 threads=threads, progress=True)
         else:
-            result = coord_check(model, rule, optimizer, lr, _ints("widths", widths), steps, seeds,
+            result = coord_check(model, rule, optimizer, lr,
+                                 _ints("widths", widths) if widths else None, steps, seeds,
                                  base_width=base_width, depth=depth, n_head=n_head,
                                  batch_size=batch_size, attn_scale=attn_scale,
                                  modules=modules.split(",") if modules else None,
-                                 tolerance=tolerance, parametrize_kwargs=pkw, threads=threads,
-                                 progress=True)
+                                 tolerance=tolerance, noise_z=noise_z, parametrize_kwargs=pkw,
+                                 threads=threads, progress=True)
         console.print(result.table())
         w = result.worst
         if w:
             console.print(f"worst: [bold]{w['module']}[/] ({w['kind']}) at t={w['step']}: "
                           f"slope {w['slope'] if w['slope'] is None else round(w['slope'], 3)}")
+        noisy = [m.name for m in result.modules if m.noisy(result.judge_from)]
+        if noisy:
+            console.print(f"[yellow]noisy[/]: {', '.join(noisy)} lie outside the band but within "
+                          f"{noise_z:g} standard errors of the seed noise; more --seeds settle them.")
         if out is not None:
             path = result.save(out)
             console.print(f"wrote {path} and {path.with_suffix('.png')}")

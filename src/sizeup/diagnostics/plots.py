@@ -38,7 +38,7 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
             ys = getattr(m, stat)[t]
             if not any(math.isfinite(y) and y > 0 for y in ys):
                 continue
-            bad = t >= result.judge_from and not (abs(m.slopes[t]) <= result.tolerance)
+            bad = t >= result.judge_from and m.excess(t) > 0
             ax.plot(result.sizes, ys, marker="o", ms=2.5, color=cmap(k % 20),
                     lw=1.6 if bad else 0.7, alpha=1.0 if bad else 0.6,
                     label=None if m.name in labelled else m.name)

@@ -66,9 +66,9 @@ class SGDW(torch.optim.SGD):
 def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
                  weight_decay: float = 0.0, use_muon: bool = False, muon_lr: float | None = None,
                  muon_scale_mode: str = "spectral") -> list[dict[str, Any]]:
-    """Group model's trainable parameters by (role, lr_mult, wd_mult, muon, scale).
+    """Group model's trainable parameters by (role, lr_mult, wd_mult, muon, scale, eps_mult).
 
-    Each group: params, names, role, lr_mult, wd_mult, lr = eta*lr_mult, weight_decay =
+    Each group: params, names, role, lr_mult, wd_mult, eps_mult, lr = eta*lr_mult, weight_decay =
     lambda*wd_mult/(eta*lr_mult) (independent decay, see module doc), and with use_muon
     "use_muon" plus "update_scale". Raises ConfigError naming any parameter without a Scaling.
     """
@@ -87,12 +87,13 @@ def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
             raise ConfigError(f"scalings[{name!r}].muon", True,
                               f"only for 2-D matrices; {name} has shape {tuple(p.shape)}")
         scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
-        key = (s.role, s.lr_mult, s.wd_mult, muon, scale)
+        key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)
         if key not in groups:
             eta = (muon_lr if muon and muon_lr is not None else lr) * s.lr_mult
             wd = weight_decay * s.wd_mult / eta if eta > 0 else 0.0
             g: dict[str, Any] = dict(params=[], names=[], role=s.role, lr_mult=s.lr_mult,
-                                     wd_mult=s.wd_mult, lr=eta, weight_decay=wd)
+                                     wd_mult=s.wd_mult, eps_mult=s.eps_mult, lr=eta,
+                                     weight_decay=wd)
             if use_muon:
                 g.update(use_muon=muon, update_scale=scale)
             groups[key] = g
@@ -155,6 +156,9 @@ def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str
     betas = (float(betas[0]), float(betas[1]))
     groups = param_groups(model, scalings, lr, weight_decay, use_muon=(name == "muon"),
                           muon_lr=muon_lr, muon_scale_mode=muon_scale)
+    if name != "sgd":  # Adam's eps follows each tensor's gradient scale (rules.eps_mult)
+        for g in groups:
+            g["eps"] = eps * g["eps_mult"]
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0,
                                  foreach=foreach)
@@ -167,10 +171,10 @@ def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str
 
 
 def group_table(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    """One row per param group: role, names, lr, weight_decay, lr_mult, wd_mult (for display)."""
+    """One row per param group: role, names, lr, weight_decay, lr_mult, wd_mult, eps (for display)."""
     rows = []
     for g in optimizer.param_groups:
-        rows.append({k: g.get(k) for k in ("role", "lr", "weight_decay", "lr_mult", "wd_mult",
+        rows.append({k: g.get(k) for k in ("role", "lr", "weight_decay", "lr_mult", "wd_mult", "eps",
                                            "use_muon", "update_scale")} | {"names": list(g.get("names", []))})
     return rows
 

@@ -155,7 +155,9 @@ class Parametrization:
 
     def abc_shift(self, name: str, theta: float) -> None:
         """Move a factor theta into the multiplier: multiplier x theta, weight (and its init) / theta,
-        Adam lr / theta, SGD lr / theta^2. By the abc-symmetry training is unchanged (Adam with eps -> 0)."""
+        Adam lr / theta, SGD lr / theta^2, and (with scale_eps) Adam eps x theta, since the weight's
+        gradient grows by theta. By the abc-symmetry training is unchanged; with a fixed eps
+        (scale_eps=False) only as eps -> 0."""
         name = canonical_name(name)
         if name not in self.scalings or not name.endswith(".weight"):
             raise ConfigError("name", name, "the name of a weight tensor of this model: "
@@ -170,7 +172,8 @@ class Parametrization:
         std = None if s.init_std is None else s.init_std / theta
         self.scalings[name] = dataclasses.replace(
             s, multiplier=s.multiplier * theta, init_std=std,
-            lr_mult=s.lr_mult / (theta**2 if self.options["optimizer"] == "sgd" else theta))
+            lr_mult=s.lr_mult / (theta**2 if self.options["optimizer"] == "sgd" else theta),
+            eps_mult=s.eps_mult * theta if self.options.get("scale_eps", True) else s.eps_mult)
         for fam, col in self.lr_table.items():
             col[name] = col[name] / (theta**2 if fam == "sgd" else theta)
         w, b = self.module_multipliers.get(mname, (1.0, 1.0))
@@ -238,29 +241,31 @@ class Parametrization:
         # Compact enough for an 80-column terminal: fans are in the shape (fan_out x fan_in for
         # Linear); the Markdown and JSON tables spell them out.
         t = Table(title=f"sizeup parametrization: rule={self.rule}", box=box.SIMPLE_HEAD,
-                  caption=f"lr x / wd x: multipliers of the base lr and weight decay "
-                          f"({self.options['optimizer']}); * updated by Muon; keep: module's init")
-        t.add_column("tensor", min_width=22, max_width=26, overflow="fold")
+                  padding=(0, 0),
+                  caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
+                          f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
+                          f"module's init")
+        t.add_column("tensor", min_width=22, max_width=24, overflow="fold")
         t.add_column("role", no_wrap=True)
         t.add_column("shape", no_wrap=True)
-        for col in ("init", "mult", "lr x", "wd x"):
+        for col in ("init", "mult", "lr x", "wd x", "eps x"):
             t.add_column(col, justify="right", no_wrap=True)
         for r in self.rows():
-            std = "keep" if r["init_std"] is None else f"{r['init_std']:.4g}"
+            std = "keep" if r["init_std"] is None else f"{r['init_std']:.3g}"
             t.add_row(r["name"], r["role"] + ("*" if r["muon"] else ""),
-                      "x".join(map(str, r["shape"])), std, f"{r['multiplier']:.4g}",
-                      f"{r['lr_mult']:.4g}", f"{r['wd_mult']:.4g}")
+                      "x".join(map(str, r["shape"])), std, f"{r['multiplier']:.3g}",
+                      f"{r['lr_mult']:.3g}", f"{r['wd_mult']:.3g}", f"{r['eps_mult']:.3g}")
         (console or Console()).print(t)
 
     def to_markdown(self) -> str:
         """The per-tensor table as a Markdown table."""
-        head = "| name | role | shape | fan_in | fan_out | init_std | multiplier | lr_mult | wd_mult |"
-        lines = [head, "|" + "---|" * 9]
+        head = "| name | role | shape | fan_in | fan_out | init_std | multiplier | lr_mult | wd_mult | eps_mult |"
+        lines = [head, "|" + "---|" * 10]
         for r in self.rows():
             std = "keep" if r["init_std"] is None else f"{r['init_std']:.4g}"
             lines.append(f"| {r['name']} | {r['role']} | {'x'.join(map(str, r['shape']))} | "
                          f"{r['fan_in']} | {r['fan_out']} | {std} | {r['multiplier']:.4g} | "
-                         f"{r['lr_mult']:.4g} | {r['wd_mult']:.4g} |")
+                         f"{r['lr_mult']:.4g} | {r['wd_mult']:.4g} | {r['eps_mult']:.4g} |")
         return "\n".join(lines)
 
 
@@ -317,6 +322,7 @@ def parametrize(
     query: list[str] | None = None,
     block: list[str] | None = None,
     init: bool = True,
+    scale_eps: bool = True,
 ) -> Parametrization:
     """Apply ``rule`` to ``model`` in place, relative to the smaller ``base``, and return the
     Parametrization (table, optimizers).
@@ -328,7 +334,8 @@ def parametrize(
     pattern (parameter or module name) -> role override. sigma: the base init std (a number, or
     "fan_in" for 1/sqrt(fan_in)). base_depth: enables residual-branch depth scaling
     (L/base_depth)^-depth_exponent. optimizer: which lr column (adamw/sgd/muon) the table shows;
-    p.optimizer() may ask for another, so this only sets the default.
+    p.optimizer() may ask for another, so this only sets the default. scale_eps: Adam's eps
+    follows each tensor's gradient scale (rules.eps_mult; False keeps one eps, as microsoft/mup).
     """
     check_choice("rule", rule, rules.RULES)
     check_choice("readout_form", readout_form, ("table3", "table8"))
@@ -444,9 +451,14 @@ def parametrize(
         if _match(mname, query) and zero_query:
             std = 0.0
         wd = 0.0 if role == "vector" else 1.0
+        eps_f = 1.0
+        if scale_eps:
+            eps_f = rules.eps_mult(rule, role, m_out, mult,
+                                   branch_mult if _match(name, block) else 1.0)
         scalings[name] = Scaling(name=name, role=role, shape=shape, fan_in=fan_in,
                                  fan_out=fan_out, m_in=m_in, m_out=m_out, init_std=std,
-                                 multiplier=mult, lr_mult=lr, wd_mult=wd, muon=is_muon)
+                                 multiplier=mult, lr_mult=lr, wd_mult=wd, muon=is_muon,
+                                 eps_mult=eps_f)
 
     # Forward multipliers per module: (weight multiplier, branch multiplier).
     module_mults: dict[str, tuple[float, float]] = {}
@@ -483,7 +495,7 @@ def parametrize(
 
     options = dict(rule=rule, sigma=sigma, zero_readout=zero_readout, zero_query=zero_query,
                    base_depth=base_depth, depth=depth, depth_exponent=depth_exponent,
-                   readout_form=readout_form, optimizer=optimizer)
+                   readout_form=readout_form, optimizer=optimizer, scale_eps=scale_eps)
     par = Parametrization(inner, scalings, rule, module_mults, options)
     par.lr_table = lr_table
     par.install_hooks()

@@ -7,11 +7,13 @@ for that tensor (a fixed value such as 0.02, or 1/sqrt(base fan_in) in "fan_in" 
 
 muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
 
-    role     init std        multiplier   Adam lr     SGD lr
-    input    sigma           1            eta         eta * m_out
-    hidden   sigma/sqrt(m_in) 1           eta / m_in  eta * m_out / m_in
-    readout  sigma / m_in    1            eta / m_in  eta / m_in
-    vector   (unchanged)     1            eta         eta * m
+    role     init std        multiplier   Adam lr     SGD lr              Adam eps
+    input    sigma           1            eta         eta * m_out         eps / m_out
+    hidden   sigma/sqrt(m_in) 1           eta / m_in  eta * m_out / m_in  eps / m_out
+    readout  sigma / m_in    1            eta / m_in  eta / m_in          eps
+    vector   (unchanged)     1            eta         eta * m             eps / m
+
+(The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
 
 The Table 8 form (readout multiplier 1/m_in, init sigma, Adam lr eta) is the same model by the
 abc-symmetry with theta = 1/m_in; ``readout_form="table8"`` selects it (microsoft/mup's MuReadout
@@ -46,6 +48,7 @@ class Scaling:
     lr_mult: float
     wd_mult: float
     muon: bool = False  # updated by Muon (hidden matrices) rather than AdamW
+    eps_mult: float = 1.0  # Adam's eps for this tensor is eps * eps_mult (see eps_mult())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for tables and JSON."""
@@ -106,6 +109,24 @@ def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: 
             return 1.0 if fam == "adam" else m_out
         return 1.0 / m_in if fam == "adam" else m_out / m_in
     raise KeyError(rule)
+
+
+def eps_mult(rule: str, role: str, m_out: float, multiplier: float = 1.0,
+             branch: float = 1.0) -> float:
+    """Adam eps multiplier for one tensor: eps follows the scale of the tensor's gradient.
+
+    Adam's update is g / (sqrt(v) + eps). Under muP (and the spectral rule) the gradient of the
+    residual stream has Theta(1/n) coordinates, so a weight whose output dimension is width gets
+    gradients ~ 1/m_out (times its forward multiplier and, inside a scaled residual branch, the
+    branch multiplier). A fixed eps then swamps the update as width grows and Adam quietly turns
+    into a slower SGD (Everett et al. 2024, "Scaling exponents across parameterizations and
+    optimizers", sec. 4.3, eps underflow; CompleteP, Dey et al. 2025, scales eps with depth the
+    same way). Scaling eps with the gradient keeps g/(sqrt(v)+eps) exactly width-invariant,
+    and makes the abc-symmetry exact for any eps. SP and mup_simple keep one eps.
+    """
+    if rule not in ("mup", "spectral"):
+        return 1.0
+    return multiplier * branch / m_out
 
 
 def multiplier(rule: str, role: str, m_in: float, readout_form: str = "table3") -> float:
