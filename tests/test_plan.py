@@ -95,7 +95,9 @@ def test_tokens_per_param_target():
 #   hidden Adam lr = eta / n * 1.627590; input, vector and (Table 8) readout lr = eta * 1.627590
 #   hidden init 0.02 / sqrt(100) = 0.002; residual-out 0.002 / sqrt(2 * 24) = 2.88675e-4
 #   readout (Table 8): init 0.02, multiplier 1/100
-#   betas 1 - 8 (1 - 0.9) = 0.2, 1 - 8 (1 - 0.95) = 0.6; eps 1e-8 / sqrt(8) = 3.535534e-9
+#   betas 1 - 8 (1 - 0.9) = 0.2, 1 - 8 (1 - 0.95) = 0.6; eps 1e-8 / sqrt(8) = 3.535534e-9,
+#   then x the eps column (gradient scale): 1/n for input, hidden and vectors, and for the
+#   Table 8 readout too (multiplier 1/n): 3.535534e-11 on every row here
 HAND = {  # tensor: (init_std, multiplier, lr, wd)
     "wte": (0.02, 1.0, 1.627590e-2, 0.1),
     "blocks.*.ln1": (None, 1.0, 1.627590e-2, 0.0),
@@ -124,7 +126,7 @@ def check_against_hand(rows):
         assert r["wd"] == wd
         assert r["beta1"] == pytest.approx(0.2, rel=1e-9)
         assert r["beta2"] == pytest.approx(0.6, rel=1e-9)
-        assert r["eps"] == pytest.approx(3.535534e-9, rel=1e-6)
+        assert r["eps"] == pytest.approx(3.535534e-11, rel=1e-6), r["tensor"]
 
 
 def test_layer_table_matches_hand_computed_table():
@@ -159,6 +161,8 @@ def test_table3_readout_is_the_abc_shift_of_table8():
     # Same effective weight (init x multiplier) and effective update (lr x multiplier).
     assert t3["init_std"] * t3["multiplier"] == pytest.approx(t8["init_std"] * t8["multiplier"])
     assert t3["lr"] * t3["multiplier"] == pytest.approx(t8["lr"] * t8["multiplier"])
+    # ... and the eps that goes with it: the Table 8 gradient is n times smaller, so is its eps.
+    assert t3["eps"] == pytest.approx(t8["eps"] * 100)
 
 
 def test_muon_rows_share_eta_on_hidden_matrices():

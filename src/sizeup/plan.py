@@ -367,12 +367,13 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
                 weight_decay: float = 0.0, readout_form: str = "table8", optimizer: str = "adamw",
                 d_model: int | None = None, base_depth: int | None = None,
                 depth_exponent: float | None = None,
-                lr_includes_transfer: bool = False) -> list[dict[str, Any]]:
+                lr_includes_transfer: bool = False, scale_eps: bool = True) -> list[dict[str, Any]]:
     """The per-layer "how to scale" table for the GPT's tensor classes, from the rules table.
 
     lr is the base model's tuned eta; each row's lr is eta * lr_mult(rule, role) * b^1/2 * d^alpha
     (b = batch_ratio, d = data_ratio, alpha = data_exponent), betas 1 - b(1 - beta) and eps
-    b^-1/2 (sizeup.optim.transfer_batch, square-root rule), residual-out init x (2L)^-1/2.
+    b^-1/2 (sizeup.optim.transfer_batch, square-root rule) x rules.eps_mult (with scale_eps),
+    residual-out init x (2L)^-1/2.
     With lr_includes_transfer=True, lr already holds the b and d factors (a law's eta).
     """
     check_positive("lr", lr)
@@ -404,6 +405,9 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
         std = rules.init_std(rule, role, sigma, m_in, fan_in, fan_out)
         lr_mult = rules.lr_mult(rule, role, family, m_in, m_out, is_muon)
         mult = rules.multiplier(rule, role, m_in, readout_form)
+        in_block = tensor.startswith("blocks.")
+        eps_f = rules.eps_mult(rule, role, m_out, mult, branch_mult if in_block else 1.0) \
+            if scale_eps else 1.0
         if rule == "mup" and readout_form == "table8" and std is not None:
             f_init, f_lr = rules.table8_shift(role, m_in, family)
             std, lr_mult = std * f_init, lr_mult * f_lr
@@ -420,7 +424,8 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
             "tensor": tensor, "role": role, "m_in": m_in, "m_out": m_out, "init_std": std,
             "multiplier": mult, "lr_mult": lr_mult, "lr": lr * lr_factor * lr_mult, "wd": wd,
             "beta1": None if is_muon else t_betas[0], "beta2": None if is_muon else t_betas[1],
-            "eps": None if is_muon else t_eps, "optimizer": "muon" if is_muon else "adamw",
+            "eps": None if is_muon else t_eps * eps_f,
+            "optimizer": "muon" if is_muon else "adamw",
         })
     return rows
 
@@ -749,7 +754,8 @@ def plan(
                      "holds for moderate batch ratios; tune betas at a closer proxy batch).")
     note("layers", f"{len(layers)} tensor classes",
          "init: rules.init_std (x (2L)^-1/2 on residual outputs); lr: eta x rules.lr_mult "
-         "x b^1/2 x d^alpha; betas 1 - b(1 - beta); eps x b^-1/2; wd independent, 0 on gains",
+         "x b^1/2 x d^alpha; betas 1 - b(1 - beta); eps x b^-1/2 x rules.eps_mult; wd "
+         "independent, 0 on gains",
          rule=rule, n=n_ratio, b=b_ratio, d=d_ratio, alpha_data=data_exponent, L=shape.n_layer,
          readout_form=readout_form)
 
