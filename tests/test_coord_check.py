@@ -229,15 +229,15 @@ def test_gpt_mup_sqrt_attention_flagged_on_attention_logits():
 # --- depth mode ----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_depth_mode_flat_only_with_depth_scaling():
-    # Depth-muP (branch x (L/2)^-1/2, Adam lr x (L/2)^-1/2). Two steps: at t = 3 the scaled
-    # residual drifts to slope ~-0.12 at width 64 (reported to the lead, docs/diagnostics.md).
+    # Depth-muP (branch x (L/2)^-1/2, Adam lr x (L/2)^-1/2), width 64, 4 steps, 3 seeds, base
+    # init fan_in: the residual stream's slope over depths 2..32 stays within 0.1 at every step
+    # (measured +0.08 at init, then within +-0.04); without the scaling it grows ~ +0.6..+0.8.
     depths = (2, 4, 8, 16, 32)
-    scaled = depth_check("gpt", "mup", "adamw", depths=depths, steps=2, seeds=3, width=64, n_head=2)
-    plain = depth_check("gpt", "mup", "adamw", depths=depths, steps=2, seeds=3, width=64, n_head=2,
-                        depth_scaling=False)
+    scaled = depth_check("gpt", "mup", "adamw", depths=depths, width=64)
+    plain = depth_check("gpt", "mup", "adamw", depths=depths, width=64, depth_scaling=False)
     res = scaled.module("residual")
     assert all(abs(s) <= 0.1 for s in res.slopes), res.slopes
-    assert max(abs(s) for s in plain.module("residual").slopes) > 0.3  # ~sqrt(L) growth
+    assert min(plain.module("residual").slopes) > 0.3  # ~sqrt(L) growth at every step
     assert scaled.passed and not plain.passed
 
 

@@ -79,8 +79,9 @@ def register(app: typer.Typer) -> None:
                           f"slope {w['slope'] if w['slope'] is None else round(w['slope'], 3)}")
         noisy = [m.name for m in result.modules if m.noisy(result.judge_from)]
         if noisy:
-            console.print(f"[yellow]noisy[/]: {', '.join(noisy)} lie outside the band but within "
-                          f"{noise_z:g} standard errors of the seed noise; more --seeds settle them.")
+            verb = "lies" if len(noisy) == 1 else "lie"
+            console.print(f"[yellow]noisy[/]: {', '.join(noisy)} {verb} outside the band but within "
+                          f"{noise_z:g} standard errors of the seed noise; more --seeds settle it.")
         if out is not None:
             path = result.save(out)
             console.print(f"wrote {path} and {path.with_suffix('.png')}")

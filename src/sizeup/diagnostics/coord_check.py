@@ -731,6 +731,7 @@ def depth_check(
     optimizer_kwargs: dict[str, Any] | None = None,
     threads: int | None = 1,
     progress: bool = False,
+    first_seed: int = 0,
 ) -> CoordCheckResult:
     """Depth mode: the residual stream (last block output) and logits across ``depths`` at a
     fixed width, with residual branches scaled by (L/base_depth)^-depth_exponent when
@@ -764,6 +765,11 @@ def depth_check(
     pkw = dict(parametrize_kwargs or {})
     pkw.setdefault("zero_readout", True)
     pkw.setdefault("zero_query", True)
+    if model == "gpt":
+        # As in the width check: with sigma 0.02 the residual stream is mostly update after two
+        # steps and Depth-muP's stream drifted to slope -0.12 (t = 3) and -0.19 (t = 4) over
+        # depths 2..32; with fan_in init it stays within 0.08 at every step (docs/diagnostics.md).
+        pkw.setdefault("sigma", "fan_in")
     if depth_scaling:
         pkw.update(base_depth=base_depth, depth_exponent=depth_exponent)
 
@@ -775,7 +781,7 @@ def depth_check(
                               delta=build(2 * base_width, depth=depth), rule=rule, **pkw)
 
     kinds, stats, loss = _run(factories, depths, steps, seeds, batches, optimizer, lr,
-                              dict(optimizer_kwargs or {}), None, True, progress)
+                              dict(optimizer_kwargs or {}), None, True, progress, first_seed)
     settings = {"model": model if isinstance(model, str) else "factory", "rule": rule,
                 "optimizer": optimizer, "lr": lr, "seeds": seeds, "width": width,
                 "base_width": base_width, "depth_scaling": depth_scaling,

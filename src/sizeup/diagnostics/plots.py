@@ -22,7 +22,7 @@ def _pyplot() -> Any:
 
 def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | None = None) -> Path:
     """One panel per step, size vs width (or depth) on log-log axes, one line per module;
-    failing modules are drawn solid and labelled, passing ones thin."""
+    modules outside their band are drawn thick, passing ones thin, zero-initialised ones dashed."""
     plt = _pyplot()
     stat = stat or result.stat
     n = result.steps + 1
@@ -39,9 +39,11 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
             if not any(math.isfinite(y) and y > 0 for y in ys):
                 continue
             bad = t >= result.judge_from and m.excess(t) > 0
+            # dashed: zero-initialised outputs, judged one-sided (coord_check module doc)
             ax.plot(result.sizes, ys, marker="o", ms=2.5, color=cmap(k % 20),
                     lw=1.6 if bad else 0.7, alpha=1.0 if bad else 0.6,
-                    label=None if m.name in labelled else m.name)
+                    ls="--" if getattr(m, "zero_init", False) else "-",
+                    label=None if m.name in labelled else m.name + ("*" if m.zero_init else ""))
             labelled.add(m.name)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

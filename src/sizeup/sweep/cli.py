@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        out: Path = typer.Option(..., "--out", help="Folder for report.html and summary.json."),
+        out: Path = typer.Option(Path("sizeup-demo"), "--out",
+                                 help="Folder for report.html, summary.json and the study."),
         quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
         workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
     ) -> None:
