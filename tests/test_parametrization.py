@@ -105,7 +105,7 @@ def test_mup_sgd_column_by_hand():
 
 
 def test_adam_eps_column_by_hand():
-    # eps follows the gradient's scale (Everett et al. 2024, sec. 4.3): the residual stream's
+    # eps follows the gradient's scale (Everett et al. 2024, "Scaling exponents across parameterizations and optimizers"): the residual stream's
     # gradient has Theta(1/n) coordinates under muP, so weights writing to width get eps/m_out;
     # the Table 3 readout's gradient is Theta(1); the Table 8 readout's is 1/m_in (multiplier).
     p = parametrize(TinyMLP(64), TinyMLP(16), rule="mup")

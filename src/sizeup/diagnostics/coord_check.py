@@ -24,8 +24,9 @@ and each update mixes the inputs of the batch through their overlaps x_i . x_j: 
 the same token, but O(sqrt(n)) for different ones rather than 0. Where a module also has a
 Theta(1) init, that crosstalk is a small correction; where it is all there is, it is a relative
 O(sqrt(tokens/n)) part that fades like width^-1/2, so these modules approach their flat limit
-from above, with a slope between -1/2 and 0 at small widths (measured on the GPT up to width
-4096: the local slope of the attention logits goes -0.6, -0.5, ... -0.05, docs/diagnostics.md).
+from above, with a slope between -1/2 and 0 at small widths (measured on the GPT with SGD up to
+width 4096: the local slope of the queries between successive widths from 64 goes -0.58, -0.35,
+-0.26, +0.11, -0.08, -0.06; docs/diagnostics.md).
 They pass when the slope lies in [-(1/2 + tolerance), tolerance]: growth still fails, and so does
 vanishing faster than crosstalk can explain (an update scaled 1/width too small gives slope -1).
 """
@@ -127,7 +128,7 @@ class CoordCheckResult:
 
     @property
     def worst(self) -> dict[str, Any]:
-        """The module and step with the largest |slope| over the judged steps."""
+        """The module and step furthest outside its band (or, when all pass, closest to its edge)."""
         if not self.modules or self.judge_from > self.steps:
             return {}
         m = max(self.modules, key=lambda m: m.excess(m.worst_step(self.judge_from)))

@@ -120,9 +120,10 @@ def eps_mult(rule: str, role: str, m_out: float, multiplier: float = 1.0,
     gradients ~ 1/m_out (times its forward multiplier and, inside a scaled residual branch, the
     branch multiplier). A fixed eps then swamps the update as width grows and Adam quietly turns
     into a slower SGD (Everett et al. 2024, "Scaling exponents across parameterizations and
-    optimizers", sec. 4.3, eps underflow; CompleteP, Dey et al. 2025, scales eps with depth the
-    same way). Scaling eps with the gradient keeps g/(sqrt(v)+eps) exactly width-invariant,
-    and makes the abc-symmetry exact for any eps. SP and mup_simple keep one eps.
+    optimizers", ICML 2024: eps must be scaled with width or the update underflows; CompleteP,
+    Dey et al. 2025, scales eps with depth the same way). Scaling eps with the gradient keeps
+    g/(sqrt(v)+eps) exactly width-invariant, and makes the abc-symmetry exact for any eps.
+    SP and mup_simple keep one eps.
     """
     if rule not in ("mup", "spectral"):
         return 1.0
