@@ -143,8 +143,10 @@ def test_mlp_mean_abs_matches_microsoft_mup():
     df = get_coord_data({w: make(w) for w in WIDTHS}, [batch], optimizer="adam", lr=lr,
                         nsteps=steps + 1, nseeds=seeds, show_progress=False, cuda=False)
     # torch's Adam defaults betas=(0.9, 0.999), which mup's MuAdam keeps.
+    # MuAdam keeps one eps for every tensor: compare like with like (scale_eps=False).
     ours = coord_check("mlp", "mup", "adamw", lr, WIDTHS, steps=steps, seeds=seeds,
-                       data=lambda seed: [batch], optimizer_kwargs={"betas": (0.9, 0.999)})
+                       data=lambda seed: [batch], optimizer_kwargs={"betas": (0.9, 0.999)},
+                       parametrize_kwargs={"scale_eps": False})
     for name in ("input", "hidden.0", "readout"):
         curve = ours.module(name)
         for t in range(steps + 1):
@@ -268,6 +270,23 @@ def test_cli_writes_json_and_fails_with_exit_code(tmp_path):
     except SystemExit as e:  # a pass may return normally or exit 0
         assert e.code in (0, None)
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is True
+
+
+def test_cli_noise_and_eps_flags_reach_the_check(tmp_path):
+    from sizeup.cli import main
+
+    try:
+        main(["coord-check", "--model", "mlp", "--rule", "mup", "--widths", "64,128",
+              "--steps", "1", "--seeds", "2", "--noise-z", "0", "--no-scale-eps",
+              "--out", str(tmp_path)])
+    except SystemExit as e:
+        assert e.code in (0, 1, None)
+    d = json.loads((tmp_path / "coord_check.json").read_text())
+    assert d["settings"]["parametrize"]["scale_eps"] is False
+    assert {m["noise_z"] for m in d["modules"]} == {0.0}
+    assert all(len(m["stderr"]) == 2 for m in d["modules"])  # one per step, from 2 seeds
+    with pytest.raises(ConfigError, match="noise_z"):
+        coord_check("mlp", widths=(64, 128), noise_z=-1)
 
 
 def test_recorded_modules_gpt():
