@@ -149,6 +149,13 @@ def test_plan_builds_the_same_table_from_a_proxy():
     assert p.readout_form == "table8"
 
 
+def test_one_eps_when_scale_eps_is_off():
+    # scale_eps=False keeps microsoft/mup's single eps: only the batch transfer moves it.
+    rows = layer_table(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
+                       data_exponent=-0.12, eps=1e-8, scale_eps=False)
+    assert {round(r["eps"], 18) for r in rows} == {round(1e-8 / 8**0.5, 18)}
+
+
 def test_table3_readout_is_the_abc_shift_of_table8():
     kw = dict(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
               data_exponent=-0.12)

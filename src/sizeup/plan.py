@@ -479,6 +479,7 @@ def plan(
     depth_exponent: float | None = None,
     readout_form: str = "table8",
     optimizer: str = "adamw",
+    scale_eps: bool = True,
     warmup: int | None = None,
     warmup_frac: float = 0.01,
     decay_frac: float = 0.2,
@@ -501,6 +502,7 @@ def plan(
     Laws: ``preset`` ("chinchilla", "epoch", "deepseek-v1", a fit.json, a LawPreset) and
     user coefficients ``lr_law``/``batch_law`` = (coef, exponent) in C, ``lr_nd_law`` =
     (coef, a_N, a_D) for eta = coef N^a_N D^a_D, ``batch_d_law`` = (coef, exponent) in D.
+    ``scale_eps``: the per-layer Adam eps follows each tensor's gradient scale (rules.eps_mult).
     """
     ex: list[dict[str, Any]] = []
     warns: list[str] = []
@@ -747,7 +749,7 @@ def plan(
         sigma=sigma, betas=betas, eps=eps, weight_decay=wd, readout_form=readout_form,
         optimizer=optimizer, d_model=shape.d_model,
         base_depth=proxy.depth if proxy is not None else None, depth_exponent=depth_exponent,
-        lr_includes_transfer=not transfer_lr)
+        lr_includes_transfer=not transfer_lr, scale_eps=scale_eps)
     if b_ratio > 1 and any(1 - b_ratio * (1 - b) < 0 for b in betas):
         warns.append(f"the batch ratio b={b_ratio:.3g} pushes 1 - b(1 - beta) below 0 for "
                      f"betas={betas}; those betas are clipped to 0 (the square-root rule only "

@@ -42,6 +42,8 @@ def plan_command(
     weight_decay: float = typer.Option(0.1, help="Independent weight decay."),
     optimizer: str = typer.Option("adamw", help="adamw or muon (hidden matrices)."),
     readout_form: str = typer.Option("table8", help="muP readout form: table8 (multiplier 1/n) or table3."),
+    scale_eps: bool = typer.Option(True, "--scale-eps/--no-scale-eps",
+                                   help="Adam eps per tensor, following its gradient scale."),
     data_exponent: float = typer.Option(0.0, help="alpha_data: lr x (D/D_base)^alpha_data."),
     depth_exponent: float | None = typer.Option(None, help="Depth-muP exponent (with --base-depth)."),
     batch_tokens: float | None = typer.Option(None, help="Batch in tokens (overrides the laws)."),
@@ -96,6 +98,7 @@ def plan_command(
         batch_tokens=batch_tokens, batch_multiple=batch_multiple, lr_law=lr_law,
         batch_law=batch_law, lr_nd_law=lr_nd_law, batch_d_law=batch_d_law,
         data_exponent=data_exponent, depth_exponent=depth_exponent, readout_form=readout_form,
+        scale_eps=scale_eps,
         optimizer=optimizer, warmup=warmup, decay_frac=decay_frac, cooldown=cooldown, gpu=gpu_arg,
         n_gpus=n_gpus, mfu=mfu, gpu_price=gpu_price, critical_batch=critical_batch, fit_range=fr,
     )
