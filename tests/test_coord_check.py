@@ -317,3 +317,8 @@ def test_errors_name_the_field():
         coord_check("cnn", widths=(64, 128))
     with pytest.raises(ConfigError, match="depths"):
         depth_check("gpt", depths=(4, 2))
+    with pytest.raises(ConfigError, match="device"):
+        coord_check("mlp", widths=(64, 128), device="tpu:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device.*no CUDA"):
+            coord_check("mlp", widths=(64, 128), device="cuda")

@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
         width: int = typer.Option(64, help="Depth mode: the fixed width."),
         threads: int = typer.Option(1, help="torch threads."),
+        device: str = typer.Option("cpu", help="Where the models train: cpu | cuda | cuda:N."),
     ) -> None:
         """Train at several widths (or depths) and judge whether every activation stays flat."""
         from rich.console import Console
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
                                  depth_scaling=depth_scaling, width=width, base_width=base_width,
                                  n_head=n_head, batch_size=batch_size, attn_scale=attn_scale,
                                  tolerance=tolerance, noise_z=noise_z, parametrize_kwargs=pkw,
-                                 threads=threads, progress=True)
+                                 threads=threads, progress=True, device=device)
         else:
             result = coord_check(model, rule, optimizer, lr,
                                  _ints("widths", widths) if widths else None, steps, seeds,
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
                                  batch_size=batch_size, attn_scale=attn_scale,
                                  modules=modules.split(",") if modules else None,
                                  tolerance=tolerance, noise_z=noise_z, parametrize_kwargs=pkw,
-                                 threads=threads, progress=True)
+                                 threads=threads, progress=True, device=device)
         console.print(result.table())
         w = result.worst
         if w:

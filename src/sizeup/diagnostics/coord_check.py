@@ -452,10 +452,21 @@ def _make_optimizer(optimizer: str | Callable, model: nn.Module, param: Any, lr:
     raise ConfigError("optimizer", optimizer, "'adamw' or 'sgd' when rule=None (or a callable)")
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError("device", device, "a torch device such as 'cpu' or 'cuda:0'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", device, "'cpu' (no CUDA device is available here)")
+
+
 def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], steps: int,
          seeds: int, batches: Callable[[int], list], optimizer: str | Callable, lr: float,
          opt_kwargs: dict[str, Any], include: Sequence[str] | None, depth_mode: bool,
-         progress: bool, first_seed: int = 0, causal_attn: bool = False
+         progress: bool, first_seed: int = 0, causal_attn: bool = False, device: str = "cpu"
          ) -> tuple[dict[str, str], dict[str, np.ndarray], np.ndarray]:
     """Train every (seed, size) and return (kinds, stats[name] -> (2, T+1, S, seeds), loss)."""
     import torch
@@ -477,7 +488,7 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
             for i, size in enumerate(sizes):
                 torch.manual_seed(seed)
                 model, param = factories(size)
-                model.train()
+                model.to(device).train()  # parametrized (and initialised) on CPU, then moved
                 names = coord_modules(model, None if depth_mode else include)
                 if depth_mode:  # module names change with depth: keep the comparable ones
                     last = max((n for n, k in names.items() if k == "residual"),
@@ -498,6 +509,7 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                 try:
                     for t in range(steps + 1):
                         x, y = data[t % len(data)]  # cycled: one batch repeats every step
+                        x, y = x.to(device), y.to(device)
                         rec.stats.clear()
                         rec.active = True
                         with torch.set_grad_enabled(t < steps):  # last pass: measure only
@@ -591,6 +603,7 @@ def coord_check(
     progress: bool = False,
     first_seed: int = 0,
     causal_attn: bool | None = None,
+    device: str = "cpu",
 ) -> CoordCheckResult:
     """Train ``model`` at each width for ``steps`` steps over ``seeds`` seeds and judge whether
     every recorded module's size is flat in width (|slope| <= tolerance from step ``judge_from``).
@@ -605,6 +618,7 @@ def coord_check(
     draws). ``causal_attn``: record attention logits on their causal part only (the entries the
     model uses); default True for the built-in GPT, False otherwise. ``noise_z``: a slope fails
     only when outside the band by more than noise_z standard errors (from the seeds; 0: strict).
+    ``device``: where the models train ("cuda" for big models; they are built on the CPU first).
     """
     import torch
 
@@ -612,6 +626,7 @@ def coord_check(
         widths = DEFAULT_WIDTHS.get(model, DEFAULT_WIDTHS["mlp"]) if isinstance(model, str) \
             else DEFAULT_WIDTHS["mlp"]
     widths = _check_sizes("widths", widths)
+    _check_device(device)
     if not (isinstance(noise_z, (int, float)) and noise_z >= 0):
         raise ConfigError("noise_z", noise_z, "a number >= 0 (standard errors of seed noise allowed)")
     check_positive("steps", steps, integer=True)
@@ -664,10 +679,11 @@ def coord_check(
         coord_modules(build(widths[0]), modules)
     kinds, stats, loss = _run(factories, widths, steps, seeds, batches, optimizer, lr,
                               dict(optimizer_kwargs or {}), modules, False, progress, first_seed,
-                              model == "gpt" if causal_attn is None else causal_attn)
+                              model == "gpt" if causal_attn is None else causal_attn, device)
     settings = {"model": model if isinstance(model, str) else getattr(model, "__name__", "factory"),
                 "rule": rule, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
                 "lr": lr, "seeds": seeds, "first_seed": first_seed, "base_width": base_width,
+                "device": device,
                 "depth": depth,
                 "batch_size": batch_size, "parametrize": pkw}
     if model == "gpt":
@@ -733,6 +749,7 @@ def depth_check(
     threads: int | None = 1,
     progress: bool = False,
     first_seed: int = 0,
+    device: str = "cpu",
 ) -> CoordCheckResult:
     """Depth mode: the residual stream (last block output) and logits across ``depths`` at a
     fixed width, with residual branches scaled by (L/base_depth)^-depth_exponent when
@@ -743,6 +760,7 @@ def depth_check(
     import torch
 
     depths = _check_sizes("depths", depths)
+    _check_device(device)
     check_positive("steps", steps, integer=True)
     check_positive("seeds", seeds, integer=True)
     check_positive("width", width, integer=True)
@@ -782,9 +800,10 @@ def depth_check(
                               delta=build(2 * base_width, depth=depth), rule=rule, **pkw)
 
     kinds, stats, loss = _run(factories, depths, steps, seeds, batches, optimizer, lr,
-                              dict(optimizer_kwargs or {}), None, True, progress, first_seed)
+                              dict(optimizer_kwargs or {}), None, True, progress, first_seed,
+                              False, device)
     settings = {"model": model if isinstance(model, str) else "factory", "rule": rule,
-                "optimizer": optimizer, "lr": lr, "seeds": seeds, "width": width,
+                "optimizer": optimizer, "lr": lr, "seeds": seeds, "width": width, "device": device,
                 "base_width": base_width, "depth_scaling": depth_scaling,
                 "base_depth": base_depth if depth_scaling else None,
                 "depth_exponent": depth_exponent, "parametrize": pkw}
