@@ -44,21 +44,27 @@ SHIFTS_GPT = {"wte.weight": 2.0, "blocks.0.attn.q.weight": 3.0, "blocks.1.mlp.do
 SHIFTS_MLP = {"input.weight": 2.0, "hidden.0.weight": 3.0, "readout.weight": 0.125}
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mlp"])
-@pytest.mark.parametrize("opt_name", ["adamw", "sgd"])
-def test_abc_symmetry_float64(kind, opt_name):
-    """Multiplier x theta, init / theta, lr / theta (Adam, eps -> 0) or / theta^2 (SGD): the same
-    5 training steps to 1e-10 (Yang & Hu 2021, Tensor Programs IV, abc-parametrization symmetry)."""
+def _shifted_pair(kind: str, **kw):
+    """A float64 model parametrized with mup, and a copy with SHIFTS moved by abc_shift."""
     torch.manual_seed(0)
     if kind == "gpt":
         a, base, shifts = _gpt(64).double(), _gpt(32), SHIFTS_GPT
     else:
         a, base, shifts = MLP(12, 64, 2, 5).double(), MLP(12, 32, 2, 5), SHIFTS_MLP
-    pa = parametrize(a, base, rule="mup", optimizer=opt_name)
+    pa = parametrize(a, base, rule="mup", **kw)
     b = copy.deepcopy(a)
     pb = get_parametrization(b)
     for name, theta in shifts.items():
         pb.abc_shift(name, theta)
+    return a, pa, b, pb, shifts
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mlp"])
+@pytest.mark.parametrize("opt_name", ["adamw", "sgd"])
+def test_abc_symmetry_float64(kind, opt_name):
+    """Multiplier x theta, init / theta, lr / theta (Adam, eps -> 0) or / theta^2 (SGD): the same
+    5 training steps to 1e-10 (Yang & Hu 2021, Tensor Programs IV, abc-parametrization symmetry)."""
+    a, pa, b, pb, shifts = _shifted_pair(kind, optimizer=opt_name)
     assert pb[next(iter(shifts))].multiplier == next(iter(shifts.values()))
     kw = dict(eps=1e-30) if opt_name == "adamw" else dict(momentum=0.9)
     lr = 1e-2 if opt_name == "adamw" else 0.05
@@ -76,16 +82,7 @@ def test_abc_symmetry_exact_for_finite_eps(kind):
     eps. With one eps for every tensor (microsoft/mup's choice) the same shifts change training."""
     losses = {}
     for scale_eps in (True, False):
-        torch.manual_seed(0)
-        if kind == "gpt":
-            a, base, shifts = _gpt(64).double(), _gpt(32), SHIFTS_GPT
-        else:
-            a, base, shifts = MLP(12, 64, 2, 5).double(), MLP(12, 32, 2, 5), SHIFTS_MLP
-        pa = parametrize(a, base, rule="mup", scale_eps=scale_eps)
-        b = copy.deepcopy(a)
-        pb = get_parametrization(b)
-        for name, theta in shifts.items():
-            pb.abc_shift(name, theta)
+        a, pa, b, pb, shifts = _shifted_pair(kind, scale_eps=scale_eps)
         if scale_eps:
             name, theta = next(iter(shifts.items()))
             assert pb[name].eps_mult == pytest.approx(pa[name].eps_mult * theta, rel=1e-15)
