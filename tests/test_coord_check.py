@@ -319,6 +319,8 @@ def test_errors_name_the_field():
         depth_check("gpt", depths=(4, 2))
     with pytest.raises(ConfigError, match="device"):
         coord_check("mlp", widths=(64, 128), device="tpu:0")
+    with pytest.raises(ConfigError, match="noise_z"):
+        depth_check("gpt", depths=(2, 4), noise_z=-1)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device.*no CUDA"):
             coord_check("mlp", widths=(64, 128), device="cuda")

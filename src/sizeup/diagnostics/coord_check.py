@@ -452,6 +452,20 @@ def _make_optimizer(optimizer: str | Callable, model: nn.Module, param: Any, lr:
     raise ConfigError("optimizer", optimizer, "'adamw' or 'sgd' when rule=None (or a callable)")
 
 
+def _check_judging(steps: int, seeds: int, stat: str, tolerance: float, judge_from: int,
+                   noise_z: float, device: str) -> None:
+    """The arguments the width and depth checks share, each with a clear error."""
+    check_positive("steps", steps, integer=True)
+    check_positive("seeds", seeds, integer=True)
+    check_positive("tolerance", tolerance)
+    check_choice("stat", stat, STATS)
+    if not 0 <= judge_from <= steps:
+        raise ConfigError("judge_from", judge_from, f"a step between 0 and steps={steps}")
+    if not (isinstance(noise_z, (int, float)) and noise_z >= 0):
+        raise ConfigError("noise_z", noise_z, "a number >= 0 (standard errors of seed noise allowed)")
+    _check_device(device)
+
+
 def _check_device(device: str) -> None:
     import torch
 
@@ -626,17 +640,9 @@ def coord_check(
         widths = DEFAULT_WIDTHS.get(model, DEFAULT_WIDTHS["mlp"]) if isinstance(model, str) \
             else DEFAULT_WIDTHS["mlp"]
     widths = _check_sizes("widths", widths)
-    _check_device(device)
-    if not (isinstance(noise_z, (int, float)) and noise_z >= 0):
-        raise ConfigError("noise_z", noise_z, "a number >= 0 (standard errors of seed noise allowed)")
-    check_positive("steps", steps, integer=True)
-    check_positive("seeds", seeds, integer=True)
-    check_positive("tolerance", tolerance)
-    check_choice("stat", stat, STATS)
+    _check_judging(steps, seeds, stat, tolerance, judge_from, noise_z, device)
     if not callable(optimizer):
         check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
-    if not 0 <= judge_from <= steps:
-        raise ConfigError("judge_from", judge_from, f"a step between 0 and steps={steps}")
     if lr is None:
         lr = _default_lr(model, optimizer)
     check_positive("lr", lr)
@@ -760,14 +766,9 @@ def depth_check(
     import torch
 
     depths = _check_sizes("depths", depths)
-    _check_device(device)
-    check_positive("steps", steps, integer=True)
-    check_positive("seeds", seeds, integer=True)
+    _check_judging(steps, seeds, stat, tolerance, judge_from, noise_z, device)
     check_positive("width", width, integer=True)
-    check_choice("stat", stat, STATS)
     check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
-    if not 0 <= judge_from <= steps:
-        raise ConfigError("judge_from", judge_from, f"a step between 0 and steps={steps}")
     if isinstance(model, str) and model != "gpt":
         raise ConfigError("model", model, "'gpt' (the MLP has no residual stream) or a factory")
     lr = _default_lr("gpt", optimizer) if lr is None else lr
