@@ -31,8 +31,14 @@ def baseline(threads: int) -> float:
         for w in WIDTHS:
             torch.manual_seed(seed)
             m = build(w)
-            p = parametrize(m, base=build(WIDTHS[0]), delta=build(2 * WIDTHS[0]), rule="mup",
-                            zero_readout=True, zero_query=True)
+            p = parametrize(
+                m,
+                base=build(WIDTHS[0]),
+                delta=build(2 * WIDTHS[0]),
+                rule="mup",
+                zero_readout=True,
+                zero_query=True,
+            )
             opt = p.optimizer("adamw", 1e-2)
             for t in range(STEPS + 1):
                 with torch.set_grad_enabled(t < STEPS):
@@ -50,13 +56,16 @@ def main() -> None:
     args = ap.parse_args()
     base = baseline(args.threads)
     t0 = time.perf_counter()
-    r = coord_check("gpt", "mup", "adamw", widths=WIDTHS, steps=STEPS, seeds=SEEDS,
-                    threads=args.threads)
+    r = coord_check(
+        "gpt", "mup", "adamw", widths=WIDTHS, steps=STEPS, seeds=SEEDS, threads=args.threads
+    )
     full = time.perf_counter() - t0
     print(f"threads={args.threads} widths={WIDTHS} steps={STEPS} seeds={SEEDS}")
     print(f"baseline training loop (no hooks): {base:.1f} s")
-    print(f"coord check (hooks, verdict):      {full:.1f} s  ratio {full / base:.2f}x  "
-          f"[target < 60 s]  verdict passed={r.passed}, {len(r.modules)} modules")
+    print(
+        f"coord check (hooks, verdict):      {full:.1f} s  ratio {full / base:.2f}x  "
+        f"[target < 60 s]  verdict passed={r.passed}, {len(r.modules)} modules"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ from sizeup.laws.chinchilla import (
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_fig4_points.csv"
 
 
-def scipy_loop(grid: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+def scipy_loop(
+    grid: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """The baseline: one scipy.optimize.minimize(L-BFGS-B) per start, default tolerances, keep the best."""
+
     def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = approach3_objective(x[None], logN, logD, logL, None, delta)
         return float(f[0]), g[0]
@@ -43,7 +46,9 @@ def scipy_loop(grid: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.nd
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stride", type=int, default=1, help="use every K-th grid start (1: all 4,500)")
+    ap.add_argument(
+        "--stride", type=int, default=1, help="use every K-th grid start (1: all 4,500)"
+    )
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap refits to time")
     args = ap.parse_args()
     df = pd.read_csv(DATA)
@@ -69,11 +74,15 @@ def main() -> None:
     t = time.perf_counter()
     _, f_full, _, _ = fit_theta_grid(logN, logD, logL, grid, 1e-3, prune=None)
     t_full = time.perf_counter() - t
-    print(f"sizeup, every start to convergence (prune=None): {t_full:.2f} s, objective {f_full:.12g}, "
-          f"speed-up {t_scipy / t_full:.1f}x")
+    print(
+        f"sizeup, every start to convergence (prune=None): {t_full:.2f} s, objective {f_full:.12g}, "
+        f"speed-up {t_scipy / t_full:.1f}x"
+    )
     rel = (f_batched - f_scipy) / f_scipy
-    print(f"speed-up {t_scipy / t_batched:.1f}x (slower of two batched timings, {t_batched:.2f} s); objective relative difference (sizeup - scipy) {rel:+.3e} "
-          f"({'at least as low' if f_batched <= f_scipy * (1 + 1e-9) else 'HIGHER'})")
+    print(
+        f"speed-up {t_scipy / t_batched:.1f}x (slower of two batched timings, {t_batched:.2f} s); objective relative difference (sizeup - scipy) {rel:+.3e} "
+        f"({'at least as low' if f_batched <= f_scipy * (1 + 1e-9) else 'HIGHER'})"
+    )
 
     if args.boot:
         # the refits alone: every resample from the 4 best distinct optima, all stepped together
@@ -81,8 +90,10 @@ def main() -> None:
         t = time.perf_counter()
         samples = _bootstrap(theta, xs, fs, logN, logD, logL, 1e-3, args.boot, 4, 0)
         t_boot = time.perf_counter() - t
-        print(f"{args.boot} bootstrap refits: {t_boot:.2f} s  (alpha 90% interval "
-              f"[{np.quantile(samples[:, 3], 0.05):.4f}, {np.quantile(samples[:, 3], 0.95):.4f}])")
+        print(
+            f"{args.boot} bootstrap refits: {t_boot:.2f} s  (alpha 90% interval "
+            f"[{np.quantile(samples[:, 3], 0.05):.4f}, {np.quantile(samples[:, 3], 0.95):.4f}])"
+        )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    cfg = RunConfig(width=args.width, depth=args.depth, head_dim=32, seq_len=args.seq,
-                    batch_size=args.batch)
+    cfg = RunConfig(
+        width=args.width, depth=args.depth, head_dim=32, seq_len=args.seq, batch_size=args.batch
+    )
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = make_data(cfg)
@@ -97,7 +98,9 @@ def main() -> None:
 
     # --- data: one batch vs one step ---
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_bin(Path(tmp) / "tok.bin", np.random.default_rng(0).integers(0, 256, 2_000_000))
+        path = write_bin(
+            Path(tmp) / "tok.bin", np.random.default_rng(0).integers(0, 256, 2_000_000)
+        )
         mm = make_data(cfg.replace(data=str(path)))
         t_builtin = median_time(data.next_train, 200)
         t_memmap = median_time(mm.next_train, 200)

@@ -23,7 +23,9 @@ from sizeup.optim import Muon
 def gpt_matrices(d_model: int, n_layer: int) -> list[tuple[int, int]]:
     """(fan_out, fan_in) of every hidden matrix of a GPT block stack."""
     h = round(8 / 3 * d_model)
-    return [(d_model, d_model)] * 4 * n_layer + [(h, d_model)] * 2 * n_layer + [(d_model, h)] * n_layer
+    return (
+        [(d_model, d_model)] * 4 * n_layer + [(h, d_model)] * 2 * n_layer + [(d_model, h)] * n_layer
+    )
 
 
 def main() -> None:
@@ -45,9 +47,12 @@ def main() -> None:
         p.grad = torch.randn(p.shape, generator=gen).to(dev)
         q.grad = p.grad.clone()
     # "original" is the scale both define; weight decay on so both do the full step.
-    opts = {"sizeup": Muon(ours, lr=0.02, weight_decay=0.01, momentum=0.95, scale_mode="original"),
-            "torch": torch.optim.Muon(ref, lr=0.02, weight_decay=0.01, momentum=0.95,
-                                      adjust_lr_fn="original")}
+    opts = {
+        "sizeup": Muon(ours, lr=0.02, weight_decay=0.01, momentum=0.95, scale_mode="original"),
+        "torch": torch.optim.Muon(
+            ref, lr=0.02, weight_decay=0.01, momentum=0.95, adjust_lr_fn="original"
+        ),
+    }
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in opts}
     for i in range(args.steps + 3):
@@ -62,12 +67,16 @@ def main() -> None:
     same = all(torch.equal(p, q) for p, q in zip(ours, ref))
     med = {k: statistics.median(v) for k, v in times.items()}
     n_params = sum(a * b for a, b in shapes)
-    print(f"{len(shapes)} matrices, {n_params / 1e6:.2f}M params, d_model={args.d_model}, "
-          f"n_layer={args.n_layer}, device={args.device}, threads={args.threads}")
+    print(
+        f"{len(shapes)} matrices, {n_params / 1e6:.2f}M params, d_model={args.d_model}, "
+        f"n_layer={args.n_layer}, device={args.device}, threads={args.threads}"
+    )
     for k, v in med.items():
         print(f"  {k:7s} median step {v * 1e3:8.2f} ms")
-    print(f"  ratio sizeup / torch = {med['sizeup'] / med['torch']:.3f}  (target <= 1.1); "
-          f"parameters identical after {args.steps + 3} steps: {same}")
+    print(
+        f"  ratio sizeup / torch = {med['sizeup'] / med['torch']:.3f}  (target <= 1.1); "
+        f"parameters identical after {args.steps + 3} steps: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -85,8 +85,10 @@ def main() -> None:
         print(f"{k:>14}: {v * 1e3:7.1f} ms/step")
     print(f"sizeup-mup / plain         = {med['sizeup-mup'] / med['plain']:.3f}  (target <= 1.03)")
     if "microsoft-mup" in med:
-        print(f"sizeup-mup / microsoft-mup = {med['sizeup-mup'] / med['microsoft-mup']:.3f}"
-              "  (target <= 1.0)")
+        print(
+            f"sizeup-mup / microsoft-mup = {med['sizeup-mup'] / med['microsoft-mup']:.3f}"
+            "  (target <= 1.0)"
+        )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,19 @@ from sizeup.sweep.testing import synthetic_run
 
 def _spec(n: int, steps: int, width: int) -> SweepSpec:
     # equal trials: same shape and steps, different seeds (each study gets a fresh store)
-    return SweepSpec(base={"width": width, "depth": 2, "seq_len": 64, "batch_size": 16,
-                           "steps": steps, "eval_batches": 2, "lr": 2.0**-8, "rule": "mup"},
-                     axes={"seed": list(range(n))})
+    return SweepSpec(
+        base={
+            "width": width,
+            "depth": 2,
+            "seq_len": 64,
+            "batch_size": 16,
+            "steps": steps,
+            "eval_batches": 2,
+            "lr": 2.0**-8,
+            "rule": "mup",
+        },
+        axes={"seed": list(range(n))},
+    )
 
 
 def _timed_sweep(spec: SweepSpec, workers: int, runner=None) -> float:
@@ -59,8 +69,10 @@ def main() -> None:
     # 1. parallel efficiency: 8 equal trials
     t1 = _timed_sweep(_spec(8, steps, 128), workers=1)
     t2 = _timed_sweep(_spec(8, steps, 128), workers=2)
-    print(f"parallel: 8 trials of {steps} steps: 1 worker {t1:.1f}s, 2 workers {t2:.1f}s, "
-          f"efficiency {t1 / (2 * t2):.2f} (target >= 0.8) load={os.getloadavg()[0]:.2f}")
+    print(
+        f"parallel: 8 trials of {steps} steps: 1 worker {t1:.1f}s, 2 workers {t2:.1f}s, "
+        f"efficiency {t1 / (2 * t2):.2f} (target >= 0.8) load={os.getloadavg()[0]:.2f}"
+    )
 
     # 2. overhead against a plain loop, interleaved and best-of-2 to damp other load
     n = 8
@@ -70,15 +82,20 @@ def main() -> None:
         loops.append(_timed_loop(spec.trials(), default_runner))
         sweeps.append(_timed_sweep(spec, workers=1))
     tl, ts = min(loops), min(sweeps)
-    print(f"overhead: {n} trials of {steps // 2} steps: loop {tl:.2f}s, sweep {ts:.2f}s, "
-          f"overhead {(ts - tl) / tl * 100:+.1f}% (target <= 5%) load={os.getloadavg()[0]:.2f}")
+    print(
+        f"overhead: {n} trials of {steps // 2} steps: loop {tl:.2f}s, sweep {ts:.2f}s, "
+        f"overhead {(ts - tl) / tl * 100:+.1f}% (target <= 5%) load={os.getloadavg()[0]:.2f}"
+    )
     m = 200
     configs = SweepSpec(axes={"seed": list(range(m))}).trials()
     t_loop = _timed_loop(configs, synthetic_run)
-    t_sweep = _timed_sweep(SweepSpec(axes={"seed": list(range(m))}), workers=1,
-                           runner=synthetic_run)
-    print(f"overhead per trial with a no-op runner: {(t_sweep - t_loop) / m * 1e3:.2f} ms "
-          f"({m} trials: loop {t_loop:.3f}s, sweep {t_sweep:.3f}s)")
+    t_sweep = _timed_sweep(
+        SweepSpec(axes={"seed": list(range(m))}), workers=1, runner=synthetic_run
+    )
+    print(
+        f"overhead per trial with a no-op runner: {(t_sweep - t_loop) / m * 1e3:.2f} ms "
+        f"({m} trials: loop {t_loop:.3f}s, sweep {t_sweep:.3f}s)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def test_log_slope_hand_values():
 
 
 # --- the verdict, on synthetic sizes -------------------------------------------------------
-def _synthetic(slopes_by_seed: dict[str, list[float]], zero_at_init: set[str] = frozenset(),
-               noise_z: float = 2.0) -> CoordCheckResult:
+def _synthetic(
+    slopes_by_seed: dict[str, list[float]],
+    zero_at_init: set[str] = frozenset(),
+    noise_z: float = 2.0,
+) -> CoordCheckResult:
     """One judged step (t = 1); each module's size at t = 1 is width^slope for each seed."""
     from sizeup.diagnostics.coord_check import _verdict
 
@@ -43,7 +46,7 @@ def _synthetic(slopes_by_seed: dict[str, list[float]], zero_at_init: set[str] = 
     for name, per_seed in slopes_by_seed.items():
         arr = np.ones((2, 2, len(sizes), len(per_seed)))
         for k, a in enumerate(per_seed):
-            arr[:, 1, :, k] = w ** a / w[0] ** a
+            arr[:, 1, :, k] = w**a / w[0] ** a
         if name in zero_at_init:
             arr[:, 0] = 0.0
         stats[name] = arr
@@ -53,13 +56,27 @@ def _synthetic(slopes_by_seed: dict[str, list[float]], zero_at_init: set[str] = 
 
 
 def test_verdict_band_and_seed_noise():
-    r = _synthetic({"flat": [0.0, 0.0], "grows": [0.3, 0.3], "shrinks": [-0.3, -0.3],
-                    "q_ok": [-0.4, -0.4], "q_vanishes": [-1.0, -1.0], "q_grows": [0.3, 0.3]},
-                   zero_at_init={"q_ok", "q_vanishes", "q_grows"})
+    r = _synthetic(
+        {
+            "flat": [0.0, 0.0],
+            "grows": [0.3, 0.3],
+            "shrinks": [-0.3, -0.3],
+            "q_ok": [-0.4, -0.4],
+            "q_vanishes": [-1.0, -1.0],
+            "q_grows": [0.3, 0.3],
+        },
+        zero_at_init={"q_ok", "q_vanishes", "q_grows"},
+    )
     ok = {m.name: m.passed for m in r.modules}
     # ordinary modules: |slope| <= 0.1; zero-initialised ones: -0.6 <= slope <= 0.1
-    assert ok == {"flat": True, "grows": False, "shrinks": False, "q_ok": True,
-                  "q_vanishes": False, "q_grows": False}
+    assert ok == {
+        "flat": True,
+        "grows": False,
+        "shrinks": False,
+        "q_ok": True,
+        "q_vanishes": False,
+        "q_grows": False,
+    }
     # the worst offender is the one furthest outside its own band: q_vanishes lies 0.4 below
     # [-0.6, 0.1]; grows, 0.2 above [-0.1, 0.1]
     assert r.worst["module"] == "q_vanishes" and r.worst["band"] == [-0.6, 0.1]
@@ -80,12 +97,15 @@ def test_verdict_noisy_slopes_pass_within_two_standard_errors():
 
 
 # --- the MLP -------------------------------------------------------------------------------
-@pytest.mark.parametrize("rule,opt,passes", [
-    ("sp", "adamw", False),
-    ("mup", "adamw", True),
-    ("mup", "sgd", True),
-    ("spectral", "muon", True),
-])
+@pytest.mark.parametrize(
+    "rule,opt,passes",
+    [
+        ("sp", "adamw", False),
+        ("mup", "adamw", True),
+        ("mup", "sgd", True),
+        ("spectral", "muon", True),
+    ],
+)
 def test_mlp_verdicts(rule, opt, passes):
     r = coord_check("mlp", rule, opt, widths=WIDTHS, steps=4, seeds=3)
     assert r.passed is passes, r.worst
@@ -129,8 +149,14 @@ def test_mlp_mean_abs_matches_microsoft_mup():
             seed = next(calls) // len(WIDTHS)
             torch.manual_seed(seed)
             ref = MLP(32, width, 2, 10)
-            parametrize(ref, base=MLP(32, 64, 2, 10), delta=MLP(32, 128, 2, 10), rule="mup",
-                        sigma="fan_in", zero_readout=True)
+            parametrize(
+                ref,
+                base=MLP(32, 64, 2, 10),
+                delta=MLP(32, 128, 2, 10),
+                rule="mup",
+                sigma="fan_in",
+                zero_readout=True,
+            )
             m = MupMLP(width)
             mup.set_base_shapes(m, MupMLP(64), delta=MupMLP(128))
             with torch.no_grad():  # MuReadout keeps its zero init (readout_zero_init=True)
@@ -138,15 +164,33 @@ def test_mlp_mean_abs_matches_microsoft_mup():
                     a.weight.copy_(b.weight)
                     a.bias.copy_(b.bias)
             return m
+
         return build
 
-    df = get_coord_data({w: make(w) for w in WIDTHS}, [batch], optimizer="adam", lr=lr,
-                        nsteps=steps + 1, nseeds=seeds, show_progress=False, cuda=False)
+    df = get_coord_data(
+        {w: make(w) for w in WIDTHS},
+        [batch],
+        optimizer="adam",
+        lr=lr,
+        nsteps=steps + 1,
+        nseeds=seeds,
+        show_progress=False,
+        cuda=False,
+    )
     # torch's Adam defaults betas=(0.9, 0.999), which mup's MuAdam keeps.
     # MuAdam keeps one eps for every tensor: compare like with like (scale_eps=False).
-    ours = coord_check("mlp", "mup", "adamw", lr, WIDTHS, steps=steps, seeds=seeds,
-                       data=lambda seed: [batch], optimizer_kwargs={"betas": (0.9, 0.999)},
-                       parametrize_kwargs={"scale_eps": False})
+    ours = coord_check(
+        "mlp",
+        "mup",
+        "adamw",
+        lr,
+        WIDTHS,
+        steps=steps,
+        seeds=seeds,
+        data=lambda seed: [batch],
+        optimizer_kwargs={"betas": (0.9, 0.999)},
+        parametrize_kwargs={"scale_eps": False},
+    )
     for name in ("input", "hidden.0", "readout"):
         curve = ours.module(name)
         for t in range(steps + 1):
@@ -175,8 +219,14 @@ def _assert_gpt_passes(r: CoordCheckResult) -> None:
     assert r.passed, r.worst
     zero = {m.name for m in r.modules if m.zero_init}
     # exactly 0 at init: the queries and their logits (zero query), the logits (zero readout)
-    assert zero == {"blocks.0.attn.q", "blocks.0.attn.logits", "blocks.1.attn.q",
-                    "blocks.1.attn.logits", "lm_head", "logits"}, zero
+    assert zero == {
+        "blocks.0.attn.q",
+        "blocks.0.attn.logits",
+        "blocks.1.attn.q",
+        "blocks.1.attn.logits",
+        "lm_head",
+        "logits",
+    }, zero
     for m in r.modules:
         assert m.band == ((-0.6, 0.1) if m.zero_init else (-0.1, 0.1)), m.name
 
@@ -200,8 +250,14 @@ def test_gpt_spectral_muon_passes():
 def test_gpt_one_wrong_row_fails_on_the_queries():
     # The one-sided band for zero-initialised outputs is not a blank cheque: give the queries
     # the readout's SGD lr (eta/m instead of eta) and their update vanishes like 1/width.
-    r = coord_check("gpt", "mup", "sgd", steps=4, seeds=2,
-                    parametrize_kwargs={"roles": {"blocks.*.attn.q": "readout"}})
+    r = coord_check(
+        "gpt",
+        "mup",
+        "sgd",
+        steps=4,
+        seeds=2,
+        parametrize_kwargs={"roles": {"blocks.*.attn.q": "readout"}},
+    )
     assert not r.passed
     assert r.worst["module"].endswith(("attn.q", "attn.logits")) and r.worst["slope"] < -0.7
 
@@ -245,8 +301,11 @@ def test_depth_mode_flat_only_with_depth_scaling():
 
 # --- outputs -------------------------------------------------------------------------------
 def test_json_png_and_roundtrip(tmp_path):
+    from sizeup.diagnostics.plots import plot_coord_check
+
     r = coord_check("mlp", "sp", "adamw", widths=(64, 128), steps=2, seeds=1)
     path = r.save(tmp_path)
+    plot_coord_check(r, tmp_path / "coord_check.png")
     d = json.loads(path.read_text())
     assert d["passed"] is False and isinstance(d["passed"], bool)
     assert d["worst"]["module"] and {m["name"] for m in d["modules"]} >= {"input", "logits"}
@@ -259,14 +318,47 @@ def test_cli_writes_json_and_fails_with_exit_code(tmp_path):
     from sizeup.cli import main
 
     with pytest.raises(SystemExit) as e:
-        main(["coord-check", "--model", "mlp", "--rule", "sp", "--optimizer", "adamw",
-              "--lr", "0.01", "--widths", "64,128,256", "--steps", "2", "--seeds", "1",
-              "--out", str(tmp_path)])
+        main(
+            [
+                "coord-check",
+                "--model",
+                "mlp",
+                "--rule",
+                "sp",
+                "--optimizer",
+                "adamw",
+                "--lr",
+                "0.01",
+                "--widths",
+                "64,128,256",
+                "--steps",
+                "2",
+                "--seeds",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     assert e.value.code == 1
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is False
     try:
-        main(["coord-check", "--model", "mlp", "--rule", "mup", "--widths", "64,128,256,512",
-              "--steps", "2", "--seeds", "3", "--out", str(tmp_path)])
+        main(
+            [
+                "coord-check",
+                "--model",
+                "mlp",
+                "--rule",
+                "mup",
+                "--widths",
+                "64,128,256,512",
+                "--steps",
+                "2",
+                "--seeds",
+                "3",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     except SystemExit as e:  # a pass may return normally or exit 0
         assert e.code in (0, None)
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is True
@@ -276,9 +368,26 @@ def test_cli_noise_and_eps_flags_reach_the_check(tmp_path):
     from sizeup.cli import main
 
     try:
-        main(["coord-check", "--model", "mlp", "--rule", "mup", "--widths", "64,128",
-              "--steps", "1", "--seeds", "2", "--noise-z", "0", "--no-scale-eps",
-              "--out", str(tmp_path)])
+        main(
+            [
+                "coord-check",
+                "--model",
+                "mlp",
+                "--rule",
+                "mup",
+                "--widths",
+                "64,128",
+                "--steps",
+                "1",
+                "--seeds",
+                "2",
+                "--noise-z",
+                "0",
+                "--no-scale-eps",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     except SystemExit as e:
         assert e.code in (0, 1, None)
     d = json.loads((tmp_path / "coord_check.json").read_text())
@@ -293,9 +402,16 @@ def test_recorded_modules_gpt():
     from sizeup.models import GPT, GPTConfig
 
     names = coord_modules(GPT(GPTConfig(d_model=32, n_layer=2, n_head=2)))
-    for n, kind in [("wte", "hidden"), ("blocks.0.attn.logits", "attn_logits"),
-                    ("blocks.1", "residual"), ("blocks.0.ln1", "hidden"), ("ln_f", "hidden"),
-                    ("blocks.1.mlp.down", "hidden"), ("lm_head", "logits"), ("logits", "logits")]:
+    for n, kind in [
+        ("wte", "hidden"),
+        ("blocks.0.attn.logits", "attn_logits"),
+        ("blocks.1", "residual"),
+        ("blocks.0.ln1", "hidden"),
+        ("ln_f", "hidden"),
+        ("blocks.1.mlp.down", "hidden"),
+        ("lm_head", "logits"),
+        ("logits", "logits"),
+    ]:
         assert names[n] == kind
 
 

@@ -92,7 +92,9 @@ def test_split_val_is_the_tail_and_disjoint(tmp_path):
     d = make_data(cfg(data=str(f), val_frac=0.1))
     vb = d.val_batches()
     assert len(vb) == 2 and vb[0][0].shape == (4, 16)
-    assert vb is d.val_batches() or all(torch.equal(a[0], b[0]) for a, b in zip(vb, d.val_batches(), strict=True))
+    assert vb is d.val_batches() or all(
+        torch.equal(a[0], b[0]) for a, b in zip(vb, d.val_batches(), strict=True)
+    )
     # every val window lies inside the tail; every train window ends before it
     for x, y in vb:
         for row in torch.cat([x, y[:, -1:]], dim=1):

@@ -42,9 +42,19 @@ def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
 def test_cli_demo_quick_with_tiny_real_runs(tmp_path, monkeypatch):
     # the real trainer on a tiny grid, through the command line; the science (drift figures)
     # is measured by the full demo, see docs/sweeps.md
-    tiny = DemoSettings(widths=[32, 64], lr_exps=[-8, -6],
-                        base={**DemoSettings().base, "steps": 6, "warmup": 0, "seq_len": 32,
-                              "batch_size": 4, "eval_batches": 1, "depth": 1})
+    tiny = DemoSettings(
+        widths=[32, 64],
+        lr_exps=[-8, -6],
+        base={
+            **DemoSettings().base,
+            "steps": 6,
+            "warmup": 0,
+            "seq_len": 32,
+            "batch_size": 4,
+            "eval_batches": 1,
+            "depth": 1,
+        },
+    )
     monkeypatch.setattr(demo, "QUICK", tiny)
     main(["demo", "--quick", "--out", str(tmp_path), "--workers", "2"])  # returns on success
     summary = json.loads((tmp_path / "summary.json").read_text())

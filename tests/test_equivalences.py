@@ -24,8 +24,10 @@ def _batches(n: int, kind: str, seed: int = 0, batch: int = 4):
             yield x[:, :-1], x[:, 1:]
     else:
         for _ in range(n):
-            yield torch.randn(batch, 12, generator=g, dtype=torch.float64), \
-                torch.randint(0, 5, (batch,), generator=g)
+            yield (
+                torch.randn(batch, 12, generator=g, dtype=torch.float64),
+                torch.randint(0, 5, (batch,), generator=g),
+            )
 
 
 def _train(model, opt, kind: str, steps: int) -> list[float]:
@@ -39,8 +41,12 @@ def _train(model, opt, kind: str, steps: int) -> list[float]:
     return losses
 
 
-SHIFTS_GPT = {"wte.weight": 2.0, "blocks.0.attn.q.weight": 3.0, "blocks.1.mlp.down.weight": 0.5,
-              "lm_head.weight": 0.25}
+SHIFTS_GPT = {
+    "wte.weight": 2.0,
+    "blocks.0.attn.q.weight": 3.0,
+    "blocks.1.mlp.down.weight": 0.5,
+    "lm_head.weight": 0.25,
+}
 SHIFTS_MLP = {"input.weight": 2.0, "hidden.0.weight": 3.0, "readout.weight": 0.125}
 
 
@@ -94,7 +100,9 @@ def test_abc_symmetry_exact_for_finite_eps(kind):
 
 
 # --- microsoft/mup -------------------------------------------------------------------------
-mup = pytest.importorskip("mup", reason="microsoft mup is a test-only dependency (pip install mup --no-deps)")
+mup = pytest.importorskip(
+    "mup", reason="microsoft mup is a test-only dependency (pip install mup --no-deps)"
+)
 
 
 def _mup_copy(model, readout_attr: str):
@@ -128,8 +136,9 @@ def test_matches_microsoft_mup(kind, width):
     model, base = model.double(), base.double()
     # Table 8 form: readout multiplier 1/m, lr eta: exactly what MuReadout + MuAdam do.
     # scale_eps=False: MuAdam keeps one eps for every tensor.
-    p = parametrize(model, base, rule="mup", readout_form="table8", sigma=0.02, init=True,
-                    scale_eps=False)
+    p = parametrize(
+        model, base, rule="mup", readout_form="table8", sigma=0.02, init=True, scale_eps=False
+    )
     theirs = _mup_copy(model, attr)  # same weights after our init
     for mod in theirs.modules():
         mod._forward_pre_hooks.clear()

@@ -26,7 +26,9 @@ TRUE = ChinchillaLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36)  # a = 0.3
 def need_data(name: str) -> Path:
     p = DATA / name
     if not p.exists():
-        pytest.skip(f"reference data {p} is absent (it lives in ../shared/data beside the checkout)")
+        pytest.skip(
+            f"reference data {p} is absent (it lives in ../shared/data beside the checkout)"
+        )
     return p
 
 
@@ -58,7 +60,10 @@ def test_objective_gradient_matches_finite_differences():
         tp, tm = theta.copy(), theta.copy()
         tp[:, j] += eps
         tm[:, j] -= eps
-        fd = (approach3_objective(tp, logN, logD, logL, w)[0] - approach3_objective(tm, logN, logD, logL, w)[0]) / (2 * eps)
+        fd = (
+            approach3_objective(tp, logN, logD, logL, w)[0]
+            - approach3_objective(tm, logN, logD, logL, w)[0]
+        ) / (2 * eps)
         assert np.allclose(g[:, j], fd, rtol=1e-5, atol=1e-10)
 
 
@@ -119,8 +124,9 @@ def test_porian_isoflop_exponents_per_configuration():
     assert len(res) == 15
     for _, row in res.iterrows():
         g = pts[(pts[keys] == row[keys]).all(axis=1)]
-        fit = fit_approach2(g.N.to_numpy(), g.D.to_numpy(), g.loss.to_numpy(), C=g.flops.to_numpy(),
-                            method="akima")
+        fit = fit_approach2(
+            g.N.to_numpy(), g.D.to_numpy(), g.loss.to_numpy(), C=g.flops.to_numpy(), method="akima"
+        )
         assert fit.a == pytest.approx(row.a_weighted, abs=0.03), dict(row[keys])
 
 
@@ -140,15 +146,22 @@ def test_isoflop_from_curves_interpolates_exactly_on_power_law():
     assert np.allclose(lo, law.loss(n, d), rtol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: fit_approach3([1e6] * 4, [1e9] * 4, [3.0] * 4),  # fewer points than parameters
-    lambda: fit_approach3([1e6, -1e7, 1e8, 1e9, 1e10, 1e11], [1e9] * 6, [3.0] * 6),  # non-positive
-    lambda: fit_approach3([1e6] * 8, [1e9] * 8, [3.0, np.nan] * 4),
-    lambda: fit_approach2([1e7] * 6, np.geomspace(1e9, 1e10, 6), np.linspace(3, 2, 6)),  # one size
-    lambda: fit_approach1([1e7] * 6, np.geomspace(1e9, 1e10, 6), np.linspace(3, 2, 6)),
-    lambda: fit_approach3(np.arange(1.0, 9), np.arange(1.0, 9), np.arange(1.0, 9), delta=0),
-    lambda: drop_highest(np.ones(3), np.ones(3), np.ones(3), 3),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: fit_approach3([1e6] * 4, [1e9] * 4, [3.0] * 4),  # fewer points than parameters
+        lambda: fit_approach3(
+            [1e6, -1e7, 1e8, 1e9, 1e10, 1e11], [1e9] * 6, [3.0] * 6
+        ),  # non-positive
+        lambda: fit_approach3([1e6] * 8, [1e9] * 8, [3.0, np.nan] * 4),
+        lambda: fit_approach2(
+            [1e7] * 6, np.geomspace(1e9, 1e10, 6), np.linspace(3, 2, 6)
+        ),  # one size
+        lambda: fit_approach1([1e7] * 6, np.geomspace(1e9, 1e10, 6), np.linspace(3, 2, 6)),
+        lambda: fit_approach3(np.arange(1.0, 9), np.arange(1.0, 9), np.arange(1.0, 9), delta=0),
+        lambda: drop_highest(np.ones(3), np.ones(3), np.ones(3), 3),
+    ],
+)
 def test_degenerate_inputs_raise(bad):
     with pytest.raises(SizeupError):
         bad()
@@ -161,10 +174,19 @@ def test_gadre_small_runs_predict_held_out_large_runs():
     df = pd.read_csv(need_data("gadre2024_overtraining_losses.csv"))
     d = df[df.dataset == "rpj"]
     small = ~d.model_cfg.str.startswith("open_lm")
-    fit_rows = d[(small & (d.chinchilla_multiplier == 1.0)) | ((d.model_cfg == "d=96_l=8_h=4") & (d.chinchilla_multiplier == 16.0))]
-    held = d[(d.model_cfg == "open_lm_1b") & (d.chinchilla_multiplier == 32.0) | (d.model_cfg == "open_lm_7b")]
+    fit_rows = d[
+        (small & (d.chinchilla_multiplier == 1.0))
+        | ((d.model_cfg == "d=96_l=8_h=4") & (d.chinchilla_multiplier == 16.0))
+    ]
+    held = d[
+        (d.model_cfg == "open_lm_1b") & (d.chinchilla_multiplier == 32.0)
+        | (d.model_cfg == "open_lm_7b")
+    ]
     assert len(fit_rows) == 5 and len(held) == 2
     fit = fit_approach3(fit_rows.params, fit_rows.tokens, fit_rows.loss_c4_val, tie_exponents=True)
     assert fit.law.alpha == fit.law.beta
-    rel = np.abs(fit.law.loss(held.params.to_numpy(), held.tokens.to_numpy()) / held.loss_c4_val.to_numpy() - 1)
+    rel = np.abs(
+        fit.law.loss(held.params.to_numpy(), held.tokens.to_numpy()) / held.loss_c4_val.to_numpy()
+        - 1
+    )
     assert rel.max() < 0.01, rel  # measured: 0.40% (1.4B, 640 tok/param) and 0.42% (6.9B)

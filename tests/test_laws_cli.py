@@ -29,11 +29,30 @@ def _grid_points():
 def test_fit_chinchilla_approach3_from_csv_with_custom_columns(tmp_path):
     csv = tmp_path / "runs.csv"
     _grid_points().to_csv(csv, index=False)
-    main(["fit", "chinchilla", str(csv), "--approach", "3", "--params-col", "n", "--flops-col", "c",
-          "--loss-col", "l", "--bootstrap", "20", "--out", str(tmp_path / "fit")])
+    main(
+        [
+            "fit",
+            "chinchilla",
+            str(csv),
+            "--approach",
+            "3",
+            "--params-col",
+            "n",
+            "--flops-col",
+            "c",
+            "--loss-col",
+            "l",
+            "--bootstrap",
+            "20",
+            "--out",
+            str(tmp_path / "fit"),
+        ]
+    )
     d = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert {"E", "A", "B", "alpha", "beta", "objective", "intervals"} <= d.keys()
-    assert d["alpha"] == pytest.approx(0.34, rel=0.02) and d["beta"] == pytest.approx(0.36, rel=0.02)
+    assert d["alpha"] == pytest.approx(0.34, rel=0.02) and d["beta"] == pytest.approx(
+        0.36, rel=0.02
+    )
     assert set(d["intervals"]) >= {"E", "A", "B", "alpha", "beta"}
     assert (tmp_path / "fit" / "approach3.png").stat().st_size > 1000
     preset = load_fit(tmp_path / "fit")  # the planner reads it back
@@ -44,10 +63,24 @@ def test_fit_chinchilla_approach3_from_csv_with_custom_columns(tmp_path):
 def test_fit_chinchilla_approaches_1_and_2_from_parquet(tmp_path, approach, plot):
     pq = tmp_path / "runs.parquet"
     _grid_points().rename(columns={"n": "params", "c": "flops", "l": "loss"}).to_parquet(pq)
-    main(["fit", "chinchilla", str(pq), "--approach", str(approach), "--bootstrap", "50", "--out", str(tmp_path)])
+    main(
+        [
+            "fit",
+            "chinchilla",
+            str(pq),
+            "--approach",
+            str(approach),
+            "--bootstrap",
+            "50",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     d = json.loads((tmp_path / "fit.json").read_text())
     assert d["approach"] == approach and (tmp_path / plot).exists()
-    if approach == 2:  # noise-free parabola-ish profiles: the exponent is close to beta/(alpha+beta)
+    if (
+        approach == 2
+    ):  # noise-free parabola-ish profiles: the exponent is close to beta/(alpha+beta)
         assert d["a"] == pytest.approx(TRUE.a, abs=0.03)
 
 
@@ -55,7 +88,10 @@ def _study(path, rows):
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE trials (id TEXT PRIMARY KEY, status TEXT, config TEXT, result TEXT)")
     for i, (cfg, res) in enumerate(rows):
-        con.execute("INSERT INTO trials VALUES (?, ?, ?, ?)", (str(i), "done", json.dumps(cfg), json.dumps(res)))
+        con.execute(
+            "INSERT INTO trials VALUES (?, ?, ?, ?)",
+            (str(i), "done", json.dumps(cfg), json.dumps(res)),
+        )
     con.commit()
     con.close()
 
@@ -64,11 +100,20 @@ def test_study_loading_skips_diverged_and_says_so(tmp_path):
     db = tmp_path / "study.db"
     rows = []
     for i, (n, d) in enumerate([(1e6, 2e7), (2e6, 4e7), (4e6, 8e7)]):
-        res = {"params": n, "tokens": d, "final_val_loss": float(TRUE.loss(n, d)), "flops": 6 * n * d,
-               "diverged": False}
+        res = {
+            "params": n,
+            "tokens": d,
+            "final_val_loss": float(TRUE.loss(n, d)),
+            "flops": 6 * n * d,
+            "diverged": False,
+        }
         rows.append(({"lr": 1e-3 * (i + 1), "batch_size": 8, "seq_len": 64, "model": "gpt"}, res))
-    rows.append(({"lr": 1.0, "batch_size": 8, "seq_len": 64}, {"params": 1e6, "tokens": 1e7,
-                 "final_val_loss": None, "diverged": True}))
+    rows.append(
+        (
+            {"lr": 1.0, "batch_size": 8, "seq_len": 64},
+            {"params": 1e6, "tokens": 1e7, "final_val_loss": None, "diverged": True},
+        )
+    )
     _study(db, rows)
     df = load_table(db)
     assert len(df) == 3 and df.attrs["skipped"] == 1
@@ -79,7 +124,9 @@ def test_study_loading_skips_diverged_and_says_so(tmp_path):
 
 def test_json_and_flops_only_tokens(tmp_path):
     p = tmp_path / "runs.json"
-    p.write_text(json.dumps([{"N": 1e6, "C": 6e15, "loss": 3.0}, {"N": 2e6, "C": 6e15, "loss": 2.9}]))
+    p.write_text(
+        json.dumps([{"N": 1e6, "C": 6e15, "loss": 3.0}, {"N": 2e6, "C": 6e15, "loss": 2.9}])
+    )
     N, D, L, C = points(load_table(p), flops_col="C")
     assert D.tolist() == [1e9, 5e8]  # tokens = FLOPs / (6N)
 
@@ -89,7 +136,9 @@ def test_fit_hp_from_csv(tmp_path):
     for C in np.geomspace(1e17, 1e19, 4):
         best = 0.3 * C**-0.125
         for f in (0.25, 0.5, 1.0, 2.0, 4.0):
-            rows.append({"flops": C, "lr": best * f, "batch": 1e5, "loss": 3.0 + 0.01 * np.log(f) ** 2})
+            rows.append(
+                {"flops": C, "lr": best * f, "batch": 1e5, "loss": 3.0 + 0.01 * np.log(f) ** 2}
+            )
     csv = tmp_path / "hp.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     main(["fit", "hp", str(csv), "--band", "0.001", "--out", str(tmp_path / "o")])
@@ -104,8 +153,12 @@ def test_fit_downstream_and_critical_batch(tmp_path):
     acc = 0.25 + 0.6 / (1 + np.exp(5 * (L - 2.7)))
     pd.DataFrame({"loss": L, "accuracy": acc}).to_csv(tmp_path / "acc.csv", index=False)
     main(["fit", "downstream", str(tmp_path / "acc.csv"), "--out", str(tmp_path / "ds")])
-    assert json.loads((tmp_path / "ds" / "fit.json").read_text())["L0"] == pytest.approx(2.7, abs=1e-3)
-    pd.DataFrame({"loss": L, "batch": 2e8 / L ** (1 / 0.21)}).to_csv(tmp_path / "cb.csv", index=False)
+    assert json.loads((tmp_path / "ds" / "fit.json").read_text())["L0"] == pytest.approx(
+        2.7, abs=1e-3
+    )
+    pd.DataFrame({"loss": L, "batch": 2e8 / L ** (1 / 0.21)}).to_csv(
+        tmp_path / "cb.csv", index=False
+    )
     main(["fit", "critical-batch", str(tmp_path / "cb.csv"), "--out", str(tmp_path / "cb")])
     assert json.loads((tmp_path / "cb" / "fit.json").read_text())["alpha_B"] == pytest.approx(0.21)
 
@@ -121,7 +174,9 @@ def test_bad_inputs_exit_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "chinchilla", str(csv), "--params-col", "nope", "--out", str(tmp_path)])
     assert e.value.code == 2 and "nope" in capsys.readouterr().err
-    one = pd.DataFrame({"params": [1e7] * 5, "tokens": np.geomspace(1e9, 1e10, 5), "loss": np.linspace(3, 2, 5)})
+    one = pd.DataFrame(
+        {"params": [1e7] * 5, "tokens": np.geomspace(1e9, 1e10, 5), "loss": np.linspace(3, 2, 5)}
+    )
     one.to_csv(csv, index=False)
     with pytest.raises(SystemExit):
         main(["fit", "chinchilla", str(csv), "--approach", "2", "--out", str(tmp_path)])

@@ -19,7 +19,9 @@ def test_hand_calculation_of_effective_tokens():
     _, d_eff = law.effective(6.34e9, 242e9, 25e9)
     assert d_eff == pytest.approx(want, rel=1e-12)
     # alpha = beta gives U_N = G^2 U_D with G^2 = (A/B)^(1/alpha)
-    assert law.unique_params(25e9) == pytest.approx((law.A / law.B) ** (1 / law.alpha) * 25e9, rel=1e-12)
+    assert law.unique_params(25e9) == pytest.approx(
+        (law.A / law.B) ** (1 / law.alpha) * 25e9, rel=1e-12
+    )
 
 
 def test_no_repetition_reduces_to_chinchilla():
@@ -54,4 +56,6 @@ def test_bad_input():
     with pytest.raises(SizeupError):
         DataConstrainedLaw(rd_star=0)
     with pytest.raises(SizeupError):
-        fit_data_constrained([1e8] * 4, [1e9] * 4, [1e10] * 4, [3.0] * 4, base=DataConstrainedLaw().base)
+        fit_data_constrained(
+            [1e8] * 4, [1e9] * 4, [1e10] * 4, [3.0] * 4, base=DataConstrainedLaw().base
+        )

@@ -31,7 +31,10 @@ def test_megatron_expanded_equals_narayanan_factored_form():
 def test_kaplan_is_six_n_non_embedding():
     # Kaplan et al. 2020: N = 12 n_layer d^2, C_train = 6N per token (+ 6 L n_ctx d with context)
     assert flops_per_token("kaplan", 2, 10, 7) == 6 * 12 * 2 * 100
-    assert flops_per_token("kaplan", 2, 10, 7, include_attention=True) == 6 * 12 * 2 * 100 + 6 * 2 * 7 * 10
+    assert (
+        flops_per_token("kaplan", 2, 10, 7, include_attention=True)
+        == 6 * 12 * 2 * 100 + 6 * 2 * 7 * 10
+    )
     assert flops_per_token("kaplan", 2, 10, 7, n_params=1000) == 6000
 
 
@@ -78,8 +81,12 @@ def test_gpt_exact_matches_torch_flop_counter_when_models_exist():
     idx = torch.zeros(1, 32, dtype=torch.long)
     with FlopCounterMode(display=False) as fc:
         model(idx)
-    want = gpt_exact_flops_per_token(d_model=64, n_layer=2, n_head=2, vocab_size=256, seq_len=32,
-                                     causal=False) / 3
+    want = (
+        gpt_exact_flops_per_token(
+            d_model=64, n_layer=2, n_head=2, vocab_size=256, seq_len=32, causal=False
+        )
+        / 3
+    )
     assert fc.get_total_flops() / 32 == pytest.approx(want, rel=1e-6)
 
 
@@ -91,14 +98,17 @@ def test_mfu_and_time():
     assert training_time_s(1e18, 1e15, mfu=0.5) == pytest.approx(2000.0)
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: flops_per_token("palm", 1, 2, 3),
-    lambda: flops_per_token("deepseek", 0, 2, 3),
-    lambda: flops_per_token("deepseek", 1, -2, 3),
-    lambda: mfu(-1, 1, "H100"),
-    lambda: peak_flops("TPUv9"),
-    lambda: gpt_exact_flops_per_token(d_model=10, n_layer=1, head_dim=4),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: flops_per_token("palm", 1, 2, 3),
+        lambda: flops_per_token("deepseek", 0, 2, 3),
+        lambda: flops_per_token("deepseek", 1, -2, 3),
+        lambda: mfu(-1, 1, "H100"),
+        lambda: peak_flops("TPUv9"),
+        lambda: gpt_exact_flops_per_token(d_model=10, n_layer=1, head_dim=4),
+    ],
+)
 def test_bad_input_names_the_field(bad):
     with pytest.raises(SizeupError):
         bad()

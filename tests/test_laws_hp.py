@@ -11,7 +11,8 @@ from sizeup.laws.critical_batch import (
     fit_tradeoff,
 )
 from sizeup.laws.downstream import SigmoidLaw, fit_sigmoid
-from sizeup.laws.hp import PowerLaw, fit_free_form, fit_hp_laws, near_optimal_band
+from sizeup.laws.forms import PowerLaw
+from sizeup.laws.hp import fit_free_form, fit_hp_laws, near_optimal_band
 
 
 def _bowl_grid(seed=0):
@@ -23,7 +24,11 @@ def _bowl_grid(seed=0):
         for lr_f in 2.0 ** np.arange(-2, 2.5, 0.5):
             for b_f in 2.0 ** np.arange(-2, 2.5, 0.5):
                 # a quadratic bowl in log lr, log B around the law (tiny noise)
-                loss = 3.0 * (C / 1e17) ** -0.05 * (1 + 0.01 * np.log(lr_f) ** 2 + 0.004 * np.log(b_f) ** 2)
+                loss = (
+                    3.0
+                    * (C / 1e17) ** -0.05
+                    * (1 + 0.01 * np.log(lr_f) ** 2 + 0.004 * np.log(b_f) ** 2)
+                )
                 rows.append((C, lr_law(C) * lr_f, b_law(C) * b_f, loss * (1 + rng.normal(0, 1e-5))))
     return np.array(rows).T
 
@@ -49,7 +54,9 @@ def test_free_form_law_recovers_exponents():
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 30))
     D = np.exp(rng.uniform(np.log(1e9), np.log(1e11), 30))
     fit = fit_free_form(0.5 * N**-0.3 * D**-0.05, N=N, D=D)
-    assert fit.coef == pytest.approx(0.5) and fit.exponents == pytest.approx({"N": -0.3, "D": -0.05})
+    assert fit.coef == pytest.approx(0.5) and fit.exponents == pytest.approx(
+        {"N": -0.3, "D": -0.05}
+    )
     assert fit(N=1e8, D=1e10) == pytest.approx(0.5 * 1e8**-0.3 * 1e10**-0.05)
 
 
@@ -57,7 +64,11 @@ def test_tradeoff_by_hand():
     # McCandlish et al. 2018: S = S_min (1 + B_crit / B); S_min = 1000, B_crit = 256 -> E_min = 256,000
     B = np.array([32.0, 64, 128, 256, 512, 1024])
     fit = fit_tradeoff(B, 1000 * (1 + 256 / B))
-    assert fit.S_min == pytest.approx(1000) and fit.E_min == pytest.approx(256_000) and fit.B_crit == pytest.approx(256)
+    assert (
+        fit.S_min == pytest.approx(1000)
+        and fit.E_min == pytest.approx(256_000)
+        and fit.B_crit == pytest.approx(256)
+    )
     # the trade-off identity (S/S_min - 1)(E/E_min - 1) = 1 holds at every batch
     S = 1000 * (1 + 256 / B)
     assert np.allclose((S / fit.S_min - 1) * (B * S / fit.E_min - 1), 1.0)
@@ -69,7 +80,9 @@ def test_critical_batch_law_kaplan_form():
     L = np.linspace(2.5, 4.5, 6)
     assert true(3.0) == pytest.approx(2e8 / 3.0 ** (1 / 0.21))
     fit = fit_critical_batch(L, true(L))
-    assert fit.B_star == pytest.approx(2e8, rel=1e-6) and fit.alpha_B == pytest.approx(0.21, rel=1e-6)
+    assert fit.B_star == pytest.approx(2e8, rel=1e-6) and fit.alpha_B == pytest.approx(
+        0.21, rel=1e-6
+    )
     # the same law from steps-to-target: each target's S(B) built from B_crit(target)
     targets, batches, steps = [], [], []
     for t in L:
@@ -93,16 +106,25 @@ def test_sigmoid_fit_recovers_parameters():
     assert pinned.floor == 0.25 and pinned.ceiling == pytest.approx(0.9, abs=0.02)
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: fit_hp_laws(np.array([1e18] * 4), np.ones(4), None, np.arange(1.0, 5)),  # one budget
-    lambda: fit_hp_laws(np.array([1e18, 1e19]), None, None, np.ones(2)),
-    lambda: near_optimal_band(np.ones(2), np.ones(2), band=-0.1),
-    lambda: fit_tradeoff(np.array([64.0, 64.0]), np.array([10.0, 12.0])),
-    lambda: fit_tradeoff(np.array([64.0, 128.0, 256.0]), np.array([10.0, 20.0, 40.0])),  # steps rise with B
-    lambda: fit_critical_batch(np.array([2.0, 3.0]), np.array([1e6, 2e6])),  # B_crit grows with loss
-    lambda: fit_sigmoid(np.ones(3), np.ones(3)),
-    lambda: fit_free_form(np.ones(3), N=np.ones(3), D=np.ones(3)),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: fit_hp_laws(
+            np.array([1e18] * 4), np.ones(4), None, np.arange(1.0, 5)
+        ),  # one budget
+        lambda: fit_hp_laws(np.array([1e18, 1e19]), None, None, np.ones(2)),
+        lambda: near_optimal_band(np.ones(2), np.ones(2), band=-0.1),
+        lambda: fit_tradeoff(np.array([64.0, 64.0]), np.array([10.0, 12.0])),
+        lambda: fit_tradeoff(
+            np.array([64.0, 128.0, 256.0]), np.array([10.0, 20.0, 40.0])
+        ),  # steps rise with B
+        lambda: fit_critical_batch(
+            np.array([2.0, 3.0]), np.array([1e6, 2e6])
+        ),  # B_crit grows with loss
+        lambda: fit_sigmoid(np.ones(3), np.ones(3)),
+        lambda: fit_free_form(np.ones(3), N=np.ones(3), D=np.ones(3)),
+    ],
+)
 def test_bad_input(bad):
     with pytest.raises(SizeupError):
         bad()

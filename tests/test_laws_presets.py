@@ -30,7 +30,9 @@ def test_chinchilla_loss_by_hand():
     assert law.loss(70e9, 1.4e12) == pytest.approx(1.9367, abs=1e-3)
 
 
-@pytest.mark.parametrize("layers,d,lr,batch", [(30, 4096, 4.2e-4, 9.4e6), (95, 8192, 3.2e-4, 18.9e6)])
+@pytest.mark.parametrize(
+    "layers,d,lr,batch", [(30, 4096, 4.2e-4, 9.4e6), (95, 8192, 3.2e-4, 18.9e6)]
+)
 def test_deepseek_hyperparameters_reproduce_7b_and_67b(layers, d, lr, batch):
     # DeepSeek LLM Table 2: 7B used lr 4.2e-4 and 9.4M-token batches; 67B 3.2e-4 and 18.9M, on 2T tokens
     p = get_preset("deepseek-v1")
@@ -56,23 +58,38 @@ def test_powerlaw_eval_fit_and_inverse():
 
 
 def test_load_fit_roundtrip(tmp_path):
-    (tmp_path / "fit.json").write_text(json.dumps(
-        {"kind": "chinchilla", "approach": 3, "E": 1.8, "A": 400, "B": 2000, "alpha": 0.34, "beta": 0.36,
-         "objective": 0.01, "samples": [[1.8, 400, 2000, 0.34, 0.36], [1.7, 420, 1900, 0.33, 0.35]]}))
+    (tmp_path / "fit.json").write_text(
+        json.dumps(
+            {
+                "kind": "chinchilla",
+                "approach": 3,
+                "E": 1.8,
+                "A": 400,
+                "B": 2000,
+                "alpha": 0.34,
+                "beta": 0.36,
+                "objective": 0.01,
+                "samples": [[1.8, 400, 2000, 0.34, 0.36], [1.7, 420, 1900, 0.33, 0.35]],
+            }
+        )
+    )
     p = load_fit(tmp_path)
     assert p.loss_law.E == 1.8 and p.samples.shape == (2, 5)
     point, lo, hi = p.loss_interval(1e9, 2e10)
     assert lo <= point + 0.1 and hi >= lo
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: get_preset("kaplan-2030"),
-    lambda: ChinchillaLaw(1.0, -1, 1, 0.3, 0.3),
-    lambda: ChinchillaLaw(1.0, 1, 1, 0.3, 0.3).optimal(-5),
-    lambda: PowerLaw.fit(np.array([1.0, 1.0]), np.array([2.0, 3.0])),
-    lambda: PowerLaw(1.0, 0.5)(-1.0),
-    lambda: get_preset("chinchilla").lr(1e20),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: get_preset("kaplan-2030"),
+        lambda: ChinchillaLaw(1.0, -1, 1, 0.3, 0.3),
+        lambda: ChinchillaLaw(1.0, 1, 1, 0.3, 0.3).optimal(-5),
+        lambda: PowerLaw.fit(np.array([1.0, 1.0]), np.array([2.0, 3.0])),
+        lambda: PowerLaw(1.0, 0.5)(-1.0),
+        lambda: get_preset("chinchilla").lr(1e20),
+    ],
+)
 def test_bad_input(bad, tmp_path):
     with pytest.raises(SizeupError):
         bad()

@@ -46,9 +46,21 @@ def test_shorter_sequences_and_too_long_raise():
 def test_module_names_follow_the_contract():
     m = tiny(n_layer=1)
     names = dict(m.named_modules())
-    for n in ["wte", "blocks.0.ln1", "blocks.0.attn.q", "blocks.0.attn.k", "blocks.0.attn.v",
-              "blocks.0.attn.o", "blocks.0.attn.logits", "blocks.0.ln2", "blocks.0.mlp.gate",
-              "blocks.0.mlp.up", "blocks.0.mlp.down", "ln_f", "lm_head"]:
+    for n in [
+        "wte",
+        "blocks.0.ln1",
+        "blocks.0.attn.q",
+        "blocks.0.attn.k",
+        "blocks.0.attn.v",
+        "blocks.0.attn.o",
+        "blocks.0.attn.logits",
+        "blocks.0.ln2",
+        "blocks.0.mlp.gate",
+        "blocks.0.mlp.up",
+        "blocks.0.mlp.down",
+        "ln_f",
+        "lm_head",
+    ]:
         assert n in names, n
     assert isinstance(names["wte"], torch.nn.Embedding)
     assert isinstance(names["blocks.0.attn.logits"], torch.nn.Identity)
@@ -66,7 +78,9 @@ def test_plain_init():
     assert torch.equal(m.ln_f.weight, torch.ones(128))
 
 
-@pytest.mark.parametrize("kw", [{}, {"qk_norm": True}, {"n_kv_head": 2}, {"attn_scale": "1/sqrt(d)"}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"qk_norm": True}, {"n_kv_head": 2}, {"attn_scale": "1/sqrt(d)"}]
+)
 def test_causal_future_token_does_not_change_past_logits(kw):
     m = tiny(**kw).double()
     idx = tokens()
@@ -77,7 +91,9 @@ def test_causal_future_token_does_not_change_past_logits(kw):
     assert not torch.allclose(a[:, 10:], b[:, 10:])  # and the change is seen from position 10 on
 
 
-@pytest.mark.parametrize("kw", [{}, {"qk_norm": True}, {"n_kv_head": 1}, {"attn_scale": "1/sqrt(d)"}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"qk_norm": True}, {"n_kv_head": 1}, {"attn_scale": "1/sqrt(d)"}]
+)
 def test_explicit_attention_equals_fast_path_and_feeds_hooks(kw):
     m = tiny(**kw).double()
     idx = tokens()
@@ -115,10 +131,18 @@ def test_gqa_shapes_and_param_count():
     m = tiny(n_kv_head=2)  # 4 query heads share 2 key/value heads
     a = m.blocks[0].attn
     assert (a.n_head, a.n_kv_head) == (4, 2)
-    assert a.q.weight.shape == (32, 32) and a.k.weight.shape == (16, 32) and a.v.weight.shape == (16, 32)
+    assert (
+        a.q.weight.shape == (32, 32)
+        and a.k.weight.shape == (16, 32)
+        and a.v.weight.shape == (16, 32)
+    )
     # GQA equals MHA whose k/v heads are the repeated GQA heads.
     mha = tiny()
-    sd = {k: v for k, v in m.state_dict().items() if not k.endswith(("attn.k.weight", "attn.v.weight"))}
+    sd = {
+        k: v
+        for k, v in m.state_dict().items()
+        if not k.endswith(("attn.k.weight", "attn.v.weight"))
+    }
     mha.load_state_dict(sd, strict=False)
     with torch.no_grad():
         for bm, bg in zip(mha.blocks, m.blocks, strict=True):

@@ -50,19 +50,24 @@ def test_newton_schulz_square_well_conditioned_and_input_untouched():
 @pytest.mark.parametrize("mode", ["spectral", "original", "rms"])
 def test_update_spectral_norm_follows_scale_mode(fan_out, fan_in, mode):
     # The three scale modes, by hand (module doc of sizeup.optim.muon).
-    want = {"spectral": math.sqrt(fan_out / fan_in),
-            "original": math.sqrt(max(1.0, fan_out / fan_in)),
-            "rms": 0.2 * math.sqrt(max(fan_out, fan_in))}[mode]
+    want = {
+        "spectral": math.sqrt(fan_out / fan_in),
+        "original": math.sqrt(max(1.0, fan_out / fan_in)),
+        "rms": 0.2 * math.sqrt(max(fan_out, fan_in)),
+    }[mode]
     assert muon_scale(mode, fan_out, fan_in) == pytest.approx(want)
     w = nn.Parameter(torch.zeros(fan_out, fan_in, dtype=torch.float64))
-    g = torch.randn(fan_out, fan_in, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    g = torch.randn(
+        fan_out, fan_in, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
     lr = 0.01
     opt = Muon([w], lr=lr, momentum=0.95, scale_mode=mode, ns_dtype=None)
     w.grad = g
     opt.step()
     # First step: the Nesterov look-ahead is a multiple of g, so dW = -lr * scale * NS(g) exactly.
-    torch.testing.assert_close(w.detach(), -lr * want * newton_schulz(g, dtype=None),
-                               rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(
+        w.detach(), -lr * want * newton_schulz(g, dtype=None), rtol=1e-12, atol=1e-15
+    )
     sigma = torch.linalg.matrix_norm(w.detach(), ord=2).item() / (lr * want)
     assert 0.5 <= sigma <= 1.5
 
@@ -73,7 +78,9 @@ def test_spectral_mode_is_width_correct():
     ratios = []
     for n in (64, 128, 512):
         w = nn.Parameter(torch.zeros(n, n // 2, dtype=torch.float64))
-        w.grad = torch.randn(n, n // 2, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+        w.grad = torch.randn(
+            n, n // 2, dtype=torch.float64, generator=torch.Generator().manual_seed(n)
+        )
         Muon([w], lr=1.0, scale_mode="spectral", ns_dtype=None).step()
         ratios.append(torch.linalg.matrix_norm(w.detach(), ord=2).item() / math.sqrt(2.0))
     assert max(ratios) / min(ratios) < 1.1
@@ -86,17 +93,21 @@ def _pair(shapes, dtype=torch.float32):
     return a, b
 
 
-@pytest.mark.parametrize("ours,theirs,shapes", [
-    ("original", "original", [(96, 32), (32, 96), (64, 64)]),
-    ("rms", "match_rms_adamw", [(96, 32), (32, 96), (64, 64)]),
-    ("spectral", "original", [(96, 32), (64, 64)]),  # fan_out >= fan_in: the two agree
-])
+@pytest.mark.parametrize(
+    "ours,theirs,shapes",
+    [
+        ("original", "original", [(96, 32), (32, 96), (64, 64)]),
+        ("rms", "match_rms_adamw", [(96, 32), (32, 96), (64, 64)]),
+        ("spectral", "original", [(96, 32), (64, 64)]),  # fan_out >= fan_in: the two agree
+    ],
+)
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_matches_torch_muon(ours, theirs, shapes, nesterov):
     a, b = _pair(shapes)
     mine = Muon(a, lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, scale_mode=ours)
-    ref = torch.optim.Muon(b, lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov,
-                           adjust_lr_fn=theirs)
+    ref = torch.optim.Muon(
+        b, lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=theirs
+    )
     gen = torch.Generator().manual_seed(4)
     for _ in range(4):
         for p, q in zip(a, b):
@@ -116,7 +127,9 @@ def test_spectral_differs_from_torch_where_fan_in_is_larger():
 
 def _model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    return nn.Sequential(
+        nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+    )
 
 
 def _scalings(model):
@@ -124,8 +137,20 @@ def _scalings(model):
     out = {}
     for n, p in model.named_parameters():
         role = "vector" if n.endswith("bias") else roles[n.split(".")[0]]
-        out[n] = Scaling(n, role, tuple(p.shape), p.shape[-1], p.shape[0], 1, 1, None, 1.0,
-                         0.5 if role in ("hidden", "readout") else 1.0, 1.0, muon=role == "hidden")
+        out[n] = Scaling(
+            n,
+            role,
+            tuple(p.shape),
+            p.shape[-1],
+            p.shape[0],
+            1,
+            1,
+            None,
+            1.0,
+            0.5 if role in ("hidden", "readout") else 1.0,
+            1.0,
+            muon=role == "hidden",
+        )
     return out
 
 
@@ -146,8 +171,16 @@ def _train(model, opt, steps, sched=None):
 
 def test_one_optimizer_muon_for_hidden_adamw_for_rest():
     m, ref = _model(), _model()
-    opt = build_optimizer(m, _scalings(m), "muon", lr=0.01, weight_decay=0.1, betas=(0.9, 0.95),
-                          momentum=0.9, muon_lr=0.05)
+    opt = build_optimizer(
+        m,
+        _scalings(m),
+        "muon",
+        lr=0.01,
+        weight_decay=0.1,
+        betas=(0.9, 0.95),
+        momentum=0.9,
+        muon_lr=0.05,
+    )
     muon_groups = [g for g in opt.param_groups if g["use_muon"]]
     assert [g["names"] for g in muon_groups] == [["2.weight"]]
     assert muon_groups[0]["lr"] == pytest.approx(0.05 * 0.5)

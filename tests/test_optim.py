@@ -9,30 +9,47 @@ import torch
 from torch import nn
 
 from sizeup.errors import ConfigError, SizeupError
-from sizeup.optim import SGDW, build_optimizer, canonical_name, group_table, transfer_batch
+from sizeup.optim import SGDW, build_optimizer, group_table, transfer_batch
 from sizeup.parametrization.rules import Scaling
 from sizeup.schedules import make_schedule
+from sizeup.wrapping import canonical_name
 
 # name -> (role, lr_mult, wd_mult); the lr multipliers are muP's Adam column at m_in = 2.
 ROLES = {
-    "0.weight": ("input", 1.0, 1.0), "0.bias": ("vector", 1.0, 0.0),
-    "2.weight": ("hidden", 0.5, 1.0), "2.bias": ("vector", 1.0, 0.0),
-    "4.weight": ("readout", 0.5, 1.0), "4.bias": ("vector", 1.0, 0.0),
+    "0.weight": ("input", 1.0, 1.0),
+    "0.bias": ("vector", 1.0, 0.0),
+    "2.weight": ("hidden", 0.5, 1.0),
+    "2.bias": ("vector", 1.0, 0.0),
+    "4.weight": ("readout", 0.5, 1.0),
+    "4.bias": ("vector", 1.0, 0.0),
 }
 
 
 def mlp(dtype=torch.float64) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
-                         nn.Linear(8, 3)).to(dtype)
+    return nn.Sequential(
+        nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)
+    ).to(dtype)
 
 
 def scalings(model: nn.Module, roles=ROLES) -> dict[str, Scaling]:
     out = {}
     for n, p in model.named_parameters():
         role, lr_mult, wd_mult = roles[n]
-        out[n] = Scaling(n, role, tuple(p.shape), p.shape[-1], p.shape[0], 1.0, 1.0, None, 1.0,
-                         lr_mult, wd_mult, muon=role == "hidden")
+        out[n] = Scaling(
+            n,
+            role,
+            tuple(p.shape),
+            p.shape[-1],
+            p.shape[0],
+            1.0,
+            1.0,
+            None,
+            1.0,
+            lr_mult,
+            wd_mult,
+            muon=role == "hidden",
+        )
     return out
 
 
@@ -130,8 +147,12 @@ def test_sgdw_matches_torch_sgd_without_decay_and_decouples_it():
     sc = scalings(m1)
     o1 = build_optimizer(m1, sc, "sgd", lr=0.05, momentum=0.9, nesterov=True)
     assert isinstance(o1, SGDW)
-    o2 = torch.optim.SGD([{"params": [p], "lr": 0.05 * ROLES[n][1]} for n, p in m2.named_parameters()],
-                         lr=0.05, momentum=0.9, nesterov=True)
+    o2 = torch.optim.SGD(
+        [{"params": [p], "lr": 0.05 * ROLES[n][1]} for n, p in m2.named_parameters()],
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+    )
     x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
     for _ in range(3):
         for m, o in ((m1, o1), (m2, o2)):
@@ -175,28 +196,41 @@ def test_transfer_batch_beta_out_of_range():
 
 def test_build_optimizer_applies_batch_transfer():
     m = mlp()
-    opt = build_optimizer(m, scalings(m), "adamw", lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95),
-                          eps=1e-8, batch_size=64, base_batch_size=16)
+    opt = build_optimizer(
+        m,
+        scalings(m),
+        "adamw",
+        lr=1e-3,
+        weight_decay=0.1,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        batch_size=64,
+        base_batch_size=16,
+    )
     g = next(g for g in opt.param_groups if g["role"] == "hidden")
     assert g["lr"] == pytest.approx(2e-3 * 0.5)
     assert g["betas"] == pytest.approx((0.6, 0.8)) and g["eps"] == pytest.approx(5e-9)
     assert g["lr"] * g["weight_decay"] == pytest.approx(0.1)  # decay unaffected by the transfer
-    sgd = build_optimizer(m, scalings(m), "sgd", lr=1e-3, momentum=0.9, batch_size=32,
-                          base_batch_size=16)
+    sgd = build_optimizer(
+        m, scalings(m), "sgd", lr=1e-3, momentum=0.9, batch_size=32, base_batch_size=16
+    )
     assert sgd.param_groups[0]["momentum"] == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(name="adam2"), "optimizer"),
-    (dict(lr=-1.0), "lr"),
-    (dict(lr=float("nan")), "lr"),
-    (dict(weight_decay=-0.1), "weight_decay"),
-    (dict(betas=(0.9, 1.0)), "beta2"),
-    (dict(eps=0.0), "eps"),
-    (dict(momentum=1.5), "momentum"),
-    (dict(muon_scale="fro"), "muon_scale"),
-    (dict(base_batch_size=16), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(name="adam2"), "optimizer"),
+        (dict(lr=-1.0), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(betas=(0.9, 1.0)), "beta2"),
+        (dict(eps=0.0), "eps"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(muon_scale="fro"), "muon_scale"),
+        (dict(base_batch_size=16), "batch_size"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs, field):
     m = mlp()
     args = dict(name="adamw", lr=1e-3) | kwargs
@@ -208,7 +242,9 @@ def test_muon_flag_on_a_vector_is_refused():
     m = mlp()
     sc = scalings(m)
     s = sc["2.bias"]
-    sc["2.bias"] = Scaling(s.name, s.role, s.shape, s.fan_in, s.fan_out, 1, 1, None, 1, 1, 0, muon=True)
+    sc["2.bias"] = Scaling(
+        s.name, s.role, s.shape, s.fan_in, s.fan_out, 1, 1, None, 1, 1, 0, muon=True
+    )
     with pytest.raises(ConfigError, match="2.bias"):
         build_optimizer(m, sc, "muon", lr=1e-3)
 
@@ -222,8 +258,10 @@ def test_gpt_groups_from_the_trainer():
     opt = built.optimizer
     muon = {n: g for g in opt.param_groups if g["use_muon"] for n in g["names"]}
     assert sorted(muon) == sorted(
-        f"blocks.{i}.{m}.weight" for i in range(2)
-        for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down"))
+        f"blocks.{i}.{m}.weight"
+        for i in range(2)
+        for m in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+    )
     h = built.model.blocks[0].mlp.up.weight.shape[0]
     assert muon["blocks.0.mlp.up.weight"]["update_scale"] == pytest.approx(math.sqrt(h / 64))
     assert muon["blocks.0.mlp.down.weight"]["update_scale"] == pytest.approx(math.sqrt(64 / h))

@@ -51,9 +51,14 @@ def _roles(p):
 
 def test_roles_inferred_from_base():
     p = parametrize(TinyMLP(64), TinyMLP(16), rule="mup")
-    assert _roles(p) == {"input.weight": "input", "input.bias": "vector",
-                         "hidden.weight": "hidden", "hidden.bias": "vector",
-                         "readout.weight": "readout", "readout.bias": "vector"}
+    assert _roles(p) == {
+        "input.weight": "input",
+        "input.bias": "vector",
+        "hidden.weight": "hidden",
+        "hidden.bias": "vector",
+        "readout.weight": "readout",
+        "readout.bias": "vector",
+    }
 
 
 def test_embedding_fans_are_swapped():
@@ -110,15 +115,23 @@ def test_adam_eps_column_by_hand():
     # the Table 3 readout's gradient is Theta(1); the Table 8 readout's is 1/m_in (multiplier).
     p = parametrize(TinyMLP(64), TinyMLP(16), rule="mup")
     t = {s.name: s.eps_mult for s in p.table()}
-    assert t == {"input.weight": 0.25, "input.bias": 0.25, "hidden.weight": 0.25,
-                 "hidden.bias": 0.25, "readout.weight": 1.0, "readout.bias": 1.0}
+    assert t == {
+        "input.weight": 0.25,
+        "input.bias": 0.25,
+        "hidden.weight": 0.25,
+        "hidden.bias": 0.25,
+        "readout.weight": 1.0,
+        "readout.bias": 1.0,
+    }
     p8 = parametrize(TinyMLP(64), TinyMLP(16), rule="mup", readout_form="table8")
     assert p8["readout.weight"].eps_mult == 0.25
     opt = p.optimizer("adamw", lr=1e-3, eps=1e-8)
     eps = {n: g["eps"] for g in opt.param_groups for n in g["names"]}
     assert eps["hidden.weight"] == pytest.approx(2.5e-9) and eps["readout.weight"] == 1e-8
     for rule in ("sp", "mup_simple"):  # no rule of one-eps families changes it
-        assert {s.eps_mult for s in parametrize(TinyMLP(64), TinyMLP(16), rule=rule).table()} == {1.0}
+        assert {s.eps_mult for s in parametrize(TinyMLP(64), TinyMLP(16), rule=rule).table()} == {
+            1.0
+        }
     off = parametrize(TinyMLP(64), TinyMLP(16), rule="mup", scale_eps=False)
     assert {s.eps_mult for s in off.table()} == {1.0}
 
@@ -127,9 +140,9 @@ def test_spectral_init_by_hand():
     # Yang, Simon & Bernstein 2023: std = fan_in^-1/2 * min(1, sqrt(fan_out/fan_in)).
     p = parametrize(TinyMLP(64), TinyMLP(16), rule="spectral")
     t = {s.name: s for s in p.table()}
-    assert t["input.weight"].init_std == pytest.approx(6 ** -0.5)  # fan_out 64 > fan_in 6
-    assert t["hidden.weight"].init_std == pytest.approx(64 ** -0.5)
-    assert t["readout.weight"].init_std == pytest.approx(64 ** -0.5 * math.sqrt(3 / 64))
+    assert t["input.weight"].init_std == pytest.approx(6**-0.5)  # fan_out 64 > fan_in 6
+    assert t["hidden.weight"].init_std == pytest.approx(64**-0.5)
+    assert t["readout.weight"].init_std == pytest.approx(64**-0.5 * math.sqrt(3 / 64))
     assert t["hidden.weight"].lr_mult == pytest.approx(0.25)
 
 
@@ -169,8 +182,9 @@ def test_readout_table8_installs_multiplier_and_matches_forward():
 def test_no_hooks_when_all_multipliers_are_one():
     m = TinyMLP(64)
     parametrize(m, TinyMLP(16), rule="mup")
-    assert all(len(mod._forward_pre_hooks) == 0 and len(mod._forward_hooks) == 0
-               for mod in m.modules())
+    assert all(
+        len(mod._forward_pre_hooks) == 0 and len(mod._forward_hooks) == 0 for mod in m.modules()
+    )
 
 
 def test_tied_readout_gets_table8_multiplier():
@@ -228,9 +242,12 @@ def test_depth_scaling_multiplier_and_lr():
 
         def __init__(self, depth):
             super().__init__()
-            self.blocks = nn.ModuleList(nn.ModuleDict({"inp": nn.Linear(8, 8, bias=False),
-                                                       "out": nn.Linear(8, 8, bias=False)})
-                                        for _ in range(depth))
+            self.blocks = nn.ModuleList(
+                nn.ModuleDict(
+                    {"inp": nn.Linear(8, 8, bias=False), "out": nn.Linear(8, 8, bias=False)}
+                )
+                for _ in range(depth)
+            )
 
     m = Res(8)
     p = parametrize(m, Res(2), rule="mup", base_depth=2, depth_exponent=0.5)

@@ -19,14 +19,24 @@ def rel(a: float, b: float) -> float:
 # --- DeepSeek LLM (Bi et al. 2024), Table 2: 7B = 30 layers, d 4096, 32 heads, lr 4.2e-4,
 # batch 2304 x 4096 = 9.4M tokens; 67B = 95 layers, d 8192, 64 heads, lr 3.2e-4, batch
 # 4608 x 4096 = 18.9M tokens; both on 2T tokens, seq 4096.
-@pytest.mark.parametrize("n_layer,d_model,n_head,lr_used,batch_used", [
-    (30, 4096, 32, 4.2e-4, 9.4e6),
-    (95, 8192, 64, 3.2e-4, 18.9e6),
-])
-def test_deepseek_v1_reproduces_the_published_hyperparameters(n_layer, d_model, n_head,
-                                                              lr_used, batch_used):
-    p = plan(preset="deepseek-v1", n_layer=n_layer, d_model=d_model, n_head=n_head,
-             seq_len=4096, tokens=2e12)
+@pytest.mark.parametrize(
+    "n_layer,d_model,n_head,lr_used,batch_used",
+    [
+        (30, 4096, 32, 4.2e-4, 9.4e6),
+        (95, 8192, 64, 3.2e-4, 18.9e6),
+    ],
+)
+def test_deepseek_v1_reproduces_the_published_hyperparameters(
+    n_layer, d_model, n_head, lr_used, batch_used
+):
+    p = plan(
+        preset="deepseek-v1",
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head,
+        seq_len=4096,
+        tokens=2e12,
+    )
     assert rel(p.peak_lr, lr_used) < 0.10
     assert rel(p.batch_tokens, batch_used) < 0.10
     # Hand calculation, DeepSeek LLM eq. (1): C = M D, M = 72 L d^2 + 12 L d l_seq,
@@ -130,19 +140,49 @@ def check_against_hand(rows):
 
 
 def test_layer_table_matches_hand_computed_table():
-    rows = layer_table(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
-                       data_exponent=-0.12, rule="mup", sigma=0.02, betas=(0.9, 0.95),
-                       eps=1e-8, weight_decay=0.1, readout_form="table8")
+    rows = layer_table(
+        lr=1e-2,
+        n_layer=24,
+        width_ratio=100,
+        batch_ratio=8,
+        data_ratio=100,
+        data_exponent=-0.12,
+        rule="mup",
+        sigma=0.02,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        weight_decay=0.1,
+        readout_form="table8",
+    )
     check_against_hand(rows)
 
 
 def test_plan_builds_the_same_table_from_a_proxy():
     # Proxy d 64 -> target d 6400 (n = 100); 64 -> 512 sequences of 1024 (b = 8);
     # 1e9 -> 1e11 tokens (d = 100).
-    proxy = Proxy(width=64, depth=2, lr=1e-2, batch_tokens=64 * 1024, tokens=1e9, rule="mup",
-                  sigma=0.02, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    p = plan(preset="chinchilla", n_layer=24, d_model=6400, head_dim=128, seq_len=1024,
-             tokens=1e11, batch_tokens=512 * 1024, proxy=proxy, data_exponent=-0.12)
+    proxy = Proxy(
+        width=64,
+        depth=2,
+        lr=1e-2,
+        batch_tokens=64 * 1024,
+        tokens=1e9,
+        rule="mup",
+        sigma=0.02,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        weight_decay=0.1,
+    )
+    p = plan(
+        preset="chinchilla",
+        n_layer=24,
+        d_model=6400,
+        head_dim=128,
+        seq_len=1024,
+        tokens=1e11,
+        batch_tokens=512 * 1024,
+        proxy=proxy,
+        data_exponent=-0.12,
+    )
     assert (p.width_ratio, p.batch_ratio, p.data_ratio) == (100, 8, 100)
     assert p.peak_lr == pytest.approx(1.627590e-2, rel=1e-5)
     check_against_hand(p.layers)
@@ -151,14 +191,23 @@ def test_plan_builds_the_same_table_from_a_proxy():
 
 def test_one_eps_when_scale_eps_is_off():
     # scale_eps=False keeps microsoft/mup's single eps: only the batch transfer moves it.
-    rows = layer_table(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
-                       data_exponent=-0.12, eps=1e-8, scale_eps=False)
+    rows = layer_table(
+        lr=1e-2,
+        n_layer=24,
+        width_ratio=100,
+        batch_ratio=8,
+        data_ratio=100,
+        data_exponent=-0.12,
+        eps=1e-8,
+        scale_eps=False,
+    )
     assert {round(r["eps"], 18) for r in rows} == {round(1e-8 / 8**0.5, 18)}
 
 
 def test_table3_readout_is_the_abc_shift_of_table8():
-    kw = dict(lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100,
-              data_exponent=-0.12)
+    kw = dict(
+        lr=1e-2, n_layer=24, width_ratio=100, batch_ratio=8, data_ratio=100, data_exponent=-0.12
+    )
     t3 = {r["tensor"]: r for r in layer_table(readout_form="table3", **kw)}["lm_head"]
     t8 = {r["tensor"]: r for r in layer_table(readout_form="table8", **kw)}["lm_head"]
     # Tensor Programs V Table 3 readout: init sigma/n, multiplier 1, Adam lr eta/n.
@@ -173,8 +222,9 @@ def test_table3_readout_is_the_abc_shift_of_table8():
 
 
 def test_muon_rows_share_eta_on_hidden_matrices():
-    rows = {r["tensor"]: r for r in layer_table(lr=0.02, n_layer=4, width_ratio=10,
-                                                 optimizer="muon")}
+    rows = {
+        r["tensor"]: r for r in layer_table(lr=0.02, n_layer=4, width_ratio=10, optimizer="muon")
+    }
     assert rows["blocks.*.attn.q"]["lr"] == pytest.approx(0.02)
     assert rows["blocks.*.attn.q"]["beta1"] is None
     assert rows["wte"]["optimizer"] == "adamw"
@@ -204,18 +254,21 @@ def test_contradictory_compute_params_tokens():
         plan(preset="chinchilla", compute=1e21, params=1e9, tokens=1e12)  # 6ND = 6e21
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(), "target"),
-    (dict(compute=1e21, tokens=1e10, tokens_per_param=20), "tokens_per_param"),
-    (dict(n_layer=12, d_model=768, params=1e10), "params"),
-    (dict(n_layer=12), "n_layer/d_model"),
-    (dict(compute=-1.0), "compute"),
-    (dict(params=1e9, mfu=1.5), "mfu"),
-    (dict(params=1e9, preset="nope"), "preset"),
-    (dict(n_layer=4, d_model=256, proxy=Proxy(width=512)), "base_width"),
-    (dict(n_layer=2, d_model=256, tokens=1000.0, seq_len=256), "params"),
-    (dict(params=1e9, lr_law="abc"), "lr_law"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(), "target"),
+        (dict(compute=1e21, tokens=1e10, tokens_per_param=20), "tokens_per_param"),
+        (dict(n_layer=12, d_model=768, params=1e10), "params"),
+        (dict(n_layer=12), "n_layer/d_model"),
+        (dict(compute=-1.0), "compute"),
+        (dict(params=1e9, mfu=1.5), "mfu"),
+        (dict(params=1e9, preset="nope"), "preset"),
+        (dict(n_layer=4, d_model=256, proxy=Proxy(width=512)), "base_width"),
+        (dict(n_layer=2, d_model=256, tokens=1000.0, seq_len=256), "params"),
+        (dict(params=1e9, lr_law="abc"), "lr_law"),
+    ],
+)
 def test_bad_targets_name_the_field(kwargs, field):
     with pytest.raises(SizeupError, match=field.replace("/", ".")):
         plan(**kwargs)
@@ -223,8 +276,14 @@ def test_bad_targets_name_the_field(kwargs, field):
 
 def test_less_than_one_batch_is_an_error():
     with pytest.raises(ConfigError, match="tokens=.*at least one batch"):
-        plan(n_layer=2, d_model=256, tokens=20000.0, seq_len=256, batch_tokens=2**20,
-             min_tokens_per_param=0.0)
+        plan(
+            n_layer=2,
+            d_model=256,
+            tokens=20000.0,
+            seq_len=256,
+            batch_tokens=2**20,
+            min_tokens_per_param=0.0,
+        )
 
 
 # --- warnings
@@ -233,8 +292,13 @@ def test_warnings_critical_batch_optimum_and_extrapolation():
     assert any("critical batch" in w for w in p.warnings)
     assert any("fitted range" in w for w in p.warnings)  # 1e23 > 100 x 1e20
     assert not any("far" in w for w in p.warnings)  # compute-optimal by construction
-    p = plan(preset="chinchilla", compute=1e23, tokens_per_param=2000, fit_range=(1e18, 1e22),
-             critical_batch=1e9)
+    p = plan(
+        preset="chinchilla",
+        compute=1e23,
+        tokens_per_param=2000,
+        fit_range=(1e18, 1e22),
+        critical_batch=1e9,
+    )
     assert any("far" in w for w in p.warnings)
     assert not any("fitted range" in w for w in p.warnings)  # 1e23 < 100 x 1e22
     assert not any("critical batch" in w for w in p.warnings)
@@ -246,8 +310,16 @@ def test_fit_json_preset_with_bootstrap_interval_and_range(tmp_path):
     rng = np.random.default_rng(0)
     base = np.array([1.8, 480.0, 2000.0, 0.35, 0.37])
     samples = base * (1 + 0.02 * rng.standard_normal((50, 5)))
-    fit = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37,
-           "samples": samples.tolist(), "C_min": 1e18, "C_max": 1e19}
+    fit = {
+        "E": 1.8,
+        "A": 480.0,
+        "B": 2000.0,
+        "alpha": 0.35,
+        "beta": 0.37,
+        "samples": samples.tolist(),
+        "C_min": 1e18,
+        "C_max": 1e19,
+    }
     (tmp_path / "fit.json").write_text(json.dumps(fit))
     p = plan(preset=str(tmp_path / "fit.json"), compute=1e22, batch_tokens=2**20)
     lo, hi = p.loss_interval
@@ -257,8 +329,18 @@ def test_fit_json_preset_with_bootstrap_interval_and_range(tmp_path):
 
 # --- time and cost
 def test_time_and_cost_by_hand():
-    p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096,
-             tokens=2e12, gpu="H100", n_gpus=512, mfu=0.4, gpu_price=2.0)
+    p = plan(
+        preset="deepseek-v1",
+        n_layer=30,
+        d_model=4096,
+        n_head=32,
+        seq_len=4096,
+        tokens=2e12,
+        gpu="H100",
+        n_gpus=512,
+        mfu=0.4,
+        gpu_price=2.0,
+    )
     t = p.flops_exact / (512 * 989e12 * 0.4)  # H100 SXM dense bf16 peak 989 TFLOP/s
     assert p.time_s == pytest.approx(t)
     assert p.gpu_hours == pytest.approx(t / 3600 * 512)
@@ -277,8 +359,15 @@ def test_schedule_adds_up_and_json_markdown():
         assert key in d
     md = p.to_markdown()
     assert "| blocks.*.attn.o |" in md and "Table 8" in md and "peak_lr" in md
-    assert {e["name"] for e in p.explain} >= {"params", "tokens", "flops", "batch_tokens",
-                                              "steps", "peak_lr", "layers"}
+    assert {e["name"] for e in p.explain} >= {
+        "params",
+        "tokens",
+        "flops",
+        "batch_tokens",
+        "steps",
+        "peak_lr",
+        "layers",
+    }
 
 
 def test_shape_family():
@@ -295,9 +384,26 @@ def test_shape_family():
 def test_cli_contract_writes_plan_json(tmp_path):
     from sizeup.cli import main
 
-    main(["plan", "--preset", "deepseek-v1", "--n-layer", "30", "--d-model", "4096",
-          "--n-head", "32", "--seq-len", "4096", "--tokens", "2e12", "--out", str(tmp_path),
-          "--explain"])
+    main(
+        [
+            "plan",
+            "--preset",
+            "deepseek-v1",
+            "--n-layer",
+            "30",
+            "--d-model",
+            "4096",
+            "--n-head",
+            "32",
+            "--seq-len",
+            "4096",
+            "--tokens",
+            "2e12",
+            "--out",
+            str(tmp_path),
+            "--explain",
+        ]
+    )
     d = json.loads((tmp_path / "plan.json").read_text())
     for key in ("peak_lr", "batch_tokens", "params", "tokens", "flops", "layers"):
         assert key in d
@@ -318,15 +424,16 @@ def test_cli_error_exits_nonzero(capsys):
 def test_critical_batch_sources():
     # Kaplan et al. 2020 eq. (5.3): B_crit(L) = 2e8 / L^(1/0.21); by hand at L = 2:
     # 2^(4.7619) = 27.13, so B_crit = 7.37e6 tokens.
-    from sizeup.plan import _critical_batch
+    from sizeup.plan.planner import _critical_batch
 
     b, src = _critical_batch(None, type("L", (), {"extra": {}, "name": "x"})(), 1e21, 2.0)
     assert b == pytest.approx(7.37e6, rel=1e-3) and "Kaplan" in src
     p = plan(preset="chinchilla", compute=1e21)
     assert p.critical_batch == pytest.approx(2e8 / p.loss ** (1 / 0.21))
     # A fit's own critical-batch law wins over Kaplan's; an explicit value wins over both.
-    fit = type("L", (), {"extra": {"critical_batch": {"coef": 10.0, "exponent": 0.25}},
-                         "name": "f"})()
+    fit = type(
+        "L", (), {"extra": {"critical_batch": {"coef": 10.0, "exponent": 0.25}}, "name": "f"}
+    )()
     assert _critical_batch(None, fit, 1e20, 2.0)[0] == pytest.approx(10.0 * 1e5)
     assert _critical_batch(5.0, fit, 1e20, 2.0) == (5.0, "given")
 
@@ -345,9 +452,18 @@ def test_table_agrees_with_the_real_parametrization():
         return GPT(GPTConfig(d_model=d, n_layer=2, head_dim=16, vocab_size=64, seq_len=16))
 
     p = parametrize(mk(256), base=mk(64), rule="mup", sigma=0.02, readout_form="table8")
-    rows = {r["tensor"]: r for r in layer_table(lr=1.0, n_layer=2, width_ratio=4, rule="mup",
-                                                 sigma=0.02, weight_decay=1.0,
-                                                 readout_form="table8")}
+    rows = {
+        r["tensor"]: r
+        for r in layer_table(
+            lr=1.0,
+            n_layer=2,
+            width_ratio=4,
+            rule="mup",
+            sigma=0.02,
+            weight_decay=1.0,
+            readout_form="table8",
+        )
+    }
     import fnmatch
 
     seen = set()

@@ -37,11 +37,14 @@ def test_cosine_hand_values():
     assert w(0) == 0.5 and w(2) == 1.0 and w(6) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("cooldown,mid", [
-    ("linear", 0.5),
-    ("1-sqrt", 1 - math.sqrt(0.5)),  # 0.29289...
-    ("exponential", 0.01 ** 0.5),  # r^p with r = 0.01 when min_ratio = 0
-])
+@pytest.mark.parametrize(
+    "cooldown,mid",
+    [
+        ("linear", 0.5),
+        ("1-sqrt", 1 - math.sqrt(0.5)),  # 0.29289...
+        ("exponential", 0.01**0.5),  # r^p with r = 0.01 when min_ratio = 0
+    ],
+)
 def test_wsd_cooldowns(cooldown, mid):
     f = make_schedule("wsd", steps=100, decay_frac=0.2, cooldown=cooldown)
     assert f.decay_start == 80
@@ -58,7 +61,7 @@ def test_wsd_min_ratio_and_warmup():
     assert f(9) == 1.0
     assert f(15) == pytest.approx(0.2 + 0.8 * 0.5)
     e = make_schedule("wsd", steps=10, decay_frac=1.0, cooldown="exponential", min_ratio=0.1)
-    assert e(5) == pytest.approx(0.1 ** 0.5)
+    assert e(5) == pytest.approx(0.1**0.5)
 
 
 def test_lambdalr_drives_optimizer_lr():
@@ -76,14 +79,17 @@ def test_lambdalr_drives_optimizer_lr():
     assert pickle.loads(pickle.dumps(f)) == f  # sweeps ship schedules to worker processes
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(kind="linear", steps=10), "schedule"),
-    (dict(kind="cosine", steps=0), "steps"),
-    (dict(kind="cosine", steps=10, warmup=11), "warmup"),
-    (dict(kind="wsd", steps=10, decay_frac=1.5), "decay_frac"),
-    (dict(kind="wsd", steps=10, cooldown="cubic"), "cooldown"),
-    (dict(kind="cosine", steps=10, min_ratio=1.0), "min_ratio"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(kind="linear", steps=10), "schedule"),
+        (dict(kind="cosine", steps=0), "steps"),
+        (dict(kind="cosine", steps=10, warmup=11), "warmup"),
+        (dict(kind="wsd", steps=10, decay_frac=1.5), "decay_frac"),
+        (dict(kind="wsd", steps=10, cooldown="cubic"), "cooldown"),
+        (dict(kind="cosine", steps=10, min_ratio=1.0), "min_ratio"),
+    ],
+)
 def test_bad_values_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         make_schedule(**kwargs)
@@ -91,21 +97,28 @@ def test_bad_values_name_the_field(kwargs, field):
 
 def test_plot_schedule(tmp_path):
     path = tmp_path / "lr.png"
-    plot_schedule([make_schedule("cosine", 50, warmup=5),
-                   make_schedule("wsd", 50, cooldown="1-sqrt")], path=path)
+    plot_schedule(
+        [make_schedule("cosine", 50, warmup=5), make_schedule("wsd", 50, cooldown="1-sqrt")],
+        path=path,
+    )
     assert path.stat().st_size > 1000
 
 
 @settings(max_examples=60, deadline=None)
-@given(kind=st.sampled_from(["constant", "cosine", "wsd"]),
-       steps=st.integers(1, 500), warm_frac=st.floats(0, 1), decay_frac=st.floats(0, 1),
-       cooldown=st.sampled_from(["linear", "1-sqrt", "exponential"]),
-       min_ratio=st.floats(0, 0.99))
+@given(
+    kind=st.sampled_from(["constant", "cosine", "wsd"]),
+    steps=st.integers(1, 500),
+    warm_frac=st.floats(0, 1),
+    decay_frac=st.floats(0, 1),
+    cooldown=st.sampled_from(["linear", "1-sqrt", "exponential"]),
+    min_ratio=st.floats(0, 0.99),
+)
 def test_schedule_properties(kind, steps, warm_frac, decay_frac, cooldown, min_ratio):
     # Any schedule stays in (0, 1] over the run's steps and never rises after warmup.
     warmup = int(warm_frac * steps)
-    f = make_schedule(kind, steps, warmup=warmup, decay_frac=decay_frac, cooldown=cooldown,
-                      min_ratio=min_ratio)
+    f = make_schedule(
+        kind, steps, warmup=warmup, decay_frac=decay_frac, cooldown=cooldown, min_ratio=min_ratio
+    )
     v = f.values()
     assert all(0.0 < x <= 1.0 for x in v)
     after = v[warmup:]

@@ -11,8 +11,10 @@ from sizeup.errors import ConfigError
 from sizeup.sweep import LocalExecutor, Store, run_sweep
 from sizeup.sweep.testing import synthetic_loss, synthetic_run
 
-SPEC = {"base": {"steps": 5}, "axes": {"width": [32, 64], "lr": {"log2": [-10, -7]},
-                                       "rule": ["sp", "mup"]}}
+SPEC = {
+    "base": {"steps": 5},
+    "axes": {"width": [32, 64], "lr": {"log2": [-10, -7]}, "rule": ["sp", "mup"]},
+}
 
 
 def _losses(path):
@@ -52,12 +54,14 @@ def test_dead_worker_is_retried_once_then_failed(tmp_path, monkeypatch):
         for t in st.trials("failed"):
             assert t.config.data == "die" and "worker process died" in t.error
         die_ids = {t.id for t in st.trials("failed")}
-    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
-                     if line.startswith("start"))
+    starts = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("start")
+    )
     # every dying trial was retried alone once (so it started once or twice in all)
     assert all(1 <= starts[i] <= 2 for i in die_ids)
-    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
-                   if line.startswith("end"))
+    ends = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("end")
+    )
     # good trials all finished; one caught in a broken pool may have run again
     assert len(ends) == 3 and max(ends.values()) <= 2
 
@@ -68,8 +72,9 @@ def test_resume_never_reruns_finished_trials(tmp_path, monkeypatch):
     first = run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, progress=False)
     again = run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, workers=2, progress=False)
     assert first.ran == 16 and again.ran == 0 and again.skipped == 16
-    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
-                   if line.startswith("end"))
+    ends = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("end")
+    )
     assert len(ends) == 16 and set(ends.values()) == {1}
     # growing the spec runs only the new trials
     bigger = {**SPEC, "axes": {**SPEC["axes"], "width": [32, 64, 128]}}
@@ -81,8 +86,9 @@ def test_retry_failed_on_request(tmp_path):
     spec = {"axes": {"data": ["crash"]}}
     run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False)
     assert run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False).ran == 0
-    rep = run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False,
-                    retry_failed=True)
+    rep = run_sweep(
+        spec, tmp_path / "s.db", runner=synthetic_run, progress=False, retry_failed=True
+    )
     assert rep.ran == 1 and rep.requeued == 1
     assert Store(tmp_path / "s.db").get(Store(tmp_path / "s.db").trials()[0].id).attempts == 2
 
@@ -102,7 +108,7 @@ def test_bad_spec_fails_before_the_store_is_touched(tmp_path):
 
 def test_progress_bar_runs(tmp_path, capsys):
     run_sweep(SPEC, tmp_path / "s.db", runner=synthetic_run, progress=True)
-    assert "16/16" in capsys.readouterr().out
+    assert "16/16" in capsys.readouterr().err  # progress goes to stderr, plain lines off a terminal
 
 
 def test_only_the_given_specs_trials_run(tmp_path):
@@ -111,21 +117,29 @@ def test_only_the_given_specs_trials_run(tmp_path):
         from sizeup.sweep import load_spec
 
         st.add(load_spec(other).trials())  # queued by an earlier, wider spec; never run
-    rep = run_sweep({"axes": {"lr": [2.0**-8]}}, tmp_path / "s.db", runner=synthetic_run,
-                    progress=False)
+    rep = run_sweep(
+        {"axes": {"lr": [2.0**-8]}}, tmp_path / "s.db", runner=synthetic_run, progress=False
+    )
     assert rep.ran == 1 and rep.counts["queued"] == 2
 
 
 def test_largest_first_order(tmp_path, monkeypatch):
     log = tmp_path / "log.txt"
     monkeypatch.setenv("SIZEUP_SYNTH_LOG", str(log))
-    run_sweep({"axes": {"width": [32, 128, 64]}}, tmp_path / "s.db", runner=synthetic_run,
-              progress=False, order="largest_first")
+    run_sweep(
+        {"axes": {"width": [32, 128, 64]}},
+        tmp_path / "s.db",
+        runner=synthetic_run,
+        progress=False,
+        order="largest_first",
+    )
     with Store(tmp_path / "s.db") as st:
         width = {t.id: t.config.width for t in st.trials()}
-    started = [width[line.split()[1]] for line in log.read_text().splitlines()
-               if line.startswith("start")]
+    started = [
+        width[line.split()[1]] for line in log.read_text().splitlines() if line.startswith("start")
+    ]
     assert started == [128, 64, 32]
     with pytest.raises(ConfigError, match="order"):
-        run_sweep({"axes": {"width": [32]}}, tmp_path / "s.db", runner=synthetic_run,
-                  order="random")
+        run_sweep(
+            {"axes": {"width": [32]}}, tmp_path / "s.db", runner=synthetic_run, order="random"
+        )

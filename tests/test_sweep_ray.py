@@ -11,9 +11,18 @@ from sizeup.sweep.testing import synthetic_run
 ray = pytest.importorskip("ray", reason='the Ray executor needs pip install "sizeup[ray]"')
 
 # a tiny real GPT: two lrs x two seeds, a few seconds each
-SPEC = {"base": {"width": 32, "depth": 1, "seq_len": 32, "batch_size": 4, "steps": 8,
-                 "eval_batches": 1, "rule": "mup"},
-        "axes": {"lr": [2.0**-8, 2.0**-6], "seed": [0, 1]}}
+SPEC = {
+    "base": {
+        "width": 32,
+        "depth": 1,
+        "seq_len": 32,
+        "batch_size": 4,
+        "steps": 8,
+        "eval_batches": 1,
+        "rule": "mup",
+    },
+    "axes": {"lr": [2.0**-8, 2.0**-6], "seed": [0, 1]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +49,7 @@ def test_ray_matches_local(tmp_path, ray_local):
 @pytest.mark.slow
 def test_ray_records_crashes_and_dead_workers(tmp_path, ray_local):
     spec = {"axes": {"lr": [2.0**-8], "data": ["builtin", "crash", "die"]}}
-    rep = run_sweep(spec, tmp_path / "s.db", executor="ray", runner=synthetic_run,
-                    progress=False)
+    rep = run_sweep(spec, tmp_path / "s.db", executor="ray", runner=synthetic_run, progress=False)
     assert rep.counts["done"] == 1 and rep.counts["failed"] == 2
     with Store(tmp_path / "s.db") as st:
         errors = {t.config.data: t.error for t in st.trials("failed")}

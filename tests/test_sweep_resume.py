@@ -38,8 +38,7 @@ def test_sigkill_then_resume(tmp_path, workers):
     env = {**os.environ, "SIZEUP_SYNTH_LOG": str(log), "SIZEUP_SYNTH_SLEEP": "0.25"}
     # a new session: SIGKILL to the group takes the driver and its workers down together,
     # as when a job scheduler kills the job
-    proc = subprocess.Popen([sys.executable, str(script), str(db)], env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], env=env, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         if db.exists() and len(_finished(db)) >= 4:
@@ -58,7 +57,8 @@ def test_sigkill_then_resume(tmp_path, workers):
     finally:
         del os.environ["SIZEUP_SYNTH_LOG"]
     assert rep.counts["done"] == 12 and rep.skipped == len(before)
-    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
-                     if line.startswith("start"))
+    starts = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("start")
+    )
     assert all(starts[i] == 1 for i in before)  # no finished trial ran twice
     assert set(starts) == _finished(db)  # every trial ran and ended done

@@ -17,11 +17,16 @@ def test_grid_is_cartesian_product_in_axis_order():
 
 
 def test_zip_moves_fields_together():
-    spec = SweepSpec(axes={"width": [32, 64],
-                           "zip": {"rule": ["sp", "mup"], "attn_scale": ["1/sqrt(d)", "1/d"]}})
+    spec = SweepSpec(
+        axes={"width": [32, 64], "zip": {"rule": ["sp", "mup"], "attn_scale": ["1/sqrt(d)", "1/d"]}}
+    )
     pairs = {(t.width, t.rule, t.attn_scale) for t in spec.trials()}
-    assert pairs == {(32, "sp", "1/sqrt(d)"), (32, "mup", "1/d"),
-                     (64, "sp", "1/sqrt(d)"), (64, "mup", "1/d")}
+    assert pairs == {
+        (32, "sp", "1/sqrt(d)"),
+        (32, "mup", "1/d"),
+        (64, "sp", "1/sqrt(d)"),
+        (64, "mup", "1/d"),
+    }
 
 
 def test_log2_axis_gives_exact_powers_of_two():
@@ -36,16 +41,19 @@ def test_trial_ids_are_stable_and_duplicates_dropped():
     assert {t.trial_id() for t in a} == {t.trial_id() for t in b}
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({"axes": {"widht": [32, 64]}}, "widht"),               # unknown field (typo)
-    ({"base": {"lrr": 1e-3}}, "lrr"),                       # unknown base field
-    ({"axes": {"width": []}}, "axes.width"),                # empty axis
-    ({"axes": {"lr": [1e-3, 0.0]}}, "lr"),                  # non-positive lr
-    ({"axes": {"lr": [-1e-3]}}, "lr"),
-    ({"axes": {"zip": {"rule": ["sp", "mup"], "lr": [1e-3]}}}, "zip[0]"),  # ragged zip
-    ({"axes": {"lr": {"log2": [-4]}}}, "axes.lr"),          # bad generator
-    ({"axs": {"lr": [1e-3]}}, "axs"),                       # unknown top-level key
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"axes": {"widht": [32, 64]}}, "widht"),  # unknown field (typo)
+        ({"base": {"lrr": 1e-3}}, "lrr"),  # unknown base field
+        ({"axes": {"width": []}}, "axes.width"),  # empty axis
+        ({"axes": {"lr": [1e-3, 0.0]}}, "lr"),  # non-positive lr
+        ({"axes": {"lr": [-1e-3]}}, "lr"),
+        ({"axes": {"zip": {"rule": ["sp", "mup"], "lr": [1e-3]}}}, "zip[0]"),  # ragged zip
+        ({"axes": {"lr": {"log2": [-4]}}}, "axes.lr"),  # bad generator
+        ({"axs": {"lr": [1e-3]}}, "axs"),  # unknown top-level key
+    ],
+)
 def test_bad_specs_name_the_field(spec, field):
     with pytest.raises(ConfigError) as e:
         SweepSpec.from_dict(spec)

@@ -55,15 +55,19 @@ def test_requeue_only_trials_of_dead_drivers(tmp_path):
         st.mark_running(cfgs[0].trial_id())
         st.mark_running(cfgs[1].trial_id())
         # one claimed by a driver that has exited, one by a live process (pytest's parent)
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True).stdout.strip()
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
         import os
         import socket
+
         host = socket.gethostname()
-        st._db.execute("UPDATE trials SET owner=? WHERE id=?", (f"{host}:{dead}",
-                                                                 cfgs[0].trial_id()))
-        st._db.execute("UPDATE trials SET owner=? WHERE id=?", (f"{host}:{os.getppid()}",
-                                                                 cfgs[1].trial_id()))
+        st._db.execute(
+            "UPDATE trials SET owner=? WHERE id=?", (f"{host}:{dead}", cfgs[0].trial_id())
+        )
+        st._db.execute(
+            "UPDATE trials SET owner=? WHERE id=?", (f"{host}:{os.getppid()}", cfgs[1].trial_id())
+        )
         assert st.requeue_interrupted() == 1
         assert [c.trial_id() for c in st.queued()] == [cfgs[0].trial_id()]
         assert st.get(cfgs[0].trial_id()).attempts == 1

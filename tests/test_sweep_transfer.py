@@ -46,9 +46,15 @@ def test_fit_skips_diverged_and_flags_edges():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     path = tmp_path_factory.mktemp("study") / "s.db"
-    spec = {"base": {"steps": 5},
-            "axes": {"rule": ["sp", "mup"], "width": [32, 64, 128, 256],
-                     "lr": {"log2": [-13, -5]}, "seed": [0, 1]}}
+    spec = {
+        "base": {"steps": 5},
+        "axes": {
+            "rule": ["sp", "mup"],
+            "width": [32, 64, 128, 256],
+            "lr": {"log2": [-13, -5]},
+            "seed": [0, 1],
+        },
+    }
     run_sweep(spec, path, runner=synthetic_run, progress=False)
     return path
 

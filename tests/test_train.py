@@ -17,8 +17,17 @@ from sizeup.config import RunConfig, RunResult
 from sizeup.errors import ConfigError, ShapeError, SizeupError
 from sizeup.train import build, run
 
-SMALL = dict(model="gpt", width=64, depth=2, head_dim=16, base_width=32, seq_len=32,
-             batch_size=8, steps=12, eval_batches=2)
+SMALL = dict(
+    model="gpt",
+    width=64,
+    depth=2,
+    head_dim=16,
+    base_width=32,
+    seq_len=32,
+    batch_size=8,
+    steps=12,
+    eval_batches=2,
+)
 
 
 def test_same_seed_same_result_bit_for_bit():
@@ -52,8 +61,18 @@ def test_nan_lr_run_is_recorded_as_diverged(tmp_path):
 
 
 def test_mlp_teacher_run():
-    r = run(RunConfig(model="mlp", data="teacher", width=64, base_width=16, depth=3, steps=30,
-                      batch_size=32, lr=1e-2))
+    r = run(
+        RunConfig(
+            model="mlp",
+            data="teacher",
+            width=64,
+            base_width=16,
+            depth=3,
+            steps=30,
+            batch_size=32,
+            lr=1e-2,
+        )
+    )
     assert r.final_val_loss < r.initial_val_loss
 
 
@@ -64,9 +83,18 @@ def test_other_optimizers_train(opt):
     assert not r.diverged and r.final_val_loss < r.initial_val_loss
 
 
-@pytest.mark.parametrize("field,value", [("width", -8), ("rule", "mupp"), ("optimizer", "lion"),
-                                         ("lr", 0.0), ("base_width", 128), ("schedule", "step"),
-                                         ("batch_size", 2.5)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("width", -8),
+        ("rule", "mupp"),
+        ("optimizer", "lion"),
+        ("lr", 0.0),
+        ("base_width", 128),
+        ("schedule", "step"),
+        ("batch_size", 2.5),
+    ],
+)
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:
         RunConfig(**{**SMALL, field: value})
@@ -104,8 +132,10 @@ def test_ddp_two_processes_match_one(tmp_path):
     single = run(RunConfig(**cfg))
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "store"), cfg, q))
-             for r in range(2)]
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, 2, str(tmp_path / "store"), cfg, q))
+        for r in range(2)
+    ]
     for p in procs:
         p.start()
     out = dict((rank, (tl, vl)) for rank, tl, vl in (q.get(timeout=300) for _ in procs))
@@ -120,22 +150,58 @@ def test_ddp_two_processes_match_one(tmp_path):
 
 def test_cli_train_writes_result_and_rejects_bad_flag(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    ok = subprocess.run([sys.executable, "-m", "sizeup", "train", "--width", "64", "--steps", "5",
-                         "--set", "seq_len=32", "--set", "batch_size=4", "--quiet",
-                         "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sizeup",
+            "train",
+            "--width",
+            "64",
+            "--steps",
+            "5",
+            "--set",
+            "seq_len=32",
+            "--set",
+            "batch_size=4",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert ok.returncode == 0, ok.stderr
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["config"]["width"] == 64 and data["tokens"] == 5 * 4 * 32
-    bad = subprocess.run([sys.executable, "-m", "sizeup", "train", "--rule", "mupp"],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sizeup", "train", "--rule", "mupp"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 2 and "rule='mupp'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_cli_train_from_yaml(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("width: 64\nsteps: 3\nseq_len: 32\nbatch_size: 4\nrule: sp\n")
-    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "-c", str(cfg), "--quiet",
-                        "--out", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sizeup",
+            "train",
+            "-c",
+            str(cfg),
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "result.json").read_text())["config"]["rule"] == "sp"
 
@@ -143,8 +209,21 @@ def test_cli_train_from_yaml(tmp_path):
 @pytest.mark.slow
 def test_default_gpt_learns_the_builtin_corpus(tmp_path):
     """`sizeup train` with the default small GPT: val loss after 300 steps >= 25% below initial."""
-    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--steps", "300", "--quiet",
-                        "--out", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sizeup",
+            "train",
+            "--steps",
+            "300",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["steps"][-1] == 299
@@ -157,8 +236,9 @@ def test_threads_set_to_one():
 
 
 def test_cli_usage_error_is_clean():
-    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--nonsense"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "sizeup", "train", "--nonsense"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -170,9 +250,27 @@ def test_monitors_log_without_changing_the_run(tmp_path):
     assert [d["step"] for d in spec] == [0, 5, 10]
     assert spec[-1]["blocks.0.attn.q/w"] > 0 and spec[-1]["blocks.0.attn.q/dw"] > 0
     assert [d["step"] for d in watched.diagnostics["noise_scale"]] == [0, 5, 10]
-    r = subprocess.run([sys.executable, "-m", "sizeup", "train", "--width", "64", "--steps", "6",
-                        "--set", "seq_len=32", "--set", "spectral_every=3", "--quiet",
-                        "--out", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sizeup",
+            "train",
+            "--width",
+            "64",
+            "--steps",
+            "6",
+            "--set",
+            "seq_len=32",
+            "--set",
+            "spectral_every=3",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "spectral.png").stat().st_size > 1000
 

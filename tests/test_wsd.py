@@ -9,10 +9,18 @@ import pytest
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 from sizeup.train import run
-from sizeup.wsd import wsd_branches
+from sizeup.train.wsd import wsd_branches
 
-CFG = RunConfig(width=64, base_width=32, head_dim=16, seq_len=32, batch_size=8, lr=3e-3,
-                warmup=4, eval_batches=2)
+CFG = RunConfig(
+    width=64,
+    base_width=32,
+    head_dim=16,
+    seq_len=32,
+    batch_size=8,
+    lr=3e-3,
+    warmup=4,
+    eval_batches=2,
+)
 
 
 def test_branch_equals_the_full_wsd_run():

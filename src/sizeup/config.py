@@ -14,15 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sizeup.choices import (
+    ATTN_SCALES,
+    COOLDOWNS,
+    DTYPES,
+    MODELS,
+    MUON_SCALES,
+    OPTIMIZERS,
+    RULES,
+    SCHEDULES,
+    AttnScale,
+    Cooldown,
+    DType,
+    Model,
+    MuonScale,
+    Optimizer,
+    Rule,
+    Schedule,
+)
 from sizeup.errors import ConfigError, check_choice, check_positive
-
-MODELS = ("gpt", "mlp")
-RULES = ("sp", "mup", "mup_simple", "spectral")
-OPTIMIZERS = ("adamw", "sgd", "muon")
-SCHEDULES = ("constant", "cosine", "wsd")
-COOLDOWNS = ("linear", "1-sqrt", "exponential")
-ATTN_SCALES = ("1/d", "1/sqrt(d)")
-MUON_SCALES = ("spectral", "original", "rms")
 
 
 @dataclass
@@ -30,27 +40,29 @@ class RunConfig:
     """Everything one training run needs; every field can be a sweep axis."""
 
     # model
-    model: str = "gpt"  # "gpt" (byte-level LM) or "mlp" (teacher classification)
+    model: Model = "gpt"  # "gpt" (byte-level LM) or "mlp" (teacher classification)
     width: int = 128  # d_model for the GPT, hidden width for the MLP
     depth: int = 2  # transformer blocks, or hidden layers of the MLP
     head_dim: int = 32  # GPT: n_head = width // head_dim
     seq_len: int = 128  # GPT context length
     vocab_size: int = 256  # byte-level by default
-    attn_scale: str = "1/d"  # muP wants 1/d; "1/sqrt(d)" is SP's choice
+    attn_scale: AttnScale = "1/d"  # muP wants 1/d; "1/sqrt(d)" is SP's choice
     qk_norm: bool = False
     tie_embeddings: bool = False
     z_loss: float = 0.0
     # parametrization
-    rule: str = "mup"
+    rule: Rule = "mup"
     base_width: int = 32
     base_depth: int | None = None  # None: no depth scaling of residual branches
     depth_exponent: float = 0.5
     init_std: float = 0.02  # sigma of the base model ("fixed" init mode)
-    init_mode: str = "auto"  # "fixed" (sigma), "fan_in" (1/sqrt(fan_in)); auto: gpt fixed, mlp fan_in
+    init_mode: str = (
+        "auto"  # "fixed" (sigma), "fan_in" (1/sqrt(fan_in)); auto: gpt fixed, mlp fan_in
+    )
     zero_readout: bool = False
     zero_query: bool = False
     # optimizer
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     lr: float = 3e-3
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -58,7 +70,7 @@ class RunConfig:
     eps: float = 1e-8  # Adam eps of the base model (scaled per tensor, see scale_eps)
     scale_eps: bool = True  # Adam eps follows each tensor's gradient scale (rules.eps_mult)
     momentum: float = 0.9  # SGD momentum; Muon momentum
-    muon_scale: str = "spectral"
+    muon_scale: MuonScale = "spectral"
     muon_lr: float | None = None  # Muon's lr for the hidden matrices (None: the same lr)
     grad_clip: float = 0.0  # 0 disables
     # batch
@@ -67,9 +79,9 @@ class RunConfig:
     # schedule
     steps: int = 200
     warmup: int = 0
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     decay_frac: float = 0.2  # WSD: fraction of steps in the cooldown
-    cooldown: str = "linear"
+    cooldown: Cooldown = "linear"
     # data
     data: str = "builtin"  # "builtin", a text file, a uint16 .bin memmap, or "teacher"
     val_frac: float = 0.05
@@ -78,7 +90,7 @@ class RunConfig:
     # run
     seed: int = 0
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: DType = "float32"
     threads: int = 1  # torch threads per run on CPU
     diverge_factor: float = 3.0  # loss above factor x initial loss counts as diverged
     log_every: int = 1
@@ -97,23 +109,38 @@ class RunConfig:
         check_choice("cooldown", self.cooldown, COOLDOWNS)
         check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
         check_choice("muon_scale", self.muon_scale, MUON_SCALES)
-        check_choice("dtype", self.dtype, ("float32", "float64", "bfloat16"))
+        check_choice("dtype", self.dtype, DTYPES)
         check_choice("init_mode", self.init_mode, ("auto", "fixed", "fan_in"))
-        for name in ("width", "depth", "head_dim", "seq_len", "vocab_size", "base_width",
-                     "batch_size", "steps", "eval_batches", "threads", "log_every"):
+        for name in (
+            "width",
+            "depth",
+            "head_dim",
+            "seq_len",
+            "vocab_size",
+            "base_width",
+            "batch_size",
+            "steps",
+            "eval_batches",
+            "threads",
+            "log_every",
+        ):
             check_positive(name, getattr(self, name), integer=True)
         for name in ("lr", "init_std", "eps", "diverge_factor"):
             check_positive(name, getattr(self, name))
         if not math.isfinite(self.lr):
             raise ConfigError("lr", self.lr, "a finite positive number")
         if self.base_width > self.width:
-            raise ConfigError("base_width", self.base_width,
-                              f"at most width={self.width} (the base model must not be larger)")
+            raise ConfigError(
+                "base_width",
+                self.base_width,
+                f"at most width={self.width} (the base model must not be larger)",
+            )
         if self.model == "gpt" and self.width % self.head_dim:
             raise ConfigError("width", self.width, f"a multiple of head_dim={self.head_dim}")
         if self.model == "gpt" and self.base_width % self.head_dim:
-            raise ConfigError("base_width", self.base_width,
-                              f"a multiple of head_dim={self.head_dim}")
+            raise ConfigError(
+                "base_width", self.base_width, f"a multiple of head_dim={self.head_dim}"
+            )
         if self.base_depth is not None:
             check_positive("base_depth", self.base_depth, integer=True)
         if self.muon_lr is not None:
@@ -126,8 +153,14 @@ class RunConfig:
             raise ConfigError("decay_frac", self.decay_frac, "a fraction in [0, 1]")
         if not 0.0 <= self.val_frac < 0.5:
             raise ConfigError("val_frac", self.val_frac, "a fraction in [0, 0.5)")
-        for name in ("weight_decay", "grad_clip", "z_loss", "eval_every", "spectral_every",
-                     "noise_every"):
+        for name in (
+            "weight_decay",
+            "grad_clip",
+            "z_loss",
+            "eval_every",
+            "spectral_every",
+            "noise_every",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         for name in ("beta1", "beta2", "momentum"):

@@ -47,8 +47,10 @@ def write_bin(path: str | Path, tokens: np.ndarray | list[int] | bytes) -> Path:
     """Write token ids as a nanoGPT-style flat uint16 file (ids must lie in 0..65535)."""
     arr = np.frombuffer(tokens, dtype=np.uint8) if isinstance(tokens, bytes) else np.asarray(tokens)
     if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
-        raise DataError(f"tokens: ids must lie in 0..65535 for a uint16 .bin, got "
-                        f"{int(arr.min())}..{int(arr.max())}")
+        raise DataError(
+            f"tokens: ids must lie in 0..65535 for a uint16 .bin, got "
+            f"{int(arr.min())}..{int(arr.max())}"
+        )
     p = Path(path)
     arr.astype(np.uint16).tofile(p)
     return p
@@ -70,8 +72,11 @@ class DataSource:
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ConfigError("rank", rank, f"an integer in [0, {world_size})")
         if cfg.batch_size % world_size:
-            raise ConfigError("batch_size", cfg.batch_size,
-                              f"a multiple of world_size={world_size} (each rank takes an equal slice)")
+            raise ConfigError(
+                "batch_size",
+                cfg.batch_size,
+                f"a multiple of world_size={world_size} (each rank takes an equal slice)",
+            )
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.local_batch_size = cfg.batch_size // world_size
         self.step = 0  # index of the next training batch
@@ -102,16 +107,27 @@ class DataSource:
 class TokenSource(DataSource):
     """Random windows of seq_len+1 tokens from a train stream; fixed windows from a val stream."""
 
-    def __init__(self, cfg: RunConfig, train: np.ndarray, val: np.ndarray | None,
-                 rank: int = 0, world_size: int = 1, name: str = "data"):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        train: np.ndarray,
+        val: np.ndarray | None,
+        rank: int = 0,
+        world_size: int = 1,
+        name: str = "data",
+    ):
         super().__init__(cfg, rank, world_size)
         need = cfg.seq_len + 1
         if len(train) < need:
-            raise DataError(f"{name}: the training split has {len(train)} tokens, shorter than "
-                            f"seq_len+1={need}; use a longer corpus or a smaller seq_len")
+            raise DataError(
+                f"{name}: the training split has {len(train)} tokens, shorter than "
+                f"seq_len+1={need}; use a longer corpus or a smaller seq_len"
+            )
         if val is not None and len(val) and len(val) < need:
-            raise DataError(f"{name}: the validation split has {len(val)} tokens, shorter than "
-                            f"seq_len+1={need}; raise val_frac={cfg.val_frac} or lower seq_len")
+            raise DataError(
+                f"{name}: the validation split has {len(val)} tokens, shorter than "
+                f"seq_len+1={need}; raise val_frac={cfg.val_frac} or lower seq_len"
+            )
         self.train, self.val, self.name = train, val, name
         self.tokens_per_batch = cfg.batch_size * cfg.seq_len
         self._window = np.arange(need)
@@ -151,7 +167,9 @@ class TeacherSource(DataSource):
         self.w1 = g.standard_normal((TEACHER_IN_DIM, TEACHER_HIDDEN)) / np.sqrt(TEACHER_IN_DIM)
         self.w2 = g.standard_normal((TEACHER_HIDDEN, TEACHER_CLASSES)) / np.sqrt(TEACHER_HIDDEN)
         # Inputs in the model's dtype (the trainer casts the model to cfg.dtype).
-        self.dtype = {"float64": torch.float64, "bfloat16": torch.bfloat16}.get(cfg.dtype, torch.float32)
+        self.dtype = {"float64": torch.float64, "bfloat16": torch.bfloat16}.get(
+            cfg.dtype, torch.float32
+        )
         self.tokens_per_batch = cfg.batch_size
         self._val: list[Batch] | None = None
 
@@ -173,14 +191,16 @@ class TeacherSource(DataSource):
         """eval_batches fixed batches from a stream disjoint from training (seed offset)."""
         if self._val is None:
             rng = np.random.default_rng([self.cfg.seed, 2**31, 7])  # never equals a train step
-            self._val = [self._sample(rng, self.cfg.batch_size) for _ in range(self.cfg.eval_batches)]
+            self._val = [
+                self._sample(rng, self.cfg.batch_size) for _ in range(self.cfg.eval_batches)
+            ]
         return self._val
 
 
 def _split(tokens: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
     # The validation split is the tail, so no training window overlaps it.
     n_val = int(len(tokens) * val_frac)
-    return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+    return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :]
 
 
 def _check_ids(tokens: np.ndarray, vocab_size: int, name: str) -> None:
@@ -188,16 +208,20 @@ def _check_ids(tokens: np.ndarray, vocab_size: int, name: str) -> None:
         return  # bytes always fit; skip a full pass over a large file
     top = int(tokens.max()) if len(tokens) else 0
     if top >= vocab_size:
-        raise DataError(f"{name}: token id {top} is >= vocab_size={vocab_size}; "
-                        f"raise vocab_size to at least {top + 1}")
+        raise DataError(
+            f"{name}: token id {top} is >= vocab_size={vocab_size}; "
+            f"raise vocab_size to at least {top + 1}"
+        )
 
 
 def _load_bin(path: Path, vocab_size: int) -> np.ndarray:
     if path.stat().st_size == 0:
         raise DataError(f"data={str(path)!r}: the file is empty")
     if path.stat().st_size % 2:
-        raise DataError(f"data={str(path)!r}: {path.stat().st_size} bytes is not a whole number "
-                        "of uint16 tokens (a nanoGPT .bin holds uint16 ids)")
+        raise DataError(
+            f"data={str(path)!r}: {path.stat().st_size} bytes is not a whole number "
+            "of uint16 tokens (a nanoGPT .bin holds uint16 ids)"
+        )
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
     _check_ids(tokens, vocab_size, f"data={str(path)!r}")
     return tokens
@@ -221,8 +245,10 @@ def load_tokens(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray | None, str]:
                 train, val = _split(train, cfg.val_frac)
             return train, val, name
         if not path.is_file():
-            raise DataError(f"{name}: no such file; give 'builtin', 'teacher', a UTF-8 text "
-                            "file, a uint16 .bin file, or a folder with train.bin/val.bin")
+            raise DataError(
+                f"{name}: no such file; give 'builtin', 'teacher', a UTF-8 text "
+                "file, a uint16 .bin file, or a folder with train.bin/val.bin"
+            )
         if path.suffix == ".bin":
             tokens = _load_bin(path, cfg.vocab_size)
         else:

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sizeup.choices import COOLDOWNS, SCHEDULES
 from sizeup.errors import ConfigError, check_choice, check_positive
 
-KINDS = ("constant", "cosine", "wsd")
-COOLDOWNS = ("linear", "1-sqrt", "exponential")
 EXP_FLOOR = 0.01  # where an exponential cooldown ends when min_ratio is 0 (it cannot reach 0)
 
 
@@ -41,10 +40,13 @@ class Schedule:
     min_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        check_choice("schedule", self.kind, KINDS)
+        check_choice("schedule", self.kind, SCHEDULES)
         check_positive("steps", self.steps, integer=True)
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) \
-                or not 0 <= self.warmup <= self.steps:
+        if (
+            isinstance(self.warmup, bool)
+            or not isinstance(self.warmup, int)
+            or not 0 <= self.warmup <= self.steps
+        ):
             raise ConfigError("warmup", self.warmup, f"an integer between 0 and steps={self.steps}")
         if not (isinstance(self.decay_frac, (int, float)) and 0.0 <= self.decay_frac <= 1.0):
             raise ConfigError("decay_frac", self.decay_frac, "a fraction in [0, 1]")
@@ -86,14 +88,24 @@ class Schedule:
         return [self(s) for s in range(self.steps)]
 
 
-def make_schedule(kind: str, steps: int, warmup: int = 0, decay_frac: float = 0.2,
-                  cooldown: str = "linear", min_ratio: float = 0.0) -> Schedule:
+def make_schedule(
+    kind: str,
+    steps: int,
+    warmup: int = 0,
+    decay_frac: float = 0.2,
+    cooldown: str = "linear",
+    min_ratio: float = 0.0,
+) -> Schedule:
     """An lr multiplier per step: "constant", "cosine" or "wsd" (see module doc) with linear warmup."""
     return Schedule(kind, steps, warmup, decay_frac, cooldown, min_ratio)
 
 
-def plot_schedule(schedules: Schedule | list[Schedule], path: str | Path | None = None,
-                  ax: Any = None, peak_lr: float = 1.0) -> Any:
+def plot_schedule(
+    schedules: Schedule | list[Schedule],
+    path: str | Path | None = None,
+    ax: Any = None,
+    peak_lr: float = 1.0,
+) -> Any:
     """Plot one or more schedules (lr = peak_lr * f(step)); save to ``path`` when given."""
     import matplotlib
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sizeup.errors import ConfigError, check_choice, check_positive
+from sizeup.progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -134,10 +135,17 @@ class CoordCheckResult:
         m = max(self.modules, key=lambda m: m.excess(m.worst_step(self.judge_from)))
         t = m.worst_step(self.judge_from)
         sizes = getattr(m, self.stat)[t]
-        return {"module": m.name, "kind": m.kind, "step": t, "slope": _finite(m.slopes[t]),
-                "band": list(m.band), "zero_init": m.zero_init,
-                "stderr": _finite(m.stderr[t]) if t < len(m.stderr) else None,
-                "sizes": [_finite(s) for s in sizes], "passed": m.passed}
+        return {
+            "module": m.name,
+            "kind": m.kind,
+            "step": t,
+            "slope": _finite(m.slopes[t]),
+            "band": list(m.band),
+            "zero_init": m.zero_init,
+            "stderr": _finite(m.stderr[t]) if t < len(m.stderr) else None,
+            "sizes": [_finite(s) for s in sizes],
+            "passed": m.passed,
+        }
 
     def module(self, name: str) -> ModuleCurve:
         """The curve of one module, by name (ConfigError naming the known ones otherwise)."""
@@ -162,50 +170,73 @@ class CoordCheckResult:
             d["l1"] = [[_finite(v) for v in row] for row in m.l1]
             d["rms"] = [[_finite(v) for v in row] for row in m.rms]
             mods.append(d)
-        return {"passed": bool(self.passed), "worst": self.worst, "axis": self.axis,
-                "sizes": list(self.sizes), "steps": self.steps, "stat": self.stat,
-                "tolerance": self.tolerance, "judge_from": self.judge_from,
-                "loss": [[_finite(v) for v in row] for row in self.loss],
-                "settings": self.settings, "modules": mods}
+        return {
+            "passed": bool(self.passed),
+            "worst": self.worst,
+            "axis": self.axis,
+            "sizes": list(self.sizes),
+            "steps": self.steps,
+            "stat": self.stat,
+            "tolerance": self.tolerance,
+            "judge_from": self.judge_from,
+            "loss": [[_finite(v) for v in row] for row in self.loss],
+            "settings": self.settings,
+            "modules": mods,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoordCheckResult:
         """Rebuild from to_dict() output (None sizes come back as NaN)."""
+
         def fl(row: list) -> list[float]:
             return [math.nan if v is None else float(v) for v in row]
 
-        mods = [ModuleCurve(name=m["name"], kind=m["kind"], l1=[fl(r) for r in m["l1"]],
-                            rms=[fl(r) for r in m["rms"]],
-                            slopes=[math.inf if s is None else s for s in m["slopes"]],
-                            passed=m["passed"], zero_init=m.get("zero_init", False),
-                            band=tuple(m.get("band", (-d["tolerance"], d["tolerance"]))),
-                            stderr=[math.nan if v is None else v for v in m.get("stderr", [])],
-                            noise_z=m.get("noise_z", 2.0))
-                for m in d["modules"]]
-        return cls(axis=d["axis"], sizes=d["sizes"], steps=d["steps"], stat=d["stat"],
-                   tolerance=d["tolerance"], judge_from=d["judge_from"], modules=mods,
-                   loss=[fl(r) for r in d["loss"]], settings=d.get("settings", {}))
+        mods = [
+            ModuleCurve(
+                name=m["name"],
+                kind=m["kind"],
+                l1=[fl(r) for r in m["l1"]],
+                rms=[fl(r) for r in m["rms"]],
+                slopes=[math.inf if s is None else s for s in m["slopes"]],
+                passed=m["passed"],
+                zero_init=m.get("zero_init", False),
+                band=tuple(m.get("band", (-d["tolerance"], d["tolerance"]))),
+                stderr=[math.nan if v is None else v for v in m.get("stderr", [])],
+                noise_z=m.get("noise_z", 2.0),
+            )
+            for m in d["modules"]
+        ]
+        return cls(
+            axis=d["axis"],
+            sizes=d["sizes"],
+            steps=d["steps"],
+            stat=d["stat"],
+            tolerance=d["tolerance"],
+            judge_from=d["judge_from"],
+            modules=mods,
+            loss=[fl(r) for r in d["loss"]],
+            settings=d.get("settings", {}),
+        )
 
-    def save(self, out: str | Path, plot: bool = True) -> Path:
-        """Write out/coord_check.json (and out/coord_check.png); return the JSON path."""
+    def save(self, out: str | Path) -> Path:
+        """Write out/coord_check.json and return its path (the figure:
+        sizeup.diagnostics.plots.plot_coord_check)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "coord_check.json"
         path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
-        if plot:
-            from sizeup.diagnostics.plots import plot_coord_check
-
-            plot_coord_check(self, out / "coord_check.png")
         return path
 
     def table(self, max_rows: int = 40) -> Table:
         """A rich table: one row per module, slope per step, verdict; failures first."""
         from rich.table import Table
 
-        title = (f"coord check over {self.axis} {self.sizes}: "
-                 + ("[green]PASSED[/]" if self.passed else "[red]FAILED[/]")
-                 + f"  (|slope| <= {self.tolerance} from step {self.judge_from}; zero-init "
-                 + f"outputs (*) may shrink down to -{CROSSTALK_SLOPE + self.tolerance:g})")
+        title = (
+            f"coord check over {self.axis} {self.sizes}: "
+            + ("[green]PASSED[/]" if self.passed else "[red]FAILED[/]")
+            + f"  (|slope| <= {self.tolerance} from step {self.judge_from}; zero-init "
+            + f"outputs (*) may shrink down to -{CROSSTALK_SLOPE + self.tolerance:g})"
+        )
         t = Table(title=title)
         t.add_column("module")
         t.add_column("kind")
@@ -223,8 +254,13 @@ class CoordCheckResult:
                 if s >= self.judge_from and m.excess(s) > 0:
                     txt = f"[red]{txt}[/]" if m.fails(s) else f"[yellow]{txt}[/]"
                 cells.append(txt)
-            verdict = ("[red]FAIL[/]" if not m.passed else
-                       "[yellow]noisy[/]" if m.noisy(self.judge_from) else "[green]ok[/]")
+            verdict = (
+                "[red]FAIL[/]"
+                if not m.passed
+                else "[yellow]noisy[/]"
+                if m.noisy(self.judge_from)
+                else "[green]ok[/]"
+            )
             t.add_row(m.name + ("*" if m.zero_init else ""), m.kind, *cells, verdict)
         if len(rows) > max_rows:
             t.caption = f"... {len(rows) - max_rows} more modules (all in coord_check.json)"
@@ -269,7 +305,9 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
         if name.split(".")[-1] == "logits":
             found[name] = "attn_logits"
         elif isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m):
-            found[name] = "logits" if any(fnmatch.fnmatchcase(name, p) for p in readouts) else "hidden"
+            found[name] = (
+                "logits" if any(fnmatch.fnmatchcase(name, p) for p in readouts) else "hidden"
+            )
         elif any(_match_segment(name, p) for p in blocks):
             found[name] = "residual"
     found[LOGITS] = "logits"
@@ -279,8 +317,11 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
     for pat in include:
         hits = [n for n in found if fnmatch.fnmatchcase(n, pat)]
         if not hits:
-            raise ConfigError("modules", pat, "names (or fnmatch patterns) of recorded modules: "
-                              + ", ".join(found))
+            raise ConfigError(
+                "modules",
+                pat,
+                "names (or fnmatch patterns) of recorded modules: " + ", ".join(found),
+            )
         chosen.update({n: found[n] for n in hits})
     return chosen
 
@@ -327,7 +368,9 @@ class CoordRecorder:
         self._handles = []
 
 
-def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, loss) from a sizeup-style ``forward(x, targets)`` or a plain ``forward(x)``
     (then cross-entropy over the last dimension)."""
     import torch.nn.functional as F
@@ -357,8 +400,9 @@ def log_slope(sizes: Sequence[float], values: Sequence[float]) -> float:
 MLP_IN, MLP_OUT = 32, 10
 
 
-def _gpt_factory(n_head: int, depth: int, seq_len: int, attn_scale: str, qk_norm: bool,
-                 vocab_size: int = 256) -> Callable[..., nn.Module]:
+def _gpt_factory(
+    n_head: int, depth: int, seq_len: int, attn_scale: str, qk_norm: bool, vocab_size: int = 256
+) -> Callable[..., nn.Module]:
     from sizeup.models import GPT, GPTConfig
 
     # A fixed number of heads, so head_dim grows with width: that is muP's infinite-width limit
@@ -366,8 +410,17 @@ def _gpt_factory(n_head: int, depth: int, seq_len: int, attn_scale: str, qk_norm
     def build(width: int, depth: int = depth) -> nn.Module:
         if width % n_head:
             raise ConfigError("widths", width, f"multiples of n_head={n_head}")
-        return GPT(GPTConfig(d_model=width, n_layer=depth, n_head=n_head, vocab_size=vocab_size,
-                             seq_len=seq_len, attn_scale=attn_scale, qk_norm=qk_norm))
+        return GPT(
+            GPTConfig(
+                d_model=width,
+                n_layer=depth,
+                n_head=n_head,
+                vocab_size=vocab_size,
+                seq_len=seq_len,
+                attn_scale=attn_scale,
+                qk_norm=qk_norm,
+            )
+        )
 
     return build
 
@@ -381,7 +434,9 @@ def _mlp_factory(depth: int) -> Callable[..., nn.Module]:
     return build
 
 
-def gpt_batches(n: int, batch_size: int, seq_len: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def gpt_batches(
+    n: int, batch_size: int, seq_len: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """n next-byte batches from the built-in corpus (random bytes if it is unavailable)."""
     import torch
 
@@ -395,7 +450,7 @@ def gpt_batches(n: int, batch_size: int, seq_len: int, seed: int) -> list[tuple[
     out = []
     for _ in range(n):
         starts = rng.integers(0, len(corpus) - seq_len - 1, size=batch_size)
-        chunk = np.stack([corpus[s:s + seq_len + 1] for s in starts]).astype(np.int64)
+        chunk = np.stack([corpus[s : s + seq_len + 1] for s in starts]).astype(np.int64)
         t = torch.from_numpy(chunk)
         out.append((t[:, :-1].contiguous(), t[:, 1:].contiguous()))
     return out
@@ -436,8 +491,9 @@ def _check_sizes(field_name: str, sizes: Sequence[int]) -> list[int]:
     return sizes
 
 
-def _make_optimizer(optimizer: str | Callable, model: nn.Module, param: Any, lr: float,
-                    opt_kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+def _make_optimizer(
+    optimizer: str | Callable, model: nn.Module, param: Any, lr: float, opt_kwargs: dict[str, Any]
+) -> torch.optim.Optimizer:
     if callable(optimizer):
         return optimizer(model)
     if param is not None:
@@ -452,8 +508,15 @@ def _make_optimizer(optimizer: str | Callable, model: nn.Module, param: Any, lr:
     raise ConfigError("optimizer", optimizer, "'adamw' or 'sgd' when rule=None (or a callable)")
 
 
-def _check_judging(steps: int, seeds: int, stat: str, tolerance: float, judge_from: int,
-                   noise_z: float, device: str) -> None:
+def _check_judging(
+    steps: int,
+    seeds: int,
+    stat: str,
+    tolerance: float,
+    judge_from: int,
+    noise_z: float,
+    device: str,
+) -> None:
     """The arguments the width and depth checks share, each with a clear error."""
     check_positive("steps", steps, integer=True)
     check_positive("seeds", seeds, integer=True)
@@ -462,7 +525,9 @@ def _check_judging(steps: int, seeds: int, stat: str, tolerance: float, judge_fr
     if not 0 <= judge_from <= steps:
         raise ConfigError("judge_from", judge_from, f"a step between 0 and steps={steps}")
     if not (isinstance(noise_z, (int, float)) and noise_z >= 0):
-        raise ConfigError("noise_z", noise_z, "a number >= 0 (standard errors of seed noise allowed)")
+        raise ConfigError(
+            "noise_z", noise_z, "a number >= 0 (standard errors of seed noise allowed)"
+        )
     _check_device(device)
 
 
@@ -477,25 +542,29 @@ def _check_device(device: str) -> None:
         raise ConfigError("device", device, "'cpu' (no CUDA device is available here)")
 
 
-def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], steps: int,
-         seeds: int, batches: Callable[[int], list], optimizer: str | Callable, lr: float,
-         opt_kwargs: dict[str, Any], include: Sequence[str] | None, depth_mode: bool,
-         progress: bool, first_seed: int = 0, causal_attn: bool = False, device: str = "cpu"
-         ) -> tuple[dict[str, str], dict[str, np.ndarray], np.ndarray]:
+def _run(
+    factories: Callable[[int], tuple[nn.Module, Any]],
+    sizes: list[int],
+    steps: int,
+    seeds: int,
+    batches: Callable[[int], list],
+    optimizer: str | Callable,
+    lr: float,
+    opt_kwargs: dict[str, Any],
+    include: Sequence[str] | None,
+    depth_mode: bool,
+    progress: bool,
+    first_seed: int = 0,
+    causal_attn: bool = False,
+    device: str = "cpu",
+) -> tuple[dict[str, str], dict[str, np.ndarray], np.ndarray]:
     """Train every (seed, size) and return (kinds, stats[name] -> (2, T+1, S, seeds), loss)."""
     import torch
 
     kinds: dict[str, str] = {}
     stats: dict[str, np.ndarray] = {}
     loss = np.full((steps + 1, len(sizes), seeds), np.nan)
-    prog = None
-    if progress:
-        from rich.progress import Progress
-
-        prog = Progress(transient=True)
-        prog.start()
-        task = prog.add_task("coord check", total=seeds * len(sizes))
-    try:
+    with Progress("coord check", seeds * len(sizes), enabled=progress, transient=True) as prog:
         for k in range(seeds):
             seed = first_seed + k
             data = batches(seed)
@@ -505,12 +574,17 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                 model.to(device).train()  # parametrized (and initialised) on CPU, then moved
                 names = coord_modules(model, None if depth_mode else include)
                 if depth_mode:  # module names change with depth: keep the comparable ones
-                    last = max((n for n, k in names.items() if k == "residual"),
-                               key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")],
-                               default=None)
+                    last = max(
+                        (n for n, k in names.items() if k == "residual"),
+                        key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")],
+                        default=None,
+                    )
                     if last is None:
-                        raise ConfigError("model", type(model).__name__,
-                                          "a model with residual blocks (sizeup_hints['block'])")
+                        raise ConfigError(
+                            "model",
+                            type(model).__name__,
+                            "a model with residual blocks (sizeup_hints['block'])",
+                        )
                     names = {last: "residual", LOGITS: "logits"}
                     rename = {last: RESIDUAL, LOGITS: LOGITS}
                 else:
@@ -535,7 +609,9 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                             key = rename[n]
                             if key not in stats:
                                 if k or i:  # a module that the first model lacked
-                                    raise ConfigError("model", key, "the same modules at every size")
+                                    raise ConfigError(
+                                        "model", key, "the same modules at every size"
+                                    )
                                 stats[key] = np.full((2, steps + 1, len(sizes), seeds), np.nan)
                                 kinds[key] = names[n]
                             stats[key][:, t, i, k] = (l1, rms)
@@ -545,11 +621,7 @@ def _run(factories: Callable[[int], tuple[nn.Module, Any]], sizes: list[int], st
                             opt.step()
                 finally:
                     rec.remove()
-                if prog is not None:
-                    prog.advance(task)
-    finally:
-        if prog is not None:
-            prog.stop()
+                prog.advance(1)
     return kinds, stats, loss
 
 
@@ -565,9 +637,19 @@ def _stderr(sizes: list[int], per_seed: np.ndarray) -> float:
     return float(np.std(slopes, ddof=1) / math.sqrt(k))
 
 
-def _verdict(axis: str, sizes: list[int], steps: int, stat: str, tolerance: float,
-             judge_from: int, kinds: dict[str, str], stats: dict[str, np.ndarray],
-             loss: np.ndarray, settings: dict[str, Any], noise_z: float = 2.0) -> CoordCheckResult:
+def _verdict(
+    axis: str,
+    sizes: list[int],
+    steps: int,
+    stat: str,
+    tolerance: float,
+    judge_from: int,
+    kinds: dict[str, str],
+    stats: dict[str, np.ndarray],
+    loss: np.ndarray,
+    settings: dict[str, Any],
+    noise_z: float = 2.0,
+) -> CoordCheckResult:
     si = STATS.index(stat)
     modules = []
     for name, arr in stats.items():
@@ -578,14 +660,30 @@ def _verdict(axis: str, sizes: list[int], steps: int, stat: str, tolerance: floa
         zero_init = bool(np.all(arr[:, 0] == 0.0))
         lower = -(CROSSTALK_SLOPE + tolerance) if zero_init and axis == "width" else -tolerance
         stderr = [_stderr(sizes, arr[si, t]) for t in range(steps + 1)]
-        m = ModuleCurve(name=name, kind=kinds[name], l1=mean[0].tolist(), rms=mean[1].tolist(),
-                        slopes=slopes, zero_init=zero_init, band=(lower, tolerance),
-                        stderr=stderr, noise_z=noise_z)
+        m = ModuleCurve(
+            name=name,
+            kind=kinds[name],
+            l1=mean[0].tolist(),
+            rms=mean[1].tolist(),
+            slopes=slopes,
+            zero_init=zero_init,
+            band=(lower, tolerance),
+            stderr=stderr,
+            noise_z=noise_z,
+        )
         m.passed = not any(m.fails(t) for t in range(judge_from, steps + 1))
         modules.append(m)
-    return CoordCheckResult(axis=axis, sizes=sizes, steps=steps, stat=stat, tolerance=tolerance,
-                            judge_from=judge_from, modules=modules,
-                            loss=loss.mean(axis=-1).tolist(), settings=settings)
+    return CoordCheckResult(
+        axis=axis,
+        sizes=sizes,
+        steps=steps,
+        stat=stat,
+        tolerance=tolerance,
+        judge_from=judge_from,
+        modules=modules,
+        loss=loss.mean(axis=-1).tolist(),
+        settings=settings,
+    )
 
 
 def coord_check(
@@ -637,8 +735,11 @@ def coord_check(
     import torch
 
     if widths is None:
-        widths = DEFAULT_WIDTHS.get(model, DEFAULT_WIDTHS["mlp"]) if isinstance(model, str) \
+        widths = (
+            DEFAULT_WIDTHS.get(model, DEFAULT_WIDTHS["mlp"])
+            if isinstance(model, str)
             else DEFAULT_WIDTHS["mlp"]
+        )
     widths = _check_sizes("widths", widths)
     _check_judging(steps, seeds, stat, tolerance, judge_from, noise_z, device)
     if not callable(optimizer):
@@ -652,8 +753,9 @@ def coord_check(
         raise ConfigError("base_width", base_width, f"at most the smallest width {widths[0]}")
     if threads:
         torch.set_num_threads(threads)
-    build, batches = _family(model, depth, n_head, seq_len, attn_scale, qk_norm, batch_size,
-                             steps, same_batch, data)
+    build, batches = _family(
+        model, depth, n_head, seq_len, attn_scale, qk_norm, batch_size, steps, same_batch, data
+    )
 
     pkw = dict(parametrize_kwargs or {})
     # Zero readout and query init (Tensor Programs V, sec. 6 / D.4): the random init part of the
@@ -673,34 +775,65 @@ def coord_check(
         m = build(width)
         if rule is None:
             return m, None
-        from sizeup import parametrize
+        from sizeup.parametrization import parametrize
 
         # delta (twice the base width) tells parametrize which dimensions are width even for the
         # model AT the base width, whose shapes all equal the base's (else every matrix there
         # would count as "input" and, e.g., Muon would skip its hidden matrices).
-        return m, parametrize(m, base=build(base_width), delta=build(2 * base_width), rule=rule,
-                              **pkw)
+        return m, parametrize(
+            m, base=build(base_width), delta=build(2 * base_width), rule=rule, **pkw
+        )
 
     if modules is not None:  # fail fast on an unknown module name, before any training
         coord_modules(build(widths[0]), modules)
-    kinds, stats, loss = _run(factories, widths, steps, seeds, batches, optimizer, lr,
-                              dict(optimizer_kwargs or {}), modules, False, progress, first_seed,
-                              model == "gpt" if causal_attn is None else causal_attn, device)
-    settings = {"model": model if isinstance(model, str) else getattr(model, "__name__", "factory"),
-                "rule": rule, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
-                "lr": lr, "seeds": seeds, "first_seed": first_seed, "base_width": base_width,
-                "device": device,
-                "depth": depth,
-                "batch_size": batch_size, "parametrize": pkw}
+    kinds, stats, loss = _run(
+        factories,
+        widths,
+        steps,
+        seeds,
+        batches,
+        optimizer,
+        lr,
+        dict(optimizer_kwargs or {}),
+        modules,
+        False,
+        progress,
+        first_seed,
+        model == "gpt" if causal_attn is None else causal_attn,
+        device,
+    )
+    settings = {
+        "model": model if isinstance(model, str) else getattr(model, "__name__", "factory"),
+        "rule": rule,
+        "optimizer": optimizer if isinstance(optimizer, str) else "custom",
+        "lr": lr,
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "base_width": base_width,
+        "device": device,
+        "depth": depth,
+        "batch_size": batch_size,
+        "parametrize": pkw,
+    }
     if model == "gpt":
         settings.update(n_head=n_head, seq_len=seq_len, attn_scale=attn_scale, qk_norm=qk_norm)
-    return _verdict("width", widths, steps, stat, tolerance, judge_from, kinds, stats, loss,
-                    settings, noise_z)
+    return _verdict(
+        "width", widths, steps, stat, tolerance, judge_from, kinds, stats, loss, settings, noise_z
+    )
 
 
-def _family(model: str | Callable, depth: int, n_head: int, seq_len: int, attn_scale: str,
-            qk_norm: bool, batch_size: int | None, steps: int, same_batch: bool,
-            data: Callable[[int], list] | None) -> tuple[Callable[..., nn.Module], Callable[[int], list]]:
+def _family(
+    model: str | Callable,
+    depth: int,
+    n_head: int,
+    seq_len: int,
+    attn_scale: str,
+    qk_norm: bool,
+    batch_size: int | None,
+    steps: int,
+    same_batch: bool,
+    data: Callable[[int], list] | None,
+) -> tuple[Callable[..., nn.Module], Callable[[int], list]]:
     """(factory, seed -> batches) for a named family or a user factory."""
     check_positive("depth", depth, integer=True)
     if batch_size is not None:
@@ -722,7 +855,9 @@ def _family(model: str | Callable, depth: int, n_head: int, seq_len: int, attn_s
     if not callable(model):
         raise ConfigError("model", model, "'mlp', 'gpt' or a callable width -> nn.Module")
     if data is None:
-        raise ConfigError("data", None, "a callable seed -> list of (x, y) batches with a custom model")
+        raise ConfigError(
+            "data", None, "a callable seed -> list of (x, y) batches with a custom model"
+        )
     return model, data
 
 
@@ -780,8 +915,9 @@ def depth_check(
     base_width = max(n_head, width // 2) if base_width is None else base_width
     if threads:
         torch.set_num_threads(threads)
-    build, batches = _family(model, depths[0], n_head, seq_len, attn_scale, False, batch_size,
-                             steps, same_batch, data)
+    build, batches = _family(
+        model, depths[0], n_head, seq_len, attn_scale, False, batch_size, steps, same_batch, data
+    )
     pkw = dict(parametrize_kwargs or {})
     pkw.setdefault("zero_readout", True)
     pkw.setdefault("zero_query", True)
@@ -794,19 +930,47 @@ def depth_check(
         pkw.update(base_depth=base_depth, depth_exponent=depth_exponent)
 
     def factories(depth: int) -> tuple[nn.Module, Any]:
-        from sizeup import parametrize
+        from sizeup.parametrization import parametrize
 
         m = build(width, depth=depth)
-        return m, parametrize(m, base=build(base_width, depth=depth),
-                              delta=build(2 * base_width, depth=depth), rule=rule, **pkw)
+        return m, parametrize(
+            m,
+            base=build(base_width, depth=depth),
+            delta=build(2 * base_width, depth=depth),
+            rule=rule,
+            **pkw,
+        )
 
-    kinds, stats, loss = _run(factories, depths, steps, seeds, batches, optimizer, lr,
-                              dict(optimizer_kwargs or {}), None, True, progress, first_seed,
-                              False, device)
-    settings = {"model": model if isinstance(model, str) else "factory", "rule": rule,
-                "optimizer": optimizer, "lr": lr, "seeds": seeds, "width": width, "device": device,
-                "base_width": base_width, "depth_scaling": depth_scaling,
-                "base_depth": base_depth if depth_scaling else None,
-                "depth_exponent": depth_exponent, "parametrize": pkw}
-    return _verdict("depth", depths, steps, stat, tolerance, judge_from, kinds, stats, loss,
-                    settings, noise_z)
+    kinds, stats, loss = _run(
+        factories,
+        depths,
+        steps,
+        seeds,
+        batches,
+        optimizer,
+        lr,
+        dict(optimizer_kwargs or {}),
+        None,
+        True,
+        progress,
+        first_seed,
+        False,
+        device,
+    )
+    settings = {
+        "model": model if isinstance(model, str) else "factory",
+        "rule": rule,
+        "optimizer": optimizer,
+        "lr": lr,
+        "seeds": seeds,
+        "width": width,
+        "device": device,
+        "base_width": base_width,
+        "depth_scaling": depth_scaling,
+        "base_depth": base_depth if depth_scaling else None,
+        "depth_exponent": depth_exponent,
+        "parametrize": pkw,
+    }
+    return _verdict(
+        "depth", depths, steps, stat, tolerance, judge_from, kinds, stats, loss, settings, noise_z
+    )

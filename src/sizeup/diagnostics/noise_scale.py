@@ -32,7 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 
-def noise_scale_terms(g2_small: float, g2_big: float, b_small: float, b_big: float) -> tuple[float, float]:
+def noise_scale_terms(
+    g2_small: float, g2_big: float, b_small: float, b_big: float
+) -> tuple[float, float]:
     """Unbiased (|G|^2, tr(Sigma)) from squared gradient norms at two batch sizes
     (McCandlish et al. 2018, eqs. A.2-A.3)."""
     check_positive("b_small", b_small)
@@ -44,9 +46,13 @@ def noise_scale_terms(g2_small: float, g2_big: float, b_small: float, b_big: flo
     return g2, trace
 
 
-def gradient_sq_norms(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-                      batch: Sequence[Any], microbatches: int,
-                      params: Sequence[torch.Tensor] | None = None) -> tuple[float, float, int, int]:
+def gradient_sq_norms(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    batch: Sequence[Any],
+    microbatches: int,
+    params: Sequence[torch.Tensor] | None = None,
+) -> tuple[float, float, int, int]:
     """(mean |G_small|^2 over micro-batches, |G_big|^2, B_small, B_big) for one batch.
 
     ``batch`` is a tuple of tensors sharing the first (example) dimension; ``loss_fn(model,
@@ -66,7 +72,7 @@ def gradient_sq_norms(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torc
     total = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     g2_small = 0.0
     for k in range(microbatches):
-        micro = tuple(t[k * b_small:(k + 1) * b_small] for t in batch)
+        micro = tuple(t[k * b_small : (k + 1) * b_small] for t in batch)
         grads = torch.autograd.grad(loss_fn(model, micro), params, allow_unused=True)
         sq = 0.0
         for acc, g in zip(total, grads):
@@ -93,8 +99,9 @@ class NoiseScale:
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError("ema", self.ema, "a number in [0, 1)")
 
-    def update(self, g2_small: float, g2_big: float, b_small: float, b_big: float,
-               step: int | None = None) -> dict[str, float]:
+    def update(
+        self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None
+    ) -> dict[str, float]:
         """Add one measurement; return {"g2", "trace", "b_simple"} (EMAs seeded with the first value)."""
         g2, trace = noise_scale_terms(g2_small, g2_big, b_small, b_big)
         self.count += 1
@@ -103,9 +110,14 @@ class NoiseScale:
         else:
             self.g2 = self.ema * self.g2 + (1 - self.ema) * g2
             self.trace = self.ema * self.trace + (1 - self.ema) * trace
-        rec = {"step": self.count - 1 if step is None else step, "g2": self.g2,
-               "trace": self.trace, "b_simple": self.b_simple,
-               "g2_raw": g2, "trace_raw": trace}
+        rec = {
+            "step": self.count - 1 if step is None else step,
+            "g2": self.g2,
+            "trace": self.trace,
+            "b_simple": self.b_simple,
+            "g2_raw": g2,
+            "trace_raw": trace,
+        }
         self.history.append(rec)
         return rec
 
@@ -121,16 +133,23 @@ class NoiseScaleMonitor:
     """Trainer callback: every ``every`` steps draw a batch from ``batches()``, measure gradient
     norms over ``microbatches`` micro-batches and the whole batch, and log the EMA B_simple."""
 
-    def __init__(self, batches: Callable[[], Sequence[Any]],
-                 loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
-                 microbatches: int = 4, every: int = 10, ema: float = 0.95):
+    def __init__(
+        self,
+        batches: Callable[[], Sequence[Any]],
+        loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+        microbatches: int = 4,
+        every: int = 10,
+        ema: float = 0.95,
+    ):
         check_positive("every", every, integer=True)
         check_positive("microbatches", microbatches, integer=True)
         self.batches, self.microbatches, self.every = batches, microbatches, every
         self.loss_fn = loss_fn or default_loss
         self.estimator = NoiseScale(ema=ema)
 
-    def on_step(self, step: int, model: nn.Module, loss: float | None = None) -> dict[str, float] | None:
+    def on_step(
+        self, step: int, model: nn.Module, loss: float | None = None
+    ) -> dict[str, float] | None:
         """Measure every ``every`` steps; return {"noise/g2", "noise/trace", "noise/b_simple"}."""
         if step % self.every:
             return None

@@ -28,10 +28,13 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
     n = result.steps + 1
     cols = min(n, 5)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, sharex=True
+    )
     cmap = plt.get_cmap("tab20")
-    labelled: set[str] = set()  # label each module where it is first drawn (zero-init ones start later)
+    labelled: set[str] = (
+        set()
+    )  # label each module where it is first drawn (zero-init ones start later)
     for t in range(n):
         ax = axes[t // cols][t % cols]
         for k, m in enumerate(result.modules):
@@ -40,10 +43,17 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
                 continue
             bad = t >= result.judge_from and m.excess(t) > 0
             # dashed: zero-initialised outputs, judged one-sided (coord_check module doc)
-            ax.plot(result.sizes, ys, marker="o", ms=2.5, color=cmap(k % 20),
-                    lw=1.6 if bad else 0.7, alpha=1.0 if bad else 0.6,
-                    ls="--" if getattr(m, "zero_init", False) else "-",
-                    label=None if m.name in labelled else m.name + ("*" if m.zero_init else ""))
+            ax.plot(
+                result.sizes,
+                ys,
+                marker="o",
+                ms=2.5,
+                color=cmap(k % 20),
+                lw=1.6 if bad else 0.7,
+                alpha=1.0 if bad else 0.6,
+                ls="--" if getattr(m, "zero_init", False) else "-",
+                label=None if m.name in labelled else m.name + ("*" if m.zero_init else ""),
+            )
             labelled.add(m.name)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -56,8 +66,11 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
         axes[t // cols][t % cols].axis("off")
     s = result.settings
     verdict = "PASSED" if result.passed else f"FAILED (worst: {result.worst.get('module')})"
-    fig.suptitle(f"coord check: {s.get('model')} {s.get('rule')} {s.get('optimizer')} "
-                 f"lr={s.get('lr')}: {verdict}", fontsize=10)
+    fig.suptitle(
+        f"coord check: {s.get('model')} {s.get('rule')} {s.get('optimizer')} "
+        f"lr={s.get('lr')}: {verdict}",
+        fontsize=10,
+    )
     if len(result.modules) <= 30:
         fig.legend(loc="center right", fontsize=6, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.8, 0.95))
@@ -69,19 +82,26 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
     return path
 
 
-def plot_spectral(history: list[dict[str, Any]], path: str | Path,
-                  keys: tuple[str, ...] = ("w", "dw", "align")) -> Path:
+def plot_spectral(
+    history: list[dict[str, Any]], path: str | Path, keys: tuple[str, ...] = ("w", "dw", "align")
+) -> Path:
     """Spectral monitor history (list of {"step", "<tensor>/<key>": value}) as one panel per
     quantity, one line per tensor, log y-axis."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     tensors = sorted({k.rsplit("/", 1)[0] for h in history for k in h if "/" in k})
-    labels = {"w": "||W||_2 / sqrt(fan_out/fan_in)", "dw": "||dW||_2 / sqrt(fan_out/fan_in)",
-              "align": "||Wx|| / (||W||_2 ||x||)"}
+    labels = {
+        "w": "||W||_2 / sqrt(fan_out/fan_in)",
+        "dw": "||dW||_2 / sqrt(fan_out/fan_in)",
+        "align": "||Wx|| / (||W||_2 ||x||)",
+    }
     for ax, key in zip(axes[0], keys):
         for name in tensors:
-            pts = [(h["step"], h[f"{name}/{key}"]) for h in history
-                   if f"{name}/{key}" in h and h[f"{name}/{key}"] is not None]
+            pts = [
+                (h["step"], h[f"{name}/{key}"])
+                for h in history
+                if f"{name}/{key}" in h and h[f"{name}/{key}"] is not None
+            ]
             if pts:
                 ax.plot(*zip(*pts), lw=0.9, label=name)
         ax.set_yscale("log")

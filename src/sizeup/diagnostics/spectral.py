@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 
-def spectral_norm(w: torch.Tensor, iters: int = 30, v: torch.Tensor | None = None,
-                  seed: int = 0) -> tuple[float, torch.Tensor]:
+def spectral_norm(
+    w: torch.Tensor, iters: int = 30, v: torch.Tensor | None = None, seed: int = 0
+) -> tuple[float, torch.Tensor]:
     """Largest singular value of a matrix by power iteration; returns (sigma, right vector) so
     the next call can warm-start from it. The estimate never exceeds the true value."""
     import torch
@@ -73,9 +74,16 @@ class SpectralMonitor:
     every measurement; ``summary()`` is what goes into RunResult.diagnostics.
     """
 
-    def __init__(self, model: nn.Module, every: int = 10, probe: Any = None,
-                 names: Sequence[str] | None = None, iters: int = 20, first_iters: int = 50,
-                 parametrization: Any = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        every: int = 10,
+        probe: Any = None,
+        names: Sequence[str] | None = None,
+        iters: int = 20,
+        first_iters: int = 50,
+        parametrization: Any = None,
+    ):
         from torch import nn
 
         check_positive("every", every, integer=True)
@@ -91,15 +99,19 @@ class SpectralMonitor:
             for pat in names:
                 hits = [n for n in linears if fnmatch.fnmatchcase(n, pat)]
                 if not hits:
-                    raise ConfigError("names", pat, "names (or fnmatch patterns) of Linear modules: "
-                                      + ", ".join(linears))
+                    raise ConfigError(
+                        "names",
+                        pat,
+                        "names (or fnmatch patterns) of Linear modules: " + ", ".join(linears),
+                    )
                 chosen += [h for h in hits if h not in chosen]
         if not chosen:
             raise ConfigError("model", type(model).__name__, "a model with nn.Linear weights")
         self.names = chosen
         scalings = getattr(parametrization, "scalings", None) or {}
-        self.mult = {n: float(getattr(scalings.get(f"{n}.weight"), "multiplier", 1.0))
-                     for n in chosen}
+        self.mult = {
+            n: float(getattr(scalings.get(f"{n}.weight"), "multiplier", 1.0)) for n in chosen
+        }
         self._v: dict[str, torch.Tensor] = {}
         self._dv: dict[str, torch.Tensor] = {}
         self._snap: dict[str, torch.Tensor] = {}
@@ -127,6 +139,7 @@ class SpectralMonitor:
         def grab(name: str) -> Any:
             def hook(_m: Any, inp: tuple, _out: Any) -> None:
                 seen[name] = inp[0].detach().reshape(-1, inp[0].shape[-1]).float()
+
             return hook
 
         handles = [mods[n].register_forward_hook(grab(n)) for n in self.names]
@@ -162,12 +175,15 @@ class SpectralMonitor:
                 xn = x.norm()
                 out[f"{name}/align"] = float((x @ w.T).norm() / (s * xn)) if s * xn > 0 else None
                 if dw is not None:
-                    out[f"{name}/dalign"] = (float((x @ dw.T).norm() / (ds * xn))
-                                             if ds * xn > 0 else None)
+                    out[f"{name}/dalign"] = (
+                        float((x @ dw.T).norm() / (ds * xn)) if ds * xn > 0 else None
+                    )
         self.history.append(out)
         return out
 
-    def on_step(self, step: int, model: nn.Module, loss: float | None = None) -> dict[str, Any] | None:
+    def on_step(
+        self, step: int, model: nn.Module, loss: float | None = None
+    ) -> dict[str, Any] | None:
         """Trainer callback: measure every ``every`` steps, snapshot the step before."""
         result = self.measure(step, model) if step % self.every == 0 else None
         if (step + 1) % self.every == 0:

@@ -24,14 +24,36 @@ from sizeup.laws.flops import (
     gpt_params,
     mfu,
 )
-from sizeup.laws.hp import FreeFormLaw, HPLawFit, PowerLaw, fit_free_form, fit_hp_laws
+from sizeup.laws.forms import PowerLaw
+from sizeup.laws.hp import FreeFormLaw, HPLawFit, fit_free_form, fit_hp_laws
 from sizeup.laws.presets import LawPreset, get_preset, load_fit
 
 __all__ = [
-    "GPU_PEAK_FLOPS", "AllocationFit", "Approach3Fit", "ChinchillaLaw", "CriticalBatchLaw",
-    "DataConstrainedLaw", "FreeFormLaw", "HPLawFit", "LawPreset", "PowerLaw", "SigmoidLaw",
-    "fit_approach1", "fit_approach2", "fit_approach3", "fit_critical_batch",
-    "fit_critical_batch_from_steps", "fit_data_constrained", "fit_free_form", "fit_hp_laws",
-    "fit_sigmoid", "flops_per_token", "get_preset", "gpt_exact_flops_per_token", "gpt_params",
-    "isoflop_from_curves", "load_fit", "mfu",
+    "GPU_PEAK_FLOPS",
+    "AllocationFit",
+    "Approach3Fit",
+    "ChinchillaLaw",
+    "CriticalBatchLaw",
+    "DataConstrainedLaw",
+    "FreeFormLaw",
+    "HPLawFit",
+    "LawPreset",
+    "PowerLaw",
+    "SigmoidLaw",
+    "fit_approach1",
+    "fit_approach2",
+    "fit_approach3",
+    "fit_critical_batch",
+    "fit_critical_batch_from_steps",
+    "fit_data_constrained",
+    "fit_free_form",
+    "fit_hp_laws",
+    "fit_sigmoid",
+    "flops_per_token",
+    "get_preset",
+    "gpt_exact_flops_per_token",
+    "gpt_params",
+    "isoflop_from_curves",
+    "load_fit",
+    "mfu",
 ]

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from sizeup.errors import ConfigError, DataError, check_positive
-from sizeup.laws.hp import PowerLaw
+from sizeup.laws.forms import PowerLaw, group_budgets
 from sizeup.laws.optimize import batched_lbfgs
 
 
@@ -75,7 +75,9 @@ class ChinchillaLaw:
 
     def tokens_for(self, N: float | np.ndarray, C: float | np.ndarray) -> float | np.ndarray:
         """Tokens D = C / (k N) that spend budget C on a model of N parameters."""
-        return np.asarray(C, dtype=float) / (self.flops_per_param_token * np.asarray(N, dtype=float))
+        return np.asarray(C, dtype=float) / (
+            self.flops_per_param_token * np.asarray(N, dtype=float)
+        )
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict of the five constants (and k)."""
@@ -86,23 +88,32 @@ class ChinchillaLaw:
 # shared input checks
 # --------------------------------------------------------------------------------------------
 
-def _check_points(N: np.ndarray, D: np.ndarray, L: np.ndarray, min_points: int) -> tuple[np.ndarray, ...]:
+
+def _check_points(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, min_points: int
+) -> tuple[np.ndarray, ...]:
     """Validate (N, D, L) as equal-length finite positive 1-D arrays with enough points."""
     arrs = [np.asarray(a, dtype=float).ravel() for a in (N, D, L)]
     names = ("params", "tokens", "loss")
     if len({a.size for a in arrs}) != 1:
-        raise DataError(f"params/tokens/loss lengths {[a.size for a in arrs]} are not allowed: equal lengths")
+        raise DataError(
+            f"params/tokens/loss lengths {[a.size for a in arrs]} are not allowed: equal lengths"
+        )
     for name, a in zip(names, arrs):
         bad = ~np.isfinite(a) | (a <= 0)
         if bad.any():
-            raise DataError(f"{name}={a[bad][:3].tolist()} (at rows {np.flatnonzero(bad)[:3].tolist()}) "
-                            "is not allowed: finite values > 0 (drop those rows first)")
+            raise DataError(
+                f"{name}={a[bad][:3].tolist()} (at rows {np.flatnonzero(bad)[:3].tolist()}) "
+                "is not allowed: finite values > 0 (drop those rows first)"
+            )
     if arrs[0].size < min_points:
         raise DataError(f"points={arrs[0].size} is not allowed: at least {min_points} for this fit")
     return tuple(arrs)
 
 
-def drop_highest(N: np.ndarray, D: np.ndarray, L: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def drop_highest(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Remove the k highest-loss points (an explicit outlier rule); returns N, D, L, dropped rows."""
     if k < 0 or int(k) != k:
         raise ConfigError("drop_highest", k, "an integer >= 0")
@@ -110,7 +121,7 @@ def drop_highest(N: np.ndarray, D: np.ndarray, L: np.ndarray, k: int) -> tuple[n
     if k >= L.size:
         raise ConfigError("drop_highest", k, f"fewer than the {L.size} points")
     order = np.argsort(L, kind="stable")
-    dropped = np.sort(order[L.size - k:]) if k else np.array([], dtype=np.int64)
+    dropped = np.sort(order[L.size - k :]) if k else np.array([], dtype=np.int64)
     keep = np.sort(order[: L.size - k])
     return np.asarray(N, dtype=float)[keep], np.asarray(D, dtype=float)[keep], L[keep], dropped
 
@@ -137,8 +148,14 @@ def huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
 
 
-def approach3_objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray,
-                        weights: np.ndarray | None = None, delta: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def approach3_objective(
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    weights: np.ndarray | None = None,
+    delta: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber loss of log-space residuals and its analytic gradient, for K parameter rows.
 
     theta is (K, 5) in the order (a, b, e, alpha, beta); the model is
@@ -152,13 +169,20 @@ def approach3_objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, l
     for lo in range(0, K, step):
         hi = min(K, lo + step)
         w = None if weights is None or weights.ndim == 1 else weights[lo:hi]
-        f[lo:hi], g[lo:hi] = _objective_block(theta[lo:hi], logN, logD, logL,
-                                              weights if w is None else w, delta)
+        f[lo:hi], g[lo:hi] = _objective_block(
+            theta[lo:hi], logN, logD, logL, weights if w is None else w, delta
+        )
     return f, g
 
 
-def _objective_block(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray,
-                     weights: np.ndarray | None, delta: float) -> tuple[np.ndarray, np.ndarray]:
+def _objective_block(
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    weights: np.ndarray | None,
+    delta: float,
+) -> tuple[np.ndarray, np.ndarray]:
     a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
     u1 = a - al * logN
     u2 = b - be * logD
@@ -182,16 +206,24 @@ def _objective_block(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL
 
 def _theta_to_params(theta: np.ndarray) -> np.ndarray:
     """(a, b, e, alpha, beta) rows -> (E, A, B, alpha, beta) rows."""
-    return np.stack([np.exp(theta[:, 2]), np.exp(theta[:, 0]), np.exp(theta[:, 1]),
-                     theta[:, 3], theta[:, 4]], axis=1)
+    return np.stack(
+        [np.exp(theta[:, 2]), np.exp(theta[:, 0]), np.exp(theta[:, 1]), theta[:, 3], theta[:, 4]],
+        axis=1,
+    )
 
 
 def _params_to_theta(p: np.ndarray) -> np.ndarray:
     return np.stack([np.log(p[:, 1]), np.log(p[:, 2]), np.log(p[:, 0]), p[:, 3], p[:, 4]], axis=1)
 
 
-def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float,
-            tie: bool = False) -> tuple[np.ndarray, float]:
+def _polish(
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    delta: float,
+    tie: bool = False,
+) -> tuple[np.ndarray, float]:
     """Tighten one solution with scipy's L-BFGS-B at strict tolerances (a few ms)."""
     from scipy.optimize import minimize
 
@@ -204,13 +236,19 @@ def _polish(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndar
         f, g = obj(x[None])
         return float(f[0]), g[0]
 
-    res = minimize(fg, theta, jac=True, method="L-BFGS-B",
-                   options={"ftol": 1e-14, "gtol": 1e-12, "maxiter": 1000, "maxcor": 20})
+    res = minimize(
+        fg,
+        theta,
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-14, "gtol": 1e-12, "maxiter": 1000, "maxcor": 20},
+    )
     return res.x, float(res.fun)
 
 
 def _tied(fun5):
     """Wrap a 5-parameter objective as a 4-parameter one with beta = alpha (Gadre et al. 2024)."""
+
     def fun4(x: np.ndarray, *args) -> tuple[np.ndarray, np.ndarray]:
         f, g = fun5(np.concatenate([x, x[:, 3:4]], axis=1), *args)
         return f, np.concatenate([g[:, :3], g[:, 3:4] + g[:, 4:5]], axis=1)
@@ -218,10 +256,17 @@ def _tied(fun5):
     return fun4
 
 
-def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: np.ndarray,
-                   delta: float = 1e-3, polish_top: int = 3, max_iter: int = 200,
-                   tie: bool = False, prune: tuple[int, float] | None = (10, 0.1),
-                   ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_theta_grid(
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    grid: np.ndarray,
+    delta: float = 1e-3,
+    polish_top: int = 3,
+    max_iter: int = 200,
+    tie: bool = False,
+    prune: tuple[int, float] | None = (10, 0.1),
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Run the batched L-BFGS from every grid start, polish the best few; returns
     (best theta, best objective, all final thetas, all final objectives). With tie=True the
     fit has beta = alpha (rows of grid keep 5 columns; the fifth is ignored).
@@ -231,6 +276,7 @@ def fit_theta_grid(logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, grid: n
     state. On the Chinchilla points it reaches the same optimum as running every start to the
     end, 3-4x sooner. prune=None runs every start to convergence (the published procedure).
     """
+
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return approach3_objective(x, logN, logD, logL, None, delta)
 
@@ -313,8 +359,13 @@ class Approach3Fit:
         rows = []
         for C in np.atleast_1d(np.asarray(compute, dtype=float)):
             n, d = self.law.optimal(C)
-            row: dict[str, object] = {"C": float(C), "N_opt": n, "D_opt": d, "tokens_per_param": d / n,
-                                      "loss": float(self.law.loss(n, d))}
+            row: dict[str, object] = {
+                "C": float(C),
+                "N_opt": n,
+                "D_opt": d,
+                "tokens_per_param": d / n,
+                "loss": float(self.law.loss(n, d)),
+            }
             if self.samples is not None:
                 sn, sd, sl = self._sample_optima(float(C))
                 row["N_opt_interval"] = self.interval(sn)
@@ -336,12 +387,24 @@ class Approach3Fit:
         """The fit.json payload: parameters, objective, intervals and derived quantities."""
         law = self.law
         d: dict[str, object] = {
-            "kind": "chinchilla", "approach": 3, "E": law.E, "A": law.A, "B": law.B,
-            "alpha": law.alpha, "beta": law.beta, "objective": self.objective, "delta": self.delta,
-            "a": law.a, "b": law.b, "G": law.G, "n_points": self.n_points, "dropped_rows": self.dropped,
+            "kind": "chinchilla",
+            "approach": 3,
+            "E": law.E,
+            "A": law.A,
+            "B": law.B,
+            "alpha": law.alpha,
+            "beta": law.beta,
+            "objective": self.objective,
+            "delta": self.delta,
+            "a": law.a,
+            "b": law.b,
+            "G": law.G,
+            "n_points": self.n_points,
+            "dropped_rows": self.dropped,
             "n_opt": {"coef": law.G / 6**law.a, "exponent": law.a},
             "d_opt": {"coef": 1 / (law.G * 6**law.b), "exponent": law.b},
-            "compute": "6ND", "level": self.level,
+            "compute": "6ND",
+            "level": self.level,
         }
         if self.samples is not None:
             d["bootstrap"] = int(len(self.samples))
@@ -382,20 +445,34 @@ def fit_approach3(
     N, D, L, dropped = drop_highest(N, D, L, drop_highest_k)
     n_par = 4 if tie_exponents else 5
     if N.size <= n_par:
-        raise DataError(f"points={N.size} is not allowed: more points than the {n_par} parameters of approach 3")
+        raise DataError(
+            f"points={N.size} is not allowed: more points than the {n_par} parameters of approach 3"
+        )
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
     grid = default_grid() if grid is None else np.asarray(grid, dtype=float)
     theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta, tie=tie_exponents)
     law = ChinchillaLaw(*_theta_to_params(theta[None])[0])
     samples = None
     if bootstrap:
-        samples = _bootstrap(theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed, tie_exponents)
+        samples = _bootstrap(
+            theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed, tie_exponents
+        )
     return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level)
 
 
-def _bootstrap(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, logN: np.ndarray, logD: np.ndarray,
-               logL: np.ndarray, delta: float, n_boot: int, n_starts: int, seed: int,
-               tie: bool = False) -> np.ndarray:
+def _bootstrap(
+    theta: np.ndarray,
+    xs: np.ndarray,
+    fs: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    delta: float,
+    n_boot: int,
+    n_starts: int,
+    seed: int,
+    tie: bool = False,
+) -> np.ndarray:
     """Refit on `n_boot` resamples (multinomial point counts), all resamples x starts at once."""
     rng = np.random.default_rng(seed)
     n = logN.size
@@ -426,6 +503,7 @@ def _bootstrap(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, logN: np.ndarr
 # --------------------------------------------------------------------------------------------
 # approaches 1 and 2: compute-optimal power laws from the data's minima
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class AllocationFit:
@@ -469,11 +547,19 @@ class AllocationFit:
     def to_dict(self, compute: list[float] | None = None) -> dict[str, object]:
         """The fit.json payload for approaches 1 and 2."""
         d: dict[str, object] = {
-            "kind": "chinchilla", "approach": self.approach, "method": self.method,
-            "n_opt": self.n_opt.to_dict(), "d_opt": self.d_opt.to_dict(), "a": self.a, "b": self.b,
-            "compute": "6ND", "level": self.level,
-            "optima": [{"C": float(c), "N_opt": float(n), "D_opt": float(dd), "loss": float(lo)}
-                       for c, n, dd, lo in zip(self.C, self.N, self.D, self.L)],
+            "kind": "chinchilla",
+            "approach": self.approach,
+            "method": self.method,
+            "n_opt": self.n_opt.to_dict(),
+            "d_opt": self.d_opt.to_dict(),
+            "a": self.a,
+            "b": self.b,
+            "compute": "6ND",
+            "level": self.level,
+            "optima": [
+                {"C": float(c), "N_opt": float(n), "D_opt": float(dd), "loss": float(lo)}
+                for c, n, dd, lo in zip(self.C, self.N, self.D, self.L)
+            ],
         }
         if self.a_interval is not None:
             d["intervals"] = {"a": self.a_interval, "b": self.b_interval}
@@ -482,7 +568,9 @@ class AllocationFit:
         return d
 
 
-def _bootstrap_exponent(C: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float) -> tuple[float, float] | None:
+def _bootstrap_exponent(
+    C: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float
+) -> tuple[float, float] | None:
     """Percentile interval of the log-log slope when the (C, y) optima are resampled."""
     if n_boot <= 0 or C.size < 3:
         return None
@@ -497,18 +585,17 @@ def _bootstrap_exponent(C: np.ndarray, y: np.ndarray, n_boot: int, seed: int, le
     return float(np.quantile(slopes, q)), float(np.quantile(slopes, 1 - q))
 
 
-def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
-    """Label points by compute budget: sorted budgets within `rtol` of their neighbour share a label."""
-    C = np.asarray(C, dtype=float)
-    order = np.argsort(C)
-    gaps = np.diff(np.log(C[order])) > np.log1p(rtol)
-    labels = np.empty(C.size, dtype=np.int64)
-    labels[order] = np.concatenate([[0], np.cumsum(gaps)])
-    return labels
-
-
-def fit_approach1(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray | None = None,
-                  n_bins: int | None = None, bootstrap: int = 0, seed: int = 0, level: float = 0.9) -> AllocationFit:
+def fit_approach1(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    C: np.ndarray | None = None,
+    n_bins: int | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.9,
+) -> AllocationFit:
     """Hoffmann et al. approach 1: fit N_opt(C), D_opt(C) to the lower envelope of loss vs FLOPs.
 
     The envelope keeps each point whose loss beats every point of lower compute (the frontier
@@ -529,21 +616,44 @@ def fit_approach1(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray 
         which = np.digitize(np.log(C[idx]), edges)
         idx = np.array([idx[which == w][np.argmin(L[idx[which == w]])] for w in np.unique(which)])
     if np.unique(N[idx]).size < 2:
-        raise DataError(f"envelope model sizes={np.unique(N[idx]).tolist()} is not allowed: "
-                        "approach 1 needs the loss envelope to span at least 2 model sizes")
+        raise DataError(
+            f"envelope model sizes={np.unique(N[idx]).tolist()} is not allowed: "
+            "approach 1 needs the loss envelope to span at least 2 model sizes"
+        )
     Cs, Ns, Ds = C[idx], N[idx], D[idx]
     return AllocationFit(
-        approach=1, n_opt=PowerLaw.fit(Cs, Ns), d_opt=PowerLaw.fit(Cs, Ds), C=Cs, N=Ns, D=Ds, L=L[idx],
-        curves=[], a_interval=_bootstrap_exponent(Cs, Ns, bootstrap, seed, level),
-        b_interval=_bootstrap_exponent(Cs, Ds, bootstrap, seed, level), level=level, method="envelope")
+        approach=1,
+        n_opt=PowerLaw.fit(Cs, Ns),
+        d_opt=PowerLaw.fit(Cs, Ds),
+        C=Cs,
+        N=Ns,
+        D=Ds,
+        L=L[idx],
+        curves=[],
+        a_interval=_bootstrap_exponent(Cs, Ns, bootstrap, seed, level),
+        b_interval=_bootstrap_exponent(Cs, Ds, bootstrap, seed, level),
+        level=level,
+        method="envelope",
+    )
 
 
 APPROACH2_METHODS = ("parabola", "akima")
 
 
-def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray | None = None,
-                  method: str = "parabola", window: int | None = None, log_loss: bool = False,
-                  budget_rtol: float = 0.05, bootstrap: int = 0, seed: int = 0, level: float = 0.9) -> AllocationFit:
+def fit_approach2(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    C: np.ndarray | None = None,
+    method: str = "parabola",
+    window: int | None = None,
+    log_loss: bool = False,
+    budget_rtol: float = 0.05,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.9,
+) -> AllocationFit:
     """Hoffmann et al. approach 2: the minimum of each isoFLOP profile, then power laws in C.
 
     method="parabola" fits L (or log L with log_loss) as a parabola in log N, over all points of
@@ -558,8 +668,10 @@ def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray 
     check_choice("method", method, APPROACH2_METHODS)
     N, D, L = _check_points(N, D, L, min_points=3)
     if np.unique(N).size < 2:
-        raise DataError(f"model sizes={np.unique(N).tolist()} is not allowed: approach 2 needs several model "
-                        "sizes per compute budget (one size gives no isoFLOP profile)")
+        raise DataError(
+            f"model sizes={np.unique(N).tolist()} is not allowed: approach 2 needs several model "
+            "sizes per compute budget (one size gives no isoFLOP profile)"
+        )
     C = 6.0 * N * D if C is None else np.asarray(C, dtype=float)
     labels = group_budgets(C, budget_rtol)
     Cs, Ns, Ls, curves = [], [], [], []
@@ -581,7 +693,9 @@ def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray 
             j = int(np.argmin(yy))
             x_opt, y_opt, coef = xx[j], float(np.exp(yy[j])), None
         else:
-            lo, hi = (0, x.size) if window is None else (max(0, i - window), min(x.size, i + window + 1))
+            lo, hi = (
+                (0, x.size) if window is None else (max(0, i - window), min(x.size, i + window + 1))
+            )
             coef = np.polyfit(x[lo:hi], y[lo:hi], 2)
             if coef[0] <= 0:
                 continue
@@ -592,31 +706,62 @@ def fit_approach2(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, C: np.ndarray 
         Cs.append(budget)
         Ns.append(float(np.exp(x_opt)))
         Ls.append(y_opt)
-        span = (float(N[sel][0]), float(N[sel][-1])) if method == "akima" or window is None else \
-            (float(N[sel][max(0, i - window)]), float(N[sel][min(x.size - 1, i + window)]))
-        curves.append({"C": budget, "N": N[sel].tolist(), "loss": L[sel].tolist(), "parabola": coef, "fit_span": span,
-                       "log_loss": bool(log_loss or method == "akima"), "N_opt": float(np.exp(x_opt)),
-                       "loss_opt": y_opt})
+        span = (
+            (float(N[sel][0]), float(N[sel][-1]))
+            if method == "akima" or window is None
+            else (float(N[sel][max(0, i - window)]), float(N[sel][min(x.size - 1, i + window)]))
+        )
+        curves.append(
+            {
+                "C": budget,
+                "N": N[sel].tolist(),
+                "loss": L[sel].tolist(),
+                "parabola": coef,
+                "fit_span": span,
+                "log_loss": bool(log_loss or method == "akima"),
+                "N_opt": float(np.exp(x_opt)),
+                "loss_opt": y_opt,
+            }
+        )
     if len(Cs) < 2:
-        raise DataError(f"isoFLOP budgets with a bracketed minimum={len(Cs)} is not allowed: at least 2 "
-                        "(each needs 3+ model sizes with the lowest loss in the interior)")
+        raise DataError(
+            f"isoFLOP budgets with a bracketed minimum={len(Cs)} is not allowed: at least 2 "
+            "(each needs 3+ model sizes with the lowest loss in the interior)"
+        )
     Cn, Nn = np.array(Cs), np.array(Ns)
     Dn = Cn / (6.0 * Nn)
     return AllocationFit(
-        approach=2, n_opt=PowerLaw.fit(Cn, Nn), d_opt=PowerLaw.fit(Cn, Dn), C=Cn, N=Nn, D=Dn,
-        L=np.array(Ls), curves=curves, a_interval=_bootstrap_exponent(Cn, Nn, bootstrap, seed, level),
-        b_interval=_bootstrap_exponent(Cn, Dn, bootstrap, seed, level), level=level, method=method)
+        approach=2,
+        n_opt=PowerLaw.fit(Cn, Nn),
+        d_opt=PowerLaw.fit(Cn, Dn),
+        C=Cn,
+        N=Nn,
+        D=Dn,
+        L=np.array(Ls),
+        curves=curves,
+        a_interval=_bootstrap_exponent(Cn, Nn, bootstrap, seed, level),
+        b_interval=_bootstrap_exponent(Cn, Dn, bootstrap, seed, level),
+        level=level,
+        method=method,
+    )
 
 
-def isoflop_from_curves(N: np.ndarray, D: np.ndarray, L: np.ndarray, budgets: np.ndarray | None = None,
-                        n_budgets: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def isoflop_from_curves(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    budgets: np.ndarray | None = None,
+    n_budgets: int = 8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Turn loss-vs-tokens curves (e.g. WSD cooldown branches: several D per model size N) into
     isoFLOP points (N, D, L, C) for approach 2, interpolating each model's log L linearly in log D
     at D = C / (6N) and never extrapolating past the tokens it was trained on."""
     N, D, L = _check_points(N, D, L, min_points=3)
     sizes = np.unique(N)
     if sizes.size < 2:
-        raise DataError(f"model sizes={sizes.tolist()} is not allowed: at least 2 for isoFLOP profiles")
+        raise DataError(
+            f"model sizes={sizes.tolist()} is not allowed: at least 2 for isoFLOP profiles"
+        )
     C_all = 6.0 * N * D
     if budgets is None:
         budgets = np.geomspace(C_all.min(), C_all.max(), n_budgets)
@@ -634,6 +779,8 @@ def isoflop_from_curves(N: np.ndarray, D: np.ndarray, L: np.ndarray, budgets: np
             elif d.size == 1 and np.isclose(dc, d[0], rtol=1e-6):
                 out.append((n, dc, lo[0], C))
     if not out:
-        raise DataError("budgets are not allowed: none falls inside any model's trained token range")
+        raise DataError(
+            "budgets are not allowed: none falls inside any model's trained token range"
+        )
     arr = np.array(out)
     return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sizeup.errors import DataError
-from sizeup.laws.hp import PowerLaw
+from sizeup.laws.forms import PowerLaw
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,19 @@ def fit_tradeoff(batch: np.ndarray, steps: np.ndarray, target: float = float("na
     """Fit S = S_min + E_min / B (the trade-off hyperbola, linear in 1/B) at one target loss."""
     B, S = np.asarray(batch, dtype=float), np.asarray(steps, dtype=float)
     if B.shape != S.shape or np.unique(B).size < 2:
-        raise DataError(f"batch sizes={np.unique(B).tolist()} is not allowed: at least 2 distinct, one steps value each")
+        raise DataError(
+            f"batch sizes={np.unique(B).tolist()} is not allowed: at least 2 distinct, one steps value each"
+        )
     if np.any(B <= 0) or np.any(S <= 0) or not np.all(np.isfinite(S)):
-        raise DataError("batch/steps: non-positive values are not allowed: sizes and step counts > 0")
+        raise DataError(
+            "batch/steps: non-positive values are not allowed: sizes and step counts > 0"
+        )
     slope, intercept = np.polyfit(1.0 / B, S, 1)
     if not (slope > 0 and intercept > 0):
-        raise DataError(f"steps-vs-batch (S_min={intercept:.3g}, E_min={slope:.3g}) is not allowed: steps must "
-                        "fall with batch size and level off (S = S_min + E_min/B with both > 0)")
+        raise DataError(
+            f"steps-vs-batch (S_min={intercept:.3g}, E_min={slope:.3g}) is not allowed: steps must "
+            "fall with batch size and level off (S = S_min + E_min/B with both > 0)"
+        )
     return TradeoffFit(float(target), float(intercept), float(slope))
 
 
@@ -61,11 +67,15 @@ def fit_critical_batch(loss: np.ndarray, b_crit: np.ndarray) -> CriticalBatchLaw
     """Fit B_crit(L) = B* / L^(1/alpha_B) to (loss, critical or noise-scale batch) pairs."""
     law = PowerLaw.fit(np.asarray(loss, dtype=float), np.asarray(b_crit, dtype=float))
     if not law.exponent < 0:
-        raise DataError(f"slope of log B_crit on log L={law.exponent:.3g} is not allowed: B_crit must grow as loss falls")
+        raise DataError(
+            f"slope of log B_crit on log L={law.exponent:.3g} is not allowed: B_crit must grow as loss falls"
+        )
     return CriticalBatchLaw(B_star=law.coef, alpha_B=-1.0 / law.exponent)
 
 
-def fit_critical_batch_from_steps(target: np.ndarray, batch: np.ndarray, steps: np.ndarray) -> tuple[CriticalBatchLaw, list[TradeoffFit]]:
+def fit_critical_batch_from_steps(
+    target: np.ndarray, batch: np.ndarray, steps: np.ndarray
+) -> tuple[CriticalBatchLaw, list[TradeoffFit]]:
     """Per target loss, fit the trade-off to (batch, steps-to-target), then B_crit(L) across targets."""
     target, batch, steps = (np.asarray(v, dtype=float) for v in (target, batch, steps))
     fits = [fit_tradeoff(batch[target == t], steps[target == t], t) for t in np.unique(target)]

@@ -30,16 +30,22 @@ class SigmoidLaw:
         return asdict(self)
 
 
-def fit_sigmoid(loss: np.ndarray, acc: np.ndarray, floor: float | None = None, ceiling: float | None = None) -> SigmoidLaw:
+def fit_sigmoid(
+    loss: np.ndarray, acc: np.ndarray, floor: float | None = None, ceiling: float | None = None
+) -> SigmoidLaw:
     """Least-squares sigmoid from loss to accuracy; pin `floor` (e.g. chance) or `ceiling` if known."""
     from scipy.optimize import curve_fit
 
     L, y = np.asarray(loss, dtype=float), np.asarray(acc, dtype=float)
     if L.shape != y.shape or np.any(~np.isfinite(L)) or np.any(~np.isfinite(y)):
-        raise DataError("loss/accuracy: missing or unequal-length values are not allowed: one finite pair per run")
+        raise DataError(
+            "loss/accuracy: missing or unequal-length values are not allowed: one finite pair per run"
+        )
     free = 4 - (floor is not None) - (ceiling is not None)
     if L.size <= free:
-        raise DataError(f"points={L.size} is not allowed: more than the {free} free sigmoid parameters")
+        raise DataError(
+            f"points={L.size} is not allowed: more than the {free} free sigmoid parameters"
+        )
 
     def model(x: np.ndarray, *p: float) -> np.ndarray:
         it = iter(p)
@@ -63,7 +69,9 @@ def fit_sigmoid(loss: np.ndarray, acc: np.ndarray, floor: float | None = None, c
         if best is None or sse < best[1]:
             best = (p, sse)
     if best is None:
-        raise DataError("loss/accuracy is not allowed: no sigmoid fits these points (is accuracy varying?)")
+        raise DataError(
+            "loss/accuracy is not allowed: no sigmoid fits these points (is accuracy varying?)"
+        )
     it = iter(best[0])
     lo = floor if floor is not None else float(next(it))
     hi = ceiling if ceiling is not None else float(next(it))

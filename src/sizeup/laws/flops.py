@@ -115,9 +115,17 @@ def _gpt_shape(kw: dict[str, Any]) -> dict[str, Any]:
     if n_head % n_kv:
         raise ConfigError("n_kv_head", n_kv, f"a divisor of n_head={n_head}")
     hidden = kw.get("mlp_hidden") or int(round(kw.get("mlp_ratio", 8 / 3) * d))
-    return dict(d=d, L=L, n_head=n_head, head_dim=head_dim, n_kv=n_kv, hidden=hidden,
-                V=kw.get("vocab_size", 256), s=kw.get("seq_len", 128),
-                tied=bool(kw.get("tie_embeddings", False)))
+    return dict(
+        d=d,
+        L=L,
+        n_head=n_head,
+        head_dim=head_dim,
+        n_kv=n_kv,
+        hidden=hidden,
+        V=kw.get("vocab_size", 256),
+        s=kw.get("seq_len", 128),
+        tied=bool(kw.get("tie_embeddings", False)),
+    )
 
 
 def _as_kwargs(cfg: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +182,9 @@ def peak_flops(device: str | float) -> float:
     raise ConfigError("peak", device, "a number of FLOP/s or one of " + ", ".join(GPU_PEAK_FLOPS))
 
 
-def mfu(tokens_per_s: float, flops_per_token: float, peak: str | float, n_devices: int = 1) -> float:
+def mfu(
+    tokens_per_s: float, flops_per_token: float, peak: str | float, n_devices: int = 1
+) -> float:
     """Model FLOPs utilisation: achieved training FLOP/s over the devices' combined peak."""
     check_positive("tokens_per_s", tokens_per_s)
     check_positive("flops_per_token", flops_per_token)
@@ -182,8 +192,9 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak: str | float, n_device
     return tokens_per_s * flops_per_token / (peak_flops(peak) * n_devices)
 
 
-def tokens_per_s_at_mfu(flops_per_token: float, peak: str | float, mfu: float = 0.4,
-                        n_devices: int = 1) -> float:
+def tokens_per_s_at_mfu(
+    flops_per_token: float, peak: str | float, mfu: float = 0.4, n_devices: int = 1
+) -> float:
     """Throughput a run reaches at a given MFU (for planning wall time)."""
     check_positive("flops_per_token", flops_per_token)
     if not 0 < mfu <= 1:
@@ -191,7 +202,9 @@ def tokens_per_s_at_mfu(flops_per_token: float, peak: str | float, mfu: float = 
     return mfu * peak_flops(peak) * n_devices / flops_per_token
 
 
-def training_time_s(total_flops: float, peak: str | float, mfu: float = 0.4, n_devices: int = 1) -> float:
+def training_time_s(
+    total_flops: float, peak: str | float, mfu: float = 0.4, n_devices: int = 1
+) -> float:
     """Wall time in seconds to spend `total_flops` at the given MFU."""
     check_positive("total_flops", total_flops)
     if not 0 < mfu <= 1:
@@ -200,6 +213,14 @@ def training_time_s(total_flops: float, peak: str | float, mfu: float = 0.4, n_d
 
 
 __all__ = [
-    "FORMULAS", "GPU_PEAK_FLOPS", "flops_per_token", "gpt_exact_flops_per_token", "gpt_params",
-    "kaplan_params", "mfu", "peak_flops", "tokens_per_s_at_mfu", "training_time_s"
+    "FORMULAS",
+    "GPU_PEAK_FLOPS",
+    "flops_per_token",
+    "gpt_exact_flops_per_token",
+    "gpt_params",
+    "kaplan_params",
+    "mfu",
+    "peak_flops",
+    "tokens_per_s_at_mfu",
+    "training_time_s",
 ]

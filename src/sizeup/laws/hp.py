@@ -2,55 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from sizeup.errors import ConfigError, DataError
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """y = coef * x^exponent (e.g. DeepSeek LLM eta_opt = 0.3118 C^-0.1250)."""
-
-    coef: float
-    exponent: float
-
-    def __post_init__(self) -> None:
-        if not self.coef > 0:
-            raise ConfigError("coef", self.coef, "a positive coefficient")
-
-    def __call__(self, x: float | np.ndarray) -> float | np.ndarray:
-        """Evaluate coef * x^exponent (x > 0; broadcasts over arrays)."""
-        x = np.asarray(x, dtype=float)
-        if np.any(x <= 0):
-            raise ConfigError("x", "non-positive", "values > 0 for a power law")
-        y = self.coef * x**self.exponent
-        return float(y) if y.ndim == 0 else y
-
-    def inverse(self, y: float | np.ndarray) -> float | np.ndarray:
-        """The x at which the law equals y."""
-        y = np.asarray(y, dtype=float)
-        x = (y / self.coef) ** (1.0 / self.exponent)
-        return float(x) if x.ndim == 0 else x
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> PowerLaw:
-        """Least-squares line in log-log space (optionally weighted)."""
-        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        if x.shape != y.shape or x.ndim != 1:
-            raise DataError(f"x, y: shapes {x.shape} and {y.shape} are not allowed: two 1-D arrays of equal length")
-        if len(x) < 2 or len(np.unique(x)) < 2:
-            raise DataError(f"x: {len(np.unique(x))} distinct values is not allowed: at least 2 to fit a power law")
-        if np.any(x <= 0) or np.any(y <= 0):
-            raise DataError("x, y: non-positive values are not allowed: a power law needs x > 0 and y > 0")
-        w = None if weights is None else np.sqrt(np.asarray(weights, dtype=float))
-        slope, intercept = np.polyfit(np.log(x), np.log(y), 1, w=w)
-        return cls(coef=float(np.exp(intercept)), exponent=float(slope))
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain dict {coef, exponent}."""
-        return asdict(self)
+from sizeup.laws.forms import PowerLaw, group_budgets
 
 
 @dataclass
@@ -68,17 +25,25 @@ class HPLawFit:
 
     def to_dict(self) -> dict[str, object]:
         """The fit.json payload."""
-        return {"kind": "hp", "band": self.band, "compute": "6ND",
-                "lr_law": None if self.lr_law is None else self.lr_law.to_dict(),
-                "batch_law": None if self.batch_law is None else self.batch_law.to_dict(),
-                "n_band_points": int(self.C.size), "best": self.best,
-                "band_points": [{"C": float(c), "lr": float(lr), "batch": float(b), "loss": float(lo)}
-                                for c, lr, b, lo in zip(self.C, self.lr, self.batch, self.loss)]}
+        return {
+            "kind": "hp",
+            "band": self.band,
+            "compute": "6ND",
+            "lr_law": None if self.lr_law is None else self.lr_law.to_dict(),
+            "batch_law": None if self.batch_law is None else self.batch_law.to_dict(),
+            "n_band_points": int(self.C.size),
+            "best": self.best,
+            "band_points": [
+                {"C": float(c), "lr": float(lr), "batch": float(b), "loss": float(lo)}
+                for c, lr, b, lo in zip(self.C, self.lr, self.batch, self.loss)
+            ],
+        }
 
 
-def near_optimal_band(C: np.ndarray, loss: np.ndarray, band: float = 0.0025, rtol: float = 0.05) -> np.ndarray:
+def near_optimal_band(
+    C: np.ndarray, loss: np.ndarray, band: float = 0.0025, rtol: float = 0.05
+) -> np.ndarray:
     """Boolean mask of runs whose loss is within `band` (a fraction) of the best at their budget."""
-    from sizeup.laws.chinchilla import group_budgets
 
     if not band >= 0:
         raise ConfigError("band", band, "a fraction >= 0 (DeepSeek LLM used 0.0025)")
@@ -91,8 +56,13 @@ def near_optimal_band(C: np.ndarray, loss: np.ndarray, band: float = 0.0025, rto
     return mask
 
 
-def fit_hp_laws(C: np.ndarray, lr: np.ndarray | None, batch: np.ndarray | None, loss: np.ndarray,
-                band: float = 0.0025) -> HPLawFit:
+def fit_hp_laws(
+    C: np.ndarray,
+    lr: np.ndarray | None,
+    batch: np.ndarray | None,
+    loss: np.ndarray,
+    band: float = 0.0025,
+) -> HPLawFit:
     """DeepSeek LLM's method: keep every run within `band` of its budget's best loss and fit
     power laws eta_opt = a C^p and B_opt = b C^q to all of them (log-log least squares)."""
     C = np.asarray(C, dtype=float)
@@ -108,9 +78,10 @@ def fit_hp_laws(C: np.ndarray, lr: np.ndarray | None, batch: np.ndarray | None, 
         if a.shape != C.shape:
             raise DataError(f"{name}: length {a.size} is not allowed: one value per run ({C.size})")
         if np.any(~np.isfinite(a) | (a <= 0)):
-            raise DataError(f"{name}: non-positive or missing values are not allowed: finite values > 0")
+            raise DataError(
+                f"{name}: non-positive or missing values are not allowed: finite values > 0"
+            )
     mask = near_optimal_band(C, loss, band)
-    from sizeup.laws.chinchilla import group_budgets
 
     if np.unique(group_budgets(C[mask])).size < 2:
         raise DataError("compute budgets=1 is not allowed: at least 2 budgets to fit a law in C")
@@ -120,13 +91,24 @@ def fit_hp_laws(C: np.ndarray, lr: np.ndarray | None, batch: np.ndarray | None, 
     labels = group_budgets(C)
     for lab in np.unique(labels):
         i = np.flatnonzero(labels == lab)[np.argmin(loss[labels == lab])]
-        best.append({"C": float(C[i]), "loss": float(loss[i]),
-                     "lr": float(cols["lr"][i]) if lr is not None else None,
-                     "batch": float(cols["batch"][i]) if batch is not None else None})
+        best.append(
+            {
+                "C": float(C[i]),
+                "loss": float(loss[i]),
+                "lr": float(cols["lr"][i]) if lr is not None else None,
+                "batch": float(cols["batch"][i]) if batch is not None else None,
+            }
+        )
     return HPLawFit(
         lr_law=PowerLaw.fit(C[mask], lr_b) if lr is not None else None,
         batch_law=PowerLaw.fit(C[mask], b_b) if batch is not None else None,
-        band=band, C=C[mask], lr=lr_b, batch=b_b, loss=loss[mask], best=best)
+        band=band,
+        C=C[mask],
+        lr=lr_b,
+        batch=b_b,
+        loss=loss[mask],
+        best=best,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,7 +123,9 @@ class FreeFormLaw:
         missing = set(self.exponents) - set(x)
         if missing:
             raise ConfigError("variables", sorted(x), f"all of {sorted(self.exponents)}")
-        y = self.coef * np.prod([np.asarray(x[k], dtype=float) ** p for k, p in self.exponents.items()], axis=0)
+        y = self.coef * np.prod(
+            [np.asarray(x[k], dtype=float) ** p for k, p in self.exponents.items()], axis=0
+        )
         return float(y) if np.ndim(y) == 0 else y
 
     def to_dict(self) -> dict[str, object]:
@@ -157,11 +141,15 @@ def fit_free_form(y: np.ndarray, weights: np.ndarray | None = None, **x: np.ndar
     cols = [np.asarray(v, dtype=float) for v in x.values()]
     for name, v in [("y", y), *zip(x, cols)]:
         if v.shape != y.shape or np.any(~np.isfinite(v) | (v <= 0)):
-            raise DataError(f"{name}: values are not allowed: finite, > 0 and one per point ({y.size})")
+            raise DataError(
+                f"{name}: values are not allowed: finite, > 0 and one per point ({y.size})"
+            )
     X = np.column_stack([np.ones(y.size)] + [np.log(v) for v in cols])
     if y.size <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
-        raise DataError(f"points={y.size} is not allowed: more points than the {X.shape[1]} coefficients, "
-                        "with each variable varying independently")
+        raise DataError(
+            f"points={y.size} is not allowed: more points than the {X.shape[1]} coefficients, "
+            "with each variable varying independently"
+        )
     w = np.ones(y.size) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
     beta, *_ = np.linalg.lstsq(X * w[:, None], np.log(y) * w, rcond=None)
     return FreeFormLaw(float(np.exp(beta[0])), {k: float(b) for k, b in zip(x, beta[1:])})

@@ -31,7 +31,9 @@ def load_table(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
     """Read a .csv, .parquet, .json, .jsonl or sizeup study (.db/.sqlite) into a DataFrame."""
     p = Path(path)
     if not p.exists():
-        raise DataError(f"data={str(p)!r} is not allowed: an existing .csv, .parquet, .json, .jsonl or study .db file")
+        raise DataError(
+            f"data={str(p)!r} is not allowed: an existing .csv, .parquet, .json, .jsonl or study .db file"
+        )
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
@@ -45,7 +47,9 @@ def load_table(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
         elif suffix in (".db", ".sqlite", ".sqlite3") or _is_sqlite(p):
             df = load_study(p, include_diverged=include_diverged)
         else:
-            raise DataError(f"data={str(p)!r} is not allowed: a .csv, .parquet, .json, .jsonl or study .db file")
+            raise DataError(
+                f"data={str(p)!r} is not allowed: a .csv, .parquet, .json, .jsonl or study .db file"
+            )
     except (ValueError, OSError, sqlite3.DatabaseError) as e:
         if isinstance(e, DataError):
             raise
@@ -79,7 +83,9 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
     try:
         rows = con.execute("SELECT config, result FROM trials WHERE result IS NOT NULL").fetchall()
     except sqlite3.DatabaseError as e:
-        raise DataError(f"study={str(path)!r} is not allowed: a sizeup study with a `trials` table ({e})") from e
+        raise DataError(
+            f"study={str(path)!r} is not allowed: a sizeup study with a `trials` table ({e})"
+        ) from e
     finally:
         con.close()
     out, skipped = [], 0
@@ -92,38 +98,57 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
             skipped += 1
             continue
         seq = cfg.get("seq_len", 1) if cfg.get("model", "gpt") == "gpt" else 1
-        row = {"params": res.get("params"), "tokens": res.get("tokens"), "loss": loss,
-               "flops": res.get("flops"), "lr": cfg.get("lr"),
-               "batch_tokens": cfg.get("batch_size", 0) * seq, "steps": cfg.get("steps"),
-               "diverged": bool(res.get("diverged"))}
+        row = {
+            "params": res.get("params"),
+            "tokens": res.get("tokens"),
+            "loss": loss,
+            "flops": res.get("flops"),
+            "lr": cfg.get("lr"),
+            "batch_tokens": cfg.get("batch_size", 0) * seq,
+            "steps": cfg.get("steps"),
+            "diverged": bool(res.get("diverged")),
+        }
         row.update({f"config.{k}": v for k, v in cfg.items()})
         out.append(row)
     df = pd.DataFrame(out)
     df.attrs["skipped"] = skipped
     if df.empty:
-        raise DataError(f"study={str(path)!r} is not allowed: at least one finished, non-diverged trial "
-                        f"({skipped} diverged or unfinished)")
+        raise DataError(
+            f"study={str(path)!r} is not allowed: at least one finished, non-diverged trial "
+            f"({skipped} diverged or unfinished)"
+        )
     return df
 
 
-def pick_column(df: pd.DataFrame, role: str, name: str | None = None, required: bool = True) -> str | None:
+def pick_column(
+    df: pd.DataFrame, role: str, name: str | None = None, required: bool = True
+) -> str | None:
     """The column to use for `role` (params, tokens, flops, loss, lr, batch, unique): the one the
     user named, else the first of GUESSES present."""
     if name is not None:
         if name not in df.columns:
-            raise DataError(f"{role}-col={name!r} is not allowed: one of the columns {list(df.columns)}")
+            raise DataError(
+                f"{role}-col={name!r} is not allowed: one of the columns {list(df.columns)}"
+            )
         return name
     for guess in GUESSES.get(role, ()):
         if guess in df.columns:
             return guess
     if required:
-        raise DataError(f"{role}-col=None is not allowed: no column named like {list(GUESSES.get(role, ()))}; "
-                        f"name one of {list(df.columns)} with --{role}-col")
+        raise DataError(
+            f"{role}-col=None is not allowed: no column named like {list(GUESSES.get(role, ()))}; "
+            f"name one of {list(df.columns)} with --{role}-col"
+        )
     return None
 
 
-def points(df: pd.DataFrame, params_col: str | None = None, tokens_col: str | None = None,
-           flops_col: str | None = None, loss_col: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def points(
+    df: pd.DataFrame,
+    params_col: str | None = None,
+    tokens_col: str | None = None,
+    flops_col: str | None = None,
+    loss_col: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(N, D, L, C) arrays from a table; D = C / (6N) when only FLOPs are given, C = 6ND when
     only tokens are. Rows with a missing value raise rather than vanish."""
     n_col = pick_column(df, "params", params_col)
@@ -147,6 +172,8 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(v)
     if bad.any():
-        raise DataError(f"{col}: missing or non-numeric values at rows {np.flatnonzero(bad)[:5].tolist()} "
-                        "are not allowed: filter them out first")
+        raise DataError(
+            f"{col}: missing or non-numeric values at rows {np.flatnonzero(bad)[:5].tolist()} "
+            "are not allowed: filter them out first"
+        )
     return v

@@ -72,7 +72,9 @@ def batched_lbfgs(
                 break
             ftf = ft[~ok]
             denom = 2.0 * (ftf - f[rows[fail]] - slope[fail] * t[fail])
-            tq = np.where(np.isfinite(ftf) & (denom > 0), -slope[fail] * t[fail] ** 2 / denom, 0.1 * t[fail])
+            tq = np.where(
+                np.isfinite(ftf) & (denom > 0), -slope[fail] * t[fail] ** 2 / denom, 0.1 * t[fail]
+            )
             t[fail] = np.clip(tq, 0.1 * t[fail], 0.5 * t[fail])
             todo = fail
         stuck = np.zeros(rows.size, dtype=bool)
@@ -101,7 +103,9 @@ def batched_lbfgs(
     return x, f, iters
 
 
-def _two_loop(g: np.ndarray, S: np.ndarray, Y: np.ndarray, rho: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _two_loop(
+    g: np.ndarray, S: np.ndarray, Y: np.ndarray, rho: np.ndarray, count: np.ndarray
+) -> np.ndarray:
     """Batched L-BFGS two-loop recursion: H_k g for every row with its own memory."""
     K, m, _ = S.shape
     q = g.copy()
@@ -120,8 +124,11 @@ def _two_loop(g: np.ndarray, S: np.ndarray, Y: np.ndarray, rho: np.ndarray, coun
     newest = (count - 1) % m
     s_n, y_n = S[ar, newest], Y[ar, newest]
     yy = np.einsum("kp,kp->k", y_n, y_n)
-    gamma = np.where(count > 0, np.einsum("kp,kp->k", s_n, y_n) / np.maximum(yy, 1e-300),
-                     1.0 / np.maximum(np.linalg.norm(g, axis=1), 1e-300))
+    gamma = np.where(
+        count > 0,
+        np.einsum("kp,kp->k", s_n, y_n) / np.maximum(yy, 1e-300),
+        1.0 / np.maximum(np.linalg.norm(g, axis=1), 1e-300),
+    )
     r = gamma[:, None] * q
     for j in reversed(range(m)):
         slot = slots[:, j]

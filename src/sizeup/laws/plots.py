@@ -24,8 +24,14 @@ def _plt():
     return plt
 
 
-def plot_approach3(fit: Approach3Fit, N: np.ndarray, D: np.ndarray, L: np.ndarray, path: str | Path,
-                   extrapolate: float = 100.0) -> Path:
+def plot_approach3(
+    fit: Approach3Fit,
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    path: str | Path,
+    extrapolate: float = 100.0,
+) -> Path:
     """Loss vs compute with the compute-optimal frontier extrapolated `extrapolate`x beyond the
     data, and N_opt(C); shaded bands are the bootstrap interval."""
     plt = _plt()
@@ -39,10 +45,21 @@ def plot_approach3(fit: Approach3Fit, N: np.ndarray, D: np.ndarray, L: np.ndarra
     ax2.plot(grid, n_opt, "k-", label=f"N_opt ∝ C^{fit.law.a:.3f}")
     if fit.samples is not None:
         rows = fit.derived(grid)
-        ax1.fill_between(grid, [r["loss_interval"][0] for r in rows], [r["loss_interval"][1] for r in rows],
-                         color="k", alpha=0.15, label=f"{fit.level:.0%} bootstrap band")
-        ax2.fill_between(grid, [r["N_opt_interval"][0] for r in rows], [r["N_opt_interval"][1] for r in rows],
-                         color="k", alpha=0.15)
+        ax1.fill_between(
+            grid,
+            [r["loss_interval"][0] for r in rows],
+            [r["loss_interval"][1] for r in rows],
+            color="k",
+            alpha=0.15,
+            label=f"{fit.level:.0%} bootstrap band",
+        )
+        ax2.fill_between(
+            grid,
+            [r["N_opt_interval"][0] for r in rows],
+            [r["N_opt_interval"][1] for r in rows],
+            color="k",
+            alpha=0.15,
+        )
     for ax in (ax1, ax2):
         ax.axvline(C.max(), color="grey", ls=":", lw=1)
         ax.set_xscale("log")
@@ -80,7 +97,9 @@ def plot_isoflops(fit: AllocationFit, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_envelope(fit: AllocationFit, N: np.ndarray, L: np.ndarray, C: np.ndarray, path: str | Path) -> Path:
+def plot_envelope(
+    fit: AllocationFit, N: np.ndarray, L: np.ndarray, C: np.ndarray, path: str | Path
+) -> Path:
     """Approach 1: all runs, the lower envelope of loss vs FLOPs; then N_opt(C)."""
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -110,11 +129,17 @@ def _law_panel(ax, fit: AllocationFit) -> None:
 def plot_hp(fit: HPLawFit, path: str | Path) -> Path:
     """Near-optimal band points and the fitted eta_opt(C), B_opt(C) lines."""
     plt = _plt()
-    laws = [(n, lw, getattr(fit, n)) for n, lw in (("lr", fit.lr_law), ("batch", fit.batch_law)) if lw is not None]
+    laws = [
+        (n, lw, getattr(fit, n))
+        for n, lw in (("lr", fit.lr_law), ("batch", fit.batch_law))
+        if lw is not None
+    ]
     fig, axes = plt.subplots(1, len(laws), figsize=(5.5 * len(laws), 4.2), squeeze=False)
     grid = np.geomspace(fit.C.min(), fit.C.max() * 100, 50)
     for ax, (name, law, y) in zip(axes[0], laws):
-        ax.scatter(fit.C, y, c=fit.loss, s=14, cmap="viridis", label=f"within {fit.band:.2%} of best")
+        ax.scatter(
+            fit.C, y, c=fit.loss, s=14, cmap="viridis", label=f"within {fit.band:.2%} of best"
+        )
         ax.plot(grid, law(grid), "k-", label=f"{law.coef:.4g} C^{law.exponent:.4f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -124,7 +149,9 @@ def plot_hp(fit: HPLawFit, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_critical_batch(law: CriticalBatchLaw, loss: np.ndarray, b: np.ndarray, path: str | Path) -> Path:
+def plot_critical_batch(
+    law: CriticalBatchLaw, loss: np.ndarray, b: np.ndarray, path: str | Path
+) -> Path:
     """Measured critical (or noise-scale) batch sizes vs loss with the fitted law."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))

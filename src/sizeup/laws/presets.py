@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from sizeup.choices import COMPUTE_CONVENTIONS
 from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
-from sizeup.laws.hp import PowerLaw
-
-COMPUTE_CONVENTIONS = ("6ND", "MD")
+from sizeup.laws.forms import PowerLaw
 
 
 @dataclass
@@ -53,13 +52,17 @@ class LawPreset:
     def lr(self, C: float) -> float:
         """Peak learning rate at compute C from the lr law."""
         if self.lr_law is None:
-            raise ConfigError("preset", self.name, "a preset with a learning-rate law (e.g. 'deepseek-v1')")
+            raise ConfigError(
+                "preset", self.name, "a preset with a learning-rate law (e.g. 'deepseek-v1')"
+            )
         return float(self.lr_law(C))
 
     def batch_tokens(self, C: float) -> float:
         """Batch size in tokens at compute C from the batch law."""
         if self.batch_law is None:
-            raise ConfigError("preset", self.name, "a preset with a batch-size law (e.g. 'deepseek-v1')")
+            raise ConfigError(
+                "preset", self.name, "a preset with a batch-size law (e.g. 'deepseek-v1')"
+            )
         return float(self.batch_law(C))
 
     def loss_interval(self, N: float, D: float, level: float = 0.9) -> tuple[float, float, float]:
@@ -76,13 +79,21 @@ class LawPreset:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (samples left out)."""
+
         def law(x: Any) -> Any:
             return None if x is None else x.to_dict()
 
-        return {"name": self.name, "source": self.source, "compute": self.compute,
-                "loss_law": law(self.loss_law), "lr_law": law(self.lr_law),
-                "batch_law": law(self.batch_law), "n_opt_law": law(self.n_opt_law),
-                "d_opt_law": law(self.d_opt_law), "notes": self.notes}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "compute": self.compute,
+            "loss_law": law(self.loss_law),
+            "lr_law": law(self.lr_law),
+            "batch_law": law(self.batch_law),
+            "n_opt_law": law(self.n_opt_law),
+            "d_opt_law": law(self.d_opt_law),
+            "notes": self.notes,
+        }
 
 
 def _chinchilla() -> LawPreset:
@@ -141,7 +152,9 @@ def load_fit(path: str | Path) -> LawPreset:
     if p.is_dir():
         p = p / "fit.json"
     if not p.exists():
-        raise DataError(f"fit={str(p)!r} is not allowed: an existing fit.json written by `sizeup fit`")
+        raise DataError(
+            f"fit={str(p)!r} is not allowed: an existing fit.json written by `sizeup fit`"
+        )
     try:
         d = json.loads(p.read_text())
     except json.JSONDecodeError as e:

@@ -33,15 +33,22 @@ def build_model(cfg: RunConfig, width: int | None = None, depth: int | None = No
     from sizeup.data import teacher_dims
 
     in_dim, n_classes = teacher_dims(cfg)
-    return MLP(in_dim, cfg.width if width is None else width,
-               cfg.depth if depth is None else depth, n_classes)
+    return MLP(
+        in_dim,
+        cfg.width if width is None else width,
+        cfg.depth if depth is None else depth,
+        n_classes,
+    )
 
 
 def num_params(model: nn.Module, non_embedding: bool = False) -> int:
-    """Number of distinct parameters (tied tensors once); non_embedding drops the input table."""
+    """Number of distinct parameters (tied tensors once). ``non_embedding`` leaves out every
+    nn.Embedding table (Kaplan et al. 2020 count N without them; a readout tied to the input
+    table is then left out too). The one parameter count of sizeup: runs, WSD points, FLOPs."""
     n = sum(p.numel() for p in model.parameters())
-    if non_embedding and isinstance(getattr(model, "wte", None), nn.Embedding):
-        # Kaplan et al. 2020 count N without the embedding table; a tied lm_head shares it,
-        # so tying also removes the readout from N.
-        n -= model.wte.weight.numel()
+    if non_embedding:
+        tables = {
+            id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding)
+        }
+        n -= sum(tables.values())
     return n

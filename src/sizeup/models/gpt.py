@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sizeup.choices import ATTN_SCALES
 from sizeup.errors import ConfigError, check_choice, check_positive
 
-ATTN_SCALES = ("1/d", "1/sqrt(d)")
 INIT_STD = 0.02  # plain init; the parametrization overwrites it
 ROPE_BASE = 10000.0
 
@@ -56,11 +56,14 @@ class GPTConfig:
         if self.head_dim is not None:
             check_positive("head_dim", self.head_dim, integer=True)
             if self.d_model % self.head_dim:
-                raise ConfigError("d_model", self.d_model, f"a multiple of head_dim={self.head_dim}")
+                raise ConfigError(
+                    "d_model", self.d_model, f"a multiple of head_dim={self.head_dim}"
+                )
             n_head = self.d_model // self.head_dim
             if self.n_head is not None and self.n_head != n_head:
-                raise ConfigError("n_head", self.n_head,
-                                  f"d_model // head_dim = {n_head} (or leave n_head unset)")
+                raise ConfigError(
+                    "n_head", self.n_head, f"d_model // head_dim = {n_head} (or leave n_head unset)"
+                )
             self.n_head = n_head
         else:
             check_positive("n_head", self.n_head, integer=True)
@@ -97,7 +100,9 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(seq_len: int, head_dim: int, base: float = ROPE_BASE) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    seq_len: int, head_dim: int, base: float = ROPE_BASE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, shape (seq_len, head_dim/2), for rotary position embeddings (Su et al. 2021)."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
@@ -155,8 +160,9 @@ class Attention(nn.Module):
         if self.record_logits:
             y = self._explicit(q, k, v)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
-                                               enable_gqa=gqa)
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, scale=self.scale, enable_gqa=gqa
+            )
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
     def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -246,8 +252,9 @@ class GPT(nn.Module):
         for b in self.blocks:
             b.attn.record_logits = bool(on)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, with targets, mean cross-entropy (+ z_loss * mean lse^2)."""
         T = idx.shape[1]
         if T > self.config.seq_len:
@@ -267,12 +274,18 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Sample max_new_tokens after the prompt idx (B, T); temperature 0 means greedy."""
         for _ in range(max_new_tokens):
             # No KV cache: recompute over the last seq_len tokens (fine for small models).
-            logits = self(idx[:, -self.config.seq_len:])[0][:, -1, :]
+            logits = self(idx[:, -self.config.seq_len :])[0][:, -1, :]
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:

@@ -23,7 +23,12 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int, bias: bool = True):
         super().__init__()
-        for name, v in (("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)):
+        for name, v in (
+            ("in_dim", in_dim),
+            ("width", width),
+            ("depth", depth),
+            ("out_dim", out_dim),
+        ):
             check_positive(name, v, integer=True)
         self.in_dim, self.width, self.depth, self.out_dim = in_dim, width, depth, out_dim
         self.input = nn.Linear(in_dim, width, bias=bias)
@@ -39,8 +44,9 @@ class MLP(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Class logits (B, out_dim) and, with integer targets, mean cross-entropy."""
         h = F.relu(self.input(x))
         for layer in self.hidden:

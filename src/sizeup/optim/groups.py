@@ -19,18 +19,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from sizeup.choices import MUON_SCALES, OPTIMIZERS
 from sizeup.errors import ConfigError, check_choice
-from sizeup.optim.muon import SCALE_MODES, Muon, muon_scale
+from sizeup.optim.muon import Muon, muon_scale
 from sizeup.optim.transfer import transfer_batch
-from sizeup.parametrization.core import canonical_name
-from sizeup.parametrization.rules import Scaling
+from sizeup.wrapping import canonical_name
 
-OPTIMIZERS = ("adamw", "sgd", "muon")
+
+class TensorScaling(Protocol):
+    """What the param groups read from a tensor's record (sizeup.parametrization.Scaling has
+    it): optim needs the numbers, not the rules that made them."""
+
+    role: str
+    fan_in: int
+    fan_out: int
+    lr_mult: float
+    wd_mult: float
+    eps_mult: float
+    muon: bool
 
 
 class SGDW(torch.optim.SGD):
@@ -63,9 +74,15 @@ class SGDW(torch.optim.SGD):
         return loss
 
 
-def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
-                 weight_decay: float = 0.0, use_muon: bool = False, muon_lr: float | None = None,
-                 muon_scale_mode: str = "spectral") -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module,
+    scalings: Mapping[str, TensorScaling],
+    lr: float,
+    weight_decay: float = 0.0,
+    use_muon: bool = False,
+    muon_lr: float | None = None,
+    muon_scale_mode: str = "spectral",
+) -> list[dict[str, Any]]:
     """Group model's trainable parameters by (role, lr_mult, wd_mult, muon, scale, eps_mult).
 
     Each group: params, names, role, lr_mult, wd_mult, eps_mult, lr = eta*lr_mult, weight_decay =
@@ -84,31 +101,54 @@ def param_groups(model: nn.Module, scalings: Mapping[str, Scaling], lr: float,
             continue
         muon = bool(use_muon and s.muon)
         if muon and p.ndim != 2:
-            raise ConfigError(f"scalings[{name!r}].muon", True,
-                              f"only for 2-D matrices; {name} has shape {tuple(p.shape)}")
+            raise ConfigError(
+                f"scalings[{name!r}].muon",
+                True,
+                f"only for 2-D matrices; {name} has shape {tuple(p.shape)}",
+            )
         scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
         key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)
         if key not in groups:
             eta = (muon_lr if muon and muon_lr is not None else lr) * s.lr_mult
             wd = weight_decay * s.wd_mult / eta if eta > 0 else 0.0
-            g: dict[str, Any] = dict(params=[], names=[], role=s.role, lr_mult=s.lr_mult,
-                                     wd_mult=s.wd_mult, eps_mult=s.eps_mult, lr=eta,
-                                     weight_decay=wd)
+            g: dict[str, Any] = dict(
+                params=[],
+                names=[],
+                role=s.role,
+                lr_mult=s.lr_mult,
+                wd_mult=s.wd_mult,
+                eps_mult=s.eps_mult,
+                lr=eta,
+                weight_decay=wd,
+            )
             if use_muon:
                 g.update(use_muon=muon, update_scale=scale)
             groups[key] = g
         groups[key]["params"].append(p)
         groups[key]["names"].append(name)
     if missing:
-        shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
-        raise ConfigError("scalings", f"{len(scalings)} entries",
-                          f"a Scaling for every trainable parameter; missing: {shown}")
+        shown = ", ".join(missing[:8]) + (
+            f", ... ({len(missing)} in all)" if len(missing) > 8 else ""
+        )
+        raise ConfigError(
+            "scalings",
+            f"{len(scalings)} entries",
+            f"a Scaling for every trainable parameter; missing: {shown}",
+        )
     return list(groups.values())
 
 
-def _check_args(name: str, lr: float, weight_decay: float, betas: Sequence[float], eps: float,
-                momentum: float, muon_scale_mode: str, batch_size: int | None,
-                base_batch_size: int | None) -> None:
+def _check_args(
+    name: str,
+    lr: float,
+    weight_decay: float,
+    betas: Sequence[float],
+    eps: float,
+    momentum: float,
+    muon_scale_mode: str,
+    batch_size: int | None,
+    base_batch_size: int | None,
+) -> None:
     check_choice("optimizer", name, OPTIMIZERS)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError("lr", lr, "a finite positive number")
@@ -123,18 +163,32 @@ def _check_args(name: str, lr: float, weight_decay: float, betas: Sequence[float
         raise ConfigError("eps", eps, "a positive number")
     if not 0.0 <= momentum < 1.0:
         raise ConfigError("momentum", momentum, "a number in [0, 1)")
-    check_choice("muon_scale", muon_scale_mode, SCALE_MODES)
+    check_choice("muon_scale", muon_scale_mode, MUON_SCALES)
     if base_batch_size is not None and batch_size is None:
-        raise ConfigError("batch_size", batch_size,
-                          f"a positive integer when base_batch_size={base_batch_size} is given")
+        raise ConfigError(
+            "batch_size",
+            batch_size,
+            f"a positive integer when base_batch_size={base_batch_size} is given",
+        )
 
 
-def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str, lr: float,
-                    weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
-                    eps: float = 1e-8, momentum: float = 0.9, nesterov: bool = True,
-                    muon_scale: str = "spectral", batch_size: int | None = None,
-                    base_batch_size: int | None = None, *, muon_lr: float | None = None,
-                    foreach: bool | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    scalings: Mapping[str, TensorScaling],
+    name: str,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    muon_scale: str = "spectral",
+    batch_size: int | None = None,
+    base_batch_size: int | None = None,
+    *,
+    muon_lr: float | None = None,
+    foreach: bool | None = None,
+) -> torch.optim.Optimizer:
     """A torch optimizer ("adamw", "sgd" or "muon") whose groups carry each tensor's lr/wd multipliers.
 
     lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda, applied
@@ -143,8 +197,9 @@ def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str
     "muon" updates the tensors whose Scaling says muon=True with Muon (lr ``muon_lr`` if given,
     else lr) and everything else with AdamW, in one optimizer.
     """
-    _check_args(name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size,
-                base_batch_size)
+    _check_args(
+        name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size, base_batch_size
+    )
     if batch_size is not None and base_batch_size is not None:
         new_lr, betas, eps = transfer_batch(lr, betas, eps, batch_size, base_batch_size)
         ratio = new_lr / lr
@@ -154,27 +209,62 @@ def build_optimizer(model: nn.Module, scalings: Mapping[str, Scaling], name: str
         if momentum > 0:
             _, (momentum,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
     betas = (float(betas[0]), float(betas[1]))
-    groups = param_groups(model, scalings, lr, weight_decay, use_muon=(name == "muon"),
-                          muon_lr=muon_lr, muon_scale_mode=muon_scale)
+    groups = param_groups(
+        model,
+        scalings,
+        lr,
+        weight_decay,
+        use_muon=(name == "muon"),
+        muon_lr=muon_lr,
+        muon_scale_mode=muon_scale,
+    )
     if name != "sgd":  # Adam's eps follows each tensor's gradient scale (rules.eps_mult)
         for g in groups:
             g["eps"] = eps * g["eps_mult"]
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0,
-                                 foreach=foreach)
+        return torch.optim.AdamW(
+            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach
+        )
     if name == "sgd":
         # torch refuses nesterov without momentum; plain SGD is what momentum=0 asks for.
-        return SGDW(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                    weight_decay=0.0, foreach=foreach)
-    return Muon(groups, lr=lr, momentum=momentum, nesterov=nesterov, scale_mode=muon_scale,
-                betas=betas, eps=eps, foreach=foreach)
+        return SGDW(
+            groups,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov and momentum > 0,
+            weight_decay=0.0,
+            foreach=foreach,
+        )
+    return Muon(
+        groups,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        scale_mode=muon_scale,
+        betas=betas,
+        eps=eps,
+        foreach=foreach,
+    )
 
 
 def group_table(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     """One row per param group: role, names, lr, weight_decay, lr_mult, wd_mult, eps (for display)."""
     rows = []
     for g in optimizer.param_groups:
-        rows.append({k: g.get(k) for k in ("role", "lr", "weight_decay", "lr_mult", "wd_mult", "eps",
-                                           "use_muon", "update_scale")} | {"names": list(g.get("names", []))})
+        rows.append(
+            {
+                k: g.get(k)
+                for k in (
+                    "role",
+                    "lr",
+                    "weight_decay",
+                    "lr_mult",
+                    "wd_mult",
+                    "eps",
+                    "use_muon",
+                    "update_scale",
+                )
+            }
+            | {"names": list(g.get("names", []))}
+        )
     return rows
-

@@ -36,18 +36,22 @@ from torch import Tensor
 from torch.optim.adam import adam as _adam_kernel
 from torch.optim.optimizer import _get_scalar_dtype
 
+from sizeup.choices import MUON_SCALES
 from sizeup.errors import ConfigError, check_choice
 
 # Jordan et al. 2024 (Muon post and reference code): coefficients chosen to maximise the slope at
 # zero of the quintic, so that small singular values grow fast in few steps.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
-SCALE_MODES = ("spectral", "original", "rms")
 
 
-def newton_schulz(grad: Tensor, steps: int = NS_STEPS,
-                  coefficients: tuple[float, float, float] = NS_COEFFICIENTS, eps: float = 1e-7,
-                  dtype: torch.dtype | None = torch.bfloat16) -> Tensor:
+def newton_schulz(
+    grad: Tensor,
+    steps: int = NS_STEPS,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    eps: float = 1e-7,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> Tensor:
     """Approximate the orthogonal factor U V^T of a 2-D ``grad`` by quintic Newton-Schulz.
 
     Runs in ``dtype`` (bfloat16 as in torch.optim.Muon; None keeps grad's dtype, e.g. float64 for
@@ -73,7 +77,7 @@ def newton_schulz(grad: Tensor, steps: int = NS_STEPS,
 
 def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     """The factor that sets ||dW||_2 of an orthogonalised update for ``mode`` (see module doc)."""
-    check_choice("muon_scale", mode, SCALE_MODES)
+    check_choice("muon_scale", mode, MUON_SCALES)
     if mode == "spectral":
         return math.sqrt(fan_out / fan_in)
     if mode == "original":
@@ -90,32 +94,57 @@ class Muon(torch.optim.Optimizer):
     ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 0.02, weight_decay: float = 0.0,
-                 momentum: float = 0.95, nesterov: bool = True, scale_mode: str = "spectral",
-                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-                 ns_steps: int = NS_STEPS,
-                 ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
-                 ns_eps: float = 1e-7, ns_dtype: torch.dtype | None = torch.bfloat16,
-                 use_muon: bool = True, foreach: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.02,
+        weight_decay: float = 0.0,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        scale_mode: str = "spectral",
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        ns_steps: int = NS_STEPS,
+        ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+        ns_eps: float = 1e-7,
+        ns_dtype: torch.dtype | None = torch.bfloat16,
+        use_muon: bool = True,
+        foreach: bool | None = None,
+    ) -> None:
         if not lr >= 0:
             raise ConfigError("lr", lr, "a number >= 0")
         if not weight_decay >= 0:
             raise ConfigError("weight_decay", weight_decay, "a number >= 0")
         if not 0.0 <= momentum < 1.0:
             raise ConfigError("momentum", momentum, "a number in [0, 1)")
-        check_choice("scale_mode", scale_mode, SCALE_MODES)
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        scale_mode=scale_mode, update_scale=None, betas=tuple(betas), eps=eps,
-                        ns_steps=ns_steps, ns_coefficients=tuple(ns_coefficients), ns_eps=ns_eps,
-                        ns_dtype=ns_dtype, use_muon=use_muon, foreach=foreach)
+        check_choice("scale_mode", scale_mode, MUON_SCALES)
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            scale_mode=scale_mode,
+            update_scale=None,
+            betas=tuple(betas),
+            eps=eps,
+            ns_steps=ns_steps,
+            ns_coefficients=tuple(ns_coefficients),
+            ns_eps=ns_eps,
+            ns_dtype=ns_dtype,
+            use_muon=use_muon,
+            foreach=foreach,
+        )
         super().__init__(params, defaults)
         for group in self.param_groups:
-            check_choice("scale_mode", group["scale_mode"], SCALE_MODES)
+            check_choice("scale_mode", group["scale_mode"], MUON_SCALES)
             if group["use_muon"]:
                 for p in group["params"]:
                     if p.ndim != 2:
-                        raise ConfigError("use_muon", tuple(p.shape),
-                                          "2-D parameters only (put others in a use_muon=False group)")
+                        raise ConfigError(
+                            "use_muon",
+                            tuple(p.shape),
+                            "2-D parameters only (put others in a use_muon=False group)",
+                        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -140,7 +169,9 @@ class Muon(torch.optim.Optimizer):
                 raise ConfigError("params", tuple(p.shape), "dense real tensors for Muon")
             state = self.state[p]
             if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                state["momentum_buffer"] = torch.zeros_like(
+                    p.grad, memory_format=torch.preserve_format
+                )
             params.append(p)
             grads.append(p.grad)
             bufs.append(state["momentum_buffer"])
@@ -154,8 +185,9 @@ class Muon(torch.optim.Optimizer):
             # foreach: the step is matmul-bound and each matrix stays in cache from momentum to NS.
             buf.lerp_(g, 1.0 - mu)
             u = g.lerp(buf, mu) if group["nesterov"] else buf
-            o = newton_schulz(u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"],
-                              group["ns_dtype"])
+            o = newton_schulz(
+                u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], group["ns_dtype"]
+            )
             scale = group["update_scale"]
             if scale is None:
                 scale = muon_scale(group["scale_mode"], p.shape[0], p.shape[1])
@@ -182,7 +214,21 @@ class Muon(torch.optim.Optimizer):
         if not params:
             return
         beta1, beta2 = group["betas"]
-        _adam_kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group["foreach"],
-                     decoupled_weight_decay=True, amsgrad=False, beta1=beta1, beta2=beta2,
-                     lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
-                     maximize=False, has_complex=False)
+        _adam_kernel(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            foreach=group["foreach"],
+            decoupled_weight_decay=True,
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            has_complex=False,
+        )

@@ -17,8 +17,15 @@ from collections.abc import Sequence
 from sizeup.errors import ConfigError, check_positive
 
 
-def transfer_batch(lr: float, betas: Sequence[float], eps: float, batch_size: int,
-                   base_batch_size: int, *, clip: bool = False) -> tuple[float, tuple[float, ...], float]:
+def transfer_batch(
+    lr: float,
+    betas: Sequence[float],
+    eps: float,
+    batch_size: int,
+    base_batch_size: int,
+    *,
+    clip: bool = False,
+) -> tuple[float, tuple[float, ...], float]:
     """Move (lr, betas, eps) tuned at base_batch_size to batch_size (square-root rule).
 
     A beta that the rule pushes below 0 raises ConfigError, or is clipped to 0 when clip=True
@@ -42,11 +49,13 @@ def transfer_batch(lr: float, betas: Sequence[float], eps: float, batch_size: in
             if not clip:
                 limit = base_batch_size / (1.0 - b)
                 raise ConfigError(
-                    "batch_size", batch_size,
+                    "batch_size",
+                    batch_size,
                     f"at most {limit:g} (= base_batch_size / (1 - beta{i + 1}) with "
                     f"base_batch_size={base_batch_size}, beta{i + 1}={b}); beyond it the "
                     f"transferred beta{i + 1} = 1 - (B/B0)(1 - beta) = {nb:.4g} leaves [0, 1). "
-                    "Pass clip=True to clip it to 0")
+                    "Pass clip=True to clip it to 0",
+                )
             nb = 0.0
         new_betas.append(nb)
     return lr * math.sqrt(kappa), tuple(new_betas), eps / math.sqrt(kappa)

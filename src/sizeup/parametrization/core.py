@@ -21,30 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from sizeup.choices import OPT_FAMILIES, OPTIMIZERS, READOUT_FORMS, ROLES, RULES, optimizer_family
 from sizeup.errors import ConfigError, ShapeError, check_choice
+from sizeup.optim import build_optimizer
 from sizeup.parametrization import rules
 from sizeup.parametrization.rules import Scaling
+from sizeup.wrapping import canonical_name, unwrap
 
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 ATTR = "_sizeup"  # where the Parametrization lives on the model
 _DIGITS = re.compile(r"\.\d+\.")
-
-
-def canonical_name(name: str) -> str:
-    """Strip wrapper prefixes (DDP ``module.``, torch.compile ``_orig_mod.``, FSDP) anywhere in a name."""
-    parts = [p for p in name.split(".") if p + "." not in WRAPPER_PREFIXES]
-    return ".".join(parts)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The innermost model under DDP / torch.compile / FSDP wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(getattr(model, "module", None), nn.Module):
-            model = model.module
-        else:
-            return model
 
 
 # --- base shapes ----------------------------------------------------------------------------
@@ -108,8 +93,14 @@ def _remove_sizeup_hooks(module: nn.Module) -> None:
 class Parametrization:
     """A model's per-tensor scalings under one rule; hands out optimizers and tables."""
 
-    def __init__(self, model: nn.Module, scalings: dict[str, Scaling], rule: str,
-                 module_multipliers: dict[str, tuple[float, float]], options: dict[str, Any]):
+    def __init__(
+        self,
+        model: nn.Module,
+        scalings: dict[str, Scaling],
+        rule: str,
+        module_multipliers: dict[str, tuple[float, float]],
+        options: dict[str, Any],
+    ):
         self.model = model
         self.scalings = scalings
         self.rule = rule
@@ -160,8 +151,12 @@ class Parametrization:
         (scale_eps=False) only as eps -> 0."""
         name = canonical_name(name)
         if name not in self.scalings or not name.endswith(".weight"):
-            raise ConfigError("name", name, "the name of a weight tensor of this model: "
-                              + ", ".join(n for n in self.scalings if n.endswith(".weight")))
+            raise ConfigError(
+                "name",
+                name,
+                "the name of a weight tensor of this model: "
+                + ", ".join(n for n in self.scalings if n.endswith(".weight")),
+            )
         if not theta > 0:
             raise ConfigError("theta", theta, "a positive number")
         mname = name[: -len(".weight")]
@@ -171,9 +166,12 @@ class Parametrization:
         s = self.scalings[name]
         std = None if s.init_std is None else s.init_std / theta
         self.scalings[name] = dataclasses.replace(
-            s, multiplier=s.multiplier * theta, init_std=std,
+            s,
+            multiplier=s.multiplier * theta,
+            init_std=std,
             lr_mult=s.lr_mult / (theta**2 if self.options["optimizer"] == "sgd" else theta),
-            eps_mult=s.eps_mult * theta if self.options.get("scale_eps", True) else s.eps_mult)
+            eps_mult=s.eps_mult * theta if self.options.get("scale_eps", True) else s.eps_mult,
+        )
         for fam, col in self.lr_table.items():
             col[name] = col[name] / (theta**2 if fam == "sgd" else theta)
         w, b = self.module_multipliers.get(mname, (1.0, 1.0))
@@ -195,23 +193,28 @@ class Parametrization:
     def __getitem__(self, name: str) -> Scaling:
         return self.scalings[canonical_name(name)]
 
-    def optimizer(self, name: str = "adamw", lr: float = 1e-3, *, model: nn.Module | None = None,
-                  **kwargs: Any) -> torch.optim.Optimizer:
+    def optimizer(
+        self,
+        name: str = "adamw",
+        lr: float = 1e-3,
+        *,
+        model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> torch.optim.Optimizer:
         """A torch optimizer whose param groups carry this parametrization's multipliers.
 
         ``model`` may be a wrapped version (DDP, torch.compile) of the parametrized model.
         Extra kwargs: weight_decay, betas, eps, momentum, nesterov, muon_scale, batch_size,
         base_batch_size (see sizeup.optim.build_optimizer).
         """
-        from sizeup.optim import build_optimizer
-
-        return build_optimizer(model if model is not None else self.model,
-                               self.scalings_for(name), name, lr, **kwargs)
+        return build_optimizer(
+            model if model is not None else self.model, self.scalings_for(name), name, lr, **kwargs
+        )
 
     def scalings_for(self, optimizer: str) -> dict[str, Scaling]:
         """The scalings with the lr column of ``optimizer`` (adamw, sgd or muon)."""
-        check_choice("optimizer", optimizer, ("adamw", "sgd", "muon"))
-        fam = rules.optimizer_family(optimizer)
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        fam = optimizer_family(optimizer)
         col = self.lr_table.get(fam)
         if col is None:
             return self.scalings
@@ -240,11 +243,14 @@ class Parametrization:
 
         # Compact enough for an 80-column terminal: fans are in the shape (fan_out x fan_in for
         # Linear); the Markdown and JSON tables spell them out.
-        t = Table(title=f"sizeup parametrization: rule={self.rule}", box=box.SIMPLE_HEAD,
-                  padding=(0, 0),
-                  caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
-                          f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
-                          f"module's init")
+        t = Table(
+            title=f"sizeup parametrization: rule={self.rule}",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 0),
+            caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
+            f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
+            f"module's init",
+        )
         t.add_column("tensor", min_width=22, max_width=24, overflow="fold")
         t.add_column("role", no_wrap=True)
         t.add_column("shape", no_wrap=True)
@@ -252,9 +258,16 @@ class Parametrization:
             t.add_column(col, justify="right", no_wrap=True)
         for r in self.rows():
             std = "keep" if r["init_std"] is None else f"{r['init_std']:.3g}"
-            t.add_row(r["name"], r["role"] + ("*" if r["muon"] else ""),
-                      "x".join(map(str, r["shape"])), std, f"{r['multiplier']:.3g}",
-                      f"{r['lr_mult']:.3g}", f"{r['wd_mult']:.3g}", f"{r['eps_mult']:.3g}")
+            t.add_row(
+                r["name"],
+                r["role"] + ("*" if r["muon"] else ""),
+                "x".join(map(str, r["shape"])),
+                std,
+                f"{r['multiplier']:.3g}",
+                f"{r['lr_mult']:.3g}",
+                f"{r['wd_mult']:.3g}",
+                f"{r['eps_mult']:.3g}",
+            )
         (console or Console()).print(t)
 
     def to_markdown(self) -> str:
@@ -263,9 +276,11 @@ class Parametrization:
         lines = [head, "|" + "---|" * 10]
         for r in self.rows():
             std = "keep" if r["init_std"] is None else f"{r['init_std']:.4g}"
-            lines.append(f"| {r['name']} | {r['role']} | {'x'.join(map(str, r['shape']))} | "
-                         f"{r['fan_in']} | {r['fan_out']} | {std} | {r['multiplier']:.4g} | "
-                         f"{r['lr_mult']:.4g} | {r['wd_mult']:.4g} | {r['eps_mult']:.4g} |")
+            lines.append(
+                f"| {r['name']} | {r['role']} | {'x'.join(map(str, r['shape']))} | "
+                f"{r['fan_in']} | {r['fan_out']} | {std} | {r['multiplier']:.4g} | "
+                f"{r['lr_mult']:.4g} | {r['wd_mult']:.4g} | {r['eps_mult']:.4g} |"
+            )
         return "\n".join(lines)
 
 
@@ -337,9 +352,9 @@ def parametrize(
     p.optimizer() may ask for another, so this only sets the default. scale_eps: Adam's eps
     follows each tensor's gradient scale (rules.eps_mult; False keeps one eps, as microsoft/mup).
     """
-    check_choice("rule", rule, rules.RULES)
-    check_choice("readout_form", readout_form, ("table3", "table8"))
-    check_choice("optimizer", optimizer, ("adamw", "sgd", "muon"))
+    check_choice("rule", rule, RULES)
+    check_choice("readout_form", readout_form, READOUT_FORMS)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     if not isinstance(sigma, (int, float)) and sigma != "fan_in":
         raise ConfigError("sigma", sigma, "a positive number or 'fan_in'")
     if isinstance(sigma, (int, float)) and not sigma > 0:
@@ -347,8 +362,8 @@ def parametrize(
     if depth_exponent <= 0:
         raise ConfigError("depth_exponent", depth_exponent, "a positive number (0.5 or 1.0)")
     for pat, r in (roles or {}).items():
-        if r not in rules.ROLES:
-            raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(rules.ROLES))
+        if r not in ROLES:
+            raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
 
     inner = unwrap(model)
     hints = dict(getattr(inner, "sizeup_hints", {}) or {})
@@ -370,19 +385,22 @@ def parametrize(
     if missing or extra:
         raise ShapeError(
             "base: the base model does not have the same architecture as the model "
-            f"(only in model: {missing[:5]}, only in base: {extra[:5]})")
+            f"(only in model: {missing[:5]}, only in base: {extra[:5]})"
+        )
     if delta_sh is not None and set(delta_sh) != set(base_sh):
         raise ShapeError("delta: the delta model does not have the same parameters as the base")
 
     owners = _owner_modules(inner)
     owners = {canonical_name(k): v for k, v in owners.items()}
-    family = rules.optimizer_family(optimizer)
+    family = optimizer_family(optimizer)
 
     if base_depth is not None:
         if depth is None:
             depth = _infer_depth(names, block)
         if depth < 1:
-            raise ConfigError("depth", depth, "a positive number of residual blocks (or pass depth=)")
+            raise ConfigError(
+                "depth", depth, "a positive number of residual blocks (or pass depth=)"
+            )
         if base_depth > depth:
             raise ConfigError("base_depth", base_depth, f"at most the model's depth ({depth})")
     branch_mult, _ = rules.depth_factors(depth or 0, base_depth, depth_exponent, family)
@@ -407,8 +425,10 @@ def parametrize(
         if len(shape) != len(bshape):
             raise ShapeError(f"base: {name} has shape {list(shape)} but {list(bshape)} in the base")
         if any(b > s for b, s in zip(bshape, shape)):
-            raise ShapeError(f"base: {name} is larger in the base {list(bshape)} than in the "
-                             f"model {list(shape)}; the base must be the smaller model")
+            raise ShapeError(
+                f"base: {name} is larger in the base {list(bshape)} than in the "
+                f"model {list(shape)}; the base must be the smaller model"
+            )
         if delta_sh is not None:
             inf = [d != b for d, b in zip(delta_sh[base_key[name]], bshape)]
         else:
@@ -420,7 +440,7 @@ def parametrize(
             role = "vector"
         else:
             out_inf, in_inf = inf[i_out], (inf[i_in] if i_in >= 0 else False)
-            role = ("hidden" if out_inf and in_inf else "readout" if in_inf else "input")
+            role = "hidden" if out_inf and in_inf else "readout" if in_inf else "input"
         for pat, r in role_over.items():
             if fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(mname, pat):
                 role = r
@@ -431,11 +451,19 @@ def parametrize(
             s_sp = 1.0 / math.sqrt(fan_in)
         else:
             s_base = s_sp = float(sigma)
-        std = rules.init_std(rule, role, s_base, m_in, fan_in, fan_out, sigma_sp=s_sp,
-                             one_hot=isinstance(mod, nn.Embedding))
+        std = rules.init_std(
+            rule,
+            role,
+            s_base,
+            m_in,
+            fan_in,
+            fan_out,
+            sigma_sp=s_sp,
+            one_hot=isinstance(mod, nn.Embedding),
+        )
         mult = rules.multiplier(rule, role, m_in, readout_form)
         lrs = {}
-        for fam in rules.OPT_FAMILIES:
+        for fam in OPT_FAMILIES:
             lr_f = rules.lr_mult(rule, role, fam, m_in, m_out, is_muon)
             if rule == "mup" and readout_form == "table8":
                 lr_f *= rules.table8_shift(role, m_in, fam)[1]
@@ -453,12 +481,24 @@ def parametrize(
         wd = 0.0 if role == "vector" else 1.0
         eps_f = 1.0
         if scale_eps:
-            eps_f = rules.eps_mult(rule, role, m_out, mult,
-                                   branch_mult if _match(name, block) else 1.0)
-        scalings[name] = Scaling(name=name, role=role, shape=shape, fan_in=fan_in,
-                                 fan_out=fan_out, m_in=m_in, m_out=m_out, init_std=std,
-                                 multiplier=mult, lr_mult=lr, wd_mult=wd, muon=is_muon,
-                                 eps_mult=eps_f)
+            eps_f = rules.eps_mult(
+                rule, role, m_out, mult, branch_mult if _match(name, block) else 1.0
+            )
+        scalings[name] = Scaling(
+            name=name,
+            role=role,
+            shape=shape,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            m_in=m_in,
+            m_out=m_out,
+            init_std=std,
+            multiplier=mult,
+            lr_mult=lr,
+            wd_mult=wd,
+            muon=is_muon,
+            eps_mult=eps_f,
+        )
 
     # Forward multipliers per module: (weight multiplier, branch multiplier).
     module_mults: dict[str, tuple[float, float]] = {}
@@ -478,8 +518,11 @@ def parametrize(
                 w, _ = module_mults.get(canonical_name(mname), (1.0, 1.0))
                 module_mults[canonical_name(mname)] = (w, branch_mult)
         if not any(_match(canonical_name(m), residual_out) for m, _ in inner.named_modules()):
-            raise ConfigError("residual_out", residual_out,
-                              "patterns that match the residual-branch output modules (none matched)")
+            raise ConfigError(
+                "residual_out",
+                residual_out,
+                "patterns that match the residual-branch output modules (none matched)",
+            )
 
     # Initialise in place.
     if init:
@@ -493,9 +536,18 @@ def parametrize(
                 else:
                     p.normal_(0.0, std)
 
-    options = dict(rule=rule, sigma=sigma, zero_readout=zero_readout, zero_query=zero_query,
-                   base_depth=base_depth, depth=depth, depth_exponent=depth_exponent,
-                   readout_form=readout_form, optimizer=optimizer, scale_eps=scale_eps)
+    options = dict(
+        rule=rule,
+        sigma=sigma,
+        zero_readout=zero_readout,
+        zero_query=zero_query,
+        base_depth=base_depth,
+        depth=depth,
+        depth_exponent=depth_exponent,
+        readout_form=readout_form,
+        optimizer=optimizer,
+        scale_eps=scale_eps,
+    )
     par = Parametrization(inner, scalings, rule, module_mults, options)
     par.lr_table = lr_table
     par.install_hooks()

@@ -26,9 +26,21 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ROLES = ("input", "hidden", "readout", "vector")
-RULES = ("sp", "mup", "mup_simple", "spectral")
-OPT_FAMILIES = ("adam", "sgd", "muon")
+from sizeup.choices import OPT_FAMILIES, ROLES, RULES, optimizer_family
+
+__all__ = [
+    "OPT_FAMILIES",
+    "ROLES",
+    "RULES",
+    "Scaling",
+    "depth_factors",
+    "eps_mult",
+    "init_std",
+    "lr_mult",
+    "multiplier",
+    "optimizer_family",
+    "table8_shift",
+]
 
 
 @dataclass(frozen=True)
@@ -57,13 +69,16 @@ class Scaling:
         return d
 
 
-def optimizer_family(optimizer: str) -> str:
-    """Map an optimizer name to the column of the table it uses."""
-    return {"adamw": "adam", "adam": "adam", "sgd": "sgd", "muon": "muon"}[optimizer]
-
-
-def init_std(rule: str, role: str, sigma: float, m_in: float, fan_in: int, fan_out: int,
-             sigma_sp: float | None = None, one_hot: bool = False) -> float | None:
+def init_std(
+    rule: str,
+    role: str,
+    sigma: float,
+    m_in: float,
+    fan_in: int,
+    fan_out: int,
+    sigma_sp: float | None = None,
+    one_hot: bool = False,
+) -> float | None:
     """Init std for one tensor under ``rule`` (None: keep the module's own init).
 
     ``sigma`` is the base model's std for this tensor; ``sigma_sp`` is what SP uses at this
@@ -100,8 +115,9 @@ def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: 
     if rule == "mup":
         if fam == "adam":
             return {"input": 1.0, "hidden": 1.0 / m_in, "readout": 1.0 / m_in, "vector": 1.0}[role]
-        return {"input": m_out, "hidden": m_out / m_in, "readout": 1.0 / m_in,
-                "vector": m_out}[role]
+        return {"input": m_out, "hidden": m_out / m_in, "readout": 1.0 / m_in, "vector": m_out}[
+            role
+        ]
     if rule == "spectral":
         # ||dW||_2 ~ sqrt(fan_out/fan_in): Adam's dense sign-like update has ||dW|| ~ eta *
         # sqrt(fan_in fan_out), so eta ~ 1/fan_in; SGD's rank-one update needs eta ~ fan_out/fan_in.
@@ -111,8 +127,9 @@ def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: 
     raise KeyError(rule)
 
 
-def eps_mult(rule: str, role: str, m_out: float, multiplier: float = 1.0,
-             branch: float = 1.0) -> float:
+def eps_mult(
+    rule: str, role: str, m_out: float, multiplier: float = 1.0, branch: float = 1.0
+) -> float:
     """Adam eps multiplier for one tensor: eps follows the scale of the tensor's gradient.
 
     Adam's update is g / (sqrt(v) + eps). Under muP (and the spectral rule) the gradient of the
@@ -145,7 +162,9 @@ def table8_shift(role: str, m_in: float, family: str) -> tuple[float, float]:
     return m_in, (m_in if family in ("adam", "muon") else m_in**2)
 
 
-def depth_factors(depth: int, base_depth: int | None, exponent: float, family: str) -> tuple[float, float]:
+def depth_factors(
+    depth: int, base_depth: int | None, exponent: float, family: str
+) -> tuple[float, float]:
     """(branch multiplier, block lr factor) for residual depth scaling.
 
     Branch multiplier (L/L0)^-alpha on each residual branch output. With Adam the block weights'

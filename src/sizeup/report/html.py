@@ -92,8 +92,10 @@ class Report:
             cls = ""
             if good and k in good:
                 cls = " ok" if good[k] else " bad"
-            out.append(f'<div class="card"><div class="v{cls}">{html.escape(_fmt(v))}</div>'
-                       f'<div class="k">{html.escape(k)}</div></div>')
+            out.append(
+                f'<div class="card"><div class="v{cls}">{html.escape(_fmt(v))}</div>'
+                f'<div class="k">{html.escape(k)}</div></div>'
+            )
         out.append("</div>")
         self.parts.append("".join(out))
         return self
@@ -104,8 +106,10 @@ class Report:
             return self.text("(no rows)")
         cols = columns or list(rows[0])
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>"
-                                        for c in cols) + "</tr>" for r in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+            for r in rows
+        )
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         return self
 
@@ -113,23 +117,28 @@ class Report:
         """A matplotlib figure, PNG bytes or a PNG path, inlined as base64."""
         png = figure_png(fig_or_png, dpi) if hasattr(fig_or_png, "savefig") else fig_or_png
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self.parts.append(f'<figure><img alt="{html.escape(caption)}" '
-                          f'src="{png_data_uri(png)}">{cap}</figure>')
+        self.parts.append(
+            f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(png)}">{cap}</figure>'
+        )
         return self
 
     def json(self, data: Any, summary: str = "raw data") -> Report:
         """A collapsible block of pretty-printed JSON."""
         txt = html.escape(json.dumps(data, indent=2, default=str))
-        self.parts.append(f"<details><summary>{html.escape(summary)}</summary>"
-                          f"<pre>{txt}</pre></details>")
+        self.parts.append(
+            f"<details><summary>{html.escape(summary)}</summary><pre>{txt}</pre></details>"
+        )
         return self
 
     def to_html(self) -> str:
         """The whole page as a string."""
         t = html.escape(self.title)
-        return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-                f"<title>{t}</title><style>{_CSS}</style></head><body><h1>{t}</h1>\n"
-                + "\n".join(self.parts) + "\n</body></html>\n")
+        return (
+            f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{t}</title><style>{_CSS}</style></head><body><h1>{t}</h1>\n"
+            + "\n".join(self.parts)
+            + "\n</body></html>\n"
+        )
 
     def write(self, path: str | Path) -> Path:
         """Write the page; return its path."""

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sizeup.choices import SWEEP_ORDERS
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, check_choice
+from sizeup.progress import Progress
 from sizeup.sweep.executors import Runner, default_runner, make_executor
 from sizeup.sweep.spec import SweepSpec, load_spec
 from sizeup.sweep.store import Store
@@ -25,11 +27,18 @@ class SweepReport:
     wall_time: float = 0.0
 
 
-def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
-              store: Store | str | Path, *, executor: Any = "local", workers: int = 1,
-              runner: Runner | None = None, progress: bool = True,
-              retry_failed: bool = False, order: str = "spec",
-              **executor_kwargs: Any) -> SweepReport:
+def run_sweep(
+    spec: SweepSpec | dict | str | Path | list[RunConfig],
+    store: Store | str | Path,
+    *,
+    executor: Any = "local",
+    workers: int = 1,
+    runner: Runner | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+    order: str = "spec",
+    **executor_kwargs: Any,
+) -> SweepReport:
     """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
 
     spec: a SweepSpec, a mapping, a sweep file path, or a plain list of RunConfigs.
@@ -38,7 +47,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
     the sweep does not end waiting on one big straggler).
     Finished trials are never rerun; trials left 'running' by a dead driver run again.
     """
-    check_choice("order", order, ("spec", "largest_first"))
+    check_choice("order", order, SWEEP_ORDERS)
     t0 = time.perf_counter()
     configs = spec if isinstance(spec, list) else load_spec(spec).trials()
     if not all(isinstance(c, RunConfig) for c in configs):
@@ -55,10 +64,14 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
         todo = [c for c in st.queued() if c.trial_id() in wanted]
         if order == "largest_first":
             todo.sort(key=estimated_cost, reverse=True)
-        ex = make_executor(executor, workers=workers, **executor_kwargs) \
-            if isinstance(executor, str) else executor
+        ex = (
+            make_executor(executor, workers=workers, **executor_kwargs)
+            if isinstance(executor, str)
+            else executor
+        )
         report = SweepReport(requeued=requeued, skipped=len(wanted) - len(todo))
-        with _Progress(total=len(wanted), done=report.skipped, enabled=progress) as bar:
+        tally = {"done": 0, "diverged": 0, "failed": 0}
+        with Progress("sweep", len(wanted), report.skipped, enabled=progress) as bar:
             for event in ex.run(todo, runner or default_runner):
                 kind, cfg = event[0], event[1]
                 if kind == "start":
@@ -67,7 +80,8 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
                     result, error, seconds = event[2], event[3], event[4]
                     status = st.record(cfg.trial_id(), result, error, seconds)
                     report.ran += 1
-                    bar.advance(status, cfg)
+                    tally[status] = tally.get(status, 0) + 1
+                    bar.advance(1, info=" ".join(f"{k} {v}" for k, v in tally.items()))
         report.counts = st.counts()
         report.wall_time = time.perf_counter() - t0
         return report
@@ -79,41 +93,3 @@ def run_sweep(spec: SweepSpec | dict | str | Path | list[RunConfig],
 def estimated_cost(c: RunConfig) -> float:
     """Relative cost of a trial: ~ parameters x tokens (width^2 * depth * steps * batch)."""
     return float(c.width) ** 2 * c.depth * c.steps * c.tokens_per_step
-
-
-class _Progress:
-    """A rich progress bar with ETA and running counts of done / diverged / failed."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled, self.total, self.done = enabled, total, done
-        self.tally = {"done": 0, "diverged": 0, "failed": 0}
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                               TextColumn("{task.fields[tally]}"), transient=False)
-            self._p.__enter__()
-            self._task = self._p.add_task("sweep", total=self.total, completed=self.done,
-                                          tally="")
-        return self
-
-    def advance(self, status: str, cfg: RunConfig) -> None:
-        self.tally[status] = self.tally.get(status, 0) + 1
-        if self.enabled:
-            t = self.tally
-            self._p.update(self._task, advance=1,
-                           tally=f"done {t['done']} diverged {t['diverged']} failed {t['failed']}")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._p.__exit__(*exc)

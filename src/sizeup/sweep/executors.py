@@ -114,8 +114,12 @@ class LocalExecutor:
         yield from self._run_pool(configs, runner)
 
     def _pool(self, ctx: Any, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_pool_worker_init,
-                                   initargs=(dict(os.environ), os.getpid()))
+        return ProcessPoolExecutor(
+            n,
+            mp_context=ctx,
+            initializer=_pool_worker_init,
+            initargs=(dict(os.environ), os.getpid()),
+        )
 
     def _run_pool(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
         ctx = mp.get_context(self.context)
@@ -161,8 +165,14 @@ class LocalExecutor:
                 pass  # died again: try again while retries last, then record it failed
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-        yield ("end", cfg, None, f"worker process died (tried {self.retries + 1}x, the last "
-               "time alone): BrokenProcessPool", 0.0)
+        yield (
+            "end",
+            cfg,
+            None,
+            f"worker process died (tried {self.retries + 1}x, the last "
+            "time alone): BrokenProcessPool",
+            0.0,
+        )
 
 
 def _ray_call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str | None, float]:
@@ -173,27 +183,38 @@ def _ray_call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str 
 class RayExecutor:
     """Run trials as Ray tasks, on a running cluster (address=...) or a local one."""
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 max_retries: int = 1, local_cpus: int | None = None,
-                 max_in_flight: int | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_retries: int = 1,
+        local_cpus: int | None = None,
+        max_in_flight: int | None = None,
+    ):
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise ConfigError("executor", "ray",
-                              'an installed extra: pip install "sizeup[ray]"') from None
+            raise ConfigError(
+                "executor", "ray", 'an installed extra: pip install "sizeup[ray]"'
+            ) from None
         if num_cpus <= 0 and num_gpus <= 0:
             raise ConfigError("num_cpus", num_cpus, "a positive number (or num_gpus > 0)")
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
-        self.max_retries, self.local_cpus, self.max_in_flight = max_retries, local_cpus, \
-            max_in_flight
+        self.max_retries, self.local_cpus, self.max_in_flight = (
+            max_retries,
+            local_cpus,
+            max_in_flight,
+        )
 
     def _init(self) -> None:
         import ray
 
         if ray.is_initialized():
             return
-        kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                  ignore_reinit_error=True)
+        kw: dict[str, Any] = dict(
+            include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
+        )
         if self.address:
             ray.init(address=self.address, **kw)
         else:
@@ -206,9 +227,12 @@ class RayExecutor:
         self._init()
         # max_retries: Ray re-runs a task whose worker process died; exceptions inside the
         # runner are caught in _call and come back as an error string, never retried
-        task = ray.remote(_ray_call).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                                             max_retries=self.max_retries,
-                                             retry_exceptions=False)
+        task = ray.remote(_ray_call).options(
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+        )
         limit = self.max_in_flight
         if limit is None:
             cpus = ray.cluster_resources().get("CPU", 1)
@@ -227,9 +251,13 @@ class RayExecutor:
                 try:
                     out = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - worker died twice, or Ray failed
-                    yield ("end", cfg, None,
-                           f"ray task failed after {self.max_retries} retry: {_format_error(e)}",
-                           0.0)
+                    yield (
+                        "end",
+                        cfg,
+                        None,
+                        f"ray task failed after {self.max_retries} retry: {_format_error(e)}",
+                        0.0,
+                    )
                 else:
                     yield ("end", cfg, *out)
 

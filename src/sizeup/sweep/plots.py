@@ -27,8 +27,9 @@ def plot_lr_curves(report: TransferReport, title: str | None = None) -> Any:
     n = len(report.groups)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), sharey=True, squeeze=False)
     finite = [y for g in report.groups for p in g.points for y in p.losses if math.isfinite(y)]
-    bests = [p.best_grid_loss for g in report.groups for p in g.points
-             if math.isfinite(p.best_grid_loss)]
+    bests = [
+        p.best_grid_loss for g in report.groups for p in g.points if math.isfinite(p.best_grid_loss)
+    ]
     lo = min(finite) if finite else 0.0
     # clip the top so blown-up losses at high lr do not squash the interesting region
     spread = (max(bests) - min(bests)) if bests else 1.0
@@ -41,12 +42,25 @@ def plot_lr_curves(report: TransferReport, title: str | None = None) -> Any:
             color = cmap(i / max(1, k - 1) * 0.9)
             x, y = np.asarray(p.lrs), np.asarray(p.losses, dtype=float)
             ok = np.isfinite(y)
-            ax.plot(x[ok], np.minimum(y[ok], hi + pad), "-o", ms=3.5, color=color,
-                    label=f"{report.axis}={p.value}")
+            ax.plot(
+                x[ok],
+                np.minimum(y[ok], hi + pad),
+                "-o",
+                ms=3.5,
+                color=color,
+                label=f"{report.axis}={p.value}",
+            )
             ax.plot(x[~ok], np.full((~ok).sum(), hi + pad), "x", color=color, ms=7)
             if math.isfinite(p.opt_lr):
-                ax.plot([p.opt_lr], [min(p.opt_loss, hi)], "*", ms=14, color=color,
-                        markeredgecolor="black", zorder=5)
+                ax.plot(
+                    [p.opt_lr],
+                    [min(p.opt_loss, hi)],
+                    "*",
+                    ms=14,
+                    color=color,
+                    markeredgecolor="black",
+                    zorder=5,
+                )
         if math.isfinite(g.transferred_lr):
             ax.axvline(g.transferred_lr, ls="--", color="gray", lw=1)
         ax.set_xscale("log", base=2)
@@ -95,8 +109,13 @@ def plot_curves(store_df: Any, group: dict[str, Any], lr: float, axis: str = "wi
             y = np.asarray(row["train_loss"], dtype=float)
             k = max(1, len(y) // 30)  # a running mean: per-step losses are too noisy to compare
             ys = np.convolve(y, np.ones(k) / k, mode="valid")
-            ax.plot(row["steps"][k - 1:], ys, color=cmap(i / max(1, n - 1) * 0.9),
-                    label=f"{axis}={row[axis]}", lw=1.2)
+            ax.plot(
+                row["steps"][k - 1 :],
+                ys,
+                color=cmap(i / max(1, n - 1) * 0.9),
+                label=f"{axis}={row[axis]}",
+                lw=1.2,
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (running mean)")
     ax.set_title(", ".join(f"{k}={v}" for k, v in group.items()) + f", lr={lr:g}")

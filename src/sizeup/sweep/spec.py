@@ -44,10 +44,14 @@ def expand_axis(name: str, spec: Any) -> list[Any]:
     if isinstance(spec, dict):
         unknown = set(spec) - set(_AXIS_GENERATORS) - {"step", "num"}
         if unknown or not set(spec) & set(_AXIS_GENERATORS):
-            raise ConfigError(f"axes.{name}", spec,
-                              "a list, or a dict with one of: " + ", ".join(_AXIS_GENERATORS)
-                              + " (log2: [lo, hi] with optional step; linspace: [lo, hi] with num;"
-                              " range: [lo, hi] with optional step)")
+            raise ConfigError(
+                f"axes.{name}",
+                spec,
+                "a list, or a dict with one of: "
+                + ", ".join(_AXIS_GENERATORS)
+                + " (log2: [lo, hi] with optional step; linspace: [lo, hi] with num;"
+                " range: [lo, hi] with optional step)",
+            )
         if "values" in spec:
             values = list(spec["values"])
         elif "log2" in spec:
@@ -117,9 +121,12 @@ class SweepSpec:
             if k not in allowed:
                 raise ConfigError(k, d[k], "a sweep file key: " + ", ".join(sorted(allowed)))
         zips = d.get("zip") or []
-        return cls(base=d.get("base") or {}, axes=d.get("axes") or {},
-                   zips=zips if isinstance(zips, list) else [zips],
-                   name=str(d.get("name", "sweep")))
+        return cls(
+            base=d.get("base") or {},
+            axes=d.get("axes") or {},
+            zips=zips if isinstance(zips, list) else [zips],
+            name=str(d.get("name", "sweep")),
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
@@ -182,8 +189,9 @@ class SweepSpec:
                 cfg = RunConfig.from_dict(d)
             except ConfigError as e:
                 point_s = ", ".join(f"{k}={v!r}" for k, v in point.items())
-                raise ConfigError(e.field, e.value,
-                                  f"{e.allowed} (in the trial {point_s or 'base'})") from None
+                raise ConfigError(
+                    e.field, e.value, f"{e.allowed} (in the trial {point_s or 'base'})"
+                ) from None
             except TypeError as e:  # a wrong type that the dataclass could not even take
                 raise ConfigError("base", d, f"RunConfig fields with valid types ({e})") from None
             tid = cfg.trial_id()

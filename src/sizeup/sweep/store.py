@@ -104,8 +104,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"store={str(self.path)!r} is not a usable SQLite study file: {e}") \
-                from None
+            raise StoreError(
+                f"store={str(self.path)!r} is not a usable SQLite study file: {e}"
+            ) from None
 
     # --- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -120,8 +121,9 @@ class Store:
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON value under key (e.g. the sweep spec)."""
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                         (key, json.dumps(value)))
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """Read a value stored by set_meta."""
@@ -140,7 +142,8 @@ class Store:
                 self._db.execute(
                     "INSERT OR IGNORE INTO trials(id, seq, status, config, created) "
                     "VALUES (?, ?, 'queued', ?, ?)",
-                    (cfg.trial_id(), seq0 + 1 + i, json.dumps(cfg.to_dict()), now))
+                    (cfg.trial_id(), seq0 + 1 + i, json.dumps(cfg.to_dict()), now),
+                )
             return self._count() - before
 
     def _count(self) -> int:
@@ -155,24 +158,31 @@ class Store:
         with self._db:
             self._db.execute("BEGIN")
             for tid in ids:
-                self._db.execute("UPDATE trials SET status='queued', owner=NULL WHERE id=?",
-                                 (tid,))
+                self._db.execute("UPDATE trials SET status='queued', owner=NULL WHERE id=?", (tid,))
         return len(ids)
 
     def queued(self) -> list[RunConfig]:
         """Configs of queued trials, in the order they were added."""
         rows = self._db.execute(
-            "SELECT config FROM trials WHERE status='queued' ORDER BY seq").fetchall()
+            "SELECT config FROM trials WHERE status='queued' ORDER BY seq"
+        ).fetchall()
         return [RunConfig.from_dict(json.loads(r[0])) for r in rows]
 
     def mark_running(self, trial_id: str) -> None:
         """Claim a trial for this driver: status running, attempts + 1."""
         self._db.execute(
             "UPDATE trials SET status='running', started=?, attempts=attempts+1, owner=? "
-            "WHERE id=?", (time.time(), _owner(), trial_id))
+            "WHERE id=?",
+            (time.time(), _owner(), trial_id),
+        )
 
-    def record(self, trial_id: str, result: RunResult | None = None, error: str | None = None,
-               wall_time: float | None = None) -> str:
+    def record(
+        self,
+        trial_id: str,
+        result: RunResult | None = None,
+        error: str | None = None,
+        wall_time: float | None = None,
+    ) -> str:
         """Store a finished trial's result (done/diverged) or error (failed); return its status."""
         if result is not None:
             status = "diverged" if result.diverged else "done"
@@ -184,8 +194,16 @@ class Store:
         self._db.execute(
             "UPDATE trials SET status=?, result=?, error=?, loss=?, finished=?, wall_time=?, "
             "owner=NULL WHERE id=?",
-            (status, payload, error, loss if math.isfinite(loss) else None, time.time(),
-             wall_time, trial_id))
+            (
+                status,
+                payload,
+                error,
+                loss if math.isfinite(loss) else None,
+                time.time(),
+                wall_time,
+                trial_id,
+            ),
+        )
         return status
 
     # --- reading -------------------------------------------------------------------------
@@ -198,8 +216,10 @@ class Store:
 
     def trials(self, status: str | tuple[str, ...] | None = None) -> list[Trial]:
         """Stored trials (optionally only some statuses), in insertion order."""
-        q = ("SELECT id, status, config, result, error, loss, started, finished, wall_time, "
-             "attempts FROM trials")
+        q = (
+            "SELECT id, status, config, result, error, loss, started, finished, wall_time, "
+            "attempts FROM trials"
+        )
         args: tuple = ()
         if status is not None:
             sts = (status,) if isinstance(status, str) else tuple(status)
@@ -207,11 +227,20 @@ class Store:
             args = sts
         out = []
         for r in self._db.execute(q + " ORDER BY seq", args):
-            out.append(Trial(
-                id=r[0], status=r[1], config=RunConfig.from_dict(json.loads(r[2])),
-                result=RunResult.from_dict(json.loads(r[3])) if r[3] else None, error=r[4],
-                loss=math.nan if r[5] is None else r[5], started=r[6], finished=r[7],
-                wall_time=r[8], attempts=r[9]))
+            out.append(
+                Trial(
+                    id=r[0],
+                    status=r[1],
+                    config=RunConfig.from_dict(json.loads(r[2])),
+                    result=RunResult.from_dict(json.loads(r[3])) if r[3] else None,
+                    error=r[4],
+                    loss=math.nan if r[5] is None else r[5],
+                    started=r[6],
+                    finished=r[7],
+                    wall_time=r[8],
+                    attempts=r[9],
+                )
+            )
         return out
 
     def get(self, trial_id: str) -> Trial:
@@ -233,18 +262,35 @@ class Store:
 
         rows = []
         for t in self.trials():
-            row: dict[str, Any] = {"id": t.id, "status": t.status, "attempts": t.attempts,
-                                   "wall_time": t.wall_time, "error": t.error, "loss": t.loss}
+            row: dict[str, Any] = {
+                "id": t.id,
+                "status": t.status,
+                "attempts": t.attempts,
+                "wall_time": t.wall_time,
+                "error": t.error,
+                "loss": t.loss,
+            }
             row.update(t.config.to_dict())
             if t.result is not None:
                 r = t.result
-                row.update(final_val_loss=r.final_val_loss, final_train_loss=r.final_train_loss,
-                           initial_val_loss=r.initial_val_loss, tokens=r.tokens, flops=r.flops,
-                           params=r.params, tokens_per_s=r.tokens_per_s,
-                           diverged=r.diverged, diverged_step=r.diverged_step)
+                row.update(
+                    final_val_loss=r.final_val_loss,
+                    final_train_loss=r.final_train_loss,
+                    initial_val_loss=r.initial_val_loss,
+                    tokens=r.tokens,
+                    flops=r.flops,
+                    params=r.params,
+                    tokens_per_s=r.tokens_per_s,
+                    diverged=r.diverged,
+                    diverged_step=r.diverged_step,
+                )
                 if curves:
-                    row.update(steps=r.steps, train_loss=r.train_loss, val_steps=r.val_steps,
-                               val_loss=r.val_loss)
+                    row.update(
+                        steps=r.steps,
+                        train_loss=r.train_loss,
+                        val_steps=r.val_steps,
+                        val_loss=r.val_loss,
+                    )
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -265,6 +311,7 @@ class Store:
             try:
                 df.to_parquet(p, index=False)
             except ImportError as e:
-                raise ConfigError("export", str(p),
-                                  f"a .csv path, or install pyarrow for Parquet ({e})") from None
+                raise ConfigError(
+                    "export", str(p), f"a .csv path, or install pyarrow for Parquet ({e})"
+                ) from None
         return p

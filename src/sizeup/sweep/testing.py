@@ -59,10 +59,17 @@ def synthetic_run(config: RunConfig) -> RunResult:
     if diverged:
         curve[-1] = math.nan
     _log(f"end {tid}")
-    return RunResult(config=config.to_dict(), steps=list(range(n)), train_loss=curve,
-                     val_steps=[0, n], val_loss=[init, math.nan if diverged else final],
-                     initial_val_loss=init, final_train_loss=math.nan if diverged else final,
-                     final_val_loss=math.nan if diverged else final,
-                     tokens=config.tokens_per_step * config.steps, diverged=diverged,
-                     diverged_step=n - 1 if diverged else None,
-                     error="loss diverged" if diverged else None)
+    return RunResult(
+        config=config.to_dict(),
+        steps=list(range(n)),
+        train_loss=curve,
+        val_steps=[0, n],
+        val_loss=[init, math.nan if diverged else final],
+        initial_val_loss=init,
+        final_train_loss=math.nan if diverged else final,
+        final_val_loss=math.nan if diverged else final,
+        tokens=config.tokens_per_step * config.steps,
+        diverged=diverged,
+        diverged_step=n - 1 if diverged else None,
+        error="loss diverged" if diverged else None,
+    )

@@ -25,8 +25,9 @@ from sizeup.errors import ConfigError, DataError
 _NEVER_GROUP = {"lr", "seed", "trial", "id"}
 
 
-def fit_optimum(lrs: list[float], losses: list[float], window: int = 2
-                ) -> tuple[float, float, bool]:
+def fit_optimum(
+    lrs: list[float], losses: list[float], window: int = 2
+) -> tuple[float, float, bool]:
     """Optimal lr by a least-squares parabola in log2(lr) over the best finite grid point and
     up to `window` neighbours each side. Returns (lr, loss at it, at_edge); at_edge means the
     best point is at the end of the finite range, so the grid point itself is returned.
@@ -53,7 +54,7 @@ def fit_optimum(lrs: list[float], losses: list[float], window: int = 2
         return float(2.0 ** x[i]), float(y[i]), False
     # the vertex, kept inside the fitted window (a parabola says nothing beyond its points)
     xv = float(np.clip(-b / (2 * a), x[lo], x[hi - 1]))
-    return float(2.0 ** xv), float(np.polyval([a, b, c], xv)), False
+    return float(2.0**xv), float(np.polyval([a, b, c], xv)), False
 
 
 @dataclass
@@ -118,16 +119,27 @@ class TransferReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of everything."""
-        return {"axis": self.axis, "lr_field": self.lr_field, "metric": self.metric,
-                "groups": [g.to_dict() for g in self.groups]}
+        return {
+            "axis": self.axis,
+            "lr_field": self.lr_field,
+            "metric": self.metric,
+            "groups": [g.to_dict() for g in self.groups],
+        }
 
     def table(self) -> list[dict[str, Any]]:
         """One summary row per group: drift, regret, largest-is-best."""
-        return [{"group": g.label, "drift_octaves": g.drift_octaves,
-                 "transferred_lr": g.transferred_lr, "max_regret": g.max_regret,
-                 "largest_is_best": g.largest_is_best,
-                 "optimal_lr": {p.value: p.opt_lr for p in g.points},
-                 "edge_warning": g.edge_warning} for g in self.groups]
+        return [
+            {
+                "group": g.label,
+                "drift_octaves": g.drift_octaves,
+                "transferred_lr": g.transferred_lr,
+                "max_regret": g.max_regret,
+                "largest_is_best": g.largest_is_best,
+                "optimal_lr": {p.value: p.opt_lr for p in g.points},
+                "edge_warning": g.edge_warning,
+            }
+            for g in self.groups
+        ]
 
 
 def _frame(source: Any) -> Any:
@@ -147,9 +159,14 @@ def _frame(source: Any) -> Any:
     raise ConfigError("study", type(source).__name__, "a Store, a .db path or a DataFrame")
 
 
-def analyze_transfer(source: Any, axis: str = "width", lr_field: str = "lr",
-                     group_by: list[str] | None = None, metric: str = "loss",
-                     window: int = 2) -> TransferReport:
+def analyze_transfer(
+    source: Any,
+    axis: str = "width",
+    lr_field: str = "lr",
+    group_by: list[str] | None = None,
+    metric: str = "loss",
+    window: int = 2,
+) -> TransferReport:
     """Optimal lr per axis value, its drift in octaves, transfer regret and largest-is-best.
 
     source: a Store, a study .db path or a DataFrame (Store.to_dataframe()).
@@ -162,9 +179,11 @@ def analyze_transfer(source: Any, axis: str = "width", lr_field: str = "lr",
         raise DataError("the study has no trials")
     for col in (axis, lr_field, metric):
         if col not in df.columns:
-            raise ConfigError("axis" if col == axis else "lr_field" if col == lr_field
-                              else "metric", col, "a column of the study: "
-                              + ", ".join(map(str, df.columns)))
+            raise ConfigError(
+                "axis" if col == axis else "lr_field" if col == lr_field else "metric",
+                col,
+                "a column of the study: " + ", ".join(map(str, df.columns)),
+            )
     df = df.copy()
     # only finished trials speak about the optimum; diverged ones count as infinite loss
     bad = df["status"].isin(["diverged", "failed"]) if "status" in df else False
@@ -173,15 +192,26 @@ def analyze_transfer(source: Any, axis: str = "width", lr_field: str = "lr",
     if group_by is None:
         group_by = _auto_groups(df, axis, lr_field)
     groups = []
-    keys = ([tuple(k) for k in df[group_by].drop_duplicates().sort_values(group_by)
-             .itertuples(index=False, name=None)] if group_by else [()])
+    keys = (
+        [
+            tuple(k)
+            for k in df[group_by]
+            .drop_duplicates()
+            .sort_values(group_by)
+            .itertuples(index=False, name=None)
+        ]
+        if group_by
+        else [()]
+    )
     for key in keys:
         sub = df
         for k, v in zip(group_by, key, strict=True):
             sub = sub[sub[k] == v]
-        groups.append(_analyze_group(sub, dict(zip(group_by, (_py(k) for k in key),
-                                                   strict=True)),
-                                     axis, lr_field, window))
+        groups.append(
+            _analyze_group(
+                sub, dict(zip(group_by, (_py(k) for k in key), strict=True)), axis, lr_field, window
+            )
+        )
     return TransferReport(axis=axis, lr_field=lr_field, metric=metric, groups=groups)
 
 
@@ -202,8 +232,9 @@ def _auto_groups(df: Any, axis: str, lr_field: str) -> list[str]:
     return out
 
 
-def _analyze_group(sub: Any, group: dict[str, Any], axis: str, lr_field: str,
-                   window: int) -> TransferGroup:
+def _analyze_group(
+    sub: Any, group: dict[str, Any], axis: str, lr_field: str, window: int
+) -> TransferGroup:
     # mean over seeds; any non-finite seed makes the point non-finite (NaN propagates)
     agg = sub.groupby([axis, lr_field])["_y"].agg(lambda s: float(s.mean(skipna=False)))
     values = sorted(agg.index.get_level_values(0).unique())
@@ -222,29 +253,41 @@ def _analyze_group(sub: Any, group: dict[str, Any], axis: str, lr_field: str,
     drift = float(max(np.log2(opts)) - min(np.log2(opts))) if opts else math.nan
     t_lr = points[0].opt_lr if points else math.nan
     grid = sorted({lr for p in points for lr in p.lrs})
-    t_grid = min(grid, key=lambda g: abs(math.log2(g) - math.log2(t_lr))) \
-        if grid and math.isfinite(t_lr) else math.nan
+    t_grid = (
+        min(grid, key=lambda g: abs(math.log2(g) - math.log2(t_lr)))
+        if grid and math.isfinite(t_lr)
+        else math.nan
+    )
     for p in points:
         y = dict(zip(p.lrs, p.losses, strict=True)).get(t_grid, math.nan)
         p.loss_at_transfer = y if math.isfinite(y) else math.inf
-        p.regret = p.loss_at_transfer - p.best_grid_loss if math.isfinite(p.best_grid_loss) \
-            else math.nan
+        p.regret = (
+            p.loss_at_transfer - p.best_grid_loss if math.isfinite(p.best_grid_loss) else math.nan
+        )
     at_t = [p.loss_at_transfer for p in points]
     largest = bool(points and math.isfinite(at_t[-1]) and at_t[-1] <= min(at_t))
     wider = {}
     for lr in grid:
         ys = [dict(zip(p.lrs, p.losses, strict=True)).get(lr, math.nan) for p in points]
-        wider[lr] = bool(all(math.isfinite(y) for y in ys)
-                         and all(b <= a for a, b in zip(ys, ys[1:], strict=False)))
+        wider[lr] = bool(
+            all(math.isfinite(y) for y in ys)
+            and all(b <= a for a, b in zip(ys, ys[1:], strict=False))
+        )
     regrets = [p.regret for p in points if not math.isnan(p.regret)]
-    return TransferGroup(group=group, axis=axis, points=points, drift_octaves=drift,
-                         transferred_lr=t_lr, transfer_grid_lr=t_grid, largest_is_best=largest,
-                         max_regret=max(regrets) if regrets else math.nan,
-                         wider_is_better=wider, edge_warning=any(p.at_edge for p in points))
+    return TransferGroup(
+        group=group,
+        axis=axis,
+        points=points,
+        drift_octaves=drift,
+        transferred_lr=t_lr,
+        transfer_grid_lr=t_grid,
+        largest_is_best=largest,
+        max_regret=max(regrets) if regrets else math.nan,
+        wider_is_better=wider,
+        edge_warning=any(p.at_edge for p in points),
+    )
 
 
 def _py(v: Any) -> Any:
     """numpy scalars to plain Python (JSON and dict keys)."""
     return v.item() if hasattr(v, "item") else v
-
-

@@ -19,7 +19,11 @@ import torch
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
+from sizeup.models import num_params
+from sizeup.progress import Progress
 from sizeup.schedules import make_schedule
+from sizeup.train.build import build
+from sizeup.train.loop import evaluate
 
 
 @dataclass
@@ -48,15 +52,19 @@ def _train_step(model, opt, x, y) -> float:
     return float(loss.detach())
 
 
-def wsd_branches(cfg: RunConfig, total_steps: Sequence[int], *, decay_frac: float | None = None,
-                 cooldown: str | None = None, progress: bool = False) -> list[BranchPoint]:
+def wsd_branches(
+    cfg: RunConfig,
+    total_steps: Sequence[int],
+    *,
+    decay_frac: float | None = None,
+    cooldown: str | None = None,
+    progress: bool = False,
+) -> list[BranchPoint]:
     """Train one stable trunk of ``cfg`` and a cooldown branch ending at each of ``total_steps``.
 
     Branch T starts from the trunk at step round((1 - decay_frac) T) and follows the WSD schedule
     of a run of length T (same warmup, cooldown shape ``cooldown``) on the same data stream.
     """
-    from sizeup.train import build, evaluate
-
     totals = sorted({int(t) for t in total_steps})
     if not totals or totals[0] < 1:
         raise ConfigError("total_steps", list(total_steps), "one or more positive step counts")
@@ -64,21 +72,20 @@ def wsd_branches(cfg: RunConfig, total_steps: Sequence[int], *, decay_frac: floa
     shape = cfg.cooldown if cooldown is None else cooldown
     if not 0.0 < f <= 1.0:
         raise ConfigError("decay_frac", f, "a fraction in (0, 1] (the cooldown needs some steps)")
-    scheds = {T: make_schedule("wsd", T, warmup=min(cfg.warmup, T), decay_frac=f, cooldown=shape)
-              for T in totals}
+    scheds = {
+        T: make_schedule("wsd", T, warmup=min(cfg.warmup, T), decay_frac=f, cooldown=shape)
+        for T in totals
+    }
     trunk_cfg = cfg.replace(schedule="constant", steps=max(totals))
     built = build(trunk_cfg)
     model, opt, data = built.model, built.optimizer, built.data
     peak = [g["initial_lr"] for g in opt.param_groups]
     val = data.val_batches()
-    n_params = sum(p.numel() for n, p in model.named_parameters()
-                   if not (cfg.model == "gpt" and n.startswith("wte")))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(T - scheds[T].decay_start for T in totals) + max(
-            scheds[T].decay_start for T in totals), desc=f"WSD branches w={cfg.width}")
+    n_params = num_params(model, non_embedding=True)
+    total = sum(T - scheds[T].decay_start for T in totals) + max(
+        scheds[T].decay_start for T in totals
+    )
+    bar = Progress(f"WSD branches w={cfg.width}", total, enabled=progress).__enter__()
 
     def set_lr(o: torch.optim.Optimizer, mult: float) -> None:
         for g, p in zip(o.param_groups, peak):
@@ -95,8 +102,7 @@ def wsd_branches(cfg: RunConfig, total_steps: Sequence[int], *, decay_frac: floa
             x, y = data.batch_at(step)
             trunk_ok = math.isfinite(_train_step(model, opt, x, y))
             step += 1
-            if bar is not None:
-                bar.update(1)
+            bar.advance(1)
         loss = math.nan
         if trunk_ok:
             # One deepcopy of (model, optimizer) keeps the optimizer state tied to the copy.
@@ -106,29 +112,47 @@ def wsd_branches(cfg: RunConfig, total_steps: Sequence[int], *, decay_frac: floa
                 set_lr(bopt, sched(t))
                 x, y = data.batch_at(t)
                 ok = math.isfinite(_train_step(bm, bopt, x, y))
-                if bar is not None:
-                    bar.update(1)
+                bar.advance(1)
                 if not ok:
                     break
             if ok:
                 loss = evaluate(bm, val, cfg.device) if val else math.nan
         tokens = T * cfg.tokens_per_step
-        points.append(BranchPoint(width=cfg.width, depth=cfg.depth, params=n_params,
-                                  branch_step=s, steps=T, tokens=tokens,
-                                  flops=6.0 * n_params * tokens, loss=loss))
-    if bar is not None:
-        bar.close()
+        points.append(
+            BranchPoint(
+                width=cfg.width,
+                depth=cfg.depth,
+                params=n_params,
+                branch_step=s,
+                steps=T,
+                tokens=tokens,
+                flops=6.0 * n_params * tokens,
+                loss=loss,
+            )
+        )
+    bar.__exit__(None, None, None)
     return sorted(points, key=lambda p: p.steps)
 
 
-def wsd_study(cfg: RunConfig, widths: Sequence[int], total_steps: Sequence[int], *,
-              decay_frac: float | None = None, cooldown: str | None = None,
-              progress: bool = False) -> list[BranchPoint]:
+def wsd_study(
+    cfg: RunConfig,
+    widths: Sequence[int],
+    total_steps: Sequence[int],
+    *,
+    decay_frac: float | None = None,
+    cooldown: str | None = None,
+    progress: bool = False,
+) -> list[BranchPoint]:
     """WSD branches for each width: the (N, D, loss) grid an isoFLOP analysis needs."""
     if len(widths) < 1:
         raise ConfigError("widths", list(widths), "one or more model widths")
     out: list[BranchPoint] = []
     for w in widths:
-        out += wsd_branches(cfg.replace(width=int(w)), total_steps, decay_frac=decay_frac,
-                            cooldown=cooldown, progress=progress)
+        out += wsd_branches(
+            cfg.replace(width=int(w)),
+            total_steps,
+            decay_frac=decay_frac,
+            cooldown=cooldown,
+            progress=progress,
+        )
     return out

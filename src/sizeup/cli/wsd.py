@@ -7,19 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sizeup.cli_train import config_from_cli
-
-
-def _ints(field: str, text: str) -> list[int]:
-    from sizeup.errors import ConfigError
-
-    try:
-        vals = [int(float(v)) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise ConfigError(field, text, "comma-separated positive integers, e.g. 100,200,400") from e
-    if not vals or min(vals) < 1:
-        raise ConfigError(field, text, "comma-separated positive integers, e.g. 100,200,400")
-    return vals
+from sizeup.cli.options import config_from_cli, ints
 
 
 def register(app: typer.Typer) -> None:
@@ -33,18 +21,26 @@ def register(app: typer.Typer) -> None:
         decay_frac: float = typer.Option(0.2, help="Cooldown fraction of each branch."),
         cooldown: str = typer.Option("1-sqrt", help="linear | 1-sqrt | exponential"),
         sets: list[str] = typer.Option([], "--set", help="Other RunConfig fields, key=value."),
-        out: Path = typer.Option(Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."),
+        out: Path = typer.Option(
+            Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."
+        ),
     ) -> None:
         """Train one WSD trunk per width with cooldown branches; fit approach 2 on the isoFLOPs."""
         import numpy as np
         import pandas as pd
 
         from sizeup.errors import SizeupError
-        from sizeup.wsd import wsd_study
+        from sizeup.train.wsd import wsd_study
 
         cfg = config_from_cli(config, {}, sets)
-        pts = wsd_study(cfg, _ints("widths", widths), _ints("steps", steps),
-                        decay_frac=decay_frac, cooldown=cooldown, progress=True)
+        pts = wsd_study(
+            cfg,
+            ints("widths", widths),
+            ints("steps", steps),
+            decay_frac=decay_frac,
+            cooldown=cooldown,
+            progress=True,
+        )
         out.mkdir(parents=True, exist_ok=True)
         df = pd.DataFrame([p.to_dict() for p in pts])
         df.to_csv(out / "points.csv", index=False)
@@ -54,9 +50,11 @@ def register(app: typer.Typer) -> None:
             from sizeup.laws.chinchilla import fit_approach2, isoflop_from_curves
             from sizeup.laws.plots import plot_isoflops
 
-            N, D, L, C = isoflop_from_curves(ok["params"].to_numpy(float),
-                                             ok["tokens"].to_numpy(float),
-                                             ok["loss"].to_numpy(float))
+            N, D, L, C = isoflop_from_curves(
+                ok["params"].to_numpy(float),
+                ok["tokens"].to_numpy(float),
+                ok["loss"].to_numpy(float),
+            )
             fit = fit_approach2(N, D, L, C=C)
         except SizeupError as e:
             typer.secho(f"no approach-2 fit from these points: {e}", fg=typer.colors.YELLOW)

@@ -203,20 +203,38 @@ class Plan:
         s = self.shape
         rows = [
             ("laws", f"{self.preset['name']} ({self.preset['source']})"),
-            ("shape", f"n_layer={s['n_layer']}, d_model={s['d_model']}, n_head={s['n_head']}, "
-                      f"head_dim={s['head_dim']}, n_kv_head={s['n_kv_head']}, d_ff={s['d_ff']}, "
-                      f"vocab={s['vocab_size']}, seq_len={s['seq_len']}"),
-            ("params", f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} non-embedding"),
+            (
+                "shape",
+                f"n_layer={s['n_layer']}, d_model={s['d_model']}, n_head={s['n_head']}, "
+                f"head_dim={s['head_dim']}, n_kv_head={s['n_kv_head']}, d_ff={s['d_ff']}, "
+                f"vocab={s['vocab_size']}, seq_len={s['seq_len']}",
+            ),
+            (
+                "params",
+                f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} non-embedding",
+            ),
             ("tokens", f"{_fmt(self.tokens)} ({self.tokens_per_param:.1f} tokens/param)"),
-            ("FLOPs", f"{self.flops:.3e} ({self.flops_formula}); exact GPT count {self.flops_exact:.3e}"),
-            ("batch", f"{_fmt(self.batch_tokens)} tokens = {self.batch_sequences} sequences "
-                      f"({self.batch_rounding})"),
+            (
+                "FLOPs",
+                f"{self.flops:.3e} ({self.flops_formula}); exact GPT count {self.flops_exact:.3e}",
+            ),
+            (
+                "batch",
+                f"{_fmt(self.batch_tokens)} tokens = {self.batch_sequences} sequences "
+                f"({self.batch_rounding})",
+            ),
             ("steps", f"{self.steps:,}"),
             ("peak lr", f"{self.peak_lr:.4g} ({self.lr_source})"),
-            ("schedule", f"WSD: warmup {self.warmup_steps:,}, stable {self.schedule['stable_steps']:,}, "
-                         f"{self.schedule['cooldown']} decay {self.schedule['decay_steps']:,} steps"),
-            ("ratios", f"width n={self.width_ratio:.4g}, batch b={self.batch_ratio:.4g}, "
-                       f"data d={self.data_ratio:.4g}, alpha_data={self.data_exponent:g}"),
+            (
+                "schedule",
+                f"WSD: warmup {self.warmup_steps:,}, stable {self.schedule['stable_steps']:,}, "
+                f"{self.schedule['cooldown']} decay {self.schedule['decay_steps']:,} steps",
+            ),
+            (
+                "ratios",
+                f"width n={self.width_ratio:.4g}, batch b={self.batch_ratio:.4g}, "
+                f"data d={self.data_ratio:.4g}, alpha_data={self.data_exponent:g}",
+            ),
         ]
         if self.loss is not None:
             band = ""
@@ -238,19 +256,36 @@ class Plan:
 
     def layer_rows(self) -> list[list[str]]:
         """The per-layer table as strings."""
+
         def g(v: Any) -> str:
             return "-" if v is None else f"{v:.3g}"
 
-        return [[r["tensor"], r["role"], g(r["init_std"]), g(r["multiplier"]), g(r["lr"]),
-                 g(r["wd"]), g(r["beta1"]), g(r["beta2"]), g(r["eps"])] for r in self.layers]
+        return [
+            [
+                r["tensor"],
+                r["role"],
+                g(r["init_std"]),
+                g(r["multiplier"]),
+                g(r["lr"]),
+                g(r["wd"]),
+                g(r["beta1"]),
+                g(r["beta2"]),
+                g(r["eps"]),
+            ]
+            for r in self.layers
+        ]
 
     def to_markdown(self) -> str:
         """The plan as a Markdown document (summary, per-layer table, warnings, derivations)."""
         out = ["# sizeup plan", "", "| quantity | value |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in self.summary_rows()]
-        out += ["", f"## Per-layer table (rule {self.rule}, readout in the "
-                    f"{'Table 8' if self.readout_form == 'table8' else 'Table 3'} form, "
-                    "residual-out init x (2L)^-1/2)", ""]
+        out += [
+            "",
+            f"## Per-layer table (rule {self.rule}, readout in the "
+            f"{'Table 8' if self.readout_form == 'table8' else 'Table 3'} form, "
+            "residual-out init x (2L)^-1/2)",
+            "",
+        ]
         head = self.layer_header()
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in self.layer_rows()]
@@ -258,8 +293,10 @@ class Plan:
             out += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
         out += ["", "## How each number was derived", ""]
         for e in self.explain:
-            out.append(f"- **{e['name']}** = {_fmt_any(e['value'])}: `{e['formula']}` "
-                       f"with {_fmt_inputs(e['inputs'])}")
+            out.append(
+                f"- **{e['name']}** = {_fmt_any(e['value'])}: `{e['formula']}` "
+                f"with {_fmt_inputs(e['inputs'])}"
+            )
         return "\n".join(out) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
@@ -303,8 +340,13 @@ def _resolve_preset(preset: Any) -> Any:
         return get_preset(str(preset))
     if isinstance(preset, (str, Path)) and (str(preset).endswith(".json") or Path(preset).is_dir()):
         return load_fit(preset)
-    raise ConfigError("preset", preset, "one of " + ", ".join(PRESET_NAMES)
-                      + ", a `sizeup fit` output (fit.json or its folder), or a LawPreset")
+    raise ConfigError(
+        "preset",
+        preset,
+        "one of "
+        + ", ".join(PRESET_NAMES)
+        + ", a `sizeup fit` output (fit.json or its folder), or a LawPreset",
+    )
 
 
 def _as_law(field_name: str, value: Any, n: int) -> tuple[float, ...] | None:
@@ -322,10 +364,18 @@ def _as_law(field_name: str, value: Any, n: int) -> tuple[float, ...] | None:
     return value
 
 
-def shape_for(size: float, *, convention: str = "6ND", aspect_ratio: float = 128.0,
-              head_dim: int = 128, vocab_size: int = 32000, seq_len: int = 2048,
-              mlp_ratio: float = 8 / 3, n_kv_head_ratio: int = 1,
-              tie_embeddings: bool = False) -> Shape:
+def shape_for(
+    size: float,
+    *,
+    convention: str = "6ND",
+    aspect_ratio: float = 128.0,
+    head_dim: int = 128,
+    vocab_size: int = 32000,
+    seq_len: int = 2048,
+    mlp_ratio: float = 8 / 3,
+    n_kv_head_ratio: int = 1,
+    tie_embeddings: bool = False,
+) -> Shape:
     """The family shape (d_model ~ aspect_ratio * n_layer, a multiple of head_dim) whose size is
     closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD"."""
     check_positive("size", size)
@@ -345,29 +395,58 @@ def shape_for(size: float, *, convention: str = "6ND", aspect_ratio: float = 128
         for heads in range(lo, hi + 1):
             d = heads * head_dim
             kv = heads // n_kv_head_ratio if heads % n_kv_head_ratio == 0 else heads
-            s = Shape(n_layer=L, d_model=d, n_head=heads, head_dim=head_dim, n_kv_head=kv,
-                      vocab_size=vocab_size, seq_len=seq_len, mlp_ratio=mlp_ratio,
-                      tie_embeddings=tie_embeddings)
+            s = Shape(
+                n_layer=L,
+                d_model=d,
+                n_head=heads,
+                head_dim=head_dim,
+                n_kv_head=kv,
+                vocab_size=vocab_size,
+                seq_len=seq_len,
+                mlp_ratio=mlp_ratio,
+                tie_embeddings=tie_embeddings,
+            )
             got = measure(s)
             # Size error first (in 1% bins); among near-ties, the one closest to the aspect ratio.
             err = round(abs(math.log(got / size)) / 0.01) + abs(math.log(d / (aspect_ratio * L)))
             if best is None or err < best[0]:
                 best = (err, s)
-        smallest = Shape(n_layer=L, d_model=lo * head_dim, n_head=lo, head_dim=head_dim,
-                         vocab_size=vocab_size, seq_len=seq_len, mlp_ratio=mlp_ratio)
+        smallest = Shape(
+            n_layer=L,
+            d_model=lo * head_dim,
+            n_head=lo,
+            head_dim=head_dim,
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            mlp_ratio=mlp_ratio,
+        )
         if measure(smallest) > 4 * size:
             break  # every later depth is well past the target
     assert best is not None
     return best[1]
 
 
-def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_ratio: float = 1.0,
-                data_ratio: float = 1.0, data_exponent: float = 0.0, rule: str = "mup",
-                sigma: float = 0.02, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-                weight_decay: float = 0.0, readout_form: str = "table8", optimizer: str = "adamw",
-                d_model: int | None = None, base_depth: int | None = None,
-                depth_exponent: float | None = None,
-                lr_includes_transfer: bool = False, scale_eps: bool = True) -> list[dict[str, Any]]:
+def layer_table(
+    *,
+    lr: float,
+    n_layer: int,
+    width_ratio: float = 1.0,
+    batch_ratio: float = 1.0,
+    data_ratio: float = 1.0,
+    data_exponent: float = 0.0,
+    rule: str = "mup",
+    sigma: float = 0.02,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    readout_form: str = "table8",
+    optimizer: str = "adamw",
+    d_model: int | None = None,
+    base_depth: int | None = None,
+    depth_exponent: float | None = None,
+    lr_includes_transfer: bool = False,
+    scale_eps: bool = True,
+) -> list[dict[str, Any]]:
     """The per-layer "how to scale" table for the GPT's tensor classes, from the rules table.
 
     lr is the base model's tuned eta; each row's lr is eta * lr_mult(rule, role) * b^1/2 * d^alpha
@@ -378,8 +457,11 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
     """
     check_positive("lr", lr)
     check_positive("n_layer", n_layer, integer=True)
-    for name, v in (("width_ratio", width_ratio), ("batch_ratio", batch_ratio),
-                    ("data_ratio", data_ratio)):
+    for name, v in (
+        ("width_ratio", width_ratio),
+        ("batch_ratio", batch_ratio),
+        ("data_ratio", data_ratio),
+    ):
         check_positive(name, v)
     check_choice("rule", rule, rules.RULES)
     check_choice("readout_form", readout_form, ("table3", "table8"))
@@ -406,8 +488,11 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
         lr_mult = rules.lr_mult(rule, role, family, m_in, m_out, is_muon)
         mult = rules.multiplier(rule, role, m_in, readout_form)
         in_block = tensor.startswith("blocks.")
-        eps_f = rules.eps_mult(rule, role, m_out, mult, branch_mult if in_block else 1.0) \
-            if scale_eps else 1.0
+        eps_f = (
+            rules.eps_mult(rule, role, m_out, mult, branch_mult if in_block else 1.0)
+            if scale_eps
+            else 1.0
+        )
         if rule == "mup" and readout_form == "table8" and std is not None:
             f_init, f_lr = rules.table8_shift(role, m_in, family)
             std, lr_mult = std * f_init, lr_mult * f_lr
@@ -420,18 +505,29 @@ def layer_table(*, lr: float, n_layer: int, width_ratio: float = 1.0, batch_rati
         # Weight decay is independent (not x lr) and width-free; none on norm gains
         # (the same convention as sizeup.parametrization.core).
         wd = 0.0 if role == "vector" else weight_decay
-        rows.append({
-            "tensor": tensor, "role": role, "m_in": m_in, "m_out": m_out, "init_std": std,
-            "multiplier": mult, "lr_mult": lr_mult, "lr": lr * lr_factor * lr_mult, "wd": wd,
-            "beta1": None if is_muon else t_betas[0], "beta2": None if is_muon else t_betas[1],
-            "eps": None if is_muon else t_eps * eps_f,
-            "optimizer": "muon" if is_muon else "adamw",
-        })
+        rows.append(
+            {
+                "tensor": tensor,
+                "role": role,
+                "m_in": m_in,
+                "m_out": m_out,
+                "init_std": std,
+                "multiplier": mult,
+                "lr_mult": lr_mult,
+                "lr": lr * lr_factor * lr_mult,
+                "wd": wd,
+                "beta1": None if is_muon else t_betas[0],
+                "beta2": None if is_muon else t_betas[1],
+                "eps": None if is_muon else t_eps * eps_f,
+                "optimizer": "muon" if is_muon else "adamw",
+            }
+        )
     return rows
 
 
-def _transfer(lr: float, betas: tuple[float, float], eps: float, batch_ratio: float,
-              base_batch: int) -> tuple[float, tuple[float, ...], float]:
+def _transfer(
+    lr: float, betas: tuple[float, float], eps: float, batch_ratio: float, base_batch: int
+) -> tuple[float, tuple[float, ...], float]:
     """sizeup.optim.transfer_batch for a batch ratio (betas clipped at 0 past the rule's range)."""
     from sizeup.optim.transfer import transfer_batch
 
@@ -443,8 +539,9 @@ def _round_batch(batch_tokens: float, seq_len: int, multiple: int) -> tuple[int,
     """Round a batch in tokens to whole sequences, a multiple of ``multiple`` (at least one)."""
     seqs = batch_tokens / seq_len
     rounded = max(multiple, int(round(seqs / multiple)) * multiple)
-    return rounded, (f"{seqs:.1f} sequences of {seq_len} rounded to {rounded}, "
-                     f"a multiple of {multiple}")
+    return rounded, (
+        f"{seqs:.1f} sequences of {seq_len} rounded to {rounded}, a multiple of {multiple}"
+    )
 
 
 # ----------------------------------------------------------------------------- the planner
@@ -511,12 +608,21 @@ def plan(
         ex.append({"name": name, "value": value, "formula": formula, "inputs": inputs})
 
     # ---- inputs
-    for name, v in (("compute", compute), ("params", params), ("tokens", tokens),
-                    ("tokens_per_param", tokens_per_param), ("batch_tokens", batch_tokens),
-                    ("critical_batch", critical_batch), ("gpu_price", gpu_price)):
+    for name, v in (
+        ("compute", compute),
+        ("params", params),
+        ("tokens", tokens),
+        ("tokens_per_param", tokens_per_param),
+        ("batch_tokens", batch_tokens),
+        ("critical_batch", critical_batch),
+        ("gpu_price", gpu_price),
+    ):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
-            what = "a positive number of FLOPs (a zero budget trains nothing)" if name == "compute" \
+            what = (
+                "a positive number of FLOPs (a zero budget trains nothing)"
+                if name == "compute"
                 else "a positive number"
+            )
             raise ConfigError(name, v, what)
     check_positive("batch_multiple", batch_multiple, integer=True)
     check_positive("n_gpus", n_gpus, integer=True)
@@ -528,37 +634,65 @@ def plan(
     if not 0 <= warmup_frac < 1:
         raise ConfigError("warmup_frac", warmup_frac, "a fraction in [0, 1)")
     if tokens is not None and tokens_per_param is not None:
-        raise ConfigError("tokens_per_param", tokens_per_param,
-                          f"left out when tokens={tokens:g} is given (give one of the two)")
+        raise ConfigError(
+            "tokens_per_param",
+            tokens_per_param,
+            f"left out when tokens={tokens:g} is given (give one of the two)",
+        )
     lr_law_c = _as_law("lr_law", lr_law, 2)
     batch_law_c = _as_law("batch_law", batch_law, 2)
     lr_nd = _as_law("lr_nd_law", lr_nd_law, 3)
     batch_d = _as_law("batch_d_law", batch_d_law, 2)
     law = _resolve_preset(preset)
     conv = law.compute
-    k_name = "C = 6 N D (N = total parameters)" if conv == "6ND" else \
-        "C = M D (M = 72 n_layer d^2 + 12 n_layer d l_seq, DeepSeek LLM)"
+    k_name = (
+        "C = 6 N D (N = total parameters)"
+        if conv == "6ND"
+        else "C = M D (M = 72 n_layer d^2 + 12 n_layer d l_seq, DeepSeek LLM)"
+    )
 
-    family = dict(head_dim=head_dim, vocab_size=vocab_size, seq_len=seq_len, mlp_ratio=mlp_ratio,
-                  tie_embeddings=tie_embeddings)
+    family = dict(
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        mlp_ratio=mlp_ratio,
+        tie_embeddings=tie_embeddings,
+    )
 
     # ---- shape: explicit, from params, or from the compute-optimal size at C
     if shape is None and (n_layer is not None or d_model is not None):
         if n_layer is None or d_model is None:
-            raise ConfigError("n_layer/d_model", (n_layer, d_model),
-                              "both given for an explicit shape (or neither)")
-        shape = Shape(n_layer=n_layer, d_model=d_model, n_head=n_head,
-                      head_dim=None if n_head is not None else head_dim, n_kv_head=n_kv_head,
-                      vocab_size=vocab_size, seq_len=seq_len, mlp_ratio=mlp_ratio,
-                      tie_embeddings=tie_embeddings)
+            raise ConfigError(
+                "n_layer/d_model",
+                (n_layer, d_model),
+                "both given for an explicit shape (or neither)",
+            )
+        shape = Shape(
+            n_layer=n_layer,
+            d_model=d_model,
+            n_head=n_head,
+            head_dim=None if n_head is not None else head_dim,
+            n_kv_head=n_kv_head,
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            mlp_ratio=mlp_ratio,
+            tie_embeddings=tie_embeddings,
+        )
     explicit_shape = shape is not None
     if shape is not None:
         N = shape.params()
-        note("params", N, "sum of the GPT's tensors (sizeup.laws.flops.gpt_params)",
-             **{k: v for k, v in asdict(shape).items() if v is not None})
+        note(
+            "params",
+            N,
+            "sum of the GPT's tensors (sizeup.laws.flops.gpt_params)",
+            **{k: v for k, v in asdict(shape).items() if v is not None},
+        )
         if params is not None and abs(math.log(N / params)) > math.log(1.1):
-            raise ConfigError("params", params, f"within 10% of the explicit shape's {N:,} "
-                              "parameters (or leave params out)")
+            raise ConfigError(
+                "params",
+                params,
+                f"within 10% of the explicit shape's {N:,} parameters (or leave params out)",
+            )
     else:
         if params is not None:
             size_target, what = float(params), "params"
@@ -570,9 +704,12 @@ def plan(
             elif tokens_per_param is not None and conv == "6ND":
                 size_target, what = math.sqrt(compute / (6.0 * tokens_per_param)), "sqrt(C / (6 r))"
             elif tokens_per_param is not None:
-                raise ConfigError("tokens_per_param", tokens_per_param,
-                                  f"only with a 6ND law (preset {law.name!r} counts C = M D); "
-                                  "give tokens or params")
+                raise ConfigError(
+                    "tokens_per_param",
+                    tokens_per_param,
+                    f"only with a 6ND law (preset {law.name!r} counts C = M D); "
+                    "give tokens or params",
+                )
             else:
                 size_target, _ = law.optimal(compute)
                 what = "N_opt(C)" if conv == "6ND" else "M_opt(C)"
@@ -580,14 +717,21 @@ def plan(
             if conv == "6ND" and what == "C / D":
                 size_target /= 6.0
         else:
-            raise ConfigError("target", None, "one of compute, params, or an explicit shape "
-                              "(n_layer and d_model)")
+            raise ConfigError(
+                "target", None, "one of compute, params, or an explicit shape (n_layer and d_model)"
+            )
         if shape is None:
             shape = shape_for(size_target, convention=conv, aspect_ratio=aspect_ratio, **family)
         N = shape.params()
-        note("params", N, f"family shape (d_model ~ {aspect_ratio:g} n_layer, head_dim {head_dim}) "
-             f"closest to the target {what}", target=size_target, n_layer=shape.n_layer,
-             d_model=shape.d_model)
+        note(
+            "params",
+            N,
+            f"family shape (d_model ~ {aspect_ratio:g} n_layer, head_dim {head_dim}) "
+            f"closest to the target {what}",
+            target=size_target,
+            n_layer=shape.n_layer,
+            d_model=shape.d_model,
+        )
     n_emb = shape.params(embeddings=False)
     per_token = shape.flops_per_token(conv)  # 6N or M
 
@@ -598,8 +742,13 @@ def plan(
     elif compute is not None:
         # Spend the budget exactly; a tokens_per_param target only chose the shape.
         D = compute / per_token
-        note("tokens", D, "D = C / (6N)" if conv == "6ND" else "D = C / M", C=compute,
-             per_token_flops=per_token)
+        note(
+            "tokens",
+            D,
+            "D = C / (6N)" if conv == "6ND" else "D = C / M",
+            C=compute,
+            per_token_flops=per_token,
+        )
     elif tokens_per_param is not None:
         D = tokens_per_param * N
         note("tokens", D, "D = r N", r=tokens_per_param, N=N)
@@ -611,31 +760,50 @@ def plan(
             mid = math.sqrt(lo * hi)
             lo, hi = (mid, hi) if law.optimal(mid)[0] < size else (lo, mid)
         D = law.optimal(math.sqrt(lo * hi))[1]
-        note("tokens", D, f"compute-optimal D_opt(C) at the C where the {law.name} size_opt(C) "
-             "equals this model", size=size)
+        note(
+            "tokens",
+            D,
+            f"compute-optimal D_opt(C) at the C where the {law.name} size_opt(C) equals this model",
+            size=size,
+        )
     C = per_token * D
     size_fixed = explicit_shape or params is not None
     if compute is not None and abs(math.log(C / compute)) > math.log(1.01) and not size_fixed:
         # compute and tokens fixed the size; the family shape can only come close to it.
         note("compute_rounding", C / compute, "C(shape, D) / C_target: the nearest family shape")
     elif compute is not None and abs(math.log(C / compute)) > math.log(1.01):
-        raise ConfigError("compute", compute,
-                          f"consistent with the rest of the target: {k_name} gives {C:.4g} "
-                          f"for params={N:,} and tokens={D:.4g} (give two of compute, params "
-                          "or shape, tokens)")
+        raise ConfigError(
+            "compute",
+            compute,
+            f"consistent with the rest of the target: {k_name} gives {C:.4g} "
+            f"for params={N:,} and tokens={D:.4g} (give two of compute, params "
+            "or shape, tokens)",
+        )
     note("flops", C, k_name, per_token_flops=per_token, D=D)
     r = D / N
     note("tokens_per_param", r, "D / N", D=D, N=N)
     if r < min_tokens_per_param:
         n_max = math.sqrt(C / (6.0 * min_tokens_per_param)) if conv == "6ND" else None
-        allowed = (f"at most {n_max:.4g} parameters for compute={C:.4g} (at least "
-                   f"{min_tokens_per_param:g} token per parameter)" if n_max else
-                   f"at least {min_tokens_per_param:g} token per parameter")
-        raise ConfigError("params", N, f"{allowed}; this target leaves {D:.4g} tokens "
-                          f"({r:.3g} per parameter): the model is larger than the budget allows")
+        allowed = (
+            f"at most {n_max:.4g} parameters for compute={C:.4g} (at least "
+            f"{min_tokens_per_param:g} token per parameter)"
+            if n_max
+            else f"at least {min_tokens_per_param:g} token per parameter"
+        )
+        raise ConfigError(
+            "params",
+            N,
+            f"{allowed}; this target leaves {D:.4g} tokens "
+            f"({r:.3g} per parameter): the model is larger than the budget allows",
+        )
     flops_exact = shape.exact_flops_per_token() * D
-    note("flops_exact", flops_exact, "every matmul of the GPT, causal attention, x3 for backward",
-         per_token=shape.exact_flops_per_token(), D=D)
+    note(
+        "flops_exact",
+        flops_exact,
+        "every matmul of the GPT, causal attention, x3 for backward",
+        per_token=shape.exact_flops_per_token(),
+        D=D,
+    )
 
     # ---- batch size
     if batch_tokens is not None:
@@ -646,8 +814,12 @@ def plan(
         note("batch_raw", B_raw, "B = c C^e (user)", c=batch_law_c[0], e=batch_law_c[1], C=C)
     elif law.batch_law is not None:
         B_raw, b_src = law.batch_tokens(C), f"{law.name} B(C)"
-        note("batch_raw", B_raw, f"B = {law.batch_law.coef:g} C^{law.batch_law.exponent:g} ({law.name})",
-             C=C)
+        note(
+            "batch_raw",
+            B_raw,
+            f"B = {law.batch_law.coef:g} C^{law.batch_law.exponent:g} ({law.name})",
+            C=C,
+        )
     elif batch_d is not None:
         B_raw, b_src = batch_d[0] * D ** batch_d[1], "user B(D)"
         note("batch_raw", B_raw, "B = c D^e (user)", c=batch_d[0], e=batch_d[1], D=D)
@@ -658,14 +830,27 @@ def plan(
         fb = get_preset(FALLBACK_BATCH_PRESET)
         C_md = flops_per_token_md(shape) * D
         B_raw, b_src = fb.batch_tokens(C_md), f"{FALLBACK_BATCH_PRESET} B(C) (fallback)"
-        note("batch_raw", B_raw, f"B = {fb.batch_law.coef:g} C^{fb.batch_law.exponent:g} with "
-             "C = M D (DeepSeek LLM; no batch law in the preset)", C=C_md)
-        warns.append(f"preset {law.name!r} has no batch-size law; the batch comes from "
-                     f"{FALLBACK_BATCH_PRESET}'s B(C). Pass batch_tokens or a batch law to choose.")
+        note(
+            "batch_raw",
+            B_raw,
+            f"B = {fb.batch_law.coef:g} C^{fb.batch_law.exponent:g} with "
+            "C = M D (DeepSeek LLM; no batch law in the preset)",
+            C=C_md,
+        )
+        warns.append(
+            f"preset {law.name!r} has no batch-size law; the batch comes from "
+            f"{FALLBACK_BATCH_PRESET}'s B(C). Pass batch_tokens or a batch law to choose."
+        )
     seqs, rounding = _round_batch(B_raw, shape.seq_len, batch_multiple)
     B = seqs * shape.seq_len
-    note("batch_tokens", B, "round(B / seq_len / m) * m * seq_len", B=B_raw, seq_len=shape.seq_len,
-         m=batch_multiple)
+    note(
+        "batch_tokens",
+        B,
+        "round(B / seq_len / m) * m * seq_len",
+        B=B_raw,
+        seq_len=shape.seq_len,
+        m=batch_multiple,
+    )
     steps = int(math.ceil(D / B))
     note("steps", steps, "ceil(D / B)", D=D, B=B)
     if steps < 1 or D < B:
@@ -676,12 +861,19 @@ def plan(
         n_ratio = shape.d_model / proxy.width
         b_ratio = B / proxy.batch_tokens if proxy.batch_tokens else 1.0
         d_ratio = D / proxy.tokens if proxy.tokens else 1.0
-        note("width_ratio", n_ratio, "n = d_model / base_width", d_model=shape.d_model,
-             base_width=proxy.width)
+        note(
+            "width_ratio",
+            n_ratio,
+            "n = d_model / base_width",
+            d_model=shape.d_model,
+            base_width=proxy.width,
+        )
         note("batch_ratio", b_ratio, "b = B / B_base", B=B, B_base=proxy.batch_tokens or B)
         note("data_ratio", d_ratio, "d = D / D_base", D=D, D_base=proxy.tokens or D)
         if n_ratio < 1:
-            raise ConfigError("base_width", proxy.width, f"at most the target d_model={shape.d_model}")
+            raise ConfigError(
+                "base_width", proxy.width, f"at most the target d_model={shape.d_model}"
+            )
     else:
         n_ratio = b_ratio = d_ratio = 1.0
 
@@ -697,16 +889,25 @@ def plan(
         t_lr, _, _ = _transfer(proxy.lr, proxy.betas, proxy.eps, b_ratio, 1_000_000)
         lr = t_lr * d_ratio**data_exponent
         lr_src, transfer_lr = "transfer from the proxy", True
-        note("peak_lr", lr, "eta = eta_base * b^1/2 * d^alpha_data (global eta; per-layer "
-             "multipliers in the table)", eta_base=proxy.lr, b=b_ratio, d=d_ratio,
-             alpha_data=data_exponent)
+        note(
+            "peak_lr",
+            lr,
+            "eta = eta_base * b^1/2 * d^alpha_data (global eta; per-layer "
+            "multipliers in the table)",
+            eta_base=proxy.lr,
+            b=b_ratio,
+            d=d_ratio,
+            alpha_data=data_exponent,
+        )
         if law_lr is not None and max(lr / law_lr, law_lr / lr) > 2:
-            warns.append(f"the transferred peak lr {lr:.3g} differs from the law's {law_lr:.3g} "
-                         "by more than 2x; check the proxy's tuning or the law's range.")
+            warns.append(
+                f"the transferred peak lr {lr:.3g} differs from the law's {law_lr:.3g} "
+                "by more than 2x; check the proxy's tuning or the law's range."
+            )
     elif law_lr is not None:
         lr = law_lr
         lr_src = "user eta(C)" if lr_law_c is not None else f"{law.name} eta(C)"
-        c, e = (lr_law_c if lr_law_c is not None else (law.lr_law.coef, law.lr_law.exponent))
+        c, e = lr_law_c if lr_law_c is not None else (law.lr_law.coef, law.lr_law.exponent)
         note("peak_lr", lr, f"eta = {c:g} C^{e:g}", C=C)
     else:
         from sizeup.laws.presets import get_preset
@@ -714,11 +915,18 @@ def plan(
         fb = get_preset(FALLBACK_BATCH_PRESET)
         C_md = flops_per_token_md(shape) * D
         lr, lr_src = fb.lr(C_md), f"{FALLBACK_BATCH_PRESET} eta(C) (fallback)"
-        note("peak_lr", lr, f"eta = {fb.lr_law.coef:g} C^{fb.lr_law.exponent:g} with C = M D "
-             "(DeepSeek LLM; no lr law in the preset and no proxy lr)", C=C_md)
-        warns.append(f"preset {law.name!r} has no learning-rate law and no proxy lr was given; "
-                     f"the peak lr comes from {FALLBACK_BATCH_PRESET}'s eta(C). Pass a proxy "
-                     "(base lr, width, batch, tokens) to transfer your own tuning.")
+        note(
+            "peak_lr",
+            lr,
+            f"eta = {fb.lr_law.coef:g} C^{fb.lr_law.exponent:g} with C = M D "
+            "(DeepSeek LLM; no lr law in the preset and no proxy lr)",
+            C=C_md,
+        )
+        warns.append(
+            f"preset {law.name!r} has no learning-rate law and no proxy lr was given; "
+            f"the peak lr comes from {FALLBACK_BATCH_PRESET}'s eta(C). Pass a proxy "
+            "(base lr, width, batch, tokens) to transfer your own tuning."
+        )
 
     # ---- schedule (WSD)
     wu = int(warmup) if warmup is not None else max(1, int(round(warmup_frac * steps)))
@@ -726,12 +934,29 @@ def plan(
         raise ConfigError("warmup", warmup, f"a number of steps in [0, {steps})")
     decay = int(round(decay_frac * steps))
     stable = max(0, steps - wu - decay)
-    sched = {"kind": "wsd", "warmup_steps": wu, "stable_steps": stable, "decay_steps": decay,
-             "cooldown": cooldown, "decay_frac": decay_frac, "peak_lr": lr}
-    note("warmup_steps", wu, "given" if warmup is not None else "round(warmup_frac * steps)",
-         warmup_frac=warmup_frac, steps=steps)
-    note("schedule", f"{wu}/{stable}/{decay}", "WSD warmup / stable / decay = steps - warmup - "
-         "round(decay_frac * steps) / round(decay_frac * steps)", decay_frac=decay_frac)
+    sched = {
+        "kind": "wsd",
+        "warmup_steps": wu,
+        "stable_steps": stable,
+        "decay_steps": decay,
+        "cooldown": cooldown,
+        "decay_frac": decay_frac,
+        "peak_lr": lr,
+    }
+    note(
+        "warmup_steps",
+        wu,
+        "given" if warmup is not None else "round(warmup_frac * steps)",
+        warmup_frac=warmup_frac,
+        steps=steps,
+    )
+    note(
+        "schedule",
+        f"{wu}/{stable}/{decay}",
+        "WSD warmup / stable / decay = steps - warmup - "
+        "round(decay_frac * steps) / round(decay_frac * steps)",
+        decay_frac=decay_frac,
+    )
 
     # ---- per-layer table
     rule = proxy.rule if proxy is not None else "sp"
@@ -743,23 +968,45 @@ def plan(
     # A law's eta is already the target's own lr (fitted on models at their own width), so
     # its table has no width multipliers; only a transferred eta gets muP's 1/n.
     layers = layer_table(
-        lr=base_lr, n_layer=shape.n_layer, width_ratio=n_ratio if transfer_lr else 1.0,
+        lr=base_lr,
+        n_layer=shape.n_layer,
+        width_ratio=n_ratio if transfer_lr else 1.0,
         batch_ratio=b_ratio,
-        data_ratio=d_ratio, data_exponent=data_exponent if transfer_lr else 0.0, rule=rule,
-        sigma=sigma, betas=betas, eps=eps, weight_decay=wd, readout_form=readout_form,
-        optimizer=optimizer, d_model=shape.d_model,
-        base_depth=proxy.depth if proxy is not None else None, depth_exponent=depth_exponent,
-        lr_includes_transfer=not transfer_lr, scale_eps=scale_eps)
+        data_ratio=d_ratio,
+        data_exponent=data_exponent if transfer_lr else 0.0,
+        rule=rule,
+        sigma=sigma,
+        betas=betas,
+        eps=eps,
+        weight_decay=wd,
+        readout_form=readout_form,
+        optimizer=optimizer,
+        d_model=shape.d_model,
+        base_depth=proxy.depth if proxy is not None else None,
+        depth_exponent=depth_exponent,
+        lr_includes_transfer=not transfer_lr,
+        scale_eps=scale_eps,
+    )
     if b_ratio > 1 and any(1 - b_ratio * (1 - b) < 0 for b in betas):
-        warns.append(f"the batch ratio b={b_ratio:.3g} pushes 1 - b(1 - beta) below 0 for "
-                     f"betas={betas}; those betas are clipped to 0 (the square-root rule only "
-                     "holds for moderate batch ratios; tune betas at a closer proxy batch).")
-    note("layers", f"{len(layers)} tensor classes",
-         "init: rules.init_std (x (2L)^-1/2 on residual outputs); lr: eta x rules.lr_mult "
-         "x b^1/2 x d^alpha; betas 1 - b(1 - beta); eps x b^-1/2 x rules.eps_mult; wd "
-         "independent, 0 on gains",
-         rule=rule, n=n_ratio, b=b_ratio, d=d_ratio, alpha_data=data_exponent, L=shape.n_layer,
-         readout_form=readout_form)
+        warns.append(
+            f"the batch ratio b={b_ratio:.3g} pushes 1 - b(1 - beta) below 0 for "
+            f"betas={betas}; those betas are clipped to 0 (the square-root rule only "
+            "holds for moderate batch ratios; tune betas at a closer proxy batch)."
+        )
+    note(
+        "layers",
+        f"{len(layers)} tensor classes",
+        "init: rules.init_std (x (2L)^-1/2 on residual outputs); lr: eta x rules.lr_mult "
+        "x b^1/2 x d^alpha; betas 1 - b(1 - beta); eps x b^-1/2 x rules.eps_mult; wd "
+        "independent, 0 on gains",
+        rule=rule,
+        n=n_ratio,
+        b=b_ratio,
+        d=d_ratio,
+        alpha_data=data_exponent,
+        L=shape.n_layer,
+        readout_form=readout_form,
+    )
 
     # ---- predicted loss
     loss = interval = None
@@ -776,10 +1023,22 @@ def plan(
 
         time_s = training_time_s(flops_exact, gpu, mfu, n_gpus)
         gpu_hours = time_s / 3600 * n_gpus
-        hw = {"gpu": str(gpu), "n_gpus": n_gpus, "mfu": mfu, "peak_flops": peak_flops(gpu),
-              "gpu_price": gpu_price}
-        note("time_s", time_s, "flops_exact / (n_gpus * peak * mfu)", flops_exact=flops_exact,
-             n_gpus=n_gpus, peak=peak_flops(gpu), mfu=mfu)
+        hw = {
+            "gpu": str(gpu),
+            "n_gpus": n_gpus,
+            "mfu": mfu,
+            "peak_flops": peak_flops(gpu),
+            "gpu_price": gpu_price,
+        }
+        note(
+            "time_s",
+            time_s,
+            "flops_exact / (n_gpus * peak * mfu)",
+            flops_exact=flops_exact,
+            n_gpus=n_gpus,
+            peak=peak_flops(gpu),
+            mfu=mfu,
+        )
         if gpu_price is not None:
             cost = gpu_hours * gpu_price
             note("cost", cost, "gpu_hours * gpu_price", gpu_hours=gpu_hours, gpu_price=gpu_price)
@@ -789,45 +1048,83 @@ def plan(
     if b_crit is not None:
         note("critical_batch", b_crit, crit_src, C=C, loss=loss if loss is not None else "-")
         if B > b_crit:
-            warns.append(f"the batch {B:,} tokens exceeds the critical batch {b_crit:,.0f} "
-                         f"({crit_src}): past it, more tokens per step buy little loss per "
-                         "token (wasted compute).")
+            warns.append(
+                f"the batch {B:,} tokens exceeds the critical batch {b_crit:,.0f} "
+                f"({crit_src}): past it, more tokens per step buy little loss per "
+                "token (wasted compute)."
+            )
     try:
         size_opt, d_opt = law.optimal(C)
     except ConfigError:
         size_opt = d_opt = None
     optimum = None
     if size_opt is not None:
-        optimum = {"size": size_opt, "tokens": d_opt, "compute": C,
-                   "size_is": "N, total parameters" if conv == "6ND" else "M, FLOPs per token"}
+        optimum = {
+            "size": size_opt,
+            "tokens": d_opt,
+            "compute": C,
+            "size_is": "N, total parameters" if conv == "6ND" else "M, FLOPs per token",
+        }
         size_now = N if conv == "6ND" else per_token
         r_opt, r_now = d_opt / size_opt, D / size_now
         unit = "tokens per parameter" if conv == "6ND" else "tokens per FLOP/token (D/M)"
         note("optimum_ratio", r_opt, f"D_opt(C) / size_opt(C) ({law.name})", C=C)
         if max(r_now / r_opt, r_opt / r_now) > optimum_tolerance:
-            warns.append(f"{unit}: {r_now:.3g} is far (>{optimum_tolerance:g}x) from the law's "
-                         f"compute-optimal {r_opt:.3g} at C={C:.3g}; fine when inference cost "
-                         "matters, but not the loss-optimal use of this budget.")
+            warns.append(
+                f"{unit}: {r_now:.3g} is far (>{optimum_tolerance:g}x) from the law's "
+                f"compute-optimal {r_opt:.3g} at C={C:.3g}; fine when inference cost "
+                "matters, but not the loss-optimal use of this budget."
+            )
     fr = fit_range or _fit_range(law)
     if fr is not None:
         lo_c, hi_c = fr
         if C > extrapolation_limit * hi_c or C < lo_c / extrapolation_limit:
-            warns.append(f"C={C:.3g} is more than {extrapolation_limit:g}x outside the law's fitted "
-                         f"range [{lo_c:.3g}, {hi_c:.3g}] FLOPs: the plan extrapolates.")
+            warns.append(
+                f"C={C:.3g} is more than {extrapolation_limit:g}x outside the law's fitted "
+                f"range [{lo_c:.3g}, {hi_c:.3g}] FLOPs: the plan extrapolates."
+            )
     if proxy is not None and n_ratio > extrapolation_limit * 10:
-        warns.append(f"width ratio n={n_ratio:.3g}: transfer from a proxy this small is "
-                     "unverified; check with a coordinate check at an intermediate width.")
+        warns.append(
+            f"width ratio n={n_ratio:.3g}: transfer from a proxy this small is "
+            "unverified; check with a coordinate check at an intermediate width."
+        )
 
     return Plan(
-        preset=law.to_dict(), shape={**asdict(shape), "d_ff": shape.d_ff}, params=N,
-        params_non_embedding=n_emb, tokens=D, tokens_per_param=r, flops=C,
-        flops_formula=k_name, flops_exact=flops_exact, batch_tokens=B, batch_sequences=seqs,
-        batch_rounding=f"{b_src}: {B_raw:,.0f} tokens = {rounding}", steps=steps, peak_lr=lr,
-        lr_source=lr_src, warmup_steps=wu, schedule=sched, width_ratio=n_ratio,
-        batch_ratio=b_ratio, data_ratio=d_ratio, data_exponent=data_exponent,
-        readout_form=readout_form, rule=rule, layers=layers, loss=loss, loss_interval=interval,
-        time_s=time_s, gpu_hours=gpu_hours, cost=cost, hardware=hw, optimum=optimum, critical_batch=b_crit,
-        warnings=warns, explain=ex)
+        preset=law.to_dict(),
+        shape={**asdict(shape), "d_ff": shape.d_ff},
+        params=N,
+        params_non_embedding=n_emb,
+        tokens=D,
+        tokens_per_param=r,
+        flops=C,
+        flops_formula=k_name,
+        flops_exact=flops_exact,
+        batch_tokens=B,
+        batch_sequences=seqs,
+        batch_rounding=f"{b_src}: {B_raw:,.0f} tokens = {rounding}",
+        steps=steps,
+        peak_lr=lr,
+        lr_source=lr_src,
+        warmup_steps=wu,
+        schedule=sched,
+        width_ratio=n_ratio,
+        batch_ratio=b_ratio,
+        data_ratio=d_ratio,
+        data_exponent=data_exponent,
+        readout_form=readout_form,
+        rule=rule,
+        layers=layers,
+        loss=loss,
+        loss_interval=interval,
+        time_s=time_s,
+        gpu_hours=gpu_hours,
+        cost=cost,
+        hardware=hw,
+        optimum=optimum,
+        critical_batch=b_crit,
+        warnings=warns,
+        explain=ex,
+    )
 
 
 def flops_per_token_md(shape: Shape) -> float:
@@ -841,8 +1138,9 @@ KAPLAN_B_STAR = 2e8
 KAPLAN_ALPHA_B = 0.21
 
 
-def _critical_batch(given: float | None, law: Any, C: float,
-                    loss: float | None) -> tuple[float | None, str]:
+def _critical_batch(
+    given: float | None, law: Any, C: float, loss: float | None
+) -> tuple[float | None, str]:
     """Critical batch in tokens: given > the fit's own law (fit.json "critical_batch", a number
     or {coef, exponent} in C) > Kaplan's B_crit(L) at the predicted loss > unknown."""
     if given is not None:
@@ -853,9 +1151,11 @@ def _critical_batch(given: float | None, law: Any, C: float,
     if isinstance(cb, dict) and "coef" in cb and "exponent" in cb:
         return float(cb["coef"]) * C ** float(cb["exponent"]), f"{law.name} fit B_crit(C)"
     if loss is not None:
-        return (KAPLAN_B_STAR / loss ** (1 / KAPLAN_ALPHA_B),
-                "Kaplan et al. 2020 B_crit(L) = 2e8 / L^(1/0.21) at the predicted loss; rough "
-                "outside WebText2")
+        return (
+            KAPLAN_B_STAR / loss ** (1 / KAPLAN_ALPHA_B),
+            "Kaplan et al. 2020 B_crit(L) = 2e8 / L^(1/0.21) at the predicted loss; rough "
+            "outside WebText2",
+        )
     return None, "unknown"
 
 

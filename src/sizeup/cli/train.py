@@ -1,8 +1,8 @@
-"""`sizeup train` and `sizeup parametrize`: one run, or the per-tensor table, from flags or a config file."""
+"""`sizeup train` and `sizeup parametrize`: one run, or the per-tensor table, from flags or a config
+file (the option groups in sizeup.cli.options)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,56 +10,7 @@ from typing import Any
 
 import typer
 
-from sizeup.config import RunConfig, load_mapping
-from sizeup.errors import ConfigError
-
-
-def _coerce(field: dataclasses.Field, raw: str) -> Any:
-    """Turn a `--set key=value` string into the field's type."""
-    t = str(field.type)
-    if raw.lower() in ("none", "null") and "None" in t:
-        return None
-    try:
-        if t.startswith("bool"):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        if t.startswith("int"):
-            return int(float(raw)) if float(raw).is_integer() else int(raw)
-        if t.startswith("float"):
-            return float(raw)
-    except ValueError as e:
-        raise ConfigError(field.name, raw, f"a value of type {t}") from e
-    return raw
-
-
-def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[str]) -> RunConfig:
-    """Merge a config file, explicit flags and `--set key=value` pairs into a RunConfig."""
-    d: dict[str, Any] = load_mapping(config) if config is not None else {}
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    for item in sets:
-        if "=" not in item:
-            raise ConfigError("--set", item, "key=value with key a RunConfig field")
-        k, v = item.split("=", 1)
-        k = k.strip().replace("-", "_")
-        if k not in fields:
-            raise ConfigError(k, v, "a RunConfig field: " + ", ".join(sorted(fields)))
-        d[k] = _coerce(fields[k], v.strip())
-    return RunConfig.from_dict(d)
-
-
-_COMMON = dict(
-    config=typer.Option(None, "--config", "-c", help="YAML/TOML/JSON file of RunConfig fields."),
-    model=typer.Option(None, help="gpt | mlp"),
-    width=typer.Option(None, help="d_model (GPT) or hidden width (MLP)."),
-    depth=typer.Option(None, help="Transformer blocks or MLP hidden layers."),
-    rule=typer.Option(None, help="sp | mup | mup_simple | spectral"),
-    base_width=typer.Option(None, help="Width of the base (proxy) model."),
-    optimizer=typer.Option(None, help="adamw | sgd | muon"),
-    lr=typer.Option(None, help="Base learning rate (eta)."),
-    sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
-)
+from sizeup.cli.options import OPT, config_from_cli
 
 
 def register(app: typer.Typer) -> None:
@@ -67,28 +18,44 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
-        config: Path = _COMMON["config"],
-        model: str = _COMMON["model"],
-        width: int = _COMMON["width"],
-        depth: int = _COMMON["depth"],
-        rule: str = _COMMON["rule"],
-        base_width: int = _COMMON["base_width"],
-        optimizer: str = _COMMON["optimizer"],
-        lr: float = _COMMON["lr"],
+        config: Path = OPT["config"],
+        model: str = OPT["model"],
+        width: int = OPT["width"],
+        depth: int = OPT["depth"],
+        rule: str = OPT["rule"],
+        base_width: int = OPT["base_width"],
+        optimizer: str = OPT["optimizer"],
+        lr: float = OPT["lr"],
         steps: int = typer.Option(None, help="Optimizer steps."),
         batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
         schedule: str = typer.Option(None, help="constant | cosine | wsd"),
-        data: str = typer.Option(None, help="builtin | teacher | a text file | a .bin token file or dir."),
+        data: str = typer.Option(
+            None, help="builtin | teacher | a text file | a .bin token file or dir."
+        ),
         seed: int = typer.Option(None),
-        sets: list[str] = _COMMON["sets"],
+        sets: list[str] = OPT["sets"],
         out: Path = typer.Option(None, "--out", help="Directory for result.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Run one training run and print a summary (and write OUT/result.json)."""
-        cfg = config_from_cli(config, dict(model=model, width=width, depth=depth, rule=rule,
-                                           base_width=base_width, optimizer=optimizer, lr=lr,
-                                           steps=steps, batch_size=batch_size,
-                                           schedule=schedule, data=data, seed=seed), sets)
+        cfg = config_from_cli(
+            config,
+            dict(
+                model=model,
+                width=width,
+                depth=depth,
+                rule=rule,
+                base_width=base_width,
+                optimizer=optimizer,
+                lr=lr,
+                steps=steps,
+                batch_size=batch_size,
+                schedule=schedule,
+                data=data,
+                seed=seed,
+            ),
+            sets,
+        )
         from sizeup.train import run, run_distributed
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -109,23 +76,33 @@ def register(app: typer.Typer) -> None:
 
     @app.command("parametrize")
     def parametrize_cmd(
-        config: Path = _COMMON["config"],
-        model: str = _COMMON["model"],
-        width: int = _COMMON["width"],
-        depth: int = _COMMON["depth"],
-        rule: str = _COMMON["rule"],
-        base_width: int = _COMMON["base_width"],
-        optimizer: str = _COMMON["optimizer"],
-        lr: float = _COMMON["lr"],
-        sets: list[str] = _COMMON["sets"],
+        config: Path = OPT["config"],
+        model: str = OPT["model"],
+        width: int = OPT["width"],
+        depth: int = OPT["depth"],
+        rule: str = OPT["rule"],
+        base_width: int = OPT["base_width"],
+        optimizer: str = OPT["optimizer"],
+        lr: float = OPT["lr"],
+        sets: list[str] = OPT["sets"],
         table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
         markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
         out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
     ) -> None:
         """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
-        cfg = config_from_cli(config, dict(model=model, width=width, depth=depth, rule=rule,
-                                           base_width=base_width, optimizer=optimizer, lr=lr),
-                              sets)
+        cfg = config_from_cli(
+            config,
+            dict(
+                model=model,
+                width=width,
+                depth=depth,
+                rule=rule,
+                base_width=base_width,
+                optimizer=optimizer,
+                lr=lr,
+            ),
+            sets,
+        )
         from sizeup.train import build
 
         built = build(cfg)
@@ -141,7 +118,8 @@ def register(app: typer.Typer) -> None:
                 for r, v in zip(rows, _group_values(built.optimizer, rows, key)):
                     r[key] = v
             (out / "parametrization.json").write_text(
-                json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2))
+                json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2)
+            )
             typer.echo(f"wrote {out / 'parametrization.json'}")
 
 

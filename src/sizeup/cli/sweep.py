@@ -47,10 +47,13 @@ def register(app: typer.Typer) -> None:
         kw: dict = {}
         if executor == "ray":
             kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
-        rep = run_sweep(s, store, executor=executor, workers=workers, retry_failed=retry_failed,
-                        **kw)
-        console.print(f"ran {rep.ran} trials ({rep.skipped} already finished, "
-                      f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}")
+        rep = run_sweep(
+            s, store, executor=executor, workers=workers, retry_failed=retry_failed, **kw
+        )
+        console.print(
+            f"ran {rep.ran} trials ({rep.skipped} already finished, "
+            f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
+        )
         if export is not None:
             with Store(store) as st:
                 console.print(f"wrote {st.export(export)}")
@@ -60,8 +63,9 @@ def register(app: typer.Typer) -> None:
         study: Path = typer.Argument(..., help="Study file written by `sizeup sweep`."),
         axis: str = typer.Option("width", "--axis", help="Scaled axis: width, depth, ..."),
         lr_field: str = typer.Option("lr", "--lr-field", help="The tuned hyperparameter."),
-        group_by: str = typer.Option(None, "--group-by",
-                                     help="Comma-separated fields (default: auto)."),
+        group_by: str = typer.Option(
+            None, "--group-by", help="Comma-separated fields (default: auto)."
+        ),
         plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
         json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
     ) -> None:
@@ -78,14 +82,21 @@ def register(app: typer.Typer) -> None:
         rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
         console = Console()
         for g in rep.groups:
-            t = Table(title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
-                            f"{_fmt_lr(g.transferred_lr)}")
+            t = Table(
+                title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
+                f"{_fmt_lr(g.transferred_lr)}"
+            )
             for col in (axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"):
                 t.add_column(col, justify="right")
             for p in g.points:
-                t.add_row(str(p.value), _fmt_lr(p.opt_lr), f"{p.best_grid_loss:.4f}",
-                          f"{p.loss_at_transfer:.4f}", f"{p.regret:.4f}",
-                          "yes" if p.at_edge else "")
+                t.add_row(
+                    str(p.value),
+                    _fmt_lr(p.opt_lr),
+                    f"{p.best_grid_loss:.4f}",
+                    f"{p.loss_at_transfer:.4f}",
+                    f"{p.regret:.4f}",
+                    "yes" if p.at_edge else "",
+                )
             console.print(t)
             console.print(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
         if plot is not None:
@@ -99,8 +110,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        out: Path = typer.Option(Path("sizeup-demo"), "--out",
-                                 help="Folder for report.html, summary.json and the study."),
+        out: Path = typer.Option(
+            Path("sizeup-demo"), "--out", help="Folder for report.html, summary.json and the study."
+        ),
         quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
         workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
     ) -> None:
@@ -112,7 +124,11 @@ def register(app: typer.Typer) -> None:
         summary = run_demo(out, quick=quick, workers=workers)
         c = Console()
         c.print(f"SP:  optimal lr drifts {summary['sp']['drift_octaves']:.2f} octaves")
-        c.print(f"muP: optimal lr drifts {summary['mup']['drift_octaves']:.2f} octaves; "
-                f"widest is best at the transferred lr: {summary['mup']['widest_is_best']}")
-        c.print(f"wrote {out / 'report.html'} and {out / 'summary.json'} "
-                f"in {summary['wall_time_s']:.0f}s")
+        c.print(
+            f"muP: optimal lr drifts {summary['mup']['drift_octaves']:.2f} octaves; "
+            f"widest is best at the transferred lr: {summary['mup']['widest_is_best']}"
+        )
+        c.print(
+            f"wrote {out / 'report.html'} and {out / 'summary.json'} "
+            f"in {summary['wall_time_s']:.0f}s"
+        )

@@ -23,25 +23,12 @@ def _root() -> None:
     """sizeup: muP and friends, coordinate checks, sweeps, scaling laws and run plans."""
 
 
-# --- registration: each stage adds its commands (imports stay light; torch loads lazily) ---
-from sizeup import cli_train  # noqa: E402
+# --- registration: each stage's commands live in their own module of this package; imports stay
+# light (torch and the stage code load inside the commands, so `sizeup --help` is fast).
+from sizeup.cli import coord_check, laws, plan, sweep, train, wsd  # noqa: E402
 
-cli_train.register(app)
-from sizeup import cli_wsd  # noqa: E402
-
-cli_wsd.register(app)
-from sizeup import plan_cli  # noqa: E402
-
-plan_cli.register(app)
-from sizeup.sweep import cli as sweep_cli  # noqa: E402
-
-sweep_cli.register(app)
-from sizeup.diagnostics import cli as diagnostics_cli  # noqa: E402
-
-diagnostics_cli.register(app)
-from sizeup.laws import cli as laws_cli  # noqa: E402
-
-laws_cli.register(app)
+for _module in (train, wsd, plan, sweep, coord_check, laws):
+    _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _is_click_usage_error(e: BaseException) -> bool:
-    return any(c.__name__ == "ClickException" and "click" in c.__module__
-               for c in type(e).__mro__) and hasattr(e, "show")
+    return any(
+        c.__name__ == "ClickException" and "click" in c.__module__ for c in type(e).__mro__
+    ) and hasattr(e, "show")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,8 +12,10 @@ import typer
 
 from sizeup.errors import ConfigError, SizeupError
 
-fit_app = typer.Typer(help="Fit scaling laws to run data (CSV, Parquet, JSON or a sizeup study).",
-                      no_args_is_help=True)
+fit_app = typer.Typer(
+    help="Fit scaling laws to run data (CSV, Parquet, JSON or a sizeup study).",
+    no_args_is_help=True,
+)
 
 _DATA = typer.Argument(..., help="A .csv, .parquet, .json/.jsonl file or a sizeup study (.db).")
 _OUT = typer.Option(..., "--out", help="Directory for fit.json and the plots.")
@@ -59,22 +61,42 @@ def _iv(d: dict[str, Any], key: str) -> str:
 @fit_app.command("chinchilla")
 def fit_chinchilla(
     data: Path = _DATA,
-    approach: int = typer.Option(3, "--approach", help="1: loss envelope, 2: isoFLOP minima, 3: parametric L(N, D)."),
+    approach: int = typer.Option(
+        3, "--approach", help="1: loss envelope, 2: isoFLOP minima, 3: parametric L(N, D)."
+    ),
     params_col: str = typer.Option(None, "--params-col", help="Column with parameter counts N."),
     tokens_col: str = typer.Option(None, "--tokens-col", help="Column with training tokens D."),
-    flops_col: str = typer.Option(None, "--flops-col", help="Column with compute C (then D = C / 6N)."),
+    flops_col: str = typer.Option(
+        None, "--flops-col", help="Column with compute C (then D = C / 6N)."
+    ),
     loss_col: str = typer.Option(None, "--loss-col", help="Column with the final loss."),
-    drop_highest: int = typer.Option(0, "--drop-highest", help="Drop the K highest-loss points first (explicit outlier rule)."),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for intervals (e.g. 1000)."),
-    tie_exponents: bool = typer.Option(False, "--tie-exponents", help="Approach 3 with beta = alpha (Gadre et al. 2024)."),
-    delta: float = typer.Option(1e-3, "--delta", help="Huber threshold on log-loss residuals (approach 3)."),
+    drop_highest: int = typer.Option(
+        0, "--drop-highest", help="Drop the K highest-loss points first (explicit outlier rule)."
+    ),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", help="Bootstrap resamples for intervals (e.g. 1000)."
+    ),
+    tie_exponents: bool = typer.Option(
+        False, "--tie-exponents", help="Approach 3 with beta = alpha (Gadre et al. 2024)."
+    ),
+    delta: float = typer.Option(
+        1e-3, "--delta", help="Huber threshold on log-loss residuals (approach 3)."
+    ),
     method: str = typer.Option("parabola", "--method", help="Approach 2: parabola | akima."),
-    window: int = typer.Option(None, "--window", help="Approach 2 parabola: points either side of each minimum."),
-    log_loss: bool = typer.Option(False, "--log-loss", help="Approach 2 parabola: fit log L instead of L."),
-    compute: list[float] = typer.Option(None, "--compute", help="Budgets C for derived quantities (repeatable)."),
+    window: int = typer.Option(
+        None, "--window", help="Approach 2 parabola: points either side of each minimum."
+    ),
+    log_loss: bool = typer.Option(
+        False, "--log-loss", help="Approach 2 parabola: fit log L instead of L."
+    ),
+    compute: list[float] = typer.Option(
+        None, "--compute", help="Budgets C for derived quantities (repeatable)."
+    ),
     level: float = typer.Option(0.9, "--level", help="Confidence level of the intervals."),
     seed: int = typer.Option(0, "--seed"),
-    include_diverged: bool = typer.Option(False, "--include-diverged", help="Studies: keep diverged trials."),
+    include_diverged: bool = typer.Option(
+        False, "--include-diverged", help="Studies: keep diverged trials."
+    ),
     out: Path = _OUT,
 ) -> None:
     """Chinchilla fits: approach 1 (envelope), 2 (isoFLOPs) or 3 (L = E + A/N^a + B/D^b)."""
@@ -93,8 +115,17 @@ def fit_chinchilla(
     budgets = list(compute) if compute else [float(C.max()) * f for f in (1, 10, 100, 1000)]
     skipped = df.attrs.get("skipped", 0)
     if approach == 3:
-        fit = ch.fit_approach3(N, D, L, delta=delta, drop_highest_k=drop_highest, bootstrap=bootstrap,
-                               seed=seed, level=level, tie_exponents=tie_exponents)
+        fit = ch.fit_approach3(
+            N,
+            D,
+            L,
+            delta=delta,
+            drop_highest_k=drop_highest,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+            tie_exponents=tie_exponents,
+        )
         payload = fit.to_dict(compute=budgets)
         keep = sorted(set(range(N.size)) - set(fit.dropped))
         plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png")
@@ -106,21 +137,49 @@ def fit_chinchilla(
             fit = ch.fit_approach1(N, D, L, C=C, bootstrap=bootstrap, seed=seed, level=level)
             plots.plot_envelope(fit, N, L, C, out / "envelope.png")
         else:
-            fit = ch.fit_approach2(N, D, L, C=C, method=method, window=window, log_loss=log_loss, bootstrap=bootstrap,
-                                   seed=seed, level=level)
+            fit = ch.fit_approach2(
+                N,
+                D,
+                L,
+                C=C,
+                method=method,
+                window=window,
+                log_loss=log_loss,
+                bootstrap=bootstrap,
+                seed=seed,
+                level=level,
+            )
             plots.plot_isoflops(fit, out / "isoflops.png")
         payload = fit.to_dict(compute=budgets)
         iv = payload.get("intervals", {})
-        rows = [("a (N_opt ∝ C^a)", f"{fit.a:.4f}{_iv(iv, 'a')}"), ("b (D_opt ∝ C^b)", f"{fit.b:.4f}{_iv(iv, 'b')}"),
-                ("N_opt coefficient", f"{fit.n_opt.coef:.4g}"), ("budgets used", str(len(fit.C)))]
-    payload.update({"data": str(data), "n_rows": int(len(df)), "skipped_diverged": int(skipped),
-                    "drop_highest": drop_highest})
+        rows = [
+            ("a (N_opt ∝ C^a)", f"{fit.a:.4f}{_iv(iv, 'a')}"),
+            ("b (D_opt ∝ C^b)", f"{fit.b:.4f}{_iv(iv, 'b')}"),
+            ("N_opt coefficient", f"{fit.n_opt.coef:.4g}"),
+            ("budgets used", str(len(fit.C))),
+        ]
+    payload.update(
+        {
+            "data": str(data),
+            "n_rows": int(len(df)),
+            "skipped_diverged": int(skipped),
+            "drop_highest": drop_highest,
+        }
+    )
     for r in payload.get("derived", []):
-        rows.append((f"C = {r['C']:.3g}", f"N_opt {r['N_opt']:.3g}, D_opt {r['D_opt']:.3g}, "
-                     f"D/N {r['tokens_per_param']:.1f}" + (f", loss {r['loss']:.4f}" if "loss" in r else "")))
+        rows.append(
+            (
+                f"C = {r['C']:.3g}",
+                f"N_opt {r['N_opt']:.3g}, D_opt {r['D_opt']:.3g}, "
+                f"D/N {r['tokens_per_param']:.1f}"
+                + (f", loss {r['loss']:.4f}" if "loss" in r else ""),
+            )
+        )
     path = _write(out, payload)
     if skipped:
-        typer.echo(f"left out {skipped} diverged or unfinished trials (use --include-diverged to keep them)")
+        typer.echo(
+            f"left out {skipped} diverged or unfinished trials (use --include-diverged to keep them)"
+        )
     _print_table(f"Chinchilla approach {approach} ({len(L)} points)", rows)
     typer.echo(f"wrote {path}")
 
@@ -128,13 +187,17 @@ def fit_chinchilla(
 @fit_app.command("hp")
 def fit_hp(
     data: Path = _DATA,
-    flops_col: str = typer.Option(None, "--flops-col", help="Compute column (else 6 * params * tokens)."),
+    flops_col: str = typer.Option(
+        None, "--flops-col", help="Compute column (else 6 * params * tokens)."
+    ),
     params_col: str = typer.Option(None, "--params-col"),
     tokens_col: str = typer.Option(None, "--tokens-col"),
     lr_col: str = typer.Option(None, "--lr-col", help="Learning-rate column."),
     batch_col: str = typer.Option(None, "--batch-col", help="Batch-size column (tokens per step)."),
     loss_col: str = typer.Option(None, "--loss-col"),
-    band: float = typer.Option(0.0025, "--band", help="Near-optimal band: within this fraction of the best loss."),
+    band: float = typer.Option(
+        0.0025, "--band", help="Near-optimal band: within this fraction of the best loss."
+    ),
     include_diverged: bool = typer.Option(False, "--include-diverged"),
     out: Path = _OUT,
 ) -> None:
@@ -154,8 +217,13 @@ def fit_hp(
     t_c = pick_column(df, "tokens", tokens_col, required=False)
     f_c = pick_column(df, "flops", flops_col, required=n_c is None or t_c is None)
     C = _numeric(df, f_c) if f_c is not None else 6.0 * _numeric(df, n_c) * _numeric(df, t_c)
-    fit = fit_hp_laws(C, None if lr_c is None else _numeric(df, lr_c), None if b_c is None else _numeric(df, b_c),
-                      loss, band=band)
+    fit = fit_hp_laws(
+        C,
+        None if lr_c is None else _numeric(df, lr_c),
+        None if b_c is None else _numeric(df, b_c),
+        loss,
+        band=band,
+    )
     payload = fit.to_dict()
     rows = []
     if fit.lr_law:
@@ -166,11 +234,19 @@ def fit_hp(
         N, D, lr = _numeric(df, n_c), _numeric(df, t_c), _numeric(df, lr_c)
         # free-form law on the best lr of each (N, D) cell
         keys = sorted(set(zip(N, D)))
-        best = [np.flatnonzero((N == n) & (D == d))[np.argmin(loss[(N == n) & (D == d)])] for n, d in keys]
+        best = [
+            np.flatnonzero((N == n) & (D == d))[np.argmin(loss[(N == n) & (D == d)])]
+            for n, d in keys
+        ]
         try:
             ff = fit_free_form(lr[best], N=N[best], D=D[best])
             payload["lr_free_form"] = ff.to_dict()
-            rows.append(("eta(N, D)", f"{ff.coef:.4g} * N^{ff.exponents['N']:.4f} * D^{ff.exponents['D']:.4f}"))
+            rows.append(
+                (
+                    "eta(N, D)",
+                    f"{ff.coef:.4g} * N^{ff.exponents['N']:.4f} * D^{ff.exponents['D']:.4f}",
+                )
+            )
         except SizeupError as e:  # too few (N, D) cells for a free-form law: say so, keep the rest
             typer.echo(f"free-form law skipped: {e}")
     plots.plot_hp(fit, out / "hp_laws.png")
@@ -183,8 +259,14 @@ def fit_hp(
 def fit_critical_batch_cmd(
     data: Path = _DATA,
     loss_col: str = typer.Option(None, "--loss-col", help="Loss (or target loss) column."),
-    batch_col: str = typer.Option(None, "--batch-col", help="Measured noise scale / critical batch, or the batch size with --steps-col."),
-    steps_col: str = typer.Option(None, "--steps-col", help="Steps to reach the target loss: use the S-E trade-off."),
+    batch_col: str = typer.Option(
+        None,
+        "--batch-col",
+        help="Measured noise scale / critical batch, or the batch size with --steps-col.",
+    ),
+    steps_col: str = typer.Option(
+        None, "--steps-col", help="Steps to reach the target loss: use the S-E trade-off."
+    ),
     out: Path = _OUT,
 ) -> None:
     """B_crit(L) = B*/L^(1/alpha_B) from noise-scale data or steps-to-target at several batch sizes."""
@@ -197,8 +279,13 @@ def fit_critical_batch_cmd(
     batch = _numeric(df, pick_column(df, "batch", batch_col))
     payload: dict[str, Any] = {"kind": "critical_batch"}
     if steps_col:
-        law, fits = fit_critical_batch_from_steps(loss, batch, _numeric(df, pick_column(df, "steps", steps_col)))
-        payload["tradeoffs"] = [{"target": f.target, "S_min": f.S_min, "E_min": f.E_min, "B_crit": f.B_crit} for f in fits]
+        law, fits = fit_critical_batch_from_steps(
+            loss, batch, _numeric(df, pick_column(df, "steps", steps_col))
+        )
+        payload["tradeoffs"] = [
+            {"target": f.target, "S_min": f.S_min, "E_min": f.E_min, "B_crit": f.B_crit}
+            for f in fits
+        ]
         pl, pb = [f.target for f in fits], [f.B_crit for f in fits]
     else:
         law = fit_critical_batch(loss, batch)
@@ -208,7 +295,9 @@ def fit_critical_batch_cmd(
     payload.update(law.to_dict())
     plots.plot_critical_batch(law, np.asarray(pl), np.asarray(pb), out / "critical_batch.png")
     path = _write(out, payload)
-    _print_table("Critical batch size", [("B*", f"{law.B_star:.4g}"), ("alpha_B", f"{law.alpha_B:.4f}")])
+    _print_table(
+        "Critical batch size", [("B*", f"{law.B_star:.4g}"), ("alpha_B", f"{law.alpha_B:.4f}")]
+    )
     typer.echo(f"wrote {path}")
 
 
@@ -217,7 +306,9 @@ def fit_downstream_cmd(
     data: Path = _DATA,
     loss_col: str = typer.Option(None, "--loss-col"),
     acc_col: str = typer.Option("accuracy", "--acc-col", help="Benchmark accuracy column."),
-    floor: float = typer.Option(None, "--floor", help="Pin the low asymptote (e.g. chance accuracy)."),
+    floor: float = typer.Option(
+        None, "--floor", help="Pin the low asymptote (e.g. chance accuracy)."
+    ),
     ceiling: float = typer.Option(None, "--ceiling", help="Pin the high asymptote."),
     out: Path = _OUT,
 ) -> None:
@@ -259,14 +350,18 @@ def fit_data_constrained_cmd(
 
 
 def flops_cmd(
-    formula: str = typer.Argument("gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."),
+    formula: str = typer.Argument(
+        "gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."
+    ),
     n_layer: int = typer.Option(..., "--layers"),
     d_model: int = typer.Option(..., "--d-model"),
     seq_len: int = typer.Option(2048, "--seq-len"),
     vocab: int = typer.Option(50304, "--vocab"),
     n_head: int = typer.Option(None, "--heads"),
     n_kv_head: int = typer.Option(None, "--kv-heads"),
-    tokens_per_s: float = typer.Option(None, "--tokens-per-s", help="Measured throughput: report MFU."),
+    tokens_per_s: float = typer.Option(
+        None, "--tokens-per-s", help="Measured throughput: report MFU."
+    ),
     peak: str = typer.Option("H100", "--peak", help="GPU name from the table, or FLOP/s."),
     n_devices: int = typer.Option(1, "--devices"),
 ) -> None:
@@ -274,15 +369,25 @@ def flops_cmd(
     from sizeup.laws.flops import flops_per_token, gpt_exact_flops_per_token, gpt_params, mfu
 
     if formula == "gpt":
-        kw = dict(d_model=d_model, n_layer=n_layer, seq_len=seq_len, vocab_size=vocab, n_head=n_head,
-                  n_kv_head=n_kv_head)
+        kw = dict(
+            d_model=d_model,
+            n_layer=n_layer,
+            seq_len=seq_len,
+            vocab_size=vocab,
+            n_head=n_head,
+            n_kv_head=n_kv_head,
+        )
         f = gpt_exact_flops_per_token(**kw)
         rows = [("params", f"{gpt_params(**kw):,}"), ("FLOPs/token (train)", f"{f:.4g}")]
     else:
         f = flops_per_token(formula, n_layer, d_model, seq_len, vocab, n_head=n_head)
         rows = [("FLOPs/token (train)", f"{f:.4g}")]
     if tokens_per_s:
-        p: str | float = float(peak) if peak.replace(".", "").replace("e", "").replace("+", "").isdigit() else peak
+        p: str | float = (
+            float(peak)
+            if peak.replace(".", "").replace("e", "").replace("+", "").isdigit()
+            else peak
+        )
         rows.append(("MFU", f"{mfu(tokens_per_s, f, p, n_devices):.1%}"))
     _print_table(f"FLOPs ({formula})", rows)
 

@@ -1,0 +1,61 @@
+"""Every choice vocabulary of sizeup, declared once, as a type.
+
+A field that takes one of a few names (a rule, an optimizer, a schedule, ...) is typed with the
+``Literal`` below; the tuple next to it is what validation (``errors.check_choice``), command-line
+help (``choices_help``) and docs read. Adding a choice means adding it here and to the code that
+implements it, nowhere else (docs/architecture.md, "One source of truth").
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# --- parametrization (parametrization/rules.py) --------------------------------------------
+Rule = Literal["sp", "mup", "mup_simple", "spectral"]
+Role = Literal["input", "hidden", "readout", "vector"]
+ReadoutForm = Literal["table3", "table8"]
+# Which column of the rules table an optimizer reads (AdamW and Muon's AdamW side share "adam").
+OptFamily = Literal["adam", "sgd", "muon"]
+
+# --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
+Optimizer = Literal["adamw", "sgd", "muon"]
+MuonScale = Literal["spectral", "original", "rms"]
+Schedule = Literal["constant", "cosine", "wsd"]
+Cooldown = Literal["linear", "1-sqrt", "exponential"]
+
+# --- models and runs (models/, config.py) ---------------------------------------------------
+Model = Literal["gpt", "mlp"]
+AttnScale = Literal["1/d", "1/sqrt(d)"]
+DType = Literal["float32", "float64", "bfloat16"]
+
+# --- diagnostics, sweeps, laws ---------------------------------------------------------------
+CoordStat = Literal["l1", "rms"]
+Executor = Literal["local", "ray"]
+SweepOrder = Literal["spec", "largest_first"]
+ComputeConvention = Literal["6ND", "MD"]
+
+RULES: tuple[Rule, ...] = get_args(Rule)
+ROLES: tuple[Role, ...] = get_args(Role)
+READOUT_FORMS: tuple[ReadoutForm, ...] = get_args(ReadoutForm)
+OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
+MODELS: tuple[Model, ...] = get_args(Model)
+ATTN_SCALES: tuple[AttnScale, ...] = get_args(AttnScale)
+DTYPES: tuple[DType, ...] = get_args(DType)
+COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)
+EXECUTORS: tuple[Executor, ...] = get_args(Executor)
+SWEEP_ORDERS: tuple[SweepOrder, ...] = get_args(SweepOrder)
+COMPUTE_CONVENTIONS: tuple[ComputeConvention, ...] = get_args(ComputeConvention)
+
+
+def optimizer_family(optimizer: Optimizer) -> OptFamily:
+    """The column of the rules table an optimizer reads (AdamW -> "adam")."""
+    return "adam" if optimizer == "adamw" else optimizer
+
+
+def choices_help(choices: tuple[str, ...]) -> str:
+    """'a | b | c', for command-line help."""
+    return " | ".join(choices)

@@ -1,0 +1,76 @@
+"""Command-line pieces every command shares: the RunConfig option group, `--set key=value`
+parsing and comma-separated integer lists. A command that builds a run declares its options
+from ``OPT`` so `train`, `parametrize`, `coord-check` and `wsd` spell them alike."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sizeup.choices import MODELS, OPTIMIZERS, RULES, choices_help
+from sizeup.config import RunConfig, load_mapping
+from sizeup.errors import ConfigError
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    """Turn a `--set key=value` string into the field's type."""
+    t = str(field.type)
+    if raw.lower() in ("none", "null") and "None" in t:
+        return None
+    try:
+        if t.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        if t.startswith("int"):
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if t.startswith("float"):
+            return float(raw)
+    except ValueError as e:
+        raise ConfigError(field.name, raw, f"a value of type {t}") from e
+    return raw
+
+
+def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[str]) -> RunConfig:
+    """Merge a config file, explicit flags and `--set key=value` pairs into a RunConfig."""
+    d: dict[str, Any] = load_mapping(config) if config is not None else {}
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", item, "key=value with key a RunConfig field")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k not in fields:
+            raise ConfigError(k, v, "a RunConfig field: " + ", ".join(sorted(fields)))
+        d[k] = _coerce(fields[k], v.strip())
+    return RunConfig.from_dict(d)
+
+
+# Options shared by every command that builds a run from a RunConfig (train, parametrize,
+# coord-check, wsd): one declaration, so their names, help and defaults agree.
+OPT = dict(
+    config=typer.Option(None, "--config", "-c", help="YAML/TOML/JSON file of RunConfig fields."),
+    model=typer.Option(None, help=choices_help(MODELS)),
+    width=typer.Option(None, help="d_model (GPT) or hidden width (MLP)."),
+    depth=typer.Option(None, help="Transformer blocks or MLP hidden layers."),
+    rule=typer.Option(None, help=choices_help(RULES)),
+    base_width=typer.Option(None, help="Width of the base (proxy) model."),
+    optimizer=typer.Option(None, help=choices_help(OPTIMIZERS)),
+    lr=typer.Option(None, help="Base learning rate (eta)."),
+    sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
+)
+
+
+def ints(field: str, text: str) -> list[int]:
+    """Comma-separated positive integers ("64,128,256"), or a ConfigError naming ``field``."""
+    try:
+        vals = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise ConfigError(field, text, "comma-separated positive integers, e.g. 64,128,256") from e
+    if not vals or min(vals) < 1:
+        raise ConfigError(field, text, "comma-separated positive integers, e.g. 64,128,256")
+    return vals

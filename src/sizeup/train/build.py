@@ -1,0 +1,111 @@
+"""Everything a run is made of, built from its RunConfig: the model and its base, the
+parametrization, the optimizer, the schedule and the data. The trainer, the WSD branches, the
+coordinate check and `sizeup parametrize` all build through here, so they see the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from sizeup.config import RunConfig
+from sizeup.errors import ConfigError
+from sizeup.parametrization import Parametrization, parametrize
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+class Callback(Protocol):
+    """Called after every optimizer step; a returned dict is logged under diagnostics[name]."""
+
+    name: str
+
+    def on_step(self, step: int, model: nn.Module, loss: float) -> dict | None: ...
+
+
+@dataclass
+class Built:
+    """The pieces of a run, for tools (coord checks, monitors) that drive training themselves."""
+
+    model: nn.Module
+    parametrization: Parametrization
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    data: Any
+
+
+def sigma_for(cfg: RunConfig) -> float | str:
+    """The base init std the parametrization uses (fixed sigma, or 'fan_in')."""
+    mode = cfg.init_mode
+    if mode == "auto":
+        mode = "fixed" if cfg.model == "gpt" else "fan_in"
+    return cfg.init_std if mode == "fixed" else "fan_in"
+
+
+def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The model (on cfg.device, in cfg.dtype), its base and a delta (shapes only, on meta)."""
+    from sizeup.models import build_model
+
+    base_depth = cfg.base_depth if cfg.base_depth is not None else cfg.depth
+    with torch.device("meta"):
+        base = build_model(cfg, width=cfg.base_width, depth=base_depth)
+        # A second width tells which dimensions are width even when the model is at the base
+        # width (where nothing differs from the base), so roles - and so Muon - are the same
+        # at every width.
+        delta = build_model(cfg, width=2 * cfg.base_width, depth=base_depth)
+    model = build_model(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
+    return model, base, delta
+
+
+def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
+    """Seed, build model + base, parametrize, optimizer, schedule and data for ``cfg``."""
+    from sizeup.data import make_data
+    from sizeup.schedules import make_schedule
+
+    if cfg.device == "cpu":
+        torch.set_num_threads(cfg.threads)
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
+    torch.manual_seed(cfg.seed)
+    model, base, delta = build_models(cfg)
+    p = parametrize(
+        model,
+        base,
+        delta=delta,
+        rule=cfg.rule,
+        sigma=sigma_for(cfg),
+        zero_readout=cfg.zero_readout,
+        zero_query=cfg.zero_query,
+        base_depth=cfg.base_depth,
+        depth=cfg.depth if cfg.base_depth else None,
+        depth_exponent=cfg.depth_exponent,
+        optimizer=cfg.optimizer,
+        scale_eps=cfg.scale_eps,
+    )
+    opt = p.optimizer(
+        cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        momentum=cfg.momentum,
+        muon_scale=cfg.muon_scale,
+        batch_size=cfg.batch_size,
+        base_batch_size=cfg.base_batch_size,
+        muon_lr=cfg.muon_lr,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        make_schedule(
+            cfg.schedule,
+            cfg.steps,
+            warmup=cfg.warmup,
+            decay_frac=cfg.decay_frac,
+            cooldown=cfg.cooldown,
+        ),
+    )
+    data = make_data(cfg, rank=rank, world_size=world_size)
+    return Built(model, p, opt, sched, data)
