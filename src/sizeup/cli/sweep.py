@@ -15,120 +15,120 @@ def _fmt_lr(v: float) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the sweep, transfer and demo commands to the sizeup app."""
+    app.command()(sweep)
+    app.command()(transfer)
+    app.command()(demo)
 
-    @app.command()
-    def sweep(
-        spec: Path = typer.Argument(..., help="Sweep file (.yaml/.toml/.json): base, axes, zip."),
-        store: Path = typer.Option(..., "--store", help="SQLite study file (created or resumed)."),
-        executor: str = typer.Option("local", "--executor", help="local | ray"),
-        workers: int = typer.Option(1, "--workers", help="Local worker processes (1: in process)."),
-        address: str = typer.Option(None, "--address", help="Ray cluster address (ray only)."),
-        cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="Ray CPUs per trial."),
-        gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial."),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed trials again."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list trials only."),
-        export: Path = typer.Option(None, "--export", help="Also write the table (.csv/.parquet)."),
-    ) -> None:
-        """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
-        from rich.console import Console
 
-        from sizeup.sweep import Store, load_spec, run_sweep
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep file (.yaml/.toml/.json): base, axes, zip."),
+    store: Path = typer.Option(..., "--store", help="SQLite study file (created or resumed)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes (1: in process)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (ray only)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="Ray CPUs per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed trials again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list trials only."),
+    export: Path = typer.Option(None, "--export", help="Also write the table (.csv/.parquet)."),
+) -> None:
+    """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
+    from rich.console import Console
 
-        console = Console()
-        s = load_spec(spec)  # validated before anything runs
-        trials = s.trials()
-        if dry_run:
-            console.print(f"{len(trials)} trials in {spec}")
-            varied = list(s.axes) + [k for group in s.zips for k in group]
-            for c in trials:
-                point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
-                console.print(f"  {c.trial_id()}  {point}")
-            return
-        kw: dict = {}
-        if executor == "ray":
-            kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
-        rep = run_sweep(
-            s, store, executor=executor, workers=workers, retry_failed=retry_failed, **kw
+    from sizeup.sweep import Store, load_spec, run_sweep
+
+    console = Console()
+    s = load_spec(spec)  # validated before anything runs
+    trials = s.trials()
+    if dry_run:
+        console.print(f"{len(trials)} trials in {spec}")
+        varied = list(s.axes) + [k for group in s.zips for k in group]
+        for c in trials:
+            point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
+            console.print(f"  {c.trial_id()}  {point}")
+        return
+    kw: dict = {}
+    if executor == "ray":
+        kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
+    rep = run_sweep(s, store, executor=executor, workers=workers, retry_failed=retry_failed, **kw)
+    console.print(
+        f"ran {rep.ran} trials ({rep.skipped} already finished, "
+        f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
+    )
+    if export is not None:
+        with Store(store) as st:
+            console.print(f"wrote {st.export(export)}")
+
+
+def transfer(
+    study: Path = typer.Argument(..., help="Study file written by `sizeup sweep`."),
+    axis: str = typer.Option("width", "--axis", help="Scaled axis: width, depth, ..."),
+    lr_field: str = typer.Option("lr", "--lr-field", help="The tuned hyperparameter."),
+    group_by: str = typer.Option(
+        None, "--group-by", help="Comma-separated fields (default: auto)."
+    ),
+    plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
+) -> None:
+    """Optimal lr per width (or depth, batch, steps), its drift in octaves and the regret."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sizeup.errors import ConfigError
+    from sizeup.sweep.transfer import analyze_transfer
+
+    if not study.exists():
+        raise ConfigError("study", str(study), "an existing study file written by sweep")
+    groups = [g.strip() for g in group_by.split(",")] if group_by else None
+    rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
+    console = Console()
+    for g in rep.groups:
+        t = Table(
+            title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
+            f"{_fmt_lr(g.transferred_lr)}"
         )
-        console.print(
-            f"ran {rep.ran} trials ({rep.skipped} already finished, "
-            f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
-        )
-        if export is not None:
-            with Store(store) as st:
-                console.print(f"wrote {st.export(export)}")
-
-    @app.command()
-    def transfer(
-        study: Path = typer.Argument(..., help="Study file written by `sizeup sweep`."),
-        axis: str = typer.Option("width", "--axis", help="Scaled axis: width, depth, ..."),
-        lr_field: str = typer.Option("lr", "--lr-field", help="The tuned hyperparameter."),
-        group_by: str = typer.Option(
-            None, "--group-by", help="Comma-separated fields (default: auto)."
-        ),
-        plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
-        json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
-    ) -> None:
-        """Optimal lr per width (or depth, batch, steps), its drift in octaves and the regret."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from sizeup.errors import ConfigError
-        from sizeup.sweep.transfer import analyze_transfer
-
-        if not study.exists():
-            raise ConfigError("study", str(study), "an existing study file written by sweep")
-        groups = [g.strip() for g in group_by.split(",")] if group_by else None
-        rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
-        console = Console()
-        for g in rep.groups:
-            t = Table(
-                title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
-                f"{_fmt_lr(g.transferred_lr)}"
+        for col in (axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"):
+            t.add_column(col, justify="right")
+        for p in g.points:
+            t.add_row(
+                str(p.value),
+                _fmt_lr(p.opt_lr),
+                f"{p.best_grid_loss:.4f}",
+                f"{p.loss_at_transfer:.4f}",
+                f"{p.regret:.4f}",
+                "yes" if p.at_edge else "",
             )
-            for col in (axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"):
-                t.add_column(col, justify="right")
-            for p in g.points:
-                t.add_row(
-                    str(p.value),
-                    _fmt_lr(p.opt_lr),
-                    f"{p.best_grid_loss:.4f}",
-                    f"{p.loss_at_transfer:.4f}",
-                    f"{p.regret:.4f}",
-                    "yes" if p.at_edge else "",
-                )
-            console.print(t)
-            console.print(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
-        if plot is not None:
-            from sizeup.sweep.plots import plot_lr_curves
+        console.print(t)
+        console.print(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
+    if plot is not None:
+        from sizeup.sweep.plots import plot_lr_curves
 
-            plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
-            console.print(f"wrote {plot}")
-        if json_out is not None:
-            json_out.write_text(json.dumps(rep.to_dict(), indent=2))
-            console.print(f"wrote {json_out}")
+        plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
+        console.print(f"wrote {plot}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+        console.print(f"wrote {json_out}")
 
-    @app.command()
-    def demo(
-        out: Path = typer.Option(
-            Path("sizeup-demo"), "--out", help="Folder for report.html, summary.json and the study."
-        ),
-        quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
-        workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
-    ) -> None:
-        """SP vs muP on the built-in corpus: does the optimal lr hold as width grows 8x?"""
-        from rich.console import Console
 
-        from sizeup.demo import run_demo
+def demo(
+    out: Path = typer.Option(
+        Path("sizeup-demo"), "--out", help="Folder for report.html, summary.json and the study."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
+    workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
+) -> None:
+    """SP vs muP on the built-in corpus: does the optimal lr hold as width grows 8x?"""
+    from rich.console import Console
 
-        summary = run_demo(out, quick=quick, workers=workers)
-        c = Console()
-        c.print(f"SP:  optimal lr drifts {summary['sp']['drift_octaves']:.2f} octaves")
-        c.print(
-            f"muP: optimal lr drifts {summary['mup']['drift_octaves']:.2f} octaves; "
-            f"widest is best at the transferred lr: {summary['mup']['widest_is_best']}"
-        )
-        c.print(
-            f"wrote {out / 'report.html'} and {out / 'summary.json'} "
-            f"in {summary['wall_time_s']:.0f}s"
-        )
+    from sizeup.demo import run_demo
+
+    summary = run_demo(out, quick=quick, workers=workers)
+    c = Console()
+    c.print(f"SP:  optimal lr drifts {summary['sp']['drift_octaves']:.2f} octaves")
+    c.print(
+        f"muP: optimal lr drifts {summary['mup']['drift_octaves']:.2f} octaves; "
+        f"widest is best at the transferred lr: {summary['mup']['widest_is_best']}"
+    )
+    c.print(
+        f"wrote {out / 'report.html'} and {out / 'summary.json'} in {summary['wall_time_s']:.0f}s"
+    )

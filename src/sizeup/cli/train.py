@@ -15,112 +15,114 @@ from sizeup.cli.options import OPT, config_from_cli
 
 def register(app: typer.Typer) -> None:
     """Add `train` and `parametrize` to the app."""
+    app.command("train")(train_cmd)
+    app.command("parametrize")(parametrize_cmd)
 
-    @app.command("train")
-    def train_cmd(
-        config: Path = OPT["config"],
-        model: str = OPT["model"],
-        width: int = OPT["width"],
-        depth: int = OPT["depth"],
-        rule: str = OPT["rule"],
-        base_width: int = OPT["base_width"],
-        optimizer: str = OPT["optimizer"],
-        lr: float = OPT["lr"],
-        steps: int = typer.Option(None, help="Optimizer steps."),
-        batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
-        schedule: str = typer.Option(None, help="constant | cosine | wsd"),
-        data: str = typer.Option(
-            None, help="builtin | teacher | a text file | a .bin token file or dir."
+
+def train_cmd(
+    config: Path = OPT["config"],
+    model: str = OPT["model"],
+    width: int = OPT["width"],
+    depth: int = OPT["depth"],
+    rule: str = OPT["rule"],
+    base_width: int = OPT["base_width"],
+    optimizer: str = OPT["optimizer"],
+    lr: float = OPT["lr"],
+    steps: int = typer.Option(None, help="Optimizer steps."),
+    batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
+    schedule: str = typer.Option(None, help="constant | cosine | wsd"),
+    data: str = typer.Option(
+        None, help="builtin | teacher | a text file | a .bin token file or dir."
+    ),
+    seed: int = typer.Option(None),
+    sets: list[str] = OPT["sets"],
+    out: Path = typer.Option(None, "--out", help="Directory for result.json."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run one training run and print a summary (and write OUT/result.json)."""
+    cfg = config_from_cli(
+        config,
+        dict(
+            model=model,
+            width=width,
+            depth=depth,
+            rule=rule,
+            base_width=base_width,
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            batch_size=batch_size,
+            schedule=schedule,
+            data=data,
+            seed=seed,
         ),
-        seed: int = typer.Option(None),
-        sets: list[str] = OPT["sets"],
-        out: Path = typer.Option(None, "--out", help="Directory for result.json."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ) -> None:
-        """Run one training run and print a summary (and write OUT/result.json)."""
-        cfg = config_from_cli(
-            config,
-            dict(
-                model=model,
-                width=width,
-                depth=depth,
-                rule=rule,
-                base_width=base_width,
-                optimizer=optimizer,
-                lr=lr,
-                steps=steps,
-                batch_size=batch_size,
-                schedule=schedule,
-                data=data,
-                seed=seed,
-            ),
-            sets,
+        sets,
+    )
+    from sizeup.train import run, run_distributed
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
+    if rank != 0:
+        return
+    _print_summary(result)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        result.save(out / "result.json")
+        typer.echo(f"wrote {out / 'result.json'}")
+        if result.diagnostics.get("spectral"):
+            from sizeup.diagnostics.plots import plot_spectral
+
+            plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
+            typer.echo(f"wrote {out / 'spectral.png'}")
+
+
+def parametrize_cmd(
+    config: Path = OPT["config"],
+    model: str = OPT["model"],
+    width: int = OPT["width"],
+    depth: int = OPT["depth"],
+    rule: str = OPT["rule"],
+    base_width: int = OPT["base_width"],
+    optimizer: str = OPT["optimizer"],
+    lr: float = OPT["lr"],
+    sets: list[str] = OPT["sets"],
+    table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
+    out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
+) -> None:
+    """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
+    cfg = config_from_cli(
+        config,
+        dict(
+            model=model,
+            width=width,
+            depth=depth,
+            rule=rule,
+            base_width=base_width,
+            optimizer=optimizer,
+            lr=lr,
+        ),
+        sets,
+    )
+    from sizeup.train import build
+
+    built = build(cfg)
+    p = built.parametrization
+    if markdown:
+        typer.echo(p.to_markdown())
+    elif table:
+        p.print_table()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = p.rows()
+        for key in ("lr", "eps"):
+            for r, v in zip(rows, _group_values(built.optimizer, rows, key)):
+                r[key] = v
+        (out / "parametrization.json").write_text(
+            json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2)
         )
-        from sizeup.train import run, run_distributed
-
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
-        if rank != 0:
-            return
-        _print_summary(result)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            result.save(out / "result.json")
-            typer.echo(f"wrote {out / 'result.json'}")
-            if result.diagnostics.get("spectral"):
-                from sizeup.diagnostics.plots import plot_spectral
-
-                plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
-                typer.echo(f"wrote {out / 'spectral.png'}")
-
-    @app.command("parametrize")
-    def parametrize_cmd(
-        config: Path = OPT["config"],
-        model: str = OPT["model"],
-        width: int = OPT["width"],
-        depth: int = OPT["depth"],
-        rule: str = OPT["rule"],
-        base_width: int = OPT["base_width"],
-        optimizer: str = OPT["optimizer"],
-        lr: float = OPT["lr"],
-        sets: list[str] = OPT["sets"],
-        table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
-        markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
-        out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
-    ) -> None:
-        """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
-        cfg = config_from_cli(
-            config,
-            dict(
-                model=model,
-                width=width,
-                depth=depth,
-                rule=rule,
-                base_width=base_width,
-                optimizer=optimizer,
-                lr=lr,
-            ),
-            sets,
-        )
-        from sizeup.train import build
-
-        built = build(cfg)
-        p = built.parametrization
-        if markdown:
-            typer.echo(p.to_markdown())
-        elif table:
-            p.print_table()
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            rows = p.rows()
-            for key in ("lr", "eps"):
-                for r, v in zip(rows, _group_values(built.optimizer, rows, key)):
-                    r[key] = v
-            (out / "parametrization.json").write_text(
-                json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2)
-            )
-            typer.echo(f"wrote {out / 'parametrization.json'}")
+        typer.echo(f"wrote {out / 'parametrization.json'}")
 
 
 def _group_values(opt: Any, rows: list[dict], key: str) -> list[float | None]:

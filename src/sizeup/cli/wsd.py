@@ -12,53 +12,54 @@ from sizeup.cli.options import config_from_cli, ints
 
 def register(app: typer.Typer) -> None:
     """Add `wsd` to the app."""
+    app.command("wsd")(wsd_cmd)
 
-    @app.command("wsd")
-    def wsd_cmd(
-        widths: str = typer.Option("64,96,128,192", help="Model widths (one stable run each)."),
-        steps: str = typer.Option("60,120,240", help="Total steps of each cooldown branch."),
-        config: Path = typer.Option(None, "--config", "-c", help="RunConfig file for the runs."),
-        decay_frac: float = typer.Option(0.2, help="Cooldown fraction of each branch."),
-        cooldown: str = typer.Option("1-sqrt", help="linear | 1-sqrt | exponential"),
-        sets: list[str] = typer.Option([], "--set", help="Other RunConfig fields, key=value."),
-        out: Path = typer.Option(
-            Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."
-        ),
-    ) -> None:
-        """Train one WSD trunk per width with cooldown branches; fit approach 2 on the isoFLOPs."""
-        import numpy as np
-        import pandas as pd
 
-        from sizeup.errors import SizeupError
-        from sizeup.train.wsd import wsd_study
+def wsd_cmd(
+    widths: str = typer.Option("64,96,128,192", help="Model widths (one stable run each)."),
+    steps: str = typer.Option("60,120,240", help="Total steps of each cooldown branch."),
+    config: Path = typer.Option(None, "--config", "-c", help="RunConfig file for the runs."),
+    decay_frac: float = typer.Option(0.2, help="Cooldown fraction of each branch."),
+    cooldown: str = typer.Option("1-sqrt", help="linear | 1-sqrt | exponential"),
+    sets: list[str] = typer.Option([], "--set", help="Other RunConfig fields, key=value."),
+    out: Path = typer.Option(
+        Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."
+    ),
+) -> None:
+    """Train one WSD trunk per width with cooldown branches; fit approach 2 on the isoFLOPs."""
+    import numpy as np
+    import pandas as pd
 
-        cfg = config_from_cli(config, {}, sets)
-        pts = wsd_study(
-            cfg,
-            ints("widths", widths),
-            ints("steps", steps),
-            decay_frac=decay_frac,
-            cooldown=cooldown,
-            progress=True,
+    from sizeup.errors import SizeupError
+    from sizeup.train.wsd import wsd_study
+
+    cfg = config_from_cli(config, {}, sets)
+    pts = wsd_study(
+        cfg,
+        ints("widths", widths),
+        ints("steps", steps),
+        decay_frac=decay_frac,
+        cooldown=cooldown,
+        progress=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame([p.to_dict() for p in pts])
+    df.to_csv(out / "points.csv", index=False)
+    typer.echo(f"wrote {out / 'points.csv'} ({len(df)} branch points)")
+    ok = df[np.isfinite(df["loss"])]
+    try:
+        from sizeup.laws.chinchilla import fit_approach2, isoflop_from_curves
+        from sizeup.laws.plots import plot_isoflops
+
+        N, D, L, C = isoflop_from_curves(
+            ok["params"].to_numpy(float),
+            ok["tokens"].to_numpy(float),
+            ok["loss"].to_numpy(float),
         )
-        out.mkdir(parents=True, exist_ok=True)
-        df = pd.DataFrame([p.to_dict() for p in pts])
-        df.to_csv(out / "points.csv", index=False)
-        typer.echo(f"wrote {out / 'points.csv'} ({len(df)} branch points)")
-        ok = df[np.isfinite(df["loss"])]
-        try:
-            from sizeup.laws.chinchilla import fit_approach2, isoflop_from_curves
-            from sizeup.laws.plots import plot_isoflops
-
-            N, D, L, C = isoflop_from_curves(
-                ok["params"].to_numpy(float),
-                ok["tokens"].to_numpy(float),
-                ok["loss"].to_numpy(float),
-            )
-            fit = fit_approach2(N, D, L, C=C)
-        except SizeupError as e:
-            typer.secho(f"no approach-2 fit from these points: {e}", fg=typer.colors.YELLOW)
-            return
-        (out / "fit.json").write_text(json.dumps(fit.to_dict(), indent=2, default=float))
-        plot_isoflops(fit, out / "isoflops.png")
-        typer.echo(f"N_opt ~ C^{fit.a:.3f}, D_opt ~ C^{fit.b:.3f}; wrote {out / 'fit.json'}")
+        fit = fit_approach2(N, D, L, C=C)
+    except SizeupError as e:
+        typer.secho(f"no approach-2 fit from these points: {e}", fg=typer.colors.YELLOW)
+        return
+    (out / "fit.json").write_text(json.dumps(fit.to_dict(), indent=2, default=float))
+    plot_isoflops(fit, out / "isoflops.png")
+    typer.echo(f"N_opt ~ C^{fit.a:.3f}, D_opt ~ C^{fit.b:.3f}; wrote {out / 'fit.json'}")

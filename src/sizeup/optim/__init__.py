@@ -6,6 +6,8 @@ from sizeup.optim.groups import (
     SGDW,
     TensorScaling,
     build_optimizer,
+    decay_per_step,
+    decay_warning,
     group_table,
     param_groups,
 )
@@ -17,6 +19,8 @@ __all__ = [
     "SGDW",
     "Muon",
     "build_optimizer",
+    "decay_per_step",
+    "decay_warning",
     "TensorScaling",
     "group_table",
     "muon_scale",

@@ -31,6 +31,30 @@ from sizeup.optim.transfer import transfer_batch
 from sizeup.wrapping import canonical_name
 
 
+# A decay that removes more than this fraction of a weight per step at peak is almost always a
+# unit mistake (e.g. Wortsman's lr-independent lambda = 1e-4 read as torch's lambda, or torch's
+# 0.1 read as lr-independent): warn, naming both numbers.
+MAX_DECAY_PER_STEP = 0.01
+
+
+def decay_per_step(lr: float, weight_decay: float) -> float:
+    """The fraction of every matrix removed per step at peak: lr x weight_decay (torch's AdamW
+    meaning at the base width; sizeup keeps it the same at every width)."""
+    return lr * weight_decay
+
+
+def decay_warning(lr: float, weight_decay: float) -> str | None:
+    """A one-line warning when lr x weight_decay exceeds MAX_DECAY_PER_STEP, else None."""
+    d = decay_per_step(lr, weight_decay)
+    if d <= MAX_DECAY_PER_STEP:
+        return None
+    return (
+        f"weight_decay={weight_decay:g} at lr={lr:g} removes {100 * d:.3g}% of every matrix "
+        f"per step at peak (lr x weight_decay, as in torch.optim.AdamW); more than "
+        f"{100 * MAX_DECAY_PER_STEP:g}% per step is rarely intended"
+    )
+
+
 class TensorScaling(Protocol):
     """What the param groups read from a tensor's record (sizeup.parametrization.Scaling has
     it): optim needs the numbers, not the rules that made them."""
