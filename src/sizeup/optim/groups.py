@@ -30,7 +30,6 @@ from sizeup.optim.muon import Muon, muon_scale
 from sizeup.optim.transfer import transfer_batch
 from sizeup.wrapping import canonical_name
 
-
 # A decay that removes more than this fraction of a weight per step at peak is almost always a
 # unit mistake (e.g. Wortsman's lr-independent lambda = 1e-4 read as torch's lambda, or torch's
 # 0.1 read as lr-independent): warn, naming both numbers.
