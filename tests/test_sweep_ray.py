@@ -3,6 +3,9 @@ retried once then recorded failed."""
 
 from __future__ import annotations
 
+import glob
+import os
+
 import pytest
 
 from sizeup.sweep import RayExecutor, Store, run_sweep
@@ -27,9 +30,50 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    RayExecutor(local_cpus=2)._init()  # the local cluster sizeup starts (loopback only)
     yield
     ray.shutdown()
+
+
+def _ray_listening_addresses() -> set[str]:
+    """Local addresses of every TCP socket a Ray process listens on (from /proc/net/tcp*)."""
+    listen = {}
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(f).read().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # TCP_LISTEN
+                listen[cols[9]] = cols[1].rsplit(":", 1)[0]
+    found = set()
+    for fd in glob.glob("/proc/[0-9]*/fd/*"):
+        try:
+            target = os.readlink(fd)
+            cmd = open(f"/proc/{fd.split('/')[2]}/cmdline").read()
+        except OSError:
+            continue
+        inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+        if inode in listen and "ray" in cmd:
+            found.add(listen[inode])
+    return found
+
+
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.mark.slow
+def test_local_cluster_listens_on_loopback_only(ray_local):
+    addresses = _ray_listening_addresses()
+    assert addresses, "found no socket of the Ray processes"
+    assert addresses <= LOOPBACK, addresses  # 127.0.0.1, ::ffff:127.0.0.1 or ::1
+
+
+@pytest.mark.slow
+def test_an_impossible_request_fails_with_the_reason(tmp_path, ray_local):
+    from sizeup.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gpus_per_trial.*no node of this Ray cluster has 1 GPU"):
+        run_sweep(SPEC, tmp_path / "s.db", executor="ray", num_gpus=1, progress=False)
+    with Store(tmp_path / "s.db") as st:
+        assert st.counts()["running"] == 0  # nothing left marked running
 
 
 @pytest.mark.slow
@@ -54,4 +98,10 @@ def test_ray_records_crashes_and_dead_workers(tmp_path, ray_local):
     with Store(tmp_path / "s.db") as st:
         errors = {t.config.data: t.error for t in st.trials("failed")}
     assert "synthetic crash" in errors["crash"]
-    assert "ray task failed after 1 retry" in errors["die"]
+    assert "ray task failed (tried 2x)" in errors["die"]
+    assert st_attempts(tmp_path / "s.db", "die") == 2
+
+
+def st_attempts(path, data):
+    with Store(path) as st:
+        return next(t.attempts for t in st.trials() if t.config.data == data)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, StoreError
 from sizeup.sweep import Store, SweepSpec
+from sizeup.sweep.store import Lease
 from sizeup.sweep.testing import synthetic_run
 
 
@@ -48,13 +52,14 @@ def test_record_done_diverged_failed(tmp_path):
             st.get("nope")
 
 
-def test_requeue_only_trials_of_dead_drivers(tmp_path):
-    cfgs = _configs(2)
+def test_requeue_trials_of_exited_drivers_at_once_and_others_when_their_lease_expires(tmp_path):
+    cfgs = _configs(3)
     with Store(tmp_path / "s.db") as st:
         st.add(cfgs)
-        st.mark_running(cfgs[0].trial_id())
-        st.mark_running(cfgs[1].trial_id())
-        # one claimed by a driver that has exited, one by a live process (pytest's parent)
+        assert all(st.claim(c.trial_id()) for c in cfgs)
+        assert not st.claim(cfgs[0].trial_id())  # already running: a second claim fails
+        # one claimed by a driver that has exited on this host, one by a live process
+        # (pytest's parent), one by a driver in another container
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
         ).stdout.strip()
@@ -62,15 +67,33 @@ def test_requeue_only_trials_of_dead_drivers(tmp_path):
         import socket
 
         host = socket.gethostname()
-        st._db.execute(
-            "UPDATE trials SET owner=? WHERE id=?", (f"{host}:{dead}", cfgs[0].trial_id())
-        )
-        st._db.execute(
-            "UPDATE trials SET owner=? WHERE id=?", (f"{host}:{os.getppid()}", cfgs[1].trial_id())
-        )
-        assert st.requeue_interrupted() == 1
+        owners = [f"{host}:{dead}", f"{host}:{os.getppid()}", "old-container-7f3a:4242"]
+        for c, owner in zip(cfgs, owners):
+            st._db.execute("UPDATE trials SET owner=? WHERE id=?", (owner, c.trial_id()))
+        assert st.requeue_stale(lease_s=60) == 1  # the exited driver's trial, at once
         assert [c.trial_id() for c in st.queued()] == [cfgs[0].trial_id()]
         assert st.get(cfgs[0].trial_id()).attempts == 1
+        st._db.execute("UPDATE trials SET heartbeat=heartbeat-120 WHERE status='running'")
+        assert st.requeue_stale(lease_s=60) == 2  # leases expired: whatever host or PID
+        assert st.counts()["running"] == 0
+
+
+def test_force_requeue_and_lease_renewal(tmp_path):
+    cfgs = _configs(2)
+    with Store(tmp_path / "s.db") as st:
+        st.add(cfgs)
+        for c in cfgs:
+            st.claim(c.trial_id())
+        st._db.execute("UPDATE trials SET owner='elsewhere:1', heartbeat=0")
+        st._db.execute(
+            "UPDATE trials SET owner=?, heartbeat=0 WHERE id=?",
+            (f"{socket.gethostname()}:{os.getpid()}", cfgs[0].trial_id()),
+        )
+        with Lease(st.path, lease_s=0.2):  # renews this driver's trial only
+            time.sleep(0.3)
+        assert st.requeue_stale(lease_s=0.2) == 1  # the other's expired; ours was renewed
+        assert st.requeue_stale(lease_s=60, force=True) == 1  # --requeue-running
+        assert st.counts()["queued"] == 2
 
 
 def test_export_csv_parquet_and_dataframe(tmp_path):

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from sizeup.choices import EXECUTORS, choices_help
+from sizeup.errors import ConfigError, check_choice
 
 
 def _fmt_lr(v: float) -> str:
@@ -23,41 +27,100 @@ def register(app: typer.Typer) -> None:
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep file (.yaml/.toml/.json): base, axes, zip."),
     store: Path = typer.Option(..., "--store", help="SQLite study file (created or resumed)."),
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    executor: str = typer.Option("local", "--executor", help=choices_help(EXECUTORS)),
     workers: int = typer.Option(1, "--workers", help="Local worker processes (1: in process)."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (ray only)."),
+    ray_host: str = typer.Option(
+        None, "--ray-host", help="Address a local Ray cluster listens on (default 127.0.0.1)."
+    ),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="Ray CPUs per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed trials again."),
+    requeue_running: bool = typer.Option(
+        False, "--requeue-running", help="Queue every 'running' trial again, lease or not."
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Wait for trials other drivers are running."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list trials only."),
-    export: Path = typer.Option(None, "--export", help="Also write the table (.csv/.parquet)."),
+    export: Path = typer.Option(
+        None, "--export", help="Also write the table (.csv/.parquet); salvages a damaged store."
+    ),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
     from rich.console import Console
 
-    from sizeup.sweep import Store, load_spec, run_sweep
+    from sizeup.sweep import load_spec, run_sweep
 
     console = Console()
     s = load_spec(spec)  # validated before anything runs
-    trials = s.trials()
+    check_choice("executor", executor, EXECUTORS)
+    if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError("export", str(export), "a path ending in .csv or .parquet")
     if dry_run:
-        console.print(f"{len(trials)} trials in {spec}")
-        varied = list(s.axes) + [k for group in s.zips for k in group]
-        for c in trials:
-            point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
-            console.print(f"  {c.trial_id()}  {point}")
+        _list_trials(console, spec, s)
         return
+    if export is not None and _salvage_if_damaged(console, store, export):
+        raise SystemExit(1)
     kw: dict = {}
     if executor == "ray":
-        kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
-    rep = run_sweep(s, store, executor=executor, workers=workers, retry_failed=retry_failed, **kw)
+        kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, host=ray_host)
+    rep = run_sweep(
+        s,
+        store,
+        executor=executor,
+        workers=workers,
+        retry_failed=retry_failed,
+        requeue_running=requeue_running,
+        wait=wait,
+        **kw,
+    )
     console.print(
         f"ran {rep.ran} trials ({rep.skipped} already finished, "
         f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
     )
     if export is not None:
-        with Store(store) as st:
+        from sizeup.sweep import Store
+
+        with Store(store, readonly=True) as st:
             console.print(f"wrote {st.export(export)}")
+    if rep.unfinished:
+        console.print(
+            f"[red]{rep.unfinished} trial(s) of this spec are unfinished[/] (still queued or "
+            "running in other drivers); run the same command again to finish them, or add "
+            "--requeue-running if their drivers are gone"
+        )
+        raise SystemExit(1)
+
+
+def _list_trials(console: Any, path: Path, s: Any) -> None:
+    trials = s.trials()
+    console.print(f"{len(trials)} trials in {path}")
+    varied = list(s.axes) + [k for group in s.zips for k in group]
+    for c in trials:
+        point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
+        console.print(f"  {c.trial_id()}  {point}")
+
+
+def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
+    """With --export on a damaged store: write what is readable, say what was lost; True then."""
+    from sizeup.errors import StoreError
+    from sizeup.sweep import Store
+
+    if not store.is_file():
+        return False
+    try:
+        Store(store, readonly=True).close()
+        return False
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+    with Store(store, readonly=True, check=False) as st:
+        path = st.export(export, salvage=True)
+        console.print(
+            f"salvaged into {path}: the trials that could be read "
+            f"({st.unreadable} row(s) unreadable); nothing was run"
+        )
+    return True
 
 
 def transfer(
@@ -74,7 +137,6 @@ def transfer(
     from rich.console import Console
     from rich.table import Table
 
-    from sizeup.errors import ConfigError
     from sizeup.sweep.transfer import analyze_transfer
 
     if not study.exists():

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -104,14 +104,15 @@ class LocalExecutor:
             context = "spawn"  # e.g. Windows
         self.workers, self.context, self.retries = workers, context, retries
 
-    def run(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
-        """Yield start/end events while running every config."""
+    def run(self, configs: Iterable[RunConfig], runner: Runner) -> Iterator[Event]:
+        """Yield start/end events while running every config. ``configs`` is consumed lazily,
+        one config each time a worker is free (a driver claims a trial as it hands it over)."""
         if self.workers == 1:
             for cfg in configs:
                 yield ("start", cfg)
                 yield ("end", cfg, *_call(runner, cfg))
             return
-        yield from self._run_pool(configs, runner)
+        yield from self._run_pool(iter(configs), runner)
 
     def _pool(self, ctx: Any, n: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -121,37 +122,48 @@ class LocalExecutor:
             initargs=(dict(os.environ), os.getpid()),
         )
 
-    def _run_pool(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
+    def _run_pool(self, source: Iterator[RunConfig], runner: Runner) -> Iterator[Event]:
         ctx = mp.get_context(self.context)
         if self.context == "forkserver":
             # workers fork from a server that has torch imported already: fast worker start
             ctx.set_forkserver_preload(["torch", "sizeup.config"])
-        todo = list(configs)
-        while todo:
-            pool = self._pool(ctx, self.workers)
-            inflight: dict[Future, RunConfig] = {}
+        while True:
             broken: list[RunConfig] = []
-            try:
-                # keep exactly `workers` trials in flight, so 'running' in the store is true
-                while (todo and not broken) or inflight:
-                    while todo and len(inflight) < self.workers and not broken:
-                        cfg = todo.pop(0)
-                        inflight[pool.submit(_call, runner, cfg)] = cfg
-                        yield ("start", cfg)
-                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        cfg = inflight.pop(fut)
-                        try:
-                            yield ("end", cfg, *fut.result())
-                        except BrokenProcessPool:
-                            broken.append(cfg)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+            yield from self._fill_pool(ctx, source, runner, broken)
             # a worker died (killed, segfault, out of memory) and took the pool down: we cannot
             # tell which trial did it, so each trial that was in flight runs again alone; the
             # one that kills its worker again is recorded failed, the innocent ones finish
             for cfg in broken:
                 yield from self._run_alone(ctx, cfg, runner)
+            if not broken:
+                return  # the source ran dry with nothing in flight
+
+    def _fill_pool(
+        self, ctx: Any, source: Iterator[RunConfig], runner: Runner, broken: list[RunConfig]
+    ) -> Iterator[Event]:
+        """Keep exactly ``workers`` trials in flight on one pool until the source is empty or
+        the pool breaks (the trials it took down are appended to ``broken``)."""
+        pool = self._pool(ctx, self.workers)
+        inflight: dict[Future, RunConfig] = {}
+        try:
+            while True:
+                while len(inflight) < self.workers and not broken:
+                    cfg = next(source, None)
+                    if cfg is None:
+                        break
+                    inflight[pool.submit(_call, runner, cfg)] = cfg
+                    yield ("start", cfg)
+                if not inflight:
+                    return
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    cfg = inflight.pop(fut)
+                    try:
+                        yield ("end", cfg, *fut.result())
+                    except BrokenProcessPool:
+                        broken.append(cfg)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _run_alone(self, ctx: Any, cfg: RunConfig, runner: Runner) -> Iterator[Event]:
         for _ in range(self.retries):
@@ -180,8 +192,20 @@ def _ray_call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str 
     return _call(runner, config)
 
 
+# Ray's single-node mode: every server of a local cluster (GCS, raylet, workers, the runtime-env
+# agent) listens on the loopback address instead of every interface (ray.init resolves
+# "127.0.0.1" to the external address otherwise; checked on Ray 2.60).
+_RAY_LOCAL_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 class RayExecutor:
-    """Run trials as Ray tasks, on a running cluster (address=...) or a local one."""
+    """Run trials as Ray tasks, on a running cluster (``address=...``) or a local one.
+
+    A local cluster listens on 127.0.0.1 only, unless ``host`` names the address to use. A trial
+    whose Ray worker dies is run again up to ``max_retries`` times (each counted as an attempt).
+    A resource request no node of the cluster can satisfy is refused before anything runs (Ray
+    itself would wait for it forever).
+    """
 
     def __init__(
         self,
@@ -191,6 +215,7 @@ class RayExecutor:
         max_retries: int = 1,
         local_cpus: int | None = None,
         max_in_flight: int | None = None,
+        host: str | None = None,
     ):
         try:
             import ray  # noqa: F401
@@ -200,12 +225,11 @@ class RayExecutor:
             ) from None
         if num_cpus <= 0 and num_gpus <= 0:
             raise ConfigError("num_cpus", num_cpus, "a positive number (or num_gpus > 0)")
-        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
-        self.max_retries, self.local_cpus, self.max_in_flight = (
-            max_retries,
-            local_cpus,
-            max_in_flight,
-        )
+        if num_gpus < 0:
+            raise ConfigError("num_gpus", num_gpus, "a number >= 0")
+        self.address, self.num_cpus, self.num_gpus, self.host = address, num_cpus, num_gpus, host
+        self.max_retries, self.local_cpus = max_retries, local_cpus
+        self.max_in_flight = max_in_flight
 
     def _init(self) -> None:
         import ray
@@ -217,49 +241,93 @@ class RayExecutor:
         )
         if self.address:
             ray.init(address=self.address, **kw)
+            return
+        if self.host:
+            kw["_node_ip_address"] = self.host
         else:
-            ray.init(num_cpus=self.local_cpus or os.cpu_count() or 1, **kw)
+            _ray_loopback_only()
+        ray.init(num_cpus=self.local_cpus or os.cpu_count() or 1, **kw)
 
-    def run(self, configs: list[RunConfig], runner: Runner) -> Iterator[Event]:
-        """Yield start/end events while Ray runs every config."""
+    def _check_resources(self) -> None:
+        """Refuse a per-trial request larger than every node of the cluster."""
+        import ray
+
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        for key, want, flag in (
+            ("CPU", self.num_cpus, "cpus_per_trial"),
+            ("GPU", self.num_gpus, "gpus_per_trial"),
+        ):
+            most = max((n.get(key, 0.0) for n in nodes), default=0.0)
+            if want > most:
+                raise ConfigError(
+                    flag,
+                    want,
+                    f"at most {most:g}: no node of this Ray cluster has {want:g} {key} "
+                    f"(Ray would leave the trials pending forever; nodes: "
+                    f"{[{k: v for k, v in n.items() if k in ('CPU', 'GPU')} for n in nodes]})",
+                )
+
+    def run(self, configs: Iterable[RunConfig], runner: Runner) -> Iterator[Event]:
+        """Yield start/retry/end events while Ray runs every config (consumed lazily)."""
         import ray
 
         self._init()
-        # max_retries: Ray re-runs a task whose worker process died; exceptions inside the
-        # runner are caught in _call and come back as an error string, never retried
+        self._check_resources()
+        # Ray's own retries are off: a dead worker comes back here as an exception and the
+        # trial is resubmitted, so each attempt is seen (and counted) by the driver.
         task = ray.remote(_ray_call).options(
-            num_cpus=self.num_cpus,
-            num_gpus=self.num_gpus,
-            max_retries=self.max_retries,
-            retry_exceptions=False,
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0, retry_exceptions=False
         )
-        limit = self.max_in_flight
-        if limit is None:
-            cpus = ray.cluster_resources().get("CPU", 1)
-            limit = max(1, int(cpus // self.num_cpus)) if self.num_cpus > 0 else len(configs)
+        limit = self.max_in_flight or self._slots()
         runner_ref = ray.put(runner)
-        todo = list(configs)
-        inflight: dict[Any, RunConfig] = {}
-        while todo or inflight:
-            while todo and len(inflight) < limit:
-                cfg = todo.pop(0)
-                inflight[task.remote(runner_ref, cfg)] = cfg
+        source = iter(configs)
+        inflight: dict[Any, tuple[RunConfig, int]] = {}
+        while True:
+            while len(inflight) < limit and (cfg := next(source, None)) is not None:
+                inflight[task.remote(runner_ref, cfg)] = (cfg, 0)
                 yield ("start", cfg)
+            if not inflight:
+                return
             ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                cfg = inflight.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - worker died twice, or Ray failed
-                    yield (
-                        "end",
-                        cfg,
-                        None,
-                        f"ray task failed after {self.max_retries} retry: {_format_error(e)}",
-                        0.0,
-                    )
-                else:
-                    yield ("end", cfg, *out)
+            yield from self._collect(ready[0], inflight, task, runner_ref)
+
+    def _slots(self) -> int:
+        import ray
+
+        have = ray.cluster_resources()
+        if self.num_cpus > 0:
+            return max(1, int(have.get("CPU", 1) // self.num_cpus))
+        return max(1, int(have.get("GPU", 1) // self.num_gpus))
+
+    def _collect(self, ref: Any, inflight: dict, task: Any, runner_ref: Any) -> Iterator[Event]:
+        import ray
+
+        cfg, tries = inflight.pop(ref)
+        try:
+            out = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - the worker died, or Ray failed the task
+            if tries < self.max_retries:
+                inflight[task.remote(runner_ref, cfg)] = (cfg, tries + 1)
+                yield ("retry", cfg)
+                return
+            yield (
+                "end",
+                cfg,
+                None,
+                f"ray task failed (tried {tries + 1}x): {_format_error(e)}",
+                0.0,
+            )
+        else:
+            yield ("end", cfg, *out)
+
+
+def _ray_loopback_only() -> None:
+    """Put Ray in single-node mode for a local cluster: loopback addresses only (read by this
+    process's Ray at call time and by the processes it starts, through the environment)."""
+    os.environ[_RAY_LOCAL_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def make_executor(kind: str = "local", workers: int = 1, **kwargs: Any) -> Any:

@@ -152,7 +152,7 @@ def _frame(source: Any) -> Any:
     if isinstance(source, (str, Path)):
         if not Path(source).exists():
             raise ConfigError("study", str(source), "an existing study file (.db)")
-        with Store(source) as st:
+        with Store(source, readonly=True) as st:
             return st.to_dataframe()
     if isinstance(source, Store):
         return source.to_dataframe()
