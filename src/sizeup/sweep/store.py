@@ -199,7 +199,7 @@ class Store:
         """Queue trials not already stored; return how many were new."""
         now = time.time()
         with self._db:  # one transaction
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")  # a writer from the start: no upgrade deadlock
             seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials").fetchone()[0]
             before = self._count()
             for i, cfg in enumerate(configs):
