@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections import Counter
 
 import pytest
 
+from sizeup.errors import StoreError
 from sizeup.sweep import Store, run_sweep
 from sizeup.sweep.testing import synthetic_run
 
@@ -64,12 +66,7 @@ def test_a_killed_driver_s_trial_runs_again_once(tmp_path):
     victim_started = False
     while time.time() < deadline and not victim_started:
         time.sleep(0.05)
-        if db.exists():
-            with Store(db, readonly=True, check=False) as st:
-                owners = {
-                    r[0] for r in st._db.execute("SELECT owner FROM trials WHERE status='running'")
-                }
-            victim_started = any(o and o.endswith(f":{victim.pid}") for o in owners)
+        victim_started = any(o.endswith(f":{victim.pid}") for o in _running_owners(db))
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     assert survivor.wait(timeout=120) == 0
@@ -79,6 +76,16 @@ def test_a_killed_driver_s_trial_runs_again_once(tmp_path):
     with Store(db) as st:
         assert st.counts()["running"] == st.counts()["queued"] == 0
         assert max(t.attempts for t in st.trials()) == 2
+
+
+def _running_owners(db) -> list[str]:
+    """Owners of the running trials; [] while the drivers are still creating the file."""
+    try:
+        with Store(db, readonly=True, check=False) as st:
+            rows = st._db.execute("SELECT owner FROM trials WHERE status='running'").fetchall()
+    except (sqlite3.OperationalError, StoreError):
+        return []
+    return [r[0] for r in rows if r[0]]
 
 
 def _finished_study(tmp_path):
