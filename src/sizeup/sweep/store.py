@@ -88,12 +88,16 @@ def _owner_alive(owner: str | None) -> bool:
 
 
 class Store:
-    """A SQLite-backed study: add trials, claim them, record results, export."""
+    """A SQLite-backed study: add trials, claim them, record results, export. With
+    readonly=True it only reads an existing study (every reader goes through here)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
         if self.path.suffix.lower() in (".csv", ".parquet", ".json"):
             raise ConfigError("store", str(self.path), "a SQLite file path such as study.db")
+        if readonly:
+            self._db = self._open_readonly()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # timeout: wait for a reader's lock instead of failing at once
@@ -107,6 +111,21 @@ class Store:
             raise StoreError(
                 f"store={str(self.path)!r} is not a usable SQLite study file: {e}"
             ) from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection to an existing study (readers such as `sizeup fit` and
+        `sizeup plan --from-study` neither create files nor add tables to someone's SQLite)."""
+        if not self.path.exists():
+            raise StoreError(f"store={str(self.path)!r} is not an existing study file")
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)
+            db.execute("SELECT id, seq, status, config, result FROM trials LIMIT 1")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(
+                f"store={str(self.path)!r} is not a sizeup study (a SQLite file with a trials "
+                f"table): {e}"
+            ) from None
+        return db
 
     # --- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
