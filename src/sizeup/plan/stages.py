@@ -469,6 +469,7 @@ def _transferred_lr(
         b=ratios.batch,
         d=ratios.data,
         alpha_data=alpha,
+        proxy=proxy.source,
     )
     warns = []
     if law_lr is not None and max(lr / law_lr[0], law_lr[0] / lr) > 2:

@@ -55,15 +55,16 @@ class Models:
     target: Any
     base: Any
     delta: Any
-    base_shape: Shape
 
 
 def base_shape(shape: Shape, proxy: Proxy | None) -> Shape:
-    """The parametrization's base: the proxy's width, depth and head_dim; without a proxy the
-    target's own width (one block: block 0 stands for every block)."""
+    """The parametrization's base model: the proxy's width and head_dim (without a proxy, the
+    target's own width). One block: parametrize reads every block's base shape from block 0,
+    and depth scaling takes the proxy's depth as a number (base_depth), so a deeper base would
+    only cost memory when it is built for real."""
     if proxy is None:
         return shape.with_width(shape.d_model, 1)
-    return shape.with_width(proxy.width, proxy.depth or 1, proxy.head_dim)
+    return shape.with_width(proxy.width, 1, proxy.head_dim)
 
 
 def build_models(shape: Shape, base: Shape, factory: ModelFactory, base_on_meta: bool) -> Models:
@@ -77,12 +78,12 @@ def build_models(shape: Shape, base: Shape, factory: ModelFactory, base_on_meta:
         base_model = factory(base) if base_on_meta else None
     if base_model is None:
         base_model = factory(base)
-    return Models(target, base_model, delta, base)
+    return Models(target, base_model, delta)
 
 
-def parametrize_target(models: Models, shape: Shape, recipe: Recipe, depth_scaled: bool) -> Any:
+def parametrize_target(models: Models, shape: Shape, recipe: Recipe, base_depth: int | None) -> Any:
     """sizeup.parametrize on the target with the recipe (sigma only when the recipe fixes it,
-    else parametrize's own default; depth scaling from the base's depth when asked)."""
+    else parametrize's own default; depth scaling from ``base_depth`` when given)."""
     from sizeup.parametrization import parametrize
 
     kw: dict[str, Any] = dict(
@@ -93,9 +94,9 @@ def parametrize_target(models: Models, shape: Shape, recipe: Recipe, depth_scale
     )
     if recipe.sigma is not None:
         kw["sigma"] = recipe.sigma
-    if depth_scaled:
+    if base_depth is not None:
         kw.update(
-            base_depth=models.base_shape.n_layer,
+            base_depth=base_depth,
             depth=shape.n_layer,
             depth_exponent=recipe.depth_exponent,
         )
@@ -168,7 +169,8 @@ def table_stage(
     base = base_shape(shape, src)
     models = build_models(shape, base, factory or gpt, recipe.sigma is not None or src is None)
     depth_scaled = bool(src and src.depth and recipe.depth_exponent is not None)
-    p = parametrize_target(models, shape, recipe, depth_scaled)
+    base_depth = src.depth if src is not None and depth_scaled else None
+    p = parametrize_target(models, shape, recipe, base_depth)
     base_batch = src.batch_tokens if src is not None else None
     opt, warns = target_optimizer(p, recipe, lr, batch.tokens, base_batch)
     layers = layer_rows(p, opt)
@@ -177,8 +179,8 @@ def table_stage(
     ex = note(
         "layers",
         f"{len(layers)} tensor classes",
-        "sizeup.parametrize(target on the meta device, base at width base_width, depth "
-        "base_depth) + Parametrization.optimizer(lr=eta, batch transfer B_base -> B): init std "
+        "sizeup.parametrize(target on the meta device, base at width base_width; depth "
+        "scaling from base_depth) + Parametrization.optimizer(lr=eta, batch transfer B_base -> B): init std "
         "and multiplier from the parametrization; lr, betas, eps and decay per step = group "
         "lr x group weight_decay from the optimizer's param groups",
         rule=recipe.rule,
@@ -186,7 +188,7 @@ def table_stage(
         readout_form=recipe.readout_form,
         sigma=recipe.sigma if recipe.sigma is not None else "model",
         base_width=base.d_model,
-        base_depth=base.n_layer if depth_scaled else "-",
+        base_depth=base_depth or "-",
         depth_exponent=recipe.depth_exponent if depth_scaled else "-",
         eta=lr.eta,
         B=batch.tokens,
