@@ -397,6 +397,8 @@ class Proxy:
     )
     recipe: Recipe | None = internal()  # how it was trained, when known (a study)
     tuned_width: int | None = internal()  # the widest width of a study (where lr was read)
+    seq_len: int | None = internal()  # a study's context and vocabulary, for the record: the
+    vocab_size: int | None = internal()  # target's own are ShapeOptions'; batches are in tokens
     source: str = internal("given")
 
     def __post_init__(self) -> None:

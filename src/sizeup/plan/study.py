@@ -110,8 +110,9 @@ def _proxy_fields(cfg: Any, lr: float, width: int, source: str) -> dict[str, Any
         batch_tokens=(cfg.base_batch_size or cfg.batch_size) * cfg.seq_len,
         tokens=float(cfg.steps * cfg.tokens_per_step),
         tuned_width=int(width),
-        source=f"{source}: optimum at width {width}, depth {cfg.depth}, seq_len "
-        f"{cfg.seq_len}, vocab {cfg.vocab_size}",
+        seq_len=cfg.seq_len,
+        vocab_size=cfg.vocab_size,
+        source=f"{source}: optimum at width {width}, depth {cfg.depth}",
         recipe=dict(
             rule=cfg.rule,
             optimizer=cfg.optimizer,
