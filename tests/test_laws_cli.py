@@ -1,7 +1,6 @@
 """`sizeup fit` and `sizeup flops` end to end, and loading CSV / Parquet / JSON / study files."""
 
 import json
-import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -85,15 +84,15 @@ def test_fit_chinchilla_approaches_1_and_2_from_parquet(tmp_path, approach, plot
 
 
 def _study(path, rows):
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE trials (id TEXT PRIMARY KEY, status TEXT, config TEXT, result TEXT)")
-    for i, (cfg, res) in enumerate(rows):
-        con.execute(
-            "INSERT INTO trials VALUES (?, ?, ?, ?)",
-            (str(i), "done", json.dumps(cfg), json.dumps(res)),
-        )
-    con.commit()
-    con.close()
+    """A real study file (sizeup.sweep.Store): one recorded trial per (config, result)."""
+    from sizeup.config import RunConfig, RunResult
+    from sizeup.sweep import Store
+
+    with Store(path) as st:
+        for cfg, res in rows:
+            c = RunConfig(**cfg)
+            st.add([c])
+            st.record(c.trial_id(), RunResult(config=c.to_dict(), **res))
 
 
 def test_study_loading_skips_diverged_and_says_so(tmp_path):
@@ -111,7 +110,7 @@ def test_study_loading_skips_diverged_and_says_so(tmp_path):
     rows.append(
         (
             {"lr": 1.0, "batch_size": 8, "seq_len": 64},
-            {"params": 1e6, "tokens": 1e7, "final_val_loss": None, "diverged": True},
+            {"params": 1e6, "tokens": 1e7, "diverged": True},
         )
     )
     _study(db, rows)

@@ -105,6 +105,7 @@ def parametrize_cmd(
         ),
         sets,
     )
+    from sizeup.optim import tensor_table
     from sizeup.train import build
 
     built = build(cfg)
@@ -115,23 +116,13 @@ def parametrize_cmd(
         p.print_table()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        rows = p.rows()
-        for key in ("lr", "eps"):
-            for r, v in zip(rows, _group_values(built.optimizer, rows, key)):
-                r[key] = v
+        # Each tensor's lr, betas, eps and decay per step as the optimizer holds them (the
+        # same table function as the planner's per-layer table).
+        rows = tensor_table(p.rows(), built.optimizer)
         (out / "parametrization.json").write_text(
             json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2)
         )
         typer.echo(f"wrote {out / 'parametrization.json'}")
-
-
-def _group_values(opt: Any, rows: list[dict], key: str) -> list[float | None]:
-    """Each tensor's effective ``key`` (lr, eps), read back from the optimizer's param groups."""
-    by_name: dict[str, float] = {}
-    for g in opt.param_groups:
-        for n in g.get("names", []):
-            by_name[n] = g.get(key)
-    return [by_name.get(r["name"]) for r in rows]
 
 
 def _print_summary(r: Any) -> None:

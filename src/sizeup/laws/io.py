@@ -7,13 +7,14 @@ user's own column names work through `--params-col`, `--tokens-col` and friends.
 from __future__ import annotations
 
 import json
-import sqlite3
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sizeup.errors import DataError
+from sizeup.errors import DataError, StoreError
 
 # column names tried, in order, when the user names none
 GUESSES: dict[str, tuple[str, ...]] = {
@@ -50,7 +51,7 @@ def load_table(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
             raise DataError(
                 f"data={str(p)!r} is not allowed: a .csv, .parquet, .json, .jsonl or study .db file"
             )
-    except (ValueError, OSError, sqlite3.DatabaseError) as e:
+    except (ValueError, OSError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"data={str(p)!r} is not allowed: a readable table ({e})") from e
@@ -76,40 +77,24 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
     """Flatten a sizeup study: one row per finished trial with params, tokens, loss, flops, lr,
     batch (tokens per step) and every config field under `config.<name>`.
 
-    Diverged or failed trials are left out unless include_diverged=True; the count left out is
-    kept in `df.attrs["skipped"]` so callers can say so.
+    Read through sizeup.sweep.Store (the one reader of study files). Diverged or failed
+    trials are left out unless include_diverged=True; the count left out is kept in
+    `df.attrs["skipped"]` so callers can say so.
     """
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    from sizeup.sweep.store import Store
+
     try:
-        rows = con.execute("SELECT config, result FROM trials WHERE result IS NOT NULL").fetchall()
-    except sqlite3.DatabaseError as e:
-        raise DataError(
-            f"study={str(path)!r} is not allowed: a sizeup study with a `trials` table ({e})"
-        ) from e
-    finally:
-        con.close()
+        with Store(path, readonly=True) as st:
+            trials = [t for t in st.trials() if t.result is not None]
+    except StoreError as e:
+        raise DataError(f"study={str(path)!r} is not allowed: {e}") from e
     out, skipped = [], 0
-    for cfg_s, res_s in rows:
-        cfg, res = json.loads(cfg_s), json.loads(res_s)
-        loss = res.get("final_val_loss")
-        if loss is None:
-            loss = res.get("final_train_loss")
-        if (res.get("diverged") or loss is None) and not include_diverged:
+    for t in trials:
+        bad = t.result.diverged or not math.isfinite(t.result.loss)
+        if bad and not include_diverged:
             skipped += 1
             continue
-        seq = cfg.get("seq_len", 1) if cfg.get("model", "gpt") == "gpt" else 1
-        row = {
-            "params": res.get("params"),
-            "tokens": res.get("tokens"),
-            "loss": loss,
-            "flops": res.get("flops"),
-            "lr": cfg.get("lr"),
-            "batch_tokens": cfg.get("batch_size", 0) * seq,
-            "steps": cfg.get("steps"),
-            "diverged": bool(res.get("diverged")),
-        }
-        row.update({f"config.{k}": v for k, v in cfg.items()})
-        out.append(row)
+        out.append(_study_row(t.config, t.result))
     df = pd.DataFrame(out)
     df.attrs["skipped"] = skipped
     if df.empty:
@@ -118,6 +103,22 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
             f"({skipped} diverged or unfinished)"
         )
     return df
+
+
+def _study_row(cfg: Any, res: Any) -> dict[str, Any]:
+    """One trial as a row: its result's numbers, lr, batch in tokens and every config field."""
+    row: dict[str, Any] = {
+        "params": res.params,
+        "tokens": res.tokens,
+        "loss": res.loss if math.isfinite(res.loss) else None,
+        "flops": res.flops,
+        "lr": cfg.lr,
+        "batch_tokens": cfg.tokens_per_step,
+        "steps": cfg.steps,
+        "diverged": bool(res.diverged),
+    }
+    row.update({f"config.{k}": v for k, v in cfg.to_dict().items()})
+    return row
 
 
 def pick_column(

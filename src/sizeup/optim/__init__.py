@@ -1,6 +1,6 @@
 """Optimizers under the scaling rules: param groups with per-tensor lr/wd multipliers, AdamW and
 SGD with weight decay independent of lr and width, Muon (Newton-Schulz) with AdamW for the rest,
-and batch-size transfer of lr, betas and eps."""
+batch-size transfer of lr, betas and eps, and the per-tensor table read back from the groups."""
 
 from sizeup.optim.groups import (
     SGDW,
@@ -12,6 +12,7 @@ from sizeup.optim.groups import (
     param_groups,
 )
 from sizeup.optim.muon import NS_COEFFICIENTS, Muon, muon_scale, newton_schulz
+from sizeup.optim.table import collapse, group_values, tensor_class, tensor_table
 from sizeup.optim.transfer import transfer_batch
 
 __all__ = [
@@ -19,12 +20,16 @@ __all__ = [
     "SGDW",
     "Muon",
     "build_optimizer",
+    "collapse",
     "decay_per_step",
     "decay_warning",
     "TensorScaling",
     "group_table",
+    "group_values",
     "muon_scale",
     "newton_schulz",
     "param_groups",
+    "tensor_class",
+    "tensor_table",
     "transfer_batch",
 ]

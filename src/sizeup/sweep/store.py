@@ -151,8 +151,17 @@ class Store:
             raise StoreError(_damaged(self.path, str(e))) from None
 
     def _connect(self, readonly: bool) -> sqlite3.Connection:
-        if readonly:
-            return sqlite3.connect(_ro_uri(self.path), uri=True, timeout=30.0)
+        if readonly:  # readers neither create files nor add tables to someone's SQLite
+            db = sqlite3.connect(_ro_uri(self.path), uri=True, timeout=30.0)
+            try:
+                db.execute("SELECT id, seq, status, config, result FROM trials LIMIT 1")
+            except sqlite3.OperationalError as e:
+                db.close()
+                raise StoreError(
+                    f"store={str(self.path)!r} is not a sizeup study (a SQLite file with a "
+                    f"trials table): {e}"
+                ) from None
+            return db
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # timeout: wait for another driver's write lock instead of failing at once
         db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)

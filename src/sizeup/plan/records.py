@@ -1,0 +1,543 @@
+"""The planner's inputs, as typed records declared once.
+
+Each record groups one concern of a plan: the target (budget, size, tokens), the shape (an
+explicit GPT shape or the family rule), the proxy that was tuned and the recipe it was tuned
+with (parametrization and optimizer settings, which the target must share for the tuning to
+transfer), the laws, the batch and schedule, the hardware and the warning thresholds.
+
+Every field carries its command-line help in its metadata (``opt``); ``sizeup.plan.options``
+maps flat option names (``--base-lr``, ``--rule``, ...) onto these fields generically, so the
+command line and ``plan(**options)`` are driven by these declarations and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sizeup.choices import (
+    COOLDOWNS,
+    OPTIMIZERS,
+    READOUT_FORMS,
+    RULES,
+    Cooldown,
+    Optimizer,
+    ReadoutForm,
+    Rule,
+    choices_help,
+)
+from sizeup.errors import ConfigError, check_choice, check_positive
+
+
+def opt(default: Any, help: str, *, cli: str | None = None, flag: str | None = None) -> Any:
+    """A record field with its command-line help. ``cli`` renames the option (the flat name
+    ``plan()`` also accepts); ``flag`` gives the switch spelling of a boolean."""
+    meta = {"help": help}
+    if cli is not None:
+        meta["cli"] = cli
+    if flag is not None:
+        meta["flag"] = flag
+    return field(default=default, metadata=meta)
+
+
+def internal(default: Any = None) -> Any:
+    """A record field that is not a command-line option (set by code, e.g. from a study)."""
+    return field(default=default, metadata={"cli": False})
+
+
+def _positive_or_none(record: Any, names: tuple[str, ...]) -> None:
+    """Every named field is None or a positive number (bools are not numbers here)."""
+    for name in names:
+        v = getattr(record, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ConfigError(name, v, "a positive number")
+
+
+def _fraction(name: str, value: float, closed_hi: bool = False) -> None:
+    """value in [0, 1) (or (0, 1] with closed_hi), else a ConfigError naming the field."""
+    ok = 0 < value <= 1 if closed_hi else 0 <= value < 1
+    if not ok:
+        raise ConfigError(
+            name, value, "a fraction in (0, 1]" if closed_hi else "a fraction in [0, 1)"
+        )
+
+
+def _numbers(field_name: str, value: Any, n: int, what: str) -> tuple[float, ...] | None:
+    """n comma-separated numbers (a string from the command line) or a sequence of n numbers."""
+    if value is None:
+        return None
+    try:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        out = tuple(float(x) for x in parts)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(field_name, value, what) from e
+    if len(out) != n:
+        raise ConfigError(field_name, value, what)
+    return out
+
+
+# ----------------------------------------------------------------------------- target
+
+
+@dataclass
+class Target:
+    """What to plan for: a compute budget, a size, tokens, or tokens per parameter (or an
+    explicit shape, in ShapeOptions)."""
+
+    compute: float | None = opt(None, "Target compute budget C in FLOPs.")
+    params: float | None = opt(None, "Target total parameters N.")
+    tokens: float | None = opt(None, "Training tokens D.")
+    tokens_per_param: float | None = opt(None, "Tokens per parameter D/N.")
+
+    def __post_init__(self) -> None:
+        c = self.compute
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0):
+            raise ConfigError(
+                "compute", c, "a positive number of FLOPs (a zero budget trains nothing)"
+            )
+        _positive_or_none(self, ("params", "tokens", "tokens_per_param"))
+        if self.tokens is not None and self.tokens_per_param is not None:
+            raise ConfigError(
+                "tokens_per_param",
+                self.tokens_per_param,
+                f"left out when tokens={self.tokens:g} is given (give one of the two)",
+            )
+
+
+# ----------------------------------------------------------------------------- shape
+
+
+@dataclass
+class Shape:
+    """A GPT shape (sizeup.models.GPTConfig names); n_head defaults to d_model / head_dim.
+    Hidden sizes are the GPT's own (``gpt_config().mlp_hidden``), so a plan's parameter count,
+    FLOPs and per-layer table all see one model."""
+
+    n_layer: int
+    d_model: int
+    n_head: int | None = None
+    head_dim: int | None = None
+    n_kv_head: int | None = None
+    vocab_size: int = 32000
+    seq_len: int = 2048
+    mlp_ratio: float = 8 / 3
+    tie_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "d_model", "vocab_size", "seq_len"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("mlp_ratio", self.mlp_ratio)
+        if self.n_head is None:
+            hd = self.head_dim or min(128, self.d_model)
+            check_positive("head_dim", hd, integer=True)
+            if self.d_model % hd:
+                raise ConfigError("head_dim", hd, f"a divisor of d_model={self.d_model}")
+            self.n_head, self.head_dim = self.d_model // hd, hd
+        check_positive("n_head", self.n_head, integer=True)
+        if self.head_dim is None:
+            if self.d_model % self.n_head:
+                raise ConfigError("n_head", self.n_head, f"a divisor of d_model={self.d_model}")
+            self.head_dim = self.d_model // self.n_head
+        self.n_kv_head = self.n_kv_head or self.n_head
+        if self.n_head % self.n_kv_head:
+            raise ConfigError("n_kv_head", self.n_kv_head, f"a divisor of n_head={self.n_head}")
+        self._d_ff = self.gpt_config().mlp_hidden  # validates the GPT's own constraints too
+
+    def gpt_config(self) -> Any:
+        """The built-in GPT's config for this shape (sizeup.models.GPTConfig)."""
+        from sizeup.models.gpt import GPTConfig
+
+        return GPTConfig(
+            d_model=self.d_model,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            head_dim=self.head_dim,
+            n_kv_head=self.n_kv_head,
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+            mlp_ratio=self.mlp_ratio,
+            tie_embeddings=self.tie_embeddings,
+        )
+
+    @property
+    def d_ff(self) -> int:
+        """SwiGLU hidden size, as sizeup.models.GPTConfig.mlp_hidden rounds it."""
+        return self._d_ff
+
+    def with_width(self, d_model: int, n_layer: int, head_dim: int | None = None) -> Shape:
+        """The same family at another width and depth: head_dim kept (or given), GQA ratio kept
+        where the head count allows, vocabulary, context and MLP ratio unchanged."""
+        hd = head_dim or self.head_dim
+        while d_model % hd and hd > 2:
+            hd //= 2  # a narrow proxy: the largest head_dim that divides its width
+        heads = d_model // hd
+        group = self.n_head // self.n_kv_head
+        kv = heads // group if heads % group == 0 else heads
+        return dataclasses.replace(
+            self, n_layer=n_layer, d_model=d_model, n_head=heads, head_dim=hd, n_kv_head=kv
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields plus d_ff."""
+        return {**asdict(self), "d_ff": self.d_ff}
+
+    def params(self, embeddings: bool = True) -> int:
+        """Parameter count (sizeup.laws.flops.gpt_params)."""
+        from sizeup.laws.flops import gpt_params
+
+        return int(gpt_params(embeddings=embeddings, mlp_hidden=self.d_ff, **asdict(self)))
+
+    def flops_per_token(self, convention: str) -> float:
+        """Training FLOPs per token: 6N (total params) for "6ND", DeepSeek's M for "MD"."""
+        from sizeup.laws.flops import flops_per_token
+
+        if convention == "6ND":
+            return 6.0 * self.params()
+        return flops_per_token("deepseek", self.n_layer, self.d_model, self.seq_len)
+
+    def exact_flops_per_token(self) -> float:
+        """Every matmul of the built-in GPT, causal attention (sizeup.laws.flops)."""
+        from sizeup.laws.flops import gpt_exact_flops_per_token
+
+        return float(gpt_exact_flops_per_token(causal=True, mlp_hidden=self.d_ff, **asdict(self)))
+
+
+@dataclass
+class ShapeOptions:
+    """An explicit shape (n_layer and d_model, optionally n_head, n_kv_head) or the family
+    rule (aspect ratio, head_dim) that picks one for a target size."""
+
+    n_layer: int | None = opt(None, "Explicit shape: number of blocks.")
+    d_model: int | None = opt(None, "Explicit shape: model width.")
+    n_head: int | None = opt(None, "Explicit shape: attention heads (default d_model / head_dim).")
+    head_dim: int = opt(128, "Head dimension (family rule and default heads).")
+    n_kv_head: int | None = opt(None, "Key/value heads (GQA); default n_head.")
+    vocab_size: int = opt(32000, "Vocabulary size.")
+    seq_len: int = opt(2048, "Sequence length.")
+    mlp_ratio: float = opt(8 / 3, "SwiGLU hidden size / d_model.")
+    tie_embeddings: bool = opt(
+        False, "Tie the LM head to the embedding.", flag="--tie-embeddings/--no-tie-embeddings"
+    )
+    aspect_ratio: float = opt(128.0, "Family rule: d_model / n_layer.")
+
+    def __post_init__(self) -> None:
+        check_positive("aspect_ratio", self.aspect_ratio)
+        check_positive("head_dim", self.head_dim, integer=True)
+
+    @classmethod
+    def of(cls, shape: Shape) -> ShapeOptions:
+        """Options that give exactly ``shape``."""
+        return cls(**{f.name: getattr(shape, f.name) for f in dataclasses.fields(Shape)})
+
+    def explicit(self) -> Shape | None:
+        """The explicit shape, or None when the family rule is to pick one."""
+        if self.n_layer is None and self.d_model is None:
+            return None
+        if self.n_layer is None or self.d_model is None:
+            raise ConfigError(
+                "n_layer/d_model",
+                (self.n_layer, self.d_model),
+                "both given for an explicit shape (or neither)",
+            )
+        return Shape(
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            n_head=self.n_head,
+            head_dim=None if self.n_head is not None else self.head_dim,
+            n_kv_head=self.n_kv_head,
+            **self.family(),
+        )
+
+    def family(self) -> dict[str, Any]:
+        """What every shape of the family shares (shape_for's keyword arguments)."""
+        return dict(
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+            mlp_ratio=self.mlp_ratio,
+            tie_embeddings=self.tie_embeddings,
+        )
+
+
+def shape_for(
+    size: float,
+    *,
+    convention: str = "6ND",
+    aspect_ratio: float = 128.0,
+    head_dim: int = 128,
+    vocab_size: int = 32000,
+    seq_len: int = 2048,
+    mlp_ratio: float = 8 / 3,
+    n_kv_head_ratio: int = 1,
+    tie_embeddings: bool = False,
+) -> Shape:
+    """The family shape (d_model ~ aspect_ratio * n_layer, a multiple of head_dim) whose size is
+    closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD"."""
+    check_positive("size", size)
+    check_positive("aspect_ratio", aspect_ratio)
+    check_positive("head_dim", head_dim, integer=True)
+    check_choice("convention", convention, ("6ND", "MD"))
+    common = dict(
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        mlp_ratio=mlp_ratio,
+        tie_embeddings=tie_embeddings,
+    )
+
+    def measure(s: Shape) -> float:
+        return s.params() if convention == "6ND" else s.flops_per_token("MD")
+
+    best: tuple[float, Shape] | None = None
+    for L in range(1, 2001):
+        # d_model in head_dim steps within a band around the aspect ratio: finer than one
+        # layer's worth of parameters, so the shape lands within about 1% of the target.
+        centre = aspect_ratio * L / head_dim
+        lo, hi = max(1, math.floor(centre / 1.25)), max(1, math.ceil(centre * 1.25))
+        for heads in range(lo, hi + 1):
+            kv = heads // n_kv_head_ratio if heads % n_kv_head_ratio == 0 else heads
+            s = Shape(n_layer=L, d_model=heads * head_dim, n_head=heads, n_kv_head=kv, **common)
+            # Size error first (in 1% bins); among near-ties, the one closest to the aspect ratio.
+            err = round(abs(math.log(measure(s) / size)) / 0.01) + abs(
+                math.log(s.d_model / (aspect_ratio * L))
+            )
+            if best is None or err < best[0]:
+                best = (err, s)
+        if measure(Shape(n_layer=L, d_model=lo * head_dim, n_head=lo, **common)) > 4 * size:
+            break  # every later depth is well past the target
+    assert best is not None
+    return best[1]
+
+
+# ----------------------------------------------------------------------------- proxy
+
+
+@dataclass
+class Recipe:
+    """How the proxy was parametrized and optimized; the target gets the same recipe, since a
+    tuned lr only transfers under the parametrization it was tuned with."""
+
+    rule: Rule = opt("mup", "Parametrization: " + choices_help(RULES) + ".")
+    optimizer: Optimizer = opt("adamw", "Optimizer: " + choices_help(OPTIMIZERS) + ".")
+    readout_form: ReadoutForm = opt(
+        "table3", "muP readout form: table3 (init sigma/n) or table8 (multiplier 1/n)."
+    )
+    scale_eps: bool = opt(
+        True,
+        "Adam eps per tensor, following its gradient scale.",
+        flag="--scale-eps/--no-scale-eps",
+    )
+    sigma: float | str | None = opt(
+        None, "Base init std: a number, 'fan_in', or 'model' (the model's own init; the default)."
+    )
+    beta1: float = opt(0.9, "Adam beta1.")
+    beta2: float = opt(0.95, "Adam beta2.")
+    eps: float = opt(1e-8, "Adam eps at the base width.")
+    weight_decay: float = opt(
+        0.1, "Weight decay lambda (torch AdamW's, at the base width): lr x lambda per step."
+    )
+    momentum: float = opt(0.9, "SGD / Muon momentum.")
+    depth_exponent: float | None = opt(
+        None, "Depth-muP exponent: residual branches x (L/L_base)^-alpha (with --base-depth)."
+    )
+    muon_lr: float | None = opt(None, "Muon's lr for the hidden matrices (default: the lr).")
+
+    def __post_init__(self) -> None:
+        check_choice("rule", self.rule, RULES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("readout_form", self.readout_form, READOUT_FORMS)
+        self.sigma = _sigma(self.sigma)
+        check_positive("eps", self.eps)
+        if self.weight_decay < 0:
+            raise ConfigError("weight_decay", self.weight_decay, "a number >= 0")
+        for name in ("beta1", "beta2", "momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(name, getattr(self, name), "a number in [0, 1)")
+        _positive_or_none(self, ("depth_exponent", "muon_lr"))
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """(beta1, beta2)."""
+        return (self.beta1, self.beta2)
+
+
+def _sigma(value: Any) -> float | str | None:
+    """A base init std: a positive number, 'fan_in', or None/'model' for the model's own."""
+    if value is None or value == "model":
+        return None
+    if value == "fan_in":
+        return value
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        s = math.nan
+    if isinstance(value, bool) or not s > 0:
+        raise ConfigError("sigma", value, "a positive number, 'fan_in' or 'model'")
+    return s
+
+
+@dataclass
+class Proxy:
+    """The small model that was tuned: its width and depth (the parametrization's base), its
+    tuned peak lr (the global eta), batch and training tokens, and how it was trained."""
+
+    width: int | None = opt(
+        None, "Proxy d_model, the base of its parametrization (enables transfer).", cli="base_width"
+    )
+    depth: int | None = opt(None, "Proxy n_layer.", cli="base_depth")
+    lr: float | None = opt(None, "Proxy's tuned peak lr (the global eta).", cli="base_lr")
+    batch_tokens: int | None = opt(None, "Proxy's batch in tokens.", cli="base_batch")
+    tokens: float | None = opt(None, "Proxy's training tokens.", cli="base_tokens")
+    head_dim: int | None = opt(
+        None, "Proxy head dimension (default: the target's).", cli="base_head_dim"
+    )
+    recipe: Recipe | None = internal()  # how it was trained, when known (a study)
+    tuned_width: int | None = internal()  # the widest width of a study (where lr was read)
+    seq_len: int | None = internal()  # a study's context and vocabulary, for the record: the
+    vocab_size: int | None = internal()  # target's own are ShapeOptions'; batches are in tokens
+    source: str = internal("given")
+
+    def __post_init__(self) -> None:
+        if self.width is None:
+            raise ConfigError(
+                "base_width",
+                None,
+                "given whenever a proxy setting (--base-lr, --base-batch, --base-tokens, "
+                "--base-depth) is",
+            )
+        check_positive("base_width", self.width, integer=True)
+        for name in ("depth", "head_dim", "batch_tokens"):
+            if getattr(self, name) is not None:
+                check_positive(f"base_{name}", getattr(self, name), integer=True)
+        for name in ("lr", "tokens"):
+            if getattr(self, name) is not None:
+                check_positive(f"base_{name}", getattr(self, name))
+
+    @classmethod
+    def from_study(cls, path: str | Path, group: str | dict[str, Any] | None = None) -> Proxy:
+        """The proxy a sweep study tuned, read through sizeup.sweep.Store: shape, batch,
+        tokens and recipe of its trials, and the transfer analysis' optimal lr at the widest
+        width (sizeup.plan.study; ``group`` picks one of several groups, e.g. "rule=mup")."""
+        from sizeup.plan.study import study_proxy
+
+        fields = study_proxy(path, group)
+        return cls(recipe=Recipe(**fields.pop("recipe")), **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the recipe nested)."""
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- laws
+
+
+@dataclass
+class Laws:
+    """Where size, tokens, batch and lr come from when the target or proxy leaves them open."""
+
+    preset: Any = opt(
+        "chinchilla", "Laws: chinchilla, epoch, deepseek-v1, or a `sizeup fit` fit.json / folder."
+    )
+    lr_law: Any = opt(None, "eta(C) as 'coef,exponent'.")
+    batch_law: Any = opt(None, "B(C) in tokens as 'coef,exponent'.")
+    lr_nd_law: Any = opt(None, "eta(N, D) = coef N^a D^b as 'coef,a,b'.")
+    batch_d_law: Any = opt(None, "B(D) in tokens as 'coef,exponent'.")
+    data_exponent: float = opt(0.0, "alpha_data: lr x (D/D_base)^alpha_data.")
+    fit_range: Any = opt(None, "Compute range the law was fitted on, 'Cmin,Cmax'.")
+
+    def __post_init__(self) -> None:
+        for name, n in (("lr_law", 2), ("batch_law", 2), ("lr_nd_law", 3), ("batch_d_law", 2)):
+            what = f"{n} comma-separated numbers, the coefficient first and > 0"
+            v = _numbers(name, getattr(self, name), n, what)
+            if v is not None and not v[0] > 0:
+                raise ConfigError(name, getattr(self, name), what)
+            setattr(self, name, v)
+        self.fit_range = _numbers("fit_range", self.fit_range, 2, "'Cmin,Cmax' in FLOPs")
+
+    def resolve(self) -> Any:
+        """The LawPreset: a preset name, a fit.json path or folder, or a LawPreset."""
+        from sizeup.laws.presets import PRESET_NAMES, LawPreset, get_preset, load_fit
+
+        p = self.preset
+        if isinstance(p, LawPreset):
+            return p
+        if isinstance(p, (str, Path)) and str(p) in PRESET_NAMES:
+            return get_preset(str(p))
+        if isinstance(p, (str, Path)) and (str(p).endswith(".json") or Path(p).is_dir()):
+            return load_fit(p)
+        raise ConfigError(
+            "preset",
+            p,
+            "one of "
+            + ", ".join(PRESET_NAMES)
+            + ", a `sizeup fit` output (fit.json or its folder), or a LawPreset",
+        )
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@dataclass
+class ScheduleOptions:
+    """The target's batch (when given) and its WSD schedule."""
+
+    batch_tokens: float | None = opt(None, "Batch in tokens (overrides the laws).")
+    batch_multiple: int = opt(8, "Round the batch to a multiple of this many sequences.")
+    warmup: int | None = opt(None, "Warmup steps (default warmup_frac of the steps).")
+    warmup_frac: float = opt(0.01, "Warmup as a fraction of the steps.")
+    decay_frac: float = opt(0.2, "WSD: fraction of steps in the cooldown.")
+    cooldown: Cooldown = opt("linear", "WSD cooldown: " + choices_help(COOLDOWNS) + ".")
+
+    def __post_init__(self) -> None:
+        _positive_or_none(self, ("batch_tokens",))
+        check_positive("batch_multiple", self.batch_multiple, integer=True)
+        check_choice("cooldown", self.cooldown, COOLDOWNS)
+        _fraction("decay_frac", self.decay_frac)
+        _fraction("warmup_frac", self.warmup_frac)
+
+
+@dataclass
+class Hardware:
+    """What the run trains on, for wall time and cost."""
+
+    gpu: str | float | None = opt(
+        None, "GPU type (sizeup.laws.flops.GPU_PEAK_FLOPS) or peak FLOP/s."
+    )
+    n_gpus: int = opt(1, "Number of GPUs.")
+    mfu: float = opt(0.4, "Model FLOPs utilisation for time and cost.")
+    gpu_price: float | None = opt(None, "Price per GPU-hour.")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.gpu, str):
+            try:
+                self.gpu = float(self.gpu)
+            except ValueError:
+                pass  # a name, checked by sizeup.laws.flops.peak_flops
+        check_positive("n_gpus", self.n_gpus, integer=True)
+        _fraction("mfu", self.mfu, closed_hi=True)
+        _positive_or_none(self, ("gpu_price",))
+
+
+@dataclass
+class Checks:
+    """Thresholds of the plan's errors and warnings."""
+
+    critical_batch: float | None = opt(None, "Critical batch in tokens (warn above it).")
+    min_tokens_per_param: float = opt(1.0, "Refuse plans with fewer tokens per parameter.")
+    optimum_tolerance: float = opt(
+        4.0, "Warn when tokens per parameter are this far from the law's optimum."
+    )
+    extrapolation_limit: float = opt(
+        100.0, "Warn when C is this far outside the law's fitted range."
+    )
+
+    def __post_init__(self) -> None:
+        _positive_or_none(self, ("critical_batch",))
+        if self.min_tokens_per_param < 0:
+            raise ConfigError("min_tokens_per_param", self.min_tokens_per_param, "a number >= 0")
+        check_positive("optimum_tolerance", self.optimum_tolerance)
+        check_positive("extrapolation_limit", self.extrapolation_limit)
