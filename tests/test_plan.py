@@ -753,3 +753,12 @@ def test_parametrize_out_writes_the_same_table_columns(tmp_path):
         assert r["decay_per_step"] == pytest.approx(r["lr"] * r["weight_decay"], rel=1e-12)
         assert (r["beta1"], r["beta2"], r["update"]) == (0.9, 0.95, "adamw")
         assert r["eps"] == pytest.approx(1e-8 * r["eps_mult"], rel=1e-12)
+
+
+@pytest.mark.parametrize("target", [{"compute": 1e21}, {"params": 1e9}])
+def test_n_kv_head_holds_when_the_shape_comes_from_the_target(target):
+    # Hardening issue, item 10: --n-kv-head was ignored unless the shape was explicit.
+    p = plan(preset="chinchilla", n_kv_head=4, **target)
+    assert p.shape["n_kv_head"] == 4 and p.shape["n_head"] % 4 == 0
+    with pytest.raises(ConfigError, match="n_kv_head"):
+        plan(preset="chinchilla", n_kv_head=0, **target)

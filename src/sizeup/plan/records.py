@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sizeup.choices import (
+    COMPUTE_CONVENTIONS,
     COOLDOWNS,
     OPTIMIZERS,
     READOUT_FORMS,
@@ -272,15 +273,18 @@ def shape_for(
     vocab_size: int = 32000,
     seq_len: int = 2048,
     mlp_ratio: float = 8 / 3,
-    n_kv_head_ratio: int = 1,
+    n_kv_head: int | None = None,
     tie_embeddings: bool = False,
 ) -> Shape:
     """The family shape (d_model ~ aspect_ratio * n_layer, a multiple of head_dim) whose size is
-    closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD"."""
+    closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD".
+    ``n_kv_head`` (GQA) keeps that many key/value heads: only head counts it divides qualify."""
     check_positive("size", size)
     check_positive("aspect_ratio", aspect_ratio)
     check_positive("head_dim", head_dim, integer=True)
-    check_choice("convention", convention, ("6ND", "MD"))
+    check_choice("convention", convention, COMPUTE_CONVENTIONS)
+    if n_kv_head is not None:
+        check_positive("n_kv_head", n_kv_head, integer=True)
     common = dict(
         head_dim=head_dim,
         vocab_size=vocab_size,
@@ -299,7 +303,9 @@ def shape_for(
         centre = aspect_ratio * L / head_dim
         lo, hi = max(1, math.floor(centre / 1.25)), max(1, math.ceil(centre * 1.25))
         for heads in range(lo, hi + 1):
-            kv = heads // n_kv_head_ratio if heads % n_kv_head_ratio == 0 else heads
+            if n_kv_head is not None and heads % n_kv_head:
+                continue
+            kv = n_kv_head or heads
             s = Shape(n_layer=L, d_model=heads * head_dim, n_head=heads, n_kv_head=kv, **common)
             # Size error first (in 1% bins); among near-ties, the one closest to the aspect ratio.
             err = round(abs(math.log(measure(s) / size)) / 0.01) + abs(
@@ -309,7 +315,12 @@ def shape_for(
                 best = (err, s)
         if measure(Shape(n_layer=L, d_model=lo * head_dim, n_head=lo, **common)) > 4 * size:
             break  # every later depth is well past the target
-    assert best is not None
+    if best is None:
+        raise ConfigError(
+            "n_kv_head",
+            n_kv_head,
+            "a number of heads that divides a head count near the family shape (e.g. 1, 2, 4, 8)",
+        )
     return best[1]
 
 

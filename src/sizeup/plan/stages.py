@@ -85,6 +85,7 @@ def size_stage(target: Target, options: ShapeOptions, law: Any) -> Stage[Size]:
         convention=convention,
         aspect_ratio=options.aspect_ratio,
         head_dim=options.head_dim,
+        n_kv_head=options.n_kv_head,
         **options.family(),
     )
     N = shape.params()
