@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sizeup.errors import SizeupError
+from sizeup.errors import DataError, SizeupError
 from sizeup.laws.chinchilla import (
     ChinchillaLaw,
     approach3_objective,
@@ -190,3 +190,16 @@ def test_gadre_small_runs_predict_held_out_large_runs():
         - 1
     )
     assert rel.max() < 0.01, rel  # measured: 0.40% (1.4B, 640 tok/param) and 0.42% (6.9B)
+
+
+def test_approach3_refuses_data_that_cannot_identify_it_and_warns_when_weak():
+    # Hardening issue, item 11: one model size used to return rc 0 and meaningless A, alpha.
+    law = ChinchillaLaw(E=1.8, A=400.0, B=410.0, alpha=0.34, beta=0.28)
+    D = np.geomspace(1e9, 1e11, 8)
+    N = np.full_like(D, 1e8)
+    with pytest.raises(DataError, match="params: 1 distinct value.*A and alpha"):
+        fit_approach3(N, D, law.loss(N, D))
+    N2 = np.where(np.arange(8) % 2, 1e8, 4e8)
+    fit = fit_approach3(N2, D, law.loss(N2, D))
+    assert fit.warnings and "only 2 distinct params" in fit.warnings[0]
+    assert fit.to_dict()["warnings"] == fit.warnings

@@ -181,6 +181,8 @@ def fit_chinchilla(
             f"left out {skipped} diverged or unfinished trials (use --include-diverged to keep them)"
         )
     _print_table(f"Chinchilla approach {approach} ({len(L)} points)", rows)
+    for w in getattr(fit, "warnings", []):
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"wrote {path}")
 
 

@@ -3,7 +3,7 @@ compute-optimal allocation (Hoffmann et al. 2022)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -328,6 +328,7 @@ class Approach3Fit:
     delta: float
     samples: np.ndarray | None = None  # (n_boot, 5): E, A, B, alpha, beta
     level: float = 0.9
+    warnings: list[str] = field(default_factory=list)  # weakly identified parameters
 
     def interval(self, values: np.ndarray) -> tuple[float, float]:
         """Central `level` percentile interval of bootstrap values."""
@@ -405,6 +406,7 @@ class Approach3Fit:
             "d_opt": {"coef": 1 / (law.G * 6**law.b), "exponent": law.b},
             "compute": "6ND",
             "level": self.level,
+            "warnings": list(self.warnings),
         }
         if self.samples is not None:
             d["bootstrap"] = int(len(self.samples))
@@ -413,6 +415,29 @@ class Approach3Fit:
         if compute is not None:
             d["derived"] = self.derived(compute)
         return d
+
+
+def identifiability(N: np.ndarray, D: np.ndarray) -> list[str]:
+    """Refuse data that cannot identify approach 3's parameters, warn where they are weak.
+
+    L = E + A/N^alpha + B/D^beta: with one model size, A, alpha and E trade off freely (and
+    likewise B, beta with one token count); with two, the curve in N has as many free
+    parameters as points and its exponent is fixed by noise alone.
+    """
+    out = []
+    for name, x, part in (("params", N, "A and alpha"), ("tokens", D, "B and beta")):
+        k = np.unique(np.round(np.log(x), 6)).size
+        if k < 2:
+            raise DataError(
+                f"{name}: {k} distinct value is not allowed: approach 3 needs at least 2 (better "
+                f"5 or more) distinct {name} to identify {part}; add runs of other sizes"
+            )
+        if k < 3:
+            out.append(
+                f"only {k} distinct {name} values: {part} are weakly identified (their intervals "
+                "and any extrapolation in this direction mean little); add runs of other sizes"
+            )
+    return out
 
 
 def fit_approach3(
@@ -443,6 +468,7 @@ def fit_approach3(
         raise ConfigError("level", level, "a fraction in (0, 1)")
     N, D, L = _check_points(N, D, L, min_points=5)
     N, D, L, dropped = drop_highest(N, D, L, drop_highest_k)
+    warns = identifiability(N, D)
     n_par = 4 if tie_exponents else 5
     if N.size <= n_par:
         raise DataError(
@@ -457,7 +483,7 @@ def fit_approach3(
         samples = _bootstrap(
             theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed, tie_exponents
         )
-    return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level)
+    return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level, warns)
 
 
 def _bootstrap(
