@@ -208,29 +208,52 @@ class RunConfig:
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML, TOML or JSON file into a dict, with a clear error for anything else."""
+    """Read a YAML, TOML or JSON file into a dict; a file that is missing, not UTF-8 text or
+    not valid in its format gets a ConfigError naming it and the parser's first complaint."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise ConfigError("config", str(p), "an existing .yaml, .yml, .toml or .json file")
     suffix = p.suffix.lower()
-    text = p.read_text()
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    elif suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        data = tomllib.loads(text)
-    elif suffix == ".json":
-        data = json.loads(text)
-    else:
+    if suffix not in _PARSERS:
         raise ConfigError("config", str(p), "a file ending in .yaml, .yml, .toml or .json")
+    kind, parse = _PARSERS[suffix]
+    try:
+        data = parse(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError("config", str(p), f"UTF-8 text ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # json, tomllib and yaml (via _yaml) all raise ValueErrors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError("config", str(p), f"valid {kind} ({first})") from None
     if not isinstance(data, dict):
         raise ConfigError("config", str(p), "a mapping of field: value at the top level")
     return data
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{getattr(e, 'problem', None) or e}{where}") from None
+
+
+def _toml(text: str) -> Any:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib.loads(text)
+
+
+_PARSERS = {
+    ".yaml": ("YAML", _yaml),
+    ".yml": ("YAML", _yaml),
+    ".toml": ("TOML", _toml),
+    ".json": ("JSON", json.loads),
+}
 
 
 @dataclass

@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     except SizeupError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # a path the user gave that cannot be read or written: one line, no traceback
+        typer.secho(f"error: {e.filename}: {e.strerror}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

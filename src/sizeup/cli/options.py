@@ -5,6 +5,7 @@ from ``OPT`` so `train`, `parametrize`, `coord-check` and `wsd` spell them alike
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,18 @@ def ints(field: str, text: str) -> list[int]:
     if not vals or min(vals) < 1:
         raise ConfigError(field, text, "comma-separated positive integers, e.g. 64,128,256")
     return vals
+
+
+def writable(field: str, path: Path | None, folder: bool = False) -> Path | None:
+    """Check before any work that ``path`` can be written (a file, or with ``folder`` a folder
+    made on demand): the nearest existing ancestor must be a writable folder."""
+    if path is None:
+        return None
+    if not folder and path.is_dir():
+        raise ConfigError(field, str(path), "a file path, not a folder")
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise ConfigError(field, str(path), f"a path under a writable folder ({probe} is not)")
+    return path

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from sizeup.choices import EXECUTORS, choices_help
+from sizeup.cli.options import writable
 from sizeup.errors import ConfigError, check_choice
 
 
@@ -57,6 +58,8 @@ def sweep(
     check_choice("executor", executor, EXECUTORS)
     if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError("export", str(export), "a path ending in .csv or .parquet")
+    writable("export", export)
+    writable("store", store)
     if dry_run:
         _list_trials(console, spec, s)
         return
@@ -141,6 +144,8 @@ def transfer(
 
     if not study.exists():
         raise ConfigError("study", str(study), "an existing study file written by sweep")
+    writable("plot", plot)
+    writable("json", json_out)
     groups = [g.strip() for g in group_by.split(",")] if group_by else None
     rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
     console = Console()

@@ -157,8 +157,13 @@ def load_fit(path: str | Path) -> LawPreset:
         )
     try:
         d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"fit={str(p)!r} is not allowed: valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"fit={str(p)!r} is not allowed: valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise DataError(
+            f"fit={str(p)!r} is not allowed: a fit.json object written by `sizeup fit` "
+            f"(this one holds a {type(d).__name__})"
+        )
     loss_law = None
     if all(k in d and d[k] is not None for k in ("E", "A", "B", "alpha", "beta")):
         loss_law = ChinchillaLaw(d["E"], d["A"], d["B"], d["alpha"], d["beta"])

@@ -55,8 +55,8 @@ def _positive_or_none(record: Any, names: tuple[str, ...]) -> None:
         v = getattr(record, name)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ConfigError(name, v, "a positive number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise ConfigError(name, v, "a finite positive number")
 
 
 def _fraction(name: str, value: float, closed_hi: bool = False) -> None:
@@ -97,9 +97,11 @@ class Target:
 
     def __post_init__(self) -> None:
         c = self.compute
-        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0):
+        if c is not None and (
+            isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf
+        ):
             raise ConfigError(
-                "compute", c, "a positive number of FLOPs (a zero budget trains nothing)"
+                "compute", c, "a finite positive number of FLOPs (a zero budget trains nothing)"
             )
         _positive_or_none(self, ("params", "tokens", "tokens_per_param"))
         if self.tokens is not None and self.tokens_per_param is not None:

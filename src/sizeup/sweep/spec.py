@@ -38,49 +38,95 @@ def _check_field(name: str, value: Any) -> None:
         raise ConfigError(name, value, "a RunConfig field: " + ", ".join(sorted(FIELDS)))
 
 
+MAX_AXIS = 10_000  # values one axis may expand to (a typo such as log2: [-10, 10000] stops here)
+MAX_TRIALS = 100_000  # trials one spec may expand to
+
+
 def expand_axis(name: str, spec: Any) -> list[Any]:
     """Turn one axis spec (a list, a scalar or a generator dict) into its list of values."""
     _check_field(name, spec)
     if isinstance(spec, dict):
-        unknown = set(spec) - set(_AXIS_GENERATORS) - {"step", "num"}
-        if unknown or not set(spec) & set(_AXIS_GENERATORS):
-            raise ConfigError(
-                f"axes.{name}",
-                spec,
-                "a list, or a dict with one of: "
-                + ", ".join(_AXIS_GENERATORS)
-                + " (log2: [lo, hi] with optional step; linspace: [lo, hi] with num;"
-                " range: [lo, hi] with optional step)",
-            )
-        if "values" in spec:
-            values = list(spec["values"])
-        elif "log2" in spec:
-            lo, hi = _pair(name, spec["log2"])
-            step = float(spec.get("step", 1))
-            if step <= 0:
-                raise ConfigError(f"axes.{name}.step", step, "a positive number of octaves")
-            # round so 2**-10 stays exactly 2**-10 whatever the float accumulation
-            exps = np.arange(lo, hi + step / 2, step)
-            values = [float(2.0 ** round(float(e), 10)) for e in exps]
-        elif "linspace" in spec:
-            lo, hi = _pair(name, spec["linspace"])
-            values = [float(v) for v in np.linspace(lo, hi, int(spec.get("num", 5)))]
-        else:
-            lo, hi = _pair(name, spec["range"])
-            values = list(range(int(lo), int(hi) + 1, int(spec.get("step", 1))))
+        values = _generate(name, spec)
     elif isinstance(spec, (list, tuple)):
         values = list(spec)
     else:  # a single value is an axis of one
         values = [spec]
     if not values:
         raise ConfigError(f"axes.{name}", spec, "a non-empty list of values")
+    if len(values) > MAX_AXIS:
+        raise ConfigError(f"axes.{name}", spec, f"at most {MAX_AXIS:,} values on one axis")
     return values
+
+
+def _generate(name: str, spec: dict[str, Any]) -> list[Any]:
+    """The values of a generator axis: values, log2, linspace or range."""
+    unknown = set(spec) - set(_AXIS_GENERATORS) - {"step", "num"}
+    kinds = set(spec) & set(_AXIS_GENERATORS)
+    if unknown or len(kinds) != 1:
+        raise ConfigError(
+            f"axes.{name}",
+            spec,
+            "a list, or a dict with exactly one of: "
+            + ", ".join(_AXIS_GENERATORS)
+            + " (log2: [lo, hi] with optional step; linspace: [lo, hi] with num;"
+            " range: [lo, hi] with optional step)",
+        )
+    kind = kinds.pop()
+    if kind == "values":
+        if not isinstance(spec["values"], (list, tuple)):
+            raise ConfigError(f"axes.{name}.values", spec["values"], "a list of values")
+        return list(spec["values"])
+    lo, hi = _pair(name, spec[kind])
+    if kind == "log2":
+        return _log2(name, lo, hi, _positive(f"axes.{name}.step", spec.get("step", 1)))
+    if kind == "linspace":
+        return [
+            float(v) for v in np.linspace(lo, hi, _count(f"axes.{name}.num", spec.get("num", 5)))
+        ]
+    step = _count(f"axes.{name}.step", spec.get("step", 1))
+    if (hi - lo) / step + 1 > MAX_AXIS:
+        raise ConfigError(f"axes.{name}", spec, f"at most {MAX_AXIS:,} values on one axis")
+    return list(range(int(lo), int(hi) + 1, step))
+
+
+def _log2(name: str, lo: float, hi: float, step: float) -> list[float]:
+    if lo < -1000 or hi > 1000:  # 2**1024 is no float
+        raise ConfigError(f"axes.{name}.log2", [lo, hi], "exponents between -1000 and 1000")
+    if (hi - lo) / step + 1 > MAX_AXIS:
+        raise ConfigError(f"axes.{name}.log2", [lo, hi], f"at most {MAX_AXIS:,} values")
+    # round so 2**-10 stays exactly 2**-10 whatever the float accumulation
+    return [float(2.0 ** round(float(e), 10)) for e in np.arange(lo, hi + step / 2, step)]
+
+
+def _number(field: str, v: Any) -> float:
+    """A finite number (numeric strings too: YAML 1.1 reads 3e-3 as a string)."""
+    try:
+        x = float(v) if not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise ConfigError(field, v, "a finite number")
+    return x
+
+
+def _positive(field: str, v: Any) -> float:
+    x = _number(field, v)
+    if x <= 0:
+        raise ConfigError(field, v, "a positive number")
+    return x
+
+
+def _count(field: str, v: Any) -> int:
+    x = _number(field, v)
+    if x != int(x) or not 1 <= x <= MAX_AXIS:
+        raise ConfigError(field, v, f"a whole number between 1 and {MAX_AXIS:,}")
+    return int(x)
 
 
 def _pair(name: str, v: Any) -> tuple[float, float]:
     if not isinstance(v, (list, tuple)) or len(v) != 2:
         raise ConfigError(f"axes.{name}", v, "a pair [lo, hi]")
-    lo, hi = float(v[0]), float(v[1])
+    lo, hi = _number(f"axes.{name}", v[0]), _number(f"axes.{name}", v[1])
     if hi < lo:
         raise ConfigError(f"axes.{name}", v, "a pair [lo, hi] with lo <= hi")
     return lo, hi
@@ -96,6 +142,9 @@ class SweepSpec:
     name: str = "sweep"
 
     def __post_init__(self) -> None:
+        for key, value in (("base", self.base), ("axes", self.axes)):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(key, value, "a mapping of RunConfig field: value(s)")
         self.base = dict(self.base or {})
         axes = dict(self.axes or {})
         # `zip` inside axes is a group of fields that vary together; `grid` is just more axes
@@ -150,6 +199,9 @@ class SweepSpec:
             expand_axis(k, v)
         for i, group in enumerate(self.zips):
             self._zip_values(i, group)
+        n = math.prod(len(expand_axis(k, v)) for k, v in self.axes.items())
+        if n > MAX_TRIALS:
+            raise ConfigError("axes", f"{n:,} trials", f"at most {MAX_TRIALS:,} trials in one spec")
         # building every trial runs RunConfig.validate on each: non-positive lr, bad rule, ...
         self.trials()
 

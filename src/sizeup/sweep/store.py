@@ -147,6 +147,14 @@ class Store:
             self._db = self._connect(readonly)
             if check:
                 self._check_integrity()
+        except OSError as e:
+            raise StoreError(f"store={str(self.path)!r} cannot be created: {e.strerror}") from None
+        except sqlite3.OperationalError as e:
+            if "unable to open" not in str(e):
+                raise StoreError(_damaged(self.path, str(e))) from None
+            raise StoreError(
+                f"store={str(self.path)!r} cannot be opened ({e}): a writable file path"
+            ) from None
         except sqlite3.DatabaseError as e:
             raise StoreError(_damaged(self.path, str(e))) from None
 
