@@ -18,8 +18,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from sizeup import __version__
+
+        typer.echo(f"sizeup {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """sizeup: muP and friends, coordinate checks, sweeps, scaling laws and run plans."""
 
 
