@@ -1,9 +1,10 @@
 """Optimizers under the scaling rules: param groups with per-tensor lr/wd multipliers, AdamW and
-SGD with weight decay independent of lr and width, Muon (Newton-Schulz) with AdamW for the rest,
-and batch-size transfer of lr, betas and eps."""
+SGD with torch's decoupled weight decay (lr x lambda per step, the same at every width), Muon
+(Newton-Schulz) with AdamW for the rest, and batch-size transfer of lr, betas and eps."""
 
 from sizeup.optim.groups import (
     SGDW,
+    DecayWarning,
     TensorScaling,
     build_optimizer,
     decay_per_step,
@@ -17,6 +18,7 @@ from sizeup.optim.transfer import transfer_batch
 __all__ = [
     "NS_COEFFICIENTS",
     "SGDW",
+    "DecayWarning",
     "Muon",
     "build_optimizer",
     "decay_per_step",
