@@ -21,7 +21,7 @@ mup = pytest.importorskip(
 )
 
 IN, OUT, TEACHER = 32, 10, 128
-BASE, WIDTHS, LRS = 32, (32, 128, 512), (3e-3, 1e-2, 3e-2)
+BASE, WIDTHS, LRS = 32, (32, 128, 512), (1e-3, 3e-3, 1e-2, 3e-2)
 STEPS, BATCH = 300, 64
 ADAM = dict(betas=(0.9, 0.95), eps=1e-8)  # the same on both sides: only the parametrization differs
 

@@ -1,6 +1,8 @@
-"""Apply a scaling rule to any torch model: infer roles from a base model, initialise in place,
-install forward multipliers where a rule needs them, and hand out optimizers whose param groups
-carry the per-tensor learning-rate and weight-decay multipliers.
+"""Apply a scaling rule to any torch model: infer roles from a base model, rescale the model's
+own init in place (sizeup.parametrization.init), install forward multipliers where a rule needs
+them, and hand out optimizers whose param groups carry the per-tensor learning-rate and
+weight-decay multipliers. parametrize runs in stages, one function each: options and hints, the
+base, the tensors and their roles, the rules per tensor, module multipliers, init.
 
 Metadata lives off the tensors, in a dict keyed by canonical parameter name (wrapper prefixes
 such as ``module.`` from DDP and ``_orig_mod.`` from torch.compile stripped), stored on the model

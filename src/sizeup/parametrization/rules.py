@@ -95,7 +95,8 @@ def init_std(
     """Init std for one tensor under ``rule`` (None: keep the module's own init).
 
     ``sigma`` is the base model's std for this tensor; ``sigma_sp`` is what SP uses at this
-    width (the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode; defaults to sigma).
+    width (the model's own std, the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode;
+    defaults to sigma).
     ``one_hot``: the tensor is an embedding table, whose inputs are one-hot vectors of norm 1
     rather than dense vectors of norm sqrt(fan_in); the spectral rule then counts fan_in as 1.
     """
