@@ -5,6 +5,10 @@ With nothing but defaults, sizeup's mup (sigma = the base model's own init, meas
 the validation loss of microsoft mup's defaults (MuReadout, set_base_shapes, MuAdam) within 2%
 at every width of a 32 -> 512 lr sweep. The old default (every matrix at N(0, 0.02) whatever the
 model's init) is measured beside them and must be clearly worse, so the check can fail.
+
+Measured (best val loss over the lrs, widths 32 / 128 / 512; 2048 at lrs 3e-3 and 1e-2):
+sizeup 0.689 / 0.626 / 0.615 / 0.612, microsoft 0.689 / 0.628 / 0.616 / 0.612, old default
+(sigma=0.02) 0.701 / 0.681 / 0.673 / 0.669, i.e. 2%, 9%, 9%, 9% above microsoft.
 """
 
 from __future__ import annotations
