@@ -193,9 +193,12 @@ def test_one_optimizer_muon_for_hidden_adamw_for_rest():
             muon_params.append(p)
         else:
             lr = 0.01 * sc[n].lr_mult
-            adam_groups.append({"params": [p], "lr": lr, "weight_decay": 0.1 / lr})
+            # torch's meaning with the base lr: lr x weight_decay = 0.01 x 0.1 per step
+            wd = 0.1 * sc[n].wd_mult / sc[n].lr_mult
+            adam_groups.append({"params": [p], "lr": lr, "weight_decay": wd})
     t_adam = torch.optim.AdamW(adam_groups, betas=(0.9, 0.95), eps=1e-8)
-    t_muon = torch.optim.Muon(muon_params, lr=0.025, weight_decay=0.1 / 0.025, momentum=0.9)
+    # Muon's base lr is muon_lr: 0.025 x (0.1 / 0.5) = muon_lr x 0.1 per step.
+    t_muon = torch.optim.Muon(muon_params, lr=0.025, weight_decay=0.1 / 0.5, momentum=0.9)
 
     class Both:
         def zero_grad(self):

@@ -1,15 +1,17 @@
-"""Param groups, independent weight decay and batch transfer against hand calculations."""
+"""Param groups, weight decay (torch's meaning, the same at every width) and batch transfer
+against hand calculations and torch's own AdamW."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from sizeup.errors import ConfigError, SizeupError
-from sizeup.optim import SGDW, build_optimizer, group_table, transfer_batch
+from sizeup.optim import SGDW, DecayWarning, build_optimizer, group_table, transfer_batch
 from sizeup.parametrization.rules import Scaling
 from sizeup.schedules import make_schedule
 from sizeup.wrapping import canonical_name
@@ -99,35 +101,110 @@ def test_wrapped_model_names_resolve():
         assert sum(len(g["params"]) for g in opt.param_groups) == 6
 
 
+@pytest.mark.filterwarnings("ignore::sizeup.optim.DecayWarning")  # lr 0.3 x 0.1: 3% per step
 @pytest.mark.parametrize("name", ["adamw", "sgd", "muon"])
-def test_independent_weight_decay_hand_calculation(name):
+def test_weight_decay_hand_calculation(name):
     # Zero gradients: Adam's and SGD's own updates vanish (0 / (0 + eps), zero momentum), so only
-    # the decay acts and by hand W_t = W_0 * prod_s (1 - f(s) * lambda * wd_mult), for any eta
-    # and any lr_mult (DESIGN.md: decay independent of lr and of width).
+    # the decay acts, and by hand W_t = W_0 * prod_s (1 - eta f(s) lambda) for every matrix,
+    # whatever its lr_mult (input 1, hidden and readout 0.5 here): torch's lr x weight_decay with
+    # the base lr eta_t, the same at every width. Muon's matrices decay with muon_lr.
     lam, steps = 0.1, 6
     f = make_schedule("cosine", steps=steps, warmup=2)
-    finals = []
     for eta in (1e-3, 0.3):
         m = mlp()
-        w0 = m[2].weight.detach().clone()
-        opt = build_optimizer(m, scalings(m), name, lr=eta, weight_decay=lam)
+        w0 = {n: p.detach().clone() for n, p in m.named_parameters()}
+        muon_lr = 0.02 if name == "muon" else None
+        opt = build_optimizer(
+            m, scalings(m), name, lr=eta, weight_decay=lam, muon_lr=muon_lr, momentum=0.5
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, f)
         for _ in range(steps):
             for p in m.parameters():
                 p.grad = torch.zeros_like(p)
             opt.step()
             sched.step()
-        factor = math.prod(1 - f(s) * lam * 1.0 for s in range(steps))
-        torch.testing.assert_close(m[2].weight.detach(), w0 * factor, rtol=1e-14, atol=0)
-        # wd_mult = 0 (the biases here): no decay at all.
-        assert torch.equal(m[2].bias.detach(), mlp()[2].bias.detach())
-        finals.append(m[2].weight.detach())
-    torch.testing.assert_close(finals[0], finals[1], rtol=1e-14, atol=0)
+        for n, p in m.named_parameters():
+            base_lr = muon_lr if name == "muon" and n == "2.weight" else eta
+            wd_mult = ROLES[n][2]  # 0 for the biases: no decay at all
+            factor = math.prod(1 - base_lr * f(s) * lam * wd_mult for s in range(steps))
+            torch.testing.assert_close(p.detach(), w0[n] * factor, rtol=1e-14, atol=0, msg=n)
+
+
+def test_weight_decay_is_torch_adamw_at_the_base_width():
+    """mup at the base width with weight_decay=0.1: the same 20-step trajectory as
+    torch.optim.AdamW(weight_decay=0.1) on the same tensors (same lr, schedule, betas, eps)."""
+    from sizeup.models import MLP
+    from sizeup.parametrization import parametrize
+
+    torch.manual_seed(0)
+    ours, theirs = MLP(12, 32, 3, 5).double(), MLP(12, 32, 3, 5).double()
+    p = parametrize(ours, MLP(12, 32, 3, 5), rule="mup")
+    theirs.load_state_dict(ours.state_dict())
+    w_init = ours.input.weight.detach().clone()
+    assert {s.eps_mult for s in p.table()} == {1.0}  # scale_eps is the identity at base width
+    kw = dict(lr=3e-2, betas=(0.9, 0.95), eps=1e-8)
+    f = make_schedule("cosine", steps=20, warmup=4)
+    decay = [q for n, q in theirs.named_parameters() if n.endswith("weight")]
+    rest = [q for n, q in theirs.named_parameters() if not n.endswith("weight")]
+    groups = [dict(params=decay, weight_decay=0.1), dict(params=rest, weight_decay=0.0)]
+    opts = [p.optimizer("adamw", weight_decay=0.1, **kw), torch.optim.AdamW(groups, **kw)]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, f) for o in opts]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        x, y = torch.randn(16, 12, generator=g, dtype=torch.float64), torch.randint(0, 5, (16,))
+        for model, opt, sched in zip((ours, theirs), opts, scheds):
+            model(x, y)[1].backward()
+            opt.step()
+            opt.zero_grad()
+            sched.step()
+    for (n, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=n)
+    assert (ours.input.weight - w_init).abs().max() > 1e-3  # it trained
+
+
+def test_weight_decay_is_the_same_at_every_width():
+    """At 4x the base width every matrix group has lr x weight_decay = eta_t x lambda (its own lr
+    is eta/4 for hidden and readout), and a zero-gradient step removes exactly that fraction."""
+    from sizeup.models import MLP
+    from sizeup.parametrization import parametrize
+
+    torch.manual_seed(0)
+    model = MLP(12, 128, 3, 5).double()
+    p = parametrize(model, MLP(12, 32, 3, 5), rule="mup")
+    eta, lam = 3e-2, 0.1
+    opt = p.optimizer("adamw", lr=eta, weight_decay=lam)
+    f = make_schedule("cosine", steps=10, warmup=2)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda s: f(s + 3))  # at step 3 of the schedule
+    matrices = [g for g in opt.param_groups if g["wd_mult"] > 0]
+    assert {g["role"] for g in matrices} == {"input", "hidden", "readout"}
+    assert {g["lr_mult"] for g in matrices} == {1.0, 0.25}
+    for g in matrices:
+        assert g["lr"] * g["weight_decay"] == pytest.approx(eta * f(3) * lam, rel=1e-12)
+    before = {n: q.detach().clone() for n, q in model.named_parameters()}
+    for q in model.parameters():
+        q.grad = torch.zeros_like(q)
+    opt.step()
+    for n, q in model.named_parameters():
+        kept = 1 - eta * f(3) * lam if n.endswith("weight") else 1.0
+        torch.testing.assert_close(q.detach(), before[n] * kept, rtol=1e-14, atol=0, msg=n)
+
+
+def test_decay_warning_above_one_percent_per_step():
+    m = mlp()
+    with pytest.warns(DecayWarning, match=r"weight_decay=0\.1 at lr=0\.3"):
+        build_optimizer(m, scalings(m), "adamw", lr=0.3, weight_decay=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_optimizer(m, scalings(m), "adamw", lr=3e-3, weight_decay=0.1)  # 0.03%: no warning
+        build_optimizer(m, scalings(m), "adamw", lr=0.05, weight_decay=0.1)  # 0.5%: none
+    with pytest.warns(DecayWarning, match=r"lr=0\.5"):  # Muon's own lr is checked too
+        build_optimizer(m, scalings(m), "muon", lr=1e-3, muon_lr=0.5, weight_decay=0.1)
 
 
 def test_adamw_first_step_by_hand():
     # Adam's first bias-corrected step is g / (|g| + eps) (Kingma & Ba 2015, Alg. 1 with
-    # m_hat = g, v_hat = g^2); decoupled decay multiplies by (1 - lr * wd) first.
+    # m_hat = g, v_hat = g^2); decoupled decay multiplies by (1 - eta * lambda) first (the base
+    # eta, though this hidden matrix steps with eta * 0.5).
     m = mlp()
     eta, lam, eps = 0.01, 0.2, 1e-8
     opt = build_optimizer(m, scalings(m), "adamw", lr=eta, weight_decay=lam, eps=eps)
@@ -138,7 +215,7 @@ def test_adamw_first_step_by_hand():
     m[2].weight.grad = g
     opt.step()
     lr_group = eta * 0.5
-    want = w0 * (1 - lam * 1.0) - lr_group * g / (g.abs() + eps)
+    want = w0 * (1 - eta * lam) - lr_group * g / (g.abs() + eps)
     torch.testing.assert_close(m[2].weight.detach(), want, rtol=1e-13, atol=1e-15)
 
 
@@ -161,15 +238,16 @@ def test_sgdw_matches_torch_sgd_without_decay_and_decouples_it():
             o.step()
     for a, b in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    # One SGD step with decay, by hand: W1 = W0 (1 - lambda) - lr * g (momentum buffer = g).
+    # One SGD step with decay, by hand: W1 = W0 (1 - lr lambda) - lr * g (momentum buffer = g).
     m = mlp()
     o = build_optimizer(m, scalings(m), "sgd", lr=0.05, weight_decay=0.1, momentum=0.0)
     w0 = m[0].weight.detach().clone()
     g = torch.randn_like(w0)
     m[0].weight.grad = g
     o.step()
-    torch.testing.assert_close(m[0].weight.detach(), w0 * (1 - 0.1) - 0.05 * g, rtol=1e-14, atol=0)
-    assert o.param_groups[0]["weight_decay"] == pytest.approx(0.1 / 0.05)  # restored after step
+    want = w0 * (1 - 0.05 * 0.1) - 0.05 * g
+    torch.testing.assert_close(m[0].weight.detach(), want, rtol=1e-14, atol=0)
+    assert o.param_groups[0]["weight_decay"] == 0.1  # restored after step
 
 
 def test_transfer_batch_hand_calculation():
@@ -210,7 +288,8 @@ def test_build_optimizer_applies_batch_transfer():
     g = next(g for g in opt.param_groups if g["role"] == "hidden")
     assert g["lr"] == pytest.approx(2e-3 * 0.5)
     assert g["betas"] == pytest.approx((0.6, 0.8)) and g["eps"] == pytest.approx(5e-9)
-    assert g["lr"] * g["weight_decay"] == pytest.approx(0.1)  # decay unaffected by the transfer
+    # The decay follows the transferred base lr (2e-3), not the group's muP lr (1e-3).
+    assert g["lr"] * g["weight_decay"] == pytest.approx(2e-3 * 0.1)
     sgd = build_optimizer(
         m, scalings(m), "sgd", lr=1e-3, momentum=0.9, batch_size=32, base_batch_size=16
     )

@@ -229,11 +229,23 @@ def test_metadata_survives_torch_compile():
 
 
 def test_base_shapes_file(tmp_path):
+    # The file carries each tensor's shape and init std, so sigma is measured from it.
     path = tmp_path / "base.json"
-    sizeup.parametrization.save_base_shapes(TinyMLP(16), path)
-    assert json.loads(path.read_text())["hidden.weight"] == [16, 16]
+    base = TinyMLP(16)
+    sizeup.parametrization.save_base_shapes(base, path)
+    entry = json.loads(path.read_text())["hidden.weight"]
+    assert entry["shape"] == [16, 16]
+    assert entry["init_std"] == pytest.approx(base.hidden.weight.pow(2).mean().sqrt().item())
     p = parametrize(TinyMLP(64), str(path), rule="mup")
     assert p["hidden.weight"].m_in == 4.0
+    assert p["hidden.weight"].sigma_base == entry["init_std"]
+    assert p["hidden.weight"].sigma_source == "measured"
+    # The older name -> shape format still reads; it has no stds, so sigma must be given.
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(sizeup.parametrization.base_shapes(base)))
+    assert parametrize(TinyMLP(64), str(old), sigma=0.02)["hidden.weight"].m_in == 4.0
+    with pytest.raises(ConfigError, match=r"base=.*sigma="):
+        parametrize(TinyMLP(64), str(old))
 
 
 def test_depth_scaling_multiplier_and_lr():
@@ -311,3 +323,150 @@ def test_spectral_embedding_counts_one_hot_fan_in_as_one():
     for w in (16, 64):
         p = parametrize(TinyLM(w), TinyLM(16), rule="spectral")
         assert p["wte.weight"].init_std == 1.0
+
+
+# --- init: the base model is the reference ------------------------------------------------------
+def _gpt(d: int, **kw):
+    from sizeup.models import GPT, GPTConfig
+
+    return GPT(GPTConfig(d_model=d, n_layer=2, head_dim=16, vocab_size=64, seq_len=16, **kw))
+
+
+def _plain_mlp(width: int) -> nn.Sequential:
+    """A plain torch MLP with torch's default nn.Linear init (uniform, std 1/sqrt(3 fan_in))."""
+    return nn.Sequential(
+        nn.Linear(6, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3)
+    )
+
+
+@pytest.mark.parametrize("rule", ["sp", "mup", "mup_simple"])
+@pytest.mark.parametrize("kind", ["gpt", "plain"])
+def test_base_width_leaves_the_model_bit_for_bit(rule, kind):
+    """At the base width every tensor stays exactly as the model made it (default sigma), for
+    every rule whose factor there is 1; with a separate base instance as well as without."""
+    make = (lambda: _gpt(32)) if kind == "gpt" else (lambda: _plain_mlp(16))
+    for base in (None, "instance"):
+        torch.manual_seed(0)
+        model = make()
+        before = {n: q.detach().clone() for n, q in model.named_parameters()}
+        parametrize(model, make() if base else None, rule=rule)
+        for n, q in model.named_parameters():
+            assert torch.equal(q, before[n]), (n, base)
+
+
+def test_wider_plain_mlp_rescales_its_own_uniform_init():
+    """At 4x width (sigma measured on the base) the hidden weight's RMS is the base's RMS / 2
+    (muP: sigma / sqrt(m_in)), the readout's the base's / 4, the input's the base's; the
+    distribution is still torch's uniform (max |w| / RMS = sqrt(3)); biases keep their init."""
+    torch.manual_seed(0)
+    base, model = _plain_mlp(16), _plain_mlp(64)
+    bias = model[2].bias.detach().clone()
+    p = parametrize(model, base, rule="mup")
+
+    def rms(t):
+        return t.detach().double().pow(2).mean().sqrt().item()
+
+    for i, factor in ((0, 1.0), (2, 0.5), (4, 0.25)):
+        assert rms(model[i].weight) == pytest.approx(rms(base[i].weight) * factor, rel=1e-6)
+        assert p[f"{i}.weight"].sigma_base == pytest.approx(rms(base[i].weight), rel=1e-12)
+        assert p[f"{i}.weight"].sigma_source == "measured"
+    w = model[2].weight.detach()
+    assert w.abs().max().item() / rms(w) == pytest.approx(math.sqrt(3), rel=0.01)
+    assert torch.equal(model[2].bias, bias) and p["2.bias"].sigma_base is None
+
+
+def test_gpt_declares_its_init_std():
+    """The GPT declares 0.02 (GPTConfig.init_std): the default sigma gives the same table and
+    the same tensors as sigma=0.02, and a different init_std moves the table with it."""
+    torch.manual_seed(0)
+    a = _gpt(128)
+    b = copy.deepcopy(a)
+    pa = parametrize(a, _gpt(32), rule="mup")
+    pb = parametrize(b, _gpt(32), rule="mup", sigma=0.02)
+    for sa, sb in zip(pa.table(), pb.table()):
+        assert (sa.init_std, sa.lr_mult, sa.multiplier) == (sb.init_std, sb.lr_mult, sb.multiplier)
+        assert sa.sigma_base == (None if sa.role == "vector" else 0.02)
+        assert sa.sigma_source == (None if sa.role == "vector" else "model hint")
+    assert pb["blocks.0.mlp.up.weight"].sigma_source == "given"
+    for (n, x), y in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(x, y), n
+    assert pa["blocks.0.mlp.up.weight"].init_std == pytest.approx(0.02 / 2)
+    p3 = parametrize(_gpt(128, init_std=0.03), _gpt(32, init_std=0.03), rule="mup")
+    assert p3["blocks.0.mlp.up.weight"].init_std == pytest.approx(0.03 / 2)
+
+
+def test_sizeup_mlp_declares_fan_in():
+    """The reference MLP inits weights N(0, 1/fan_in) and declares "fan_in": under muP its
+    hidden weights need no change at any width, its readout shrinks by 1/sqrt(m)."""
+    from sizeup.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP(12, 128, 3, 5)
+    hidden = model.hidden[0].weight.detach().clone()
+    readout = model.readout.weight.detach().clone()
+    p = parametrize(model, MLP(12, 32, 3, 5), rule="mup")
+    assert torch.equal(model.hidden[0].weight, hidden)
+    assert torch.allclose(model.readout.weight, readout / 2, rtol=1e-6, atol=0)
+    assert p["hidden.0.weight"].sigma_base == pytest.approx(32**-0.5)
+    assert p["readout.weight"].init_std == pytest.approx(32**-0.5 / 4)
+
+
+def test_hint_patterns_and_fallback_to_measuring():
+    """A dict hint declares some tensors (fnmatch on parameter or module names); the others are
+    measured on the base."""
+
+    class Hinted(nn.Sequential):
+        sizeup_hints = {"init_std": {"2": 0.05}}
+
+    torch.manual_seed(0)
+    p = parametrize(Hinted(*_plain_mlp(64)), Hinted(*_plain_mlp(16)), rule="mup")
+    assert (p["2.weight"].sigma_base, p["2.weight"].sigma_source) == (0.05, "model hint")
+    assert p["2.weight"].init_std == pytest.approx(0.025)
+    assert p["4.weight"].sigma_source == "measured"
+
+    class Bad(nn.Sequential):
+        sizeup_hints = {"init_std": "xavier"}
+
+    with pytest.raises(ConfigError, match=r"sizeup_hints\['init_std'\]"):
+        parametrize(Bad(*_plain_mlp(64)), Bad(*_plain_mlp(16)))
+
+
+def test_meta_device_target_gets_a_table():
+    """A model on the meta device (a planner's huge target) gets its table, with sigma from the
+    model's hint or a materialized base; nothing is initialised. Without either: ConfigError
+    naming base."""
+    with torch.device("meta"):
+        gpt, plain, plain_base = _gpt(256), _plain_mlp(64), _plain_mlp(16)
+    p = parametrize(gpt, _gpt(32), rule="mup")
+    assert p["blocks.0.attn.q.weight"].init_std == pytest.approx(0.02 / 8**0.5)
+    assert gpt.wte.weight.is_meta
+    torch.manual_seed(0)
+    real_base = _plain_mlp(16)
+    p2 = parametrize(plain, real_base, rule="mup")
+    assert p2["2.weight"].init_std == pytest.approx(
+        real_base[2].weight.pow(2).mean().sqrt().item() / 2, rel=1e-6
+    )
+    with pytest.raises(ConfigError, match=r"base=.*materialized"):
+        parametrize(plain, plain_base, rule="mup")
+    with pytest.raises(ConfigError, match=r"base=.*materialized"):
+        parametrize(plain, rule="mup")  # the meta model is its own base
+    assert parametrize(plain, plain_base, rule="mup", sigma=0.02)["2.weight"].init_std == 0.01
+
+
+def test_zero_and_explicit_sigma_and_the_table_columns():
+    torch.manual_seed(0)
+    model = _plain_mlp(64)
+    p = parametrize(model, _plain_mlp(16), rule="mup", zero_readout=True)
+    assert torch.count_nonzero(model[4].weight) == 0 and p["4.weight"].init_std == 0.0
+    # An all-zero tensor that should not be gets N(0, target).
+    torch.manual_seed(0)
+    m2 = _plain_mlp(64)
+    with torch.no_grad():
+        m2[2].weight.zero_()
+    parametrize(m2, _plain_mlp(16), rule="mup", sigma=0.02)
+    assert m2[2].weight.std().item() == pytest.approx(0.01, rel=0.05)
+    md = p.to_markdown()
+    assert "sigma_base | sigma_source" in md and "| measured |" in md
+    assert {"sigma_base", "sigma_source"} <= set(p.rows()[0])
+    with pytest.raises(ConfigError, match="sigma"):
+        parametrize(_plain_mlp(64), _plain_mlp(16), sigma="xavier")

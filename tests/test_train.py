@@ -93,12 +93,49 @@ def test_other_optimizers_train(opt):
         ("base_width", 128),
         ("schedule", "step"),
         ("batch_size", 2.5),
+        ("init_std", "xavier"),
+        ("init_std", -0.02),
+        ("init_std", "0"),
     ],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:
         RunConfig(**{**SMALL, field: value})
     assert field in str(e.value)
+
+
+def test_init_std_field():
+    """init_std: "model" (default), "fan_in" or a positive number; a numeric string (YAML, a
+    sweep axis, --set) is the number; an older stored config's init_mode reads as what it meant."""
+    from sizeup.cli.options import config_from_cli
+    from sizeup.train import build
+
+    assert RunConfig().init_std == "model"
+    assert RunConfig(init_std="0.05").init_std == 0.05
+    assert config_from_cli(None, {}, ["init_std=0.01"]).init_std == 0.01
+    assert config_from_cli(None, {}, ["init_std=fan_in"]).init_std == "fan_in"
+    legacy = {"init_std": 0.02, "init_mode": "auto"}
+    assert RunConfig.from_dict(legacy).init_std == "model"
+    assert RunConfig.from_dict({**legacy, "init_mode": "fan_in"}).init_std == "fan_in"
+    assert RunConfig.from_dict({"init_std": 0.05, "init_mode": "fixed"}).init_std == 0.05
+    p = build(RunConfig(**{**SMALL, "init_std": 0.05})).parametrization
+    assert p["wte.weight"].sigma_base == 0.05 and p["wte.weight"].sigma_source == "given"
+
+
+def test_build_keeps_the_model_own_random_stream():
+    """The base is built for real (to be measurable) inside fork_rng: the model gets the draws
+    it would get alone, and parametrize rescales them (hidden by 1/sqrt(m) at m = 2)."""
+    from sizeup.models import build_model
+    from sizeup.train import build
+
+    cfg = RunConfig(**SMALL)
+    torch.manual_seed(cfg.seed)
+    alone = build_model(cfg)
+    built = build(cfg)
+    assert not any(q.is_meta for q in built.model.parameters())
+    assert torch.equal(built.model.wte.weight, alone.wte.weight)  # input: factor 1, untouched
+    q, q0 = built.model.blocks[0].attn.q.weight, alone.blocks[0].attn.q.weight
+    torch.testing.assert_close(q, q0 * 2**-0.5, rtol=1e-6, atol=0)
 
 
 def test_mismatched_architecture_is_a_shape_error():

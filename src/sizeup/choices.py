@@ -8,7 +8,7 @@ implements it, nowhere else (docs/architecture.md, "One source of truth").
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, Union, get_args
 
 # --- parametrization (parametrization/rules.py) --------------------------------------------
 Rule = Literal["sp", "mup", "mup_simple", "spectral"]
@@ -16,6 +16,14 @@ Role = Literal["input", "hidden", "readout", "vector"]
 ReadoutForm = Literal["table3", "table8"]
 # Which column of the rules table an optimizer reads (AdamW and Muon's AdamW side share "adam").
 OptFamily = Literal["adam", "sgd", "muon"]
+# The base init std sigma: "model" (what the base model's own init gives each tensor: declared by
+# the model's sizeup_hints["init_std"], else measured), "fan_in" (1/sqrt(base fan_in)), or a
+# positive number. A model's hint takes a number or "fan_in" (InitStdHint).
+InitStdMode = Literal["model", "fan_in"]
+InitStd = Union[float, InitStdMode]
+InitStdHint = Union[float, Literal["fan_in"]]
+# Where a tensor's sigma came from (Parametrization tables).
+InitSource = Literal["model hint", "measured", "given"]
 
 # --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
 Optimizer = Literal["adamw", "sgd", "muon"]
@@ -38,6 +46,8 @@ RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
 READOUT_FORMS: tuple[ReadoutForm, ...] = get_args(ReadoutForm)
 OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
+INIT_STD_MODES: tuple[InitStdMode, ...] = get_args(InitStdMode)
+INIT_SOURCES: tuple[InitSource, ...] = get_args(InitSource)
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
 MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)

@@ -18,6 +18,7 @@ from sizeup.choices import (
     ATTN_SCALES,
     COOLDOWNS,
     DTYPES,
+    INIT_STD_MODES,
     MODELS,
     MUON_SCALES,
     OPTIMIZERS,
@@ -26,13 +27,14 @@ from sizeup.choices import (
     AttnScale,
     Cooldown,
     DType,
+    InitStd,
     Model,
     MuonScale,
     Optimizer,
     Rule,
     Schedule,
 )
-from sizeup.errors import ConfigError, check_choice, check_positive
+from sizeup.errors import ConfigError, check_choice, check_number_or_choice, check_positive
 
 
 @dataclass
@@ -55,10 +57,9 @@ class RunConfig:
     base_width: int = 32
     base_depth: int | None = None  # None: no depth scaling of residual branches
     depth_exponent: float = 0.5
-    init_std: float = 0.02  # sigma of the base model ("fixed" init mode)
-    init_mode: str = (
-        "auto"  # "fixed" (sigma), "fan_in" (1/sqrt(fan_in)); auto: gpt fixed, mlp fan_in
-    )
+    # sigma, the base init std: "model" (the model's own init: 0.02 for the GPT, 1/sqrt(fan_in)
+    # for the MLP, as they declare), "fan_in" (1/sqrt(base fan_in)) or a positive number
+    init_std: InitStd = "model"
     zero_readout: bool = False
     zero_query: bool = False
     # optimizer
@@ -101,68 +102,66 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first field whose value is not allowed."""
-        check_choice("model", self.model, MODELS)
-        check_choice("rule", self.rule, RULES)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("cooldown", self.cooldown, COOLDOWNS)
-        check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
-        check_choice("muon_scale", self.muon_scale, MUON_SCALES)
-        check_choice("dtype", self.dtype, DTYPES)
-        check_choice("init_mode", self.init_mode, ("auto", "fixed", "fan_in"))
-        for name in (
-            "width",
-            "depth",
-            "head_dim",
-            "seq_len",
-            "vocab_size",
-            "base_width",
-            "batch_size",
-            "steps",
-            "eval_batches",
-            "threads",
-            "log_every",
+        """Raise ConfigError naming the first field whose value is not allowed (and read a
+        numeric init_std string, as YAML or --set may give it, as the number)."""
+        self._check_choices()
+        self._check_counts()
+        self._check_shapes()
+        self._check_rates()
+        self.init_std = check_number_or_choice("init_std", self.init_std, INIT_STD_MODES)
+
+    def _check_choices(self) -> None:
+        for name, choices in (
+            ("model", MODELS),
+            ("rule", RULES),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("cooldown", COOLDOWNS),
+            ("attn_scale", ATTN_SCALES),
+            ("muon_scale", MUON_SCALES),
+            ("dtype", DTYPES),
         ):
+            check_choice(name, getattr(self, name), choices)
+
+    def _check_counts(self) -> None:
+        """Positive integers, optional ones, and numbers that must be >= 0."""
+        for name in _POSITIVE_INTS:
             check_positive(name, getattr(self, name), integer=True)
-        for name in ("lr", "init_std", "eps", "diverge_factor"):
-            check_positive(name, getattr(self, name))
-        if not math.isfinite(self.lr):
-            raise ConfigError("lr", self.lr, "a finite positive number")
+        for name in ("base_depth", "base_batch_size"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name), integer=True)
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "a number >= 0")
+
+    def _check_shapes(self) -> None:
+        """The base must not be larger than the model, and GPT widths split into heads."""
         if self.base_width > self.width:
             raise ConfigError(
                 "base_width",
                 self.base_width,
                 f"at most width={self.width} (the base model must not be larger)",
             )
-        if self.model == "gpt" and self.width % self.head_dim:
-            raise ConfigError("width", self.width, f"a multiple of head_dim={self.head_dim}")
-        if self.model == "gpt" and self.base_width % self.head_dim:
-            raise ConfigError(
-                "base_width", self.base_width, f"a multiple of head_dim={self.head_dim}"
-            )
-        if self.base_depth is not None:
-            check_positive("base_depth", self.base_depth, integer=True)
+        for name in ("width", "base_width"):
+            if self.model == "gpt" and getattr(self, name) % self.head_dim:
+                raise ConfigError(
+                    name, getattr(self, name), f"a multiple of head_dim={self.head_dim}"
+                )
+
+    def _check_rates(self) -> None:
+        """Learning rates, eps, betas, momentum, fractions and the warmup length."""
+        for name in ("lr", "eps", "diverge_factor"):
+            check_positive(name, getattr(self, name))
+        if not math.isfinite(self.lr):
+            raise ConfigError("lr", self.lr, "a finite positive number")
         if self.muon_lr is not None:
             check_positive("muon_lr", self.muon_lr)
-        if self.base_batch_size is not None:
-            check_positive("base_batch_size", self.base_batch_size, integer=True)
         if self.warmup < 0 or self.warmup > self.steps:
             raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
         if not 0.0 <= self.decay_frac <= 1.0:
             raise ConfigError("decay_frac", self.decay_frac, "a fraction in [0, 1]")
         if not 0.0 <= self.val_frac < 0.5:
             raise ConfigError("val_frac", self.val_frac, "a fraction in [0, 0.5)")
-        for name in (
-            "weight_decay",
-            "grad_clip",
-            "z_loss",
-            "eval_every",
-            "spectral_every",
-            "noise_every",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, getattr(self, name), "a number >= 0")
         for name in ("beta1", "beta2", "momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(name, getattr(self, name), "a number in [0, 1)")
@@ -174,7 +173,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Build from a dict, naming any unknown field."""
+        """Build from a dict, naming any unknown field (a stored config of an older sizeup,
+        with init_mode, is read as the init_std it meant)."""
+        d = _legacy_init(d)
         known = {f.name for f in dataclasses.fields(cls)}
         for k in d:
             if k not in known:
@@ -205,6 +206,43 @@ class RunConfig:
     def tokens_per_step(self) -> int:
         """Tokens (GPT) or examples (MLP) consumed per optimizer step."""
         return self.batch_size * (self.seq_len if self.model == "gpt" else 1)
+
+
+_POSITIVE_INTS = (
+    "width",
+    "depth",
+    "head_dim",
+    "seq_len",
+    "vocab_size",
+    "base_width",
+    "batch_size",
+    "steps",
+    "eval_batches",
+    "threads",
+    "log_every",
+)
+_NON_NEGATIVE = (
+    "weight_decay",
+    "grad_clip",
+    "z_loss",
+    "eval_every",
+    "spectral_every",
+    "noise_every",
+)
+
+
+def _legacy_init(d: dict[str, Any]) -> dict[str, Any]:
+    """Older configs had init_mode (auto | fixed | fan_in) beside a numeric init_std: auto was
+    0.02 for the GPT and fan_in for the MLP, which is what each model now declares ("model")."""
+    if "init_mode" not in d:
+        return d
+    d = dict(d)
+    mode, std = d.pop("init_mode"), d.get("init_std", 0.02)
+    if mode == "fan_in" or (mode == "auto" and d.get("model", "gpt") == "mlp"):
+        d["init_std"] = "fan_in" if mode == "fan_in" else "model"
+    elif mode == "auto" and std == 0.02:
+        d["init_std"] = "model"
+    return d
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:

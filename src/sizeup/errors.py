@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -41,3 +42,21 @@ def check_choice(field: str, value: Any, choices: tuple | list) -> None:
     """Raise ConfigError unless value is one of choices."""
     if value not in choices:
         raise ConfigError(field, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def check_number_or_choice(field: str, value: Any, choices: tuple | list) -> float | str:
+    """A positive finite number or one of choices, else ConfigError naming field. A numeric
+    string (as YAML, a sweep axis or `--set` may give it) is read as the number."""
+    raw = value
+    if isinstance(value, str) and value not in choices:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if value in choices:
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return float(value)
+    allowed = "a positive number or one of " + ", ".join(repr(c) for c in choices)
+    raise ConfigError(field, raw, allowed)

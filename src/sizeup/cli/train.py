@@ -3,8 +3,11 @@ file (the option groups in sizeup.cli.options)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,8 @@ def train_cmd(
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
+    with _echo_decay_warnings(rank == 0):
+        result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
     if rank != 0:
         return
     _print_summary(result)
@@ -75,6 +79,33 @@ def train_cmd(
 
             plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
             typer.echo(f"wrote {out / 'spectral.png'}")
+
+
+@contextlib.contextmanager
+def _echo_decay_warnings(show: bool) -> Iterator[None]:
+    """Print the optimizer's DecayWarning (weight decay above 1% per step) as one plain
+    'warning: ...' line on stderr, on rank 0 only, instead of Python's file:line form."""
+    from sizeup.optim import DecayWarning
+
+    default = warnings.showwarning
+
+    def display(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, DecayWarning):
+            default(message, category, filename, lineno, file, line)
+        elif show:
+            typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DecayWarning)
+        warnings.showwarning = display
+        yield
 
 
 def parametrize_cmd(

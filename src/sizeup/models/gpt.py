@@ -1,9 +1,11 @@
 """A small, modern GPT: RMSNorm, RoPE, SwiGLU, optional QK-norm, z-loss, GQA, tied or untied
 embeddings, and F.scaled_dot_product_attention on the hot path.
 
-The model uses plain inits (normal std 0.02, norm gains 1): the parametrization
-(sizeup.parametrize) re-initialises every tensor, so nothing here is muP-specific except the
-attention scale option ("1/d" is what muP wants, "1/sqrt(d)" is standard practice).
+The model initialises itself plainly (normal std ``GPTConfig.init_std`` = 0.02 for every matrix
+and embedding, norm gains 1) and declares that std to sizeup (``sizeup_hints["init_std"]``), so
+sizeup.parametrize takes it as the base model's sigma and only rescales what width changes.
+Nothing here is muP-specific except the attention scale option ("1/d" is what muP wants,
+"1/sqrt(d)" is standard practice).
 
 Module names are a contract: parametrization roles, coordinate checks and FLOP counts find
 tensors by them (wte, blocks.{i}.attn.q/k/v/o, blocks.{i}.attn.logits, blocks.{i}.mlp.gate/up/down,
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from sizeup.choices import ATTN_SCALES
 from sizeup.errors import ConfigError, check_choice, check_positive
 
-INIT_STD = 0.02  # plain init; the parametrization overwrites it
+INIT_STD = 0.02  # the default GPTConfig.init_std (GPT-2's)
 ROPE_BASE = 10000.0
 
 
@@ -42,15 +44,21 @@ class GPTConfig:
     qk_norm: bool = False
     tie_embeddings: bool = False
     z_loss: float = 0.0
+    init_std: float = INIT_STD  # std of every matrix and embedding at init (declared to sizeup)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layer", "vocab_size", "seq_len"):
             check_positive(name, getattr(self, name), integer=True)
         check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
         check_positive("mlp_ratio", self.mlp_ratio)
+        check_positive("init_std", self.init_std)
         if self.z_loss < 0:
             raise ConfigError("z_loss", self.z_loss, "a number >= 0")
-        # Resolve heads: head_dim wins when both are given and agree; default head_dim 64 (or d_model).
+        self._resolve_heads()
+
+    def _resolve_heads(self) -> None:
+        """n_head, head_dim and n_kv_head from whichever were given; head_dim wins when both
+        are given and agree; default head_dim 64 (or d_model)."""
         if self.n_head is None and self.head_dim is None:
             self.head_dim = min(64, self.d_model)
         if self.head_dim is not None:
@@ -209,18 +217,22 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only byte-level language model; forward(idx, targets) -> (logits, loss)."""
 
-    # fnmatch patterns over module names that sizeup.parametrize reads (residual branches
-    # for depth scaling, queries for zero init, blocks for depth counting).
+    # What sizeup.parametrize reads: fnmatch patterns over module names (residual branches for
+    # depth scaling, queries for zero init, blocks for depth counting) and the std every matrix
+    # gets from reset_parameters (the base sigma; gains keep their 1). An instance's copy carries
+    # its own config.init_std.
     sizeup_hints = {
         "residual_out": ["blocks.*.attn.o", "blocks.*.mlp.down"],
         "query": ["blocks.*.attn.q"],
         "block": ["blocks.*"],
         "roles": {},
+        "init_std": INIT_STD,
     }
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        self.sizeup_hints = {**GPT.sizeup_hints, "init_std": config.init_std}
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = RMSNorm(config.d_model)
@@ -235,10 +247,11 @@ class GPT(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Plain init: normal(0, 0.02) for every matrix and embedding, ones for norm gains."""
+        """Plain init: normal(0, config.init_std) for every matrix and embedding, ones for
+        norm gains."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=INIT_STD)
+                nn.init.normal_(m.weight, std=self.config.init_std)
             elif isinstance(m, RMSNorm):
                 nn.init.ones_(m.weight)
 

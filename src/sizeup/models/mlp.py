@@ -1,11 +1,15 @@
 """A plain ReLU MLP for the synthetic teacher classification task (sizeup.data, data="teacher").
 
 Module names are a contract: `input` (in_dim -> width), `hidden.{i}` (width -> width, depth-1 of
-them), `readout` (width -> out_dim). Plain init (normal std 0.02, zero bias): the
-parametrization re-initialises every tensor.
+them), `readout` (width -> out_dim). Init: weights normal with variance 1/fan_in (LeCun; ReLU
+activations stay O(1) at any width, which muP's hidden rule keeps), biases zero; the model
+declares it to sizeup (``sizeup_hints["init_std"] = "fan_in"``), so sizeup.parametrize takes
+1/sqrt(base fan_in) as the base sigma and rescales only the readout as width grows.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -13,13 +17,17 @@ import torch.nn.functional as F
 
 from sizeup.errors import check_positive
 
-INIT_STD = 0.02
-
 
 class MLP(nn.Module):
     """input -> ReLU -> (hidden -> ReLU) x (depth-1) -> readout; forward(x, targets) -> (logits, loss)."""
 
-    sizeup_hints = {"residual_out": [], "query": [], "block": ["hidden.*"], "roles": {}}
+    sizeup_hints = {
+        "residual_out": [],
+        "query": [],
+        "block": ["hidden.*"],
+        "roles": {},
+        "init_std": "fan_in",  # what reset_parameters gives every weight
+    }
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int, bias: bool = True):
         super().__init__()
@@ -37,10 +45,10 @@ class MLP(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Plain init: normal(0, 0.02) weights, zero biases."""
+        """Weights normal(0, 1/fan_in) (std 1/sqrt(fan_in)), zero biases."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=INIT_STD)
+                nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 

@@ -1,9 +1,11 @@
 """Optimizers under the scaling rules: param groups with per-tensor lr/wd multipliers, AdamW and
-SGD with weight decay independent of lr and width, Muon (Newton-Schulz) with AdamW for the rest,
-batch-size transfer of lr, betas and eps, and the per-tensor table read back from the groups."""
+SGD with torch's decoupled weight decay (lr x lambda per step, the same at every width), Muon
+(Newton-Schulz) with AdamW for the rest, batch-size transfer of lr, betas and eps, and the
+per-tensor table read back from the groups."""
 
 from sizeup.optim.groups import (
     SGDW,
+    DecayWarning,
     TensorScaling,
     build_optimizer,
     decay_per_step,
@@ -18,6 +20,7 @@ from sizeup.optim.transfer import transfer_batch
 __all__ = [
     "NS_COEFFICIENTS",
     "SGDW",
+    "DecayWarning",
     "Muon",
     "build_optimizer",
     "collapse",

@@ -5,19 +5,27 @@ share one group, so torch's foreach kernels still batch them and any torch LR sc
 (LambdaLR, ...) scales every group's lr together. Groups also carry "names", "role", "lr_mult"
 and "wd_mult" for tables and diagnostics.
 
-Weight decay is independent of lr and of width (DESIGN.md; Wortsman et al. 2023, "Small-scale
-proxies for large-scale Transformer training instabilities", sec. 3.2.2):
+Weight decay has torch.optim.AdamW's meaning at the base width, and sizeup keeps it the same at
+every width: with base lr eta_t (the lr passed in, times the schedule), each step
 
-    W <- W - (eta_t / eta_peak) * lambda * wd_mult * W
+    W <- W - eta_t * lambda * wd_mult * W
 
-torch's decoupled kernels apply W <- W - lr_group_t * wd_group * W, with lr_group_t =
-eta_peak * lr_mult * s_t under a schedule s_t. Setting wd_group = lambda * wd_mult / (eta_peak *
-lr_mult) makes the product s_t * lambda * wd_mult, whatever eta and lr_mult are.
+whatever the tensor's own lr multiplier. torch's decoupled kernels apply W <- W - lr_group_t *
+wd_group * W with lr_group_t = eta_t * lr_mult, so each group gets wd_group = lambda * wd_mult /
+lr_mult. At the base width (every lr_mult 1 under muP) this is torch's AdamW(weight_decay=lambda)
+exactly. Were the decay to follow each tensor's own muP lr (eta/m for hidden matrices), the
+weights' averaging timescale 1/(lr x lambda) would grow m-fold with width and the lambda tuned on
+the proxy would not transfer (Wang & Aitchison 2024, "How to set AdamW's weight decay as you
+scale model and dataset size": keep lr x lambda fixed as muP shrinks lr).
+Muon groups read their base lr from ``muon_lr`` when given (torch.optim.Muon's meaning: decay
+muon_lr x lambda per step). Batch transfer moves the base lr, so the decay follows the
+transferred lr, as it would in torch. Vectors (gains, biases) have wd_mult 0.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,9 +39,13 @@ from sizeup.optim.transfer import transfer_batch
 from sizeup.wrapping import canonical_name
 
 # A decay that removes more than this fraction of a weight per step at peak is almost always a
-# unit mistake (e.g. Wortsman's lr-independent lambda = 1e-4 read as torch's lambda, or torch's
-# 0.1 read as lr-independent): warn, naming both numbers.
+# unit mistake (e.g. an lr-independent lambda such as Wortsman's read as torch's, with a large
+# lr): warn, naming both numbers.
 MAX_DECAY_PER_STEP = 0.01
+
+
+class DecayWarning(UserWarning):
+    """lr x weight_decay removes more than MAX_DECAY_PER_STEP of every matrix per step."""
 
 
 def decay_per_step(lr: float, weight_decay: float) -> float:
@@ -109,8 +121,9 @@ def param_groups(
     """Group model's trainable parameters by (role, lr_mult, wd_mult, muon, scale, eps_mult).
 
     Each group: params, names, role, lr_mult, wd_mult, eps_mult, lr = eta*lr_mult, weight_decay =
-    lambda*wd_mult/(eta*lr_mult) (independent decay, see module doc), and with use_muon
-    "use_muon" plus "update_scale". Raises ConfigError naming any parameter without a Scaling.
+    lambda*wd_mult/lr_mult (decay eta_t*lambda per step at every width, see module doc), and
+    with use_muon "use_muon" plus "update_scale" (eta is then muon_lr when given). Raises
+    ConfigError naming any parameter without a Scaling.
     """
     table = {canonical_name(k): v for k, v in scalings.items()}
     groups: dict[tuple, dict[str, Any]] = {}
@@ -133,7 +146,7 @@ def param_groups(
         key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)
         if key not in groups:
             eta = (muon_lr if muon and muon_lr is not None else lr) * s.lr_mult
-            wd = weight_decay * s.wd_mult / eta if eta > 0 else 0.0
+            wd = weight_decay * s.wd_mult / s.lr_mult if s.lr_mult > 0 else 0.0
             g: dict[str, Any] = dict(
                 params=[],
                 names=[],
@@ -195,6 +208,14 @@ def _check_args(
         )
 
 
+def _warn_decay(lr: float, muon_lr: float | None, weight_decay: float) -> None:
+    """Warn (DecayWarning, one line) for each base lr whose decay per step exceeds 1%."""
+    for base_lr in dict.fromkeys(x for x in (lr, muon_lr) if x is not None):
+        msg = decay_warning(base_lr, weight_decay)
+        if msg is not None:
+            warnings.warn(msg, DecayWarning, stacklevel=3)
+
+
 def build_optimizer(
     model: nn.Module,
     scalings: Mapping[str, TensorScaling],
@@ -214,9 +235,11 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """A torch optimizer ("adamw", "sgd" or "muon") whose groups carry each tensor's lr/wd multipliers.
 
-    lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda, applied
-    independently of lr and width. With both batch sizes, lr, betas, eps (and SGD/Muon momentum,
-    by the beta rule) are first moved from base_batch_size to batch_size (transfer_batch).
+    lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda in
+    torch.optim.AdamW's sense at the base width: every matrix loses eta_t * lambda of itself per
+    step, at every width (module doc); a DecayWarning says when that exceeds 1% at peak. With
+    both batch sizes, lr, betas, eps (and SGD/Muon momentum, by the beta rule) are first moved
+    from base_batch_size to batch_size (transfer_batch), and the decay follows the moved lr.
     "muon" updates the tensors whose Scaling says muon=True with Muon (lr ``muon_lr`` if given,
     else lr) and everything else with AdamW, in one optimizer.
     """
@@ -231,6 +254,7 @@ def build_optimizer(
             muon_lr = muon_lr * ratio
         if momentum > 0:
             _, (momentum,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
+    _warn_decay(lr, muon_lr if name == "muon" else None, weight_decay)
     betas = (float(betas[0]), float(betas[1]))
     groups = param_groups(
         model,

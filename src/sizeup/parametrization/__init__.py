@@ -2,14 +2,9 @@
 per-tensor lr/wd multipliers applied to any torch model."""
 
 from sizeup.choices import ROLES, RULES
-from sizeup.parametrization.core import (
-    Parametrization,
-    base_shapes,
-    get_parametrization,
-    parametrize,
-    save_base_shapes,
-)
+from sizeup.parametrization.core import Parametrization, get_parametrization, parametrize
 from sizeup.parametrization.rules import Scaling
+from sizeup.parametrization.shapes import base_record, base_shapes, save_base_shapes
 from sizeup.wrapping import canonical_name, unwrap
 
 __all__ = [
@@ -17,6 +12,7 @@ __all__ = [
     "RULES",
     "Parametrization",
     "Scaling",
+    "base_record",
     "base_shapes",
     "canonical_name",
     "get_parametrization",

@@ -1,6 +1,8 @@
-"""Apply a scaling rule to any torch model: infer roles from a base model, initialise in place,
-install forward multipliers where a rule needs them, and hand out optimizers whose param groups
-carry the per-tensor learning-rate and weight-decay multipliers.
+"""Apply a scaling rule to any torch model: infer roles from a base model, rescale the model's
+own init in place (sizeup.parametrization.init), install forward multipliers where a rule needs
+them, and hand out optimizers whose param groups carry the per-tensor learning-rate and
+weight-decay multipliers. parametrize runs in stages, one function each: options and hints, the
+base, the tensors and their roles, the rules per tensor, module multipliers, init.
 
 Metadata lives off the tensors, in a dict keyed by canonical parameter name (wrapper prefixes
 such as ``module.`` from DDP and ``_orig_mod.`` from torch.compile stripped), stored on the model
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -21,45 +22,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from sizeup.choices import OPT_FAMILIES, OPTIMIZERS, READOUT_FORMS, ROLES, RULES, optimizer_family
-from sizeup.errors import ConfigError, ShapeError, check_choice
+from sizeup.choices import (
+    INIT_STD_MODES,
+    OPT_FAMILIES,
+    OPTIMIZERS,
+    READOUT_FORMS,
+    ROLES,
+    RULES,
+    InitStd,
+    optimizer_family,
+)
+from sizeup.errors import ConfigError, ShapeError, check_choice, check_number_or_choice
 from sizeup.optim import build_optimizer
 from sizeup.parametrization import rules
+from sizeup.parametrization.init import (
+    KEEP,
+    InitStep,
+    SigmaResolver,
+    apply_step,
+    check_hint,
+    plan_step,
+)
 from sizeup.parametrization.rules import Scaling
+from sizeup.parametrization.shapes import BaseRef, load_base
 from sizeup.wrapping import canonical_name, unwrap
 
 ATTR = "_sizeup"  # where the Parametrization lives on the model
 _DIGITS = re.compile(r"\.\d+\.")
-
-
-# --- base shapes ----------------------------------------------------------------------------
-def base_shapes(model: nn.Module) -> dict[str, list[int]]:
-    """Canonical parameter name -> shape, for saving a base model without keeping it around."""
-    return {canonical_name(n): list(p.shape) for n, p in model.named_parameters()}
-
-
-def save_base_shapes(model: nn.Module, path: str | Path) -> None:
-    """Write a model's parameter shapes to a JSON base-shapes file."""
-    Path(path).write_text(json.dumps(base_shapes(model), indent=1))
-
-
-def _load_shapes(obj: Any, field: str) -> dict[str, list[int]] | None:
-    if obj is None:
-        return None
-    if isinstance(obj, nn.Module):
-        return base_shapes(obj)
-    if isinstance(obj, (str, Path)):
-        p = Path(obj)
-        if not p.exists():
-            raise ConfigError(field, str(p), "a model or an existing base-shapes JSON file")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(field, str(p), f"a JSON base-shapes file ({e})") from e
-        return {k: list(v) for k, v in data.items()}
-    if isinstance(obj, Mapping):
-        return {k: list(v) for k, v in obj.items()}
-    raise ConfigError(field, type(obj).__name__, "an nn.Module, a base-shapes file path or a dict")
 
 
 # --- forward multipliers ----------------------------------------------------------------------
@@ -249,20 +238,21 @@ class Parametrization:
             padding=(0, 0),
             caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
             f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
-            f"module's init",
+            f"module's init; sigma0: the base init std it scales from, h model hint, "
+            f"m measured, g given",
         )
-        t.add_column("tensor", min_width=22, max_width=24, overflow="fold")
+        t.add_column("tensor", min_width=20, max_width=24, overflow="fold")
         t.add_column("role", no_wrap=True)
         t.add_column("shape", no_wrap=True)
-        for col in ("init", "mult", "lr x", "wd x", "eps x"):
+        for col in ("sigma0", "init", "mult", "lr x", "wd x", "eps x"):
             t.add_column(col, justify="right", no_wrap=True)
         for r in self.rows():
-            std = "keep" if r["init_std"] is None else f"{r['init_std']:.3g}"
             t.add_row(
                 r["name"],
                 r["role"] + ("*" if r["muon"] else ""),
                 "x".join(map(str, r["shape"])),
-                std,
+                _sigma_cell(r),
+                "keep" if r["init_std"] is None else f"{r['init_std']:.3g}",
                 f"{r['multiplier']:.3g}",
                 f"{r['lr_mult']:.3g}",
                 f"{r['wd_mult']:.3g}",
@@ -272,16 +262,27 @@ class Parametrization:
 
     def to_markdown(self) -> str:
         """The per-tensor table as a Markdown table."""
-        head = "| name | role | shape | fan_in | fan_out | init_std | multiplier | lr_mult | wd_mult | eps_mult |"
-        lines = [head, "|" + "---|" * 10]
+        cols = "name | role | shape | fan_in | fan_out | sigma_base | sigma_source | init_std"
+        head = f"| {cols} | multiplier | lr_mult | wd_mult | eps_mult |"
+        lines = [head, "|" + "---|" * 12]
         for r in self.rows():
             std = "keep" if r["init_std"] is None else f"{r['init_std']:.4g}"
+            sb = "" if r["sigma_base"] is None else f"{r['sigma_base']:.4g}"
             lines.append(
                 f"| {r['name']} | {r['role']} | {'x'.join(map(str, r['shape']))} | "
-                f"{r['fan_in']} | {r['fan_out']} | {std} | {r['multiplier']:.4g} | "
-                f"{r['lr_mult']:.4g} | {r['wd_mult']:.4g} | {r['eps_mult']:.4g} |"
+                f"{r['fan_in']} | {r['fan_out']} | {sb} | {r['sigma_source'] or ''} | {std} | "
+                f"{r['multiplier']:.4g} | {r['lr_mult']:.4g} | {r['wd_mult']:.4g} | "
+                f"{r['eps_mult']:.4g} |"
             )
         return "\n".join(lines)
+
+
+def _sigma_cell(row: dict[str, Any]) -> str:
+    """sigma_base with its source's initial (h model hint, m measured, g given), for print_table."""
+    if row["sigma_base"] is None:
+        return ""
+    mark = {"model hint": "h", "measured": "m", "given": "g"}.get(row["sigma_source"], "")
+    return f"{row['sigma_base']:.3g}{mark}"
 
 
 def get_parametrization(model: nn.Module) -> Parametrization | None:
@@ -289,14 +290,130 @@ def get_parametrization(model: nn.Module) -> Parametrization | None:
     return getattr(unwrap(model), ATTR, None)
 
 
+# --- options ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Options:
+    """parametrize's options, checked, with the model's sizeup_hints filled in."""
+
+    rule: str
+    sigma: float | str
+    zero_readout: bool
+    zero_query: bool
+    base_depth: int | None
+    depth: int | None
+    depth_exponent: float
+    readout_form: str
+    optimizer: str
+    scale_eps: bool
+    residual_out: list[str]
+    query: list[str]
+    block: list[str]
+    roles: dict[str, str]
+    init_hint: Any = None
+
+    @property
+    def family(self) -> str:
+        """The rules-table column of the default optimizer."""
+        return optimizer_family(self.optimizer)
+
+    def public(self) -> dict[str, Any]:
+        """The options the Parametrization records (the call's own arguments)."""
+        keys = (
+            "rule",
+            "sigma",
+            "zero_readout",
+            "zero_query",
+            "base_depth",
+            "depth",
+            "depth_exponent",
+            "readout_form",
+            "optimizer",
+            "scale_eps",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+
+def _resolve_options(inner: nn.Module, **kw: Any) -> _Options:
+    """Check the arguments (a ConfigError names the first bad one) and merge the model's
+    sizeup_hints: explicit arguments win, then hints, then defaults."""
+    check_choice("rule", kw["rule"], RULES)
+    check_choice("readout_form", kw["readout_form"], READOUT_FORMS)
+    check_choice("optimizer", kw["optimizer"], OPTIMIZERS)
+    kw["sigma"] = check_number_or_choice("sigma", kw["sigma"], INIT_STD_MODES)
+    if not kw["depth_exponent"] > 0:
+        raise ConfigError("depth_exponent", kw["depth_exponent"], "a positive number (0.5 or 1.0)")
+    for pat, r in (kw["roles"] or {}).items():
+        if r not in ROLES:
+            raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
+    hints = dict(getattr(inner, "sizeup_hints", {}) or {})
+    for key, default in (("residual_out", []), ("query", []), ("block", ["blocks.*"])):
+        if kw[key] is None:
+            kw[key] = hints.get(key, default)
+    kw["roles"] = {**(hints.get("roles") or {}), **(kw["roles"] or {})}
+    kw["init_hint"] = check_hint(hints.get("init_std"))
+    return _Options(**kw)
+
+
+def _resolve_depth(opts: _Options, names: list[str]) -> float:
+    """Fill in the model's depth when depth scaling is on; return the branch multiplier."""
+    if opts.base_depth is not None:
+        if opts.depth is None:
+            opts.depth = _infer_depth(names, opts.block)
+        if opts.depth < 1:
+            raise ConfigError(
+                "depth", opts.depth, "a positive number of residual blocks (or pass depth=)"
+            )
+        if opts.base_depth > opts.depth:
+            raise ConfigError(
+                "base_depth", opts.base_depth, f"at most the model's depth ({opts.depth})"
+            )
+    branch, _ = rules.depth_factors(
+        opts.depth or 0, opts.base_depth, opts.depth_exponent, opts.family
+    )
+    return branch
+
+
+# --- the base --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Reference:
+    """The base (shapes, init stds), the optional delta, and which base tensor each model
+    tensor is compared with."""
+
+    base: BaseRef
+    delta: BaseRef | None
+    key: dict[str, str]
+
+
+def _load_reference(base: Any, delta: Any, inner: nn.Module, names: list[str]) -> _Reference:
+    """Load base and delta and match their tensors to the model's (ShapeError if they differ)."""
+    base_ref = load_base(base, "base")
+    if base_ref is None:  # the model is its own base
+        base_ref = dataclasses.replace(load_base(inner, "base"), what="the model itself (no base)")
+    delta_ref = load_base(delta, "delta")
+    shapes = base_ref.shapes
+    # A deeper model has blocks the base lacks: those map onto the base's block 0 (depth is
+    # scaled by base_depth, not inferred from names).
+    key = {n: n if n in shapes else _DIGITS.sub(".0.", n, count=1) for n in names}
+    missing = [n for n in names if key[n] not in shapes]
+    extra = [n for n in shapes if n not in names]
+    if missing or extra:
+        raise ShapeError(
+            "base: the base model does not have the same architecture as the model "
+            f"(only in model: {missing[:5]}, only in base: {extra[:5]})"
+        )
+    if delta_ref is not None and set(delta_ref.shapes) != set(shapes):
+        raise ShapeError("delta: the delta model does not have the same parameters as the base")
+    return _Reference(base_ref, delta_ref, key)
+
+
 # --- role inference --------------------------------------------------------------------------
 def _owner_modules(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
-    """Parameter name -> (owning module name, module)."""
+    """Canonical parameter name -> (canonical owning module name, module)."""
     owners = {}
     for mname, mod in model.named_modules():
         for pname, _ in mod.named_parameters(recurse=False):
             full = f"{mname}.{pname}" if mname else pname
-            owners[full] = (mname, mod)
+            owners[canonical_name(full)] = (canonical_name(mname), mod)
     return owners
 
 
@@ -318,6 +435,233 @@ def _infer_depth(names: list[str], block_patterns: list[str]) -> int:
     return len(prefixes)
 
 
+def _tied_readouts(inner: nn.Module, named: list[tuple[str, nn.Parameter]]) -> dict[str, str]:
+    """Module name -> parameter name, for each Linear whose weight is another module's (an
+    Embedding's): it reads out through the shared tensor."""
+    param_ids = {id(p): n for n, p in named}
+    tied = {}
+    for mname, mod in inner.named_modules():
+        w = getattr(mod, "weight", None)
+        if isinstance(mod, nn.Linear) and isinstance(w, nn.Parameter):
+            owner = param_ids.get(id(w))
+            if owner is not None and canonical_name(f"{mname}.weight") != owner:
+                tied[canonical_name(mname)] = owner
+    return tied
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensor:
+    """One model tensor and what it is compared with."""
+
+    name: str
+    p: torch.Tensor
+    module_name: str
+    module: nn.Module
+    shape: tuple[int, ...]
+    base_name: str
+    base_shape: tuple[int, ...]
+    delta_shape: tuple[int, ...] | None
+
+    @property
+    def fans(self) -> tuple[int, int, int, int]:
+        """(fan_out, fan_in, fan_out dim, fan_in dim) at the model's shape."""
+        return _fans(self.shape, self.module)
+
+    @property
+    def base_fan_in(self) -> int:
+        """fan_in at the base's shape."""
+        return _fans(self.base_shape, self.module)[1]
+
+
+def _tensors(
+    named: list[tuple[str, nn.Parameter]], inner: nn.Module, ref: _Reference
+) -> list[_Tensor]:
+    """Pair each model tensor with its base (and delta) shape; ShapeError if they cannot match."""
+    owners = _owner_modules(inner)
+    out = []
+    for name, p in named:
+        shape, bname = tuple(p.shape), ref.key[name]
+        bshape = tuple(ref.base.shapes[bname])
+        if len(shape) != len(bshape):
+            raise ShapeError(f"base: {name} has shape {list(shape)} but {list(bshape)} in the base")
+        if any(b > s for b, s in zip(bshape, shape)):
+            raise ShapeError(
+                f"base: {name} is larger in the base {list(bshape)} than in the "
+                f"model {list(shape)}; the base must be the smaller model"
+            )
+        dshape = None if ref.delta is None else tuple(ref.delta.shapes[bname])
+        mname, mod = owners[name]
+        out.append(_Tensor(name, p, mname, mod, shape, bname, bshape, dshape))
+    return out
+
+
+def _role(t: _Tensor, overrides: Mapping[str, str]) -> str:
+    """input / hidden / readout / vector from which dims are width (differ from the base, or
+    between base and delta when a delta is given); an override pattern wins."""
+    if len(t.shape) == 1:
+        role = "vector"
+    else:
+        other = t.delta_shape if t.delta_shape is not None else t.shape
+        inf = [o != b for o, b in zip(other, t.base_shape)]
+        _, _, i_out, i_in = t.fans
+        out_inf, in_inf = inf[i_out], (inf[i_in] if i_in >= 0 else False)
+        role = "hidden" if out_inf and in_inf else "readout" if in_inf else "input"
+    for pat, r in overrides.items():
+        if fnmatch.fnmatchcase(t.name, pat) or fnmatch.fnmatchcase(t.module_name, pat):
+            role = r
+    return role
+
+
+# --- the rules, per tensor -------------------------------------------------------------------
+def _lr_column(opts: _Options, t: _Tensor, role: str, m_in: float, m_out: float) -> dict:
+    """lr multiplier per optimizer family (rules.lr_mult, Table 8 shift, depth factor)."""
+    is_muon = role == "hidden" and len(t.shape) == 2
+    lrs = {}
+    for fam in OPT_FAMILIES:
+        lr_f = rules.lr_mult(opts.rule, role, fam, m_in, m_out, is_muon)
+        if opts.rule == "mup" and opts.readout_form == "table8":
+            lr_f *= rules.table8_shift(role, m_in, fam)[1]
+        if _match(t.name, opts.block):
+            lr_f *= rules.depth_factors(opts.depth or 0, opts.base_depth, opts.depth_exponent, fam)[
+                1
+            ]
+        lrs[fam] = lr_f
+    return lrs
+
+
+def _target_std(
+    opts: _Options,
+    sig: SigmaResolver,
+    t: _Tensor,
+    role: str,
+    sigma_base: float | None,
+    own: float | None,
+    m_in: float,
+) -> float | None:
+    """The rule's init std for the tensor (None: keep the module's own init)."""
+    fan_out, fan_in, _, _ = t.fans
+    if sig.model_mode and rules.keeps_own_init(opts.rule):
+        std = own
+    else:
+        if sigma_base is None and rules.uses_sigma(opts.rule):
+            raise sig.missing(t.name)
+        std = rules.init_std(
+            opts.rule,
+            role,
+            sigma_base if sigma_base is not None else 0.0,  # unused by rules that ignore sigma
+            m_in,
+            fan_in,
+            fan_out,
+            sigma_sp=sig.sp_sigma(own, fan_in),
+            one_hot=isinstance(t.module, nn.Embedding),
+        )
+    if opts.rule == "mup" and opts.readout_form == "table8" and std is not None:
+        std *= rules.table8_shift(role, m_in, opts.family)[0]
+    zero_q = opts.zero_query and _match(t.module_name, opts.query)
+    if std is not None and ((role == "readout" and opts.zero_readout) or zero_q):
+        std = 0.0
+    return std
+
+
+@dataclasses.dataclass(frozen=True)
+class _Init:
+    """A tensor's init: the rule's std, the sigma it scaled from and its source, the step."""
+
+    std: float | None = None
+    sigma_base: float | None = None
+    source: str | None = None
+    step: InitStep = KEEP
+
+
+def _init_for(opts: _Options, sig: SigmaResolver, t: _Tensor, role: str, m_in: float) -> _Init:
+    """Resolve sigma and the tensor's own std, and plan the step to the rule's std. Vectors
+    keep their own init."""
+    if role == "vector":
+        return _Init()
+    own = sig.own_std(t.name, t.module_name, t.p, t.fans[1])
+    at_base = own if t.shape == t.base_shape else None
+    sigma_base, source = sig.base_sigma(t.name, t.module_name, t.base_name, t.base_fan_in, at_base)
+    std = _target_std(opts, sig, t, role, sigma_base, own, m_in)
+    return _Init(std, sigma_base, source, plan_step(std, own))
+
+
+def _scaling(
+    opts: _Options, sig: SigmaResolver, t: _Tensor, branch_mult: float
+) -> tuple[Scaling, dict[str, float], InitStep]:
+    """The tensor's Scaling (default optimizer's lr column), its lr per family, its init step."""
+    fan_out, fan_in, _, _ = t.fans
+    bfan_out, bfan_in, _, _ = _fans(t.base_shape, t.module)
+    m_out, m_in = fan_out / bfan_out, fan_in / bfan_in
+    role = _role(t, opts.roles)
+    lrs = _lr_column(opts, t, role, m_in, m_out)
+    mult = rules.multiplier(opts.rule, role, m_in, opts.readout_form)
+    init = _init_for(opts, sig, t, role, m_in)
+    eps_f = 1.0
+    if opts.scale_eps:
+        branch = branch_mult if _match(t.name, opts.block) else 1.0
+        eps_f = rules.eps_mult(opts.rule, role, m_out, mult, branch)
+    scaling = Scaling(
+        name=t.name,
+        role=role,
+        shape=t.shape,
+        fan_in=fan_in,
+        fan_out=fan_out,
+        m_in=m_in,
+        m_out=m_out,
+        init_std=init.std,
+        multiplier=mult,
+        lr_mult=lrs[opts.family],
+        wd_mult=0.0 if role == "vector" else 1.0,
+        muon=role == "hidden" and len(t.shape) == 2,
+        eps_mult=eps_f,
+        sigma_base=init.sigma_base,
+        sigma_source=init.source,
+    )
+    return scaling, lrs, init.step
+
+
+# --- forward multipliers per module ----------------------------------------------------------
+def _module_multipliers(
+    inner: nn.Module,
+    scalings: dict[str, Scaling],
+    tied: dict[str, str],
+    opts: _Options,
+    branch_mult: float,
+) -> dict[str, tuple[float, float]]:
+    """Module name -> (weight multiplier, branch multiplier), only where one differs from 1."""
+    mults: dict[str, tuple[float, float]] = {}
+    for name, s in scalings.items():
+        if name.endswith(".weight") and s.multiplier != 1.0:
+            mults[name[: -len(".weight")]] = (s.multiplier, 1.0)
+    for mname, owner in tied.items():
+        # A tied readout cannot have its own init/lr, so it reads out in the Table 8 form:
+        # multiplier 1/m where m is the width multiplier of the shared dimension.
+        w = 1.0 / scalings[owner].m_out if opts.rule == "mup" else 1.0
+        if w != 1.0:
+            mults[mname] = (w, 1.0)
+    if branch_mult != 1.0:
+        _add_branch_multipliers(inner, mults, opts.residual_out, branch_mult)
+    return mults
+
+
+def _add_branch_multipliers(
+    inner: nn.Module, mults: dict[str, tuple[float, float]], residual_out: list[str], branch: float
+) -> None:
+    """Multiply every residual-branch output module (residual_out patterns) by ``branch``."""
+    names = [canonical_name(m) for m, _ in inner.named_modules()]
+    matched = [m for m in names if _match(m, residual_out)]
+    if not matched:
+        raise ConfigError(
+            "residual_out",
+            residual_out,
+            "patterns that match the residual-branch output modules (none matched)",
+        )
+    for mname in matched:
+        w, _ = mults.get(mname, (1.0, 1.0))
+        mults[mname] = (w, branch)
+
+
+# --- parametrize -----------------------------------------------------------------------------
 def parametrize(
     model: nn.Module,
     base: nn.Module | str | Path | Mapping | None = None,
@@ -325,7 +669,7 @@ def parametrize(
     rule: str = "mup",
     delta: nn.Module | str | Path | Mapping | None = None,
     roles: Mapping[str, str] | None = None,
-    sigma: float | str = 0.02,
+    sigma: InitStd = "model",
     zero_readout: bool = False,
     zero_query: bool = False,
     base_depth: int | None = None,
@@ -346,197 +690,20 @@ def parametrize(
     "spectral" (Yang-Simon-Bernstein 2023). base: a smaller instance of the same architecture,
     a base-shapes file or dict; None means the model is its own base. delta: a second small
     instance that tells which dimensions are width when base alone cannot. roles: fnmatch
-    pattern (parameter or module name) -> role override. sigma: the base init std (a number, or
-    "fan_in" for 1/sqrt(fan_in)). base_depth: enables residual-branch depth scaling
-    (L/base_depth)^-depth_exponent. optimizer: which lr column (adamw/sgd/muon) the table shows;
-    p.optimizer() may ask for another, so this only sets the default. scale_eps: Adam's eps
-    follows each tensor's gradient scale (rules.eps_mult; False keeps one eps, as microsoft/mup).
+    pattern (parameter or module name) -> role override. sigma: the base init std; "model"
+    (default) is what the base model's own init gives each tensor (its sizeup_hints["init_std"],
+    else measured on the base: sizeup.parametrization.init), so at the base width nothing
+    changes; a number, or "fan_in" for 1/sqrt(fan_in), sets it. The init is applied by
+    rescaling each tensor the model made (its distribution's shape is kept); the model may be
+    on the meta device (nothing is initialised, the table is computed). base_depth: enables
+    residual-branch depth scaling (L/base_depth)^-depth_exponent. optimizer: which lr column
+    (adamw/sgd/muon) the table shows; p.optimizer() may ask for another, so this only sets the
+    default. scale_eps: Adam's eps follows each tensor's gradient scale (rules.eps_mult; False
+    keeps one eps, as microsoft/mup).
     """
-    check_choice("rule", rule, RULES)
-    check_choice("readout_form", readout_form, READOUT_FORMS)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    if not isinstance(sigma, (int, float)) and sigma != "fan_in":
-        raise ConfigError("sigma", sigma, "a positive number or 'fan_in'")
-    if isinstance(sigma, (int, float)) and not sigma > 0:
-        raise ConfigError("sigma", sigma, "a positive number or 'fan_in'")
-    if depth_exponent <= 0:
-        raise ConfigError("depth_exponent", depth_exponent, "a positive number (0.5 or 1.0)")
-    for pat, r in (roles or {}).items():
-        if r not in ROLES:
-            raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
-
     inner = unwrap(model)
-    hints = dict(getattr(inner, "sizeup_hints", {}) or {})
-    residual_out = residual_out if residual_out is not None else hints.get("residual_out", [])
-    query = query if query is not None else hints.get("query", [])
-    block = block if block is not None else hints.get("block", ["blocks.*"])
-    role_over = dict(hints.get("roles", {}) or {})
-    role_over.update(roles or {})
-
-    named = [(canonical_name(n), p) for n, p in inner.named_parameters()]
-    names = [n for n, _ in named]
-    base_sh = _load_shapes(base, "base") or {n: list(p.shape) for n, p in named}
-    delta_sh = _load_shapes(delta, "delta")
-    # A deeper model has blocks the base lacks: those map onto the base's block 0 (depth is
-    # scaled by base_depth, not inferred from names).
-    base_key = {n: n if n in base_sh else _DIGITS.sub(".0.", n, count=1) for n in names}
-    missing = [n for n in names if base_key[n] not in base_sh]
-    extra = [n for n in base_sh if n not in names]
-    if missing or extra:
-        raise ShapeError(
-            "base: the base model does not have the same architecture as the model "
-            f"(only in model: {missing[:5]}, only in base: {extra[:5]})"
-        )
-    if delta_sh is not None and set(delta_sh) != set(base_sh):
-        raise ShapeError("delta: the delta model does not have the same parameters as the base")
-
-    owners = _owner_modules(inner)
-    owners = {canonical_name(k): v for k, v in owners.items()}
-    family = optimizer_family(optimizer)
-
-    if base_depth is not None:
-        if depth is None:
-            depth = _infer_depth(names, block)
-        if depth < 1:
-            raise ConfigError(
-                "depth", depth, "a positive number of residual blocks (or pass depth=)"
-            )
-        if base_depth > depth:
-            raise ConfigError("base_depth", base_depth, f"at most the model's depth ({depth})")
-    branch_mult, _ = rules.depth_factors(depth or 0, base_depth, depth_exponent, family)
-
-    # Tied weights: a Linear whose weight is an Embedding's weight reads out through it.
-    param_ids: dict[int, str] = {id(p): n for n, p in named}
-    tied_readouts: dict[str, str] = {}  # module name -> param name
-    for mname, mod in inner.named_modules():
-        w = getattr(mod, "weight", None)
-        if isinstance(mod, nn.Linear) and isinstance(w, nn.Parameter):
-            owner = param_ids.get(id(w))
-            if owner is not None and canonical_name(f"{mname}.weight") != owner:
-                tied_readouts[canonical_name(mname)] = owner
-
-    scalings: dict[str, Scaling] = {}
-    lr_table: dict[str, dict[str, float]] = {}
-    for name, p in named:
-        shape = tuple(p.shape)
-        bshape = tuple(base_sh[base_key[name]])
-        mname, mod = owners[name]
-        mname = canonical_name(mname)
-        if len(shape) != len(bshape):
-            raise ShapeError(f"base: {name} has shape {list(shape)} but {list(bshape)} in the base")
-        if any(b > s for b, s in zip(bshape, shape)):
-            raise ShapeError(
-                f"base: {name} is larger in the base {list(bshape)} than in the "
-                f"model {list(shape)}; the base must be the smaller model"
-            )
-        if delta_sh is not None:
-            inf = [d != b for d, b in zip(delta_sh[base_key[name]], bshape)]
-        else:
-            inf = [s != b for s, b in zip(shape, bshape)]
-        fan_out, fan_in, i_out, i_in = _fans(shape, mod)
-        bfan_out, bfan_in, _, _ = _fans(bshape, mod)
-        m_out, m_in = fan_out / bfan_out, fan_in / bfan_in
-        if len(shape) == 1:
-            role = "vector"
-        else:
-            out_inf, in_inf = inf[i_out], (inf[i_in] if i_in >= 0 else False)
-            role = "hidden" if out_inf and in_inf else "readout" if in_inf else "input"
-        for pat, r in role_over.items():
-            if fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(mname, pat):
-                role = r
-        is_muon = role == "hidden" and len(shape) == 2
-
-        if sigma == "fan_in":
-            s_base = 1.0 / math.sqrt(bfan_in)
-            s_sp = 1.0 / math.sqrt(fan_in)
-        else:
-            s_base = s_sp = float(sigma)
-        std = rules.init_std(
-            rule,
-            role,
-            s_base,
-            m_in,
-            fan_in,
-            fan_out,
-            sigma_sp=s_sp,
-            one_hot=isinstance(mod, nn.Embedding),
-        )
-        mult = rules.multiplier(rule, role, m_in, readout_form)
-        lrs = {}
-        for fam in OPT_FAMILIES:
-            lr_f = rules.lr_mult(rule, role, fam, m_in, m_out, is_muon)
-            if rule == "mup" and readout_form == "table8":
-                lr_f *= rules.table8_shift(role, m_in, fam)[1]
-            if _match(name, block):
-                lr_f *= rules.depth_factors(depth or 0, base_depth, depth_exponent, fam)[1]
-            lrs[fam] = lr_f
-            lr_table.setdefault(fam, {})[name] = lr_f
-        lr = lrs[family]
-        if rule == "mup" and readout_form == "table8" and std is not None:
-            std *= rules.table8_shift(role, m_in, family)[0]
-        if role == "readout" and zero_readout:
-            std = 0.0
-        if _match(mname, query) and zero_query:
-            std = 0.0
-        wd = 0.0 if role == "vector" else 1.0
-        eps_f = 1.0
-        if scale_eps:
-            eps_f = rules.eps_mult(
-                rule, role, m_out, mult, branch_mult if _match(name, block) else 1.0
-            )
-        scalings[name] = Scaling(
-            name=name,
-            role=role,
-            shape=shape,
-            fan_in=fan_in,
-            fan_out=fan_out,
-            m_in=m_in,
-            m_out=m_out,
-            init_std=std,
-            multiplier=mult,
-            lr_mult=lr,
-            wd_mult=wd,
-            muon=is_muon,
-            eps_mult=eps_f,
-        )
-
-    # Forward multipliers per module: (weight multiplier, branch multiplier).
-    module_mults: dict[str, tuple[float, float]] = {}
-    for name, s in scalings.items():
-        if name.endswith(".weight") and s.multiplier != 1.0:
-            module_mults[name[: -len(".weight")]] = (s.multiplier, 1.0)
-    for mname, owner in tied_readouts.items():
-        s = scalings[owner]
-        # A tied readout cannot have its own init/lr, so it reads out in the Table 8 form:
-        # multiplier 1/m where m is the width multiplier of the shared dimension.
-        w = 1.0 / s.m_out if rule == "mup" else 1.0
-        if w != 1.0:
-            module_mults[mname] = (w, 1.0)
-    if branch_mult != 1.0:
-        for mname, _ in inner.named_modules():
-            if _match(canonical_name(mname), residual_out):
-                w, _ = module_mults.get(canonical_name(mname), (1.0, 1.0))
-                module_mults[canonical_name(mname)] = (w, branch_mult)
-        if not any(_match(canonical_name(m), residual_out) for m, _ in inner.named_modules()):
-            raise ConfigError(
-                "residual_out",
-                residual_out,
-                "patterns that match the residual-branch output modules (none matched)",
-            )
-
-    # Initialise in place.
-    if init:
-        with torch.no_grad():
-            for name, p in named:
-                std = scalings[name].init_std
-                if std is None:
-                    continue
-                if std == 0.0:
-                    p.zero_()
-                else:
-                    p.normal_(0.0, std)
-
-    options = dict(
+    opts = _resolve_options(
+        inner,
         rule=rule,
         sigma=sigma,
         zero_readout=zero_readout,
@@ -547,8 +714,25 @@ def parametrize(
         readout_form=readout_form,
         optimizer=optimizer,
         scale_eps=scale_eps,
+        residual_out=residual_out,
+        query=query,
+        block=block,
+        roles=roles,
     )
-    par = Parametrization(inner, scalings, rule, module_mults, options)
+    named = [(canonical_name(n), p) for n, p in inner.named_parameters()]
+    ref = _load_reference(base, delta, inner, [n for n, _ in named])
+    branch_mult = _resolve_depth(opts, [n for n, _ in named])
+    sig = SigmaResolver(opts.sigma, opts.init_hint, ref.base, get_parametrization(inner) is None)
+    scalings, lr_table, steps = {}, {}, {}
+    for t in _tensors(named, inner, ref):
+        scalings[t.name], lrs, steps[t.name] = _scaling(opts, sig, t, branch_mult)
+        for fam, lr_f in lrs.items():
+            lr_table.setdefault(fam, {})[t.name] = lr_f
+    mults = _module_multipliers(inner, scalings, _tied_readouts(inner, named), opts, branch_mult)
+    if init:
+        for name, p in named:
+            apply_step(p, steps[name])
+    par = Parametrization(inner, scalings, opts.rule, mults, opts.public())
     par.lr_table = lr_table
     par.install_hooks()
     setattr(inner, ATTR, par)

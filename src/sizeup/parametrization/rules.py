@@ -1,9 +1,13 @@
 """The rules table: one place that says, for every role, how init, multiplier, learning rate and
 weight decay scale with width (and depth). Everything else in sizeup reads it from here.
 
-Notation (DESIGN.md): a weight has shape (fan_out, fan_in); m_in = fan_in / base_fan_in and
+Notation (docs/architecture.md): a weight has shape (fan_out, fan_in); m_in = fan_in / base_fan_in and
 m_out = fan_out / base_fan_out are the width multipliers. ``sigma`` is the base model's init std
-for that tensor (a fixed value such as 0.02, or 1/sqrt(base fan_in) in "fan_in" mode).
+for that tensor: by default the std the base model's own initialisation gives it (declared by the
+model, e.g. 0.02 for sizeup's GPT, or measured on the base), so a model that is well initialised
+at the base width stays so at every width; or a given number, or 1/sqrt(base fan_in).
+parametrize applies the init column by rescaling the model's own tensor, so the shape of its
+distribution (uniform, orthogonal, ...) is kept.
 
 muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
 
@@ -14,6 +18,9 @@ muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
     vector   (unchanged)     1            eta         eta * m             eps / m
 
 (The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
+
+SP and mup_simple initialise every tensor as the model's author did, at every width
+(``keeps_own_init``): SP is the model as written.
 
 The Table 8 form (readout multiplier 1/m_in, init sigma, Adam lr eta) is the same model by the
 abc-symmetry with theta = 1/m_in; ``readout_form="table8"`` selects it (microsoft/mup's MuReadout
@@ -36,17 +43,21 @@ __all__ = [
     "depth_factors",
     "eps_mult",
     "init_std",
+    "keeps_own_init",
     "lr_mult",
     "multiplier",
     "optimizer_family",
     "table8_shift",
+    "uses_sigma",
 ]
 
 
 @dataclass(frozen=True)
 class Scaling:
     """What a rule says for one tensor. ``init_std`` None means: leave the module's own init
-    (biases at 0, norm gains at 1); 0.0 means zero init."""
+    (biases at 0, norm gains at 1); 0.0 means zero init. ``sigma_base`` is the base init std
+    the rule scaled from and ``sigma_source`` where it came from ("model hint", "measured",
+    "given"; None for vectors, which keep their own init)."""
 
     name: str
     role: str
@@ -61,6 +72,8 @@ class Scaling:
     wd_mult: float
     muon: bool = False  # updated by Muon (hidden matrices) rather than AdamW
     eps_mult: float = 1.0  # Adam's eps for this tensor is eps * eps_mult (see eps_mult())
+    sigma_base: float | None = None
+    sigma_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for tables and JSON."""
@@ -82,7 +95,8 @@ def init_std(
     """Init std for one tensor under ``rule`` (None: keep the module's own init).
 
     ``sigma`` is the base model's std for this tensor; ``sigma_sp`` is what SP uses at this
-    width (the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode; defaults to sigma).
+    width (the model's own std, the same fixed value, or 1/sqrt(fan_in) in "fan_in" mode;
+    defaults to sigma).
     ``one_hot``: the tensor is an embedding table, whose inputs are one-hot vectors of norm 1
     rather than dense vectors of norm sqrt(fan_in); the spectral rule then counts fan_in as 1.
     """
@@ -99,6 +113,18 @@ def init_std(
             fan_in = 1
         return (1.0 / math.sqrt(fan_in)) * min(1.0, math.sqrt(fan_out / fan_in))
     raise KeyError(rule)
+
+
+def keeps_own_init(rule: str) -> bool:
+    """Whether ``rule`` leaves every tensor at the model's own init, at every width (SP is the
+    model as its author wrote it; mup_simple only changes the hidden lr). Applies when sigma is
+    the model's own ("model"); a given sigma or "fan_in" is still SP's std at each width."""
+    return rule in ("sp", "mup_simple")
+
+
+def uses_sigma(rule: str) -> bool:
+    """Whether ``rule``'s init reads the base std sigma (the spectral init is absolute)."""
+    return rule != "spectral"
 
 
 def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: bool) -> float:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from sizeup.choices import InitStd
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 from sizeup.parametrization import Parametrization, parametrize
@@ -37,21 +38,24 @@ class Built:
     data: Any
 
 
-def sigma_for(cfg: RunConfig) -> float | str:
-    """The base init std the parametrization uses (fixed sigma, or 'fan_in')."""
-    mode = cfg.init_mode
-    if mode == "auto":
-        mode = "fixed" if cfg.model == "gpt" else "fan_in"
-    return cfg.init_std if mode == "fixed" else "fan_in"
+def sigma_for(cfg: RunConfig) -> InitStd:
+    """The base init std the parametrization uses: "model" (the model's own init), "fan_in" or
+    a number (cfg.init_std)."""
+    return cfg.init_std
 
 
 def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The model (on cfg.device, in cfg.dtype), its base and a delta (shapes only, on meta)."""
+    """The model (on cfg.device, in cfg.dtype), its base (real tensors on the CPU, so its init
+    std can be measured where the model does not declare it) and a delta (shapes only, on
+    meta)."""
     from sizeup.models import build_model
 
     base_depth = cfg.base_depth if cfg.base_depth is not None else cfg.depth
-    with torch.device("meta"):
+    # The base is small; building it draws random numbers, which fork_rng gives back, so the
+    # model's own init (and so every seeded run) does not depend on whether a base was built.
+    with torch.random.fork_rng(devices=[]):
         base = build_model(cfg, width=cfg.base_width, depth=base_depth)
+    with torch.device("meta"):
         # A second width tells which dimensions are width even when the model is at the base
         # width (where nothing differs from the base), so roles - and so Muon - are the same
         # at every width.
