@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,12 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first field whose value is not allowed (and read a
-        numeric init_std string, as YAML or --set may give it, as the number)."""
+        """Raise ConfigError naming the first field whose value is not allowed. Every field is
+        first read strictly by its declared type (``parse_field``), so a file, a sweep axis and
+        ``--set`` give the same value: numeric strings become numbers (YAML 1.1 reads 3e-3 as a
+        string), "yes"/"no" booleans, and anything else is refused, never guessed."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, parse_field(f.name, getattr(self, f.name)))
         self._check_choices()
         self._check_counts()
         self._check_shapes()
@@ -229,6 +234,76 @@ _NON_NEGATIVE = (
     "spectral_every",
     "noise_every",
 )
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_DEVICE = re.compile(r"(cpu|mps|meta|cuda(:\d+)?)")
+
+
+def parse_field(name: str, value: Any) -> Any:
+    """``value`` read as RunConfig field ``name`` wants it, or a ConfigError naming the field:
+    the one place where a config value from a file, an axis or ``--set`` gets its type."""
+    kind, optional = _FIELD_KINDS[name]
+    if optional and (
+        value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+    ):
+        return None
+    if kind is bool:
+        return _parse_bool(name, value)
+    if kind in (int, float):
+        return _parse_number(name, value, kind)
+    if kind == "init_std":
+        return check_number_or_choice(name, value, INIT_STD_MODES)
+    if kind == "choice":
+        return value  # checked against its vocabulary in _check_choices
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "a string")
+    if name == "device" and not _DEVICE.fullmatch(value):
+        raise ConfigError(name, value, "a torch device: 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return value
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(name, value, "true or false (also yes/no, on/off, 1/0)")
+
+
+def _parse_number(name: str, value: Any, kind: type) -> int | float:
+    what = "an integer" if kind is int else "a finite number"
+    x = value
+    if isinstance(value, str):
+        try:
+            x = float(value.strip())
+        except ValueError:
+            raise ConfigError(name, value, what) from None
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ConfigError(name, value, what)
+    if kind is int:
+        if x != int(x):
+            raise ConfigError(name, value, what)
+        return int(x)
+    return float(x) if not isinstance(x, int) else x
+
+
+def _field_kinds() -> dict[str, tuple[Any, bool]]:
+    """Field name -> (int | float | bool | str | "init_std", optional), from the annotations."""
+    out = {}
+    for f in dataclasses.fields(RunConfig):
+        t = str(f.type)
+        optional = "None" in t
+        base = t.replace("| None", "").strip()
+        kinds = {"int": int, "float": float, "bool": bool, "InitStd": "init_std", "str": str}
+        kind = kinds.get(base, "choice")  # the Literal vocabularies of sizeup.choices
+        out[f.name] = (kind, optional)
+    return out
+
+
+_FIELD_KINDS = _field_kinds()
 
 
 def _legacy_init(d: dict[str, Any]) -> dict[str, Any]:

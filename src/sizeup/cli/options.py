@@ -16,25 +16,6 @@ from sizeup.config import RunConfig, load_mapping
 from sizeup.errors import ConfigError
 
 
-def _coerce(field: dataclasses.Field, raw: str) -> Any:
-    """Turn a `--set key=value` string into the field's type."""
-    t = str(field.type)
-    if raw.lower() in ("none", "null") and "None" in t:
-        return None
-    try:
-        if t.startswith("bool"):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        if t.startswith("int"):
-            return int(float(raw)) if float(raw).is_integer() else int(raw)
-        if t.startswith("float"):
-            return float(raw)
-    except ValueError as e:
-        raise ConfigError(field.name, raw, f"a value of type {t}") from e
-    return raw
-
-
 def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[str]) -> RunConfig:
     """Merge a config file, explicit flags and `--set key=value` pairs into a RunConfig."""
     d: dict[str, Any] = load_mapping(config) if config is not None else {}
@@ -47,7 +28,7 @@ def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[s
         k = k.strip().replace("-", "_")
         if k not in fields:
             raise ConfigError(k, v, "a RunConfig field: " + ", ".join(sorted(fields)))
-        d[k] = _coerce(fields[k], v.strip())
+        d[k] = v.strip()  # RunConfig reads it by the field's type (config.parse_field)
     return RunConfig.from_dict(d)
 
 

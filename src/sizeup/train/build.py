@@ -44,6 +44,52 @@ def sigma_for(cfg: RunConfig) -> InitStd:
     return cfg.init_std
 
 
+# Bytes per parameter while training: the weight, its gradient and two Adam moments.
+_STATES_PER_PARAM = 4
+_BYTES = {"float32": 4, "float64": 8, "bfloat16": 2}
+
+
+def memory_estimate(cfg: RunConfig) -> tuple[int, float]:
+    """(parameters, bytes) a run of ``cfg`` needs at least: weights, gradients and Adam state,
+    plus the activations of one step (about 16 values per token, width and block, and the
+    logits); counted on the meta device, so nothing is allocated."""
+    from sizeup.models import build_model, num_params
+
+    with torch.device("meta"):
+        n = num_params(build_model(cfg))
+    b = _BYTES[cfg.dtype]
+    tokens = cfg.tokens_per_step
+    acts = tokens * (16 * cfg.width * cfg.depth + 2 * cfg.vocab_size) * b
+    return n, float(n * _STATES_PER_PARAM * b + acts)
+
+
+def check_memory(cfg: RunConfig) -> None:
+    """Refuse, with the estimate, a run that cannot fit in the memory this machine has free
+    (a width of 10^7 would otherwise try to allocate tens of GB and die)."""
+    n, need = memory_estimate(cfg)
+    have = _available_bytes(cfg.device)
+    if have is not None and need > have:
+        raise ConfigError(
+            "width",
+            cfg.width,
+            f"a model that fits in memory: {n:,} parameters need about {need / 2**30:.1f} GiB "
+            f"(weights, gradients, Adam state, activations) and {have / 2**30:.1f} GiB is free",
+        )
+
+
+def _available_bytes(device: str) -> float | None:
+    if device.startswith("cuda"):
+        return float(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
     """The model (on cfg.device, in cfg.dtype), its base (real tensors on the CPU, so its init
     std can be measured where the model does not declare it) and a delta (shapes only, on
@@ -73,6 +119,7 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         torch.set_num_threads(cfg.threads)
     elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
+    check_memory(cfg)
     torch.manual_seed(cfg.seed)
     model, base, delta = build_models(cfg)
     p = parametrize(
