@@ -111,3 +111,9 @@ def test_a_preset_file_that_is_not_a_fit(tmp_path):
     p = tmp_path / "list.json"
     p.write_text("[1, 2]")
     assert_named(cli("plan", "--preset", p, "--compute", "1e21"), "fit=", "list")
+
+
+def test_a_model_too_big_for_memory_is_refused_with_the_estimate():
+    # width 10^7 used to try to allocate tens of GB and die
+    r = cli("train", "--width", "10000000", "--steps", "1")
+    assert_named(r, "width=10000000", "GiB", "free")
