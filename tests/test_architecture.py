@@ -1,11 +1,16 @@
 """The shape of the code (docs/architecture.md): no import cycles, anywhere, counting imports
 inside functions and under TYPE_CHECKING too (a cycle dodged with a late import is still a
-cycle: two modules that each need the other)."""
+cycle: two modules that each need the other); `ruff format` applied; `ruff check` clean,
+with its cyclomatic-complexity limit."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sizeup"
 
@@ -84,3 +89,23 @@ def test_the_walker_sees_late_and_relative_imports():
 def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args], capture_output=True, text=True, cwd=SRC.parents[1]
+    )
+
+
+def test_code_is_ruff_formatted():
+    if _ruff("--version").returncode != 0:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    r = _ruff("format", "--check", "src", "tests", "benchmarks", "scripts")
+    assert r.returncode == 0, "run `ruff format`:\n" + r.stdout + r.stderr
+
+
+def test_ruff_lints_clean_including_the_complexity_limit():
+    if _ruff("--version").returncode != 0:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    r = _ruff("check", "src", "tests", "benchmarks", "scripts")
+    assert r.returncode == 0, r.stdout + r.stderr
