@@ -148,6 +148,12 @@ class Trainer:
         self._after_step(value)
         return value
 
+    @torch.no_grad()
+    def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The loss on (x, y) without a step (no gradients; the model stays as it is)."""
+        _, loss = forward_loss(self.model, x.to(self.device), y.to(self.device))
+        return float(loss)
+
     def _after_step(self, value: float) -> None:
         """Callbacks, then the divergence test, then count the step."""
         if not math.isfinite(self.reference):
