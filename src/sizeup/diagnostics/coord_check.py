@@ -15,20 +15,33 @@ GPT at widths 128..1024 give standard errors of 0.01-0.08, so real failures (SP:
 1/sqrt(d) attention: +0.35 and up) stand far outside; with one seed the band alone decides.
 
 Step t = 0 is the forward pass at initialisation; step t >= 1 is the forward pass after t updates.
-Step 0 is recorded but not judged: at init muP's output logits (and 1/d attention logits) shrink
-like 1/sqrt(width) on purpose, and zero readout init makes the logits exactly 0.
+Step 0 is recorded but not judged.
 
-Zero-initialised outputs (the attention logits and queries under zero query init, the logits
-under zero readout init) are judged one-sided. Everything they hold is the sum of a few updates,
-and each update mixes the inputs of the batch through their overlaps x_i . x_j: Theta(n) for
-the same token, but O(sqrt(n)) for different ones rather than 0. Where a module also has a
-Theta(1) init, that crosstalk is a small correction; where it is all there is, it is a relative
-O(sqrt(tokens/n)) part that fades like width^-1/2, so these modules approach their flat limit
-from above, with a slope between -1/2 and 0 at small widths (measured on the GPT with SGD up to
-width 4096: the local slope of the queries between successive widths from 64 goes -0.58, -0.35,
--0.26, +0.11, -0.08, -0.06; docs/diagnostics.md).
-They pass when the slope lies in [-(1/2 + tolerance), tolerance]: growth still fails, and so does
-vanishing faster than crosstalk can explain (an update scaled 1/width too small gives slope -1).
+What is checked: ``coord_check(config=cfg)`` (`sizeup coord-check -c run.yaml`) builds the run
+`sizeup train` would train from cfg at each width (``sizeup.train.build``, the same base width)
+and trains it by the same step (``sizeup.train.step``) at the config's peak lr; without a config,
+a model family (the built-in MLP and fixed-heads GPT, or a factory).
+
+Outputs that vanish at init are judged on their update. Besides each output out_t the check
+records its update delta_t = out_t - out_0 on the same inputs. Under muP some outputs shrink
+with width at init on purpose: the logits with a random readout (sigma/m: a sum of n terms of
+size 1/n, so n^-1/2), 1/d attention scores over a growing head, and zero-initialised ones are
+exactly 0. What muP keeps Theta(1) there is the update; the total only approaches it as the init
+part fades, so at small widths its slope is pulled toward -1/2. A module vanishes at init when
+it is exactly 0 there (every size and seed), or when its slope at t = 0 is nearer -1/2 than 0
+beyond the seed noise (slope_0 + noise_z * stderr < -1/4); such a module is judged on its
+update instead of its total.
+
+Updates are judged one-sided. Each update mixes the inputs of the batch through their overlaps
+x_i . x_j: Theta(n) for the same token, but O(sqrt(n)) for different ones rather than 0. Where
+a module also has a Theta(1) init, that crosstalk is a small correction; where the update is
+what is judged, it is a relative O(sqrt(tokens/n)) part that fades like width^-1/2, so the
+update approaches its flat limit from above, with a slope between -1/2 and 0 at small widths
+(measured on the GPT with SGD up to width 4096: the local slope of the zero-initialised queries
+between successive widths from 64 goes -0.58, -0.35, -0.26, +0.11, -0.08, -0.06;
+docs/diagnostics.md). They pass when the slope lies in [-(1/2 + tolerance), tolerance]: growth
+still fails, and so does vanishing faster than crosstalk can explain (an update scaled 1/width
+too small gives slope -1).
 """
 
 from __future__ import annotations
