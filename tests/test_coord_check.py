@@ -32,40 +32,45 @@ def test_log_slope_hand_values():
 
 
 # --- the verdict, on synthetic sizes -------------------------------------------------------
-def _synthetic(
-    slopes_by_seed: dict[str, list[float]],
-    zero_at_init: set[str] = frozenset(),
-    noise_z: float = 2.0,
-) -> CoordCheckResult:
-    """One judged step (t = 1); each module's size at t = 1 is width^slope for each seed."""
-    from sizeup.diagnostics.coord_check import _verdict
+SIZES = [128, 256, 512, 1024]
 
-    sizes = [128, 256, 512, 1024]
-    w = np.asarray(sizes, dtype=float)
+
+def _sizes(per_seed: list[float]) -> np.ndarray:
+    """(S, seeds): width^slope for each seed's slope, 1 at the smallest width."""
+    w = np.asarray(SIZES, dtype=float)
+    return np.stack([w**a / w[0] ** a for a in per_seed], axis=-1)
+
+
+def _synthetic(modules: dict[str, dict], noise_z: float = 2.0) -> CoordCheckResult:
+    """One judged step (t = 1). Each module: "t1" per-seed slopes of its size at t = 1, "t0"
+    those at init (default flat), "d1" those of its update at t = 1 (default: as "t1"),
+    "zero": exactly 0 at init."""
+    from sizeup.diagnostics.coord_check import _Plan, _Records, _verdict
+
     stats = {}
-    for name, per_seed in slopes_by_seed.items():
-        arr = np.ones((2, 2, len(sizes), len(per_seed)))
-        for k, a in enumerate(per_seed):
-            arr[:, 1, :, k] = w**a / w[0] ** a
-        if name in zero_at_init:
-            arr[:, 0] = 0.0
+    for name, spec in modules.items():
+        t1 = spec["t1"]
+        arr = np.ones((4, 2, len(SIZES), len(t1)))
+        arr[:2, 0] = 0.0 if spec.get("zero") else _sizes(spec.get("t0", [0.0] * len(t1)))
+        arr[2:, 0] = 0.0  # the update is 0 at init
+        arr[:2, 1] = _sizes(t1)
+        arr[2:, 1] = _sizes(spec.get("d1", t1))
         stats[name] = arr
-    kinds = {n: "hidden" for n in stats}
-    loss = np.zeros((2, len(sizes), 1))
-    return _verdict("width", sizes, 1, "l1", 0.1, 1, kinds, stats, loss, {}, noise_z)
+    recs = _Records({n: "hidden" for n in stats}, stats, np.zeros((2, len(SIZES), 1)))
+    plan = _Plan("width", SIZES, steps=1, seeds=1, noise_z=noise_z)
+    return _verdict(plan, recs, {})
 
 
 def test_verdict_band_and_seed_noise():
     r = _synthetic(
         {
-            "flat": [0.0, 0.0],
-            "grows": [0.3, 0.3],
-            "shrinks": [-0.3, -0.3],
-            "q_ok": [-0.4, -0.4],
-            "q_vanishes": [-1.0, -1.0],
-            "q_grows": [0.3, 0.3],
-        },
-        zero_at_init={"q_ok", "q_vanishes", "q_grows"},
+            "flat": {"t1": [0.0, 0.0]},
+            "grows": {"t1": [0.3, 0.3]},
+            "shrinks": {"t1": [-0.3, -0.3]},
+            "q_ok": {"t1": [-0.4, -0.4], "zero": True},
+            "q_vanishes": {"t1": [-1.0, -1.0], "zero": True},
+            "q_grows": {"t1": [0.3, 0.3], "zero": True},
+        }
     )
     ok = {m.name: m.passed for m in r.modules}
     # ordinary modules: |slope| <= 0.1; zero-initialised ones: -0.6 <= slope <= 0.1
@@ -80,19 +85,52 @@ def test_verdict_band_and_seed_noise():
     # the worst offender is the one furthest outside its own band: q_vanishes lies 0.4 below
     # [-0.6, 0.1]; grows, 0.2 above [-0.1, 0.1]
     assert r.worst["module"] == "q_vanishes" and r.worst["band"] == [-0.6, 0.1]
+    assert r.worst["judged"] == "update" and r.module("q_ok").vanishes
+
+
+def test_verdict_judges_the_update_of_outputs_that_vanish_at_init():
+    # muP's readout at train's init: the logits shrink like width^-1/2 at init, so the total
+    # after one step still shrinks (-0.3) while the update muP keeps Theta(1) is flat: judged on
+    # the update, it passes. An update that vanishes like 1/width fails; so does growth.
+    r = _synthetic(
+        {
+            "readout": {"t0": [-0.5, -0.5], "t1": [-0.3, -0.3], "d1": [0.0, 0.0]},
+            "crosstalk": {"t0": [-0.5, -0.5], "t1": [-0.45, -0.45], "d1": [-0.4, -0.4]},
+            "too_slow": {"t0": [-0.5, -0.5], "t1": [-0.8, -0.8], "d1": [-1.0, -1.0]},
+            "grows": {"t0": [-0.5, -0.5], "t1": [0.1, 0.1], "d1": [0.4, 0.4]},
+            # shrinks at init, but nearer Theta(1) (slope 0) than n^-1/2, or only within the
+            # seed noise: judged on its total
+            "mild_init": {"t0": [-0.2, -0.2], "t1": [-0.15, -0.15], "d1": [0.0, 0.0]},
+            "noisy_init": {"t0": [-0.3, -0.5], "t1": [-0.15, -0.15], "d1": [0.0, 0.0]},
+        }
+    )
+    got = {m.name: (m.vanishes, m.passed) for m in r.modules}
+    assert got == {
+        "readout": (True, True),
+        "crosstalk": (True, True),
+        "too_slow": (True, False),
+        "grows": (True, False),
+        "mild_init": (False, False),
+        "noisy_init": (False, False),
+    }
+    assert r.module("readout").judged_slope(1) == pytest.approx(0.0)
+    assert r.module("readout").slopes[1] == pytest.approx(-0.3)
+    d = r.to_dict()["modules"][0]
+    assert d["judged"] == "update" and d["delta_slopes"][1] == pytest.approx(0.0)
+    assert CoordCheckResult.from_dict(r.to_dict()).module("readout").vanishes
 
 
 def test_verdict_noisy_slopes_pass_within_two_standard_errors():
     # Mean slope 0.15 (outside 0.1), per-seed slopes 0.05 / 0.25: stderr 0.1, so 0.05 outside
     # is within 2 standard errors: passes, flagged noisy. The same mean with no spread fails.
-    r = _synthetic({"noisy": [0.05, 0.25], "steady": [0.15, 0.15]})
+    r = _synthetic({"noisy": {"t1": [0.05, 0.25]}, "steady": {"t1": [0.15, 0.15]}})
     noisy, steady = r.module("noisy"), r.module("steady")
     assert noisy.stderr[1] == pytest.approx(0.1)
     assert noisy.passed and noisy.noisy(1)
     assert not steady.passed and steady.stderr[1] == pytest.approx(0.0, abs=1e-12)
-    strict = _synthetic({"noisy": [0.05, 0.25]}, noise_z=0.0)
+    strict = _synthetic({"noisy": {"t1": [0.05, 0.25]}}, noise_z=0.0)
     assert not strict.passed  # noise_z=0: the band alone decides
-    one = _synthetic({"one_seed": [0.15]})
+    one = _synthetic({"one_seed": {"t1": [0.15]}})
     assert not one.passed and math.isnan(one.module("one_seed").stderr[1])
 
 
@@ -364,7 +402,7 @@ def test_cli_writes_json_and_fails_with_exit_code(tmp_path):
     assert json.loads((tmp_path / "coord_check.json").read_text())["passed"] is True
 
 
-def test_cli_noise_and_eps_flags_reach_the_check(tmp_path):
+def test_cli_noise_and_config_flags_reach_the_check(tmp_path):
     from sizeup.cli import main
 
     try:
@@ -383,7 +421,8 @@ def test_cli_noise_and_eps_flags_reach_the_check(tmp_path):
                 "2",
                 "--noise-z",
                 "0",
-                "--no-scale-eps",
+                "--set",
+                "scale_eps=false",
                 "--out",
                 str(tmp_path),
             ]
@@ -391,7 +430,7 @@ def test_cli_noise_and_eps_flags_reach_the_check(tmp_path):
     except SystemExit as e:
         assert e.code in (0, 1, None)
     d = json.loads((tmp_path / "coord_check.json").read_text())
-    assert d["settings"]["parametrize"]["scale_eps"] is False
+    assert d["settings"]["config"]["scale_eps"] is False
     assert {m["noise_z"] for m in d["modules"]} == {0.0}
     assert all(len(m["stderr"]) == 2 for m in d["modules"])  # one per step, from 2 seeds
     with pytest.raises(ConfigError, match="noise_z"):
@@ -440,3 +479,144 @@ def test_errors_name_the_field():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device.*no CUDA"):
             coord_check("mlp", widths=(64, 128), device="cuda")
+
+
+# --- the config you will run ---------------------------------------------------------------
+def _snapshot_builds(monkeypatch) -> list:
+    """Record (parameters, param groups) of every run the check builds, as built."""
+    import copy
+    import importlib
+
+    # the module: the package's attribute of that name is the function
+    tb = importlib.import_module("sizeup.train.build")
+    real, seen = tb.build, []
+
+    def spy(cfg, *args, **kwargs):
+        built = real(cfg, *args, **kwargs)
+        groups = [
+            {k: v for k, v in g.items() if k != "params"} for g in built.optimizer.param_groups
+        ]
+        seen.append((cfg, copy.deepcopy(built.model.state_dict()), copy.deepcopy(groups)))
+        return built
+
+    monkeypatch.setattr(tb, "build", spy)
+    return seen
+
+
+def test_config_check_trains_what_train_trains(monkeypatch):
+    """coord_check(config=cfg) at one width is `sizeup train`'s run of cfg at that width: the
+    same parameters bit for bit, the same param groups (at the peak lr), and with fresh batches
+    the losses it records at t = 0..T-1 are the run's train losses (constant schedule), gradient
+    clipping included."""
+    from sizeup.config import RunConfig
+    from sizeup.train import build, run
+
+    cfg = RunConfig(
+        head_dim=16,
+        base_width=32,
+        seq_len=32,
+        batch_size=8,
+        grad_clip=0.05,  # small enough to clip every step
+        warmup=2,
+        schedule="cosine",
+        seed=5,
+    )
+    seen = _snapshot_builds(monkeypatch)
+    widths, steps = (32, 64), 3
+    r = coord_check(
+        config=cfg,
+        widths=widths,
+        steps=steps,
+        seeds=1,
+        same_batch=False,
+        modules=["wte", "blocks.*.mlp.down", "lm_head"],  # fused attention, as `train` runs it
+    )
+    assert [c.width for c, *_ in seen] == list(widths) and {c.seed for c, *_ in seen} == {5}
+    for (_cfg, params, groups), w in zip(seen, widths):
+        ref = build(cfg.replace(width=w))
+        for name, p in ref.model.state_dict().items():
+            assert torch.equal(params[name], p), name
+        ref_groups = ref.optimizer.param_groups
+        assert [g["names"] for g in groups] == [g["names"] for g in ref_groups]
+        for g, rg in zip(groups, ref_groups):
+            assert g["lr"] == rg["initial_lr"]  # the peak lr, not warmup's first step
+            assert (g["eps"], g["weight_decay"]) == (rg["eps"], rg["weight_decay"])
+    for i, w in enumerate(widths):
+        res = run(cfg.replace(width=w, steps=steps, schedule="constant", warmup=0))
+        assert [r.loss[t][i] for t in range(steps)] == res.train_loss, w
+    # Recording the attention scores computes attention explicitly (same maths, other rounding)
+    full = coord_check(config=cfg, widths=widths, steps=steps, seeds=1, same_batch=False)
+    assert np.allclose(full.loss, r.loss, rtol=1e-5, atol=0)
+
+
+# The run `sizeup train` trains (RunConfig's defaults: sigma 0.02, no zero init, head_dim 32,
+# Adam lr 3e-3), at the check's widths: muP's readout shrinks like width^-1/2 at init, so the
+# logits are judged on their update, which muP keeps flat; SP's outputs grow. The GPT here has
+# 8 sequences of 32 bytes (the default's 16 x 128 passes too: slow test below).
+GPT_SMALL = dict(seq_len=32, batch_size=8)
+
+
+@pytest.mark.parametrize(
+    "fields,passes",
+    [
+        (dict(model="mlp"), True),
+        (dict(model="mlp", rule="sp"), False),
+        (GPT_SMALL, True),
+        (dict(GPT_SMALL, rule="sp"), False),
+    ],
+    ids=["mlp-mup", "mlp-sp", "gpt-mup", "gpt-sp"],
+)
+def test_config_check_verdicts(fields, passes):
+    from sizeup.config import RunConfig
+
+    r = coord_check(config=RunConfig(**fields))
+    assert r.passed is passes, r.worst
+    readout = "readout" if fields.get("model") == "mlp" else "lm_head"
+    if passes:
+        vanishing = {m.name for m in r.modules if m.vanishes}
+        assert vanishing == {readout, "logits"}, vanishing
+        m = r.module(readout)
+        assert m.slopes[0] < -0.4 and not m.zero_init  # random init, shrinking like width^-1/2
+        assert all(abs(s) <= 0.2 for s in m.delta_slopes[1:]), m.delta_slopes
+    else:
+        assert r.worst["slope"] > 0.4
+
+
+def test_cli_config_file_exit_codes(tmp_path):
+    """`sizeup coord-check -c run.yaml` checks the run `sizeup train -c run.yaml` trains: exit 0
+    when it passes, 1 when it fails (here the same file with --set rule=sp)."""
+    from sizeup.cli import main
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: mlp\nlr: 3.0e-3\nsteps: 500\nwarmup: 50\nschedule: cosine\n")
+    try:
+        main(["coord-check", "-c", str(cfg), "--out", str(tmp_path / "ok")])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    d = json.loads((tmp_path / "ok" / "coord_check.json").read_text())
+    assert d["passed"] is True and d["sizes"] == [64, 128, 256, 512]
+    assert d["settings"]["config"]["warmup"] == 50 and d["settings"]["lr"] == 3e-3
+    with pytest.raises(SystemExit) as e:
+        main(["coord-check", "-c", str(cfg), "--set", "rule=sp", "--seeds", "1"])
+    assert e.value.code == 1
+
+
+@pytest.mark.slow
+def test_cli_default_is_the_default_train_run(tmp_path):
+    """No flags: `sizeup coord-check` checks what `sizeup train` trains with no flags (the
+    default GPT, batch 16 x 128 bytes) at widths 128..1024: muP passes; SP fails."""
+    from sizeup.cli import main
+    from sizeup.config import RunConfig
+
+    try:
+        main(["coord-check", "--out", str(tmp_path)])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    d = json.loads((tmp_path / "coord_check.json").read_text())
+    assert d["passed"] is True and d["sizes"] == [128, 256, 512, 1024]
+    assert d["settings"]["config"] == RunConfig().to_dict()
+    judged = {m["name"]: m["judged"] for m in d["modules"]}
+    assert judged["lm_head"] == "update" and judged["blocks.1.attn.logits"] == "total"
+    with pytest.raises(SystemExit) as e:  # SP: outputs grow from the first step
+        main(["coord-check", "--rule", "sp", "--seeds", "1", "--steps", "1"])
+    assert e.value.code == 1

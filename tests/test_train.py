@@ -317,3 +317,22 @@ def test_trial_id_is_stable_and_content_based():
     assert a.trial_id() == b.trial_id() and len(a.trial_id()) == 12
     assert a.trial_id() != a.replace(lr=1e-3).trial_id()
     assert RunConfig().trial_id() == RunConfig(lr=RunConfig().lr).trial_id()
+
+
+def test_trainer_fork_resumes_the_run_independently():
+    """The one step, forked: a copy at step 4 advanced to 8 is the 8-step run, bit for bit, and
+    training it leaves the original untouched (which then reaches the same point)."""
+    from sizeup.train import Trainer
+
+    cfg = RunConfig(**{**SMALL, "steps": 8}, grad_clip=0.1, warmup=2, schedule="cosine")
+    full = run(cfg)
+    trunk = Trainer.from_built(cfg, build(cfg))
+    trunk.start()
+    trunk.advance(4)
+    fork = trunk.fork()
+    losses = []
+    fork.advance(8, on_step=lambda step, loss: losses.append(loss))
+    assert losses == full.train_loss[4:] and fork.finish() == full.final_val_loss
+    assert trunk.step == 4
+    trunk.advance(8)
+    assert trunk.finish() == full.final_val_loss

@@ -1,12 +1,21 @@
-"""`sizeup coord-check`: a coordinate check with a verdict; exit code 1 when it fails (CI gate)."""
+"""`sizeup coord-check`: a coordinate check with a verdict; exit code 1 when it fails (CI gate).
+
+It checks the run `sizeup train` would train from the same config file, flags and `--set`s (the
+shared option group in sizeup.cli.options): that model, init, parametrization and optimizer,
+built at each of the check's widths against the config's base width. The check's own settings
+(widths, steps, seeds, tolerance, ...) are its own options. Depth mode (``--depths``) checks the
+built-in GPT family across depths.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from sizeup.cli.options import ints
+from sizeup.cli.options import OPT, config_from_cli, ints
+from sizeup.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -15,27 +24,31 @@ def register(app: typer.Typer) -> None:
 
 
 def coord_check_cmd(
-    model: str = typer.Option("mlp", help="mlp | gpt"),
-    rule: str = typer.Option("mup", help="sp | mup | mup_simple | spectral"),
-    optimizer: str = typer.Option("adamw", help="adamw | sgd | muon"),
-    lr: float = typer.Option(
-        None,
-        help="Base lr (default per optimizer: adamw 1e-2, sgd 0.5 (MLP) / 0.1 (GPT), muon 2e-2).",
-    ),
+    config: Path = OPT["config"],
+    model: str = OPT["model"],
+    width: int = OPT["width"],
+    depth: int = OPT["depth"],
+    rule: str = OPT["rule"],
+    base_width: int = OPT["base_width"],
+    optimizer: str = OPT["optimizer"],
+    lr: float = OPT["lr"],
+    sets: list[str] = OPT["sets"],
     widths: str = typer.Option(
         None,
         help="Increasing widths, comma-separated (default 64,128,256,512; GPT 128,256,512,1024).",
     ),
     steps: int = typer.Option(4, help="Training steps; t = 0..steps are recorded."),
     seeds: int = typer.Option(3, help="Seeds averaged per width."),
+    first_seed: int = typer.Option(
+        None, help="Seeds first_seed.. (default: the config's seed; another draw of the check)."
+    ),
+    same_batch: bool = typer.Option(
+        True,
+        "--same-batch/--fresh-batches",
+        help="Repeat the first batch every step, or train on batch t at step t as `train` does.",
+    ),
+    stat: str = typer.Option("l1", help="Size of an output: l1 (mean |x|) | rms."),
     out: Path = typer.Option(None, help="Write coord_check.json and coord_check.png here."),
-    base_width: int = typer.Option(None, help="Base model width (default: smallest width)."),
-    depth: int = typer.Option(2, help="Blocks (GPT) or hidden layers (MLP)."),
-    n_head: int = typer.Option(4, help="GPT heads (fixed, so head_dim grows with width)."),
-    attn_scale: str = typer.Option("1/d", help="GPT attention scale: 1/d | 1/sqrt(d)."),
-    zero_readout: bool = typer.Option(None, help="Zero-init the readout (default: on for GPT)."),
-    zero_query: bool = typer.Option(None, help="Zero-init queries (default: on for GPT)."),
-    batch_size: int = typer.Option(None, help="Examples (MLP, 64) or sequences (GPT, 8)."),
     modules: str = typer.Option(None, help="Only these modules (comma-separated fnmatch)."),
     tolerance: float = typer.Option(0.1, help="Pass when |slope| <= tolerance."),
     noise_z: float = typer.Option(
@@ -43,79 +56,88 @@ def coord_check_cmd(
         help="Fail only when outside the band by more than "
         "this many standard errors of the seed noise (0: strict).",
     ),
-    scale_eps: bool = typer.Option(
-        True,
-        "--scale-eps/--no-scale-eps",
-        help="Adam eps per tensor, following its gradient scale.",
+    depths: str = typer.Option(
+        None, help="Depth mode (built-in GPT family): depths, e.g. 2,4,8,16,32."
     ),
-    depths: str = typer.Option(None, help="Depth mode: depths, e.g. 2,4,8,16,32 (GPT)."),
     depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
-    width: int = typer.Option(64, help="Depth mode: the fixed width."),
-    threads: int = typer.Option(1, help="torch threads."),
-    device: str = typer.Option("cpu", help="Where the models train: cpu | cuda | cuda:N."),
 ) -> None:
-    """Train at several widths (or depths) and judge whether every activation stays flat."""
+    """Check that every activation of the run `sizeup train` would train stays flat in width."""
     from rich.console import Console
 
-    from sizeup.diagnostics.coord_check import coord_check, depth_check
-
-    console = Console()
-    pkw = {
-        k: v
-        for k, v in (("zero_readout", zero_readout), ("zero_query", zero_query))
-        if v is not None
-    }
-    pkw["scale_eps"] = scale_eps
+    flags = dict(
+        model=model,
+        width=width,
+        depth=depth,
+        rule=rule,
+        base_width=base_width,
+        optimizer=optimizer,
+        lr=lr,
+    )
+    judging = dict(
+        steps=steps,
+        seeds=seeds,
+        first_seed=first_seed,
+        same_batch=same_batch,
+        stat=stat,
+        tolerance=tolerance,
+        noise_z=noise_z,
+        progress=True,
+    )
     if depths:
-        result = depth_check(
-            model,
-            rule,
-            optimizer,
-            lr,
-            ints("depths", depths),
-            steps,
-            seeds,
-            depth_scaling=depth_scaling,
-            width=width,
-            base_width=base_width,
-            n_head=n_head,
-            batch_size=batch_size,
-            attn_scale=attn_scale,
-            tolerance=tolerance,
-            noise_z=noise_z,
-            parametrize_kwargs=pkw,
-            threads=threads,
-            progress=True,
-            device=device,
-        )
+        result = _depth_result(config, sets, flags, ints("depths", depths), depth_scaling, judging)
     else:
+        from sizeup.diagnostics.coord_check import coord_check
+
         result = coord_check(
-            model,
-            rule,
-            optimizer,
-            lr,
-            ints("widths", widths) if widths else None,
-            steps,
-            seeds,
-            base_width=base_width,
-            depth=depth,
-            n_head=n_head,
-            batch_size=batch_size,
-            attn_scale=attn_scale,
+            config=config_from_cli(config, flags, sets),
+            widths=ints("widths", widths) if widths else None,
             modules=modules.split(",") if modules else None,
-            tolerance=tolerance,
-            noise_z=noise_z,
-            parametrize_kwargs=pkw,
-            threads=threads,
-            progress=True,
-            device=device,
+            **judging,
         )
+    _report(Console(), result, noise_z, out)
+    if not result.passed:
+        # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
+        # where click turns typer.Exit into a return value and the exit code would be lost.
+        raise SystemExit(1)
+
+
+def _depth_result(
+    config: Path | None,
+    sets: list[str],
+    flags: dict[str, Any],
+    depths: list[int],
+    depth_scaling: bool,
+    judging: dict[str, Any],
+) -> Any:
+    """Depth mode: the built-in GPT family (not a RunConfig) across ``depths`` at --width."""
+    from sizeup.diagnostics.coord_check import depth_check
+
+    if config is not None or sets:
+        raise ConfigError(
+            "depths", depths, "no --config/--set: depth mode checks the built-in GPT family"
+        )
+    given = {k: v for k, v in flags.items() if v is not None and k in ("rule", "optimizer", "lr")}
+    judging = {**judging, "first_seed": judging["first_seed"] or 0}
+    return depth_check(
+        flags["model"] or "gpt",
+        depths=depths,
+        depth_scaling=depth_scaling,
+        width=flags["width"] or 64,
+        base_width=flags["base_width"],
+        **given,
+        **judging,
+    )
+
+
+def _report(console: Any, result: Any, noise_z: float, out: Path | None) -> None:
+    """The table, the worst module, the noisy ones, and the JSON + figure under ``out``."""
     console.print(result.table())
     w = result.worst
     if w:
+        slope = w["slope"] if w["slope"] is None else round(w["slope"], 3)
+        what = " (its update)" if w.get("judged") == "update" else ""
         console.print(
-            f"worst: [bold]{w['module']}[/] ({w['kind']}) at t={w['step']}: "
-            f"slope {w['slope'] if w['slope'] is None else round(w['slope'], 3)}"
+            f"worst: [bold]{w['module']}[/] ({w['kind']}) at t={w['step']}: slope{what} {slope}"
         )
     noisy = [m.name for m in result.modules if m.noisy(result.judge_from)]
     if noisy:
@@ -130,7 +152,3 @@ def coord_check_cmd(
         path = result.save(out)
         png = plot_coord_check(result, out / "coord_check.png")
         console.print(f"wrote {path} and {png}")
-    if not result.passed:
-        # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
-        # where click turns typer.Exit into a return value and the exit code would be lost.
-        raise SystemExit(1)

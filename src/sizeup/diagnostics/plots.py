@@ -22,7 +22,9 @@ def _pyplot() -> Any:
 
 def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | None = None) -> Path:
     """One panel per step, size vs width (or depth) on log-log axes, one line per module;
-    modules outside their band are drawn thick, passing ones thin, zero-initialised ones dashed."""
+    modules outside their band are drawn thick, passing ones thin. Modules that vanish at init
+    (zero-initialised ones included) are dashed and, on the judged steps, show the size of their
+    update out_t - out_0, which is what the verdict judges (the total at init)."""
     plt = _pyplot()
     stat = stat or result.stat
     n = result.steps + 1
@@ -32,17 +34,18 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
         rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, sharex=True
     )
     cmap = plt.get_cmap("tab20")
-    labelled: set[str] = (
-        set()
-    )  # label each module where it is first drawn (zero-init ones start later)
+    # label each module where it is first drawn (zero-init ones start later)
+    labelled: set[str] = set()
     for t in range(n):
         ax = axes[t // cols][t % cols]
         for k, m in enumerate(result.modules):
-            ys = getattr(m, stat)[t]
+            judged = t >= result.judge_from
+            ys = m.judged_sizes(stat, t) if judged else getattr(m, stat)[t]
             if not any(math.isfinite(y) and y > 0 for y in ys):
                 continue
-            bad = t >= result.judge_from and m.excess(t) > 0
-            # dashed: zero-initialised outputs, judged one-sided (coord_check module doc)
+            bad = judged and m.excess(t) > 0
+            # dashed: outputs that vanish at init, judged on their update, one-sided
+            # (coord_check module doc)
             ax.plot(
                 result.sizes,
                 ys,
@@ -51,8 +54,8 @@ def plot_coord_check(result: CoordCheckResult, path: str | Path, stat: str | Non
                 color=cmap(k % 20),
                 lw=1.6 if bad else 0.7,
                 alpha=1.0 if bad else 0.6,
-                ls="--" if getattr(m, "zero_init", False) else "-",
-                label=None if m.name in labelled else m.name + ("*" if m.zero_init else ""),
+                ls="--" if m.vanishes else "-",
+                label=None if m.name in labelled else m.name + ("*" if m.vanishes else ""),
             )
             labelled.add(m.name)
         ax.set_xscale("log", base=2)

@@ -1,9 +1,10 @@
 """One training run: RunConfig in, RunResult out.
 
 The loop is deliberately plain (nanoGPT-style): build (sizeup.train.build), then step, log,
-evaluate. A run that blows up (NaN/inf, or a loss far above where it started) stops early and is
-recorded as diverged rather than raised. On CPU one torch thread per run by default, and a fixed
-seed reproduces a run bit for bit.
+evaluate. Every step is ``Trainer.train_step`` (sizeup.train.step), the one step the WSD branches
+and the coordinate check take too. A run that blows up (NaN/inf, or a loss far above where it
+started) stops early and is recorded as diverged rather than raised. On CPU one torch thread per
+run by default, and a fixed seed reproduces a run bit for bit.
 
 Under ``torchrun`` each rank takes its slice of the global batch and DDP (gloo on CPU) averages
 the gradients, so N processes follow the same trajectory as one process on the whole batch.
@@ -16,44 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
-from torch import nn
-
 from sizeup.config import RunConfig, RunResult
 from sizeup.models import num_params
 from sizeup.progress import Progress
 from sizeup.train.build import Built, Callback, build
+from sizeup.train.step import Trainer, evaluate
 
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], device: str = "cpu"
-) -> float:
-    """Mean loss over fixed validation batches."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for x, y in batches:
-        _, loss = model(x.to(device), y.to(device))
-        total += float(loss)
-    model.train(was_training)
-    return total / max(1, len(batches))
-
-
-def _all_mean(value: float, world_size: int) -> float:
-    if world_size == 1:
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t) / world_size
-
-
-def _flops(model: nn.Module, tokens: int) -> tuple[int, float]:
-    """(non-embedding parameter count, training FLOPs ~ 6 N D) for the run."""
-    n = num_params(model, non_embedding=True)
-    return n, 6.0 * n * tokens
+__all__ = ["evaluate", "run"]
 
 
 def run(
@@ -71,76 +41,55 @@ def run(
     built = build(cfg, rank=rank, world_size=world_size)
     if on_built is not None:
         on_built(built)
-    model, opt, sched, data = built.model, built.optimizer, built.scheduler, built.data
-    train_model: nn.Module = model
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        train_model = DDP(model)
-    val = data.val_batches()
-    callbacks = list(callbacks or ()) + _monitors(cfg, built, val)
+    trainer = Trainer.from_built(cfg, built, world_size=world_size)
+    trainer.callbacks = list(callbacks or ()) + _monitors(cfg, built, built.data.val_batches())
     res = RunResult(config=cfg.to_dict())
-    res.params, _ = _flops(model, 0)
-    res.initial_val_loss = (
-        _all_mean(evaluate(model, val, cfg.device), world_size) if val else math.nan
-    )
-    reference = res.initial_val_loss
-    diag: dict[str, list] = {}
-    bar = Progress(
-        f"{cfg.model} w={cfg.width} d={cfg.depth} {cfg.rule} lr={cfg.lr:g}",
-        cfg.steps,
-        enabled=progress and rank == 0,
-    )
-    bar.__enter__()
-    model.train()
-    step = 0
-    for step in range(cfg.steps):
-        x, y = data.next_train()
-        _, loss = train_model(x.to(cfg.device), y.to(cfg.device))
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        lv = _all_mean(float(loss.detach()), world_size)
-        if not math.isfinite(reference):
-            reference = lv
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            res.steps.append(step)
-            res.train_loss.append(lv)
-        for cb in callbacks or ():
-            out = cb.on_step(step, model, lv)
-            if out is not None:
-                diag.setdefault(getattr(cb, "name", type(cb).__name__), []).append(
-                    {"step": step, **out}
-                )
-        if not math.isfinite(lv) or lv > cfg.diverge_factor * reference:
-            res.diverged, res.diverged_step = True, step
-            if res.steps[-1] != step:
-                res.steps.append(step)
-                res.train_loss.append(lv)
-            break
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-            res.val_steps.append(step + 1)
-            res.val_loss.append(_all_mean(evaluate(model, val, cfg.device), world_size))
-        bar.advance(1, info=f"loss {lv:.4f}")
-    bar.__exit__(None, None, None)
-    done_steps = step + 1
-    res.tokens = done_steps * cfg.tokens_per_step
-    res.params, res.flops = _flops(model, res.tokens)
-    if not res.diverged and val:
-        res.final_val_loss = _all_mean(evaluate(model, val, cfg.device), world_size)
-        if not math.isfinite(res.final_val_loss):
-            res.diverged, res.diverged_step = True, step
-        res.val_steps.append(done_steps)
-        res.val_loss.append(res.final_val_loss)
-    tail = [v for v in res.train_loss[-10:]]
-    res.final_train_loss = sum(tail) / len(tail) if tail and not res.diverged else math.nan
+    res.params = num_params(built.model, non_embedding=True)
+    res.initial_val_loss = trainer.start()
+    label = f"{cfg.model} w={cfg.width} d={cfg.depth} {cfg.rule} lr={cfg.lr:g}"
+    with Progress(label, cfg.steps, enabled=progress and rank == 0) as bar:
+        trainer.advance(cfg.steps, on_step=_logger(cfg, trainer, res, bar))
+    _finish(cfg, trainer, res)
     res.wall_time = time.perf_counter() - t0
     res.tokens_per_s = res.tokens / res.wall_time if res.wall_time > 0 else 0.0
-    res.diagnostics = diag
     return res
+
+
+def _logger(
+    cfg: RunConfig, trainer: Trainer, res: RunResult, bar: Progress
+) -> Callable[[int, float], None]:
+    """What happens after each step: log the train loss, evaluate every eval_every steps."""
+
+    def on_step(step: int, loss: float) -> None:
+        last = step == cfg.steps - 1
+        if step % cfg.log_every == 0 or last or (trainer.diverged and res.steps[-1] != step):
+            res.steps.append(step)
+            res.train_loss.append(loss)
+        if trainer.diverged:
+            return
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not last:
+            res.val_steps.append(step + 1)
+            res.val_loss.append(trainer.evaluate())
+        bar.advance(1, info=f"loss {loss:.4f}")
+
+    return on_step
+
+
+def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult) -> None:
+    """Tokens and FLOPs of the steps taken, the final evaluation and the divergence record."""
+    done = trainer.step  # a diverged run stops after the step that blew up
+    res.tokens = done * cfg.tokens_per_step
+    res.flops = 6.0 * res.params * res.tokens
+    res.diagnostics = trainer.diagnostics
+    if not trainer.diverged and trainer.data.val_batches():
+        res.final_val_loss = trainer.finish()
+        if not math.isfinite(res.final_val_loss):
+            trainer.diverged_step = done - 1
+        res.val_steps.append(done)
+        res.val_loss.append(res.final_val_loss)
+    res.diverged, res.diverged_step = trainer.diverged, trainer.diverged_step
+    tail = res.train_loss[-10:]
+    res.final_train_loss = sum(tail) / len(tail) if tail and not res.diverged else math.nan
 
 
 def _monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:

@@ -6,24 +6,24 @@ exactly the WSD run of length T (Hägele et al. 2024, "Scaling Laws and Compute-
 Beyond Fixed Training Durations"). One stable trunk per model size and a branch per token count
 gives loss-vs-tokens curves for the cost of a single run; sizeup.laws turns them into isoFLOP
 profiles (``isoflop_from_curves``) and approach-2 fits.
+
+Trunk and branches are Trainers (sizeup.train.step) and take `sizeup train`'s one step, with its
+gradient clipping and divergence test, on the same batches (``batch_at(step)``): branch T *is*
+``run(cfg.replace(schedule="wsd", steps=T, decay_frac=f, cooldown=c))``, bit for bit.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-import torch
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 from sizeup.models import num_params
 from sizeup.progress import Progress
-from sizeup.schedules import make_schedule
+from sizeup.schedules import Schedule, make_schedule
 from sizeup.train.build import build
-from sizeup.train.loop import evaluate
+from sizeup.train.step import Trainer
 
 
 @dataclass
@@ -44,12 +44,30 @@ class BranchPoint:
         return asdict(self)
 
 
-def _train_step(model, opt, x, y) -> float:
-    _, loss = model(x, y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return float(loss.detach())
+def branch_schedules(
+    cfg: RunConfig, total_steps: Sequence[int], decay_frac: float, cooldown: str
+) -> list[Schedule]:
+    """The WSD schedule of each branch, in the order the trunk reaches their cooldowns.
+
+    Every branch shares the trunk's warmup, so a total shorter than cfg.warmup has no WSD run to
+    equal (`sizeup train` rejects warmup > steps too) and is refused.
+    """
+    totals = sorted({int(t) for t in total_steps})
+    if not totals or totals[0] < 1:
+        raise ConfigError("total_steps", list(total_steps), "one or more positive step counts")
+    if not 0.0 < decay_frac <= 1.0:
+        raise ConfigError(
+            "decay_frac", decay_frac, "a fraction in (0, 1] (the cooldown needs some steps)"
+        )
+    if totals[0] < cfg.warmup:
+        raise ConfigError(
+            "total_steps", totals, f"step counts of at least warmup={cfg.warmup} each"
+        )
+    scheds = [
+        make_schedule("wsd", T, warmup=cfg.warmup, decay_frac=decay_frac, cooldown=cooldown)
+        for T in totals
+    ]
+    return sorted(scheds, key=lambda s: s.decay_start)
 
 
 def wsd_branches(
@@ -62,76 +80,47 @@ def wsd_branches(
 ) -> list[BranchPoint]:
     """Train one stable trunk of ``cfg`` and a cooldown branch ending at each of ``total_steps``.
 
-    Branch T starts from the trunk at step round((1 - decay_frac) T) and follows the WSD schedule
-    of a run of length T (same warmup, cooldown shape ``cooldown``) on the same data stream.
+    Branch T forks the trunk at step round((1 - decay_frac) T) and follows the WSD schedule of a
+    run of length T (same warmup, cooldown shape ``cooldown``) on the same data stream, with the
+    run's clipping and divergence test: its loss is that run's final validation loss (NaN when
+    the trunk or the branch diverged).
     """
-    totals = sorted({int(t) for t in total_steps})
-    if not totals or totals[0] < 1:
-        raise ConfigError("total_steps", list(total_steps), "one or more positive step counts")
     f = cfg.decay_frac if decay_frac is None else decay_frac
     shape = cfg.cooldown if cooldown is None else cooldown
-    if not 0.0 < f <= 1.0:
-        raise ConfigError("decay_frac", f, "a fraction in (0, 1] (the cooldown needs some steps)")
-    scheds = {
-        T: make_schedule("wsd", T, warmup=min(cfg.warmup, T), decay_frac=f, cooldown=shape)
-        for T in totals
-    }
-    trunk_cfg = cfg.replace(schedule="constant", steps=max(totals))
-    built = build(trunk_cfg)
-    model, opt, data = built.model, built.optimizer, built.data
-    peak = [g["initial_lr"] for g in opt.param_groups]
-    val = data.val_batches()
-    n_params = num_params(model, non_embedding=True)
-    total = sum(T - scheds[T].decay_start for T in totals) + max(
-        scheds[T].decay_start for T in totals
-    )
-    bar = Progress(f"WSD branches w={cfg.width}", total, enabled=progress).__enter__()
-
-    def set_lr(o: torch.optim.Optimizer, mult: float) -> None:
-        for g, p in zip(o.param_groups, peak):
-            g["lr"] = p * mult
-
-    points: list[BranchPoint] = []
-    step = 0
-    trunk_ok = True
-    for T in sorted(totals, key=lambda t: scheds[t].decay_start):
-        sched = scheds[T]
-        s = sched.decay_start
-        while step < s and trunk_ok:  # stable phase (with warmup) on the shared trunk
-            set_lr(opt, sched(step))
-            x, y = data.batch_at(step)
-            trunk_ok = math.isfinite(_train_step(model, opt, x, y))
-            step += 1
-            bar.advance(1)
-        loss = math.nan
-        if trunk_ok:
-            # One deepcopy of (model, optimizer) keeps the optimizer state tied to the copy.
-            bm, bopt = copy.deepcopy((model, opt))
-            ok = True
-            for t in range(s, T):
-                set_lr(bopt, sched(t))
-                x, y = data.batch_at(t)
-                ok = math.isfinite(_train_step(bm, bopt, x, y))
-                bar.advance(1)
-                if not ok:
-                    break
-            if ok:
-                loss = evaluate(bm, val, cfg.device) if val else math.nan
-        tokens = T * cfg.tokens_per_step
-        points.append(
-            BranchPoint(
-                width=cfg.width,
-                depth=cfg.depth,
-                params=n_params,
-                branch_step=s,
-                steps=T,
-                tokens=tokens,
-                flops=6.0 * n_params * tokens,
-                loss=loss,
+    scheds = branch_schedules(cfg, total_steps, f, shape)
+    # The trunk: the stable phase (with cfg's warmup) of every branch, at the peak lr.
+    trunk_cfg = cfg.replace(schedule="constant", steps=max(s.steps for s in scheds))
+    trunk = Trainer.from_built(trunk_cfg, build(trunk_cfg))
+    trunk.start()
+    n_params = num_params(trunk.model, non_embedding=True)
+    total = sum(s.steps - s.decay_start for s in scheds) + scheds[-1].decay_start
+    points = []
+    with Progress(f"WSD branches w={cfg.width}", total, enabled=progress) as bar:
+        for sched in scheds:
+            loss = _branch(trunk, sched, bar)
+            tokens = sched.steps * cfg.tokens_per_step
+            points.append(
+                BranchPoint(
+                    width=cfg.width,
+                    depth=cfg.depth,
+                    params=n_params,
+                    branch_step=sched.decay_start,
+                    steps=sched.steps,
+                    tokens=tokens,
+                    flops=6.0 * n_params * tokens,
+                    loss=loss,
+                )
             )
-        )
-    bar.__exit__(None, None, None)
     return sorted(points, key=lambda p: p.steps)
+
+
+def _branch(trunk: Trainer, sched: Schedule, bar: Progress) -> float:
+    """Advance the trunk to the branch's cooldown, fork it onto WSD(T), cool down, evaluate."""
+    tick = lambda _step, _loss: bar.advance(1)  # noqa: E731
+    trunk.advance(sched.decay_start, on_step=tick)
+    branch = trunk.fork(sched)
+    branch.advance(sched.steps, on_step=tick)
+    return branch.finish()
 
 
 def wsd_study(

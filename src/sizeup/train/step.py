@@ -1,0 +1,221 @@
+"""The one training step every stage takes, and the small Trainer that takes it.
+
+`sizeup train` (sizeup.train.loop), the WSD trunk and its cooldown branches (sizeup.train.wsd)
+and the coordinate check (sizeup.diagnostics.coord_check) all advance a model through
+``Trainer.train_step``: forward through ``forward_loss``, backward, gradient clipping, optimizer
+step, scheduler step, zero_grad, the world-size mean of the loss, callbacks and the divergence
+test. One step means a WSD branch *is* the `sizeup train` run of its length (clipping and
+divergence included), and the coordinate check measures the run you are about to start.
+
+A Trainer holds the state of a run (model, optimizer, scheduler, data, step). It can advance,
+be forked (model, optimizer and scheduler copied together, optionally onto a new schedule from
+the current step) and finish (evaluate): a WSD branch is "fork the trunk at step s, give it the
+WSD(T) schedule, advance to T, finish".
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sizeup.config import RunConfig
+    from sizeup.train.build import Built, Callback
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """(logits, loss) from a sizeup-style ``forward(x, targets) -> (logits, loss)`` (z-loss and
+    any other term are the model's own) or a plain ``forward(x)`` (then mean cross-entropy over
+    the last dimension). A wrapper (DDP) is looked through for the signature, called as is."""
+    inner = getattr(model, "module", model)  # DDP keeps the user's model in .module
+    if "targets" in inspect.signature(inner.forward).parameters:
+        logits, loss = model(x, targets=y)
+        return logits, loss
+    out = model(x)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+
+
+def all_mean(value: float, world_size: int) -> float:
+    """Mean of a float over the ranks of the process group (itself with one process)."""
+    if world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / world_size
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Sequence[Batch], device: str = "cpu") -> float:
+    """Mean loss over fixed validation batches (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for x, y in batches:
+        _, loss = forward_loss(model, x.to(device), y.to(device))
+        total += float(loss)
+    model.train(was_training)
+    return total / max(1, len(batches))
+
+
+def _wrap(model: nn.Module, world_size: int) -> nn.Module:
+    """The module the step calls: DDP (averages gradients over ranks) or the model itself."""
+    if world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model)
+
+
+@dataclass
+class Trainer:
+    """The state of one run and the one step that advances it.
+
+    ``data`` serves ``batch_at(step)`` (a pure function of the step, so a fork draws the batches
+    the run would have drawn) and ``val_batches()``. ``reference`` is the loss the divergence
+    test compares with (the initial validation loss after ``start()``, else the first train
+    loss). Callbacks are called after every step; a returned dict is logged under
+    ``diagnostics[callback.name]``.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+    data: Any = None
+    grad_clip: float = 0.0
+    diverge_factor: float = math.inf
+    device: str = "cpu"
+    world_size: int = 1
+    callbacks: list[Callback] = field(default_factory=list)
+    step: int = 0
+    reference: float = math.nan
+    diverged_step: int | None = None
+    diagnostics: dict[str, list] = field(default_factory=dict)
+    train_model: nn.Module | None = None  # what the step calls (DDP on several ranks)
+
+    def __post_init__(self) -> None:
+        if self.train_model is None:
+            self.train_model = _wrap(self.model, self.world_size)
+
+    @classmethod
+    def from_built(cls, cfg: RunConfig, built: Built, world_size: int = 1) -> Trainer:
+        """A Trainer at step 0 for a run built by ``sizeup.train.build(cfg)``."""
+        return cls(
+            model=built.model,
+            optimizer=built.optimizer,
+            scheduler=built.scheduler,
+            data=built.data,
+            grad_clip=cfg.grad_clip,
+            diverge_factor=cfg.diverge_factor,
+            device=cfg.device,
+            world_size=world_size,
+        )
+
+    @property
+    def diverged(self) -> bool:
+        """True once a step's loss was not finite or above diverge_factor x reference."""
+        return self.diverged_step is not None
+
+    # --- the step ----------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer step on batch (x, y); returns its loss (mean over ranks).
+
+        The loss is the forward pass *before* the update, as every trainer logs it. A step whose
+        loss is not finite, or above diverge_factor x reference, marks the run diverged.
+        """
+        self.model.train()
+        _, loss = forward_loss(self.train_model, x.to(self.device), y.to(self.device))
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        value = all_mean(float(loss.detach()), self.world_size)
+        self._after_step(value)
+        return value
+
+    @torch.no_grad()
+    def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The loss on (x, y) without a step (no gradients; the model stays as it is)."""
+        _, loss = forward_loss(self.model, x.to(self.device), y.to(self.device))
+        return float(loss)
+
+    def _after_step(self, value: float) -> None:
+        """Callbacks, then the divergence test, then count the step."""
+        if not math.isfinite(self.reference):
+            self.reference = value
+        for cb in self.callbacks:
+            out = cb.on_step(self.step, self.model, value)
+            if out is not None:
+                name = getattr(cb, "name", type(cb).__name__)
+                self.diagnostics.setdefault(name, []).append({"step": self.step, **out})
+        if not math.isfinite(value) or value > self.diverge_factor * self.reference:
+            self.diverged_step = self.step
+        self.step += 1
+
+    # --- stages ------------------------------------------------------------------------------
+    def evaluate(self) -> float:
+        """Mean validation loss (over ranks); NaN without validation batches."""
+        val = self.data.val_batches() if self.data is not None else []
+        if not val:
+            return math.nan
+        return all_mean(evaluate(self.model, val, self.device), self.world_size)
+
+    def start(self) -> float:
+        """The validation loss at init, which becomes the divergence test's reference."""
+        self.reference = self.evaluate()
+        return self.reference
+
+    def advance(self, until: int, on_step: Callable[[int, float], None] | None = None) -> bool:
+        """Train on batch_at(step) up to step ``until`` (exclusive) or until the run diverges;
+        ``on_step(step, loss)`` after each. True when it got there without diverging."""
+        while self.step < until and not self.diverged:
+            step = self.step
+            x, y = self.data.batch_at(step)
+            value = self.train_step(x, y)
+            if on_step is not None:
+                on_step(step, value)
+        return not self.diverged
+
+    def fork(self, schedule: Callable[[int], float] | None = None) -> Trainer:
+        """An independent copy at the same step: model, optimizer and scheduler copied together
+        (one deepcopy keeps the optimizer state tied to the copied parameters). ``schedule``:
+        the copy's lr multiplier from the current step on (default: the same schedule). Data is
+        shared (batch_at is pure); callbacks are not carried over (they watch one model)."""
+        model, opt = copy.deepcopy((self.model, self.optimizer))
+        sched = None
+        if self.scheduler is not None or schedule is not None:
+            fn = schedule if schedule is not None else self.scheduler.lr_lambdas[0]
+            # last_epoch = step - 1: LambdaLR's first internal step sets the lr of this step.
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, fn, last_epoch=self.step - 1)
+        return Trainer(
+            model=model,
+            optimizer=opt,
+            scheduler=sched,
+            data=self.data,
+            grad_clip=self.grad_clip,
+            diverge_factor=self.diverge_factor,
+            device=self.device,
+            world_size=self.world_size,
+            step=self.step,
+            reference=self.reference,
+            diverged_step=self.diverged_step,
+        )
+
+    def finish(self) -> float:
+        """The final validation loss; NaN for a run that diverged (or has no validation)."""
+        return math.nan if self.diverged else self.evaluate()
