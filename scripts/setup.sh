@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh machine: CPU PyTorch first (so pip never pulls a multi-GB CUDA
-# build by accident), then sizeup with its dev and ray extras, editable.
+# build by accident), then sizeup with its dev, ray and schedulefree extras (schedule-free
+# AdamW; installed so its tests run), editable.
 # For a CUDA build, install torch yourself first (e.g. `pip install torch`): an installed torch
 # is left alone.
 set -euo pipefail
@@ -18,7 +19,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   fi
   rm -rf "$probe"
 fi
-"$PY" -m pip install -e ".[dev,ray]"
+"$PY" -m pip install -e ".[dev,ray,schedulefree]"
 # microsoft/mup (test-only, for the equivalence tests) declares torchvision, which would drag in
 # a CUDA torch; it never imports it, so install it without its dependencies.
 "$PY" -m pip install --no-deps "mup==1.0.0"

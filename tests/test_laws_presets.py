@@ -98,3 +98,108 @@ def test_bad_input(bad, tmp_path):
 def test_load_fit_missing_file(tmp_path):
     with pytest.raises(SizeupError, match="fit"):
         load_fit(tmp_path / "nope.json")
+
+
+# --- the preset registry: every name in sizeup.choices, each saying what it gives and where
+# it was fitted
+def test_registry_is_the_choices_vocabulary():
+    from sizeup.choices import PRESET_NAMES
+    from sizeup.laws.presets import _PRESETS
+
+    assert tuple(_PRESETS) == PRESET_NAMES
+    provides = {n: get_preset(n).provides for n in PRESET_NAMES}
+    assert provides == {
+        "chinchilla": ("loss",),
+        "epoch": ("loss",),
+        "deepseek-v1": ("lr", "batch"),
+        "steplaw": ("lr", "batch"),
+        "kaplan": ("lr", "critical_batch"),
+        "minicpm": ("lr", "batch"),
+    }
+    for n in PRESET_NAMES:
+        d = get_preset(n).to_dict()
+        assert d["setup"]["n_definition"] in ("total", "non-embedding", "flops-per-token")
+        assert d["setup"]["batch_unit"] == "tokens" and d["setup"]["data"]
+        json.dumps(d)  # JSON-safe, laws spelled out
+
+
+def test_deepseek_setup_is_the_multistep_schedule():
+    # DeepSeek LLM section 2.3: 2000 warmup steps; 31.6% of the max lr after 80% of the tokens,
+    # 10% after 90%. M = non-embedding FLOPs per token is its N.
+    st = get_preset("deepseek-v1").setup
+    assert st.lr_schedule == {
+        "kind": "multistep",
+        "milestones": ((0.8, 0.316), (0.9, 0.1)),
+        "warmup_steps": 2000,
+    }
+    assert st.n_definition == "flops-per-token"
+
+
+POINT = dict(params=1.3e9, params_non_embedding=1e9, flops_per_token_md=5e9, tokens=1e11)
+
+
+def test_steplaw_is_the_published_formula():
+    # Li et al. 2025, the Step Law: eta(N, D) = 1.79 N^-0.713 D^0.307, B(D) = 0.58 D^0.571, N
+    # the non-embedding parameters. By hand at N = 1e9 (non-embedding), D = 1e11:
+    #   ln eta = ln 1.79 - 0.713 * 20.723266 + 0.307 * 25.328436 = 0.582216 - 14.775689 + 7.775830
+    #          = -6.417643 -> eta = 1.6325e-3
+    #   ln B = ln 0.58 + 0.571 * 25.328436 = -0.544727 + 14.462537 = 13.917810 -> B = 1.1077e6
+    from sizeup.laws.presets import LawPoint
+
+    p = get_preset("steplaw")
+    pt = LawPoint(**POINT)
+    assert p.variables(pt)["N"] == 1e9  # non-embedding, not the 1.3e9 total
+    assert p.value("lr", pt) == pytest.approx(1.6325e-3, rel=1e-4)
+    assert p.value("batch", pt) == pytest.approx(1.1077e6, rel=1e-4)
+    assert p.formula("lr") == "1.79 N^-0.713 D^0.307"
+    assert p.value("critical_batch", pt) is None
+
+
+def test_kaplan_critical_batch_matches_figure_10_and_lr_eq_d1():
+    # Kaplan et al. 2020: eq. (5.3) B_crit(L) = B* / L^(1/alpha_B) with B* = 2e8 tokens and
+    # alpha_B = 0.21 (section 5.1); Figure 10 draws the same law as 2.1e8 tokens * L^-4.8.
+    from sizeup.laws.presets import LawPoint
+
+    p = get_preset("kaplan")
+    for L in (2.5, 3.0, 4.0):
+        b = p.value("critical_batch", LawPoint(**POINT, loss=L))
+        assert b == pytest.approx(2.1e8 * L**-4.8, rel=0.02)
+    # eq. (D.1): LR(N) = 0.003239 - 0.0001395 ln N; at N = 1e8: ln 1e8 = 18.420681,
+    # 0.003239 - 0.0025697 = 6.6932e-4. It reaches 0 at N = exp(0.003239 / 0.0001395) = exp(23.218638)
+    # = 1.2126e10.
+    small = LawPoint(**{**POINT, "params_non_embedding": 1e8})
+    assert p.value("lr", small) == pytest.approx(6.6932e-4, rel=1e-4)
+    assert p.hp["lr"].zero() == pytest.approx(1.2126e10, rel=1e-4)
+    with pytest.raises(SizeupError, match="N=.*below 1.21e\\+10"):
+        p.value("lr", LawPoint(**{**POINT, "params_non_embedding": 2e10}))
+    # the planner's critical batch (sizeup.plan.stages) reads the same law
+    from sizeup.plan.stages import kaplan_critical_batch
+
+    assert kaplan_critical_batch(3.0)[0] == p.value("critical_batch", LawPoint(**POINT, loss=3.0))
+
+
+def test_minicpm_mup_constants_and_batch_from_loss():
+    # MiniCPM's released configs (openbmb/MiniCPM-2B config.json): scale_emb 12, scale_depth 1.4,
+    # dim_model_base 256, initializer_range 0.1; base lr 0.01 (Hu et al. 2024, section 3.3).
+    from sizeup.laws.presets import LawPoint
+
+    p = get_preset("minicpm")
+    assert p.extra["mup"] == {
+        "scale_emb": 12.0,
+        "scale_depth": 1.4,
+        "dim_model_base": 256,
+        "init_std": 0.1,
+        "base_lr": 0.01,
+    }
+    # Hidden-matrix lr under their muP at MiniCPM-2.4B's width 2304: 0.01 / (2304 / 256) = 1.1111e-3
+    pt = LawPoint(**POINT, width=2304, loss=2.5)
+    assert p.value("lr", pt) == pytest.approx(0.01 / 9, rel=1e-12)
+    # section 3.2: bs = 1.21e9 / L^6.24 tokens; at L = 2.5: 2.5^6.24 = e^(6.24 * 0.916291) =
+    # e^5.717654 = 304.17 -> 3.978e6 tokens
+    assert p.value("batch", pt) == pytest.approx(3.978e6, rel=1e-3)
+    assert p.value("batch", LawPoint(**POINT, width=2304)) is None  # no loss, no batch
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(SizeupError, match="kind"):
+        get_preset("steplaw").value("loss_curve", None)

@@ -349,3 +349,43 @@ def test_gpt_groups_from_the_trainer():
     for n, g in adam.items():
         assert g["lr"] == pytest.approx(3e-3 * scalings[n].lr_mult)
     assert adam["lm_head.weight"]["lr"] == pytest.approx(3e-3 / 2)  # muP readout: eta / m_in
+
+
+# --- schedule-free AdamW (Defazio et al. 2024), from the schedulefree package
+def test_schedule_free_adamw_is_the_package_optimizer_on_sizeups_groups():
+    sf = pytest.importorskip("schedulefree", reason="needs the schedulefree extra")
+    m, ref = mlp(), mlp()
+    lam, lr = 0.1, 0.01
+    opt = build_optimizer(
+        m, scalings(m), "adamw_schedulefree", lr=lr, weight_decay=lam, warmup_steps=2
+    )
+    # the same groups by hand: lr x lr_mult, and a decay that removes eta x lambda of every
+    # matrix per step whatever its lr multiplier (sizeup's convention, module doc of
+    # sizeup.optim.groups): group weight_decay = lambda x wd_mult / lr_mult; none on biases
+    groups = [
+        {"params": [p], "lr": lr * ROLES[n][1], "weight_decay": lam * ROLES[n][2] / ROLES[n][1]}
+        for n, p in ref.named_parameters()
+    ]
+    want = sf.AdamWScheduleFree(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, warmup_steps=2)
+    want.train()
+    x = torch.randn(16, 4, dtype=torch.float64)
+    for _ in range(3):
+        for model, o in ((m, opt), (ref, want)):
+            o.zero_grad()
+            model(x).square().mean().backward()
+            o.step()
+    for (n, a), b in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0, msg=n)
+    from sizeup.optim import tensor_table
+
+    rows = tensor_table([{"name": n} for n, _ in m.named_parameters()], opt)
+    assert {(r["beta1"], r["beta2"]) for r in rows} == {(0.9, 0.95)}
+
+
+def test_schedule_free_without_the_package_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "schedulefree", None)
+    m = mlp()
+    with pytest.raises(ConfigError, match="optimizer='adamw_schedulefree'.*schedulefree"):
+        build_optimizer(m, scalings(m), "adamw_schedulefree", lr=0.01)

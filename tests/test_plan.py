@@ -765,3 +765,146 @@ def test_n_kv_head_holds_when_the_shape_comes_from_the_target(target):
     assert p.shape["n_kv_head"] == 4 and p.shape["n_head"] % 4 == 0
     with pytest.raises(ConfigError, match="n_kv_head"):
         plan(preset="chinchilla", n_kv_head=0, **target)
+
+
+# --- the published laws side by side (sizeup.plan.compare)
+@pytest.mark.parametrize(
+    "n_layer,d_model,n_head,lr_used,batch_used",
+    [(30, 4096, 32, 4.2e-4, 9.4e6), (95, 8192, 64, 3.2e-4, 18.9e6)],
+)
+def test_compare_laws_for_deepseek_7b_and_67b(n_layer, d_model, n_head, lr_used, batch_used):
+    from sizeup.choices import PRESET_NAMES
+
+    p = plan(
+        preset="deepseek-v1",
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head,
+        seq_len=4096,
+        tokens=2e12,
+        compare_laws="all",
+    )
+    rows = {r["name"]: r for r in p.comparison["rows"]}
+    assert list(rows) == list(PRESET_NAMES)
+    ds = rows["deepseek-v1"]
+    # DeepSeek LLM Table 2: the lr and batch the 7B and 67B runs used
+    assert rel(ds["peak_lr"], lr_used) < 0.10 and rel(ds["batch_tokens"], batch_used) < 0.10
+    assert ds["peak_lr"] == p.peak_lr and ds["batch_tokens"] == p.batch_tokens  # one evaluation
+    assert ds["steps"] == math.ceil(2e12 / ds["batch_tokens"]) and ds["warmup_steps"] == 2000
+    assert ds["schedule"]["kind"] == "multistep"
+    # every row says where its fitting setup differs from this run
+    assert all(any(d.startswith("data:") for d in r["differs"]) for r in rows.values())
+    assert any("N = M" in d for d in ds["differs"])
+    assert any(d.startswith("schedule: fitted with multi-step") for d in ds["differs"])
+    # laws without lr or batch give the loss; those read in the loss say at which loss
+    assert rows["chinchilla"]["loss"] is not None and rows["chinchilla"]["peak_lr"] is None
+    assert any("read at L =" in n for n in rows["minicpm"]["notes"])
+    # tau = B / (eta lambda D), lambda = the recipe's 0.1
+    assert ds["tau"] == pytest.approx(ds["batch_tokens"] / (ds["peak_lr"] * 0.1 * 2e12))
+
+
+def test_compare_rows_by_hand_for_steplaw_and_minicpm():
+    p = plan(
+        preset="chinchilla", n_layer=8, d_model=512, tokens=1e10, compare_laws="steplaw,minicpm"
+    )
+    steplaw, minicpm = p.comparison["rows"]
+    N = Shape(n_layer=8, d_model=512).params(embeddings=False)  # Step Law reads non-embedding N
+    assert steplaw["peak_lr"] == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
+    raw = 0.58 * 1e10**0.571
+    assert steplaw["batch_tokens"] == max(8, round(raw / 2048 / 8) * 8) * 2048
+    # minicpm: muP hidden lr 0.01 * 256 / 512; batch 1.21e9 / L^6.24 at the plan's loss
+    assert minicpm["peak_lr"] == pytest.approx(0.005)
+    assert p.comparison["loss"] == p.loss
+    raw = 1.21e9 / p.loss**6.24
+    assert minicpm["batch_tokens"] == max(8, round(raw / 2048 / 8) * 8) * 2048
+
+
+def test_compare_cli_writes_table_and_plot(tmp_path, capsys):
+    from sizeup.cli import main
+
+    main(
+        ["plan", "--preset", "deepseek-v1", "--n-layer", "30", "--d-model", "4096",
+         "--n-head", "32", "--seq-len", "4096", "--tokens", "2e12",
+         "--compare-laws", "deepseek-v1,steplaw,kaplan", "--out", str(tmp_path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "deepseek-v1" in out and "steplaw" in out and "kaplan" in out and "differs" in out
+    d = json.loads((tmp_path / "plan.json").read_text())
+    assert [r["name"] for r in d["comparison"]["rows"]] == ["deepseek-v1", "steplaw", "kaplan"]
+    assert (tmp_path / "compare_lr.png").stat().st_size > 5000
+    assert "Published laws for this target" in (tmp_path / "plan.md").read_text()
+
+
+def test_compare_laws_refuses_unknown_names():
+    with pytest.raises(ConfigError, match="compare_laws=.*preset names"):
+        plan(params=1e9, compare_laws="chinchilla,nope")
+
+
+def test_steplaw_as_the_plan_preset():
+    p = plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10)
+    N = Shape(n_layer=8, d_model=512).params(embeddings=False)
+    assert p.peak_lr == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
+    assert p.lr_source == "steplaw eta(N,D)"
+    assert "steplaw B(D)" in p.batch_rounding
+
+
+# --- schedules and the batch ramp in the plan
+SMALL_RUN = dict(preset="chinchilla", n_layer=4, d_model=256, seq_len=256, tokens=2e8)
+
+
+def test_plan_multistep_and_power_schedules():
+    p = plan(**SMALL_RUN, lr_schedule="multistep", batch_tokens=2**16)
+    assert p.schedule["milestones"] == [[0.8, 0.316], [0.9, 0.1]]  # DeepSeek LLM's by default
+    f = p.lr_schedule()
+    assert f(p.steps - 1) == pytest.approx(0.1) and f(p.warmup_steps) == 1.0
+    q = plan(**SMALL_RUN, lr_schedule="power", power_a=0.5, power_b=-0.51, batch_tokens=2**16)
+    g = q.lr_schedule()
+    s = q.warmup_steps + 100
+    assert g(s) == pytest.approx(min(1, 0.5 * (s * 2**16) ** -0.51 / q.peak_lr))
+    assert "min(peak, 0.5 n^-0.51)" in dict(q.summary_rows())["schedule"]
+    with pytest.raises(ConfigError, match="power_a/power_b"):
+        plan(**SMALL_RUN, lr_schedule="power", power_a=0.5)
+
+
+def test_plan_token_ramp():
+    # The batch doubles from 2^14 to 2^16 tokens over the first 2e7 tokens: switches at 1e7
+    # and 2e7; steps = 1e7 / 2^14 (611) + 1e7 / 2^15 (306) + the rest at 2^16.
+    p = plan(
+        **SMALL_RUN, batch_tokens=2**16, batch_ramp="tokens", ramp_start_batch=2**14,
+        ramp_tokens=2e7,
+    )  # fmt: skip
+    assert [r["batch_tokens"] for r in p.batch_ramp] == [2**14, 2**15, 2**16]
+    first = math.ceil(1e7 / 2**14)
+    seen = first * 2**14
+    second = math.ceil((2e7 - seen) / 2**15)
+    seen += second * 2**15
+    assert p.steps == first + second + math.ceil((2e8 - seen) / 2**16)
+    assert [r["from_step"] for r in p.batch_ramp] == [0, first, first + second]
+    assert p.ramp().steps_for(2e8) == p.steps
+    assert "batch ramp" in dict(p.summary_rows())
+    with pytest.raises(ConfigError, match="ramp_tokens"):
+        plan(**SMALL_RUN, batch_ramp="tokens", ramp_start_batch=2**14)
+
+
+def test_plan_loss_ramp_follows_the_critical_batch():
+    # chinchilla's L(N, n) after n tokens, Kaplan's B_crit at that loss: each switch is where
+    # B_crit first reaches the doubled batch.
+    p = plan(**SMALL_RUN, batch_tokens=2**19, batch_ramp="loss", ramp_start_batch=2**16)
+    from sizeup.laws.presets import get_preset
+
+    law, N = get_preset("chinchilla").loss_law, p.params
+    for r in p.batch_ramp[1:]:
+        L = law.loss(N, r["switch_tokens"])
+        assert 2e8 / L ** (1 / 0.21) == pytest.approx(r["batch_tokens"], rel=2e-3)
+    with pytest.raises(ConfigError, match="batch_ramp=.*loss law"):
+        plan(preset="deepseek-v1", n_layer=4, d_model=256, seq_len=256, tokens=2e8,
+             batch_ramp="loss", ramp_start_batch=2**14)  # fmt: skip
+
+
+def test_schedule_free_adamw_plan():
+    pytest.importorskip("schedulefree", reason="schedule-free AdamW needs the schedulefree extra")
+    p = plan(**SMALL_RUN, optimizer="adamw_schedulefree", batch_tokens=2**16)
+    assert p.schedule["kind"] == "constant"  # no decay: schedule-free averages instead
+    q = next(r for r in p.layers if r["tensor"] == "blocks.*.attn.q")
+    assert (q["beta1"], q["beta2"]) == (0.9, 0.95)
+    assert q["decay_per_step"] == pytest.approx(q["lr"] * 0.1)

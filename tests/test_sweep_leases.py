@@ -66,7 +66,9 @@ def test_a_killed_driver_s_trial_runs_again_once(tmp_path):
     victim_started = False
     while time.time() < deadline and not victim_started:
         time.sleep(0.05)
-        victim_started = any(o.endswith(f":{victim.pid}") for o in _running_owners(db))
+        # the victim holds a trial and has started running it (its "start" line is written)
+        mine = {tid for tid, o in _running_owners(db) if o.endswith(f":{victim.pid}")}
+        victim_started = bool(mine & set(_starts(log)))
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     assert survivor.wait(timeout=120) == 0
@@ -78,14 +80,14 @@ def test_a_killed_driver_s_trial_runs_again_once(tmp_path):
         assert max(t.attempts for t in st.trials()) == 2
 
 
-def _running_owners(db) -> list[str]:
-    """Owners of the running trials; [] while the drivers are still creating the file."""
+def _running_owners(db) -> list[tuple[str, str]]:
+    """(id, owner) of the running trials; [] while the drivers are still creating the file."""
     try:
         with Store(db, readonly=True, check=False) as st:
-            rows = st._db.execute("SELECT owner FROM trials WHERE status='running'").fetchall()
+            rows = st._db.execute("SELECT id, owner FROM trials WHERE status='running'").fetchall()
     except (sqlite3.OperationalError, StoreError):
         return []
-    return [r[0] for r in rows if r[0]]
+    return [(tid, owner) for tid, owner in rows if owner]
 
 
 def _finished_study(tmp_path):

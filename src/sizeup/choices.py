@@ -26,10 +26,19 @@ InitStdHint = Union[float, Literal["fan_in"]]
 InitSource = Literal["model hint", "measured", "given"]
 
 # --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
-Optimizer = Literal["adamw", "sgd", "muon"]
+# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package.
+Optimizer = Literal["adamw", "sgd", "muon", "adamw_schedulefree"]
+# What a RunConfig may name until the training loop drives schedule-free's train()/eval() modes.
+RunOptimizer = Literal["adamw", "sgd", "muon"]
 MuonScale = Literal["spectral", "original", "rms"]
-Schedule = Literal["constant", "cosine", "wsd"]
+# Learning-rate schedules (schedules.Schedule); "multistep": DeepSeek LLM's steps, "power": Shen
+# et al. 2024's Power scheduler. A RunConfig names the ones that need no extra parameters.
+Schedule = Literal["constant", "cosine", "wsd", "multistep", "power"]
+RunSchedule = Literal["constant", "cosine", "wsd"]
 Cooldown = Literal["linear", "1-sqrt", "exponential"]
+# Batch-size ramp-up (schedules.BatchRamp): on a token schedule (DeepSeek-V2/V3) or when the
+# predicted loss crosses the critical-batch law's thresholds (MiniMax-01).
+RampMode = Literal["tokens", "loss"]
 
 # --- models and runs (models/, config.py) ---------------------------------------------------
 Model = Literal["gpt", "mlp"]
@@ -41,6 +50,14 @@ CoordStat = Literal["l1", "rms"]
 Executor = Literal["local", "ray"]
 SweepOrder = Literal["spec", "largest_first"]
 ComputeConvention = Literal["6ND", "MD"]
+# Published laws (laws/presets.py registers one factory per name).
+PresetName = Literal["chinchilla", "epoch", "deepseek-v1", "steplaw", "kaplan", "minicpm"]
+# What a preset can give: a peak lr, a batch size, a critical batch size, a loss.
+LawKind = Literal["lr", "batch", "critical_batch", "loss"]
+# What "N" meant where a law was fitted: all parameters, parameters without the embeddings
+# (Kaplan, Step Law, MiniCPM), or non-embedding FLOPs per token M (DeepSeek LLM).
+NDefinition = Literal["total", "non-embedding", "flops-per-token"]
+BatchUnit = Literal["tokens", "sequences"]
 
 RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -49,8 +66,11 @@ OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
 INIT_STD_MODES: tuple[InitStdMode, ...] = get_args(InitStdMode)
 INIT_SOURCES: tuple[InitSource, ...] = get_args(InitSource)
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+RUN_OPTIMIZERS: tuple[RunOptimizer, ...] = get_args(RunOptimizer)
 MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+RUN_SCHEDULES: tuple[RunSchedule, ...] = get_args(RunSchedule)
+RAMP_MODES: tuple[RampMode, ...] = get_args(RampMode)
 COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
 MODELS: tuple[Model, ...] = get_args(Model)
 ATTN_SCALES: tuple[AttnScale, ...] = get_args(AttnScale)
@@ -59,11 +79,15 @@ COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 SWEEP_ORDERS: tuple[SweepOrder, ...] = get_args(SweepOrder)
 COMPUTE_CONVENTIONS: tuple[ComputeConvention, ...] = get_args(ComputeConvention)
+PRESET_NAMES: tuple[PresetName, ...] = get_args(PresetName)
+LAW_KINDS: tuple[LawKind, ...] = get_args(LawKind)
+N_DEFINITIONS: tuple[NDefinition, ...] = get_args(NDefinition)
+BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
 
 
 def optimizer_family(optimizer: Optimizer) -> OptFamily:
-    """The column of the rules table an optimizer reads (AdamW -> "adam")."""
-    return "adam" if optimizer == "adamw" else optimizer
+    """The column of the rules table an optimizer reads (AdamW, schedule-free AdamW -> "adam")."""
+    return "adam" if optimizer in ("adamw", "adamw_schedulefree") else optimizer
 
 
 def choices_help(choices: tuple[str, ...]) -> str:

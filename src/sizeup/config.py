@@ -22,18 +22,18 @@ from sizeup.choices import (
     INIT_STD_MODES,
     MODELS,
     MUON_SCALES,
-    OPTIMIZERS,
     RULES,
-    SCHEDULES,
+    RUN_OPTIMIZERS,
+    RUN_SCHEDULES,
     AttnScale,
     Cooldown,
     DType,
     InitStd,
     Model,
     MuonScale,
-    Optimizer,
     Rule,
-    Schedule,
+    RunOptimizer,
+    RunSchedule,
 )
 from sizeup.errors import ConfigError, check_choice, check_number_or_choice, check_positive
 
@@ -64,7 +64,7 @@ class RunConfig:
     zero_readout: bool = False
     zero_query: bool = False
     # optimizer
-    optimizer: Optimizer = "adamw"
+    optimizer: RunOptimizer = "adamw"
     lr: float = 3e-3
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -81,7 +81,7 @@ class RunConfig:
     # schedule
     steps: int = 200
     warmup: int = 0
-    schedule: Schedule = "constant"
+    schedule: RunSchedule = "constant"
     decay_frac: float = 0.2  # WSD: fraction of steps in the cooldown
     cooldown: Cooldown = "linear"
     # data
@@ -119,8 +119,8 @@ class RunConfig:
         for name, choices in (
             ("model", MODELS),
             ("rule", RULES),
-            ("optimizer", OPTIMIZERS),
-            ("schedule", SCHEDULES),
+            ("optimizer", RUN_OPTIMIZERS),
+            ("schedule", RUN_SCHEDULES),
             ("cooldown", COOLDOWNS),
             ("attn_scale", ATTN_SCALES),
             ("muon_scale", MUON_SCALES),

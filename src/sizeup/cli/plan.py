@@ -35,7 +35,14 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
             help="Which group of the study, e.g. rule=mup (default: the only one, else rule=mup).",
         ),
     ),
-    "out": (Path | None, typer.Option(None, help="Write DIR/plan.json and DIR/plan.md.")),
+    "out": (
+        Path | None,
+        typer.Option(
+            None,
+            help="Write DIR/plan.json and DIR/plan.md (and DIR/compare_lr.png with "
+            "--compare-laws).",
+        ),
+    ),
     "explain": (
         bool,
         typer.Option(False, "--explain", help="Show the formula and inputs of every number."),
@@ -130,6 +137,8 @@ def _print_rich(p: Any, explain: bool) -> None:
     for row in p.layer_rows():
         layers.add_row(*row)
     con.print(layers)
+    if p.comparison is not None:
+        _print_comparison(con, p.comparison)
     for w in p.warnings:
         con.print(f"[yellow]warning:[/yellow] {w}")
     if explain:
@@ -139,3 +148,29 @@ def _print_rich(p: Any, explain: bool) -> None:
         for e in p.explain:
             t.add_row(e["name"], _fmt_any(e["value"]), e["formula"], _fmt_inputs(e["inputs"]))
         con.print(t)
+
+
+def _print_comparison(con: Any, comparison: dict[str, Any]) -> None:
+    """The laws side by side, then each law's notes and where its setup differs."""
+    from rich.table import Table
+
+    from sizeup.plan.compare import HEADER, table_rows
+
+    t = comparison["target"]
+    title = (
+        f"published laws at {t['params']:.4g} parameters, {t['tokens']:.4g} tokens "
+        f"(loss-read laws at L = {comparison['loss']:.4g}, {comparison['loss_source']})"
+        if comparison["loss"] is not None
+        else f"published laws at {t['params']:.4g} parameters, {t['tokens']:.4g} tokens"
+    )
+    table = Table(title=title)
+    for h in HEADER:
+        table.add_column(h, justify="left" if h in ("law", "schedule") else "right")
+    for row in table_rows(comparison):
+        table.add_row(*row)
+    con.print(table)
+    for r in comparison["rows"]:
+        con.print(f"[bold]{r['name']}[/bold] ({r['source']})")
+        for n in r["notes"]:
+            con.print(f"  note: {n}")
+        con.print("  differs: " + "; ".join(r["differs"]))

@@ -24,9 +24,9 @@ from sizeup.laws.flops import (
     gpt_params,
     mfu,
 )
-from sizeup.laws.forms import PowerLaw
+from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw, HPLawFit, fit_free_form, fit_hp_laws
-from sizeup.laws.presets import LawPreset, get_preset, load_fit
+from sizeup.laws.presets import LawPoint, LawPreset, Setup, get_preset, load_fit
 
 __all__ = [
     "GPU_PEAK_FLOPS",
@@ -37,8 +37,11 @@ __all__ = [
     "DataConstrainedLaw",
     "FreeFormLaw",
     "HPLawFit",
+    "LawPoint",
     "LawPreset",
+    "LogLaw",
     "PowerLaw",
+    "Setup",
     "SigmoidLaw",
     "fit_approach1",
     "fit_approach2",

@@ -60,6 +60,49 @@ class PowerLaw:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LogLaw:
+    """y = intercept + slope ln(x) in one variable: Kaplan et al. 2020's learning rate against
+    non-embedding parameters (eq. D.1). Past the x where y reaches 0 the law says nothing, and
+    ``__call__`` refuses rather than hand out a negative rate."""
+
+    intercept: float
+    slope: float
+    variable: str = "N"
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The one variable the law reads."""
+        return (self.variable,)
+
+    def __call__(self, **x: float) -> float:
+        """Evaluate with the variable as a keyword, e.g. law(N=1e9)."""
+        if self.variable not in x:
+            raise ConfigError("variables", sorted(x), f"the variable {self.variable!r}")
+        v = float(x[self.variable])
+        if not v > 0:
+            raise ConfigError(self.variable, v, "a value > 0 for a log law")
+        y = self.intercept + self.slope * float(np.log(v))
+        if not y > 0:
+            raise ConfigError(
+                self.variable, v, f"a value below {self.zero():.3g}, where the law reaches 0"
+            )
+        return y
+
+    def zero(self) -> float:
+        """The x at which the law reaches 0 (its end of validity)."""
+        return float(np.exp(-self.intercept / self.slope))
+
+    def formula(self) -> str:
+        """The law spelled out, e.g. '0.003239 - 0.0001395 ln N'."""
+        sign = "-" if self.slope < 0 else "+"
+        return f"{self.intercept:g} {sign} {abs(self.slope):g} ln {self.variable}"
+
+    def to_dict(self) -> dict[str, float | str]:
+        """Plain dict {intercept, slope, variable}."""
+        return asdict(self)
+
+
 def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
     """Label points by compute budget: sorted budgets within `rtol` of their neighbour share a label."""
     C = np.asarray(C, dtype=float)

@@ -128,6 +128,16 @@ class FreeFormLaw:
         )
         return float(y) if np.ndim(y) == 0 else y
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables the law reads, e.g. ("N", "D")."""
+        return tuple(self.exponents)
+
+    def formula(self) -> str:
+        """The law spelled out, e.g. '1.79 N^-0.713 D^0.307'."""
+        terms = " ".join(f"{k}^{p:g}" for k, p in self.exponents.items())
+        return f"{self.coef:g} {terms}"
+
     def to_dict(self) -> dict[str, object]:
         """Plain dict {coef, exponents}."""
         return {"coef": self.coef, "exponents": dict(self.exponents)}

@@ -1,9 +1,16 @@
 """Published scaling laws as ready-made presets, and loading a `sizeup fit` result as one.
 
-A LawPreset bundles what a planner needs: a loss law L(N, D), compute-optimal allocation laws,
-and hyperparameter laws for the peak learning rate and the batch size, all in one compute
-convention ("6ND": C = 6 N D with N parameters; "MD": C = M D with M the non-embedding
-training FLOPs per token, as in DeepSeek LLM).
+A LawPreset bundles what a planner needs from one paper: a loss law L(N, D), compute-optimal
+allocation laws, and hyperparameter laws for the peak learning rate, the batch size and the
+critical batch size. Laws in compute C are PowerLaws in the preset's convention ("6ND": C = 6 N D
+with N total parameters; "MD": C = M D with M DeepSeek LLM's non-embedding FLOPs per token).
+Laws in other variables (``hp``) read named variables: N (the parameter count the paper used,
+``Setup.n_definition``), D (tokens), C, L (a loss) and d (width). ``provides`` says which of lr,
+batch, critical_batch and loss a preset gives; ``setup`` says what it was fitted on, so a
+comparison can print where that differs from the run being planned.
+
+Every constant below carries its source; a paper whose constants could not be read from a
+primary source is not here (docs/laws.md lists them).
 """
 
 from __future__ import annotations
@@ -15,15 +22,73 @@ from typing import Any
 
 import numpy as np
 
-from sizeup.choices import COMPUTE_CONVENTIONS
+from sizeup.choices import (
+    BATCH_UNITS,
+    COMPUTE_CONVENTIONS,
+    LAW_KINDS,
+    N_DEFINITIONS,
+    PRESET_NAMES,
+    BatchUnit,
+    LawKind,
+    NDefinition,
+)
 from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
-from sizeup.laws.forms import PowerLaw
+from sizeup.laws.forms import LogLaw, PowerLaw
+from sizeup.laws.hp import FreeFormLaw
+
+HPLaw = FreeFormLaw | LogLaw  # a law in named variables (N, D, C, L, d)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a law was fitted on: the schedule its runs used, what its N counts, the unit of its
+    batch, the data, the model family and the optimizer. ``lr_schedule`` draws the schedule
+    the law's lr belongs to (``sizeup.schedules.Schedule`` keyword arguments, fractions of the
+    run, and ``warmup_steps`` when the paper fixed the warmup in steps)."""
+
+    schedule: str
+    n_definition: NDefinition
+    batch_unit: BatchUnit
+    data: str
+    model_family: str
+    optimizer: str = "AdamW"
+    lr_schedule: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice("n_definition", self.n_definition, N_DEFINITIONS)
+        check_choice("batch_unit", self.batch_unit, BATCH_UNITS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "schedule": self.schedule,
+            "n_definition": self.n_definition,
+            "batch_unit": self.batch_unit,
+            "data": self.data,
+            "model_family": self.model_family,
+            "optimizer": self.optimizer,
+            "lr_schedule": dict(self.lr_schedule),
+        }
+
+
+@dataclass(frozen=True)
+class LawPoint:
+    """A run as the laws read it: its parameter counts, DeepSeek's M, tokens, width and (when
+    known) a loss. ``variables`` turns it into a preset's own variables."""
+
+    params: float  # total parameters
+    params_non_embedding: float
+    flops_per_token_md: float  # M = 72 n_layer d^2 + 12 n_layer d l_seq (DeepSeek LLM)
+    tokens: float
+    width: float | None = None
+    loss: float | None = None
 
 
 @dataclass
 class LawPreset:
-    """A named set of laws: loss L(N, D), allocation N_opt(C)/D_opt(C), lr(C) and batch(C)."""
+    """A named set of laws: loss L(N, D), allocation N_opt(C)/D_opt(C), lr(C) and batch(C),
+    laws in other variables (``hp``: "lr", "batch", "critical_batch"), and the fitting setup."""
 
     name: str
     source: str
@@ -36,9 +101,24 @@ class LawPreset:
     samples: np.ndarray | None = None  # bootstrap (E, A, B, alpha, beta) rows, for intervals
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    hp: dict[str, HPLaw] = field(default_factory=dict)  # laws in N, D, C, L, d
+    setup: Setup | None = None
 
     def __post_init__(self) -> None:
         check_choice("compute", self.compute, COMPUTE_CONVENTIONS)
+        for kind in self.hp:
+            check_choice("hp", kind, ("lr", "batch", "critical_batch"))
+
+    @property
+    def provides(self) -> tuple[LawKind, ...]:
+        """Which of lr, batch, critical_batch and loss this preset gives, in that order."""
+        have = {
+            "lr": self.lr_law is not None or "lr" in self.hp,
+            "batch": self.batch_law is not None or "batch" in self.hp,
+            "critical_batch": "critical_batch" in self.hp,
+            "loss": self.loss_law is not None,
+        }
+        return tuple(k for k in LAW_KINDS if have[k])
 
     def optimal(self, C: float) -> tuple[float, float]:
         """Compute-optimal (size, tokens) at C from the allocation laws, else from the loss law."""
@@ -65,6 +145,61 @@ class LawPreset:
             )
         return float(self.batch_law(C))
 
+    def variables(self, point: LawPoint) -> dict[str, float]:
+        """The point in this preset's own variables: N as its paper counted it (total,
+        non-embedding, or M FLOPs per token), D, C in its compute convention, d, and L."""
+        n_def = self.setup.n_definition if self.setup is not None else "total"
+        N = {
+            "total": point.params,
+            "non-embedding": point.params_non_embedding,
+            "flops-per-token": point.flops_per_token_md,
+        }[n_def]
+        per_token = 6.0 * point.params if self.compute == "6ND" else point.flops_per_token_md
+        out = {"N": float(N), "D": float(point.tokens), "C": per_token * point.tokens}
+        if point.width is not None:
+            out["d"] = float(point.width)
+        if point.loss is not None:
+            out["L"] = float(point.loss)
+        return out
+
+    def law_for(self, kind: LawKind) -> PowerLaw | HPLaw | None:
+        """The law behind ``kind`` ("lr", "batch", "critical_batch"): a law in named variables
+        when the preset has one, else its law in C, else None."""
+        check_choice("kind", kind, ("lr", "batch", "critical_batch"))
+        if kind in self.hp:
+            return self.hp[kind]
+        return {"lr": self.lr_law, "batch": self.batch_law}.get(kind)
+
+    def needs(self, kind: LawKind) -> tuple[str, ...]:
+        """The variables the law behind ``kind`` reads (("C",) for a law in C)."""
+        law = self.law_for(kind)
+        if law is None:
+            return ()
+        return law.variables if not isinstance(law, PowerLaw) else ("C",)
+
+    def value(self, kind: LawKind, point: LawPoint) -> float | None:
+        """The law behind ``kind`` at ``point``; None when the preset has no such law or the
+        point lacks a variable it reads (a loss, a width). A law evaluated outside its
+        validity (Kaplan's lr past the N where it reaches 0) raises ConfigError."""
+        law = self.law_for(kind)
+        if law is None:
+            return None
+        x = self.variables(point)
+        if isinstance(law, PowerLaw):
+            return float(law(x["C"]))
+        if any(v not in x for v in law.variables):
+            return None
+        return float(law(**{v: x[v] for v in law.variables}))
+
+    def formula(self, kind: LawKind) -> str:
+        """The law behind ``kind`` spelled out ("" when there is none)."""
+        law = self.law_for(kind)
+        if law is None:
+            return ""
+        if isinstance(law, PowerLaw):
+            return f"{law.coef:g} C^{law.exponent:g}"
+        return law.formula()
+
     def loss_interval(self, N: float, D: float, level: float = 0.9) -> tuple[float, float, float]:
         """(point, low, high) predicted loss; low = high = point when there are no samples."""
         if self.loss_law is None:
@@ -87,13 +222,32 @@ class LawPreset:
             "name": self.name,
             "source": self.source,
             "compute": self.compute,
+            "provides": list(self.provides),
             "loss_law": law(self.loss_law),
             "lr_law": law(self.lr_law),
             "batch_law": law(self.batch_law),
             "n_opt_law": law(self.n_opt_law),
             "d_opt_law": law(self.d_opt_law),
+            "hp": {k: {**v.to_dict(), "formula": v.formula()} for k, v in self.hp.items()},
+            "setup": law(self.setup),
             "notes": self.notes,
         }
+
+
+# ----------------------------------------------------------------------------- the presets
+
+# The architecture of Hoffmann et al.'s and Besiroglu et al.'s points (Gopher-family Transformers).
+_CHINCHILLA_SETUP = Setup(
+    # Hoffmann et al. 2022, appendix B: cosine decaying the lr 10x, its cycle matched to the
+    # run length.
+    schedule="cosine, decayed 10x over a cycle matched to the run length",
+    n_definition="total",
+    batch_unit="tokens",
+    data="MassiveText (Gopher's corpus)",
+    model_family="Gopher-style Transformers (RMSNorm, relative positions)",
+    optimizer="AdamW",
+    lr_schedule={"kind": "cosine", "min_ratio": 0.1},
+)
 
 
 def _chinchilla() -> LawPreset:
@@ -103,6 +257,7 @@ def _chinchilla() -> LawPreset:
         source="Hoffmann et al. 2022, Training Compute-Optimal LLMs, approach 3",
         loss_law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
         notes="Approach-3 fit as published; C = 6ND.",
+        setup=_CHINCHILLA_SETUP,
     )
 
 
@@ -113,6 +268,7 @@ def _epoch() -> LawPreset:
         source="Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt",
         loss_law=ChinchillaLaw(E=1.82, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
         notes="Refit of Hoffmann et al.'s Figure 4 data; C = 6ND.",
+        setup=_CHINCHILLA_SETUP,
     )
 
 
@@ -127,15 +283,134 @@ def _deepseek() -> LawPreset:
         n_opt_law=PowerLaw(0.1715, 0.5243),  # M_opt in non-embedding FLOPs per token
         d_opt_law=PowerLaw(5.8316, 0.4757),
         notes="C = M D with M = 72 n_layer d^2 + 12 n_layer d l_seq; batch in tokens.",
+        setup=Setup(
+            # DeepSeek LLM section 2.3: 2000 warmup steps, then the lr steps to 31.6% of its
+            # maximum after 80% of the training tokens and to 10% after 90%.
+            schedule="multi-step: 2000 warmup steps, 31.6% of max after 80% of tokens, 10% after 90%",
+            n_definition="flops-per-token",
+            batch_unit="tokens",
+            data="DeepSeek's bilingual (Chinese/English) pretraining corpus",
+            model_family="LLaMA-style (pre-norm RMSNorm, SwiGLU, RoPE)",
+            optimizer="AdamW (beta1 0.9, beta2 0.95, weight decay 0.1)",
+            lr_schedule={
+                "kind": "multistep",
+                "milestones": ((0.8, 0.316), (0.9, 0.1)),
+                "warmup_steps": 2000,
+            },
+        ),
     )
 
 
-_PRESETS = {"chinchilla": _chinchilla, "epoch": _epoch, "deepseek-v1": _deepseek}
-PRESET_NAMES = tuple(_PRESETS)
+def _steplaw() -> LawPreset:
+    # Li et al. 2025, "Predictable Scale: Part I, Step Law" (arXiv:2503.04715), the Step Law:
+    # eta(N, D) = 1.79 N^-0.713 D^0.307 and B(D) = 0.58 D^0.571 tokens, N non-embedding.
+    return LawPreset(
+        name="steplaw",
+        source="Li et al. (StepFun) 2025, Predictable Scale: Part I, Step Law",
+        hp={
+            "lr": FreeFormLaw(1.79, {"N": -0.713, "D": 0.307}),
+            "batch": FreeFormLaw(0.58, {"D": 0.571}),
+        },
+        notes="eta(N, D) and B(D) in tokens; N = non-embedding parameters.",
+        setup=Setup(
+            # Li et al. 2025: warmup, then decay to a fixed final lr of 1e-5 (not a fraction of
+            # the peak); sizeup draws the decay as a cosine to 1e-5.
+            schedule="warmup, then decay to a fixed final lr of 1e-5",
+            n_definition="non-embedding",
+            batch_unit="tokens",
+            data="StepFun pretraining mixes (English-dominant, Chinese-English, code)",
+            model_family="dense and MoE Transformers (RMSNorm, SwiGLU, ALiBi)",
+            optimizer="AdamW",
+            lr_schedule={"kind": "cosine", "min_lr": 1e-5},
+        ),
+    )
+
+
+# Kaplan et al. 2020, eq. (5.3) and section 5.1: B_crit(L) = B* / L^(1/alpha_B), B* ~ 2e8 tokens,
+# alpha_B ~ 0.21 (L in nats on WebText2); Figure 10 draws it as 2.1e8 L^-4.8.
+KAPLAN_B_STAR = 2e8
+KAPLAN_ALPHA_B = 0.21
+# Kaplan et al. 2020, eq. (D.1): LR(N) ~ 0.003239 - 0.0001395 log(N), N non-embedding parameters.
+KAPLAN_LR_INTERCEPT = 0.003239
+KAPLAN_LR_SLOPE = -0.0001395
+
+
+def _kaplan() -> LawPreset:
+    return LawPreset(
+        name="kaplan",
+        source="Kaplan et al. 2020, Scaling Laws for Neural Language Models",
+        hp={
+            "lr": LogLaw(KAPLAN_LR_INTERCEPT, KAPLAN_LR_SLOPE, "N"),
+            "critical_batch": FreeFormLaw(KAPLAN_B_STAR, {"L": -1.0 / KAPLAN_ALPHA_B}),
+        },
+        notes="lr(N) for N non-embedding (reaches 0 near N = 1.2e10); B_crit(L) in tokens, "
+        "L in nats on WebText2.",
+        setup=Setup(
+            # Kaplan et al. 2020, section 2.3: 3000-step linear warmup, cosine decay to zero.
+            schedule="3000-step linear warmup, then cosine decay to zero",
+            n_definition="non-embedding",
+            batch_unit="tokens",
+            data="WebText2 (GPT-2 BPE)",
+            model_family="GPT-2-style decoder-only Transformers",
+            optimizer="Adam",
+            lr_schedule={"kind": "cosine", "warmup_steps": 3000},
+        ),
+    )
+
+
+# MiniCPM's muP constants, as its released configs state them (e.g. openbmb/MiniCPM-2B
+# config.json: scale_emb 12, scale_depth 1.4, dim_model_base 256, initializer_range 0.1), with
+# the base lr 0.01 of its model wind-tunnel experiments (Hu et al. 2024, section 3.3).
+MINICPM_MUP = {
+    "scale_emb": 12.0,
+    "scale_depth": 1.4,
+    "dim_model_base": 256,
+    "init_std": 0.1,
+    "base_lr": 0.01,
+}
+# Hu et al. 2024, section 3.2 (optimal batch size): bs = 1.21e9 / L^6.24 tokens, L the C4 loss.
+MINICPM_BS_COEF = 1.21e9
+MINICPM_BS_EXPONENT = -6.24
+
+
+def _minicpm() -> LawPreset:
+    base = MINICPM_MUP["base_lr"] * MINICPM_MUP["dim_model_base"]
+    return LawPreset(
+        name="minicpm",
+        source="Hu et al. 2024, MiniCPM: Unveiling the Potential of Small Language Models",
+        hp={
+            # muP: hidden matrices get base_lr / (d / dim_model_base) = 2.56 / d
+            "lr": FreeFormLaw(base, {"d": -1.0}),
+            "batch": FreeFormLaw(MINICPM_BS_COEF, {"L": MINICPM_BS_EXPONENT}),
+        },
+        notes="lr is the muP hidden-matrix lr 0.01 x 256 / d (embeddings and vectors keep "
+        "0.01); batch from the C4 loss L.",
+        extra={"mup": dict(MINICPM_MUP)},
+        setup=Setup(
+            # Hu et al. 2024, section 4: WSD, the decay over about 10% of the tokens, exponential.
+            schedule="WSD: stable, then an exponential decay over about 10% of the tokens",
+            n_definition="non-embedding",
+            batch_unit="tokens",
+            data="MiniCPM's mix (CommonCrawl Chinese, Dolma, C4, Pile, code); L is C4 loss",
+            model_family="LLaMA-style deep-and-thin, muP (scale_emb 12, scale_depth 1.4)",
+            optimizer="AdamW",
+            lr_schedule={"kind": "wsd", "decay_frac": 0.1, "cooldown": "exponential"},
+        ),
+    )
+
+
+_PRESETS = {
+    "chinchilla": _chinchilla,
+    "epoch": _epoch,
+    "deepseek-v1": _deepseek,
+    "steplaw": _steplaw,
+    "kaplan": _kaplan,
+    "minicpm": _minicpm,
+}
 
 
 def get_preset(name: str) -> LawPreset:
-    """A published law by name: 'chinchilla', 'epoch' or 'deepseek-v1'."""
+    """A published law by name (sizeup.choices.PRESET_NAMES)."""
     check_choice("preset", name, PRESET_NAMES)
     return _PRESETS[name]()
 

@@ -232,8 +232,10 @@ def build_optimizer(
     *,
     muon_lr: float | None = None,
     foreach: bool | None = None,
+    warmup_steps: int = 0,
 ) -> torch.optim.Optimizer:
-    """A torch optimizer ("adamw", "sgd" or "muon") whose groups carry each tensor's lr/wd multipliers.
+    """A torch optimizer ("adamw", "sgd", "muon" or "adamw_schedulefree") whose groups carry each
+    tensor's lr/wd multipliers.
 
     lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda in
     torch.optim.AdamW's sense at the base width: every matrix loses eta_t * lambda of itself per
@@ -241,7 +243,10 @@ def build_optimizer(
     both batch sizes, lr, betas, eps (and SGD/Muon momentum, by the beta rule) are first moved
     from base_batch_size to batch_size (transfer_batch), and the decay follows the moved lr.
     "muon" updates the tensors whose Scaling says muon=True with Muon (lr ``muon_lr`` if given,
-    else lr) and everything else with AdamW, in one optimizer.
+    else lr) and everything else with AdamW, in one optimizer. "adamw_schedulefree" is
+    schedule-free AdamW (Defazio et al. 2024, the ``schedulefree`` package; its decay, lr x
+    lambda per step at y, has AdamW's meaning), with its own linear warmup over
+    ``warmup_steps``; it is returned in train mode (call ``.eval()`` before evaluating).
     """
     _check_args(
         name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size, base_batch_size
@@ -272,6 +277,8 @@ def build_optimizer(
         return torch.optim.AdamW(
             groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach
         )
+    if name == "adamw_schedulefree":
+        return schedule_free_adamw(groups, lr, betas, eps, warmup_steps)
     if name == "sgd":
         # torch refuses nesterov without momentum; plain SGD is what momentum=0 asks for.
         return SGDW(
@@ -292,6 +299,33 @@ def build_optimizer(
         eps=eps,
         foreach=foreach,
     )
+
+
+def schedule_free_adamw(
+    groups: list[dict[str, Any]],
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    warmup_steps: int = 0,
+) -> torch.optim.Optimizer:
+    """schedulefree.AdamWScheduleFree over sizeup's param groups, in train mode. The package is
+    an optional extra: without it, a ConfigError says how to get it."""
+    try:
+        from schedulefree import AdamWScheduleFree
+    except ImportError:
+        raise ConfigError(
+            "optimizer",
+            "adamw_schedulefree",
+            "available once the schedulefree package is installed (pip install "
+            "'sizeup[schedulefree]')",
+        ) from None
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ConfigError("warmup_steps", warmup_steps, "an integer >= 0")
+    opt = AdamWScheduleFree(
+        groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, warmup_steps=warmup_steps
+    )
+    opt.train()
+    return opt
 
 
 def group_table(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:

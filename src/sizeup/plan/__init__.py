@@ -13,6 +13,7 @@ from typing import Any
 _EXPORTS = {
     "Plan": "planner",
     "plan": "planner",
+    "compare_laws": "compare",
     "Checks": "records",
     "Hardware": "records",
     "Laws": "records",

@@ -12,10 +12,11 @@ which returns its value and its derivation:
 * size: the target (compute C, params N, tokens D, tokens per parameter) or an explicit shape,
   plus the law's compute-optimal allocation for what the target leaves open;
 * budget: tokens and compute in the law's convention, "6ND" or "MD" (DeepSeek LLM);
-* batch: an explicit batch, else the law's B(C), else a user B(D) law, else a fallback B(C);
+* batch: an explicit batch, else the law's B(C) (or B in its own variables, e.g. Step Law's
+  B(D)), else a user B(D) law, else a fallback B(C); optionally a ramp-up to it;
 * peak lr: a user eta(N, D) law, else transfer from the proxy (eta_base b^1/2 d^alpha_data),
-  else the law's eta(C);
-* schedule: WSD;
+  else the law's eta(C) (or eta in its own variables);
+* schedule: WSD by default; constant, cosine, multistep or power;
 * per-layer table: ``sizeup.parametrize`` on the target (meta device) relative to the proxy,
   then ``Parametrization.optimizer`` with the batch transfer, read back per tensor;
 * loss, time and cost, and the checks that warn.
@@ -51,6 +52,7 @@ from sizeup.plan.stages import (
     cost_stage,
     loss_stage,
     lr_stage,
+    ramp_stage,
     ratio_stage,
     schedule_stage,
     size_stage,
@@ -96,8 +98,27 @@ class Plan:
     hardware: dict[str, Any] | None = None
     optimum: dict[str, Any] | None = None  # the law's compute-optimal size and tokens at C
     critical_batch: float | None = None
+    batch_ramp: list[dict[str, float]] | None = None  # stages: from_step, from_tokens, batch
+    comparison: dict[str, Any] | None = None  # compare_laws: one row per preset
     warnings: list[str] = field(default_factory=list)
     explain: list[dict[str, Any]] = field(default_factory=list)
+
+    def lr_schedule(self) -> Any:
+        """The planned lr multiplier per step (sizeup.schedules.Schedule), counting tokens
+        through the batch ramp when there is one."""
+        from sizeup.plan.stages import build_schedule
+
+        return build_schedule(self.schedule, self.steps, self.batch_tokens, self.ramp())
+
+    def ramp(self) -> Any:
+        """The planned batch ramp (sizeup.schedules.BatchRamp), or None."""
+        if not self.batch_ramp:
+            return None
+        from sizeup.schedules import BatchRamp
+
+        return BatchRamp(
+            tuple((r["switch_tokens"], int(r["batch_tokens"])) for r in self.batch_ramp)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; the keys "peak_lr", "batch_tokens", "params", "tokens", "flops" and
@@ -138,17 +159,15 @@ class Plan:
             ),
             ("steps", f"{self.steps:,}"),
             ("peak lr", f"{self.peak_lr:.4g} ({self.lr_source})"),
-            (
-                "schedule",
-                f"WSD: warmup {self.warmup_steps:,}, stable {self.schedule['stable_steps']:,}, "
-                f"{self.schedule['cooldown']} decay {self.schedule['decay_steps']:,} steps",
-            ),
+            ("schedule", schedule_text(self.schedule)),
             (
                 "ratios",
                 f"width n={self.width_ratio:.4g}, batch b={self.batch_ratio:.4g}, "
                 f"data d={self.data_ratio:.4g}, alpha_data={self.data_exponent:g}",
             ),
         ]
+        if self.batch_ramp:
+            rows.insert(6, ("batch ramp", ramp_text(self.batch_ramp)))
         if self.proxy is not None:
             rows.append(("proxy", _proxy_row(self.proxy)))
         if self.loss is not None:
@@ -199,6 +218,10 @@ class Plan:
         head = self.layer_header()
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in self.layer_rows()]
+        if self.comparison is not None:
+            from sizeup.plan.compare import to_markdown
+
+            out += ["", to_markdown(self.comparison).rstrip("\n")]
         if self.warnings:
             out += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
         out += ["", "## How each number was derived", ""]
@@ -210,12 +233,44 @@ class Plan:
         return "\n".join(out) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write out_dir/plan.json and out_dir/plan.md; return the JSON path."""
+        """Write out_dir/plan.json and out_dir/plan.md, and with a comparison of laws
+        out_dir/compare_lr.png (each law's lr against tokens); return the JSON path."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(self.to_json())
         (d / "plan.md").write_text(self.to_markdown())
+        if self.comparison is not None:
+            from sizeup.plan.compare import plot_comparison
+
+            plot_comparison(self.comparison, d / "compare_lr.png")
         return d / "plan.json"
+
+
+def schedule_text(sched: dict[str, Any]) -> str:
+    """The schedule in one line: kind, warmup, stable and decay steps, and what the kind reads."""
+    kind = sched["kind"]
+    text = f"{kind}: warmup {sched['warmup_steps']:,}"
+    if kind in ("wsd", "power"):
+        text += f", then {sched['stable_steps']:,} steps, {sched['cooldown']} decay {sched['decay_steps']:,} steps"
+    elif kind == "cosine":
+        text += f", cosine decay {sched['decay_steps']:,} steps"
+    elif kind == "constant":
+        text += f", constant {sched['stable_steps']:,} steps"
+    if kind == "multistep":
+        text += ", then " + ", ".join(
+            f"x{m:g} after {q:.0%} of tokens" for q, m in sched["milestones"]
+        )
+    if kind == "power":
+        text += f"; lr = min(peak, {sched['power_a']:g} n^{sched['power_b']:g}), n tokens seen"
+    return text
+
+
+def ramp_text(table: list[dict[str, float]]) -> str:
+    """The batch ramp in one line: each stage's batch and first step."""
+    return ", ".join(
+        f"{_fmt(r['batch_tokens'])} from step {int(r['from_step']):,} ({_fmt(r['from_tokens'])} tokens)"
+        for r in table
+    )
 
 
 def _fmt(x: float) -> str:
@@ -294,9 +349,11 @@ def plan(
     sh = size.value.shape
     budget = budget_stage(inp.target, size.value, law, inp.checks)
     batch = batch_stage(inp.schedule, inp.laws, law, budget.value, sh)
+    ramp = ramp_stage(inp.schedule, law, batch.value, budget.value, sh)
+    steps = ramp.value.steps if ramp.value is not None else batch.value.steps
     ratios = ratio_stage(inp.proxy, sh, batch.value, budget.value, inp.checks.extrapolation_limit)
     lr = lr_stage(inp.laws, law, budget.value, sh, batch.value, inp.proxy, inp.recipe, ratios.value)
-    sched = schedule_stage(inp.schedule, batch.value.steps, lr.value.peak)
+    sched = schedule_stage(inp.schedule, inp.recipe, steps, lr.value.peak)
     table = table_stage(sh, inp.recipe, inp.proxy, lr.value, batch.value, model)
     loss = loss_stage(law, size.value.params, budget.value.tokens)
     cost = cost_stage(inp.hardware, budget.value.flops_exact)
@@ -304,13 +361,20 @@ def plan(
     verdict = checks_stage(
         inp.checks, inp.laws, law, budget.value, size.value, batch.value, predicted
     )
-    stages = [size, budget, batch, ratios, lr, sched, table, loss, cost, verdict]
-    return _assemble(inp, law, stages)
+    stages = [size, budget, batch, ramp, ratios, lr, sched, table, loss, cost, verdict]
+    p = _assemble(inp, law, stages)
+    if inp.laws.compare_laws:
+        from sizeup.plan.compare import compare_laws
+
+        p.comparison = compare_laws(p, inp.laws.compare_laws, inp.recipe, inp.schedule).to_dict()
+    return p
 
 
 def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
     """The Plan record from the stages' values; explain and warnings in stage order."""
-    size, budget, batch, ratios, lr, sched, table, loss, cost, verdict = (s.value for s in stages)
+    size, budget, batch, ramp, ratios, lr, sched, table, loss, cost, verdict = (
+        s.value for s in stages
+    )
     return Plan(
         preset=law.to_dict(),
         shape=size.shape.to_dict(),
@@ -324,7 +388,7 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         batch_tokens=batch.tokens,
         batch_sequences=batch.sequences,
         batch_rounding=batch.rounding,
-        steps=batch.steps,
+        steps=ramp.steps if ramp is not None else batch.steps,
         peak_lr=lr.peak,
         lr_source=lr.source,
         warmup_steps=sched["warmup_steps"],
@@ -346,6 +410,7 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         hardware=cost.hardware if cost is not None else None,
         optimum=verdict.optimum,
         critical_batch=verdict.critical_batch,
+        batch_ramp=ramp.table if ramp is not None else None,
         warnings=[w for s in stages for w in s.warnings],
         explain=[e for s in stages for e in s.explain],
     )

@@ -22,12 +22,17 @@ from sizeup.choices import (
     COMPUTE_CONVENTIONS,
     COOLDOWNS,
     OPTIMIZERS,
+    PRESET_NAMES,
+    RAMP_MODES,
     READOUT_FORMS,
     RULES,
+    SCHEDULES,
     Cooldown,
     Optimizer,
+    RampMode,
     ReadoutForm,
     Rule,
+    Schedule,
     choices_help,
 )
 from sizeup.errors import ConfigError, check_choice, check_positive
@@ -453,7 +458,8 @@ class Laws:
     """Where size, tokens, batch and lr come from when the target or proxy leaves them open."""
 
     preset: Any = opt(
-        "chinchilla", "Laws: chinchilla, epoch, deepseek-v1, or a `sizeup fit` fit.json / folder."
+        "chinchilla",
+        "Laws: " + ", ".join(PRESET_NAMES) + ", or a `sizeup fit` fit.json / folder.",
     )
     lr_law: Any = opt(None, "eta(C) as 'coef,exponent'.")
     batch_law: Any = opt(None, "B(C) in tokens as 'coef,exponent'.")
@@ -461,6 +467,11 @@ class Laws:
     batch_d_law: Any = opt(None, "B(D) in tokens as 'coef,exponent'.")
     data_exponent: float = opt(0.0, "alpha_data: lr x (D/D_base)^alpha_data.")
     fit_range: Any = opt(None, "Compute range the law was fitted on, 'Cmin,Cmax'.")
+    compare_laws: Any = opt(
+        None,
+        "Compare presets for this target, e.g. 'deepseek-v1,steplaw' or 'all': lr, batch, "
+        "steps, warmup, schedule, loss, and where each law's fitting setup differs.",
+    )
 
     def __post_init__(self) -> None:
         for name, n in (("lr_law", 2), ("batch_law", 2), ("lr_nd_law", 3), ("batch_d_law", 2)):
@@ -470,10 +481,11 @@ class Laws:
                 raise ConfigError(name, getattr(self, name), what)
             setattr(self, name, v)
         self.fit_range = _numbers("fit_range", self.fit_range, 2, "'Cmin,Cmax' in FLOPs")
+        self.compare_laws = _preset_list(self.compare_laws)
 
     def resolve(self) -> Any:
         """The LawPreset: a preset name, a fit.json path or folder, or a LawPreset."""
-        from sizeup.laws.presets import PRESET_NAMES, LawPreset, get_preset, load_fit
+        from sizeup.laws.presets import LawPreset, get_preset, load_fit
 
         p = self.preset
         if isinstance(p, LawPreset):
@@ -491,26 +503,96 @@ class Laws:
         )
 
 
+def _preset_list(value: Any) -> tuple[str, ...] | None:
+    """'a,b' or a sequence of preset names (or 'all') as a tuple of names."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(n).strip() for n in names if str(n).strip()]
+    if names == ["all"]:
+        return PRESET_NAMES
+    allowed = "comma-separated preset names (" + ", ".join(PRESET_NAMES) + ") or 'all'"
+    if not names or any(n not in PRESET_NAMES for n in names):
+        raise ConfigError("compare_laws", value, allowed)
+    return tuple(dict.fromkeys(names))
+
+
 # ----------------------------------------------------------------------------- run
 
 
 @dataclass
 class ScheduleOptions:
-    """The target's batch (when given) and its WSD schedule."""
+    """The target's batch (when given, and its ramp-up) and its lr schedule."""
 
     batch_tokens: float | None = opt(None, "Batch in tokens (overrides the laws).")
     batch_multiple: int = opt(8, "Round the batch to a multiple of this many sequences.")
+    schedule: Schedule | None = opt(
+        None,
+        "lr schedule: " + choices_help(SCHEDULES) + " (default wsd; constant for "
+        "schedule-free AdamW).",
+        cli="lr_schedule",
+    )
     warmup: int | None = opt(None, "Warmup steps (default warmup_frac of the steps).")
     warmup_frac: float = opt(0.01, "Warmup as a fraction of the steps.")
-    decay_frac: float = opt(0.2, "WSD: fraction of steps in the cooldown.")
-    cooldown: Cooldown = opt("linear", "WSD cooldown: " + choices_help(COOLDOWNS) + ".")
+    decay_frac: float = opt(0.2, "WSD and power: fraction of steps in the cooldown.")
+    cooldown: Cooldown = opt("linear", "WSD and power cooldown: " + choices_help(COOLDOWNS) + ".")
+    milestones: Any = opt(
+        None,
+        "multistep: 'q:m,q:m' (after fraction q of the tokens, lr x m); default DeepSeek "
+        "LLM's 0.8:0.316,0.9:0.1.",
+    )
+    power_a: float | None = opt(
+        None, "power: a in lr = min(peak, a n^b), n tokens seen (Shen et al. 2024)."
+    )
+    power_b: float | None = opt(None, "power: the exponent b (< 0).")
+    batch_ramp: RampMode | None = opt(
+        None,
+        "Ramp the batch up, doubling from --ramp-start-batch: 'tokens' (evenly over "
+        "--ramp-tokens, as DeepSeek-V2/V3) or 'loss' (as the predicted loss lets the critical "
+        "batch double, as MiniMax-01).",
+    )
+    ramp_start_batch: float | None = opt(None, "Ramp: the first batch, in tokens.")
+    ramp_tokens: float | None = opt(None, "Ramp 'tokens': tokens to reach the full batch.")
 
     def __post_init__(self) -> None:
-        _positive_or_none(self, ("batch_tokens",))
+        _positive_or_none(self, ("batch_tokens", "power_a", "ramp_start_batch", "ramp_tokens"))
         check_positive("batch_multiple", self.batch_multiple, integer=True)
+        if self.schedule is not None:
+            check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("cooldown", self.cooldown, COOLDOWNS)
         _fraction("decay_frac", self.decay_frac)
         _fraction("warmup_frac", self.warmup_frac)
+        self.milestones = _milestones(self.milestones)
+        if self.batch_ramp is not None:
+            check_choice("batch_ramp", self.batch_ramp, RAMP_MODES)
+            self._check_ramp()
+
+    def _check_ramp(self) -> None:
+        if self.ramp_start_batch is None:
+            raise ConfigError(
+                "ramp_start_batch", None, "the ramp's first batch in tokens (with --batch-ramp)"
+            )
+        if self.batch_ramp == "tokens" and self.ramp_tokens is None:
+            raise ConfigError(
+                "ramp_tokens", None, "the tokens over which the batch ramps (--batch-ramp tokens)"
+            )
+
+
+def _milestones(value: Any) -> tuple[tuple[float, float], ...] | None:
+    """'0.8:0.316,0.9:0.1' or pairs as ((0.8, 0.316), (0.9, 0.1)); checked by the schedule."""
+    if value is None:
+        return None
+    what = "'q:m,q:m' pairs (fraction of tokens : lr multiplier)"
+    try:
+        if isinstance(value, str):
+            value = [part.split(":") for part in value.split(",")]
+        pairs = tuple((float(q), float(m)) for q, m in value)
+    except (TypeError, ValueError):
+        raise ConfigError("milestones", value, what) from None
+    from sizeup.schedules import check_milestones
+
+    check_milestones(pairs)
+    return pairs
 
 
 @dataclass

@@ -3,8 +3,9 @@ its value, the derivation of every number it made (``explain`` entries: name, va
 inputs) and any warnings. ``sizeup.plan.planner.plan`` runs them in order; the per-layer table
 stage lives in ``sizeup.plan.table``.
 
-Order: size (shape, N) -> budget (tokens D, compute C) -> batch (B, steps) -> ratios against
-the proxy -> peak lr -> schedule -> per-layer table -> loss -> time and cost -> checks.
+Order: size (shape, N) -> budget (tokens D, compute C) -> batch (B, steps) -> batch ramp ->
+ratios against the proxy -> peak lr -> schedule -> per-layer table -> loss -> time and cost ->
+checks.
 """
 
 from __future__ import annotations
@@ -58,6 +59,30 @@ def _fallback_law() -> Any:
     from sizeup.laws.presets import get_preset
 
     return get_preset(FALLBACK_PRESET)
+
+
+def law_point(shape: Shape, tokens: float, loss: float | None = None) -> Any:
+    """The run as the laws read it (sizeup.laws.presets.LawPoint): total and non-embedding
+    parameters, DeepSeek's M, tokens, width and, when known, a loss."""
+    from sizeup.laws.presets import LawPoint
+
+    return LawPoint(
+        params=shape.params(),
+        params_non_embedding=shape.params(embeddings=False),
+        flops_per_token_md=shape.flops_per_token("MD"),
+        tokens=tokens,
+        width=shape.d_model,
+        loss=loss,
+    )
+
+
+def _law_value(law: Any, kind: str, point: Any) -> tuple[float, str] | None:
+    """(value, formula) of the preset's law for ``kind`` at ``point``, or None when it has none
+    or the point lacks a variable it reads (a loss, before the loss is predicted)."""
+    value = law.value(kind, point)
+    if value is None:
+        return None
+    return value, f"{kind} = {law.formula(kind)} ({law.name})"
 
 
 # ----------------------------------------------------------------------------- size
@@ -278,8 +303,7 @@ def batch_stage(
     sequences (a multiple of batch_multiple), and the steps ceil(D / B)."""
     raw, source, ex, warns = _raw_batch(schedule, laws, law, budget, shape)
     m = schedule.batch_multiple
-    seqs = max(m, int(round(raw / shape.seq_len / m)) * m)
-    B = seqs * shape.seq_len
+    B, seqs = round_batch(raw, shape.seq_len, m)
     rounding = f"{raw / shape.seq_len:.1f} sequences of {shape.seq_len} rounded to {seqs}, a multiple of {m}"
     steps = int(math.ceil(budget.tokens / B))
     if budget.tokens < B:
@@ -298,6 +322,12 @@ def batch_stage(
     return Stage(Batch(B, seqs, f"{source}: {raw:,.0f} tokens = {rounding}", steps), ex, warns)
 
 
+def round_batch(raw: float, seq_len: int, multiple: int) -> tuple[int, int]:
+    """(tokens, sequences): ``raw`` tokens as whole sequences, a multiple of ``multiple``."""
+    seqs = max(multiple, int(round(raw / seq_len / multiple)) * multiple)
+    return seqs * seq_len, seqs
+
+
 def _raw_batch(
     schedule: ScheduleOptions, laws: Laws, law: Any, budget: Budget, shape: Shape
 ) -> tuple[float, str, list[dict[str, Any]], list[str]]:
@@ -313,10 +343,15 @@ def _raw_batch(
             [note("batch_raw", c * C**e, "B = c C^e (user)", c=c, e=e, C=C)],
             [],
         )
-    if law.batch_law is not None:
-        B = law.batch_tokens(C)
-        formula = f"B = {law.batch_law.coef:g} C^{law.batch_law.exponent:g} ({law.name})"
-        return B, f"{law.name} B(C)", [note("batch_raw", B, formula, C=C)], []
+    own = _law_value(law, "batch", law_point(shape, D))
+    if own is not None:
+        B, formula = own
+        return (
+            B,
+            f"{law.name} B({','.join(law.needs('batch'))})",
+            [note("batch_raw", B, formula, C=C, D=D)],
+            [],
+        )
     if laws.batch_d_law is not None:
         c, e = laws.batch_d_law
         return (
@@ -415,7 +450,7 @@ def lr_stage(
     """A user eta(N, D) law, else transfer from the proxy, else the law's eta(C), else the
     fallback eta(C)."""
     C = budget.flops
-    law_lr = _law_lr(laws, law, C)
+    law_lr = _law_lr(laws, law, C, law_point(shape, budget.tokens))
     if laws.lr_nd_law is not None:
         c, a, b = laws.lr_nd_law
         N, D = shape.params(), budget.tokens
@@ -430,18 +465,17 @@ def lr_stage(
     return _fallback_lr(law, shape, budget)
 
 
-def _law_lr(laws: Laws, law: Any, C: float) -> tuple[float, str, str] | None:
-    """(eta, source, formula) of the user's eta(C), else the preset's, else None."""
+def _law_lr(laws: Laws, law: Any, C: float, point: Any) -> tuple[float, str, str] | None:
+    """(eta, source, formula) of the user's eta(C), else the preset's (in C, or in the
+    variables its paper used, e.g. N and D), else None."""
     if laws.lr_law is not None:
         c, e = laws.lr_law
         return c * C**e, "user eta(C)", f"eta = {c:g} C^{e:g}"
-    if law.lr_law is not None:
-        return (
-            law.lr(C),
-            f"{law.name} eta(C)",
-            f"eta = {law.lr_law.coef:g} C^{law.lr_law.exponent:g}",
-        )
-    return None
+    own = _law_value(law, "lr", point)
+    if own is None:
+        return None
+    lr, formula = own
+    return lr, f"{law.name} eta({','.join(law.needs('lr'))})", formula.replace("lr =", "eta =")
 
 
 def _transferred_lr(
@@ -515,23 +549,93 @@ def batch_transfer(
 # ----------------------------------------------------------------------------- schedule
 
 
-def schedule_stage(options: ScheduleOptions, steps: int, peak_lr: float) -> Stage[dict[str, Any]]:
-    """WSD: warmup (given, or warmup_frac of the steps), stable, a decay_frac cooldown."""
+DEFAULT_MILESTONES_PRESET = "deepseek-v1"  # multistep without milestones: DeepSeek LLM's
+
+
+def schedule_kind(options: ScheduleOptions, recipe: Recipe) -> str:
+    """The plan's schedule: the one asked for, else WSD; schedule-free AdamW has no schedule to
+    decay (Defazio et al. 2024), so it gets constant after warmup unless told otherwise."""
+    if options.schedule is not None:
+        return options.schedule
+    return "constant" if recipe.optimizer == "adamw_schedulefree" else "wsd"
+
+
+def _phases(kind: str, steps: int, wu: int, options: ScheduleOptions) -> tuple[int, int]:
+    """(stable, decay) steps after warmup for a schedule kind."""
+    if kind == "constant":
+        return steps - wu, 0
+    if kind == "cosine":
+        return 0, steps - wu
+    decay = int(round(options.decay_frac * steps))
+    return max(0, steps - wu - decay), decay
+
+
+def _kind_args(kind: str, options: ScheduleOptions) -> dict[str, Any]:
+    """What a multistep or power schedule reads besides the common fields."""
+    if kind == "multistep":
+        from sizeup.laws.presets import get_preset
+
+        ms = options.milestones
+        if ms is None:
+            ms = get_preset(DEFAULT_MILESTONES_PRESET).setup.lr_schedule["milestones"]
+        return {"milestones": [list(m) for m in ms]}
+    if kind == "power":
+        if options.power_a is None or options.power_b is None:
+            raise ConfigError(
+                "power_a/power_b",
+                (options.power_a, options.power_b),
+                "both given with --schedule power (lr = min(peak, a n^b), n tokens seen; "
+                "Shen et al. 2024 fit a and b on their runs)",
+            )
+        return {"power_a": options.power_a, "power_b": options.power_b}
+    return {}
+
+
+def build_schedule(sched: dict[str, Any], steps: int, batch_tokens: int, ramp: Any = None) -> Any:
+    """The plan's schedule as a sizeup.schedules.Schedule (the lr multiplier per step), counting
+    tokens through the batch ramp when there is one."""
+    from sizeup.schedules import Schedule
+
+    kind = sched["kind"]
+    kw: dict[str, Any] = {}
+    if kind == "multistep":
+        kw["milestones"] = tuple(tuple(m) for m in sched["milestones"])
+    if kind == "power":
+        kw.update(power_a=sched["power_a"], power_b=sched["power_b"], peak_lr=sched["peak_lr"])
+    if kind in ("multistep", "power"):
+        kw.update(batch_tokens=batch_tokens, ramp=ramp)
+    return Schedule(
+        kind,
+        steps,
+        warmup=sched["warmup_steps"],
+        decay_frac=sched["decay_frac"],
+        cooldown=sched["cooldown"],
+        min_ratio=sched.get("min_ratio", 0.0),
+        **kw,
+    )
+
+
+def schedule_stage(
+    options: ScheduleOptions, recipe: Recipe, steps: int, peak_lr: float
+) -> Stage[dict[str, Any]]:
+    """Warmup (given, or warmup_frac of the steps), then the schedule: WSD (stable, a
+    decay_frac cooldown) by default, or constant, cosine, multistep or power."""
     wu = options.warmup
     if wu is None:
         wu = max(1, int(round(options.warmup_frac * steps)))
     if not 0 <= wu < steps:
         raise ConfigError("warmup", options.warmup, f"a number of steps in [0, {steps})")
-    decay = int(round(options.decay_frac * steps))
-    stable = max(0, steps - wu - decay)
+    kind = schedule_kind(options, recipe)
+    stable, decay = _phases(kind, steps, wu, options)
     sched = {
-        "kind": "wsd",
+        "kind": kind,
         "warmup_steps": wu,
         "stable_steps": stable,
         "decay_steps": decay,
         "cooldown": options.cooldown,
         "decay_frac": options.decay_frac,
         "peak_lr": peak_lr,
+        **_kind_args(kind, options),
     }
     ex = [
         note(
@@ -543,13 +647,82 @@ def schedule_stage(options: ScheduleOptions, steps: int, peak_lr: float) -> Stag
         ),
         note(
             "schedule",
-            f"{wu}/{stable}/{decay}",
-            "WSD warmup / stable / decay = steps - warmup - round(decay_frac * steps) / "
-            "round(decay_frac * steps)",
+            f"{kind} {wu}/{stable}/{decay}",
+            "warmup / stable / decay steps; WSD and power decay = round(decay_frac * steps)",
             decay_frac=options.decay_frac,
+            optimizer=recipe.optimizer,
         ),
     ]
     return Stage(sched, ex)
+
+
+# ----------------------------------------------------------------------------- batch ramp
+
+
+@dataclass
+class Ramp:
+    """The batch ramp-up: its stages and the steps the run takes through it."""
+
+    ramp: Any  # sizeup.schedules.BatchRamp
+    steps: int
+    table: list[dict[str, float]]
+    mode: str
+
+
+def ramp_stage(
+    options: ScheduleOptions, law: Any, batch: Batch, budget: Budget, shape: Shape
+) -> Stage[Ramp | None]:
+    """The batch doubling from ramp_start_batch up to the planned batch: evenly over
+    ramp_tokens ("tokens"), or where the critical batch of the predicted loss reaches each
+    doubling ("loss": the preset's loss law at n tokens, the critical-batch law at that loss).
+    Batches are whole multiples of batch_multiple sequences."""
+    if options.batch_ramp is None:
+        return Stage(None)
+    from sizeup.schedules import loss_ramp, token_ramp
+
+    unit = shape.seq_len * options.batch_multiple
+    start = max(unit, int(round(options.ramp_start_batch / unit)) * unit)
+    D = budget.tokens
+    if options.batch_ramp == "tokens":
+        ramp = token_ramp(start, batch.tokens, options.ramp_tokens)
+        formula = "double from the start batch at evenly spaced tokens up to ramp_tokens"
+    else:
+        ramp, formula = (
+            loss_ramp(start, batch.tokens, _critical_batch_of_tokens(law, shape), D),
+            ("double where B_crit(L(N, n)) first reaches the doubled batch (bisection in n)"),
+        )
+    steps = ramp.steps_for(D)
+    table = ramp.table(D)
+    ex = note(
+        "batch_ramp",
+        " -> ".join(f"{r['batch_tokens']:,.0f}" for r in table),
+        formula,
+        start=start,
+        final=batch.tokens,
+        ramp_tokens=options.ramp_tokens or "-",
+        steps=steps,
+    )
+    return Stage(Ramp(ramp, steps, table, options.batch_ramp), [ex])
+
+
+def _critical_batch_of_tokens(law: Any, shape: Shape) -> Any:
+    """n -> critical batch at the loss the preset predicts after n tokens (its loss law at this
+    model's N; its own critical-batch law, else Kaplan et al.'s)."""
+    if law.loss_law is None or law.compute != "6ND":
+        raise ConfigError(
+            "batch_ramp",
+            "loss",
+            f"a preset with a loss law L(N, D) to predict the loss (preset {law.name!r} has "
+            "none; try --preset chinchilla or --batch-ramp tokens)",
+        )
+    N = shape.params()
+
+    def crit(n: float) -> float:
+        L = float(law.loss_law.loss(N, n))
+        own = law.value("critical_batch", law_point(shape, n, L))
+        return own if own is not None else kaplan_critical_batch(L)[0]
+
+    return crit
 
 
 # ----------------------------------------------------------------------------- loss, cost
@@ -611,10 +784,7 @@ def cost_stage(hw: Hardware, flops_exact: float) -> Stage[Cost | None]:
 
 # ----------------------------------------------------------------------------- checks
 
-# Kaplan et al. 2020, "Scaling Laws for Neural Language Models", eq. (5.3) and section 5.1:
-# B_crit(L) = B* / L^(1/alpha_B), B* ~ 2e8 tokens, alpha_B ~ 0.21 (L in nats on WebText2).
-KAPLAN_B_STAR = 2e8
-KAPLAN_ALPHA_B = 0.21
+CRITICAL_BATCH_PRESET = "kaplan"  # B_crit(L) when the law has none of its own
 
 
 @dataclass
@@ -636,7 +806,8 @@ def checks_stage(
 ) -> Stage[Verdict]:
     """Batch above the critical batch, tokens per parameter far from the law's optimum, and
     compute far outside the law's fitted range."""
-    crit = _critical_batch_check(checks.critical_batch, law, budget.flops, loss, batch.tokens)
+    point = law_point(size.shape, budget.tokens, loss)
+    crit = _critical_batch_check(checks.critical_batch, law, budget.flops, point, batch.tokens)
     opt = _optimum_check(law, budget, size, checks.optimum_tolerance)
     rng = _range_check(laws.fit_range or _fit_range(law), budget.flops, checks.extrapolation_limit)
     return Stage(
@@ -647,12 +818,13 @@ def checks_stage(
 
 
 def _critical_batch_check(
-    given: float | None, law: Any, C: float, loss: float | None, B: int
+    given: float | None, law: Any, C: float, point: Any, B: int
 ) -> Stage[float | None]:
-    b_crit, source = critical_batch(given, law, C, loss)
+    b_crit, source = critical_batch(given, law, C, point.loss, point)
     if b_crit is None:
         return Stage(None)
-    ex = note("critical_batch", b_crit, source, C=C, loss=loss if loss is not None else "-")
+    loss = point.loss if point.loss is not None else "-"
+    ex = note("critical_batch", b_crit, source, C=C, loss=loss)
     warns = []
     if B > b_crit:
         warns.append(
@@ -663,10 +835,11 @@ def _critical_batch_check(
 
 
 def critical_batch(
-    given: float | None, law: Any, C: float, loss: float | None
+    given: float | None, law: Any, C: float, loss: float | None, point: Any = None
 ) -> tuple[float | None, str]:
     """Critical batch in tokens: given > the fit's own law (fit.json "critical_batch", a number
-    or {coef, exponent} in C) > Kaplan's B_crit(L) at the predicted loss > unknown."""
+    or {coef, exponent} in C) > the preset's own critical-batch law at ``point`` > Kaplan et
+    al.'s B_crit(L) (the "kaplan" preset) at the predicted loss > unknown."""
     if given is not None:
         return float(given), "given"
     cb = (getattr(law, "extra", None) or {}).get("critical_batch")
@@ -674,13 +847,28 @@ def critical_batch(
         return float(cb), f"{law.name} fit"
     if isinstance(cb, dict) and "coef" in cb and "exponent" in cb:
         return float(cb["coef"]) * C ** float(cb["exponent"]), f"{law.name} fit B_crit(C)"
+    own = (
+        _law_value(law, "critical_batch", point)
+        if point is not None and hasattr(law, "hp")
+        else None
+    )
+    if own is not None:
+        return own[0], own[1] + " at this run"
     if loss is not None:
-        return (
-            KAPLAN_B_STAR / loss ** (1 / KAPLAN_ALPHA_B),
-            "Kaplan et al. 2020 B_crit(L) = 2e8 / L^(1/0.21) at the predicted loss; rough "
-            "outside WebText2",
-        )
+        return kaplan_critical_batch(loss)
     return None, "unknown"
+
+
+def kaplan_critical_batch(loss: float) -> tuple[float, str]:
+    """Kaplan et al. 2020's B_crit(L) (sizeup.laws.presets, "kaplan") at ``loss``."""
+    from sizeup.laws.presets import get_preset
+
+    law = get_preset(CRITICAL_BATCH_PRESET).hp["critical_batch"]
+    return (
+        float(law(L=loss)),
+        f"Kaplan et al. 2020 B_crit(L) = {law.formula()} at the predicted loss; rough outside "
+        "WebText2",
+    )
 
 
 def _optimum_check(law: Any, budget: Budget, size: Size, tolerance: float) -> Stage[dict | None]:

@@ -109,6 +109,7 @@ def _clipped(recipe: Recipe, kappa: float) -> list[str]:
         "adamw": ("beta1", "beta2"),
         "sgd": ("momentum",),
         "muon": ("beta1", "beta2", "momentum"),
+        "adamw_schedulefree": ("beta1", "beta2"),
     }
     return [n for n in names[recipe.optimizer] if 1 - kappa * (1 - getattr(recipe, n)) < 0]
 
