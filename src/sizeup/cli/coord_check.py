@@ -14,7 +14,8 @@ from typing import Any
 
 import typer
 
-from sizeup.cli.options import OPT, config_from_cli, ints
+from sizeup.cli.options import ints, run_options
+from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 
 
@@ -23,16 +24,10 @@ def register(app: typer.Typer) -> None:
     app.command("coord-check")(coord_check_cmd)
 
 
+@run_options()
 def coord_check_cmd(
-    config: Path = OPT["config"],
-    model: str = OPT["model"],
-    width: int = OPT["width"],
-    depth: int = OPT["depth"],
-    rule: str = OPT["rule"],
-    base_width: int = OPT["base_width"],
-    optimizer: str = OPT["optimizer"],
-    lr: float = OPT["lr"],
-    sets: list[str] = OPT["sets"],
+    cfg: RunConfig,
+    given: dict[str, Any],
     widths: str = typer.Option(
         None,
         help="Increasing widths, comma-separated (default 64,128,256,512; GPT 128,256,512,1024).",
@@ -64,15 +59,6 @@ def coord_check_cmd(
     """Check that every activation of the run `sizeup train` would train stays flat in width."""
     from rich.console import Console
 
-    flags = dict(
-        model=model,
-        width=width,
-        depth=depth,
-        rule=rule,
-        base_width=base_width,
-        optimizer=optimizer,
-        lr=lr,
-    )
     judging = dict(
         steps=steps,
         seeds=seeds,
@@ -84,12 +70,12 @@ def coord_check_cmd(
         progress=True,
     )
     if depths:
-        result = _depth_result(config, sets, flags, ints("depths", depths), depth_scaling, judging)
+        result = _depth_result(given, ints("depths", depths), depth_scaling, judging)
     else:
         from sizeup.diagnostics.coord_check import coord_check
 
         result = coord_check(
-            config=config_from_cli(config, flags, sets),
+            config=cfg,
             widths=ints("widths", widths) if widths else None,
             modules=modules.split(",") if modules else None,
             **judging,
@@ -102,8 +88,6 @@ def coord_check_cmd(
 
 
 def _depth_result(
-    config: Path | None,
-    sets: list[str],
     flags: dict[str, Any],
     depths: list[int],
     depth_scaling: bool,
@@ -112,7 +96,7 @@ def _depth_result(
     """Depth mode: the built-in GPT family (not a RunConfig) across ``depths`` at --width."""
     from sizeup.diagnostics.coord_check import depth_check
 
-    if config is not None or sets:
+    if flags["config"] is not None or flags["sets"]:
         raise ConfigError(
             "depths", depths, "no --config/--set: depth mode checks the built-in GPT family"
         )

@@ -1,11 +1,15 @@
-"""Command-line pieces every command shares: the RunConfig option group, `--set key=value`
-parsing and comma-separated integer lists. A command that builds a run declares its options
-from ``OPT`` so `train`, `parametrize`, `coord-check` and `wsd` spell them alike."""
+"""Command-line pieces every command shares: the RunConfig option group (``run_options``),
+`--set key=value` parsing, comma-separated integer lists and output paths checked before any
+work. `train`, `parametrize`, `coord-check` and `wsd` take the group from one decorator, so they
+spell their options alike and build their RunConfig the same way."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,54 @@ OPT = dict(
     lr=typer.Option(None, help="Base learning rate (eta)."),
     sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
 )
+_OPT_TYPES: dict[str, Any] = dict(
+    config=Path | None,
+    model=str | None,
+    width=int | None,
+    depth=int | None,
+    rule=str | None,
+    base_width=int | None,
+    optimizer=str | None,
+    lr=float | None,
+    sets=list[str],
+)
+
+
+def run_options(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared RunConfig options (``OPT``) and call it with ``cfg``, the
+    RunConfig they describe (file, flags, then ``--set``). ``fields`` names more parameters of
+    the command itself that are RunConfig fields (train's --steps, ...). A command that also
+    wants to know which group options were given takes a ``given`` parameter."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(fn)
+        own = [
+            p.replace(
+                kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation)
+            )
+            for p in inspect.signature(fn).parameters.values()
+            if p.name not in ("cfg", "given")
+        ]
+        wants_given = "given" in inspect.signature(fn).parameters
+
+        def command(**kw: Any) -> Any:
+            group = {name: kw.pop(name) for name in OPT}
+            flags = {k: v for k, v in group.items() if k not in ("config", "sets")}
+            flags.update({name: kw[name] for name in fields})
+            cfg = config_from_cli(group["config"], flags, group["sets"])
+            extra = {"given": group} if wants_given else {}
+            return fn(cfg=cfg, **kw, **extra)
+
+        group = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=OPT[n], annotation=t)
+            for n, t in _OPT_TYPES.items()
+        ]
+        command.__signature__ = inspect.Signature(group + own)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in group + own}
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        return command
+
+    return decorate
 
 
 def ints(field: str, text: str) -> list[int]:

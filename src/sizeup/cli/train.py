@@ -13,7 +13,9 @@ from typing import Any
 
 import typer
 
-from sizeup.cli.options import OPT, config_from_cli
+from sizeup.choices import RUN_SCHEDULES, choices_help
+from sizeup.cli.options import run_options
+from sizeup.config import RunConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -22,45 +24,20 @@ def register(app: typer.Typer) -> None:
     app.command("parametrize")(parametrize_cmd)
 
 
+@run_options("steps", "batch_size", "schedule", "data", "seed")
 def train_cmd(
-    config: Path = OPT["config"],
-    model: str = OPT["model"],
-    width: int = OPT["width"],
-    depth: int = OPT["depth"],
-    rule: str = OPT["rule"],
-    base_width: int = OPT["base_width"],
-    optimizer: str = OPT["optimizer"],
-    lr: float = OPT["lr"],
+    cfg: RunConfig,
     steps: int = typer.Option(None, help="Optimizer steps."),
     batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
-    schedule: str = typer.Option(None, help="constant | cosine | wsd"),
+    schedule: str = typer.Option(None, help=choices_help(RUN_SCHEDULES)),
     data: str = typer.Option(
         None, help="builtin | teacher | a text file | a .bin token file or dir."
     ),
     seed: int = typer.Option(None),
-    sets: list[str] = OPT["sets"],
     out: Path = typer.Option(None, "--out", help="Directory for result.json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run one training run and print a summary (and write OUT/result.json)."""
-    cfg = config_from_cli(
-        config,
-        dict(
-            model=model,
-            width=width,
-            depth=depth,
-            rule=rule,
-            base_width=base_width,
-            optimizer=optimizer,
-            lr=lr,
-            steps=steps,
-            batch_size=batch_size,
-            schedule=schedule,
-            data=data,
-            seed=seed,
-        ),
-        sets,
-    )
     from sizeup.train import run, run_distributed
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -108,34 +85,14 @@ def _echo_decay_warnings(show: bool) -> Iterator[None]:
         yield
 
 
+@run_options()
 def parametrize_cmd(
-    config: Path = OPT["config"],
-    model: str = OPT["model"],
-    width: int = OPT["width"],
-    depth: int = OPT["depth"],
-    rule: str = OPT["rule"],
-    base_width: int = OPT["base_width"],
-    optimizer: str = OPT["optimizer"],
-    lr: float = OPT["lr"],
-    sets: list[str] = OPT["sets"],
+    cfg: RunConfig,
     table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
     out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
 ) -> None:
     """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
-    cfg = config_from_cli(
-        config,
-        dict(
-            model=model,
-            width=width,
-            depth=depth,
-            rule=rule,
-            base_width=base_width,
-            optimizer=optimizer,
-            lr=lr,
-        ),
-        sets,
-    )
     from sizeup.optim import tensor_table
     from sizeup.train import build
 

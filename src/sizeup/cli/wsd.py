@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from sizeup.cli.options import config_from_cli, ints
+from sizeup.cli.options import ints, run_options
+from sizeup.config import RunConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -15,13 +16,13 @@ def register(app: typer.Typer) -> None:
     app.command("wsd")(wsd_cmd)
 
 
+@run_options()
 def wsd_cmd(
+    cfg: RunConfig,
     widths: str = typer.Option("64,96,128,192", help="Model widths (one stable run each)."),
     steps: str = typer.Option("60,120,240", help="Total steps of each cooldown branch."),
-    config: Path = typer.Option(None, "--config", "-c", help="RunConfig file for the runs."),
     decay_frac: float = typer.Option(0.2, help="Cooldown fraction of each branch."),
     cooldown: str = typer.Option("1-sqrt", help="linear | 1-sqrt | exponential"),
-    sets: list[str] = typer.Option([], "--set", help="Other RunConfig fields, key=value."),
     out: Path = typer.Option(
         Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."
     ),
@@ -33,7 +34,6 @@ def wsd_cmd(
     from sizeup.errors import SizeupError
     from sizeup.train.wsd import wsd_study
 
-    cfg = config_from_cli(config, {}, sets)
     pts = wsd_study(
         cfg,
         ints("widths", widths),
