@@ -41,6 +41,9 @@ CoordStat = Literal["l1", "rms"]
 Executor = Literal["local", "ray"]
 SweepOrder = Literal["spec", "largest_first"]
 ComputeConvention = Literal["6ND", "MD"]
+# How a law fit's bootstrap resamples (laws/chinchilla.py resample_kind) and what it holds out.
+Resample = Literal["auto", "points", "parametric"]
+Holdout = Literal["none", "largest-budget"]
 
 RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -59,6 +62,8 @@ COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 SWEEP_ORDERS: tuple[SweepOrder, ...] = get_args(SweepOrder)
 COMPUTE_CONVENTIONS: tuple[ComputeConvention, ...] = get_args(ComputeConvention)
+RESAMPLES: tuple[Resample, ...] = get_args(Resample)
+HOLDOUTS: tuple[Holdout, ...] = get_args(Holdout)
 
 
 def optimizer_family(optimizer: Optimizer) -> OptFamily:

@@ -7,8 +7,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sizeup.errors import ConfigError, DataError, check_positive
+from sizeup.choices import RESAMPLES
+from sizeup.errors import ConfigError, DataError, check_choice, check_positive
 from sizeup.laws.forms import PowerLaw, group_budgets
+from sizeup.laws.intervals import (
+    line_prediction_interval,
+    noise_draws,
+    noise_scale,
+    normalized_weights,
+    percentile_interval,
+)
 from sizeup.laws.optimize import batched_lbfgs, batched_newton
 
 
@@ -416,7 +424,11 @@ def _distinct_best(xs: np.ndarray, fs: np.ndarray, k: int, tol: float) -> np.nda
 
 @dataclass
 class Approach3Fit:
-    """Result of fit_approach3: the law, its objective, bootstrap samples and intervals."""
+    """Result of fit_approach3: the law, its objective, bootstrap samples and intervals.
+
+    Two kinds of interval: `loss_interval` (where the law's prediction lies: the parameters'
+    bootstrap only) and `prediction_interval` (where a run you train will land: the bootstrap
+    predictions plus the observation noise, see sizeup.laws.intervals)."""
 
     law: ChinchillaLaw
     objective: float
@@ -426,11 +438,16 @@ class Approach3Fit:
     samples: np.ndarray | None = None  # (n_boot, 5): E, A, B, alpha, beta
     level: float = 0.9
     warnings: list[str] = field(default_factory=list)  # weakly identified parameters
+    sigma: float = 0.0  # residual scale of log loss, sqrt(sum w r^2 / dof)
+    dof: int = 0  # residual degrees of freedom, points - parameters
+    noise: np.ndarray | None = None  # (n_boot,) noise draws sigma * T(dof), paired with samples
+    resample: str = ""  # how the bootstrap resampled: "points" or "parametric"
+    weighted: bool = False
 
     def interval(self, values: np.ndarray) -> tuple[float, float]:
         """Central `level` percentile interval of bootstrap values."""
-        q = (1 - self.level) / 2
-        return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
+        lo, hi = percentile_interval(np.asarray(values), self.level)
+        return float(lo), float(hi)
 
     def param_intervals(self) -> dict[str, tuple[float, float]]:
         """Bootstrap interval for every parameter and the compute exponents a, b."""
@@ -442,18 +459,26 @@ class Approach3Fit:
         out["b"] = self.interval(al / (al + be))
         return out
 
-    def _sample_optima(self, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Compute-optimal N, D and loss at C for every bootstrap sample (vectorised eq. 4)."""
+    def _valid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bootstrap parameter rows and their noise draws, without degenerate laws (a resample
+        can land on alpha or beta <= 0)."""
         E, A, B, al, be = self.samples.T
-        ok = (A > 0) & (B > 0) & (al > 0) & (be > 0)  # a resample can land on a degenerate law
-        E, A, B, al, be = E[ok], A[ok], B[ok], al[ok], be[ok]
+        ok = (A > 0) & (B > 0) & (al > 0) & (be > 0)
+        noise = np.zeros(ok.sum()) if self.noise is None else self.noise[ok]
+        return self.samples[ok], noise
+
+    def _sample_optima(self, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Compute-optimal N, D, loss at C and the noise draw, per bootstrap sample (eq. 4)."""
+        s, noise = self._valid()
+        E, A, B, al, be = s.T
         G = (al * A / (be * B)) ** (1.0 / (al + be))
         x = C / self.law.flops_per_param_token
         n, d = G * x ** (be / (al + be)), x ** (al / (al + be)) / G
-        return n, d, E + A / n**al + B / d**be
+        return n, d, E + A / n**al + B / d**be, noise
 
     def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, object]]:
-        """N_opt, D_opt, tokens/param and loss at each budget C, with bootstrap intervals."""
+        """N_opt, D_opt, tokens/param and loss at each budget C, with bootstrap intervals and
+        the prediction interval of the loss a compute-optimal run would measure."""
         rows = []
         for C in np.atleast_1d(np.asarray(compute, dtype=float)):
             n, d = self.law.optimal(C)
@@ -465,24 +490,47 @@ class Approach3Fit:
                 "loss": float(self.law.loss(n, d)),
             }
             if self.samples is not None:
-                sn, sd, sl = self._sample_optima(float(C))
+                sn, sd, sl, noise = self._sample_optima(float(C))
                 row["N_opt_interval"] = self.interval(sn)
                 row["D_opt_interval"] = self.interval(sd)
                 row["tokens_per_param_interval"] = self.interval(sd / sn)
                 row["loss_interval"] = self.interval(sl)
+                row["loss_prediction_interval"] = self.interval(sl * np.exp(noise))
             rows.append(row)
         return rows
 
+    def _sample_losses(self, N: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n_valid, m) law losses at the points for every valid sample, and the noise draws."""
+        s, noise = self._valid()
+        E, A, B, al, be = (c[:, None] for c in s.T)
+        return E + A / N[None] ** al + B / D[None] ** be, noise
+
+    def prediction_interval(
+        self, N: float | np.ndarray, D: float | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the `level` prediction interval for a run's measured loss at (N, D):
+        each bootstrap law's loss times exp(its noise draw), percentiles over the samples."""
+        if self.samples is None:
+            raise ConfigError(
+                "bootstrap", 0, "at least 1 resample (prediction intervals need the bootstrap)"
+            )
+        N, D = np.broadcast_arrays(np.atleast_1d(N).astype(float), np.atleast_1d(D).astype(float))
+        sl, noise = self._sample_losses(N, D)
+        iv = percentile_interval(sl * np.exp(noise)[:, None], self.level, axis=0)
+        return iv[..., 0], iv[..., 1]
+
     def predict(self, N: float, D: float) -> dict[str, object]:
-        """Predicted loss at (N, D) with its bootstrap interval."""
+        """Predicted loss at (N, D) with the law's interval and a run's prediction interval."""
         out: dict[str, object] = {"N": float(N), "D": float(D), "loss": float(self.law.loss(N, D))}
         if self.samples is not None:
-            E, A, B, al, be = self.samples.T
-            out["loss_interval"] = self.interval(E + A / N**al + B / D**be)
+            sl, _ = self._sample_losses(np.array([float(N)]), np.array([float(D)]))
+            out["loss_interval"] = self.interval(sl[:, 0])
+            lo, hi = self.prediction_interval(N, D)
+            out["prediction_interval"] = (float(lo[0]), float(hi[0]))
         return out
 
     def to_dict(self, compute: list[float] | None = None) -> dict[str, object]:
-        """The fit.json payload: parameters, objective, intervals and derived quantities."""
+        """The fit.json payload: parameters, objective, noise, intervals and derived quantities."""
         law = self.law
         d: dict[str, object] = {
             "kind": "chinchilla",
@@ -499,14 +547,18 @@ class Approach3Fit:
             "G": law.G,
             "n_points": self.n_points,
             "dropped_rows": self.dropped,
+            "weighted": self.weighted,
             "n_opt": {"coef": law.G / 6**law.a, "exponent": law.a},
             "d_opt": {"coef": 1 / (law.G * 6**law.b), "exponent": law.b},
             "compute": "6ND",
             "level": self.level,
+            # the observation noise that prediction intervals add (log-loss residual scale)
+            "noise": {"sigma_log_loss": self.sigma, "dof": self.dof, "distribution": "student_t"},
             "warnings": list(self.warnings),
         }
         if self.samples is not None:
             d["bootstrap"] = int(len(self.samples))
+            d["resample"] = self.resample
             d["intervals"] = self.param_intervals()
             d["samples"] = self.samples.tolist()
         if compute is not None:
@@ -537,6 +589,48 @@ def identifiability(N: np.ndarray, D: np.ndarray) -> list[str]:
     return out
 
 
+# Below this many points per parameter, resampling points leaves too few distinct runs to
+# refit (5 runs resampled often keep only 3 model sizes), so "auto" resamples the noise instead.
+POINTS_PER_PARAM_FOR_CASES = 10
+
+
+def resample_kind(resample: str, n_points: int, n_params: int) -> str:
+    """The bootstrap actually used: "points" (resample runs with replacement: no model for the
+    noise, robust to a misfit law, needs many runs) or "parametric" (new losses drawn from the
+    fitted law with the measured noise: works with few runs). "auto" picks by data size."""
+    check_choice("resample", resample, RESAMPLES)
+    if resample != "auto":
+        return resample
+    return "points" if n_points >= POINTS_PER_PARAM_FOR_CASES * n_params else "parametric"
+
+
+def _check_approach3_options(delta: float, bootstrap: int, level: float) -> None:
+    if not delta > 0:
+        raise ConfigError("delta", delta, "a Huber threshold > 0")
+    if bootstrap < 0:
+        raise ConfigError("bootstrap", bootstrap, "an integer >= 0")
+    if not 0 < level < 1:
+        raise ConfigError("level", level, "a fraction in (0, 1)")
+
+
+def _prepare_points(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, weights: np.ndarray | None, k: int, n_par: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, list[str]]:
+    """Checked points without the k highest losses, their weights (mean 1), the dropped rows
+    and the identifiability warnings."""
+    N, D, L = _check_points(N, D, L, min_points=5)
+    w = normalized_weights(weights, N.size)
+    N, D, L, dropped = drop_highest(N, D, L, k)
+    if w is not None:
+        w = normalized_weights(np.delete(w, dropped), N.size)
+    warns = identifiability(N, D)
+    if N.size <= n_par:
+        raise DataError(
+            f"points={N.size} is not allowed: more points than the {n_par} parameters of approach 3"
+        )
+    return N, D, L, w, dropped, warns
+
+
 def fit_approach3(
     N: np.ndarray,
     D: np.ndarray,
@@ -550,37 +644,62 @@ def fit_approach3(
     seed: int = 0,
     level: float = 0.9,
     tie_exponents: bool = False,
+    weights: np.ndarray | None = None,
+    resample: str = "auto",
 ) -> Approach3Fit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022 approach 3, with the
     Besiroglu et al. 2024 procedure: Huber on log residuals, L-BFGS from a 4,500-start grid).
 
-    Bootstrap resamples the points with replacement `bootstrap` times and refits each from the
-    `boot_starts` best distinct full-data optima, all resamples stepped together.
+    weights: one per point (frequency weights, see sizeup.laws.intervals.normalized_weights).
+    Bootstrap refits `bootstrap` resamples, all stepped together from the `boot_starts` best
+    distinct full-data optima; `resample` says how (resample_kind). The measured noise is kept
+    for prediction intervals either way.
     """
-    if not delta > 0:
-        raise ConfigError("delta", delta, "a Huber threshold > 0")
-    if bootstrap < 0:
-        raise ConfigError("bootstrap", bootstrap, "an integer >= 0")
-    if not 0 < level < 1:
-        raise ConfigError("level", level, "a fraction in (0, 1)")
-    N, D, L = _check_points(N, D, L, min_points=5)
-    N, D, L, dropped = drop_highest(N, D, L, drop_highest_k)
-    warns = identifiability(N, D)
+    _check_approach3_options(delta, bootstrap, level)
     n_par = 4 if tie_exponents else 5
-    if N.size <= n_par:
-        raise DataError(
-            f"points={N.size} is not allowed: more points than the {n_par} parameters of approach 3"
-        )
+    N, D, L, w, dropped, warns = _prepare_points(N, D, L, weights, drop_highest_k, n_par)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
     grid = default_grid() if grid is None else np.asarray(grid, dtype=float)
-    theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta, tie=tie_exponents)
-    law = ChinchillaLaw(*_theta_to_params(theta[None])[0])
-    samples = None
+    theta, obj, xs, fs = fit_theta_grid(logN, logD, logL, grid, delta, tie=tie_exponents, weights=w)
+    sigma, dof = noise_scale(logL - _log_model(theta[None], logN, logD)[0], w, n_par)
+    fit = Approach3Fit(
+        ChinchillaLaw(*_theta_to_params(theta[None])[0]),
+        obj,
+        int(N.size),
+        dropped.tolist(),
+        delta,
+        level=level,
+        warnings=warns,
+        sigma=float(sigma),
+        dof=dof,
+        weighted=w is not None,
+    )
     if bootstrap:
-        samples = _bootstrap(
-            theta, xs, fs, logN, logD, logL, delta, bootstrap, boot_starts, seed, tie_exponents
+        fit.resample = resample_kind(resample, N.size, n_par)
+        sim = float(sigma) if fit.resample == "parametric" else None
+        fit.samples = _bootstrap(
+            theta,
+            xs,
+            fs,
+            logN,
+            logD,
+            logL,
+            delta,
+            bootstrap,
+            boot_starts,
+            seed,
+            tie_exponents,
+            weights=w,
+            parametric_sigma=sim,
         )
-    return Approach3Fit(law, obj, int(N.size), dropped.tolist(), delta, samples, level, warns)
+        fit.noise = noise_draws(sigma, dof, bootstrap, np.random.default_rng([seed, 1]))
+    return fit
+
+
+def _log_model(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray) -> np.ndarray:
+    """log L at every point for each parameter row: LSE(a - alpha log N, b - beta log D, e)."""
+    a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
+    return np.logaddexp(np.logaddexp(a - al * logN, b - be * logD), e)
 
 
 def _bootstrap(
@@ -595,32 +714,104 @@ def _bootstrap(
     n_starts: int,
     seed: int,
     tie: bool = False,
+    *,
+    weights: np.ndarray | None = None,
+    parametric_sigma: float | None = None,
 ) -> np.ndarray:
-    """Refit on `n_boot` resamples (multinomial point counts), all resamples x starts at once."""
+    """Refit on `n_boot` resamples, all resamples x starts at once; returns (n_boot, 5) laws.
+
+    Without parametric_sigma the points are resampled (multinomial counts times the weights);
+    with it, every resample keeps the points and draws new log losses from the fitted law plus
+    Gaussian noise of that scale (over sqrt(weight)): the parametric bootstrap."""
     rng = np.random.default_rng(seed)
-    n = logN.size
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    kind = "points" if parametric_sigma is None else "parametric"
+    Y, W = _resamples(
+        kind, theta[None], logN, logD, logL[None], weights, parametric_sigma, n_boot, rng
+    )
+    starts = _boot_starts(theta, xs, fs, n_starts)
+    return _theta_to_params(_refit_many(starts, logN, logD, Y[0], W[0], delta, tie))
+
+
+def _resamples(
+    kind: str,
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    weights: np.ndarray | None,
+    sigma: float | np.ndarray | None,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap data sets (Y, W), each (R, n_boot, n), for R fitted data sets (theta (R, 5),
+    logL (R, n), sigma (R,)): resampled points (multinomial counts times the weights) or new
+    losses from each fitted law with its measured noise (parametric)."""
+    R, n = logL.shape
+    w = np.ones(n) if weights is None else weights
+    if kind == "points":
+        W = rng.multinomial(n, np.full(n, 1.0 / n), size=(R, n_boot)).astype(float) * w
+        return np.broadcast_to(logL[:, None, :], (R, n_boot, n)), W
+    Y = _simulate(theta, logN, logD, sigma, weights, n_boot, rng)
+    return Y, np.broadcast_to(w, (R, n_boot, n))
+
+
+def _boot_starts(theta: np.ndarray, xs: np.ndarray, fs: np.ndarray, k: int) -> np.ndarray:
+    """The optimum and the best grid endpoints distinct from it and each other (by 1e-2)."""
     starts = [theta]
     for i in np.argsort(fs):
-        if len(starts) >= n_starts:
+        if len(starts) >= k:
             break
         if np.isfinite(fs[i]) and all(np.max(np.abs(xs[i] - s)) > 1e-2 for s in starts):
             starts.append(xs[i])
-    S = np.array(starts)
-    x0 = np.repeat(S[None], n_boot, axis=0).reshape(-1, 5)
-    W = np.repeat(counts, len(S), axis=0)
+    return np.array(starts)
+
+
+def _simulate(
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    sigma: float | np.ndarray,
+    weights: np.ndarray | None,
+    n_draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(R, n_draws, n) log losses: the law of each theta row plus N(0, sigma^2 / weight) noise
+    (a weight-0 point gets none: it does not enter the objective)."""
+    R, n = theta.shape[0], logN.size
+    scale = np.broadcast_to(np.asarray(sigma, dtype=float), (R,))[:, None, None]
+    z = rng.standard_normal((R, n_draws, n)) * scale
+    if weights is not None:
+        z *= np.where(weights > 0, 1.0 / np.sqrt(np.where(weights > 0, weights, 1.0)), 0.0)
+    return _log_model(theta, logN, logD)[:, None, :] + z
+
+
+def _refit_many(
+    starts: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    delta: float,
+    tie: bool,
+) -> np.ndarray:
+    """Fit every data set (rows of Y, W: (R, n)) from every start ((S, 5), or (R, S, 5) per data
+    set), all R x S problems stepped together; returns the best theta per data set (R, 5)."""
+    R = Y.shape[0]
+    S = np.broadcast_to(starts, (R,) + starts.shape[-2:])
+    k = S.shape[1]
+    rep = np.repeat(np.arange(R), k)
 
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return approach3_objective(x, logN, logD, logL, W[rows], delta)
+        return approach3_objective(x, logN, logD, Y[rep[rows]], W[rep[rows]], delta)
 
+    x0 = S.reshape(-1, 5)
     if tie:
         xb, fb, _ = batched_lbfgs(_tied(fun), x0[:, :4], max_iter=300, ftol=1e-10)
         xb = np.concatenate([xb, xb[:, 3:4]], axis=1)
     else:
         xb, fb, _ = batched_lbfgs(fun, x0, max_iter=300, ftol=1e-10)
-    fb = np.where(np.isfinite(fb), fb, np.inf).reshape(n_boot, len(S))
-    best = xb.reshape(n_boot, len(S), 5)[np.arange(n_boot), np.argmin(fb, axis=1)]
-    return _theta_to_params(best)
+    fb = np.where(np.isfinite(fb), fb, np.inf).reshape(R, k)
+    return xb.reshape(R, k, 5)[np.arange(R), np.argmin(fb, axis=1)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,12 +850,26 @@ class AllocationFit:
         """(N_opt, D_opt) at budget C."""
         return float(self.n_opt(C)), float(self.d_opt(C))
 
-    def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, float]]:
-        """N_opt, D_opt and tokens per parameter at each budget."""
-        out = []
+    def derived(self, compute: list[float] | np.ndarray) -> list[dict[str, object]]:
+        """N_opt, D_opt and tokens per parameter at each budget; with 3+ budgets, also the
+        prediction interval of the optimum a new budget's isoFLOP profile would show (the
+        log-log line's interval plus the optima's own scatter)."""
+        out: list[dict[str, object]] = []
         for C in np.atleast_1d(np.asarray(compute, dtype=float)):
             n, d = self.optimal(C)
-            out.append({"C": float(C), "N_opt": n, "D_opt": d, "tokens_per_param": d / n})
+            row: dict[str, object] = {
+                "C": float(C),
+                "N_opt": n,
+                "D_opt": d,
+                "tokens_per_param": d / n,
+            }
+            if self.C.size >= 3:
+                for key, y in (("N_opt", self.N), ("D_opt", self.D)):
+                    _, lo, hi = line_prediction_interval(
+                        np.log(self.C), np.log(y), np.log(C), self.level
+                    )
+                    row[f"{key}_prediction_interval"] = (float(np.exp(lo)), float(np.exp(hi)))
+            out.append(row)
         return out
 
     def to_dict(self, compute: list[float] | None = None) -> dict[str, object]:
