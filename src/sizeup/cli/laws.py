@@ -455,6 +455,103 @@ def fit_data_constrained_cmd(
     typer.echo(f"wrote {path}")
 
 
+@fit_app.command("mixing")
+def fit_mixing_cmd(
+    data: Path = _DATA,
+    proportions: str = typer.Option(
+        ..., "--proportions", help="Comma-separated columns: each run's share of every domain."
+    ),
+    losses: str = typer.Option(
+        ..., "--losses", help="Comma-separated columns: each run's loss on every eval domain."
+    ),
+    target_weights: str = typer.Option(
+        None,
+        "--target-weights",
+        help="loss_col=weight,... : how much each eval loss counts in the total (default equal).",
+    ),
+    max_share: str = typer.Option(
+        None, "--max-share", help="domain=fraction,... : upper bounds (e.g. data you have)."
+    ),
+    min_share: str = typer.Option(None, "--min-share", help="domain=fraction,... : lower bounds."),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", help="Parametric resamples for the best mixture's interval (e.g. 200)."
+    ),
+    level: float = typer.Option(0.9, "--level", help="Level of the intervals."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = _OUT,
+) -> None:
+    """Data mixing law (Ye et al. 2024): L_i(r) = c_i + k_i exp(sum_j t_ij r_j) per eval domain,
+    and the training mixture it predicts to be best for the runs' model size and budget."""
+    import numpy as np
+
+    from sizeup.laws import plots
+    from sizeup.laws.io import _numeric, load_table, pick_column
+    from sizeup.laws.mixing import fit_mixing
+
+    df = load_table(data)
+    dom = _names(proportions, "proportions")
+    tgt = _names(losses, "losses")
+    P = np.column_stack([_numeric(df, pick_column(df, "proportion", c)) for c in dom])
+    Y = np.column_stack([_numeric(df, pick_column(df, "loss", c)) for c in tgt])
+    fit = fit_mixing(
+        P,
+        Y,
+        domains=dom,
+        targets=tgt,
+        target_weights=_per_name(target_weights, tgt, 1.0, "target-weights"),
+        lower=_per_name(min_share, dom, 0.0, "min-share"),
+        upper=_per_name(max_share, dom, 1.0, "max-share"),
+        bootstrap=bootstrap,
+        level=level,
+        seed=seed,
+    )
+    payload = fit.to_dict()
+    payload["data"] = str(data)
+    plots.plot_mixing(fit, out / "mixing.png")
+    path = _write(out, payload)
+    opt = payload["optimum"]
+    ivs = opt.get("intervals", {})
+    rows = [(f"best share: {d}", f"{r:.3f}{_iv(ivs, d)}") for d, r in opt["mixture"].items()]
+    rows.append(("predicted total loss", f"{opt['total']:.4f}"))
+    best = payload["best_run"]
+    rows.append(
+        (
+            f"best run (row {best['row']})",
+            ", ".join(f"{d} {r:.3f}" for d, r in best["mixture"].items())
+            + f": total {best['total']:.4f}",
+        )
+    )
+    _print_table(f"Data mixing law ({fit.P.shape[0]} runs)", rows)
+    for w in fit.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {path}")
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(option, text, "comma-separated distinct column names")
+    return names
+
+
+def _per_name(text: str | None, names: list[str], default: float, option: str) -> Any:
+    """'a=0.3,b=0.2' -> values in the order of names (default for the others), or None."""
+    import numpy as np
+
+    if text is None:
+        return None
+    out = dict.fromkeys(names, default)
+    for item in text.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or key.strip() not in out:
+            raise ConfigError(option, item, f"name=number with name one of {names}")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(option, item, "name=number") from None
+    return np.array([out[n] for n in names])
+
+
 def flops_cmd(
     formula: str = typer.Argument(
         "gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."

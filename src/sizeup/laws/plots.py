@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sizeup.laws.critical_batch import CriticalBatchLaw
     from sizeup.laws.downstream import SigmoidLaw
     from sizeup.laws.hp import HPLawFit
+    from sizeup.laws.mixing import MixingFit
     from sizeup.laws.validate import Holdout
 
 
@@ -261,6 +262,33 @@ def plot_downstream(law: SigmoidLaw, loss: np.ndarray, acc: np.ndarray, path: st
     ax.set_xlabel("loss")
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_mixing(fit: MixingFit, path: str | Path) -> Path:
+    """Data mixing law: each run's measured loss against the law's, per target; then the best
+    mixture (with its bootstrap interval) beside the mixture of the best run."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    pred = fit.predicted()
+    for i, name in enumerate(fit.law.targets):
+        ax1.scatter(pred[:, i], fit.losses[:, i], s=14, label=name)
+    lo, hi = min(pred.min(), fit.losses.min()), max(pred.max(), fit.losses.max())
+    ax1.plot([lo, hi], [lo, hi], "k-", lw=1)
+    ax1.set_xlabel("law's loss")
+    ax1.set_ylabel("measured loss")
+    ax1.set_title(f"{fit.P.shape[0]} runs")
+    ax1.legend(fontsize=8)
+    x = np.arange(len(fit.law.domains))
+    yerr = None
+    if fit.samples is not None:
+        q = np.quantile(fit.samples, [(1 - fit.level) / 2, (1 + fit.level) / 2], axis=0)
+        yerr = [fit.optimum - q[0], q[1] - fit.optimum]
+    ax2.bar(x - 0.2, fit.optimum, 0.4, yerr=yerr, capsize=4, label="law's best mixture")
+    ax2.bar(x + 0.2, fit.P[fit.best_run()], 0.4, label="best run's mixture", alpha=0.6)
+    ax2.set_xticks(x, list(fit.law.domains))
+    ax2.set_ylabel("share of training data")
+    ax2.legend(fontsize=8)
     return _save(fig, path)
 
 
