@@ -266,6 +266,9 @@ def _derived_rows(derived: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if "loss_prediction_interval" in r:
             lo, hi = r["loss_prediction_interval"]
             text += f" (a run: [{lo:.4f}, {hi:.4f}])"
+        if "N_opt_prediction_interval" in r:
+            lo, hi = r["N_opt_prediction_interval"]
+            text += f" (N_opt of a new budget: [{lo:.3g}, {hi:.3g}])"
         rows.append((f"C = {r['C']:.3g}", text))
     return rows
 

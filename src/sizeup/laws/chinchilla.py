@@ -604,7 +604,8 @@ def resample_kind(resample: str, n_points: int, n_params: int) -> str:
     return "points" if n_points >= POINTS_PER_PARAM_FOR_CASES * n_params else "parametric"
 
 
-def _check_approach3_options(delta: float, bootstrap: int, level: float) -> None:
+def _check_approach3_options(delta: float, bootstrap: int, level: float, resample: str) -> None:
+    check_choice("resample", resample, RESAMPLES)
     if not delta > 0:
         raise ConfigError("delta", delta, "a Huber threshold > 0")
     if bootstrap < 0:
@@ -655,7 +656,7 @@ def fit_approach3(
     distinct full-data optima; `resample` says how (resample_kind). The measured noise is kept
     for prediction intervals either way.
     """
-    _check_approach3_options(delta, bootstrap, level)
+    _check_approach3_options(delta, bootstrap, level, resample)
     n_par = 4 if tie_exponents else 5
     N, D, L, w, dropped, warns = _prepare_points(N, D, L, weights, drop_highest_k, n_par)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
