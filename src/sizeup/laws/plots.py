@@ -111,7 +111,7 @@ def plot_holdout(
     fit_rows = np.setdiff1d(np.arange(N.size), rows)
     C = 6.0 * N * D
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax1.scatter(C[fit_rows], L[fit_rows], s=10, color="grey", label="fitted runs")
+    ax1.scatter(C[fit_rows], L[fit_rows], s=10, color="grey", label="other runs")
     _interval_bars(ax1, ho.C_points, ho, f"refit prediction, {ho.level:.0%} interval")
     ax1.scatter(ho.C_points, ho.observed, marker="x", color="red", s=40, zorder=5, label="held out")
     ax1.set_xscale("log")
