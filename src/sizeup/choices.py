@@ -58,6 +58,9 @@ LawKind = Literal["lr", "batch", "critical_batch", "loss"]
 # (Kaplan, Step Law, MiniCPM), or non-embedding FLOPs per token M (DeepSeek LLM).
 NDefinition = Literal["total", "non-embedding", "flops-per-token"]
 BatchUnit = Literal["tokens", "sequences"]
+# How a law fit's bootstrap resamples (laws/chinchilla.py resample_kind) and what it holds out.
+Resample = Literal["auto", "points", "parametric"]
+Holdout = Literal["none", "largest-budget"]
 
 RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -83,6 +86,8 @@ PRESET_NAMES: tuple[PresetName, ...] = get_args(PresetName)
 LAW_KINDS: tuple[LawKind, ...] = get_args(LawKind)
 N_DEFINITIONS: tuple[NDefinition, ...] = get_args(NDefinition)
 BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
+RESAMPLES: tuple[Resample, ...] = get_args(Resample)
+HOLDOUTS: tuple[Holdout, ...] = get_args(Holdout)
 
 
 def optimizer_family(optimizer: Optimizer) -> OptFamily:

@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from sizeup.errors import ConfigError, SizeupError
+from sizeup.choices import HOLDOUTS, RESAMPLES, choices_help
+from sizeup.errors import ConfigError, SizeupError, check_choice
 
 fit_app = typer.Typer(
     help="Fit scaling laws to run data (CSV, Parquet, JSON or a sizeup study).",
@@ -70,11 +71,29 @@ def fit_chinchilla(
         None, "--flops-col", help="Column with compute C (then D = C / 6N)."
     ),
     loss_col: str = typer.Option(None, "--loss-col", help="Column with the final loss."),
+    weights_col: str = typer.Option(
+        None,
+        "--weights-col",
+        help="Approach 3: column of point weights (a weight of 2 counts a run twice).",
+    ),
     drop_highest: int = typer.Option(
         0, "--drop-highest", help="Drop the K highest-loss points first (explicit outlier rule)."
     ),
     bootstrap: int = typer.Option(
         0, "--bootstrap", help="Bootstrap resamples for intervals (e.g. 1000)."
+    ),
+    resample: str = typer.Option(
+        "auto",
+        "--resample",
+        help="Approach 3 bootstrap: "
+        + choices_help(RESAMPLES)
+        + " (auto: points with 10+ runs per parameter, else parametric).",
+    ),
+    holdout: str = typer.Option(
+        "none",
+        "--holdout",
+        help=choices_help(HOLDOUTS)
+        + ": refit without the largest compute budget and check its prediction.",
     ),
     tie_exponents: bool = typer.Option(
         False, "--tie-exponents", help="Approach 3 with beta = alpha (Gadre et al. 2024)."
@@ -101,63 +120,32 @@ def fit_chinchilla(
 ) -> None:
     """Chinchilla fits: approach 1 (envelope), 2 (isoFLOPs) or 3 (L = E + A/N^a + B/D^b)."""
     from sizeup.laws import chinchilla as ch
-    from sizeup.laws import plots
     from sizeup.laws.io import load_table, points
 
     if approach not in (1, 2, 3):
         raise ConfigError("approach", approach, "1, 2 or 3")
+    check_choice("holdout", holdout, HOLDOUTS)
     df = load_table(data, include_diverged=include_diverged)
     N, D, L, C = points(df, params_col, tokens_col, flops_col, loss_col)
+    weights = _weights(df, weights_col, approach)
     if approach != 3 and drop_highest:
         N, D, L, dropped = ch.drop_highest(N, D, L, drop_highest)
         keep = sorted(set(range(C.size)) - set(dropped.tolist()))
         C = C[keep]
     budgets = list(compute) if compute else [float(C.max()) * f for f in (1, 10, 100, 1000)]
-    skipped = df.attrs.get("skipped", 0)
+    opts: dict[str, Any] = dict(bootstrap=bootstrap, seed=seed, level=level)
     if approach == 3:
-        fit = ch.fit_approach3(
-            N,
-            D,
-            L,
+        opts.update(
             delta=delta,
             drop_highest_k=drop_highest,
-            bootstrap=bootstrap,
-            seed=seed,
-            level=level,
             tie_exponents=tie_exponents,
+            resample=resample,
         )
-        payload = fit.to_dict(compute=budgets)
-        keep = sorted(set(range(N.size)) - set(fit.dropped))
-        plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png")
-        iv = payload.get("intervals", {})
-        rows = [(k, f"{payload[k]:.5g}{_iv(iv, k)}") for k in ("E", "A", "B", "alpha", "beta", "a")]
-        rows.append(("objective (summed Huber)", f"{fit.objective:.6g}"))
+        fit, payload, rows, ho = _chinchilla3(N, D, L, weights, budgets, holdout, out, opts)
     else:
-        if approach == 1:
-            fit = ch.fit_approach1(N, D, L, C=C, bootstrap=bootstrap, seed=seed, level=level)
-            plots.plot_envelope(fit, N, L, C, out / "envelope.png")
-        else:
-            fit = ch.fit_approach2(
-                N,
-                D,
-                L,
-                C=C,
-                method=method,
-                window=window,
-                log_loss=log_loss,
-                bootstrap=bootstrap,
-                seed=seed,
-                level=level,
-            )
-            plots.plot_isoflops(fit, out / "isoflops.png")
-        payload = fit.to_dict(compute=budgets)
-        iv = payload.get("intervals", {})
-        rows = [
-            ("a (N_opt ∝ C^a)", f"{fit.a:.4f}{_iv(iv, 'a')}"),
-            ("b (D_opt ∝ C^b)", f"{fit.b:.4f}{_iv(iv, 'b')}"),
-            ("N_opt coefficient", f"{fit.n_opt.coef:.4g}"),
-            ("budgets used", str(len(fit.C))),
-        ]
+        opts.update(method=method, window=window, log_loss=log_loss)
+        fit, payload, rows, ho = _chinchilla12(approach, N, D, L, C, budgets, holdout, out, opts)
+    skipped = df.attrs.get("skipped", 0)
     payload.update(
         {
             "data": str(data),
@@ -166,24 +154,143 @@ def fit_chinchilla(
             "drop_highest": drop_highest,
         }
     )
-    for r in payload.get("derived", []):
-        rows.append(
-            (
-                f"C = {r['C']:.3g}",
-                f"N_opt {r['N_opt']:.3g}, D_opt {r['D_opt']:.3g}, "
-                f"D/N {r['tokens_per_param']:.1f}"
-                + (f", loss {r['loss']:.4f}" if "loss" in r else ""),
-            )
-        )
+    rows += _derived_rows(payload.get("derived", []))
     path = _write(out, payload)
     if skipped:
         typer.echo(
             f"left out {skipped} diverged or unfinished trials (use --include-diverged to keep them)"
         )
     _print_table(f"Chinchilla approach {approach} ({len(L)} points)", rows)
+    if ho is not None:
+        _print_holdout(ho)
     for w in getattr(fit, "warnings", []):
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"wrote {path}")
+
+
+def _weights(df: Any, weights_col: str | None, approach: int) -> Any:
+    """The --weights-col column as an array (approach 3 only), or None."""
+    from sizeup.laws.io import _numeric, pick_column
+
+    if weights_col is None:
+        return None
+    if approach != 3:
+        raise ConfigError(
+            "weights-col",
+            weights_col,
+            "approach 3 only (approaches 1 and 2 fit one optimum per budget, unweighted)",
+        )
+    return _numeric(df, pick_column(df, "weights", weights_col))
+
+
+def _chinchilla3(
+    N: Any, D: Any, L: Any, weights: Any, budgets: list[float], holdout: str, out: Path, opts: dict
+) -> tuple[Any, dict[str, Any], list[tuple[str, str]], Any]:
+    """Approach 3: the fit, its payload and table rows, and the holdout (or None)."""
+    from sizeup.laws import chinchilla as ch
+    from sizeup.laws import plots
+    from sizeup.laws.validate import holdout_approach3
+
+    fit = ch.fit_approach3(N, D, L, weights=weights, **opts)
+    payload = fit.to_dict(compute=budgets)
+    ho = None
+    if holdout == "largest-budget":
+        if opts["bootstrap"] < 1:
+            raise ConfigError(
+                "bootstrap",
+                opts["bootstrap"],
+                "at least 1 with --holdout (the held-out runs are judged against their "
+                "prediction interval; 200+ advised)",
+            )
+        ho = holdout_approach3(N, D, L, weights=weights, **opts)
+        payload["holdout"] = ho.to_dict()
+    keep = sorted(set(range(N.size)) - set(fit.dropped))
+    plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png", holdout=ho)
+    if ho is not None:
+        plots.plot_holdout(ho, N, D, L, out / "holdout.png")
+    iv = payload.get("intervals", {})
+    rows = [(k, f"{payload[k]:.5g}{_iv(iv, k)}") for k in ("E", "A", "B", "alpha", "beta", "a")]
+    rows.append(("objective (summed Huber)", f"{fit.objective:.6g}"))
+    rows.append(("noise: log-loss residual scale", f"{fit.sigma:.4g} ({fit.dof} dof)"))
+    if fit.samples is not None:
+        rows.append(("bootstrap", f"{len(fit.samples)} resamples, {fit.resample}"))
+    return fit, payload, rows, ho
+
+
+def _chinchilla12(
+    approach: int,
+    N: Any,
+    D: Any,
+    L: Any,
+    C: Any,
+    budgets: list[float],
+    holdout: str,
+    out: Path,
+    opts: dict,
+) -> tuple[Any, dict[str, Any], list[tuple[str, str]], Any]:
+    """Approaches 1 and 2: the fit, its payload and table rows, and the holdout (or None)."""
+    from sizeup.laws import chinchilla as ch
+    from sizeup.laws import plots
+    from sizeup.laws.validate import holdout_allocation
+
+    if approach == 1:
+        opts = {k: opts[k] for k in ("bootstrap", "seed", "level")}
+        fit = ch.fit_approach1(N, D, L, C=C, **opts)
+    else:
+        fit = ch.fit_approach2(N, D, L, C=C, **opts)
+    ho = holdout_allocation(fit) if holdout == "largest-budget" else None
+    if approach == 1:
+        plots.plot_envelope(fit, N, L, C, out / "envelope.png", holdout=ho)
+    else:
+        plots.plot_isoflops(fit, out / "isoflops.png", holdout=ho)
+    payload = fit.to_dict(compute=budgets)
+    if ho is not None:
+        payload["holdout"] = ho.to_dict()
+    iv = payload.get("intervals", {})
+    rows = [
+        ("a (N_opt ∝ C^a)", f"{fit.a:.4f}{_iv(iv, 'a')}"),
+        ("b (D_opt ∝ C^b)", f"{fit.b:.4f}{_iv(iv, 'b')}"),
+        ("N_opt coefficient", f"{fit.n_opt.coef:.4g}"),
+        ("budgets used", str(len(fit.C))),
+    ]
+    return fit, payload, rows, ho
+
+
+def _derived_rows(derived: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One table row per --compute budget: N_opt, D_opt, D/N and the loss with its intervals."""
+    rows = []
+    for r in derived:
+        text = f"N_opt {r['N_opt']:.3g}, D_opt {r['D_opt']:.3g}, D/N {r['tokens_per_param']:.1f}"
+        if "loss" in r:
+            text += f", loss {r['loss']:.4f}"
+        if "loss_prediction_interval" in r:
+            lo, hi = r["loss_prediction_interval"]
+            text += f" (a run: [{lo:.4f}, {hi:.4f}])"
+        if "N_opt_prediction_interval" in r:
+            lo, hi = r["N_opt_prediction_interval"]
+            text += f" (N_opt of a new budget: [{lo:.3g}, {hi:.3g}])"
+        rows.append((f"C = {r['C']:.3g}", text))
+    return rows
+
+
+def _print_holdout(ho: Any) -> None:
+    """The held-out budget: each point observed vs predicted, its interval and the verdict."""
+    rows = []
+    for p in ho.to_dict()["points"]:
+        lo, hi = p["interval"]
+        rows.append(
+            (
+                f"row {p['row']}: {p['point']}",
+                f"observed {p['observed']:.4g}, predicted {p['predicted']:.4g} "
+                f"({p['rel_error']:+.2%}), {ho.level:.0%} interval [{lo:.4g}, {hi:.4g}] "
+                + ("inside" if p["inside"] else "OUTSIDE"),
+            )
+        )
+    n_in = int(ho.inside.sum())
+    rows.append(("verdict", f"{n_in} of {len(ho.rows)} inside their prediction interval"))
+    _print_table(
+        f"Held out: largest budget C = {ho.budget:.3g} ({ho.quantity}; refit on {ho.n_fit})", rows
+    )
 
 
 @fit_app.command("hp")
@@ -349,6 +456,103 @@ def fit_data_constrained_cmd(
     path = _write(out, {"kind": "data_constrained", **law.to_dict()})
     _print_table("Data-constrained law", [(k, f"{v:.5g}") for k, v in law.to_dict().items()])
     typer.echo(f"wrote {path}")
+
+
+@fit_app.command("mixing")
+def fit_mixing_cmd(
+    data: Path = _DATA,
+    proportions: str = typer.Option(
+        ..., "--proportions", help="Comma-separated columns: each run's share of every domain."
+    ),
+    losses: str = typer.Option(
+        ..., "--losses", help="Comma-separated columns: each run's loss on every eval domain."
+    ),
+    target_weights: str = typer.Option(
+        None,
+        "--target-weights",
+        help="loss_col=weight,... : how much each eval loss counts in the total (default equal).",
+    ),
+    max_share: str = typer.Option(
+        None, "--max-share", help="domain=fraction,... : upper bounds (e.g. data you have)."
+    ),
+    min_share: str = typer.Option(None, "--min-share", help="domain=fraction,... : lower bounds."),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", help="Parametric resamples for the best mixture's interval (e.g. 200)."
+    ),
+    level: float = typer.Option(0.9, "--level", help="Level of the intervals."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = _OUT,
+) -> None:
+    """Data mixing law (Ye et al. 2024): L_i(r) = c_i + k_i exp(sum_j t_ij r_j) per eval domain,
+    and the training mixture it predicts to be best for the runs' model size and budget."""
+    import numpy as np
+
+    from sizeup.laws import plots
+    from sizeup.laws.io import _numeric, load_table, pick_column
+    from sizeup.laws.mixing import fit_mixing
+
+    df = load_table(data)
+    dom = _names(proportions, "proportions")
+    tgt = _names(losses, "losses")
+    P = np.column_stack([_numeric(df, pick_column(df, "proportion", c)) for c in dom])
+    Y = np.column_stack([_numeric(df, pick_column(df, "loss", c)) for c in tgt])
+    fit = fit_mixing(
+        P,
+        Y,
+        domains=dom,
+        targets=tgt,
+        target_weights=_per_name(target_weights, tgt, 1.0, "target-weights"),
+        lower=_per_name(min_share, dom, 0.0, "min-share"),
+        upper=_per_name(max_share, dom, 1.0, "max-share"),
+        bootstrap=bootstrap,
+        level=level,
+        seed=seed,
+    )
+    payload = fit.to_dict()
+    payload["data"] = str(data)
+    plots.plot_mixing(fit, out / "mixing.png")
+    path = _write(out, payload)
+    opt = payload["optimum"]
+    ivs = opt.get("intervals", {})
+    rows = [(f"best share: {d}", f"{r:.3f}{_iv(ivs, d)}") for d, r in opt["mixture"].items()]
+    rows.append(("predicted total loss", f"{opt['total']:.4f}"))
+    best = payload["best_run"]
+    rows.append(
+        (
+            f"best run (row {best['row']})",
+            ", ".join(f"{d} {r:.3f}" for d, r in best["mixture"].items())
+            + f": total {best['total']:.4f}",
+        )
+    )
+    _print_table(f"Data mixing law ({fit.P.shape[0]} runs)", rows)
+    for w in fit.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {path}")
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(option, text, "comma-separated distinct column names")
+    return names
+
+
+def _per_name(text: str | None, names: list[str], default: float, option: str) -> Any:
+    """'a=0.3,b=0.2' -> values in the order of names (default for the others), or None."""
+    import numpy as np
+
+    if text is None:
+        return None
+    out = dict.fromkeys(names, default)
+    for item in text.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or key.strip() not in out:
+            raise ConfigError(option, item, f"name=number with name one of {names}")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(option, item, "name=number") from None
+    return np.array([out[n] for n in names])
 
 
 def flops_cmd(

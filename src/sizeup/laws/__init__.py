@@ -1,5 +1,6 @@
-"""Scaling laws: FLOPs per token, Chinchilla approaches 1-3 with bootstrap intervals,
-hyperparameter laws, critical batch size, downstream accuracy and data-constrained scaling."""
+"""Scaling laws: FLOPs per token, Chinchilla approaches 1-3 with bootstrap and prediction
+intervals, holdout checks, hyperparameter laws, critical batch size, downstream accuracy,
+data-constrained scaling and data mixing laws."""
 
 from sizeup.laws.chinchilla import (
     AllocationFit,
@@ -26,7 +27,14 @@ from sizeup.laws.flops import (
 )
 from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw, HPLawFit, fit_free_form, fit_hp_laws
+from sizeup.laws.mixing import MixingFit, MixingLaw, fit_mixing
 from sizeup.laws.presets import LawPoint, LawPreset, Setup, get_preset, load_fit
+from sizeup.laws.validate import (
+    Holdout,
+    holdout_allocation,
+    holdout_approach3,
+    prediction_coverage,
+)
 
 __all__ = [
     "GPU_PEAK_FLOPS",
@@ -40,6 +48,9 @@ __all__ = [
     "LawPoint",
     "LawPreset",
     "LogLaw",
+    "Holdout",
+    "MixingFit",
+    "MixingLaw",
     "PowerLaw",
     "Setup",
     "SigmoidLaw",
@@ -51,12 +62,16 @@ __all__ = [
     "fit_data_constrained",
     "fit_free_form",
     "fit_hp_laws",
+    "fit_mixing",
     "fit_sigmoid",
     "flops_per_token",
     "get_preset",
     "gpt_exact_flops_per_token",
     "gpt_params",
+    "holdout_allocation",
+    "holdout_approach3",
     "isoflop_from_curves",
     "load_fit",
     "mfu",
+    "prediction_coverage",
 ]
