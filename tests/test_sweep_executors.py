@@ -143,3 +143,22 @@ def test_largest_first_order(tmp_path, monkeypatch):
         run_sweep(
             {"axes": {"width": [32]}}, tmp_path / "s.db", runner=synthetic_run, order="random"
         )
+
+
+def test_an_unguarded_script_gets_one_line_not_a_flood(tmp_path):
+    # Worker processes re-import the main script: a sweep at module level would start again
+    # in every worker (a screen of multiprocessing tracebacks each). sizeup says it once.
+    import subprocess
+    import sys
+
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        "from sizeup.sweep import run_sweep\n"
+        "from sizeup.sweep.testing import synthetic_run\n"
+        f"run_sweep({{'axes': {{'lr': [1e-3, 2e-3]}}}}, {str(tmp_path / 's.db')!r}, "
+        "runner=synthetic_run, workers=2, progress=False)\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.count("Traceback") == 1
+    assert 'if __name__ == "__main__":' in r.stderr
+    assert not (tmp_path / "s.db").exists()

@@ -91,6 +91,31 @@ def _worker_init(env: dict[str, str] | None = None) -> None:
         pass
 
 
+def _check_main_is_guarded(workers: int) -> None:
+    """Worker processes start by re-importing the main script; a script that calls run_sweep
+    at module level then starts sweeps inside every worker, and Python answers with a screen of
+    tracebacks per worker. Say it once, before any worker starts."""
+    import __main__
+
+    path = getattr(__main__, "__file__", None)
+    name = getattr(getattr(__main__, "__spec__", None), "name", None) or ""
+    if name == "__main__" or name.endswith(".__main__"):
+        return  # `python -m pkg`: multiprocessing does not run pkg/__main__.py again
+    if mp.parent_process() is not None or not path or not os.path.isfile(path):
+        return  # a worker, `python -c`, a notebook
+    try:
+        source = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError):
+        return
+    if "__name__" not in source or "__main__" not in source:
+        raise ConfigError(
+            "workers",
+            workers,
+            f"1, or a script whose entry point is guarded: put the sweep in {path} under "
+            '`if __name__ == "__main__":` (worker processes re-import the main script)',
+        )
+
+
 class LocalExecutor:
     """Run trials in this process (workers=1) or in N spawned worker processes."""
 
@@ -102,6 +127,8 @@ class LocalExecutor:
             raise ConfigError("context", context, "'spawn' or 'forkserver'")
         if context == "forkserver" and "forkserver" not in mp.get_all_start_methods():
             context = "spawn"  # e.g. Windows
+        if workers > 1:
+            _check_main_is_guarded(workers)
         self.workers, self.context, self.retries = workers, context, retries
 
     def run(self, configs: Iterable[RunConfig], runner: Runner) -> Iterator[Event]:
