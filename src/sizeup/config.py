@@ -78,6 +78,11 @@ class RunConfig:
     # batch
     batch_size: int = 16  # sequences (GPT) or examples (MLP) per step
     base_batch_size: int | None = None  # with batch_size: transfer lr, betas, eps
+    # horizon: with base_tokens, lr x (D / base_tokens)^data_exponent, D = steps x tokens/step
+    # (the optimal lr falls as training gets longer: Bjorck et al. 2024, "Scaling optimal LR
+    # across token horizons"; the planner's alpha_data). None: no horizon transfer.
+    base_tokens: int | None = None
+    data_exponent: float = 0.0
     # schedule
     steps: int = 200
     warmup: int = 0
@@ -98,6 +103,9 @@ class RunConfig:
     log_every: int = 1
     spectral_every: int = 0  # >0: log ||W||, ||dW|| and alignment of every Linear every k steps
     noise_every: int = 0  # >0: log the gradient noise scale B_simple every k steps
+    # stability proxies (Wortsman et al. 2023): >0 logs every k steps, on the first val batch
+    attn_logits_every: int = 0  # the largest attention logit per block and attention entropy
+    output_logits_every: int = 0  # output logits: largest |logit|, mean logit, log Z
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,7 +140,7 @@ class RunConfig:
         """Positive integers, optional ones, and numbers that must be >= 0."""
         for name in _POSITIVE_INTS:
             check_positive(name, getattr(self, name), integer=True)
-        for name in ("base_depth", "base_batch_size"):
+        for name in ("base_depth", "base_batch_size", "base_tokens"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True)
         for name in _NON_NEGATIVE:
@@ -208,6 +216,11 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
+    def tokens(self) -> int:
+        """Tokens (GPT) or examples (MLP) the whole run trains on: D = steps x tokens/step."""
+        return self.steps * self.tokens_per_step
+
+    @property
     def tokens_per_step(self) -> int:
         """Tokens (GPT) or examples (MLP) consumed per optimizer step."""
         return self.batch_size * (self.seq_len if self.model == "gpt" else 1)
@@ -233,6 +246,8 @@ _NON_NEGATIVE = (
     "eval_every",
     "spectral_every",
     "noise_every",
+    "attn_logits_every",
+    "output_logits_every",
 )
 
 
