@@ -184,6 +184,7 @@ _STABILITY_VARIANTS = [
 ]
 
 _QUICK_BASE = {**_base(), "batch_size": 8, "rule": "mup"}
+_DEPTH_Q = "Tune the lr on the shallowest model, use it on the deepest: does it still work?"
 STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
     "width": (FULL, QUICK),
     "depth": (
@@ -191,17 +192,17 @@ STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
             "depth",
             values=[2, 4, 8, 16],
             lr_exps=[-11, -10, -9, -8, -7, -6, -5],
-            base={**_base(), "width": 64, "rule": "mup"},
+            base={**_QUICK_BASE, "width": 32},
             variants=_DEPTH_VARIANTS,
-            question="Tune the lr on the shallowest model, use it on the deepest: does it work?",
+            question=_DEPTH_Q,
         ),
         _study(
             "depth",
-            values=[2, 4, 8, 16],
-            lr_exps=[-11, -10, -9, -8, -7, -6, -5],
+            values=[2, 4, 8],
+            lr_exps=[-10, -9, -8, -7, -6, -5],
             base={**_QUICK_BASE, "width": 32},
             variants=_DEPTH_VARIANTS,
-            question="Tune the lr on the shallowest model, use it on the deepest: does it work?",
+            question=_DEPTH_Q,
         ),
     ),
     "batch": (
@@ -385,9 +386,10 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
     """The pass/fail claims of a study, fixed before it was measured (docs/transfer.md).
 
     Transfer axes: each rule-on variant drifts less than the rule-off one, with the 90%
-    intervals apart (on's upper end below off's lower end). Width also keeps muP's "the widest
-    is best at the transferred lr". Stability: QK-norm lowers the lr sensitivity at the largest
-    width, intervals apart.
+    intervals apart (on's upper end below off's lower end). Width and depth also ask, for each
+    rule-on variant, that the largest model is the best at the transferred lr (muP's "wider is
+    better"; deeper, with residual scaling). Stability: QK-norm lowers the lr sensitivity at the
+    largest width, intervals apart.
     """
     off = groups[s.off.key]
     out: dict[str, bool] = {}
@@ -395,11 +397,12 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
         sens = {k: g.points[-1].lr_sensitivity for k, g in groups.items()}
         out["qk_norm_lowers_lr_sensitivity"] = _apart(sens["qk_norm"], sens["neither"])
         return out
+    largest = {"width": "widest", "depth": "deepest"}.get(s.axis)
     for v in s.variants:
         if v.rule_on:
             out[f"{v.key}_drifts_less_than_{s.off.key}"] = _apart(groups[v.key].drift, off.drift)
-    if s.axis == "width":
-        out["mup_widest_is_best"] = bool(groups["mup"].largest_is_best)
+            if largest:
+                out[f"{v.key}_{largest}_is_best"] = bool(groups[v.key].largest_is_best)
     return out
 
 

@@ -124,6 +124,11 @@ def t_interval(
     se = float(np.std(finite)) * math.sqrt(n_seeds / (n_seeds - 1))
     c = float(stdtrit(n_seeds - 1, (1.0 + level) / 2.0))
     lo, hi = value - c * se, value + c * se
+    # A statistic such as a drift (max - min of noisy optima) or a regret (minus a minimum of
+    # noisy losses) is biased by the noise; the resamples show the bias (their mean minus the
+    # estimate). The interval is stretched by it on the side the truth then lies.
+    bias = float(np.mean(finite)) - value
+    lo, hi = lo - max(bias, 0.0), hi - min(bias, 0.0)
     a = (1.0 - level) / 2.0
     lo_open = bool(open_low is not None and np.mean(open_low) > a)
     hi_open = bool(open_high is not None and np.mean(open_high) > a)
@@ -133,31 +138,4 @@ def t_interval(
         lo, lo_open = grid[0], True
     if hi > grid[1]:
         hi, hi_open = grid[1], True
-    return lo, hi, lo_open, hi_open
-
-
-def quantile_interval(
-    low: np.ndarray, high: np.ndarray, level: float
-) -> tuple[float, float, bool, bool]:
-    """The central ``level`` interval of bootstrap replicates whose values may be open-ended:
-    ``low[r]`` is the smallest value replicate r allows (-inf: unbounded below), ``high[r]``
-    the largest (+inf: unbounded above). Returns (lo, hi, lo_open, hi_open); an open end holds
-    the same quantile of the bounded side (for an lr optimum, the grid edge). Quantiles are taken without
-    interpolation ("lower"/"higher"), so an end is always a replicate's own value.
-    """
-    low = np.asarray(low, dtype=float)
-    high = np.asarray(high, dtype=float)
-    keep = ~(np.isnan(low) | np.isnan(high))
-    low, high = low[keep], high[keep]
-    if len(low) == 0:
-        return math.nan, math.nan, False, False
-    a = (1.0 - level) / 2.0
-    lo = float(np.quantile(low, a, method="lower"))
-    hi = float(np.quantile(high, 1.0 - a, method="higher"))
-    lo_open, hi_open = math.isinf(lo), math.isinf(hi)
-    # an open end says "at most / at least": the same quantile of the other, bounded side
-    if lo_open:
-        lo = float(np.quantile(high, a, method="lower"))
-    if hi_open:
-        hi = float(np.quantile(low, 1.0 - a, method="higher"))
     return lo, hi, lo_open, hi_open

@@ -658,8 +658,8 @@ def _summarise(
     drift = MISSING
     if enough:
         bound = "=" if dmin[0] == dmax[0] else ">="
-        n = len(cube.seeds)
-        drift = _estimate(bound, dmin, n, o.level, open_high=np.isinf(dmax), floor=0.0)
+        lo, hi, lo_open, hi_open = _drift_interval([p.optimum for p in points if p.enough])
+        drift = Estimate(float(dmin[0]), bound, lo, hi, lo_open, hi_open)
     t = reps.transfer_index()
     t_grid = cube.lrs[t[0]] if t[0] >= 0 else math.nan
     first = next((p for p in points if p.enough), None)
@@ -683,6 +683,26 @@ def _summarise(
         enough=enough,
         reason=reason,
     )
+
+
+def _drift_interval(optima: list[Estimate]) -> tuple[float, float, bool, bool]:
+    """The drift's interval: the smallest and the largest max - min that the optima's own
+    intervals allow (interval arithmetic). A drift is a maximum minus a minimum of noisy
+    optima, biased upwards by the noise, so a bootstrap interval of it misses a true drift of 0
+    (measured: 64-84% coverage for a nominal 90%, docs/transfer.md); the optima's intervals are
+    calibrated, and the range they allow covers the drift 86-100% of the time. An optimum beyond
+    the grid, or an interval end that is open, reaches as far as it likes (the upper end is then
+    open, written as at least the value with the grid edges in place)."""
+    ok = [e for e in optima if math.isfinite(e.value) and e.has_interval]
+    if len(ok) < 2 or len(ok) < len(optima):
+        return math.nan, math.nan, False, False
+    lo_free = [e.lo_open or e.bound == "<=" for e in ok]
+    hi_free = [e.hi_open or e.bound == ">=" for e in ok]
+    los = [-math.inf if f else e.lo for e, f in zip(ok, lo_free, strict=True)]
+    his = [math.inf if f else e.hi for e, f in zip(ok, hi_free, strict=True)]
+    lo = max(0.0, max(los) - min(his)) if math.isfinite(max(los) - min(his)) else 0.0
+    hi = max(e.hi for e in ok) - min(e.lo for e in ok)  # the grid edges in place of open ends
+    return lo, hi, False, any(lo_free) or any(hi_free)
 
 
 def _largest_is_best(at: np.ndarray, ok: np.ndarray) -> np.ndarray:
