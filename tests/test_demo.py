@@ -40,8 +40,15 @@ def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
     sp, mup = (Estimate.from_dict(on_disk[k]["drift_octaves"]) for k in ("sp", "mup"))
     # widths 32..256: three doublings, so SP's synthetic optimum moves 3 octaves
     assert sp.lo <= 3.0 <= sp.hi and mup.lo <= 0.0 <= mup.hi and mup.hi < sp.lo
-    assert set(on_disk["checks"]) == {"mup_drifts_less_than_sp", "mup_widest_is_best"}
-    assert on_disk["checks"]["mup_drifts_less_than_sp"] is True
+    checks = on_disk["checks"]
+    assert set(checks) == {
+        "mup_drifts_less_than_sp",
+        "mup_drifts_less_than_sp_paired",
+        "mup_widest_is_best",
+    }
+    assert checks["mup_drifts_less_than_sp"] and checks["mup_drifts_less_than_sp_paired"]
+    paired = Estimate.from_dict(on_disk["mup"]["drift_less_than_off"])
+    assert paired.lo <= 3.0 <= paired.hi
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4
     assert "sizeup demo: width" in html and "--seeds 0,1,2" in html

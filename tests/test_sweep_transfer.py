@@ -19,7 +19,7 @@ from sizeup.sweep import Store, run_sweep
 from sizeup.sweep.plots import plot_lr_curves, plot_optimal_lr
 from sizeup.sweep.spec import SweepSpec
 from sizeup.sweep.testing import NoisySynthetic, synthetic_opt_log2, synthetic_run
-from sizeup.sweep.transfer import analyze_transfer, fit_optimum
+from sizeup.sweep.transfer import analyze_transfer, drift_difference, fit_optimum
 
 
 def test_parabola_vertex_by_hand():
@@ -168,6 +168,10 @@ def test_seeds_are_pooled_and_the_interval_covers_the_truth(seeded):
     assert mup.drift.lo <= 0.0 <= mup.drift.hi and mup.drift.hi < 1.0
     assert sp.drift.lo <= 3.0 <= sp.drift.hi and sp.drift.lo > mup.drift.hi
     assert sp.regret_at_largest.lo > 0.3  # 3 octaves off at 0.1/octave^2: 0.9 nats
+    # paired over the same seed resamples: SP drifts 3 octaves more than muP
+    diff = drift_difference(sp, mup)
+    assert diff.lo <= 3.0 <= diff.hi and diff.lo > 0
+    assert drift_difference(sp, rep.group(rule="sp")).lo <= 0.0  # a group against itself
 
 
 def test_interval_coverage_on_studies_of_known_noise():

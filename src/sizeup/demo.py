@@ -185,6 +185,27 @@ _STABILITY_VARIANTS = [
 
 _QUICK_BASE = {**_base(), "batch_size": 8, "rule": "mup"}
 _DEPTH_Q = "Tune the lr on the shallowest model, use it on the deepest: does it still work?"
+# batch: the token budget is fixed (4 x 64 x 800 = 204,800 tokens), so steps fall as the batch
+# grows (the square-root rule's SDE argument compares runs over the same samples)
+_BATCH: dict[str, Any] = dict(
+    values=[4, 8, 16, 32],
+    variants=_BATCH_VARIANTS,
+    moves_with={"steps": [800, 400, 200, 100], "warmup": [20, 10, 5, 3]},
+    question="At a fixed token budget, tune the lr at the smallest batch and use it at the "
+    "largest: does it still work?",
+)
+_STEPS: dict[str, Any] = dict(
+    values=[100, 200, 400, 800],
+    variants=_STEPS_VARIANTS,
+    question="Tune the lr on the shortest run, use it on the longest: does it still work?",
+)
+_STABILITY: dict[str, Any] = dict(
+    lr_exps=list(range(-10, -2)),
+    base={**_QUICK_BASE, "attn_logits_every": 100, "output_logits_every": 100},
+    variants=_STABILITY_VARIANTS,
+    question="How much loss does an lr off its optimum cost, with and without QK-norm and z-loss "
+    "(Wortsman et al. 2023)? Also the attention logits and log Z at the end of training.",
+)
 STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
     "width": (FULL, QUICK),
     "depth": (
@@ -206,64 +227,16 @@ STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
         ),
     ),
     "batch": (
-        _study(
-            "batch",
-            values=[4, 8, 16, 32],
-            lr_exps=[-12, -11, -10, -9, -8, -7, -6, -5],
-            base={**_QUICK_BASE, "width": 64},
-            variants=_BATCH_VARIANTS,
-            moves_with={"steps": [800, 400, 200, 100], "warmup": [20, 10, 5, 3]},
-            question="At a fixed token budget, tune the lr at the smallest batch and use it at "
-            "the largest: does it work?",
-        ),
-        _study(
-            "batch",
-            values=[4, 8, 16, 32],
-            lr_exps=[-12, -11, -10, -9, -8, -7, -6, -5],
-            base={**_QUICK_BASE, "width": 64},
-            variants=_BATCH_VARIANTS,
-            moves_with={"steps": [800, 400, 200, 100], "warmup": [20, 10, 5, 3]},
-            question="At a fixed token budget, tune the lr at the smallest batch and use it at "
-            "the largest: does it work?",
-        ),
+        _study("batch", **_BATCH, lr_exps=list(range(-12, -4)), base={**_QUICK_BASE, "width": 64}),
+        _study("batch", **_BATCH, lr_exps=list(range(-11, -4)), base={**_QUICK_BASE, "width": 32}),
     ),
     "steps": (
-        _study(
-            "steps",
-            values=[100, 200, 400, 800],
-            lr_exps=[-12, -11, -10, -9, -8, -7, -6, -5],
-            base={**_QUICK_BASE, "width": 64},
-            variants=_STEPS_VARIANTS,
-            question="Tune the lr on the shortest run, use it on the longest: does it work?",
-        ),
-        _study(
-            "steps",
-            values=[100, 200, 400, 800],
-            lr_exps=[-12, -11, -10, -9, -8, -7, -6, -5],
-            base={**_QUICK_BASE, "width": 64},
-            variants=_STEPS_VARIANTS,
-            question="Tune the lr on the shortest run, use it on the longest: does it work?",
-        ),
+        _study("steps", **_STEPS, lr_exps=list(range(-12, -4)), base={**_QUICK_BASE, "width": 64}),
+        _study("steps", **_STEPS, lr_exps=list(range(-11, -4)), base={**_QUICK_BASE, "width": 32}),
     ),
     "stability": (
-        _study(
-            "stability",
-            values=[64, 128],
-            lr_exps=[-10, -9, -8, -7, -6, -5, -4, -3],
-            base={**_QUICK_BASE, "attn_logits_every": 100, "output_logits_every": 100},
-            variants=_STABILITY_VARIANTS,
-            question="How much loss does a poorly tuned lr cost, with and without QK-norm and "
-            "z-loss (Wortsman et al. 2023)?",
-        ),
-        _study(
-            "stability",
-            values=[64, 128],
-            lr_exps=[-10, -9, -8, -7, -6, -5, -4, -3],
-            base={**_QUICK_BASE, "attn_logits_every": 100, "output_logits_every": 100},
-            variants=_STABILITY_VARIANTS,
-            question="How much loss does a poorly tuned lr cost, with and without QK-norm and "
-            "z-loss (Wortsman et al. 2023)?",
-        ),
+        _study("stability", **_STABILITY, values=[32, 64, 128, 256]),
+        _study("stability", **_STABILITY, values=[32, 128]),
     ),
 }
 
@@ -386,7 +359,10 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
     """The pass/fail claims of a study, fixed before it was measured (docs/transfer.md).
 
     Transfer axes: each rule-on variant drifts less than the rule-off one, with the 90%
-    intervals apart (on's upper end below off's lower end). Width and depth also ask, for each
+    intervals apart (on's upper end below off's lower end); and (``_paired``, added after the
+    first width seed set, docs/transfer.md) the paired interval of how much more off drifts
+    than on (``drift_difference``: the same seed resamples for both) lies above 0, which the
+    noise the two share (the same model at the base value) does not widen. Width and depth also ask, for each
     rule-on variant, that the largest model is the best at the transferred lr (muP's "wider is
     better"; deeper, with residual scaling). Stability: QK-norm lowers the lr sensitivity at the
     largest width, intervals apart.
@@ -397,12 +373,19 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
         sens = {k: g.points[-1].lr_sensitivity for k, g in groups.items()}
         out["qk_norm_lowers_lr_sensitivity"] = _apart(sens["qk_norm"], sens["neither"])
         return out
+    from sizeup.sweep.transfer import drift_difference
+
     largest = {"width": "widest", "depth": "deepest"}.get(s.axis)
     for v in s.variants:
         if v.rule_on:
-            out[f"{v.key}_drifts_less_than_{s.off.key}"] = _apart(groups[v.key].drift, off.drift)
+            on = groups[v.key]
+            out[f"{v.key}_drifts_less_than_{s.off.key}"] = _apart(on.drift, off.drift)
+            d = drift_difference(off, on)
+            out[f"{v.key}_drifts_less_than_{s.off.key}_paired"] = bool(
+                d.has_interval and d.lo > 0 and not d.lo_open
+            )
             if largest:
-                out[f"{v.key}_{largest}_is_best"] = bool(groups[v.key].largest_is_best)
+                out[f"{v.key}_{largest}_is_best"] = bool(on.largest_is_best)
     return out
 
 
@@ -437,4 +420,12 @@ def _summary(
     }
     for key, g in groups.items():
         summary[key] = _group_summary(g)
+    if s.axis != "stability" and analysis.enough:
+        from sizeup.sweep.transfer import drift_difference
+
+        off = groups[s.off.key]
+        for v in s.variants:
+            if v.rule_on:
+                d = drift_difference(off, groups[v.key])
+                summary[v.key]["drift_less_than_off"] = d.to_dict()
     return json_safe(summary)

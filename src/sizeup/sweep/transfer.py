@@ -205,6 +205,10 @@ class TransferGroup:
     n_seeds: int = 0
     enough: bool = True
     reason: str = ""
+    # per seed resample (row 0: the estimate): the smallest and largest drift the bounds
+    # allow, and the seeds drawn from (for paired comparisons between groups)
+    resampled_drift: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+    seeds: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -682,7 +686,30 @@ def _summarise(
         n_seeds=len(cube.seeds),
         enough=enough,
         reason=reason,
+        resampled_drift=(dmin, dmax) if enough else None,
+        seeds=list(cube.seeds),
     )
+
+
+def drift_difference(off: TransferGroup, on: TransferGroup, level: float = LEVEL) -> Estimate:
+    """How many octaves more ``off`` drifts than ``on``, with a paired interval: both groups'
+    drifts are recomputed on the same seed resamples (same seeds, same draws), so the noise they
+    share (e.g. SP and muP are the same model at the base width) cancels. Conservative at the
+    grid edge: off's smallest drift minus on's largest (a bound "<=" / ">=" when one of them is a
+    bound). Missing (NaN) when either has no verdict or they were not drawn from the same seeds.
+    """
+    if off.resampled_drift is None or on.resampled_drift is None or off.seeds != on.seeds:
+        return MISSING
+    (off_min, off_max), (on_min, on_max) = off.resampled_drift, on.resampled_drift
+    if len(off_min) != len(on_min):
+        return MISSING
+    diff = off_min - on_max
+    value = float(diff[0])
+    if not math.isfinite(value):
+        return MISSING
+    exact = off_min[0] == off_max[0] and on_min[0] == on_max[0]
+    bound = "=" if exact else ">="
+    return _estimate(bound, diff, len(off.seeds), level, open_low=np.isneginf(diff))
 
 
 def _drift_interval(optima: list[Estimate]) -> tuple[float, float, bool, bool]:
