@@ -156,6 +156,7 @@ def transfer(
     for g in rep.groups:
         console.print(_group_table(g, axis, rep.level))
         console.print(_verdict_line(g, axis))
+    _paired_line(console, rep.groups)
     if plot is not None:
         from sizeup.sweep.plots import plot_lr_curves
 
@@ -197,6 +198,18 @@ def _group_table(g: Any, axis: str, level: float) -> Any:
             f"{p.n_lrs} x {p.n_seeds}",
         )
     return t
+
+
+def _paired_line(console: Any, groups: list[Any]) -> None:
+    """With two groups: how much more one drifts than the other, paired over seed resamples."""
+    from sizeup.sweep.transfer import drift_difference
+
+    if len(groups) != 2 or not all(g.enough for g in groups):
+        return
+    a, b = sorted(groups, key=lambda g: -g.drift.value)
+    d = drift_difference(a, b)
+    if math.isfinite(d.value):
+        console.print(f"{a.label} drifts {d.text()} octaves more than {b.label} (paired)")
 
 
 def _verdict_line(g: Any, axis: str) -> str:

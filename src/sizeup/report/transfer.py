@@ -91,7 +91,7 @@ def _figures(page: Report, analysis: Any, trials: list[Any], s: Any, names: dict
         "as a bar; a triangle marks an optimum beyond the grid; crosses at the top are runs "
         "that diverged; the dashed line is the lr tuned on the smallest value."
     )
-    page.figure(plot_lr_curves(analysis), "loss vs lr, one panel per variant")
+    page.figure(plot_lr_curves(analysis, labels=names), "loss vs lr, one panel per variant")
     page.heading(f"Optimal learning rate against {s.field}")
     page.figure(plot_optimal_lr(analysis, labels=names), "intervals over seeds as bars")
     page.heading("Training curves at the transferred lr")

@@ -66,7 +66,9 @@ def _draw_point(ax: Any, p: Any, color: Any, label: str, hi: float, pad: float) 
     )
 
 
-def plot_lr_curves(report: TransferReport, title: str | None = None) -> Any:
+def plot_lr_curves(
+    report: TransferReport, title: str | None = None, labels: dict[str, str] | None = None
+) -> Any:
     """Loss against lr, one curve (the seed mean; seeds as faint dots) per axis value, one
     panel per group; optima as stars with their interval as a bar, an optimum beyond the grid
     as a triangle pointing past the edge, diverged points as crosses at the top, the
@@ -87,7 +89,7 @@ def plot_lr_curves(report: TransferReport, title: str | None = None) -> Any:
         ax.set_ylim(lo - pad, hi + 2 * pad)
         ax.set_xlabel(report.lr_field)
         drift = g.drift.text("{:.1f}") if g.enough else "no verdict"
-        ax.set_title(f"{g.label}: drift {drift} oct", fontsize=9)
+        ax.set_title(f"{(labels or {}).get(g.label, g.label)}: drift {drift} oct", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{report.metric} (x: diverged)")
     axes[0][-1].legend(fontsize=8, loc="upper left")
