@@ -201,7 +201,7 @@ _STEPS: dict[str, Any] = dict(
 )
 _STABILITY: dict[str, Any] = dict(
     lr_exps=list(range(-10, -2)),
-    base={**_QUICK_BASE, "attn_logits_every": 100, "output_logits_every": 100},
+    base={**_QUICK_BASE, "attn_logits_every": 50, "output_logits_every": 50},
     variants=_STABILITY_VARIANTS,
     question="How much loss does an lr off its optimum cost, with and without QK-norm and z-loss "
     "(Wortsman et al. 2023)? Also the attention logits and log Z at the end of training.",

@@ -108,7 +108,7 @@ def _stability(page: Report, trials: list[Any], s: Any) -> None:
 
     page.heading("Stability monitors (Wortsman et al. 2023)")
     page.text(
-        "At the end of training, on a fixed validation batch: the largest attention logit over "
+        "At the last measurement (every 50 steps, so step 250 of 300), on a fixed validation batch: the largest attention logit over "
         "blocks (left) and the mean log Z of the output logits (right), against the lr, at the "
         "largest width; the mean over seeds, diverged runs left out."
     )
