@@ -108,9 +108,10 @@ def _stability(page: Report, trials: list[Any], s: Any) -> None:
 
     page.heading("Stability monitors (Wortsman et al. 2023)")
     page.text(
-        "At the last measurement (every 50 steps, so step 250 of 300), on a fixed validation batch: the largest attention logit over "
-        "blocks (left) and the mean log Z of the output logits (right), against the lr, at the "
-        "largest width; the mean over seeds, diverged runs left out."
+        "At the last measurement (every 50 steps: step 250 of 300), on a fixed validation "
+        "batch: the largest attention logit over blocks (left) and the mean log Z of the output "
+        "logits (right), against the lr, at the largest width; the mean over seeds, diverged "
+        "runs left out."
     )
     page.figure(plot_monitors(trials, s), "attention-logit growth and output-logit drift")
 
