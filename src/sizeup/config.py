@@ -171,6 +171,13 @@ class RunConfig:
         for name in ("muon_lr", "peak_flops"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
+        if self.fsdp and self.noise_every:
+            raise ConfigError(
+                "noise_every",
+                self.noise_every,
+                "0 with fsdp=True (the noise-scale monitor takes gradients with autograd.grad, "
+                "outside FSDP2's gradient reduce-scatter)",
+            )
         if self.warmup < 0 or self.warmup > self.steps:
             raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
         if not 0.0 <= self.decay_frac <= 1.0:

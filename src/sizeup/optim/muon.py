@@ -110,6 +110,16 @@ def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     return 0.2 * math.sqrt(max(fan_out, fan_in))
 
 
+def _dtype_name(dtype: torch.dtype | str | None) -> str | None:
+    """A group's Newton-Schulz dtype as its name ("bfloat16"): state dicts then hold plain
+    strings, which torch's distributed state-dict tools and weights_only loading accept."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _dtype(name: torch.dtype | str | None) -> torch.dtype | None:
+    return getattr(torch, name) if isinstance(name, str) else name
+
+
 class Muon(torch.optim.Optimizer):
     """Muon on param groups with ``use_muon=True`` (2-D), AdamW on the others, as one optimizer.
 
@@ -159,13 +169,14 @@ class Muon(torch.optim.Optimizer):
             ns_steps=ns_steps,
             ns_coefficients=tuple(ns_coefficients),
             ns_eps=ns_eps,
-            ns_dtype=ns_dtype,
+            ns_dtype=_dtype_name(ns_dtype),
             use_muon=use_muon,
             foreach=foreach,
             fused=fused,
         )
         super().__init__(params, defaults)
         for group in self.param_groups:
+            group["ns_dtype"] = _dtype_name(group["ns_dtype"])
             check_choice("scale_mode", group["scale_mode"], MUON_SCALES)
             if group["use_muon"]:
                 for p in group["params"]:
@@ -216,7 +227,11 @@ class Muon(torch.optim.Optimizer):
             buf.lerp_(g, 1.0 - mu)
             u = g.lerp(buf, mu) if group["nesterov"] else buf
             o = orthogonalise(
-                u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], group["ns_dtype"]
+                u,
+                group["ns_steps"],
+                group["ns_coefficients"],
+                group["ns_eps"],
+                _dtype(group["ns_dtype"]),
             )
             scale = group["update_scale"]
             if scale is None:
