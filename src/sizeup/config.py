@@ -121,6 +121,13 @@ class RunConfig:
         self._check_counts()
         self._check_shapes()
         self._check_rates()
+        if self.fsdp and self.noise_every:
+            raise ConfigError(
+                "noise_every",
+                self.noise_every,
+                "0 with fsdp=True (the noise-scale monitor takes gradients with autograd.grad, "
+                "outside FSDP2's gradient reduce-scatter)",
+            )
         self.init_std = check_number_or_choice("init_std", self.init_std, INIT_STD_MODES)
 
     def _check_choices(self) -> None:
@@ -171,13 +178,6 @@ class RunConfig:
         for name in ("muon_lr", "peak_flops"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
-        if self.fsdp and self.noise_every:
-            raise ConfigError(
-                "noise_every",
-                self.noise_every,
-                "0 with fsdp=True (the noise-scale monitor takes gradients with autograd.grad, "
-                "outside FSDP2's gradient reduce-scatter)",
-            )
         if self.warmup < 0 or self.warmup > self.steps:
             raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
         if not 0.0 <= self.decay_frac <= 1.0:
