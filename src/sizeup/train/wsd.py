@@ -205,8 +205,10 @@ def wsd_study(
     decay_frac: float | None = None,
     cooldown: str | None = None,
     progress: bool = False,
+    save_dir: str | Path | None = None,
 ) -> list[BranchPoint]:
-    """WSD branches for each width: the (N, D, loss) grid an isoFLOP analysis needs."""
+    """WSD branches for each width: the (N, D, loss) grid an isoFLOP analysis needs. With
+    ``save_dir`` each trunk is checkpointed at its branch points into save_dir/width_<w>."""
     if len(widths) < 1:
         raise ConfigError("widths", list(widths), "one or more model widths")
     out: list[BranchPoint] = []
@@ -217,5 +219,6 @@ def wsd_study(
             decay_frac=decay_frac,
             cooldown=cooldown,
             progress=progress,
+            save_dir=None if save_dir is None else Path(save_dir) / f"width_{int(w)}",
         )
     return out
