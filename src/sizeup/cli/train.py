@@ -54,7 +54,11 @@ def train_cmd(
     ),
     keep: int = typer.Option(1, "--keep-checkpoints", help="Newest checkpoints kept (0: all)."),
     logs: list[str] = typer.Option(
-        [], "--log", help="jsonl:FILE | tensorboard:DIR | wandb:PROJECT (repeatable)."
+        [],
+        "--log",
+        "--log-to",
+        help="jsonl:FILE | tensorboard:DIR | wandb:PROJECT (repeatable; --log-to under "
+        "torchrun, whose own --log-* options take --log).",
     ),
 ) -> None:
     """Run one training run and print a summary (and write OUT/result.json). Under torchrun:
