@@ -44,6 +44,8 @@ RampMode = Literal["tokens", "loss"]
 Model = Literal["gpt", "mlp"]
 AttnScale = Literal["1/d", "1/sqrt(d)"]
 DType = Literal["float32", "float64", "bfloat16"]
+# Where a run's metrics go (train/loggers.py): `--log KIND:TARGET`.
+LogKind = Literal["jsonl", "tensorboard", "wandb"]
 
 # --- diagnostics, sweeps, laws ---------------------------------------------------------------
 CoordStat = Literal["l1", "rms"]
@@ -78,6 +80,7 @@ COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
 MODELS: tuple[Model, ...] = get_args(Model)
 ATTN_SCALES: tuple[AttnScale, ...] = get_args(AttnScale)
 DTYPES: tuple[DType, ...] = get_args(DType)
+LOG_KINDS: tuple[LogKind, ...] = get_args(LogKind)
 COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 SWEEP_ORDERS: tuple[SweepOrder, ...] = get_args(SweepOrder)

@@ -74,6 +74,9 @@ class RunConfig:
     momentum: float = 0.9  # SGD momentum; Muon momentum
     muon_scale: MuonScale = "spectral"
     muon_lr: float | None = None  # Muon's lr for the hidden matrices (None: the same lr)
+    # Newton-Schulz precision: bfloat16 as torch.optim.Muon; float32 makes runs that sum
+    # gradients in another order (DDP, FSDP) agree to float32 rounding, not bf16's
+    ns_dtype: DType = "bfloat16"
     grad_clip: float = 0.0  # 0 disables
     # batch
     batch_size: int = 16  # sequences (GPT) or examples (MLP) per step
@@ -98,6 +101,11 @@ class RunConfig:
     log_every: int = 1
     spectral_every: int = 0  # >0: log ||W||, ||dW|| and alignment of every Linear every k steps
     noise_every: int = 0  # >0: log the gradient noise scale B_simple every k steps
+    # scale-out and GPU (docs/training.md); none changes the trajectory beyond float rounding
+    fsdp: bool = False  # shard params, grads and optimizer state with FSDP2 (under torchrun)
+    compile: bool = False  # torch.compile the model the step calls
+    autocast: bool = False  # bf16 autocast of forward and backward (weights stay in dtype)
+    peak_flops: float | None = None  # one device's peak FLOP/s for MFU (None: from its name)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +121,13 @@ class RunConfig:
         self._check_counts()
         self._check_shapes()
         self._check_rates()
+        if self.fsdp and self.noise_every:
+            raise ConfigError(
+                "noise_every",
+                self.noise_every,
+                "0 with fsdp=True (the noise-scale monitor takes gradients with autograd.grad, "
+                "outside FSDP2's gradient reduce-scatter)",
+            )
         self.init_std = check_number_or_choice("init_std", self.init_std, INIT_STD_MODES)
 
     def _check_choices(self) -> None:
@@ -125,6 +140,7 @@ class RunConfig:
             ("attn_scale", ATTN_SCALES),
             ("muon_scale", MUON_SCALES),
             ("dtype", DTYPES),
+            ("ns_dtype", DTYPES),
         ):
             check_choice(name, getattr(self, name), choices)
 
@@ -159,8 +175,9 @@ class RunConfig:
             check_positive(name, getattr(self, name))
         if not math.isfinite(self.lr):
             raise ConfigError("lr", self.lr, "a finite positive number")
-        if self.muon_lr is not None:
-            check_positive("muon_lr", self.muon_lr)
+        for name in ("muon_lr", "peak_flops"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
         if self.warmup < 0 or self.warmup > self.steps:
             raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
         if not 0.0 <= self.decay_frac <= 1.0:
@@ -386,6 +403,12 @@ class RunResult:
     params: int = 0
     tokens_per_s: float = 0.0
     wall_time: float = 0.0
+    step_time: float = math.nan  # median seconds per optimizer step (after the first)
+    mfu: float = math.nan  # model FLOPs utilisation against the devices' peak (NaN: unknown)
+    peak_flops: float = math.nan  # one device's peak FLOP/s the MFU is measured against
+    device_name: str = ""  # e.g. "NVIDIA H100 80GB HBM3" or "cpu"
+    world_size: int = 1
+    resumed_from: int | None = None  # the checkpoint step a resumed run continued from
     diverged: bool = False
     diverged_step: int | None = None
     error: str | None = None
@@ -399,7 +422,14 @@ class RunResult:
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
         """Rebuild from to_dict() output (None floats back to NaN)."""
         d = dict(d)
-        for k in ("initial_val_loss", "final_train_loss", "final_val_loss"):
+        for k in (
+            "initial_val_loss",
+            "final_train_loss",
+            "final_val_loss",
+            "step_time",
+            "mfu",
+            "peak_flops",
+        ):
             if d.get(k) is None:
                 d[k] = math.nan
         for k in ("train_loss", "val_loss"):

@@ -30,6 +30,11 @@ class StoreError(SizeupError, RuntimeError):
     """The sweep store cannot be opened or is inconsistent."""
 
 
+class CheckpointError(SizeupError, RuntimeError):
+    """A checkpoint cannot be written or resumed: corrupt, from another run config, or a
+    folder that already holds a run's checkpoints."""
+
+
 def check_positive(field: str, value: float, integer: bool = False) -> None:
     """Raise ConfigError unless value is a positive number (an int when integer=True)."""
     if integer and (isinstance(value, bool) or not isinstance(value, int)):

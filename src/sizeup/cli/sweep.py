@@ -47,6 +47,11 @@ def sweep(
     export: Path = typer.Option(
         None, "--export", help="Also write the table (.csv/.parquet); salvages a damaged store."
     ),
+    logs: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Log every trial under its id: jsonl:DIR | tensorboard:DIR | wandb:PROJECT.",
+    ),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
     from rich.console import Console
@@ -76,6 +81,7 @@ def sweep(
         retry_failed=retry_failed,
         requeue_running=requeue_running,
         wait=wait,
+        log=logs,
         **kw,
     )
     console.print(

@@ -34,16 +34,51 @@ def train_cmd(
         None, help="builtin | teacher | a text file | a .bin token file or dir."
     ),
     seed: int = typer.Option(None),
-    out: Path = typer.Option(None, "--out", help="Directory for result.json."),
+    out: Path = typer.Option(
+        None, "--out", help="Directory for result.json (and checkpoints/ with checkpointing)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Shard with FSDP2 (under torchrun)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    autocast: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights stay fp32)."),
+    checkpoint_every: int = typer.Option(
+        0, "--checkpoint-every", help="Save the run's state every N steps (and at the end)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest checkpoint in OUT/checkpoints."
+    ),
+    keep: int = typer.Option(1, "--keep-checkpoints", help="Newest checkpoints kept (0: all)."),
+    logs: list[str] = typer.Option(
+        [],
+        "--log",
+        "--log-to",
+        help="jsonl:FILE | tensorboard:DIR | wandb:PROJECT (repeatable; --log-to under "
+        "torchrun, whose own --log-* options take --log).",
+    ),
 ) -> None:
-    """Run one training run and print a summary (and write OUT/result.json)."""
+    """Run one training run and print a summary (and write OUT/result.json). Under torchrun:
+    DDP, or FSDP2 with --fsdp. With --checkpoint-every (or --resume) the run saves its state in
+    OUT/checkpoints and --resume continues a killed run from the newest one."""
+    # flags that only switch a RunConfig field on (a config file's True is not undone)
+    switched = {
+        k: True for k, on in (("fsdp", fsdp), ("compile", compile_), ("autocast", autocast)) if on
+    }
+    if switched:
+        cfg = cfg.replace(**switched)
     from sizeup.train import run, run_distributed
+    from sizeup.train.distributed import launched
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    with _echo_decay_warnings(rank == 0):
-        result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
+    plan = _checkpointing(out, checkpoint_every, resume, keep)
+    loggers = _loggers(logs, cfg, plan, out) if rank == 0 else []
+    kw: dict[str, Any] = dict(progress=not quiet, loggers=loggers, checkpoint=plan)
+    try:
+        with _echo_decay_warnings(rank == 0):
+            result = run_distributed(cfg, **kw) if world > 1 or launched() else run(cfg, **kw)
+    finally:
+        for lg in loggers:
+            lg.close()
     if rank != 0:
         return
     _print_summary(result)
@@ -56,6 +91,43 @@ def train_cmd(
 
             plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
             typer.echo(f"wrote {out / 'spectral.png'}")
+
+
+def _checkpointing(out: Path | None, every: int, resume: bool, keep: int) -> Any:
+    """The run's Checkpointing (OUT/checkpoints), None without --checkpoint-every/--resume;
+    a folder with another run's checkpoints is refused here, before any logger opens a file."""
+    from sizeup.errors import ConfigError
+    from sizeup.train import checkpoint
+    from sizeup.train.loop import Checkpointing
+
+    if every < 0:
+        raise ConfigError("checkpoint_every", every, "a number of steps >= 0")
+    if keep < 0:
+        raise ConfigError("keep_checkpoints", keep, "a number >= 0 (0 keeps every checkpoint)")
+    if not every and not resume:
+        return None
+    if out is None:
+        flag = "resume" if resume else "checkpoint_every"
+        raise ConfigError(
+            flag, resume or every, "used with --out DIR (checkpoints: DIR/checkpoints)"
+        )
+    plan = Checkpointing(out / "checkpoints", every, resume, keep or None)
+    if not resume:
+        checkpoint.check_fresh(plan.directory)
+    return plan
+
+
+def _loggers(logs: list[str], cfg: Any, plan: Any, out: Path | None) -> list[Any]:
+    """One logger per --log (all specs checked first); a resumed run logs on from its step."""
+    from sizeup.train import checkpoint
+    from sizeup.train.loggers import make_logger, parse_log
+
+    for spec in logs:
+        parse_log(spec)
+    start = 0
+    if plan is not None and plan.resume and (side := checkpoint.latest(plan.directory)):
+        start = int(side.stem.split("_", 1)[1])
+    return [make_logger(spec, cfg, start_step=start, directory=out) for spec in logs]
 
 
 @contextlib.contextmanager
@@ -130,6 +202,9 @@ def _print_summary(r: Any) -> None:
     t.add_row("tokens", f"{r.tokens:,}")
     t.add_row("FLOPs (6ND)", f"{r.flops:.3g}")
     t.add_row("tokens/s", f"{r.tokens_per_s:,.0f}")
+    t.add_row("step time", f"{r.step_time * 1e3:.1f} ms")
+    mfu = f"{100 * r.mfu:.1f}% of {r.peak_flops:.3g} FLOP/s" if r.mfu == r.mfu else "unknown"
+    t.add_row(f"MFU ({r.device_name or 'device'})", mfu)
     t.add_row("wall time", f"{r.wall_time:.1f} s")
     t.add_row("diverged", f"[red]yes, at step {r.diverged_step}[/red]" if r.diverged else "no")
     Console().print(t)

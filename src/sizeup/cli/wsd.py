@@ -26,6 +26,9 @@ def wsd_cmd(
     out: Path = typer.Option(
         Path("wsd"), "--out", help="Directory for points.csv, fit.json, plots."
     ),
+    save_trunk: Path = typer.Option(
+        None, "--save-trunk", help="Checkpoint each trunk at its branch points (DIR/width_W)."
+    ),
 ) -> None:
     """Train one WSD trunk per width with cooldown branches; fit approach 2 on the isoFLOPs."""
     import numpy as np
@@ -41,6 +44,7 @@ def wsd_cmd(
         decay_frac=decay_frac,
         cooldown=cooldown,
         progress=True,
+        save_dir=save_trunk,
     )
     out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame([p.to_dict() for p in pts])

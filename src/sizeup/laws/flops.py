@@ -38,6 +38,36 @@ GPU_PEAK_FLOPS: dict[str, float] = {
 }
 
 
+# Device names (as torch.cuda.get_device_name reports them) -> GPU_PEAK_FLOPS keys, checked in
+# this order so that "A100" is not read as "A10" nor "L40S" as "L4".
+_DEVICE_NAMES = (
+    ("H200", "H200"),
+    ("H100 PCIE", "H100-PCIe"),
+    ("H100", "H100"),
+    ("B200", "B200"),
+    ("A100", "A100"),
+    ("A10G", "A10G"),
+    ("A10", "A10"),
+    ("L40S", "L40S"),
+    ("L4", "L4"),
+    ("V100", "V100"),
+    ("T4", "T4"),
+    ("4090", "RTX4090"),
+    ("MI300X", "MI300X"),
+    ("MI250X", "MI250X"),
+)
+
+
+def device_peak_flops(device_name: str) -> float | None:
+    """bf16 dense peak FLOP/s of a device from its name (torch.cuda.get_device_name), or None
+    for a device the table does not know (a CPU, say): MFU is then unknown, not guessed."""
+    name = device_name.upper().replace("-", " ")
+    for part, key in _DEVICE_NAMES:
+        if part in name:
+            return GPU_PEAK_FLOPS[key]
+    return None
+
+
 def kaplan_params(n_layer: int, d_model: int) -> float:
     """Kaplan et al. 2020 non-embedding parameters N = 12 n_layer d^2 (d_attn = d, d_ff = 4d)."""
     return 12.0 * n_layer * d_model**2
@@ -215,6 +245,7 @@ def training_time_s(
 __all__ = [
     "FORMULAS",
     "GPU_PEAK_FLOPS",
+    "device_peak_flops",
     "flops_per_token",
     "gpt_exact_flops_per_token",
     "gpt_params",

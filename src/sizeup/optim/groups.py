@@ -232,6 +232,8 @@ def build_optimizer(
     *,
     muon_lr: float | None = None,
     foreach: bool | None = None,
+    fused: bool | None = None,
+    ns_dtype: torch.dtype | None = torch.bfloat16,
     warmup_steps: int = 0,
 ) -> torch.optim.Optimizer:
     """A torch optimizer ("adamw", "sgd", "muon" or "adamw_schedulefree") whose groups carry each
@@ -247,6 +249,9 @@ def build_optimizer(
     schedule-free AdamW (Defazio et al. 2024, the ``schedulefree`` package; its decay, lr x
     lambda per step at y, has AdamW's meaning), with its own linear warmup over
     ``warmup_steps``; it is returned in train mode (call ``.eval()`` before evaluating).
+    ``fused``: torch's fused AdamW kernel (AdamW, and Muon's AdamW groups; the train stage asks
+    for it on CUDA); SGD and schedule-free AdamW ignore it. ``ns_dtype``: Muon's Newton-Schulz
+    precision (bf16 as torch.optim.Muon).
     """
     _check_args(
         name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size, base_batch_size
@@ -275,7 +280,7 @@ def build_optimizer(
             g["eps"] = eps * g["eps_mult"]
     if name == "adamw":
         return torch.optim.AdamW(
-            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach
+            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach, fused=fused
         )
     if name == "adamw_schedulefree":
         return schedule_free_adamw(groups, lr, betas, eps, warmup_steps)
@@ -298,6 +303,8 @@ def build_optimizer(
         betas=betas,
         eps=eps,
         foreach=foreach,
+        fused=fused,
+        ns_dtype=ns_dtype,
     )
 
 

@@ -38,6 +38,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from sizeup.choices import MUON_SCALES
 from sizeup.errors import ConfigError, check_choice
+from sizeup.wrapping import is_dtensor
 
 # Jordan et al. 2024 (Muon post and reference code): coefficients chosen to maximise the slope at
 # zero of the quintic, so that small singular values grow fast in few steps.
@@ -75,6 +76,30 @@ def newton_schulz(
     return x.T if tall else x
 
 
+def orthogonalise(
+    update: Tensor,
+    steps: int = NS_STEPS,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    eps: float = 1e-7,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> Tensor:
+    """``newton_schulz`` of a matrix, also when FSDP2 shards it (a DTensor, rows split over
+    ranks): Newton-Schulz needs the whole matrix (its Gram matrix mixes every row), so the
+    shards are all-gathered, every rank runs the same iteration on the whole matrix, and each
+    keeps the rows of its own shard (``distribute_tensor`` with ``src_data_rank=None`` slices
+    locally, no second collective). The gather moves ``dtype`` (bf16: half of fp32) since
+    Newton-Schulz casts to it first anyway, so the result is bit for bit the unsharded one.
+    Every rank repeating the iteration costs what single-device Muon costs; the all-gather is
+    the size of one FSDP forward gather of the matrix."""
+    if not is_dtensor(update):
+        return newton_schulz(update, steps, coefficients, eps, dtype)
+    from torch.distributed.tensor import distribute_tensor
+
+    whole = update.to(dtype or update.dtype).full_tensor()
+    o = newton_schulz(whole, steps, coefficients, eps, dtype)
+    return distribute_tensor(o, update.device_mesh, update.placements, src_data_rank=None)
+
+
 def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     """The factor that sets ||dW||_2 of an orthogonalised update for ``mode`` (see module doc)."""
     check_choice("muon_scale", mode, MUON_SCALES)
@@ -85,13 +110,26 @@ def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     return 0.2 * math.sqrt(max(fan_out, fan_in))
 
 
+def _dtype_name(dtype: torch.dtype | str | None) -> str | None:
+    """A group's Newton-Schulz dtype as its name ("bfloat16"): state dicts then hold plain
+    strings, which torch's distributed state-dict tools and weights_only loading accept."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _dtype(name: torch.dtype | str | None) -> torch.dtype | None:
+    return getattr(torch, name) if isinstance(name, str) else name
+
+
 class Muon(torch.optim.Optimizer):
     """Muon on param groups with ``use_muon=True`` (2-D), AdamW on the others, as one optimizer.
 
     Group keys: lr, weight_decay (decoupled: W <- W(1 - lr*wd), as torch's AdamW and Muon),
     use_muon; Muon groups: momentum, nesterov, scale_mode, update_scale (a float overrides the
     per-shape scale, None computes it from (fan_out, fan_in) = W.shape), ns_steps,
-    ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps.
+    ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps, foreach, fused (torch's fused
+    kernel, as torch.optim.AdamW(fused=True)). Parameters sharded by FSDP2 (DTensors) work as
+    they are: momentum and AdamW are elementwise on the shards, Newton-Schulz gathers each
+    matrix (``orthogonalise``).
     """
 
     def __init__(
@@ -110,6 +148,7 @@ class Muon(torch.optim.Optimizer):
         ns_dtype: torch.dtype | None = torch.bfloat16,
         use_muon: bool = True,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         if not lr >= 0:
             raise ConfigError("lr", lr, "a number >= 0")
@@ -130,12 +169,14 @@ class Muon(torch.optim.Optimizer):
             ns_steps=ns_steps,
             ns_coefficients=tuple(ns_coefficients),
             ns_eps=ns_eps,
-            ns_dtype=ns_dtype,
+            ns_dtype=_dtype_name(ns_dtype),
             use_muon=use_muon,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
         for group in self.param_groups:
+            group["ns_dtype"] = _dtype_name(group["ns_dtype"])
             check_choice("scale_mode", group["scale_mode"], MUON_SCALES)
             if group["use_muon"]:
                 for p in group["params"]:
@@ -185,8 +226,12 @@ class Muon(torch.optim.Optimizer):
             # foreach: the step is matmul-bound and each matrix stays in cache from momentum to NS.
             buf.lerp_(g, 1.0 - mu)
             u = g.lerp(buf, mu) if group["nesterov"] else buf
-            o = newton_schulz(
-                u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], group["ns_dtype"]
+            o = orthogonalise(
+                u,
+                group["ns_steps"],
+                group["ns_coefficients"],
+                group["ns_eps"],
+                _dtype(group["ns_dtype"]),
             )
             scale = group["update_scale"]
             if scale is None:
@@ -203,7 +248,11 @@ class Muon(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 # The same state layout as torch.optim.AdamW, so checkpoints read alike.
-                state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+                # torch.optim.AdamW's layout: the fused kernel wants the step on the device.
+                fused = bool(group["fused"])
+                state["step"] = torch.zeros(
+                    (), dtype=_get_scalar_dtype(is_fused=fused), device=p.device if fused else None
+                )
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
@@ -222,6 +271,7 @@ class Muon(torch.optim.Optimizer):
             [],
             steps,
             foreach=group["foreach"],
+            fused=group["fused"],
             decoupled_weight_decay=True,
             amsgrad=False,
             beta1=beta1,

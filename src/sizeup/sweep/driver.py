@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from sizeup.choices import SWEEP_ORDERS
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, check_choice
 from sizeup.progress import Progress
-from sizeup.sweep.executors import Runner, default_runner, make_executor
+from sizeup.sweep.executors import LoggedRunner, Runner, default_runner, make_executor
 from sizeup.sweep.spec import SweepSpec, load_spec
 from sizeup.sweep.store import FINISHED, LEASE_S, Lease, Store
 
@@ -47,6 +47,7 @@ def run_sweep(
     order: str = "spec",
     lease_s: float = LEASE_S,
     wait: bool = True,
+    log: Sequence[str] = (),
     **executor_kwargs: Any,
 ) -> SweepReport:
     """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
@@ -59,9 +60,12 @@ def run_sweep(
     a heartbeat) or whose driver exited is queued again; ``requeue_running`` forces that for
     every running trial. With ``wait`` the call returns when every trial of the spec has
     finished, also those other drivers are running; without, when nothing is left to claim.
+    ``log``: `--log` specs (jsonl:DIR, tensorboard:DIR, wandb:PROJECT) every trial logs to,
+    each under its trial id (``LoggedRunner``; the default trainer only).
     Every argument is checked before the store is touched.
     """
     check_choice("order", order, SWEEP_ORDERS)
+    runner = _logged(runner, log, store)
     if not (isinstance(lease_s, (int, float)) and lease_s > 0):
         raise ConfigError("lease_s", lease_s, "a positive number of seconds")
     configs = spec if isinstance(spec, list) else load_spec(spec).trials()
@@ -94,6 +98,20 @@ def run_sweep(
     finally:
         if own_store:
             st.close()
+
+
+def _logged(runner: Runner | None, log: Sequence[str], store: Any) -> Runner | None:
+    """The runner that logs each trial when ``log`` names destinations (checked here)."""
+    if not log:
+        return runner
+    from sizeup.train.loggers import parse_log
+
+    for spec in log:
+        parse_log(spec)
+    if runner is not None:
+        raise ConfigError("log", list(log), "only with the default runner (sizeup.train.run)")
+    group = Path(store.path).stem if isinstance(store, Store) else Path(store).stem
+    return LoggedRunner(tuple(log), group=group)
 
 
 def _run(

@@ -110,19 +110,11 @@ def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
     return model, base, delta
 
 
-def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
-    """Seed, build model + base, parametrize, optimizer, schedule and data for ``cfg``."""
-    from sizeup.data import make_data
-    from sizeup.schedules import make_schedule
-
-    if cfg.device == "cpu":
-        torch.set_num_threads(cfg.threads)
-    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
-    check_memory(cfg)
-    torch.manual_seed(cfg.seed)
-    model, base, delta = build_models(cfg)
-    p = parametrize(
+def parametrize_run(
+    cfg: RunConfig, model: nn.Module, base: nn.Module, delta: nn.Module
+) -> Parametrization:
+    """``parametrize`` with the run's options (the model may already be sharded by FSDP2)."""
+    return parametrize(
         model,
         base,
         delta=delta,
@@ -136,6 +128,33 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         optimizer=cfg.optimizer,
         scale_eps=cfg.scale_eps,
     )
+
+
+def fused_adamw(cfg: RunConfig) -> bool | None:
+    """torch's fused AdamW kernel on CUDA (one launch for all tensors of a group, the fastest
+    AdamW torch has); elsewhere torch's default (foreach), which keeps CPU runs bit for bit
+    what they were."""
+    return True if cfg.device.startswith("cuda") else None
+
+
+def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
+    """Seed, build model + base, parametrize (then shard with FSDP2 when cfg.fsdp), optimizer,
+    schedule and data for ``cfg``."""
+    from sizeup.data import make_data
+    from sizeup.schedules import make_schedule
+
+    if cfg.device == "cpu":
+        torch.set_num_threads(cfg.threads)
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
+    check_memory(cfg)
+    torch.manual_seed(cfg.seed)
+    model, base, delta = build_models(cfg)
+    p = parametrize_run(cfg, model, base, delta)
+    if cfg.fsdp:  # parametrize first (on whole tensors), then shard, then the optimizer
+        from sizeup.train.fsdp import shard
+
+        shard(model)
     opt = p.optimizer(
         cfg.optimizer,
         lr=cfg.lr,
@@ -147,6 +166,8 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         batch_size=cfg.batch_size,
         base_batch_size=cfg.base_batch_size,
         muon_lr=cfg.muon_lr,
+        fused=fused_adamw(cfg),
+        ns_dtype=DTYPES[cfg.ns_dtype],
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
