@@ -11,6 +11,7 @@ import typer
 
 from sizeup.choices import EXECUTORS, choices_help
 from sizeup.cli.options import writable
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.errors import ConfigError, check_choice
 
 
@@ -135,11 +136,9 @@ def transfer(
     ),
     plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
+    fmt: str = FORMAT,
 ) -> None:
     """Optimal lr per width (or depth, batch, steps), its drift in octaves and the regret."""
-    from rich.console import Console
-    from rich.table import Table
-
     from sizeup.sweep.transfer import analyze_transfer
 
     if not study.exists():
@@ -147,34 +146,43 @@ def transfer(
     writable("plot", plot)
     writable("json", json_out)
     groups = [g.strip() for g in group_by.split(",")] if group_by else None
+    output = Output(fmt)
     rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
-    console = Console()
-    for g in rep.groups:
-        t = Table(
-            title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
-            f"{_fmt_lr(g.transferred_lr)}"
-        )
-        for col in (axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"):
-            t.add_column(col, justify="right")
-        for p in g.points:
-            t.add_row(
-                str(p.value),
-                _fmt_lr(p.opt_lr),
-                f"{p.best_grid_loss:.4f}",
-                f"{p.loss_at_transfer:.4f}",
-                f"{p.regret:.4f}",
-                "yes" if p.at_edge else "",
-            )
-        console.print(t)
-        console.print(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
-    if plot is not None:
-        from sizeup.sweep.plots import plot_lr_curves
+    with output:
+        for g in rep.groups:
+            output.table(_transfer_table(g, axis))
+            output.line(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
+        output.data(rep.to_dict())
+        written = []
+        if plot is not None:
+            from sizeup.sweep.plots import plot_lr_curves
 
-        plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
-        console.print(f"wrote {plot}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
-        console.print(f"wrote {json_out}")
+            plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
+            written.append(plot)
+        if json_out is not None:
+            json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+            written.append(json_out)
+        output.wrote(*written)
+
+
+def _transfer_table(g: Any, axis: str) -> Table:
+    """One group of the transfer analysis: the optimal lr, losses and regret per axis value."""
+    t = Table(
+        f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
+        f"{_fmt_lr(g.transferred_lr)}",
+        [axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"],
+        right=(axis, "optimal lr", "best loss", "loss @ transferred", "regret"),
+    )
+    for p in g.points:
+        t.add(
+            str(p.value),
+            _fmt_lr(p.opt_lr),
+            f"{p.best_grid_loss:.4f}",
+            f"{p.loss_at_transfer:.4f}",
+            f"{p.regret:.4f}",
+            "yes" if p.at_edge else "",
+        )
+    return t
 
 
 def demo(
