@@ -50,11 +50,9 @@ def sweep(
     ),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
-    from rich.console import Console
-
     from sizeup.sweep import load_spec, run_sweep
 
-    console = Console()
+    console = Output()  # lines only: plain off a terminal, never wrapped
     s = load_spec(spec)  # validated before anything runs
     check_choice("executor", executor, EXECUTORS)
     if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
@@ -62,7 +60,7 @@ def sweep(
     writable("export", export)
     writable("store", store)
     if dry_run:
-        _list_trials(console, spec, s)
+        _list_trials(console, spec, s, workers)
         return
     if export is not None and _salvage_if_damaged(console, store, export):
         raise SystemExit(1)
@@ -79,7 +77,7 @@ def sweep(
         wait=wait,
         **kw,
     )
-    console.print(
+    console.line(
         f"ran {rep.ran} trials ({rep.skipped} already finished, "
         f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
     )
@@ -87,26 +85,36 @@ def sweep(
         from sizeup.sweep import Store
 
         with Store(store, readonly=True) as st:
-            console.print(f"wrote {st.export(export)}")
+            console.wrote(st.export(export))
     if rep.unfinished:
-        console.print(
-            f"[red]{rep.unfinished} trial(s) of this spec are unfinished[/] (still queued or "
+        console.line(
+            (f"{rep.unfinished} trial(s) of this spec are unfinished", "red"),
+            " (still queued or "
             "running in other drivers); run the same command again to finish them, or add "
-            "--requeue-running if their drivers are gone"
+            "--requeue-running if their drivers are gone",
         )
         raise SystemExit(1)
 
 
-def _list_trials(console: Any, path: Path, s: Any) -> None:
+def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:
+    """The trials, their count, and an estimate of the wall time (a few steps timed here)."""
+    from sizeup.sweep.driver import estimate_wall_time
+
     trials = s.trials()
-    console.print(f"{len(trials)} trials in {path}")
     varied = list(s.axes) + [k for group in s.zips for k in group]
     for c in trials:
         point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
-        console.print(f"  {c.trial_id()}  {point}")
+        console.line(f"  {c.trial_id()}  {point}")
+    console.line(f"{len(trials)} trials in {path}")
+    try:
+        estimate = estimate_wall_time(trials, workers=workers)
+    except Exception as e:  # noqa: BLE001 - a dry run validates; the estimate is a bonus
+        console.line(f"no wall-time estimate: timing a few steps failed ({e})")
+        return
+    console.line(estimate.text())
 
 
-def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
+def _salvage_if_damaged(console: Output, store: Path, export: Path) -> bool:
     """With --export on a damaged store: write what is readable, say what was lost; True then."""
     from sizeup.errors import StoreError
     from sizeup.sweep import Store
@@ -117,10 +125,10 @@ def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
         Store(store, readonly=True).close()
         return False
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.line((str(e), "red"))
     with Store(store, readonly=True, check=False) as st:
         path = st.export(export, salvage=True)
-        console.print(
+        console.line(
             f"salvaged into {path}: the trials that could be read "
             f"({st.unreadable} row(s) unreadable); nothing was run"
         )
