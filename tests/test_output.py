@@ -226,3 +226,10 @@ def test_sweep_off_a_terminal_prints_progress_lines(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "sweep: 2/2 (100%)" in r.stderr and "\x1b[" not in r.stderr
     assert "ran 2 trials" in r.stdout
+
+
+def test_parametrize_marks_muon_only_under_muon(capsys):
+    main(["parametrize", "--width", "64", "--optimizer", "muon", "--format", "markdown"])
+    out = capsys.readouterr().out
+    assert "* updated by Muon" in out and "| hidden* |" in out
+    assert out.splitlines()[0].endswith("rule mup, optimizer muon (lr 0.003)")

@@ -918,3 +918,69 @@ def test_schedule_free_adamw_plan():
     q = next(r for r in p.layers if r["tensor"] == "blocks.*.attn.q")
     assert (q["beta1"], q["beta2"]) == (0.9, 0.95)
     assert q["decay_per_step"] == pytest.approx(q["lr"] * 0.1)
+
+
+# --- numbers that explain themselves (issue #15)
+def test_family_shapes_are_hardware_friendly_and_show_their_rounding():
+    # Chinchilla's budget under the Epoch refit: before, n_head 71 and d_ff 24235
+    p = plan(preset="epoch", compute=5.76e23)
+    s = p.shape
+    assert s["n_head"] % 8 == 0 and s["d_model"] % 128 == 0 and s["d_ff"] % 128 == 0
+    assert (s["n_layer"], s["d_model"], s["n_head"], s["d_ff"]) == (70, 9216, 72, 24576)
+    rows = dict(p.summary_rows())
+    assert "72 heads x 128" in rows["shape"] and "a multiple of 128" in rows["shape"]
+    assert "nearest the target N_opt(C)" in rows["parameters"]
+    # small targets: head counts a power of two below 8
+    assert shape_for(2e7, head_dim=64).n_head in (1, 2, 4, 8, 16)
+    # the rounding is an option: 1 keeps d_ff = round(8/3 d) as the GPT does by itself
+    explicit = dict(preset="chinchilla", n_layer=30, d_model=4096, tokens=1e11)
+    assert plan(**explicit).shape["d_ff"] == 11008  # 8/3 x 4096 = 10922.7, up to 86 x 128
+    assert plan(**explicit, ffn_multiple=1).shape["d_ff"] == 10923
+
+
+def test_presets_carry_their_vocabulary():
+    from sizeup.laws.presets import get_preset
+
+    assert get_preset("deepseek-v1").vocab_size == 102_400
+    # DeepSeek LLM 7B (30 layers, d 4096, d_ff 11008, vocabulary 102,400): 6.9B parameters
+    p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096, tokens=2e12)
+    assert p.shape["vocab_size"] == 102_400 and p.shape["d_ff"] == 11008
+    assert p.params == pytest.approx(6.91e9, rel=2e-3)
+    assert "preset deepseek-v1's vocabulary" in dict(p.summary_rows())["shape"]
+    # a vocabulary the user gives wins
+    q = plan(preset="deepseek-v1", n_layer=30, d_model=4096, tokens=2e12, vocab_size=32000)
+    assert q.shape["vocab_size"] == 32000 and "given" in dict(q.summary_rows())["shape"]
+    assert get_preset("steplaw").vocab_size is None  # not stated where sizeup could read it
+    assert plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10).shape["vocab_size"] == 32000
+
+
+def test_loss_time_and_cost_are_always_shown_or_explained():
+    rows = dict(plan(preset="deepseek-v1", params=7e9, tokens=2e12).summary_rows())
+    assert "no loss law in preset deepseek-v1" in rows["predicted loss"]
+    assert "give --gpu" in rows["time"] and "--gpu-price" in rows["cost"]
+    rows = dict(plan(preset="chinchilla", params=7e9, gpu="H100", n_gpus=64).summary_rows())
+    assert rows["predicted loss"][0].isdigit() and "days on 64 x H100" in rows["time"]
+    assert "give --gpu-price" in rows["cost"] and "GPU-hours" in rows["cost"]
+
+
+def test_rows_are_words_not_ratios():
+    p = plan(preset="deepseek-v1", params=7e9, tokens=1e13)
+    rows = dict(p.summary_rows())
+    assert "ratios" not in rows and "no proxy given" in rows["transfer"]
+    assert "tokens per parameter" in rows["tokens"]
+    assert not any("FLOP/token" in w for w in p.warnings)
+    assert any("tokens per parameter is far" in w for w in p.warnings)  # DeepSeek's D/M, in N
+    q = plan(
+        preset="deepseek-v1",
+        params=7e9,
+        tokens=2e12,
+        base_width=256,
+        base_lr=3e-3,
+        base_batch=2**20,
+        base_tokens=1e9,
+    )
+    rows = dict(q.summary_rows())
+    assert rows["transfer"].startswith("16x the proxy's width")
+    assert "beta2 0.95 ->" in rows["batch transfer"] and "eps 1e-08 ->" in rows["batch transfer"]
+    moved = q.batch_transfer
+    assert moved["lr"] == [3e-3, pytest.approx(3e-3 * (q.batch_tokens / 2**20) ** 0.5)]
