@@ -124,6 +124,8 @@ def test_flops_fit_and_transfer_off_a_terminal(tmp_path):
     r = sizeup("transfer", tmp_path / "s.db")
     assert r.returncode == 0, r.stderr
     assert {"width", "optimal lr", "loss @ transferred", "32", "64"} <= cells(r.stdout)
+    r = sizeup("transfer", tmp_path / "s.db", "--format", "json")
+    assert json.loads(r.stdout)["groups"][0]["points"], r.stderr
     csv = tmp_path / "runs.csv"
     _isoflop_points().to_csv(csv, index=False)
     r = sizeup("fit", "chinchilla", csv, "--approach", "2", "--out", tmp_path / "fit")

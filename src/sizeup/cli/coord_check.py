@@ -73,14 +73,16 @@ def coord_check_cmd(
     if depths:
         result = _depth_result(given, ints("depths", depths), depth_scaling, judging)
     else:
+        from sizeup.cli.train import optimizer_notes
         from sizeup.diagnostics.coord_check import coord_check
 
-        result = coord_check(
-            config=cfg,
-            widths=ints("widths", widths) if widths else None,
-            modules=modules.split(",") if modules else None,
-            **judging,
-        )
+        with optimizer_notes(True):  # a batch transfer or a large decay: one line each
+            result = coord_check(
+                config=cfg,
+                widths=ints("widths", widths) if widths else None,
+                modules=modules.split(",") if modules else None,
+                **judging,
+            )
     with output:
         _report(output, result, noise_z, out)
     if not result.passed:
