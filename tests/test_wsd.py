@@ -138,9 +138,9 @@ def test_wsd_cli_falls_back_to_approach3_and_says_what_would_bracket(tmp_path, m
 
 @pytest.mark.slow
 def test_wsd_example_reduced_brackets_the_optimum(tmp_path, capsys):
-    """The README's example, reduced (widths 8, 16, 32; branches up to 1280 steps; about two
-    minutes on 2 cores): the tiny models' isoFLOP budgets bracket the optimum, so approach 2
-    writes fit.json and isoflops.png (measured: five budgets, N_opt ~ C^0.61)."""
+    """The README's example, reduced (widths 8, 16, 32; branches up to 1280 steps; 3.6 minutes
+    on 2 cores shared with other jobs): the tiny models' isoFLOP budgets bracket the optimum, so
+    approach 2 writes fit.json and isoflops.png (measured: five budgets, N_opt ~ C^0.61)."""
     from sizeup.cli import main
 
     main(["wsd", "--widths", "8,16,32", "--steps", "80,160,320,640,1280", "--out", str(tmp_path)])
