@@ -64,6 +64,11 @@ BatchUnit = Literal["tokens", "sequences"]
 Resample = Literal["auto", "points", "parametric"]
 Holdout = Literal["none", "largest-budget"]
 
+# --- the command line (cli/output.py) --------------------------------------------------------
+# How a command prints its tables: rich (boxes and colour, for a terminal), markdown (full-width
+# pipe tables that read anywhere: logs, files, issues) or json (one document on stdout).
+OutputFormat = Literal["rich", "markdown", "json"]
+
 RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
 READOUT_FORMS: tuple[ReadoutForm, ...] = get_args(ReadoutForm)
@@ -91,6 +96,7 @@ N_DEFINITIONS: tuple[NDefinition, ...] = get_args(NDefinition)
 BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
 RESAMPLES: tuple[Resample, ...] = get_args(Resample)
 HOLDOUTS: tuple[Holdout, ...] = get_args(Holdout)
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
 def optimizer_family(optimizer: Optimizer) -> OptFamily:

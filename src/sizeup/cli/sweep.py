@@ -11,6 +11,7 @@ import typer
 
 from sizeup.choices import EXECUTORS, choices_help
 from sizeup.cli.options import writable
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.errors import ConfigError, check_choice
 
 
@@ -54,11 +55,9 @@ def sweep(
     ),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
-    from rich.console import Console
-
     from sizeup.sweep import load_spec, run_sweep
 
-    console = Console()
+    console = Output()  # lines only: plain off a terminal, never wrapped
     s = load_spec(spec)  # validated before anything runs
     check_choice("executor", executor, EXECUTORS)
     if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
@@ -66,7 +65,7 @@ def sweep(
     writable("export", export)
     writable("store", store)
     if dry_run:
-        _list_trials(console, spec, s)
+        _list_trials(console, spec, s, workers)
         return
     if export is not None and _salvage_if_damaged(console, store, export):
         raise SystemExit(1)
@@ -84,7 +83,7 @@ def sweep(
         log=logs,
         **kw,
     )
-    console.print(
+    console.line(
         f"ran {rep.ran} trials ({rep.skipped} already finished, "
         f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
     )
@@ -92,26 +91,36 @@ def sweep(
         from sizeup.sweep import Store
 
         with Store(store, readonly=True) as st:
-            console.print(f"wrote {st.export(export)}")
+            console.wrote(st.export(export))
     if rep.unfinished:
-        console.print(
-            f"[red]{rep.unfinished} trial(s) of this spec are unfinished[/] (still queued or "
+        console.line(
+            (f"{rep.unfinished} trial(s) of this spec are unfinished", "red"),
+            " (still queued or "
             "running in other drivers); run the same command again to finish them, or add "
-            "--requeue-running if their drivers are gone"
+            "--requeue-running if their drivers are gone",
         )
         raise SystemExit(1)
 
 
-def _list_trials(console: Any, path: Path, s: Any) -> None:
+def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:
+    """The trials, their count, and an estimate of the wall time (a few steps timed here)."""
+    from sizeup.sweep.driver import estimate_wall_time
+
     trials = s.trials()
-    console.print(f"{len(trials)} trials in {path}")
     varied = list(s.axes) + [k for group in s.zips for k in group]
     for c in trials:
         point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
-        console.print(f"  {c.trial_id()}  {point}")
+        console.line(f"  {c.trial_id()}  {point}")
+    console.line(f"{len(trials)} trials in {path}")
+    try:
+        estimate = estimate_wall_time(trials, workers=workers)
+    except Exception as e:  # noqa: BLE001 - a dry run validates; the estimate is a bonus
+        console.line(f"no wall-time estimate: timing a few steps failed ({e})")
+        return
+    console.line(estimate.text())
 
 
-def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
+def _salvage_if_damaged(console: Output, store: Path, export: Path) -> bool:
     """With --export on a damaged store: write what is readable, say what was lost; True then."""
     from sizeup.errors import StoreError
     from sizeup.sweep import Store
@@ -122,10 +131,10 @@ def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
         Store(store, readonly=True).close()
         return False
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.line((str(e), "red"))
     with Store(store, readonly=True, check=False) as st:
         path = st.export(export, salvage=True)
-        console.print(
+        console.line(
             f"salvaged into {path}: the trials that could be read "
             f"({st.unreadable} row(s) unreadable); nothing was run"
         )
@@ -141,11 +150,9 @@ def transfer(
     ),
     plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
+    fmt: str = FORMAT,
 ) -> None:
     """Optimal lr per width (or depth, batch, steps), its drift in octaves and the regret."""
-    from rich.console import Console
-    from rich.table import Table
-
     from sizeup.sweep.transfer import analyze_transfer
 
     if not study.exists():
@@ -153,34 +160,43 @@ def transfer(
     writable("plot", plot)
     writable("json", json_out)
     groups = [g.strip() for g in group_by.split(",")] if group_by else None
+    output = Output(fmt)
     rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
-    console = Console()
-    for g in rep.groups:
-        t = Table(
-            title=f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
-            f"{_fmt_lr(g.transferred_lr)}"
-        )
-        for col in (axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"):
-            t.add_column(col, justify="right")
-        for p in g.points:
-            t.add_row(
-                str(p.value),
-                _fmt_lr(p.opt_lr),
-                f"{p.best_grid_loss:.4f}",
-                f"{p.loss_at_transfer:.4f}",
-                f"{p.regret:.4f}",
-                "yes" if p.at_edge else "",
-            )
-        console.print(t)
-        console.print(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
-    if plot is not None:
-        from sizeup.sweep.plots import plot_lr_curves
+    with output:
+        for g in rep.groups:
+            output.table(_transfer_table(g, axis))
+            output.line(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
+        output.data(rep.to_dict())
+        written = []
+        if plot is not None:
+            from sizeup.sweep.plots import plot_lr_curves
 
-        plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
-        console.print(f"wrote {plot}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
-        console.print(f"wrote {json_out}")
+            plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
+            written.append(plot)
+        if json_out is not None:
+            json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+            written.append(json_out)
+        output.wrote(*written)
+
+
+def _transfer_table(g: Any, axis: str) -> Table:
+    """One group of the transfer analysis: the optimal lr, losses and regret per axis value."""
+    t = Table(
+        f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
+        f"{_fmt_lr(g.transferred_lr)}",
+        [axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"],
+        right=(axis, "optimal lr", "best loss", "loss @ transferred", "regret"),
+    )
+    for p in g.points:
+        t.add(
+            str(p.value),
+            _fmt_lr(p.opt_lr),
+            f"{p.best_grid_loss:.4f}",
+            f"{p.loss_at_transfer:.4f}",
+            f"{p.regret:.4f}",
+            "yes" if p.at_edge else "",
+        )
+    return t
 
 
 def demo(

@@ -250,32 +250,48 @@ class CoordCheckResult:
         return path
 
     def table(self, max_rows: int = 40) -> Table:
-        """A rich table: one row per module, judged slope per step, verdict; failures first.
-        Modules judged on their update (they vanish at init) are marked * and show its slope."""
+        """A rich table of ``table_cells``: one row per module, judged slope per step, verdict;
+        failures first. Modules judged on their update (they vanish at init) are marked *."""
         from rich.table import Table
+        from rich.text import Text
 
+        title, columns, rows, caption = self.table_cells(max_rows)
+        t = Table(title=title, caption=caption or None)
+        for i, col in enumerate(columns):
+            t.add_column(col, justify="right" if col.startswith("t=") else "left", no_wrap=i == 0)
+        for row in rows:
+            t.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
+        return t
+
+    def table_cells(
+        self, max_rows: int | None = None
+    ) -> tuple[str, list[str], list[list[str | tuple[str, str]]], str]:
+        """(title, columns, rows, caption) of the verdict table; a cell is text or (text, rich
+        style). Failures first; ``max_rows`` keeps the first ones (all are in the JSON)."""
         title = (
             f"coord check over {self.axis} {self.sizes}: "
-            + ("[green]PASSED[/]" if self.passed else "[red]FAILED[/]")
+            + ("PASSED" if self.passed else "FAILED")
             + f"  (|slope| <= {self.tolerance} from step {self.judge_from}; * vanishes at init: "
             + "its update out_t - out_0 is judged, and may shrink down to "
             + f"-{CROSSTALK_SLOPE + self.tolerance:g})"
         )
-        t = Table(title=title)
-        t.add_column("module")
-        t.add_column("kind")
-        for s in range(self.steps + 1):
-            t.add_column(f"t={s}", justify="right")
-        t.add_column("verdict")
-        rows = self.failing() + [m for m in self.modules if m.passed]
-        for m in rows[:max_rows]:
-            cells = [self._cell(m, s) for s in range(self.steps + 1)]
-            t.add_row(m.name + ("*" if m.vanishes else ""), m.kind, *cells, self._mark(m))
-        if len(rows) > max_rows:
-            t.caption = f"... {len(rows) - max_rows} more modules (all in coord_check.json)"
-        return t
+        columns = ["module", "kind", *(f"t={s}" for s in range(self.steps + 1)), "verdict"]
+        ordered = self.failing() + [m for m in self.modules if m.passed]
+        shown = ordered if max_rows is None else ordered[:max_rows]
+        rows: list[list[str | tuple[str, str]]] = [
+            [
+                m.name + ("*" if m.vanishes else ""),
+                m.kind,
+                *(self._cell(m, s) for s in range(self.steps + 1)),
+                self._mark(m),
+            ]
+            for m in shown
+        ]
+        more = len(ordered) - len(shown)
+        caption = f"... {more} more modules (all in coord_check.json)" if more > 0 else ""
+        return title, columns, rows, caption
 
-    def _cell(self, m: ModuleCurve, s: int) -> str:
+    def _cell(self, m: ModuleCurve, s: int) -> str | tuple[str, str]:
         """One table cell: the total's slope at t = 0 (init), the judged slope after."""
         slope = m.judged_slope(s) if s >= self.judge_from else m.slopes[s]
         txt = f"{slope:+.2f}" if math.isfinite(slope) else "inf"
@@ -285,13 +301,13 @@ class CoordCheckResult:
         if math.isfinite(se) and se > 0:
             txt += f"±{se:.2f}"
         if m.excess(s) > 0:
-            txt = f"[red]{txt}[/]" if m.fails(s) else f"[yellow]{txt}[/]"
+            return (txt, "red") if m.fails(s) else (txt, "yellow")
         return txt
 
-    def _mark(self, m: ModuleCurve) -> str:
+    def _mark(self, m: ModuleCurve) -> tuple[str, str]:
         if not m.passed:
-            return "[red]FAIL[/]"
-        return "[yellow]noisy[/]" if m.noisy(self.judge_from) else "[green]ok[/]"
+            return ("FAIL", "red")
+        return ("noisy", "yellow") if m.noisy(self.judge_from) else ("ok", "green")
 
 
 def _rows(rows: list[list[float]]) -> list[list[float | None]]:

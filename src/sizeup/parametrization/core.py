@@ -225,31 +225,38 @@ class Parametrization:
         return self.scalings[param_name].multiplier * b if param_name.endswith("weight") else b
 
     def print_table(self, console: Any = None) -> None:
-        """Pretty-print the per-tensor table with rich."""
+        """Pretty-print the per-tensor table with rich (the cells of ``table_cells``)."""
         from rich import box
         from rich.console import Console
         from rich.table import Table
 
+        columns, rows, caption = self.table_cells()
         # Compact enough for an 80-column terminal: fans are in the shape (fan_out x fan_in for
         # Linear); the Markdown and JSON tables spell them out.
         t = Table(
             title=f"sizeup parametrization: rule={self.rule}",
             box=box.SIMPLE_HEAD,
             padding=(0, 0),
-            caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
-            f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
-            f"module's init; sigma0: the base init std it scales from, h model hint, "
-            f"m measured, g given",
+            caption=caption,
         )
-        t.add_column("tensor", min_width=20, max_width=24, overflow="fold")
-        t.add_column("role", no_wrap=True)
-        t.add_column("shape", no_wrap=True)
-        for col in ("sigma0", "init", "mult", "lr x", "wd x", "eps x"):
+        t.add_column(columns[0], min_width=20, max_width=24, overflow="fold")
+        t.add_column(columns[1], no_wrap=True)
+        t.add_column(columns[2], no_wrap=True)
+        for col in columns[3:]:
             t.add_column(col, justify="right", no_wrap=True)
-        for r in self.rows():
-            t.add_row(
+        for r in rows:
+            t.add_row(*r)
+        (console or Console()).print(t)
+
+    def table_cells(self) -> tuple[list[str], list[list[str]], str]:
+        """(columns, rows, caption) of the compact per-tensor table: what `print_table` and
+        `sizeup parametrize` show. The Muon mark and its footnote appear only under Muon."""
+        muon = self.options["optimizer"] == "muon"
+        columns = ["tensor", "role", "shape", "sigma0", "init", "mult", "lr x", "wd x", "eps x"]
+        rows = [
+            [
                 r["name"],
-                r["role"] + ("*" if r["muon"] else ""),
+                r["role"] + ("*" if muon and r["muon"] else ""),
                 "x".join(map(str, r["shape"])),
                 _sigma_cell(r),
                 "keep" if r["init_std"] is None else f"{r['init_std']:.3g}",
@@ -257,8 +264,17 @@ class Parametrization:
                 f"{r['lr_mult']:.3g}",
                 f"{r['wd_mult']:.3g}",
                 f"{r['eps_mult']:.3g}",
-            )
-        (console or Console()).print(t)
+            ]
+            for r in self.rows()
+        ]
+        caption = (
+            f"lr x / wd x / eps x: multipliers of the base lr, weight decay and Adam eps "
+            f"({self.options['optimizer']}); "
+            + ("* updated by Muon; " if muon else "")
+            + "keep: module's init; sigma0: the base init std it scales from, h model hint, "
+            "m measured, g given"
+        )
+        return columns, rows, caption
 
     def to_markdown(self) -> str:
         """The per-tensor table as a Markdown table."""

@@ -13,11 +13,13 @@ tensor classes (``blocks.*.attn.q``) for display.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sizeup.optim import collapse, decay_warning, tensor_table
+from sizeup.optim import BatchTransferWarning, collapse, decay_warning, tensor_table
 from sizeup.plan.records import Proxy, Recipe, Shape
 from sizeup.plan.stages import Batch, LearningRate, Stage, batch_transfer, note
 
@@ -64,7 +66,9 @@ def base_shape(shape: Shape, proxy: Proxy | None) -> Shape:
     only cost memory when it is built for real."""
     if proxy is None:
         return shape.with_width(shape.d_model, 1)
-    return shape.with_width(proxy.width, 1, proxy.head_dim)
+    # The proxy as sizeup trains it: RunConfig's GPT rounds mlp_ratio x width to the nearest
+    # integer (the target's hardware rounding of d_ff is the target's own).
+    return dataclasses.replace(shape.with_width(proxy.width, 1, proxy.head_dim), ffn_multiple=1)
 
 
 def build_models(shape: Shape, base: Shape, factory: ModelFactory, base_on_meta: bool) -> Models:
@@ -132,7 +136,10 @@ def target_optimizer(
     kappa = batch / base_batch
     if all(1 - kappa * (1 - v) >= 0 for v in (*recipe.betas, recipe.momentum)):
         kw.update(batch_size=batch, base_batch_size=base_batch)
-        return p.optimizer(recipe.optimizer, lr.eta, **kw), []
+        with warnings.catch_warnings():
+            # the plan shows what the transfer moved in its own summary (LearningRate.moved)
+            warnings.simplefilter("ignore", BatchTransferWarning)
+            return p.optimizer(recipe.optimizer, lr.eta, **kw), []
     t_lr, betas, eps, mom = batch_transfer(recipe, lr.eta, batch, base_batch)
     muon = lr.muon_lr * t_lr / lr.eta if lr.muon_lr is not None else None
     kw.update(betas=betas, eps=eps, momentum=mom, muon_lr=muon)

@@ -14,11 +14,12 @@ gradient clipping and divergence test, on the same batches (``batch_at(step)``):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sizeup.config import RunConfig
+from sizeup.config import RunConfig, RunResult
 from sizeup.errors import CheckpointError, ConfigError
 from sizeup.models import num_params
 from sizeup.progress import Progress
@@ -222,3 +223,26 @@ def wsd_study(
             save_dir=None if save_dir is None else Path(save_dir) / f"width_{int(w)}",
         )
     return out
+
+
+def branch_run(
+    cfg: RunConfig,
+    total_steps: Sequence[int],
+    decay_frac: float | None = None,
+    cooldown: str | None = None,
+    save_root: str | Path | None = None,
+) -> RunResult:
+    """``wsd_branches`` for one config, as a RunResult (its branch points under
+    ``diagnostics["wsd_points"]``): the shape a sweep executor runs, so the widths of a WSD
+    study train in parallel worker processes (sizeup.sweep.executors)."""
+    t0 = time.perf_counter()
+    save_dir = None if save_root is None else Path(save_root) / f"width_{cfg.width}"
+    points = wsd_branches(
+        cfg, total_steps, decay_frac=decay_frac, cooldown=cooldown, save_dir=save_dir
+    )
+    res = RunResult(config=cfg.to_dict(), params=points[0].params)
+    res.diagnostics["wsd_points"] = [p.to_dict() for p in points]
+    res.final_val_loss = points[-1].loss
+    res.tokens, res.flops = points[-1].tokens, points[-1].flops
+    res.wall_time = time.perf_counter() - t0
+    return res
