@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh machine: CPU PyTorch first (so pip never pulls a multi-GB CUDA
-# build by accident), then sizeup with its dev, ray and schedulefree extras (schedule-free
-# AdamW; installed so its tests run), editable.
+# build by accident), then sizeup with its dev, ray, schedulefree and hf extras (schedule-free
+# AdamW, Hugging Face transformers; installed so their tests run), editable. pip keeps the
+# installed torch: transformers does not pin it.
 # For a CUDA build, install torch yourself first (e.g. `pip install torch`): an installed torch
 # is left alone.
 set -euo pipefail
@@ -19,7 +20,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   fi
   rm -rf "$probe"
 fi
-"$PY" -m pip install -e ".[dev,ray,schedulefree]"
+"$PY" -m pip install -e ".[dev,ray,schedulefree,hf]"
 # microsoft/mup (test-only, for the equivalence tests) declares torchvision, which would drag in
 # a CUDA torch; it never imports it, so install it without its dependencies.
 "$PY" -m pip install --no-deps "mup==1.0.0"

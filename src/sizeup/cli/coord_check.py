@@ -4,7 +4,9 @@ It checks the run `sizeup train` would train from the same config file, flags an
 shared option group in sizeup.cli.options): that model, init, parametrization and optimizer,
 built at each of the check's widths against the config's base width. The check's own settings
 (widths, steps, seeds, tolerance, ...) are its own options. Depth mode (``--depths``) checks the
-built-in GPT family across depths.
+built-in GPT family across depths. ``--hf NAME`` checks a Hugging Face transformers architecture
+instead (sizeup.diagnostics.hf_check): ``--set`` then sets its config fields
+(``--set num_hidden_layers=2``), and the widths are its hidden size.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import typer
 
+from sizeup.choices import HF_ARCHS, choices_help
 from sizeup.cli.options import OPT, config_from_cli, ints
 from sizeup.errors import ConfigError
 
@@ -60,6 +63,14 @@ def coord_check_cmd(
         None, help="Depth mode (built-in GPT family): depths, e.g. 2,4,8,16,32."
     ),
     depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
+    hf: str = typer.Option(
+        None,
+        "--hf",
+        help="A transformers architecture ("
+        + choices_help(HF_ARCHS)
+        + "); --set then sets its config fields. Widths: hidden size (default 64,128,256), "
+        "heads fixed.",
+    ),
 ) -> None:
     """Check that every activation of the run `sizeup train` would train stays flat in width."""
     from rich.console import Console
@@ -83,7 +94,9 @@ def coord_check_cmd(
         noise_z=noise_z,
         progress=True,
     )
-    if depths:
+    if hf:
+        result = _hf_result(hf, config, sets, flags, widths, modules, judging)
+    elif depths:
         result = _depth_result(config, sets, flags, ints("depths", depths), depth_scaling, judging)
     else:
         from sizeup.diagnostics.coord_check import coord_check
@@ -127,6 +140,48 @@ def _depth_result(
         **given,
         **judging,
     )
+
+
+def _hf_result(
+    arch: str,
+    config: Path | None,
+    sets: list[str],
+    flags: dict[str, Any],
+    widths: str | None,
+    modules: str | None,
+    judging: dict[str, Any],
+) -> Any:
+    """--hf: the transformers family ``arch`` with ``--set`` config overrides."""
+    from sizeup.diagnostics.hf_check import hf_coord_check
+
+    if config is not None:
+        raise ConfigError("--hf", arch, "no --config: --hf checks a transformers architecture")
+    given = {k: v for k, v in flags.items() if v is not None and k in ("optimizer", "lr")}
+    judging = {**judging, "first_seed": judging["first_seed"] or 0}
+    return hf_coord_check(
+        arch,
+        flags["rule"] or "mup",
+        overrides=hf_overrides(sets),
+        widths=ints("widths", widths) if widths else None,
+        modules=modules.split(",") if modules else None,
+        base_width=flags["base_width"],
+        **given,
+        **judging,
+    )
+
+
+def hf_overrides(sets: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as transformers config fields (values read as YAML: numbers,
+    booleans, null, lists)."""
+    import yaml
+
+    out = {}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", item, "key=value with key a field of the model's config")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v.strip())
+    return out
 
 
 def _report(console: Any, result: Any, noise_z: float, out: Path | None) -> None:

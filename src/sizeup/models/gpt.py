@@ -227,6 +227,7 @@ class GPT(nn.Module):
         "block": ["blocks.*"],
         "roles": {},
         "init_std": INIT_STD,
+        "final_norm": "ln_f",  # export folds a tied readout's multiplier into its gain
     }
 
     def __init__(self, config: GPTConfig):
