@@ -361,14 +361,27 @@ def flops_cmd(
     vocab: int = typer.Option(50304, "--vocab"),
     n_head: int = typer.Option(None, "--heads"),
     n_kv_head: int = typer.Option(None, "--kv-heads"),
+    head_dim: int = typer.Option(None, "--head-dim", help="gpt: per head (MLA: its no-RoPE part)."),
+    d_ff: int = typer.Option(None, "--d-ff", help="gpt: dense SwiGLU hidden (default 8/3 d)."),
+    experts: int = typer.Option(0, "--experts", help="gpt MoE: routed experts per block."),
+    top_k: int = typer.Option(2, "--top-k", help="gpt MoE: experts per token."),
+    shared: int = typer.Option(0, "--shared-experts", help="gpt MoE: always-active experts."),
+    expert_hidden: int = typer.Option(None, "--expert-hidden", help="gpt MoE: expert size."),
+    first_dense: int = typer.Option(0, "--dense-layers", help="gpt MoE: leading dense blocks."),
+    router_bias: bool = typer.Option(False, help="gpt MoE: a bias per expert (DeepSeek-V3)."),
+    kv_lora_rank: int = typer.Option(None, "--kv-lora-rank", help="gpt: MLA latent size."),
+    q_lora_rank: int = typer.Option(None, "--q-lora-rank", help="gpt MLA: query rank."),
+    rope_dim: int = typer.Option(None, "--rope-head-dim", help="gpt MLA: RoPE part of a head."),
+    v_head_dim: int = typer.Option(None, "--v-head-dim", help="gpt MLA: value head size."),
     tokens_per_s: float = typer.Option(
         None, "--tokens-per-s", help="Measured throughput: report MFU."
     ),
     peak: str = typer.Option("H100", "--peak", help="GPU name from the table, or FLOP/s."),
     n_devices: int = typer.Option(1, "--devices"),
 ) -> None:
-    """Training FLOPs per token for a model shape, and MFU from a measured throughput."""
-    from sizeup.laws.flops import flops_per_token, gpt_exact_flops_per_token, gpt_params, mfu
+    """Training FLOPs per token for a model shape (an MoE: total and active parameters, FLOPs
+    of the active ones), and MFU from a measured throughput."""
+    from sizeup.laws.flops import flops_per_token, mfu
 
     if formula == "gpt":
         kw = dict(
@@ -378,9 +391,20 @@ def flops_cmd(
             vocab_size=vocab,
             n_head=n_head,
             n_kv_head=n_kv_head,
+            head_dim=head_dim,
+            mlp_hidden=d_ff,
+            n_experts=experts,
+            top_k=top_k,
+            n_shared_experts=shared,
+            expert_hidden=expert_hidden,
+            first_dense=first_dense,
+            router_bias=router_bias,
+            kv_lora_rank=kv_lora_rank,
+            q_lora_rank=q_lora_rank,
+            qk_rope_head_dim=rope_dim,
+            v_head_dim=v_head_dim,
         )
-        f = gpt_exact_flops_per_token(**kw)
-        rows = [("params", f"{gpt_params(**kw):,}"), ("FLOPs/token (train)", f"{f:.4g}")]
+        f, rows = _gpt_rows(kw)
     else:
         f = flops_per_token(formula, n_layer, d_model, seq_len, vocab, n_head=n_head)
         rows = [("FLOPs/token (train)", f"{f:.4g}")]
@@ -392,6 +416,18 @@ def flops_cmd(
         )
         rows.append(("MFU", f"{mfu(tokens_per_s, f, p, n_devices):.1%}"))
     _print_table(f"FLOPs ({formula})", rows)
+
+
+def _gpt_rows(kw: dict[str, Any]) -> tuple[float, list[tuple[str, str]]]:
+    """The exact count's rows: parameters (total, and active for an MoE) and FLOPs per token."""
+    from sizeup.laws.flops import gpt_exact_flops_per_token, gpt_params
+
+    f = gpt_exact_flops_per_token(**kw)
+    rows = [("params", f"{gpt_params(**kw):,}")]
+    if kw["n_experts"]:
+        rows.append(("active params", f"{gpt_params(**kw, active=True):,}"))
+    rows.append(("FLOPs/token (train)", f"{f:.4g}"))
+    return f, rows
 
 
 def register(app: typer.Typer) -> None:

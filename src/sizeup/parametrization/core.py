@@ -392,6 +392,20 @@ class _Reference:
     key: dict[str, str]
 
 
+def _base_key(name: str, shapes: Mapping[str, Any]) -> str:
+    """The base tensor a model tensor is compared with: itself, else the same tensor in the
+    first base block that has it (a deeper model's extra blocks; an MoE whose first blocks are
+    dense)."""
+    m = _DIGITS.search(name)
+    if name in shapes or m is None:
+        return name
+    for i in range(int(m.group()[1:-1]) + 1):
+        cand = f"{name[: m.start()]}.{i}.{name[m.end() :]}"
+        if cand in shapes:
+            return cand
+    return name
+
+
 def _load_reference(base: Any, delta: Any, inner: nn.Module, names: list[str]) -> _Reference:
     """Load base and delta and match their tensors to the model's (ShapeError if they differ)."""
     base_ref = load_base(base, "base")
@@ -401,7 +415,7 @@ def _load_reference(base: Any, delta: Any, inner: nn.Module, names: list[str]) -
     shapes = base_ref.shapes
     # A deeper model has blocks the base lacks: those map onto the base's block 0 (depth is
     # scaled by base_depth, not inferred from names).
-    key = {n: n if n in shapes else _DIGITS.sub(".0.", n, count=1) for n in names}
+    key = {n: _base_key(n, shapes) for n in names}
     missing = [n for n in names if key[n] not in shapes]
     extra = [n for n in shapes if n not in names]
     if missing or extra:

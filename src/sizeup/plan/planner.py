@@ -92,6 +92,7 @@ class Plan:
     proxy: dict[str, Any] | None = None  # what was transferred from (and its source)
     loss: float | None = None
     loss_interval: tuple[float, float] | None = None
+    params_active: int | None = None  # an MoE's parameters per token (None: dense, all)
     time_s: float | None = None
     gpu_hours: float | None = None
     cost: float | None = None
@@ -145,7 +146,8 @@ class Plan:
             ),
             (
                 "params",
-                f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} non-embedding",
+                f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} non-embedding"
+                + (f", {_fmt(self.params_active)} active" if self.params_active else ""),
             ),
             ("tokens", f"{_fmt(self.tokens)} ({self.tokens_per_param:.1f} tokens/param)"),
             (
@@ -380,6 +382,7 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         shape=size.shape.to_dict(),
         params=size.params,
         params_non_embedding=size.params_non_embedding,
+        params_active=size.shape.params(active=True) if size.shape.n_experts else None,
         tokens=budget.tokens,
         tokens_per_param=budget.tokens_per_param,
         flops=budget.flops,
