@@ -397,3 +397,22 @@ def test_export_command_on_a_run_config(tmp_path):
     x = TOKENS[:, :16]
     with torch.no_grad():
         torch.testing.assert_close(plain(x)[0], built.model(x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_coord_check_command_takes_an_architecture_by_name(capsys):
+    from sizeup.cli import main
+
+    with pytest.raises(SystemExit) as e:  # SP blows up: exit code 1, the CI gate
+        main(
+            ["coord-check", "--hf", "gpt2", "--set", "n_layer=1", "--rule", "sp"]
+            + ["--widths", "64,128,256", "--steps", "2", "--seeds", "1"]
+        )
+    out = capsys.readouterr().out
+    assert e.value.code == 1 and "transformer.h.0.attn.c_attn" in out and "FAILED" in out
+    with pytest.raises(SystemExit) as e:
+        main(["coord-check", "--hf", "bert"])
+    assert e.value.code == 2
+    assert "hf='bert'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["coord-check", "--hf", "llama", "--set", "hidden_size=32"])
+    assert e.value.code == 2 and "hidden_size" in capsys.readouterr().err

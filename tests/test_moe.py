@@ -243,3 +243,26 @@ def test_planner_table_of_an_moe():
     assert by["blocks.*.mlp.experts.up"]["role"] == "hidden"
     assert by["blocks.*.mlp.experts.up"]["lr"] == pytest.approx(by["blocks.*.attn.q"]["lr"])
     assert by["blocks.*.mlp.router"]["role"] == "readout"
+
+
+def test_dense_gpt_export_folds_the_attention_scale_into_q():
+    """Table 8 readout, depth branches, and a 1/d scale set by sizeup on a 1/sqrt(d) GPT: the
+    query projection carries the ratio; a fresh GPT of the same config reproduces the logits."""
+    mk = lambda d, L: GPT(  # noqa: E731
+        GPTConfig(d_model=d, n_layer=L, n_head=4, vocab_size=64, attn_scale="1/sqrt(d)")
+    )
+    model = mk(128, 4)
+    p = sizeup.parametrize(
+        model, mk(32, 2), delta=mk(64, 2), readout_form="table8", attn_scale="1/d", base_depth=2
+    )
+    assert model.blocks[0].attn.scale == pytest.approx(8**-0.5 * 8 / 32)  # s_base d_base / d
+    x = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        want = model(x)[0]
+        plain = p.export()
+        fresh = GPT(model.config)
+        fresh.load_state_dict(plain.state_dict())
+        torch.testing.assert_close(fresh(x)[0], want, rtol=1e-5, atol=1e-5)
+    r = 0.5  # (8/32) / (8/32)^(1/2)
+    torch.testing.assert_close(plain.blocks[0].attn.q.weight, model.blocks[0].attn.q.weight * r)
+    assert plain.blocks[0].attn.scale == pytest.approx(32**-0.5)

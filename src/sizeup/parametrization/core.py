@@ -801,9 +801,10 @@ def _zero_fused_queries(inner: nn.Module, patterns: list[str]) -> None:
     """zero_query on fused q/k/v projections (GPT-2's c_attn, hints["fused_query"]): zero the
     query third of the output (its columns in Conv1D's (in, out) weight, rows in a Linear's)."""
     for name, mod in inner.named_modules():
-        if not _match(canonical_name(name), patterns) or mod.weight.is_meta:
+        w = getattr(mod, "weight", None)
+        if not _match(canonical_name(name), patterns) or w is None or w.is_meta:
             continue
-        w, b = mod.weight, getattr(mod, "bias", None)
+        b = getattr(mod, "bias", None)
         q = slice(0, w.shape[1] // 3) if is_conv1d(mod) else slice(0, w.shape[0] // 3)
         (w[:, q] if is_conv1d(mod) else w[q]).zero_()
         if b is not None:
