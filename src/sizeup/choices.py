@@ -43,6 +43,9 @@ RampMode = Literal["tokens", "loss"]
 # --- models and runs (models/, config.py) ---------------------------------------------------
 Model = Literal["gpt", "mlp"]
 AttnScale = Literal["1/d", "1/sqrt(d)"]
+# Hugging Face transformers families sizeup knows by name (sizeup.models.hf): their module names
+# (roles, residual branches, routers, the final norm) and which config fields are width.
+HFArch = Literal["llama", "qwen3", "gpt2", "qwen3_moe", "mixtral", "olmoe"]
 DType = Literal["float32", "float64", "bfloat16"]
 # Where a run's metrics go (train/loggers.py): `--log KIND:TARGET`.
 LogKind = Literal["jsonl", "tensorboard", "wandb"]
@@ -84,6 +87,7 @@ RAMP_MODES: tuple[RampMode, ...] = get_args(RampMode)
 COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
 MODELS: tuple[Model, ...] = get_args(Model)
 ATTN_SCALES: tuple[AttnScale, ...] = get_args(AttnScale)
+HF_ARCHS: tuple[HFArch, ...] = get_args(HFArch)
 DTYPES: tuple[DType, ...] = get_args(DType)
 LOG_KINDS: tuple[LogKind, ...] = get_args(LogKind)
 COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)

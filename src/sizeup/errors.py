@@ -22,6 +22,10 @@ class ShapeError(SizeupError, ValueError):
     """Model and base model do not match (different architecture, or base larger than model)."""
 
 
+class ExportError(SizeupError, ValueError):
+    """A forward multiplier that cannot be folded into the weights of the plain architecture."""
+
+
 class DataError(SizeupError, ValueError):
     """Input data (a file, a table, a corpus) is missing, malformed or degenerate."""
 

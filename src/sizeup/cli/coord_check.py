@@ -9,11 +9,13 @@ built-in GPT family across depths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from sizeup.choices import HF_ARCHS, choices_help
 from sizeup.cli.options import ints, run_options
 from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
@@ -25,9 +27,9 @@ def register(app: typer.Typer) -> None:
     app.command("coord-check")(coord_check_cmd)
 
 
-@run_options()
+@run_options(lazy=True)
 def coord_check_cmd(
-    cfg: RunConfig,
+    cfg: Callable[[], RunConfig],
     given: dict[str, Any],
     widths: str = typer.Option(
         None,
@@ -56,6 +58,14 @@ def coord_check_cmd(
         None, help="Depth mode (built-in GPT family): depths, e.g. 2,4,8,16,32."
     ),
     depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
+    hf: str = typer.Option(
+        None,
+        "--hf",
+        help="A transformers architecture ("
+        + choices_help(HF_ARCHS)
+        + "); --set then sets its config fields. Widths: hidden size (default 64,128,256), "
+        "heads fixed.",
+    ),
     fmt: str = FORMAT,
 ) -> None:
     """Check that every activation of the run `sizeup train` would train stays flat in width."""
@@ -70,7 +80,9 @@ def coord_check_cmd(
         noise_z=noise_z,
         progress=True,
     )
-    if depths:
+    if hf:
+        result = _hf_result(hf, given, widths, modules, judging)
+    elif depths:
         result = _depth_result(given, ints("depths", depths), depth_scaling, judging)
     else:
         from sizeup.cli.train import optimizer_notes
@@ -78,7 +90,7 @@ def coord_check_cmd(
 
         with optimizer_notes(True):  # a batch transfer or a large decay: one line each
             result = coord_check(
-                config=cfg,
+                config=cfg(),
                 widths=ints("widths", widths) if widths else None,
                 modules=modules.split(",") if modules else None,
                 **judging,
@@ -115,6 +127,46 @@ def _depth_result(
         **given,
         **judging,
     )
+
+
+def _hf_result(
+    arch: str,
+    flags: dict[str, Any],
+    widths: str | None,
+    modules: str | None,
+    judging: dict[str, Any],
+) -> Any:
+    """--hf: the transformers family ``arch`` with ``--set`` config overrides."""
+    from sizeup.diagnostics.hf_check import hf_coord_check
+
+    if flags["config"] is not None:
+        raise ConfigError("--hf", arch, "no --config: --hf checks a transformers architecture")
+    given = {k: v for k, v in flags.items() if v is not None and k in ("optimizer", "lr")}
+    judging = {**judging, "first_seed": judging["first_seed"] or 0}
+    return hf_coord_check(
+        arch,
+        flags["rule"] or "mup",
+        overrides=hf_overrides(flags["sets"]),
+        widths=ints("widths", widths) if widths else None,
+        modules=modules.split(",") if modules else None,
+        base_width=flags["base_width"],
+        **given,
+        **judging,
+    )
+
+
+def hf_overrides(sets: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as transformers config fields (values read as YAML: numbers,
+    booleans, null, lists)."""
+    import yaml
+
+    out = {}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", item, "key=value with key a field of the model's config")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v.strip())
+    return out
 
 
 def _report(output: Output, result: Any, noise_z: float, out: Path | None) -> None:

@@ -3,6 +3,7 @@ data-constrained) and `sizeup flops`. Each fit writes DIR/fit.json and PNG plots
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -632,6 +633,19 @@ def flops_cmd(
         "--ffn-multiple",
         help="gpt: d_ff = 8/3 d_model rounded up to a multiple of this (as `sizeup plan`).",
     ),
+    d_ff: int = typer.Option(None, "--d-ff", help="gpt: the dense SwiGLU hidden size, as given."),
+    n_experts: int = typer.Option(0, "--n-experts", help="gpt MoE: routed experts per block."),
+    top_k: int = typer.Option(2, "--top-k", help="gpt MoE: experts per token."),
+    n_shared: int = typer.Option(0, "--n-shared-experts", help="gpt MoE: always-active experts."),
+    expert_hidden: int = typer.Option(None, "--expert-hidden", help="gpt MoE: expert size."),
+    first_dense: int = typer.Option(0, "--first-dense", help="gpt MoE: leading dense blocks."),
+    router_bias: bool = typer.Option(
+        False, "--router-bias/--no-router-bias", help="gpt MoE: a bias per expert (DeepSeek-V3)."
+    ),
+    kv_lora_rank: int = typer.Option(None, "--kv-lora-rank", help="gpt: MLA latent size."),
+    q_lora_rank: int = typer.Option(None, "--q-lora-rank", help="gpt MLA: query rank."),
+    rope_dim: int = typer.Option(None, "--rope-head-dim", help="gpt MLA: RoPE part of a head."),
+    v_head_dim: int = typer.Option(None, "--v-head-dim", help="gpt MLA: value head size."),
     tokens_per_s: float = typer.Option(
         None, "--tokens-per-s", help="Measured throughput: report MFU."
     ),
@@ -639,8 +653,9 @@ def flops_cmd(
     n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs the throughput was measured on."),
     fmt: str = FORMAT,
 ) -> None:
-    """Training FLOPs per token for a model shape (the options `sizeup plan` takes), and MFU
-    from a measured throughput."""
+    """Training FLOPs per token for a model shape (the options `sizeup plan` takes; an MoE:
+    total and active parameters, FLOPs of the active ones), and MFU from a measured
+    throughput."""
     from sizeup.laws.flops import flops_per_token, mfu
     from sizeup.plan.records import ShapeOptions
 
@@ -655,15 +670,25 @@ def flops_cmd(
             n_kv_head=n_kv_head,
             vocab_size=vocab_size,
             seq_len=seq_len,
-            ffn_multiple=ffn_multiple,
+            ffn_multiple=1 if d_ff else ffn_multiple,
+            mlp_ratio=d_ff / d_model if d_ff else 8 / 3,
+            n_experts=n_experts,
+            top_k=top_k,
+            n_shared_experts=n_shared,
+            expert_hidden=expert_hidden,
+            first_dense=first_dense,
         ).explicit()
         assert shape is not None
-        f = shape.exact_flops_per_token()
-        doc.update(shape=shape.to_dict(), params=shape.params())
-        rows = [
-            ("params", f"{shape.params():,} ({shape.rounding()})"),
-            ("FLOPs/token (train)", f"{f:.4g}"),
-        ]
+        mla = dict(
+            router_bias=router_bias,
+            kv_lora_rank=kv_lora_rank,
+            q_lora_rank=q_lora_rank,
+            qk_rope_head_dim=rope_dim,
+            v_head_dim=v_head_dim,
+        )
+        f, n, rows = _gpt_rows({**dataclasses.asdict(shape), "mlp_hidden": shape.d_ff, **mla})
+        rows[0] = (rows[0][0], f"{n:,} ({shape.rounding()})")
+        doc.update(shape=shape.to_dict(), params=n)
     else:
         f = flops_per_token(formula, n_layer, d_model, seq_len, vocab_size, n_head=n_head)
         rows = [("FLOPs/token (train)", f"{f:.4g}")]
@@ -683,6 +708,20 @@ def _number_or_name(text: str) -> str | float:
         return float(text)
     except ValueError:
         return text
+
+
+def _gpt_rows(kw: dict[str, Any]) -> tuple[float, int, list[tuple[str, str]]]:
+    """The exact count: FLOPs per token, parameters, and their rows (total parameters, active
+    ones for an MoE, FLOPs per token)."""
+    from sizeup.laws.flops import gpt_exact_flops_per_token, gpt_params
+
+    f = gpt_exact_flops_per_token(**kw)
+    n = gpt_params(**kw)
+    rows = [("params", f"{n:,}")]
+    if kw["n_experts"]:
+        rows.append(("active params", f"{gpt_params(**kw, active=True):,}"))
+    rows.append(("FLOPs/token (train)", f"{f:.4g}"))
+    return f, n, rows
 
 
 def register(app: typer.Typer) -> None:

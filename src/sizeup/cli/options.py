@@ -6,6 +6,7 @@ spell their options alike and build their RunConfig the same way."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import typing
@@ -70,14 +71,15 @@ _OPT_TYPES: dict[str, Any] = dict(
 
 
 def run_options(
-    *fields: str, defaults: dict[str, Any] | None = None
+    *fields: str, defaults: dict[str, Any] | None = None, lazy: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the shared RunConfig options (``OPT``) and call it with ``cfg``, the
     RunConfig they describe (file, flags, then ``--set``). ``fields`` names more parameters of
     the command itself that are RunConfig fields (train's --steps, ...). ``defaults`` are the
     command's own RunConfig defaults, under everything the user gives (wsd's tiny models). A
     command that also wants to know which group options were given takes a ``given``
-    parameter."""
+    parameter; with ``lazy`` its ``cfg`` is a function that builds the RunConfig when called
+    (coord-check --hf reads --set as a transformers config instead)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(fn)
@@ -94,7 +96,10 @@ def run_options(
             group = {name: kw.pop(name) for name in OPT}
             flags = {k: v for k, v in group.items() if k not in ("config", "sets")}
             flags.update({name: kw[name] for name in fields})
-            cfg = config_from_cli(group["config"], flags, group["sets"], defaults)
+            build = functools.partial(
+                config_from_cli, group["config"], flags, group["sets"], defaults
+            )
+            cfg = build if lazy else build()
             extra = {"given": group} if wants_given else {}
             return fn(cfg=cfg, **kw, **extra)
 

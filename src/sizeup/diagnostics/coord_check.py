@@ -368,6 +368,20 @@ def _is_norm(m: nn.Module) -> bool:
     return "norm" in type(m).__name__.lower()
 
 
+def _is_layer(name: str, m: nn.Module, hints: dict[str, Any]) -> bool:
+    """A module whose output a check records: Linear, Embedding, norms, transformers' Conv1D,
+    MoE experts (3-D weights) and routers (hints["router"]; their first output, the logits)."""
+    from torch import nn
+
+    from sizeup.parametrization.layout import is_conv1d
+
+    if isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m) or is_conv1d(m):
+        return True
+    if any(fnmatch.fnmatchcase(name, p) for p in hints.get("router", [])):
+        return True
+    return any(p.ndim == 3 for p in m.parameters(recurse=False))
+
+
 def _match_segment(name: str, pattern: str) -> bool:
     # fnmatch's * also matches dots; a block pattern "blocks.*" must match "blocks.3" only,
     # not its sub-modules "blocks.3.mlp" (a branch, not the residual stream).
@@ -382,9 +396,9 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
     (the model output). ``include`` (fnmatch patterns) narrows that set; a pattern that matches
     nothing raises ConfigError naming the modules there are.
     """
-    from torch import nn
+    from sizeup.models.hf import hints as model_hints
 
-    hints = getattr(model, "sizeup_hints", None) or {}
+    hints = model_hints(model)
     blocks = list(hints.get("block", []))
     readouts = list(hints.get("readout", [])) + ["lm_head", "readout"]
     found: dict[str, str] = {}
@@ -393,7 +407,7 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
             continue
         if name.split(".")[-1] == "logits":
             found[name] = "attn_logits"
-        elif isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m):
+        elif _is_layer(name, m, hints):
             found[name] = (
                 "logits" if any(fnmatch.fnmatchcase(name, p) for p in readouts) else "hidden"
             )
@@ -456,6 +470,10 @@ class CoordRecorder:
         tensor is (..., T, T) attention scores and only its lower triangle counts."""
         import torch
 
+        if isinstance(getattr(out, "logits", None), torch.Tensor):  # a transformers ModelOutput
+            from sizeup.train.step import output_logits
+
+            out = output_logits(out)
         if isinstance(out, (tuple, list)):
             out = next((o for o in out if isinstance(o, torch.Tensor)), None)
         if not isinstance(out, torch.Tensor):

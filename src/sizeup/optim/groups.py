@@ -166,11 +166,12 @@ def param_groups(
             missing.append(name)
             continue
         muon = bool(use_muon and s.muon)
-        if muon and p.ndim != 2:
+        if muon and p.ndim not in (2, 3):
             raise ConfigError(
                 f"scalings[{name!r}].muon",
                 True,
-                f"only for 2-D matrices; {name} has shape {tuple(p.shape)}",
+                f"only for matrices (2-D) or stacks of expert matrices (3-D); {name} has "
+                f"shape {tuple(p.shape)}",
             )
         scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
         key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)

@@ -56,10 +56,16 @@ def newton_schulz(
     """Approximate the orthogonal factor U V^T of a 2-D ``grad`` by quintic Newton-Schulz.
 
     Runs in ``dtype`` (bfloat16 as in torch.optim.Muon; None keeps grad's dtype, e.g. float64 for
-    exact tests) and returns a tensor of that dtype with grad's shape.
+    exact tests) and returns a tensor of that dtype with grad's shape. A 3-D ``grad`` is a stack
+    of expert matrices (experts, out, in): each is orthogonalised on its own, in one batched
+    iteration (the same steps with batched matmuls), since each expert is its own layer.
     """
+    if grad.ndim == 3:
+        return _newton_schulz_batched(grad, steps, coefficients, eps, dtype)
     if grad.ndim != 2:
-        raise ConfigError("grad", tuple(grad.shape), "a 2-D matrix for Newton-Schulz")
+        raise ConfigError(
+            "grad", tuple(grad.shape), "a 2-D matrix (or a 3-D stack of them) for Newton-Schulz"
+        )
     a, b, c = coefficients
     # copy=True: never normalise the caller's tensor in place when it already has the dtype.
     x = grad.to(dtype or grad.dtype, copy=True)
@@ -100,6 +106,28 @@ def orthogonalise(
     return distribute_tensor(o, update.device_mesh, update.placements, src_data_rank=None)
 
 
+def _newton_schulz_batched(
+    grad: Tensor,
+    steps: int,
+    coefficients: tuple[float, float, float],
+    eps: float,
+    dtype: torch.dtype | None,
+) -> Tensor:
+    """newton_schulz over the leading dimension: every matrix normalised by its own Frobenius
+    norm, then the quintic iteration with batched matmuls."""
+    a, b, c = coefficients
+    x = grad.to(dtype or grad.dtype, copy=True)
+    tall = grad.size(-2) > grad.size(-1)
+    if tall:
+        x = x.mT
+    x.div_(torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True).clamp(min=eps))
+    for _ in range(steps):
+        gram = x @ x.mT
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b*A + c*A@A
+        x = torch.baddbmm(x, poly, x, beta=a)  # a*X + (bA + cA^2) X
+    return x.mT if tall else x
+
+
 def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     """The factor that sets ||dW||_2 of an orthogonalised update for ``mode`` (see module doc)."""
     check_choice("muon_scale", mode, MUON_SCALES)
@@ -121,7 +149,8 @@ def _dtype(name: torch.dtype | str | None) -> torch.dtype | None:
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon on param groups with ``use_muon=True`` (2-D), AdamW on the others, as one optimizer.
+    """Muon on param groups with ``use_muon=True`` (2-D matrices, or 3-D stacks of expert
+    matrices orthogonalised expert by expert), AdamW on the others, as one optimizer.
 
     Group keys: lr, weight_decay (decoupled: W <- W(1 - lr*wd), as torch's AdamW and Muon),
     use_muon; Muon groups: momentum, nesterov, scale_mode, update_scale (a float overrides the
@@ -180,11 +209,12 @@ class Muon(torch.optim.Optimizer):
             check_choice("scale_mode", group["scale_mode"], MUON_SCALES)
             if group["use_muon"]:
                 for p in group["params"]:
-                    if p.ndim != 2:
+                    if p.ndim not in (2, 3):
                         raise ConfigError(
                             "use_muon",
                             tuple(p.shape),
-                            "2-D parameters only (put others in a use_muon=False group)",
+                            "2-D matrices or 3-D stacks of expert matrices only (put others "
+                            "in a use_muon=False group)",
                         )
 
     @torch.no_grad()
@@ -235,7 +265,8 @@ class Muon(torch.optim.Optimizer):
             )
             scale = group["update_scale"]
             if scale is None:
-                scale = muon_scale(group["scale_mode"], p.shape[0], p.shape[1])
+                # per matrix: the last two dims (one expert's (out, in) for a 3-D stack)
+                scale = muon_scale(group["scale_mode"], p.shape[-2], p.shape[-1])
             if wd != 0:
                 p.mul_(1.0 - lr * wd)
             p.add_(o, alpha=-lr * scale)

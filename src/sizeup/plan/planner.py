@@ -92,6 +92,7 @@ class Plan:
     proxy: dict[str, Any] | None = None  # what was transferred from (and its source)
     loss: float | None = None
     loss_interval: tuple[float, float] | None = None
+    params_active: int | None = None  # an MoE's parameters per token (None: dense, all)
     time_s: float | None = None
     gpu_hours: float | None = None
     cost: float | None = None
@@ -193,6 +194,8 @@ class Plan:
         text = (
             f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} without the embeddings"
         )
+        if self.params_active:  # an MoE: what one token uses
+            text += f", {_fmt(self.params_active)} active per token"
         t = self.size_target
         if t is not None:
             got = self.params if t["is"] in ("params", "N_opt(C)", "sqrt(C / (6 r))") else None
@@ -475,6 +478,7 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         shape=size.shape.to_dict(),
         params=size.params,
         params_non_embedding=size.params_non_embedding,
+        params_active=size.shape.params(active=True) if size.shape.n_experts else None,
         tokens=budget.tokens,
         tokens_per_param=budget.tokens_per_param,
         flops=budget.flops,

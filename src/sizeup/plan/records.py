@@ -160,6 +160,11 @@ class Shape:
     mlp_ratio: float = 8 / 3
     tie_embeddings: bool = False
     ffn_multiple: int = 1
+    n_experts: int = 0  # MoE (sizeup.models.GPTConfig): routed experts per block, 0 = dense
+    top_k: int = 2
+    n_shared_experts: int = 0
+    expert_hidden: int | None = None
+    first_dense: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "d_model", "vocab_size", "seq_len", "ffn_multiple"):
@@ -198,6 +203,11 @@ class Shape:
             # the ratio that gives exactly d_ff (GPTConfig.mlp_hidden = round(ratio x d_model))
             mlp_ratio=round_up(self.mlp_ratio * self.d_model, self.ffn_multiple) / self.d_model,
             tie_embeddings=self.tie_embeddings,
+            n_experts=self.n_experts,
+            top_k=self.top_k,
+            n_shared_experts=self.n_shared_experts,
+            expert_hidden=self.expert_hidden,
+            first_dense=self.first_dense,
         )
 
     @property
@@ -215,33 +225,45 @@ class Shape:
 
     def with_width(self, d_model: int, n_layer: int, head_dim: int | None = None) -> Shape:
         """The same family at another width and depth: head_dim kept (or given), GQA ratio kept
-        where the head count allows, vocabulary, context and MLP ratio unchanged."""
+        where the head count allows, vocabulary, context, MLP ratio and expert count unchanged,
+        expert size in proportion to the width."""
         hd = head_dim or self.head_dim
         while d_model % hd and hd > 2:
             hd //= 2  # a narrow proxy: the largest head_dim that divides its width
         heads = d_model // hd
         group = self.n_head // self.n_kv_head
         kv = heads // group if heads % group == 0 else heads
+        eh = self.expert_hidden  # an MoE's experts keep their size relative to d_model
+        eh = None if eh is None else max(1, round(eh * d_model / self.d_model))
         return dataclasses.replace(
-            self, n_layer=n_layer, d_model=d_model, n_head=heads, head_dim=hd, n_kv_head=kv
+            self,
+            n_layer=n_layer,
+            d_model=d_model,
+            n_head=heads,
+            head_dim=hd,
+            n_kv_head=kv,
+            expert_hidden=eh,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields plus d_ff."""
         return {**asdict(self), "d_ff": self.d_ff}
 
-    def params(self, embeddings: bool = True) -> int:
-        """Parameter count (sizeup.laws.flops.gpt_params)."""
+    def params(self, embeddings: bool = True, active: bool = False) -> int:
+        """Parameter count (sizeup.laws.flops.gpt_params); ``active``: those one token uses
+        (an MoE's top_k routed experts; every parameter of a dense model)."""
         from sizeup.laws.flops import gpt_params
 
-        return int(gpt_params(embeddings=embeddings, mlp_hidden=self.d_ff, **asdict(self)))
+        kw = asdict(self)
+        return int(gpt_params(embeddings=embeddings, active=active, mlp_hidden=self.d_ff, **kw))
 
     def flops_per_token(self, convention: str) -> float:
-        """Training FLOPs per token: 6N (total params) for "6ND", DeepSeek's M for "MD"."""
+        """Training FLOPs per token: 6N for "6ND" (N the parameters a token uses: all of a dense
+        model's, an MoE's active ones), DeepSeek's M for "MD"."""
         from sizeup.laws.flops import flops_per_token
 
         if convention == "6ND":
-            return 6.0 * self.params()
+            return 6.0 * self.params(active=True)
         return flops_per_token("deepseek", self.n_layer, self.d_model, self.seq_len)
 
     def exact_flops_per_token(self) -> float:
@@ -279,6 +301,11 @@ class ShapeOptions:
         False, "Tie the LM head to the embedding.", flag="--tie-embeddings/--no-tie-embeddings"
     )
     aspect_ratio: float = opt(128.0, "Family rule: d_model / n_layer.")
+    n_experts: int = opt(0, "MoE: routed experts per block (0: dense).")
+    top_k: int = opt(2, "MoE: experts per token.")
+    n_shared_experts: int = opt(0, "MoE: always-active (shared) experts.")
+    expert_hidden: int | None = opt(None, "MoE: each expert's hidden size (default d_ff).")
+    first_dense: int = opt(0, "MoE: leading blocks that stay dense.")
 
     def __post_init__(self) -> None:
         check_positive("aspect_ratio", self.aspect_ratio)
@@ -326,6 +353,11 @@ class ShapeOptions:
             mlp_ratio=self.mlp_ratio,
             tie_embeddings=self.tie_embeddings,
             ffn_multiple=self.ffn_multiple,
+            n_experts=self.n_experts,
+            top_k=self.top_k,
+            n_shared_experts=self.n_shared_experts,
+            expert_hidden=self.expert_hidden,
+            first_dense=self.first_dense,
         )
 
 
@@ -342,12 +374,14 @@ def shape_for(
     tie_embeddings: bool = False,
     ffn_multiple: int = FFN_MULTIPLE,
     head_multiple: int = HEAD_MULTIPLE,
+    **moe: Any,
 ) -> Shape:
     """The family shape (d_model ~ aspect_ratio * n_layer, a multiple of head_dim) whose size is
     closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD".
     Hardware-friendly by default: d_ff a multiple of ``ffn_multiple`` and head counts a multiple
     of ``head_multiple`` (or a power of two below it). ``n_kv_head`` (GQA) keeps that many
-    key/value heads: only head counts it divides qualify."""
+    key/value heads: only head counts it divides qualify. ``moe``: the MoE fields of Shape
+    (n_experts, top_k, ...), the same at every size."""
     check_positive("size", size)
     check_positive("aspect_ratio", aspect_ratio)
     check_positive("head_dim", head_dim, integer=True)
@@ -362,6 +396,7 @@ def shape_for(
         mlp_ratio=mlp_ratio,
         tie_embeddings=tie_embeddings,
         ffn_multiple=ffn_multiple,
+        **moe,
     )
 
     def measure(s: Shape) -> float:

@@ -51,7 +51,7 @@ def note(name: str, value: Any, formula: str, **inputs: Any) -> dict[str, Any]:
 def compute_formula(convention: str) -> str:
     """The compute convention of a law, spelled out."""
     if convention == "6ND":
-        return "C = 6 N D (N = total parameters)"
+        return "C = 6 N D (N = total parameters; an MoE: those a token uses, its active ones)"
     return "C = M D (M = 72 n_layer d^2 + 12 n_layer d l_seq, DeepSeek LLM)"
 
 

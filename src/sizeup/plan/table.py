@@ -63,12 +63,15 @@ def base_shape(shape: Shape, proxy: Proxy | None) -> Shape:
     """The parametrization's base model: the proxy's width and head_dim (without a proxy, the
     target's own width). One block: parametrize reads every block's base shape from block 0,
     and depth scaling takes the proxy's depth as a number (base_depth), so a deeper base would
-    only cost memory when it is built for real."""
+    only cost memory when it is built for real. An MoE's base reaches its first MoE block."""
+    blocks = shape.first_dense + 1 if shape.n_experts else 1  # an MoE block too
     if proxy is None:
-        return shape.with_width(shape.d_model, 1)
+        return shape.with_width(shape.d_model, blocks)
     # The proxy as sizeup trains it: RunConfig's GPT rounds mlp_ratio x width to the nearest
     # integer (the target's hardware rounding of d_ff is the target's own).
-    return dataclasses.replace(shape.with_width(proxy.width, 1, proxy.head_dim), ffn_multiple=1)
+    return dataclasses.replace(
+        shape.with_width(proxy.width, blocks, proxy.head_dim), ffn_multiple=1
+    )
 
 
 def build_models(shape: Shape, base: Shape, factory: ModelFactory, base_on_meta: bool) -> Models:

@@ -37,15 +37,33 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """(logits, loss) from a sizeup-style ``forward(x, targets) -> (logits, loss)`` (z-loss and
-    any other term are the model's own) or a plain ``forward(x)`` (then mean cross-entropy over
-    the last dimension). A wrapper (DDP) is looked through for the signature, called as is."""
+    any other term are the model's own) or a plain ``forward(x)`` returning logits, a tuple
+    whose first item they are, or a transformers ``ModelOutput`` (then mean cross-entropy over
+    the last dimension, plus an MoE's router load-balancing loss when the model returns one:
+    ``aux_loss`` x ``config.router_aux_loss_coef``, as transformers adds it). y holds the next
+    tokens already, so a transformers model is not given ``labels`` (it would shift them
+    again). A wrapper (DDP) is looked through for the signature, called as is."""
     inner = getattr(model, "module", model)  # DDP keeps the user's model in .module
     if "targets" in inspect.signature(inner.forward).parameters:
         logits, loss = model(x, targets=y)
         return logits, loss
     out = model(x)
-    logits = out[0] if isinstance(out, (tuple, list)) else out
-    return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    logits = output_logits(out)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    aux = getattr(out, "aux_loss", None)
+    coef = getattr(getattr(inner, "config", None), "router_aux_loss_coef", None)
+    if isinstance(aux, torch.Tensor) and coef:
+        loss = loss + coef * aux.to(loss.dtype)
+    return logits, loss
+
+
+def output_logits(out: Any) -> torch.Tensor:
+    """The logits in a forward's output: a transformers ModelOutput's ``logits``, the first item
+    of a tuple or list, or the output itself."""
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def all_mean(value: float, world_size: int) -> float:
