@@ -411,6 +411,13 @@ def test_cli_contract_writes_plan_json(tmp_path):
     assert rel(d["peak_lr"], 4.2e-4) < 0.1
     assert len(d["layers"]) == 12
     assert (tmp_path / "plan.md").exists()
+    # run.json: the RunConfig that trains the plan (its run_config)
+    run_json = json.loads((tmp_path / "run.json").read_text())
+    assert run_json == d["run_config"] and run_json["lr"] == d["peak_lr"]
+    from sizeup.config import RunConfig
+
+    cfg = RunConfig.from_file(tmp_path / "run.json")
+    assert cfg.steps == d["steps"] and cfg.batch_size * 4096 == d["batch_tokens"]
 
 
 def test_cli_error_exits_nonzero(capsys):
