@@ -59,9 +59,26 @@ def _files(d) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
+# A ramped run: 2 sequences (64 tokens) a step until 256 tokens, 4 until 768, then the full 8
+# (steps 0-3, 4-7, 8-11); its lr follows the Power scheduler on the tokens the ramp sees. The
+# checkpoint at step 4 and the kill at step 6 fall in the middle stage; the resumed run goes on
+# into the last.
+RAMPED = dict(
+    batch_ramp="0:2,256:4,768:8",
+    schedule="power",
+    power_a=0.2,
+    power_b=-0.5,
+    lr=0.01,
+    weight_decay=0.1,
+)
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path):
-    cfg = RunConfig(**SMALL, optimizer="muon", lr=0.02, weight_decay=0.1)
+@pytest.mark.parametrize(
+    "extra", [dict(optimizer="muon", lr=0.02, weight_decay=0.1), RAMPED], ids=["muon", "ramped"]
+)
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, extra):
+    cfg = RunConfig(**{**SMALL, **extra})
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     out = tmp_path / "out"
     killed = subprocess.run(
@@ -164,14 +181,20 @@ def test_wsd_branch_from_a_saved_stable_phase_checkpoint(tmp_path):
         branch_from_checkpoint(cfg, tmp_path / "step_00000006.json", 8, decay_frac=0.5)
 
 
-def test_trainer_save_load_round_trip(tmp_path):
-    """Trainer.save / Trainer.load: state restored into a fresh trainer continues identically."""
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_schedulefree"])
+def test_trainer_save_load_round_trip(tmp_path, optimizer):
+    """Trainer.save / Trainer.load: state restored into a fresh trainer continues identically
+    (schedule-free AdamW too: saved in train mode, its weights y and state z; an evaluation
+    before the save leaves y exactly as it was)."""
     from sizeup.train import Trainer, build
 
-    cfg = RunConfig(**{**SMALL, "eval_every": 0})
+    if optimizer == "adamw_schedulefree":
+        pytest.importorskip("schedulefree", reason="needs the schedulefree extra")
+    cfg = RunConfig(**{**SMALL, "eval_every": 0, "optimizer": optimizer})
     a = Trainer.from_built(cfg, build(cfg))
     a.start()
     a.advance(5)
+    a.evaluate()
     side = a.save(tmp_path, cfg)
     b = Trainer.from_built(cfg, build(cfg))
     b.load(side, cfg)

@@ -412,6 +412,13 @@ def test_cli_contract_writes_plan_json(tmp_path):
     assert rel(d["peak_lr"], 4.2e-4) < 0.1
     assert len(d["layers"]) == 12
     assert (tmp_path / "plan.md").exists()
+    # run.json: the RunConfig that trains the plan (its run_config)
+    run_json = json.loads((tmp_path / "run.json").read_text())
+    assert run_json == d["run_config"] and run_json["lr"] == d["peak_lr"]
+    from sizeup.config import RunConfig
+
+    cfg = RunConfig.from_file(tmp_path / "run.json")
+    assert cfg.steps == d["steps"] and cfg.batch_size * 4096 == d["batch_tokens"]
 
 
 def test_cli_error_exits_nonzero(capsys):
@@ -463,10 +470,11 @@ def _reference(recipe, depth_scaled, base_batch):
             return GPT(cfg)
 
     # the plan rounds the target's d_ff = 8/3 x 128 = 341.3 up to 384 (a multiple of 128); the
-    # proxy and its delta keep the d_ff they train with (RunConfig's GPT: 85 and 171)
+    # base and its delta take the target's ratio 384/128 = 3, as `sizeup train -c run.json`
+    # builds them (RunConfig.mlp_ratio = the plan's d_ff / d_model): d_ff 96 and 192
     model = gpt(128, 4, mlp_ratio=3.0)
     # a recipe without sigma lets parametrize read the base's own init: a real (small) base
-    base = gpt(32, 2, "meta" if recipe.sigma is not None else "cpu")
+    base = gpt(32, 2, "meta" if recipe.sigma is not None else "cpu", mlp_ratio=3.0)
     kw = dict(
         rule=recipe.rule,
         optimizer=recipe.optimizer,
@@ -477,7 +485,7 @@ def _reference(recipe, depth_scaled, base_batch):
         kw["sigma"] = recipe.sigma
     if depth_scaled:
         kw.update(base_depth=2, depth=4, depth_exponent=recipe.depth_exponent)
-    p = parametrize(model, base, delta=gpt(64, 2), **kw)
+    p = parametrize(model, base, delta=gpt(64, 2, mlp_ratio=3.0), **kw)
     from sizeup.optim import BatchTransferWarning
 
     # the batch transfer says what it moved (the plan shows it in its summary instead)

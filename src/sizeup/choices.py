@@ -26,18 +26,17 @@ InitStdHint = Union[float, Literal["fan_in"]]
 InitSource = Literal["model hint", "measured", "given"]
 
 # --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
-# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package.
+# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package;
+# the trainer switches it to its averaged weights around every evaluation (train/step.py).
 Optimizer = Literal["adamw", "sgd", "muon", "adamw_schedulefree"]
-# What a RunConfig may name until the training loop drives schedule-free's train()/eval() modes.
-RunOptimizer = Literal["adamw", "sgd", "muon"]
 MuonScale = Literal["spectral", "original", "rms"]
 # Learning-rate schedules (schedules.Schedule); "multistep": DeepSeek LLM's steps, "power": Shen
-# et al. 2024's Power scheduler. A RunConfig names the ones that need no extra parameters.
+# et al. 2024's Power scheduler (their parameters are RunConfig fields: milestones, power_a/b).
 Schedule = Literal["constant", "cosine", "wsd", "multistep", "power"]
-RunSchedule = Literal["constant", "cosine", "wsd"]
 Cooldown = Literal["linear", "1-sqrt", "exponential"]
-# Batch-size ramp-up (schedules.BatchRamp): on a token schedule (DeepSeek-V2/V3) or when the
-# predicted loss crosses the critical-batch law's thresholds (MiniMax-01).
+# How the planner builds a batch ramp-up (schedules.BatchRamp): on a token schedule
+# (DeepSeek-V2/V3) or when the predicted loss crosses the critical-batch law's thresholds
+# (MiniMax-01). A run follows the stages it gives (RunConfig.batch_ramp).
 RampMode = Literal["tokens", "loss"]
 
 # --- models and runs (models/, config.py) ---------------------------------------------------
@@ -79,10 +78,8 @@ OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
 INIT_STD_MODES: tuple[InitStdMode, ...] = get_args(InitStdMode)
 INIT_SOURCES: tuple[InitSource, ...] = get_args(InitSource)
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
-RUN_OPTIMIZERS: tuple[RunOptimizer, ...] = get_args(RunOptimizer)
 MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
-RUN_SCHEDULES: tuple[RunSchedule, ...] = get_args(RunSchedule)
 RAMP_MODES: tuple[RampMode, ...] = get_args(RampMode)
 COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
 MODELS: tuple[Model, ...] = get_args(Model)

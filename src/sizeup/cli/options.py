@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from sizeup.choices import MODELS, RULES, RUN_OPTIMIZERS, choices_help
+from sizeup.choices import MODELS, OPTIMIZERS, RULES, choices_help
 from sizeup.config import RunConfig, load_mapping
 from sizeup.errors import ConfigError
 
@@ -53,7 +53,7 @@ OPT = dict(
     depth=typer.Option(None, help="Transformer blocks or MLP hidden layers."),
     rule=typer.Option(None, help=choices_help(RULES)),
     base_width=typer.Option(None, help="Width of the base (proxy) model."),
-    optimizer=typer.Option(None, help=choices_help(RUN_OPTIMIZERS)),
+    optimizer=typer.Option(None, help=choices_help(OPTIMIZERS)),
     lr=typer.Option(None, help="Base learning rate (eta)."),
     sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
 )

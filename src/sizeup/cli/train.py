@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sizeup.choices import RUN_SCHEDULES, choices_help
+from sizeup.choices import SCHEDULES, choices_help
 from sizeup.cli.options import run_options
 from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
@@ -30,7 +30,7 @@ def train_cmd(
     cfg: RunConfig,
     steps: int = typer.Option(None, help="Optimizer steps."),
     batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
-    schedule: str = typer.Option(None, help=choices_help(RUN_SCHEDULES)),
+    schedule: str = typer.Option(None, help=choices_help(SCHEDULES)),
     data: str = typer.Option(
         None, help="builtin | teacher | a text file | a .bin token file or dir."
     ),

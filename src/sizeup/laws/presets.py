@@ -36,6 +36,7 @@ from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
 from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw
+from sizeup.schedules import DEEPSEEK_LLM_MILESTONES
 
 HPLaw = FreeFormLaw | LogLaw  # a law in named variables (N, D, C, L, d)
 
@@ -312,7 +313,7 @@ def _deepseek() -> LawPreset:
             optimizer="AdamW (beta1 0.9, beta2 0.95, weight decay 0.1)",
             lr_schedule={
                 "kind": "multistep",
-                "milestones": ((0.8, 0.316), (0.9, 0.1)),
+                "milestones": DEEPSEEK_LLM_MILESTONES,
                 "warmup_steps": 2000,
             },
         ),

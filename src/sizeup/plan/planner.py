@@ -123,12 +123,88 @@ class Plan:
             tuple((r["switch_tokens"], int(r["batch_tokens"])) for r in self.batch_ramp)
         )
 
+    def run_config(self) -> dict[str, Any]:
+        """The RunConfig fields that train this plan with `sizeup train` (sizeup's GPT): the
+        shape (width, depth, head_dim, seq_len, vocab_size, tie_embeddings), the recipe (rule,
+        base width and depth, init, optimizer, betas, eps, weight decay, momentum), the batch
+        (batch_size in sequences, the ramp's stages as batch_ramp), steps, lr = the planned
+        peak and the schedule with its warmup and parameters. The peak already carries the batch
+        transfer, so base_batch_size is None and betas, eps and momentum are the transferred
+        ones the per-layer table shows. ``mlp_ratio`` is the target's d_ff / d_model, so the run
+        builds the planned d_ff (and its base the same ratio, as the plan's table assumes). Not
+        RunConfig fields, so not carried: GQA (n_kv_head) and the Table 8 readout form."""
+        s, r, sched = self.shape, self.recipe, self.schedule
+        seq = s["seq_len"]
+        out: dict[str, Any] = dict(
+            model="gpt",
+            width=s["d_model"],
+            depth=s["n_layer"],
+            head_dim=s["head_dim"],
+            seq_len=seq,
+            vocab_size=s["vocab_size"],
+            mlp_ratio=s["d_ff"] / s["d_model"],
+            tie_embeddings=s["tie_embeddings"],
+            rule=r["rule"],
+            init_std=r["sigma"] if r["sigma"] is not None else "model",
+            optimizer=r["optimizer"],
+            lr=self.peak_lr,
+            weight_decay=r["weight_decay"],
+            scale_eps=r["scale_eps"],
+            batch_size=self.batch_sequences,
+            base_batch_size=None,
+            batch_ramp=None,
+            steps=self.steps,
+            warmup=sched["warmup_steps"],
+            schedule=sched["kind"],
+            decay_frac=sched["decay_frac"],
+            cooldown=sched["cooldown"],
+            milestones=sched.get("milestones"),
+            power_a=sched.get("power_a"),
+            power_b=sched.get("power_b"),
+        )
+        if self.batch_ramp:
+            out["batch_ramp"] = [
+                [row["switch_tokens"], int(row["batch_tokens"]) // seq] for row in self.batch_ramp
+            ]
+        out.update(self._run_recipe())
+        return out
+
+    def _run_recipe(self) -> dict[str, Any]:
+        """The recipe's base (the proxy when its lr transferred, else the target itself),
+        depth scaling, and betas, eps, momentum and Muon lr moved to the target batch as the
+        table's optimizer moves them."""
+        r, px = self.recipe, self.proxy
+        transferred = px is not None and self.lr_source == "transfer from the proxy"
+        scaled = transferred and bool(px.get("depth")) and r["depth_exponent"] is not None
+        out: dict[str, Any] = dict(
+            base_width=px["width"] if transferred else self.shape["d_model"],
+            base_depth=px["depth"] if scaled else None,
+            beta1=r["beta1"],
+            beta2=r["beta2"],
+            eps=r["eps"],
+            momentum=r["momentum"],
+            muon_lr=None,
+        )
+        if scaled:
+            out["depth_exponent"] = r["depth_exponent"]
+        if transferred and r["muon_lr"] is not None and px.get("lr"):
+            out["muon_lr"] = r["muon_lr"] * self.peak_lr / px["lr"]
+        if transferred and px.get("batch_tokens") and px["batch_tokens"] != self.batch_tokens:
+            from sizeup.plan.stages import batch_transfer
+
+            recipe = Recipe(**r)
+            _, betas, eps, mom = batch_transfer(recipe, 1.0, self.batch_tokens, px["batch_tokens"])
+            mom = mom if r["momentum"] > 0 else r["momentum"]  # as build_optimizer moves it
+            out.update(beta1=betas[0], beta2=betas[1], eps=eps, momentum=mom)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; the keys "peak_lr", "batch_tokens", "params", "tokens", "flops" and
-        "layers" are the command-line contract."""
+        "layers" are the command-line contract; "run_config" is ``run_config()``."""
         d = asdict(self)
         if d["loss_interval"] is not None:
             d["loss_interval"] = list(d["loss_interval"])
+        d["run_config"] = self.run_config()
         return d
 
     def to_json(self) -> str:
@@ -315,12 +391,14 @@ class Plan:
         return "\n".join(out) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write out_dir/plan.json and out_dir/plan.md, and with a comparison of laws
+        """Write out_dir/plan.json, out_dir/plan.md and out_dir/run.json (``run_config()``:
+        `sizeup train -c out_dir/run.json`), and with a comparison of laws
         out_dir/compare_lr.png (each law's lr against tokens); return the JSON path."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(self.to_json())
         (d / "plan.md").write_text(self.to_markdown())
+        (d / "run.json").write_text(json.dumps(self.run_config(), indent=2))
         if self.comparison is not None:
             from sizeup.plan.compare import plot_comparison
 

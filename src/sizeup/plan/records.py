@@ -680,20 +680,10 @@ class ScheduleOptions:
 
 
 def _milestones(value: Any) -> tuple[tuple[float, float], ...] | None:
-    """'0.8:0.316,0.9:0.1' or pairs as ((0.8, 0.316), (0.9, 0.1)); checked by the schedule."""
-    if value is None:
-        return None
-    what = "'q:m,q:m' pairs (fraction of tokens : lr multiplier)"
-    try:
-        if isinstance(value, str):
-            value = [part.split(":") for part in value.split(",")]
-        pairs = tuple((float(q), float(m)) for q, m in value)
-    except (TypeError, ValueError):
-        raise ConfigError("milestones", value, what) from None
-    from sizeup.schedules import check_milestones
+    """'0.8:0.316,0.9:0.1' or pairs as ((0.8, 0.316), (0.9, 0.1)) (sizeup.schedules reads them)."""
+    from sizeup.schedules import parse_milestones
 
-    check_milestones(pairs)
-    return pairs
+    return parse_milestones(value)
 
 
 @dataclass

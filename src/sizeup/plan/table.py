@@ -67,10 +67,13 @@ def base_shape(shape: Shape, proxy: Proxy | None) -> Shape:
     blocks = shape.first_dense + 1 if shape.n_experts else 1  # an MoE block too
     if proxy is None:
         return shape.with_width(shape.d_model, blocks)
-    # The proxy as sizeup trains it: RunConfig's GPT rounds mlp_ratio x width to the nearest
-    # integer (the target's hardware rounding of d_ff is the target's own).
+    # The base as `sizeup train -c plan/run.json` builds it (Plan.run_config): the target's own
+    # d_ff / d_model ratio, rounded to the nearest integer at the proxy's width (RunConfig's
+    # GPT), so the plan's table is what that run does.
     return dataclasses.replace(
-        shape.with_width(proxy.width, blocks, proxy.head_dim), ffn_multiple=1
+        shape.with_width(proxy.width, blocks, proxy.head_dim),
+        mlp_ratio=shape.d_ff / shape.d_model,
+        ffn_multiple=1,
     )
 
 

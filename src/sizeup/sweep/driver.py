@@ -194,7 +194,7 @@ def _say_waiting(n: int, lease_s: float, progress: bool, said: set[int]) -> None
 
 def estimated_cost(c: RunConfig) -> float:
     """Relative cost of a trial: ~ parameters x tokens (width^2 * depth * steps * batch)."""
-    return float(c.width) ** 2 * c.depth * c.steps * c.tokens_per_step
+    return float(c.width) ** 2 * c.depth * c.tokens_for(c.steps)
 
 
 @dataclass

@@ -58,7 +58,8 @@ def memory_estimate(cfg: RunConfig) -> tuple[int, float]:
     with torch.device("meta"):
         n = num_params(build_model(cfg))
     b = _BYTES[cfg.dtype]
-    tokens = cfg.tokens_per_step
+    per = cfg.tokens_per_sequence  # the largest batch the run takes (a ramp's stages included)
+    tokens = max([cfg.batch_size] + [batch for _, batch in cfg.batch_ramp or ()]) * per
     acts = tokens * (16 * cfg.width * cfg.depth + 2 * cfg.vocab_size) * b
     return n, float(n * _STATES_PER_PARAM * b + acts)
 
@@ -139,9 +140,8 @@ def fused_adamw(cfg: RunConfig) -> bool | None:
 
 def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
     """Seed, build model + base, parametrize (then shard with FSDP2 when cfg.fsdp), optimizer,
-    schedule and data for ``cfg``."""
+    schedule (``cfg.lr_schedule()``) and data (following cfg.batch_ramp) for ``cfg``."""
     from sizeup.data import make_data
-    from sizeup.schedules import make_schedule
 
     if cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -169,15 +169,8 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         fused=fused_adamw(cfg),
         ns_dtype=DTYPES[cfg.ns_dtype],
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        make_schedule(
-            cfg.schedule,
-            cfg.steps,
-            warmup=cfg.warmup,
-            decay_frac=cfg.decay_frac,
-            cooldown=cfg.cooldown,
-        ),
-    )
+    # The one lr schedule of the run (warmup included, also for schedule-free AdamW, whose own
+    # warmup (k+1)/warmup_steps is the same formula and is left at 0).
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_schedule())
     data = make_data(cfg, rank=rank, world_size=world_size)
     return Built(model, p, opt, sched, data)

@@ -52,7 +52,15 @@ MAY_CHANGE = (
     "peak_flops",
 )
 # A WSD branch follows its own schedule from a stable-phase checkpoint.
-SCHEDULE_FIELDS = ("schedule", "steps", "decay_frac", "cooldown")
+SCHEDULE_FIELDS = (
+    "schedule",
+    "steps",
+    "decay_frac",
+    "cooldown",
+    "milestones",
+    "power_a",
+    "power_b",
+)
 
 
 def _rank() -> int:
@@ -258,7 +266,8 @@ def _verify(pt: Path, record: dict) -> None:
 def config_diff(saved: dict, config: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
     """'field: checkpoint value vs this run's' for each field that differs (ignoring MAY_CHANGE
     and ``ignore``)."""
-    now = config.to_dict()
+    # Pairs (milestones, batch_ramp) compare as JSON would write them: tuples and lists alike.
+    saved, now = _plain(saved), _plain(config.to_dict())
     skip = set(MAY_CHANGE) | set(ignore)
     keys = sorted((set(saved) | set(now)) - skip)
     return [
@@ -266,6 +275,10 @@ def config_diff(saved: dict, config: RunConfig, ignore: tuple[str, ...] = ()) ->
         for k in keys
         if saved.get(k) != now.get(k)
     ]
+
+
+def _plain(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
 
 
 def read(path: str | Path, config: RunConfig, ignore: tuple[str, ...] = ()) -> dict:
@@ -301,6 +314,12 @@ def restore(trainer: Any, state: dict) -> None:
     rank calls it with the full state (FSDP2 keeps its own shard)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
+    # Empty per-parameter entries (schedule-free AdamW's train()/eval() touch its state
+    # defaultdict before any step) would make torch take the fresh optimizer for an initialised
+    # one and find no tensors in it.
+    state_of = trainer.optimizer.state
+    for p in [p for p, st in state_of.items() if not st]:
+        del state_of[p]
     set_state_dict(
         trainer.model,
         trainer.optimizer,

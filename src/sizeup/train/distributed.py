@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from sizeup.config import RunConfig, RunResult
-from sizeup.errors import ConfigError
+from sizeup.data import check_divisible
 from sizeup.train.loop import run
 
 
@@ -39,8 +39,7 @@ def run_distributed(cfg: RunConfig, **kwargs: Any) -> RunResult:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if cfg.batch_size % world:
-        raise ConfigError("batch_size", cfg.batch_size, f"a multiple of the world size {world}")
+    check_divisible(cfg, world)  # before the process group: every batch splits over the ranks
     own = _init_group(cfg, world)
     try:
         return run(cfg, rank=rank, world_size=world, **kwargs)

@@ -4,8 +4,9 @@
 ``log(step, metrics)`` with flat names:
 
     train/loss             the step's loss (mean over ranks), every log_every steps
+    train/tokens           with it, the tokens seen after the step (through the batch ramp)
     val/loss               at each evaluation (logged at the step count it was taken after)
-    lr/<i>.<role>          the lr of param group i (its role: input, hidden, readout, vector)
+    lr/<i>.<role>          the lr param group i used at the step (role: input, hidden, ...)
     perf/tokens_per_s      over the steps since the last log (all ranks together)
     perf/mfu               model FLOPs utilisation against the devices' peak, where known
     spectral/<module>/...  the spectral monitor (spectral_every)

@@ -145,15 +145,17 @@ class _Meter:
         self.cfg, self.world, self.fpt = cfg, world_size, flops_per_token
         self.peak = peak_of(cfg)
         self.times: list[float] = []
+        self.tokens: list[int] = []  # per step (a ramped run's steps differ)
         self.last = self.window = time.perf_counter()
-        self.window_steps = 0
+        self.window_tokens = 0
 
-    def tick(self) -> None:
-        """Called after every step."""
+    def tick(self, tokens: int) -> None:
+        """Called after every step, with the tokens it took."""
         now = time.perf_counter()
         self.times.append(now - self.last)
+        self.tokens.append(tokens)
         self.last = now
-        self.window_steps += 1
+        self.window_tokens += tokens
 
     def mfu(self, tokens_per_s: float) -> float:
         """Achieved training FLOP/s over the peak of all devices."""
@@ -162,23 +164,30 @@ class _Meter:
     def metrics(self) -> dict[str, float]:
         """perf/tokens_per_s (and perf/mfu) since the previous call."""
         dt = self.last - self.window
-        tps = self.window_steps * self.cfg.tokens_per_step / dt if dt > 0 else math.nan
-        self.window, self.window_steps = self.last, 0
+        tps = self.window_tokens / dt if dt > 0 else math.nan
+        self.window, self.window_tokens = self.last, 0
         return {"perf/tokens_per_s": tps, "perf/mfu": self.mfu(tps)}
 
     def record(self, res: RunResult) -> None:
-        """Median step time (the first step, warm-up and compilation, left out) and MFU."""
+        """Median step time (the first step, warm-up and compilation, left out) and MFU: at the
+        full batch, tokens per step / median step time; a ramped run's steps take different
+        batches, so its MFU is their tokens over their time."""
         times = self.times[1:] or self.times
         res.device_name = device_name(self.cfg.device)
         res.peak_flops = self.peak
         if times:
             res.step_time = statistics.median(times)
-            res.mfu = self.mfu(self.cfg.tokens_per_step / res.step_time)
+            rate = self.cfg.tokens_per_step / res.step_time
+            if self.cfg.batch_ramp is not None:
+                rate = sum(self.tokens[-len(times) :]) / sum(times)
+            res.mfu = self.mfu(rate)
 
 
-def _lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+def _lrs(trainer: Trainer) -> dict[str, float]:
+    """lr/<i>.<role>: the lr each param group used at the trainer's last step."""
+    groups = trainer.optimizer.param_groups
     return {
-        f"lr/{i}.{g.get('role', 'group')}": g["lr"] for i, g in enumerate(optimizer.param_groups)
+        f"lr/{i}.{g.get('role', 'group')}": lr for i, (g, lr) in enumerate(zip(groups, trainer.lrs))
     }
 
 
@@ -202,13 +211,15 @@ def _on_step(
     steps, checkpoint every checkpoint.every steps."""
 
     def on_step(step: int, loss: float) -> None:
-        meter.tick()
+        seen = cfg.tokens_for(step + 1)
+        meter.tick(seen - cfg.tokens_for(step))
         last = step == cfg.steps - 1
         metrics = _flat(trainer.last)
         if step % cfg.log_every == 0 or last or (trainer.diverged and res.steps[-1] != step):
             res.steps.append(step)
             res.train_loss.append(loss)
-            metrics.update({"train/loss": loss, **_lrs(trainer.optimizer), **meter.metrics()})
+            lrs = _lrs(trainer)
+            metrics.update({"train/loss": loss, "train/tokens": seen, **lrs, **meter.metrics()})
         _log(loggers, step, metrics)
         if trainer.diverged:
             return
@@ -233,7 +244,7 @@ def _log(loggers: list[MetricsLogger], step: int, metrics: dict[str, Any]) -> No
 def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult) -> None:
     """Tokens and FLOPs of the steps taken, the final evaluation and the divergence record."""
     done = trainer.step  # a diverged run stops after the step that blew up
-    res.tokens = done * cfg.tokens_per_step
+    res.tokens = cfg.tokens_for(done)  # through the batch ramp when there is one
     res.flops = 6.0 * res.params * res.tokens
     res.diagnostics = trainer.diagnostics
     if not trainer.diverged and trainer.data.val_batches():

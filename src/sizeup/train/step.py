@@ -12,14 +12,16 @@ be forked (model, optimizer and scheduler copied together, optionally onto a new
 the current step) and finish (evaluate): a WSD branch is "fork the trunk at step s, give it the
 WSD(T) schedule, advance to T, finish". ``save``/``load`` put the same state in a checkpoint
 file (sizeup.train.checkpoint), so a branch can also start from a saved stable-phase trunk.
+Every evaluation sees the weights ``averaged_weights`` gives (schedule-free AdamW's average).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +103,36 @@ def evaluate(
     return total / max(1, len(batches))
 
 
+def switches_modes(optimizer: Any) -> bool:
+    """True for an optimizer with train/eval modes (schedule-free AdamW, the schedulefree
+    package): it trains at one point y and evaluates at its average x."""
+    return callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
+
+
+@contextlib.contextmanager
+def averaged_weights(model: nn.Module, optimizer: Any) -> Iterator[None]:
+    """Within the block the model holds the weights an evaluation should see. For schedule-free
+    AdamW that is the average x (``optimizer.eval()``, as the schedulefree package documents);
+    after it the optimizer is back in train mode and the weights are the training point y
+    exactly as before (restored from a copy: ``optimizer.train()``'s interpolation back would
+    round, so evaluating would nudge the run). The copy lives while gradients are freed, so it
+    adds nothing to the training step's peak memory. Other optimizers: nothing happens."""
+    if not switches_modes(optimizer):
+        yield
+        return
+    saved = [p.detach().clone() for p in model.parameters()]
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
+        with torch.no_grad():
+            for p, y in zip(model.parameters(), saved):
+                p.copy_(y)
+
+
 def _wrap(model: nn.Module, world_size: int, compile: bool = False) -> nn.Module:
     """The module the step calls: DDP (averages gradients over ranks), or the model itself on
     one process or when FSDP2 sharded it (it then reduce-scatters gradients itself); compiled
@@ -146,6 +178,7 @@ class Trainer:
     diagnostics: dict[str, list] = field(default_factory=dict)
     train_model: nn.Module | None = None  # what the step calls (DDP on several ranks)
     last: dict[str, Any] = field(default_factory=dict)  # the callbacks' output at the last step
+    lrs: list[float] = field(default_factory=list)  # each param group's lr at the last step
 
     def __post_init__(self) -> None:
         if self.train_model is None:
@@ -185,6 +218,7 @@ class Trainer:
         loss.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.lrs = [g["lr"] for g in self.optimizer.param_groups]  # what this step uses
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -217,11 +251,14 @@ class Trainer:
 
     # --- stages ------------------------------------------------------------------------------
     def evaluate(self) -> float:
-        """Mean validation loss (over ranks); NaN without validation batches."""
+        """Mean validation loss (over ranks); NaN without validation batches. A schedule-free
+        optimizer is switched to its averaged weights for it and back (``averaged_weights``)."""
         val = self.data.val_batches() if self.data is not None else []
         if not val:
             return math.nan
-        return all_mean(evaluate(self.model, val, self.device, self.autocast), self.world_size)
+        with averaged_weights(self.model, self.optimizer):
+            loss = evaluate(self.model, val, self.device, self.autocast)
+        return all_mean(loss, self.world_size)
 
     def start(self) -> float:
         """The validation loss at init, which becomes the divergence test's reference."""

@@ -103,7 +103,7 @@ def wsd_branches(
     with Progress(f"WSD branches w={cfg.width}", total, enabled=progress) as bar:
         for sched in scheds:
             loss = _branch(trunk, sched, bar, trunk_cfg, save_dir)
-            tokens = sched.steps * cfg.tokens_per_step
+            tokens = cfg.tokens_for(sched.steps)
             points.append(
                 BranchPoint(
                     width=cfg.width,
@@ -163,7 +163,7 @@ def branch_from_checkpoint(
     branch = trunk.fork(sched)
     branch.advance(sched.steps)
     n_params = num_params(trunk.model, non_embedding=True)
-    tokens = sched.steps * cfg.tokens_per_step
+    tokens = cfg.tokens_for(sched.steps)
     return BranchPoint(
         width=cfg.width,
         depth=cfg.depth,
