@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh machine: CPU PyTorch first (so pip never pulls a multi-GB CUDA
-# build by accident), then sizeup with its dev, ray and schedulefree extras (schedule-free
-# AdamW; installed so its tests run), editable.
+# build by accident), then sizeup with its dev, ray, schedulefree (schedule-free AdamW),
+# logging (TensorBoard, Weights & Biases) and hf (Hugging Face transformers) extras, editable,
+# so every extra's tests run.
 # For a CUDA build, install torch yourself first (e.g. `pip install torch`): an installed torch
 # is left alone.
 set -euo pipefail
@@ -19,7 +20,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   fi
   rm -rf "$probe"
 fi
-"$PY" -m pip install -e ".[dev,ray,schedulefree]"
+# The installed torch is a constraint: no extra may swap it for another build.
+constraint=$(mktemp)
+"$PY" -c "import torch; print('torch==' + torch.__version__)" > "$constraint"
+"$PY" -m pip install -e ".[dev,ray,schedulefree,logging,hf]" -c "$constraint"
+rm -f "$constraint"
 # microsoft/mup (test-only, for the equivalence tests) declares torchvision, which would drag in
 # a CUDA torch; it never imports it, so install it without its dependencies.
 "$PY" -m pip install --no-deps "mup==1.0.0"

@@ -163,7 +163,7 @@ def test_fit_downstream_and_critical_batch(tmp_path):
 
 
 def test_flops_command_runs(capsys):
-    main(["flops", "deepseek", "--layers", "30", "--d-model", "4096", "--seq-len", "4096"])
+    main(["flops", "deepseek", "--n-layer", "30", "--d-model", "4096", "--seq-len", "4096"])
     assert "4.228e+10" in capsys.readouterr().out
 
 

@@ -66,7 +66,12 @@ def test_module_names_follow_the_contract():
     assert isinstance(names["blocks.0.attn.logits"], torch.nn.Identity)
     for n in ["blocks.0.attn.q", "blocks.0.mlp.down", "lm_head"]:
         assert names[n].bias is None
-    assert GPT.sizeup_hints["residual_out"] == ["blocks.*.attn.o", "blocks.*.mlp.down"]
+    assert GPT.sizeup_hints["residual_out"] == [
+        "blocks.*.attn.o",
+        "blocks.*.mlp.down",
+        "blocks.*.mlp.experts",  # an MoE block's branches (tests/test_moe.py)
+        "blocks.*.mlp.shared.down",
+    ]
     # SwiGLU hidden = round(8/3 * 32) = 85
     assert m.blocks[0].mlp.gate.weight.shape == (85, 32)
 

@@ -43,7 +43,7 @@ def test_newton_schulz_square_well_conditioned_and_input_untouched():
     assert s.min() >= 0.5 and s.max() <= 1.5
     assert torch.equal(g, before)
     with pytest.raises(ConfigError, match="grad"):
-        newton_schulz(torch.randn(3, 4, 5))
+        newton_schulz(torch.randn(2, 3, 4, 5))  # 3-D: a stack of expert matrices
 
 
 @pytest.mark.parametrize("fan_out,fan_in", [(64, 256), (256, 64), (128, 128)])

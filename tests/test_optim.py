@@ -389,3 +389,21 @@ def test_schedule_free_without_the_package_says_how_to_get_it(monkeypatch):
     m = mlp()
     with pytest.raises(ConfigError, match="optimizer='adamw_schedulefree'.*schedulefree"):
         build_optimizer(m, scalings(m), "adamw_schedulefree", lr=0.01)
+
+
+def test_batch_transfer_says_what_it_moved():
+    """batch_size=256 from base 64 turns betas (0.9, 0.95) into (0.6, 0.8): a warning names
+    every value before and after; none at the base batch."""
+    from sizeup.optim import BatchTransferWarning
+
+    m = mlp()
+    kw = dict(model=m, scalings=scalings(m), name="adamw", lr=1e-3)
+    with pytest.warns(BatchTransferWarning) as rec:
+        build_optimizer(**kw, batch_size=256, base_batch_size=64)
+    msg = str(rec[0].message)
+    assert "lr 0.001 -> 0.002" in msg and "betas (0.9, 0.95) -> (0.6, 0.8)" in msg
+    assert "eps 1e-08 -> 5e-09" in msg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchTransferWarning)
+        build_optimizer(**kw, batch_size=64, base_batch_size=64)
+        build_optimizer(**kw)

@@ -3,6 +3,7 @@ clear errors for impossible targets, warnings, time/cost and the `sizeup plan` C
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -411,6 +412,13 @@ def test_cli_contract_writes_plan_json(tmp_path):
     assert rel(d["peak_lr"], 4.2e-4) < 0.1
     assert len(d["layers"]) == 12
     assert (tmp_path / "plan.md").exists()
+    # run.json: the RunConfig that trains the plan (its run_config)
+    run_json = json.loads((tmp_path / "run.json").read_text())
+    assert run_json == d["run_config"] and run_json["lr"] == d["peak_lr"]
+    from sizeup.config import RunConfig
+
+    cfg = RunConfig.from_file(tmp_path / "run.json")
+    assert cfg.steps == d["steps"] and cfg.batch_size * 4096 == d["batch_tokens"]
 
 
 def test_cli_error_exits_nonzero(capsys):
@@ -454,14 +462,19 @@ def _reference(recipe, depth_scaled, base_batch):
     from sizeup import parametrize
     from sizeup.models import GPT, GPTConfig
 
-    def gpt(d, n_layer, device="meta"):
-        cfg = GPTConfig(d_model=d, n_layer=n_layer, head_dim=16, vocab_size=64, seq_len=16)
+    def gpt(d, n_layer, device="meta", mlp_ratio=8 / 3):
+        cfg = GPTConfig(
+            d_model=d, n_layer=n_layer, head_dim=16, vocab_size=64, seq_len=16, mlp_ratio=mlp_ratio
+        )
         with torch.device(device):
             return GPT(cfg)
 
-    model = gpt(128, 4)
+    # the plan rounds the target's d_ff = 8/3 x 128 = 341.3 up to 384 (a multiple of 128); the
+    # base and its delta take the target's ratio 384/128 = 3, as `sizeup train -c run.json`
+    # builds them (RunConfig.mlp_ratio = the plan's d_ff / d_model): d_ff 96 and 192
+    model = gpt(128, 4, mlp_ratio=3.0)
     # a recipe without sigma lets parametrize read the base's own init: a real (small) base
-    base = gpt(32, 2, "meta" if recipe.sigma is not None else "cpu")
+    base = gpt(32, 2, "meta" if recipe.sigma is not None else "cpu", mlp_ratio=3.0)
     kw = dict(
         rule=recipe.rule,
         optimizer=recipe.optimizer,
@@ -472,16 +485,20 @@ def _reference(recipe, depth_scaled, base_batch):
         kw["sigma"] = recipe.sigma
     if depth_scaled:
         kw.update(base_depth=2, depth=4, depth_exponent=recipe.depth_exponent)
-    p = parametrize(model, base, delta=gpt(64, 2), **kw)
-    opt = p.optimizer(
-        recipe.optimizer,
-        lr=1e-2,
-        weight_decay=recipe.weight_decay,
-        betas=(recipe.beta1, recipe.beta2),
-        eps=recipe.eps,
-        batch_size=B_TARGET if base_batch else None,
-        base_batch_size=base_batch,
-    )
+    p = parametrize(model, base, delta=gpt(64, 2, mlp_ratio=3.0), **kw)
+    from sizeup.optim import BatchTransferWarning
+
+    # the batch transfer says what it moved (the plan shows it in its summary instead)
+    with pytest.warns(BatchTransferWarning) if base_batch else contextlib.nullcontext():
+        opt = p.optimizer(
+            recipe.optimizer,
+            lr=1e-2,
+            weight_decay=recipe.weight_decay,
+            betas=(recipe.beta1, recipe.beta2),
+            eps=recipe.eps,
+            batch_size=B_TARGET if base_batch else None,
+            base_batch_size=base_batch,
+        )
     groups = {n: g for g in opt.param_groups for n in g["names"]}
     out = {}
     for s in p.table():
@@ -607,11 +624,11 @@ def test_plan_from_study_reproduces_the_transfer_lr(real_study, capsys):
 
     main(["transfer", str(real_study)])
     printed = capsys.readouterr().out
-    row = re.search(r"│\s*64\s*│\s*([0-9.e+-]+) \(2\^", printed)  # the widest width's row
+    row = re.search(r"\|\s*64\s*\|\s*([0-9.e+-]+) \(2\^", printed)  # the widest width's row
     assert row, printed
     target = ["--n-layer", "4", "--d-model", "256", "--head-dim", "16", "--seq-len", "32"]
     target += ["--vocab-size", "256", "--batch-tokens", str(8 * 32)]
-    main(["plan", "--from-study", str(real_study), "--json", "--tokens", "1e7", *target])
+    main(["plan", "--from-study", str(real_study), "--format", "json", "--tokens", "1e7", *target])
 
     d = json.loads(capsys.readouterr().out)
     assert d["proxy"]["lr"] == pytest.approx(float(row.group(1)), rel=5e-3)  # printed as 3 s.f.
@@ -711,7 +728,7 @@ def test_every_command_line_flag_is_a_record_field():
     names = {s.name for s in option_specs()}
     assert set(OLD_FLAGS) <= names
     params = inspect.signature(plan_command).parameters
-    assert names | {"from_study", "from_study_group", "out", "explain", "as_json"} == set(params)
+    assert names | {"from_study", "from_study_group", "out", "explain", "fmt"} == set(params)
 
 
 def test_flat_options_and_records_give_the_same_plan():
@@ -808,7 +825,8 @@ def test_compare_rows_by_hand_for_steplaw_and_minicpm():
         preset="chinchilla", n_layer=8, d_model=512, tokens=1e10, compare_laws="steplaw,minicpm"
     )
     steplaw, minicpm = p.comparison["rows"]
-    N = Shape(n_layer=8, d_model=512).params(embeddings=False)  # Step Law reads non-embedding N
+    # Step Law reads non-embedding N; the plan rounds d_ff up to a multiple of 128
+    N = Shape(n_layer=8, d_model=512, ffn_multiple=128).params(embeddings=False)
     assert steplaw["peak_lr"] == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
     raw = 0.58 * 1e10**0.571
     assert steplaw["batch_tokens"] == max(8, round(raw / 2048 / 8) * 8) * 2048
@@ -842,7 +860,7 @@ def test_compare_laws_refuses_unknown_names():
 
 def test_steplaw_as_the_plan_preset():
     p = plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10)
-    N = Shape(n_layer=8, d_model=512).params(embeddings=False)
+    N = Shape(n_layer=8, d_model=512, ffn_multiple=128).params(embeddings=False)
     assert p.peak_lr == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
     assert p.lr_source == "steplaw eta(N,D)"
     assert "steplaw B(D)" in p.batch_rounding
@@ -908,3 +926,69 @@ def test_schedule_free_adamw_plan():
     q = next(r for r in p.layers if r["tensor"] == "blocks.*.attn.q")
     assert (q["beta1"], q["beta2"]) == (0.9, 0.95)
     assert q["decay_per_step"] == pytest.approx(q["lr"] * 0.1)
+
+
+# --- numbers that explain themselves (issue #15)
+def test_family_shapes_are_hardware_friendly_and_show_their_rounding():
+    # Chinchilla's budget under the Epoch refit: before, n_head 71 and d_ff 24235
+    p = plan(preset="epoch", compute=5.76e23)
+    s = p.shape
+    assert s["n_head"] % 8 == 0 and s["d_model"] % 128 == 0 and s["d_ff"] % 128 == 0
+    assert (s["n_layer"], s["d_model"], s["n_head"], s["d_ff"]) == (70, 9216, 72, 24576)
+    rows = dict(p.summary_rows())
+    assert "72 heads x 128" in rows["shape"] and "a multiple of 128" in rows["shape"]
+    assert "nearest the target N_opt(C)" in rows["parameters"]
+    # small targets: head counts a power of two below 8
+    assert shape_for(2e7, head_dim=64).n_head in (1, 2, 4, 8, 16)
+    # the rounding is an option: 1 keeps d_ff = round(8/3 d) as the GPT does by itself
+    explicit = dict(preset="chinchilla", n_layer=30, d_model=4096, tokens=1e11)
+    assert plan(**explicit).shape["d_ff"] == 11008  # 8/3 x 4096 = 10922.7, up to 86 x 128
+    assert plan(**explicit, ffn_multiple=1).shape["d_ff"] == 10923
+
+
+def test_presets_carry_their_vocabulary():
+    from sizeup.laws.presets import get_preset
+
+    assert get_preset("deepseek-v1").vocab_size == 102_400
+    # DeepSeek LLM 7B (30 layers, d 4096, d_ff 11008, vocabulary 102,400): 6.9B parameters
+    p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096, tokens=2e12)
+    assert p.shape["vocab_size"] == 102_400 and p.shape["d_ff"] == 11008
+    assert p.params == pytest.approx(6.91e9, rel=2e-3)
+    assert "preset deepseek-v1's vocabulary" in dict(p.summary_rows())["shape"]
+    # a vocabulary the user gives wins
+    q = plan(preset="deepseek-v1", n_layer=30, d_model=4096, tokens=2e12, vocab_size=32000)
+    assert q.shape["vocab_size"] == 32000 and "given" in dict(q.summary_rows())["shape"]
+    assert get_preset("steplaw").vocab_size is None  # not stated where sizeup could read it
+    assert plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10).shape["vocab_size"] == 32000
+
+
+def test_loss_time_and_cost_are_always_shown_or_explained():
+    rows = dict(plan(preset="deepseek-v1", params=7e9, tokens=2e12).summary_rows())
+    assert "no loss law in preset deepseek-v1" in rows["predicted loss"]
+    assert "give --gpu" in rows["time"] and "--gpu-price" in rows["cost"]
+    rows = dict(plan(preset="chinchilla", params=7e9, gpu="H100", n_gpus=64).summary_rows())
+    assert rows["predicted loss"][0].isdigit() and "days on 64 x H100" in rows["time"]
+    assert "give --gpu-price" in rows["cost"] and "GPU-hours" in rows["cost"]
+
+
+def test_rows_are_words_not_ratios():
+    p = plan(preset="deepseek-v1", params=7e9, tokens=1e13)
+    rows = dict(p.summary_rows())
+    assert "ratios" not in rows and "no proxy given" in rows["transfer"]
+    assert "tokens per parameter" in rows["tokens"]
+    assert not any("FLOP/token" in w for w in p.warnings)
+    assert any("tokens per parameter is far" in w for w in p.warnings)  # DeepSeek's D/M, in N
+    q = plan(
+        preset="deepseek-v1",
+        params=7e9,
+        tokens=2e12,
+        base_width=256,
+        base_lr=3e-3,
+        base_batch=2**20,
+        base_tokens=1e9,
+    )
+    rows = dict(q.summary_rows())
+    assert rows["transfer"].startswith("16x the proxy's width")
+    assert "beta2 0.95 ->" in rows["batch transfer"] and "eps 1e-08 ->" in rows["batch transfer"]
+    moved = q.batch_transfer
+    assert moved["lr"] == [3e-3, pytest.approx(3e-3 * (q.batch_tokens / 2**20) ** 0.5)]

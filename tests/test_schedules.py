@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sizeup.errors import ConfigError
-from sizeup.schedules import BatchRamp, loss_ramp, make_schedule, plot_schedule, token_ramp
+from sizeup.schedules import (
+    DEEPSEEK_LLM_MILESTONES,
+    BatchRamp,
+    loss_ramp,
+    make_schedule,
+    parse_milestones,
+    parse_ramp,
+    plot_schedule,
+    token_ramp,
+)
 
 
 def test_constant_with_linear_warmup():
@@ -202,3 +211,20 @@ def test_schedule_counts_tokens_through_the_ramp():
 def test_bad_ramps_are_refused(stages):
     with pytest.raises(ConfigError):
         BatchRamp(stages)
+
+
+def test_parse_ramp_and_milestones():
+    """The one reader of the pairs a run config, a sweep axis, --set and the planner give."""
+    assert parse_ramp("0:4,1e6:8,2e6:16") == ((0.0, 4), (1e6, 8), (2e6, 16))
+    assert (
+        parse_ramp([[0, 4.0], ["1e3", "8"]]) == ((0.0, 4), (1000.0, 8)) and parse_ramp(None) is None
+    )
+    # a run config's batches in sequences -> tokens (seq_len 128)
+    assert BatchRamp(parse_ramp("0:4,1e6:8")).scaled(128).stages == ((0.0, 512), (1e6, 1024))
+    assert parse_milestones("0.8:0.316,0.9:0.1") == DEEPSEEK_LLM_MILESTONES
+    for bad in ("0:4,1e6", "1:4", "0:4,0:8", "0:4.5", "0:4,inf:8", "0:-2", "0:4;1:8"):
+        with pytest.raises(ConfigError, match="batch_ramp"):
+            parse_ramp(bad)
+    for bad in ("0.8", "0.9:0.1,0.8:0.3", "1.2:0.5", "x:y"):
+        with pytest.raises(ConfigError, match="milestones"):
+            parse_milestones(bad)

@@ -3,6 +3,7 @@ divergence included), and feed approach 2."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -75,3 +76,75 @@ def test_bad_branch_input():
 def test_diverged_branch_is_nan_not_an_error():
     pts = wsd_branches(CFG.replace(rule="sp", lr=1e30), [8])
     assert math.isnan(pts[0].loss)
+
+
+# --- `sizeup wsd`: the fit it writes, and what it says when no budget is bracketed -----------
+def _synthetic_points(widths, steps, tokens_per_step=2048):
+    """Branch points of a known law L = E + A/N^alpha + B/D^beta, N = 12 w^2 (two blocks)."""
+    from sizeup.laws import ChinchillaLaw
+
+    law = ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.36)
+    return [
+        dict(
+            width=w,
+            depth=2,
+            params=24 * w * w,
+            branch_step=int(0.8 * s),
+            steps=s,
+            tokens=s * tokens_per_step,
+            flops=6.0 * 24 * w * w * s * tokens_per_step,
+            loss=float(law.loss(24 * w * w, s * tokens_per_step)),
+        )
+        for w in widths
+        for s in steps
+    ]
+
+
+def _wsd_cli(tmp_path, monkeypatch, widths, steps):
+    import sizeup.cli.wsd as wsd_cli
+    from sizeup.cli import main
+
+    def fake_train(configs, totals, *args):
+        return _synthetic_points([c.width for c in configs], totals)
+
+    monkeypatch.setattr(wsd_cli, "_train", fake_train)
+    main(["wsd", "--widths", widths, "--steps", steps, "--out", str(tmp_path)])
+
+
+def test_wsd_cli_fits_approach2_when_budgets_are_bracketed(tmp_path, monkeypatch, capsys):
+    steps = ",".join(str(2**k) for k in range(4, 13))
+    _wsd_cli(tmp_path, monkeypatch, "32,64,96,128,192,256", steps)
+    out = capsys.readouterr().out
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["approach"] == 2 and len(fit["optima"]) >= 2
+    assert fit["a"] == pytest.approx(0.36 / 0.70, abs=0.05)  # beta / (alpha + beta)
+    assert (tmp_path / "isoflops.png").stat().st_size > 1000
+    assert f"wrote {tmp_path / 'points.csv'}, {tmp_path / 'fit.json'} and" in out
+    assert "approach 2 on" in out
+
+
+def test_wsd_cli_falls_back_to_approach3_and_says_what_would_bracket(tmp_path, monkeypatch, capsys):
+    # wide models trained briefly: the narrowest width wins every shared budget
+    _wsd_cli(tmp_path, monkeypatch, "256,384,512", "16,32,64,128,256")
+    cap = capsys.readouterr()
+    assert "no approach-2 fit" in cap.err
+    assert "the narrowest width has the lowest loss at every shared budget" in cap.out
+    assert "fell back to approach 3" in cap.out
+    assert "to bracket it with approach 2 try --widths" in cap.out
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert "fallback" in fit and fit["alpha"] == pytest.approx(0.34, rel=0.05)
+    assert (tmp_path / "approach3.png").exists() and not (tmp_path / "isoflops.png").exists()
+
+
+@pytest.mark.slow
+def test_wsd_example_reduced_brackets_the_optimum(tmp_path, capsys):
+    """The README's example, reduced (widths 8, 16, 32; branches up to 1280 steps; 3.6 minutes
+    on 2 cores shared with other jobs): the tiny models' isoFLOP budgets bracket the optimum, so
+    approach 2 writes fit.json and isoflops.png (measured: five budgets, N_opt ~ C^0.61)."""
+    from sizeup.cli import main
+
+    main(["wsd", "--widths", "8,16,32", "--steps", "80,160,320,640,1280", "--out", str(tmp_path)])
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["approach"] == 2 and len(fit["optima"]) >= 2 and 0.2 < fit["a"] < 0.8
+    assert (tmp_path / "isoflops.png").stat().st_size > 1000
+    assert "approach 2 on" in capsys.readouterr().out

@@ -26,24 +26,28 @@ InitStdHint = Union[float, Literal["fan_in"]]
 InitSource = Literal["model hint", "measured", "given"]
 
 # --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
-# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package.
+# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package;
+# the trainer switches it to its averaged weights around every evaluation (train/step.py).
 Optimizer = Literal["adamw", "sgd", "muon", "adamw_schedulefree"]
-# What a RunConfig may name until the training loop drives schedule-free's train()/eval() modes.
-RunOptimizer = Literal["adamw", "sgd", "muon"]
 MuonScale = Literal["spectral", "original", "rms"]
 # Learning-rate schedules (schedules.Schedule); "multistep": DeepSeek LLM's steps, "power": Shen
-# et al. 2024's Power scheduler. A RunConfig names the ones that need no extra parameters.
+# et al. 2024's Power scheduler (their parameters are RunConfig fields: milestones, power_a/b).
 Schedule = Literal["constant", "cosine", "wsd", "multistep", "power"]
-RunSchedule = Literal["constant", "cosine", "wsd"]
 Cooldown = Literal["linear", "1-sqrt", "exponential"]
-# Batch-size ramp-up (schedules.BatchRamp): on a token schedule (DeepSeek-V2/V3) or when the
-# predicted loss crosses the critical-batch law's thresholds (MiniMax-01).
+# How the planner builds a batch ramp-up (schedules.BatchRamp): on a token schedule
+# (DeepSeek-V2/V3) or when the predicted loss crosses the critical-batch law's thresholds
+# (MiniMax-01). A run follows the stages it gives (RunConfig.batch_ramp).
 RampMode = Literal["tokens", "loss"]
 
 # --- models and runs (models/, config.py) ---------------------------------------------------
 Model = Literal["gpt", "mlp"]
 AttnScale = Literal["1/d", "1/sqrt(d)"]
+# Hugging Face transformers families sizeup knows by name (sizeup.models.hf): their module names
+# (roles, residual branches, routers, the final norm) and which config fields are width.
+HFArch = Literal["llama", "qwen3", "gpt2", "qwen3_moe", "mixtral", "olmoe"]
 DType = Literal["float32", "float64", "bfloat16"]
+# Where a run's metrics go (train/loggers.py): `--log KIND:TARGET`.
+LogKind = Literal["jsonl", "tensorboard", "wandb"]
 
 # --- diagnostics, sweeps, laws ---------------------------------------------------------------
 CoordStat = Literal["l1", "rms"]
@@ -62,6 +66,11 @@ BatchUnit = Literal["tokens", "sequences"]
 Resample = Literal["auto", "points", "parametric"]
 Holdout = Literal["none", "largest-budget"]
 
+# --- the command line (cli/output.py) --------------------------------------------------------
+# How a command prints its tables: rich (boxes and colour, for a terminal), markdown (full-width
+# pipe tables that read anywhere: logs, files, issues) or json (one document on stdout).
+OutputFormat = Literal["rich", "markdown", "json"]
+
 RULES: tuple[Rule, ...] = get_args(Rule)
 ROLES: tuple[Role, ...] = get_args(Role)
 READOUT_FORMS: tuple[ReadoutForm, ...] = get_args(ReadoutForm)
@@ -69,15 +78,15 @@ OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
 INIT_STD_MODES: tuple[InitStdMode, ...] = get_args(InitStdMode)
 INIT_SOURCES: tuple[InitSource, ...] = get_args(InitSource)
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
-RUN_OPTIMIZERS: tuple[RunOptimizer, ...] = get_args(RunOptimizer)
 MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
-RUN_SCHEDULES: tuple[RunSchedule, ...] = get_args(RunSchedule)
 RAMP_MODES: tuple[RampMode, ...] = get_args(RampMode)
 COOLDOWNS: tuple[Cooldown, ...] = get_args(Cooldown)
 MODELS: tuple[Model, ...] = get_args(Model)
 ATTN_SCALES: tuple[AttnScale, ...] = get_args(AttnScale)
+HF_ARCHS: tuple[HFArch, ...] = get_args(HFArch)
 DTYPES: tuple[DType, ...] = get_args(DType)
+LOG_KINDS: tuple[LogKind, ...] = get_args(LogKind)
 COORD_STATS: tuple[CoordStat, ...] = get_args(CoordStat)
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 SWEEP_ORDERS: tuple[SweepOrder, ...] = get_args(SweepOrder)
@@ -88,6 +97,7 @@ N_DEFINITIONS: tuple[NDefinition, ...] = get_args(NDefinition)
 BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
 RESAMPLES: tuple[Resample, ...] = get_args(Resample)
 HOLDOUTS: tuple[Holdout, ...] = get_args(Holdout)
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
 def optimizer_family(optimizer: Optimizer) -> OptFamily:

@@ -22,20 +22,33 @@ from sizeup.choices import (
     INIT_STD_MODES,
     MODELS,
     MUON_SCALES,
+    OPTIMIZERS,
     RULES,
-    RUN_OPTIMIZERS,
-    RUN_SCHEDULES,
+    SCHEDULES,
     AttnScale,
     Cooldown,
     DType,
     InitStd,
     Model,
     MuonScale,
+    Optimizer,
     Rule,
-    RunOptimizer,
-    RunSchedule,
+    Schedule,
 )
 from sizeup.errors import ConfigError, check_choice, check_number_or_choice, check_positive
+from sizeup.schedules import (
+    DEEPSEEK_LLM_MILESTONES,
+    BatchRamp,
+    make_schedule,
+    parse_milestones,
+    parse_ramp,
+)
+from sizeup.schedules import Schedule as LrSchedule
+
+# (fraction of the run's tokens, lr multiplier) pairs of a multistep schedule, and the stages
+# (from_tokens, batch_size) of a batch ramp (batch in sequences, or examples for the MLP).
+Milestones = tuple[tuple[float, float], ...]
+RampStages = tuple[tuple[float, int], ...]
 
 
 @dataclass
@@ -49,6 +62,7 @@ class RunConfig:
     head_dim: int = 32  # GPT: n_head = width // head_dim
     seq_len: int = 128  # GPT context length
     vocab_size: int = 256  # byte-level by default
+    mlp_ratio: float = 8 / 3  # GPT: SwiGLU hidden = round(mlp_ratio * width), at every width
     attn_scale: AttnScale = "1/d"  # muP wants 1/d; "1/sqrt(d)" is SP's choice
     qk_norm: bool = False
     tie_embeddings: bool = False
@@ -64,7 +78,9 @@ class RunConfig:
     zero_readout: bool = False
     zero_query: bool = False
     # optimizer
-    optimizer: RunOptimizer = "adamw"
+    # "adamw_schedulefree": Defazio et al. 2024 (extra sizeup[schedulefree]); evaluated at its
+    # averaged weights (the trainer switches the optimizer's eval/train modes)
+    optimizer: Optimizer = "adamw"
     lr: float = 3e-3
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -74,21 +90,36 @@ class RunConfig:
     momentum: float = 0.9  # SGD momentum; Muon momentum
     muon_scale: MuonScale = "spectral"
     muon_lr: float | None = None  # Muon's lr for the hidden matrices (None: the same lr)
+    # Newton-Schulz precision: bfloat16 as torch.optim.Muon; float32 makes runs that sum
+    # gradients in another order (DDP, FSDP) agree to float32 rounding, not bf16's
+    ns_dtype: DType = "bfloat16"
     grad_clip: float = 0.0  # 0 disables
     # batch
-    batch_size: int = 16  # sequences (GPT) or examples (MLP) per step
+    batch_size: int = 16  # sequences (GPT) or examples (MLP) per step (the full batch)
     base_batch_size: int | None = None  # with batch_size: transfer lr, betas, eps
-    # horizon: with base_tokens, lr x (D / base_tokens)^data_exponent, D = steps x tokens/step
+    # horizon: with base_tokens, lr x (D / base_tokens)^data_exponent, D the tokens of the run
     # (the optimal lr falls as training gets longer: Bjorck et al. 2024, "Scaling optimal LR
     # across token horizons"; the planner's alpha_data). None: no horizon transfer.
     base_tokens: int | None = None
     data_exponent: float = 0.0
-    # schedule
+    # Batch ramp-up (schedules.BatchRamp; DeepSeek-V2/V3 grow the batch over their first tokens,
+    # MiniMax-01 where the critical batch lets it double): stages (from_tokens, batch_size), the
+    # first from 0, the last batch_size; a step's batch is its stage's at the tokens seen before
+    # it. `sizeup plan --batch-ramp` gives them (plan.json "run_config"). None: no ramp.
+    batch_ramp: RampStages | None = None
+    # schedule (schedules.py): constant, cosine, wsd, multistep, power; linear warmup
     steps: int = 200
     warmup: int = 0
-    schedule: RunSchedule = "constant"
-    decay_frac: float = 0.2  # WSD: fraction of steps in the cooldown
+    schedule: Schedule = "constant"
+    decay_frac: float = 0.2  # WSD and power: fraction of steps in the cooldown
     cooldown: Cooldown = "linear"
+    # multistep: (fraction of the run's tokens, lr multiplier) pairs; None: DeepSeek LLM's
+    # ((0.8, 0.316), (0.9, 0.1)) (DeepSeek-AI 2024, section 2.3)
+    milestones: Milestones | None = None
+    # power: lr = min(lr, power_a n^power_b), n the tokens seen before the step, then the
+    # decay_frac cooldown (Shen et al. 2024, "Power Scheduler"); both needed, no default
+    power_a: float | None = None
+    power_b: float | None = None
     # data
     data: str = "builtin"  # "builtin", a text file, a uint16 .bin memmap, or "teacher"
     val_frac: float = 0.05
@@ -106,6 +137,11 @@ class RunConfig:
     # stability proxies (Wortsman et al. 2023): >0 logs every k steps, on the first val batch
     attn_logits_every: int = 0  # the largest attention logit per block and attention entropy
     output_logits_every: int = 0  # output logits: largest |logit|, mean logit, log Z
+    # scale-out and GPU (docs/training.md); none changes the trajectory beyond float rounding
+    fsdp: bool = False  # shard params, grads and optimizer state with FSDP2 (under torchrun)
+    compile: bool = False  # torch.compile the model the step calls
+    autocast: bool = False  # bf16 autocast of forward and backward (weights stay in dtype)
+    peak_flops: float | None = None  # one device's peak FLOP/s for MFU (None: from its name)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -121,18 +157,27 @@ class RunConfig:
         self._check_counts()
         self._check_shapes()
         self._check_rates()
+        self._check_schedule()
+        if self.fsdp and self.noise_every:
+            raise ConfigError(
+                "noise_every",
+                self.noise_every,
+                "0 with fsdp=True (the noise-scale monitor takes gradients with autograd.grad, "
+                "outside FSDP2's gradient reduce-scatter)",
+            )
         self.init_std = check_number_or_choice("init_std", self.init_std, INIT_STD_MODES)
 
     def _check_choices(self) -> None:
         for name, choices in (
             ("model", MODELS),
             ("rule", RULES),
-            ("optimizer", RUN_OPTIMIZERS),
-            ("schedule", RUN_SCHEDULES),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
             ("cooldown", COOLDOWNS),
             ("attn_scale", ATTN_SCALES),
             ("muon_scale", MUON_SCALES),
             ("dtype", DTYPES),
+            ("ns_dtype", DTYPES),
         ):
             check_choice(name, getattr(self, name), choices)
 
@@ -167,8 +212,9 @@ class RunConfig:
             check_positive(name, getattr(self, name))
         if not math.isfinite(self.lr):
             raise ConfigError("lr", self.lr, "a finite positive number")
-        if self.muon_lr is not None:
-            check_positive("muon_lr", self.muon_lr)
+        for name in ("muon_lr", "peak_flops"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
         if self.warmup < 0 or self.warmup > self.steps:
             raise ConfigError("warmup", self.warmup, f"between 0 and steps={self.steps}")
         if not 0.0 <= self.decay_frac <= 1.0:
@@ -178,6 +224,77 @@ class RunConfig:
         for name in ("beta1", "beta2", "momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(name, getattr(self, name), "a number in [0, 1)")
+
+    def _check_schedule(self) -> None:
+        """The power schedule's parameters, the ramp's last batch, and the schedule itself
+        (built once here, so a bad combination is refused before any run starts)."""
+        if self.schedule == "power" and (self.power_a is None or self.power_b is None):
+            raise ConfigError(
+                "power_a" if self.power_a is None else "power_b",
+                None,
+                "a number with schedule='power' (lr = min(lr, power_a n^power_b), n tokens "
+                "seen; Shen et al. 2024 fit both on their runs, sizeup has no default)",
+            )
+        if self.batch_ramp is not None and self.batch_ramp[-1][1] != self.batch_size:
+            raise ConfigError(
+                "batch_ramp",
+                self.batch_ramp,
+                f"stages whose last batch is batch_size={self.batch_size} (the full batch: "
+                "validation, batch transfer and the memory check use it)",
+            )
+        self.lr_schedule()
+
+    # --- what the run follows ------------------------------------------------------------
+    @property
+    def tokens_per_sequence(self) -> int:
+        """Tokens per sequence: seq_len for the GPT, 1 for the MLP (whose "tokens" are
+        examples)."""
+        return self.seq_len if self.model == "gpt" else 1
+
+    def ramp(self) -> BatchRamp | None:
+        """The batch ramp in tokens (schedules.BatchRamp), or None without batch_ramp."""
+        if self.batch_ramp is None:
+            return None
+        return BatchRamp(self.batch_ramp).scaled(self.tokens_per_sequence)
+
+    def tokens_for(self, steps: int) -> int:
+        """Tokens (examples for the MLP) seen in the first ``steps`` optimizer steps, through
+        the ramp when there is one."""
+        ramp = self.ramp()
+        if ramp is None:
+            return steps * self.tokens_per_step
+        return int(ramp.tokens_before(steps))
+
+    def batch_window(self, step: int) -> tuple[int, int]:
+        """(sequences seen before optimizer step ``step``, its batch in sequences): where the
+        step's batch starts in the run's stream of sequences, and how many it takes (examples
+        for the MLP). Without a ramp (step x batch_size, batch_size)."""
+        ramp = self.ramp()
+        if ramp is None:
+            return step * self.batch_size, self.batch_size
+        n = ramp.tokens_before(step)
+        per = self.tokens_per_sequence
+        return int(n) // per, ramp.batch_at(n) // per
+
+    def lr_schedule(self) -> LrSchedule:
+        """The run's lr multiplier per step (schedules.Schedule): ``schedule`` with its warmup,
+        cooldown and kind's parameters; "multistep" and "power" count the tokens seen through
+        the ramp, and "power" reads lr as its peak."""
+        kw: dict[str, Any] = {}
+        if self.schedule == "multistep":
+            kw["milestones"] = self.milestones or DEEPSEEK_LLM_MILESTONES
+        if self.schedule == "power":
+            kw.update(power_a=self.power_a, power_b=self.power_b, peak_lr=self.lr)
+        if self.schedule in ("multistep", "power"):
+            kw.update(batch_tokens=self.tokens_per_step, ramp=self.ramp())
+        return make_schedule(
+            self.schedule,
+            self.steps,
+            warmup=self.warmup,
+            decay_frac=self.decay_frac,
+            cooldown=self.cooldown,
+            **kw,
+        )
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -222,8 +339,9 @@ class RunConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens (GPT) or examples (MLP) consumed per optimizer step."""
-        return self.batch_size * (self.seq_len if self.model == "gpt" else 1)
+        """Tokens (GPT) or examples (MLP) consumed per optimizer step at the full batch (a
+        ramped run's steps before its last stage take fewer: ``tokens_for``)."""
+        return self.batch_size * self.tokens_per_sequence
 
 
 _POSITIVE_INTS = (
@@ -269,6 +387,10 @@ def parse_field(name: str, value: Any) -> Any:
         return _parse_number(name, value, kind)
     if kind == "init_std":
         return check_number_or_choice(name, value, INIT_STD_MODES)
+    if kind == "milestones":
+        return parse_milestones(value)
+    if kind == "ramp":
+        return parse_ramp(value, name)
     if kind == "choice":
         return value  # checked against its vocabulary in _check_choices
     if not isinstance(value, str):
@@ -306,13 +428,22 @@ def _parse_number(name: str, value: Any, kind: type) -> int | float:
 
 
 def _field_kinds() -> dict[str, tuple[Any, bool]]:
-    """Field name -> (int | float | bool | str | "init_std", optional), from the annotations."""
+    """Field name -> (int | float | bool | str | "init_std" | "milestones" | "ramp", optional),
+    from the annotations."""
     out = {}
     for f in dataclasses.fields(RunConfig):
         t = str(f.type)
         optional = "None" in t
         base = t.replace("| None", "").strip()
-        kinds = {"int": int, "float": float, "bool": bool, "InitStd": "init_std", "str": str}
+        kinds = {
+            "int": int,
+            "float": float,
+            "bool": bool,
+            "str": str,
+            "InitStd": "init_std",
+            "Milestones": "milestones",
+            "RampStages": "ramp",
+        }
         kind = kinds.get(base, "choice")  # the Literal vocabularies of sizeup.choices
         out[f.name] = (kind, optional)
     return out
@@ -401,6 +532,12 @@ class RunResult:
     params: int = 0
     tokens_per_s: float = 0.0
     wall_time: float = 0.0
+    step_time: float = math.nan  # median seconds per optimizer step (after the first)
+    mfu: float = math.nan  # model FLOPs utilisation against the devices' peak (NaN: unknown)
+    peak_flops: float = math.nan  # one device's peak FLOP/s the MFU is measured against
+    device_name: str = ""  # e.g. "NVIDIA H100 80GB HBM3" or "cpu"
+    world_size: int = 1
+    resumed_from: int | None = None  # the checkpoint step a resumed run continued from
     diverged: bool = False
     diverged_step: int | None = None
     error: str | None = None
@@ -414,7 +551,14 @@ class RunResult:
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
         """Rebuild from to_dict() output (None floats back to NaN)."""
         d = dict(d)
-        for k in ("initial_val_loss", "final_train_loss", "final_val_loss"):
+        for k in (
+            "initial_val_loss",
+            "final_train_loss",
+            "final_val_loss",
+            "step_time",
+            "mfu",
+            "peak_flops",
+        ):
             if d.get(k) is None:
                 d[k] = math.nan
         for k in ("train_loss", "val_loss"):

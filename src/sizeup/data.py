@@ -1,11 +1,16 @@
 """Training data: the built-in byte-level corpus, user text files, nanoGPT-style uint16 token
 memmaps, and a synthetic teacher classification task for the MLP.
 
-Every source is deterministic: batch ``step`` is drawn from a generator seeded by (cfg.seed, step),
-so a run can resume at any step, and the global batch is the same whatever the world size. Each
-rank takes its contiguous slice of the global batch, so 2 DDP ranks together see exactly the
-sequences 1 rank sees. Validation batches are fixed windows from the tail of the token stream and
-are the same full batches on every rank.
+Every source is deterministic. A run reads one stream of sequences (examples for the MLP), drawn
+in chunks of batch_size: chunk c from a generator seeded by (cfg.seed, c). Step k takes the
+sequences from the number seen before it (``RunConfig.batch_window``) on, as many as its batch:
+without a batch ramp that is exactly chunk k; with one, a step before the full batch takes part of
+a chunk, and the run sees the same sequences in the same order as the run at the full batch, only
+grouped into smaller steps. Either way batch k is a pure function of k, so a run can resume at any
+step and forks and WSD branches draw the batches the run would have drawn; the global batch is
+the same whatever the world size. Each rank takes its contiguous slice of the global batch, so 2
+DDP ranks together see exactly the sequences 1 rank sees. Validation batches are fixed windows
+from the tail of the token stream and are the same full batches on every rank.
 """
 
 from __future__ import annotations
@@ -71,12 +76,7 @@ class DataSource:
             raise ConfigError("world_size", world_size, "a positive integer")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ConfigError("rank", rank, f"an integer in [0, {world_size})")
-        if cfg.batch_size % world_size:
-            raise ConfigError(
-                "batch_size",
-                cfg.batch_size,
-                f"a multiple of world_size={world_size} (each rank takes an equal slice)",
-            )
+        check_divisible(cfg, world_size)
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.local_batch_size = cfg.batch_size // world_size
         self.step = 0  # index of the next training batch
@@ -102,6 +102,20 @@ class DataSource:
     def _rank_slice(self) -> slice:
         lo = self.rank * self.local_batch_size
         return slice(lo, lo + self.local_batch_size)
+
+    def _chunks(self, step: int) -> list[tuple[int, slice]]:
+        """(chunk, slice of it) for this rank's sequences of global batch ``step``: the stream
+        positions [start, start + batch) of ``RunConfig.batch_window``, this rank's contiguous
+        part, cut at chunk boundaries (chunk c: positions c B .. c B + B - 1, B = batch_size)."""
+        start, size = self.cfg.batch_window(step)
+        local = size // self.world_size
+        lo = start + self.rank * local
+        hi = lo + local
+        B = self.cfg.batch_size
+        return [
+            (c, slice(max(lo, c * B) - c * B, min(hi, c * B + B) - c * B))
+            for c in range(lo // B, (hi - 1) // B + 1)
+        ]
 
 
 class TokenSource(DataSource):
@@ -141,8 +155,9 @@ class TokenSource(DataSource):
     def batch_at(self, step: int) -> Batch:
         """This rank's slice of global training batch ``step``: x and y = x shifted by one."""
         hi = len(self.train) - self.cfg.seq_len  # exclusive bound on window starts
-        starts = self._rng(step).integers(0, hi, size=self.cfg.batch_size)
-        return self._gather(self.train, starts[self._rank_slice()])
+        B = self.cfg.batch_size
+        starts = [self._rng(c).integers(0, hi, size=B)[sl] for c, sl in self._chunks(step)]
+        return self._gather(self.train, np.concatenate(starts))
 
     def val_batches(self) -> list[Batch]:
         """eval_batches fixed batches of evenly spaced windows over the validation split."""
@@ -183,9 +198,16 @@ class TeacherSource(DataSource):
 
     def batch_at(self, step: int) -> Batch:
         """This rank's slice of global batch ``step`` of fresh teacher-labelled examples."""
-        x, y = self._sample(self._rng(step), self.cfg.batch_size)
-        sl = self._rank_slice()
-        return x[sl], y[sl]
+        parts = [
+            (self._sample(self._rng(c), self.cfg.batch_size), sl) for c, sl in self._chunks(step)
+        ]
+        if len(parts) == 1:
+            (x, y), sl = parts[0]
+            return x[sl], y[sl]
+        return (
+            torch.cat([x[sl] for (x, _), sl in parts]),
+            torch.cat([y[sl] for (_, y), sl in parts]),
+        )
 
     def val_batches(self) -> list[Batch]:
         """eval_batches fixed batches from a stream disjoint from training (seed offset)."""
@@ -195,6 +217,25 @@ class TeacherSource(DataSource):
                 self._sample(rng, self.cfg.batch_size) for _ in range(self.cfg.eval_batches)
             ]
         return self._val
+
+
+def check_divisible(cfg: RunConfig, world_size: int) -> None:
+    """Every batch the run takes (batch_size, and each stage of its batch ramp) splits into
+    equal slices over ``world_size`` ranks."""
+    if cfg.batch_size % world_size:
+        raise ConfigError(
+            "batch_size",
+            cfg.batch_size,
+            f"a multiple of world_size={world_size} (each rank takes an equal slice)",
+        )
+    for _, batch in cfg.batch_ramp or ():
+        if batch % world_size:
+            raise ConfigError(
+                "batch_ramp",
+                cfg.batch_ramp,
+                f"stages whose batches are multiples of world_size={world_size} (each rank "
+                f"takes an equal slice; {batch} is not)",
+            )
 
 
 def _split(tokens: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

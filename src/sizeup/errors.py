@@ -22,12 +22,21 @@ class ShapeError(SizeupError, ValueError):
     """Model and base model do not match (different architecture, or base larger than model)."""
 
 
+class ExportError(SizeupError, ValueError):
+    """A forward multiplier that cannot be folded into the weights of the plain architecture."""
+
+
 class DataError(SizeupError, ValueError):
     """Input data (a file, a table, a corpus) is missing, malformed or degenerate."""
 
 
 class StoreError(SizeupError, RuntimeError):
     """The sweep store cannot be opened or is inconsistent."""
+
+
+class CheckpointError(SizeupError, RuntimeError):
+    """A checkpoint cannot be written or resumed: corrupt, from another run config, or a
+    folder that already holds a run's checkpoints."""
 
 
 def check_positive(field: str, value: float, integer: bool = False) -> None:

@@ -40,6 +40,11 @@ from sizeup.choices import COOLDOWNS, SCHEDULES
 from sizeup.errors import ConfigError, check_choice, check_positive
 
 EXP_FLOOR = 0.01  # where an exponential cooldown ends when min_ratio is 0 (it cannot reach 0)
+# DeepSeek LLM's multi-step schedule (DeepSeek-AI 2024, "DeepSeek LLM: Scaling Open-Source
+# Language Models with Longtermism", section 2.3): after 80% of the training tokens the lr steps
+# to 31.6% of its maximum, after 90% to 10%. The default milestones of "multistep" everywhere
+# (a run config, the planner, the deepseek-v1 preset's fitting setup).
+DEEPSEEK_LLM_MILESTONES: tuple[tuple[float, float], ...] = ((0.8, 0.316), (0.9, 0.1))
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,11 @@ class BatchRamp:
         for row, end in zip(rows, ends):
             row["steps"] = end - row["from_step"]
         return rows
+
+    def scaled(self, factor: int) -> BatchRamp:
+        """The same ramp with every batch multiplied by ``factor`` (a run config's batches in
+        sequences -> tokens: factor = seq_len)."""
+        return BatchRamp(tuple((t, b * factor) for t, b in self.stages))
 
     @classmethod
     def doubling(cls, start: int, final: int, switches: list[float]) -> BatchRamp:
@@ -293,6 +303,53 @@ def check_milestones(milestones: tuple[tuple[float, float], ...]) -> None:
         or qs != sorted(set(qs))
     ):
         raise ConfigError("milestones", milestones, allowed)
+
+
+def parse_milestones(value: Any) -> tuple[tuple[float, float], ...] | None:
+    """Milestones as 'q:m,q:m' (after fraction q of the tokens, lr x m) or (q, m) pairs, checked
+    (``check_milestones``); None stays None. The one reader of milestones: a run config, sweep
+    axes, ``--set`` and the planner's ``--milestones``."""
+    if value is None:
+        return None
+    what = "'q:m,q:m' pairs (fraction of tokens : lr multiplier)"
+    try:
+        items = [part.split(":") for part in value.split(",")] if isinstance(value, str) else value
+        pairs = tuple((float(q), float(m)) for q, m in items)
+    except (TypeError, ValueError):
+        raise ConfigError("milestones", value, what) from None
+    check_milestones(pairs)
+    return pairs
+
+
+def parse_ramp(value: Any, field: str = "batch_ramp") -> tuple[tuple[float, int], ...] | None:
+    """Ramp stages as 'from_tokens:batch,from_tokens:batch' or (from_tokens, batch) pairs, the
+    first from 0, tokens increasing, batches positive integers; None stays None. A run config
+    gives its batches in sequences (examples for the MLP), the tokens in tokens."""
+    if value is None:
+        return None
+    what = (
+        "'from_tokens:batch,...' stages (e.g. '0:8,2e5:16,4e5:32'), the first from 0, "
+        "tokens increasing, batches positive integers"
+    )
+    try:
+        items = [part.split(":") for part in value.split(",")] if isinstance(value, str) else value
+        stages = tuple((float(t), _whole(b)) for t, b in items)
+        if not all(math.isfinite(t) for t, _ in stages):
+            raise ValueError(value)
+        BatchRamp(stages)
+    except (TypeError, ValueError, ConfigError):
+        raise ConfigError(field, value, what) from None
+    return stages
+
+
+def _whole(x: Any) -> int:
+    """An integer given as an int, a whole float or a numeric string (ValueError otherwise)."""
+    if isinstance(x, bool):
+        raise ValueError(x)
+    v = float(x)
+    if not math.isfinite(v) or v != int(v):
+        raise ValueError(x)
+    return int(v)
 
 
 def make_schedule(

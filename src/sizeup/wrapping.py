@@ -1,9 +1,12 @@
 """Parameter and module names under wrappers (DDP ``module.``, torch.compile ``_orig_mod.``,
 FSDP, activation checkpointing): every stage keys per-tensor records by the canonical name, so a
-parametrization read from a wrapped model is the unwrapped one's."""
+parametrization read from a wrapped model is the unwrapped one's. FSDP2 (``fully_shard``) keeps
+the names and the module but turns parameters into DTensors; ``full_tensor`` reads their values.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
@@ -24,3 +27,32 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
+
+
+def is_dtensor(t: object) -> bool:
+    """True for a torch DTensor (a parameter or gradient sharded by FSDP2 or tensor parallel)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: a DTensor all-gathered (a collective: every rank must call it), any
+    other tensor as it is. A DTensor reduction's ``.item()`` is the local shard's value, so
+    anything that reads values (norms, RMS, spectra) goes through here."""
+    return t.full_tensor() if is_dtensor(t) else t
+
+
+def is_fully_sharded(model: nn.Module) -> bool:
+    """True when ``fully_shard`` (FSDP2) wrapped the model: it is then called as it is, no DDP."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)

@@ -37,9 +37,9 @@ def _root(
 
 # --- registration: each stage's commands live in their own module of this package; imports stay
 # light (torch and the stage code load inside the commands, so `sizeup --help` is fast).
-from sizeup.cli import coord_check, laws, plan, sweep, train, wsd  # noqa: E402
+from sizeup.cli import coord_check, export, laws, plan, sweep, train, wsd  # noqa: E402
 
-for _module in (train, wsd, plan, sweep, coord_check, laws):
+for _module in (train, wsd, plan, sweep, coord_check, laws, export):
     _module.register(app)
 
 

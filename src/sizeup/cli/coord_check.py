@@ -9,12 +9,15 @@ built-in GPT family across depths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from sizeup.choices import HF_ARCHS, choices_help
 from sizeup.cli.options import ints, run_options
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 
@@ -24,9 +27,9 @@ def register(app: typer.Typer) -> None:
     app.command("coord-check")(coord_check_cmd)
 
 
-@run_options()
+@run_options(lazy=True)
 def coord_check_cmd(
-    cfg: RunConfig,
+    cfg: Callable[[], RunConfig],
     given: dict[str, Any],
     widths: str = typer.Option(
         None,
@@ -55,10 +58,18 @@ def coord_check_cmd(
         None, help="Depth mode (built-in GPT family): depths, e.g. 2,4,8,16,32."
     ),
     depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
+    hf: str = typer.Option(
+        None,
+        "--hf",
+        help="A transformers architecture ("
+        + choices_help(HF_ARCHS)
+        + "); --set then sets its config fields. Widths: hidden size (default 64,128,256), "
+        "heads fixed.",
+    ),
+    fmt: str = FORMAT,
 ) -> None:
     """Check that every activation of the run `sizeup train` would train stays flat in width."""
-    from rich.console import Console
-
+    output = Output(fmt)
     judging = dict(
         steps=steps,
         seeds=seeds,
@@ -69,18 +80,23 @@ def coord_check_cmd(
         noise_z=noise_z,
         progress=True,
     )
-    if depths:
+    if hf:
+        result = _hf_result(hf, given, widths, modules, judging)
+    elif depths:
         result = _depth_result(given, ints("depths", depths), depth_scaling, judging)
     else:
+        from sizeup.cli.train import optimizer_notes
         from sizeup.diagnostics.coord_check import coord_check
 
-        result = coord_check(
-            config=cfg,
-            widths=ints("widths", widths) if widths else None,
-            modules=modules.split(",") if modules else None,
-            **judging,
-        )
-    _report(Console(), result, noise_z, out)
+        with optimizer_notes(True):  # a batch transfer or a large decay: one line each
+            result = coord_check(
+                config=cfg(),
+                widths=ints("widths", widths) if widths else None,
+                modules=modules.split(",") if modules else None,
+                **judging,
+            )
+    with output:
+        _report(output, result, noise_z, out)
     if not result.passed:
         # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
         # where click turns typer.Exit into a return value and the exit code would be lost.
@@ -113,26 +129,72 @@ def _depth_result(
     )
 
 
-def _report(console: Any, result: Any, noise_z: float, out: Path | None) -> None:
-    """The table, the worst module, the noisy ones, and the JSON + figure under ``out``."""
-    console.print(result.table())
+def _hf_result(
+    arch: str,
+    flags: dict[str, Any],
+    widths: str | None,
+    modules: str | None,
+    judging: dict[str, Any],
+) -> Any:
+    """--hf: the transformers family ``arch`` with ``--set`` config overrides."""
+    from sizeup.diagnostics.hf_check import hf_coord_check
+
+    if flags["config"] is not None:
+        raise ConfigError("--hf", arch, "no --config: --hf checks a transformers architecture")
+    given = {k: v for k, v in flags.items() if v is not None and k in ("optimizer", "lr")}
+    judging = {**judging, "first_seed": judging["first_seed"] or 0}
+    return hf_coord_check(
+        arch,
+        flags["rule"] or "mup",
+        overrides=hf_overrides(flags["sets"]),
+        widths=ints("widths", widths) if widths else None,
+        modules=modules.split(",") if modules else None,
+        base_width=flags["base_width"],
+        **given,
+        **judging,
+    )
+
+
+def hf_overrides(sets: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as transformers config fields (values read as YAML: numbers,
+    booleans, null, lists)."""
+    import yaml
+
+    out = {}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", item, "key=value with key a field of the model's config")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v.strip())
+    return out
+
+
+def _report(output: Output, result: Any, noise_z: float, out: Path | None) -> None:
+    """The table (every module), the worst module, the noisy ones, and the JSON + figure under
+    ``out``; with --format json the check's JSON document."""
+    title, columns, rows, caption = result.table_cells()
+    output.table(Table(title, columns, rows, caption, right=tuple(columns[2:-1])))
+    output.data(result.to_dict())
     w = result.worst
     if w:
         slope = w["slope"] if w["slope"] is None else round(w["slope"], 3)
         what = " (its update)" if w.get("judged") == "update" else ""
-        console.print(
-            f"worst: [bold]{w['module']}[/] ({w['kind']}) at t={w['step']}: slope{what} {slope}"
+        output.line(
+            "worst: ",
+            (w["module"], "bold"),
+            f" ({w['kind']}) at t={w['step']}: slope{what} {slope}",
         )
     noisy = [m.name for m in result.modules if m.noisy(result.judge_from)]
     if noisy:
         verb = "lies" if len(noisy) == 1 else "lie"
-        console.print(
-            f"[yellow]noisy[/]: {', '.join(noisy)} {verb} outside the band but within "
-            f"{noise_z:g} standard errors of the seed noise; more --seeds settle it."
+        output.line(
+            ("noisy", "yellow"),
+            f": {', '.join(noisy)} {verb} outside the band but within "
+            f"{noise_z:g} standard errors of the seed noise; more --seeds settle it.",
         )
     if out is not None:
         from sizeup.diagnostics.plots import plot_coord_check
 
         path = result.save(out)
         png = plot_coord_check(result, out / "coord_check.png")
-        console.print(f"wrote {path} and {png}")
+        output.wrote(path, png)

@@ -3,6 +3,7 @@ data-constrained) and `sizeup flops`. Each fit writes DIR/fit.json and PNG plots
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import typer
 
 from sizeup.choices import HOLDOUTS, RESAMPLES, choices_help
+from sizeup.cli.options import writable
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.errors import ConfigError, SizeupError, check_choice
 
 fit_app = typer.Typer(
@@ -19,7 +22,19 @@ fit_app = typer.Typer(
 )
 
 _DATA = typer.Argument(..., help="A .csv, .parquet, .json/.jsonl file or a sizeup study (.db).")
-_OUT = typer.Option(..., "--out", help="Directory for fit.json and the plots.")
+_OUT = typer.Option(
+    None,
+    "--out",
+    help="Directory for fit.json and the plots (default: fit-KIND, e.g. fit-chinchilla).",
+    show_default=False,
+)
+
+
+def _out(out: Path | None, kind: str) -> Path:
+    """The output folder: the one given, else ./fit-KIND; checked before any work."""
+    folder = out if out is not None else Path(f"fit-{kind}")
+    writable("out", folder, folder=True)
+    return folder
 
 
 def _write(out: Path, payload: dict[str, Any]) -> Path:
@@ -42,16 +57,19 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A quantity/value table."""
+    return Table(title, ["quantity", "value"], [list(r) for r in rows])
 
-    t = Table(title=title)
-    t.add_column("quantity")
-    t.add_column("value")
-    for k, v in rows:
-        t.add_row(k, v)
-    Console().print(t)
+
+def _finish(
+    output: Output, payload: dict[str, Any], path: Path, pngs: list[Path], warnings: Any = ()
+) -> None:
+    """The fit's warnings, the JSON document (--format json) and every file written."""
+    for w in warnings:
+        output.warning(w)
+    output.data(_clean(payload))
+    output.wrote(path, *pngs)
 
 
 def _iv(d: dict[str, Any], key: str) -> str:
@@ -117,11 +135,14 @@ def fit_chinchilla(
         False, "--include-diverged", help="Studies: keep diverged trials."
     ),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """Chinchilla fits: approach 1 (envelope), 2 (isoFLOPs) or 3 (L = E + A/N^a + B/D^b)."""
     from sizeup.laws import chinchilla as ch
     from sizeup.laws.io import load_table, points
 
+    output = Output(fmt)
+    out = _out(out, "chinchilla")
     if approach not in (1, 2, 3):
         raise ConfigError("approach", approach, "1, 2 or 3")
     check_choice("holdout", holdout, HOLDOUTS)
@@ -145,6 +166,7 @@ def fit_chinchilla(
     else:
         opts.update(method=method, window=window, log_loss=log_loss)
         fit, payload, rows, ho = _chinchilla12(approach, N, D, L, C, budgets, holdout, out, opts)
+    pngs = payload.pop("_pngs")
     skipped = df.attrs.get("skipped", 0)
     payload.update(
         {
@@ -156,16 +178,16 @@ def fit_chinchilla(
     )
     rows += _derived_rows(payload.get("derived", []))
     path = _write(out, payload)
-    if skipped:
-        typer.echo(
-            f"left out {skipped} diverged or unfinished trials (use --include-diverged to keep them)"
-        )
-    _print_table(f"Chinchilla approach {approach} ({len(L)} points)", rows)
-    if ho is not None:
-        _print_holdout(ho)
-    for w in getattr(fit, "warnings", []):
-        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote {path}")
+    with output:
+        if skipped:
+            output.line(
+                f"left out {skipped} diverged or unfinished trials "
+                "(use --include-diverged to keep them)"
+            )
+        output.table(_table(f"Chinchilla approach {approach} ({len(L)} points)", rows))
+        if ho is not None:
+            output.table(_holdout_table(ho))
+        _finish(output, payload, path, pngs, getattr(fit, "warnings", []))
 
 
 def _weights(df: Any, weights_col: str | None, approach: int) -> Any:
@@ -205,9 +227,10 @@ def _chinchilla3(
         ho = holdout_approach3(N, D, L, weights=weights, **opts)
         payload["holdout"] = ho.to_dict()
     keep = sorted(set(range(N.size)) - set(fit.dropped))
-    plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png", holdout=ho)
+    pngs = [plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png", holdout=ho)]
     if ho is not None:
-        plots.plot_holdout(ho, N, D, L, out / "holdout.png")
+        pngs.append(plots.plot_holdout(ho, N, D, L, out / "holdout.png"))
+    payload["_pngs"] = pngs
     iv = payload.get("intervals", {})
     rows = [(k, f"{payload[k]:.5g}{_iv(iv, k)}") for k in ("E", "A", "B", "alpha", "beta", "a")]
     rows.append(("objective (summed Huber)", f"{fit.objective:.6g}"))
@@ -240,10 +263,11 @@ def _chinchilla12(
         fit = ch.fit_approach2(N, D, L, C=C, **opts)
     ho = holdout_allocation(fit) if holdout == "largest-budget" else None
     if approach == 1:
-        plots.plot_envelope(fit, N, L, C, out / "envelope.png", holdout=ho)
+        png = plots.plot_envelope(fit, N, L, C, out / "envelope.png", holdout=ho)
     else:
-        plots.plot_isoflops(fit, out / "isoflops.png", holdout=ho)
+        png = plots.plot_isoflops(fit, out / "isoflops.png", holdout=ho)
     payload = fit.to_dict(compute=budgets)
+    payload["_pngs"] = [png]
     if ho is not None:
         payload["holdout"] = ho.to_dict()
     iv = payload.get("intervals", {})
@@ -273,7 +297,7 @@ def _derived_rows(derived: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return rows
 
 
-def _print_holdout(ho: Any) -> None:
+def _holdout_table(ho: Any) -> Table:
     """The held-out budget: each point observed vs predicted, its interval and the verdict."""
     rows = []
     for p in ho.to_dict()["points"]:
@@ -288,7 +312,7 @@ def _print_holdout(ho: Any) -> None:
         )
     n_in = int(ho.inside.sum())
     rows.append(("verdict", f"{n_in} of {len(ho.rows)} inside their prediction interval"))
-    _print_table(
+    return _table(
         f"Held out: largest budget C = {ho.budget:.3g} ({ho.quantity}; refit on {ho.n_fit})", rows
     )
 
@@ -309,6 +333,7 @@ def fit_hp(
     ),
     include_diverged: bool = typer.Option(False, "--include-diverged"),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """Hyperparameter laws eta_opt(C), B_opt(C) from the near-optimal band (DeepSeek LLM),
     plus eta = a N^p D^q when params and tokens are known."""
@@ -317,6 +342,10 @@ def fit_hp(
     from sizeup.laws import plots
     from sizeup.laws.hp import fit_free_form, fit_hp_laws
     from sizeup.laws.io import _numeric, load_table, pick_column
+
+    output = Output(fmt)
+    out = _out(out, "hp")
+    skipped_free_form = None
 
     df = load_table(data, include_diverged=include_diverged)
     loss = _numeric(df, pick_column(df, "loss", loss_col))
@@ -357,11 +386,14 @@ def fit_hp(
                 )
             )
         except SizeupError as e:  # too few (N, D) cells for a free-form law: say so, keep the rest
-            typer.echo(f"free-form law skipped: {e}")
-    plots.plot_hp(fit, out / "hp_laws.png")
+            skipped_free_form = f"free-form law skipped: {e}"
+    png = plots.plot_hp(fit, out / "hp_laws.png")
     path = _write(out, payload)
-    _print_table(f"HP laws (band {band:.2%}, {fit.C.size} near-optimal runs)", rows)
-    typer.echo(f"wrote {path}")
+    with output:
+        if skipped_free_form:
+            output.line(skipped_free_form)
+        output.table(_table(f"HP laws (band {band:.2%}, {fit.C.size} near-optimal runs)", rows))
+        _finish(output, payload, path, [png])
 
 
 @fit_app.command("critical-batch")
@@ -377,12 +409,15 @@ def fit_critical_batch_cmd(
         None, "--steps-col", help="Steps to reach the target loss: use the S-E trade-off."
     ),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """B_crit(L) = B*/L^(1/alpha_B) from noise-scale data or steps-to-target at several batch sizes."""
     from sizeup.laws import plots
     from sizeup.laws.critical_batch import fit_critical_batch, fit_critical_batch_from_steps
     from sizeup.laws.io import _numeric, load_table, pick_column
 
+    output = Output(fmt)
+    out = _out(out, "critical-batch")
     df = load_table(data)
     loss = _numeric(df, pick_column(df, "loss", loss_col))
     batch = _numeric(df, pick_column(df, "batch", batch_col))
@@ -402,12 +437,12 @@ def fit_critical_batch_cmd(
     import numpy as np
 
     payload.update(law.to_dict())
-    plots.plot_critical_batch(law, np.asarray(pl), np.asarray(pb), out / "critical_batch.png")
+    png = plots.plot_critical_batch(law, np.asarray(pl), np.asarray(pb), out / "critical_batch.png")
     path = _write(out, payload)
-    _print_table(
-        "Critical batch size", [("B*", f"{law.B_star:.4g}"), ("alpha_B", f"{law.alpha_B:.4f}")]
-    )
-    typer.echo(f"wrote {path}")
+    with output:
+        rows = [("B*", f"{law.B_star:.4g}"), ("alpha_B", f"{law.alpha_B:.4f}")]
+        output.table(_table("Critical batch size", rows))
+        _finish(output, payload, path, [png])
 
 
 @fit_app.command("downstream")
@@ -420,20 +455,26 @@ def fit_downstream_cmd(
     ),
     ceiling: float = typer.Option(None, "--ceiling", help="Pin the high asymptote."),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """Sigmoid from loss to downstream accuracy (Llama 3 style)."""
     from sizeup.laws import plots
     from sizeup.laws.downstream import fit_sigmoid
     from sizeup.laws.io import _numeric, load_table, pick_column
 
+    output = Output(fmt)
+    out = _out(out, "downstream")
     df = load_table(data)
     loss = _numeric(df, pick_column(df, "loss", loss_col))
     acc = _numeric(df, pick_column(df, "accuracy", acc_col))
     law = fit_sigmoid(loss, acc, floor=floor, ceiling=ceiling)
-    plots.plot_downstream(law, loss, acc, out / "downstream.png")
-    path = _write(out, {"kind": "downstream", **law.to_dict()})
-    _print_table("Downstream sigmoid", [(k, f"{v:.4g}") for k, v in law.to_dict().items()])
-    typer.echo(f"wrote {path}")
+    png = plots.plot_downstream(law, loss, acc, out / "downstream.png")
+    payload = {"kind": "downstream", **law.to_dict()}
+    path = _write(out, payload)
+    with output:
+        rows = [(k, f"{v:.4g}") for k, v in law.to_dict().items()]
+        output.table(_table("Downstream sigmoid", rows))
+        _finish(output, payload, path, [png])
 
 
 @fit_app.command("data-constrained")
@@ -444,18 +485,24 @@ def fit_data_constrained_cmd(
     unique_col: str = typer.Option(None, "--unique-col", help="Unique tokens U column."),
     loss_col: str = typer.Option(None, "--loss-col"),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """Muennighoff et al. 2023 law with repeated data: fits R_D*, R_N* (and the base law on single-epoch runs)."""
     from sizeup.laws.data_constrained import fit_data_constrained
     from sizeup.laws.io import _numeric, load_table, pick_column, points
 
+    output = Output(fmt)
+    out = _out(out, "data-constrained")
     df = load_table(data)
     N, D, L, _ = points(df, params_col, tokens_col, None, loss_col)
     U = _numeric(df, pick_column(df, "unique", unique_col))
     law = fit_data_constrained(N, D, U, L)
-    path = _write(out, {"kind": "data_constrained", **law.to_dict()})
-    _print_table("Data-constrained law", [(k, f"{v:.5g}") for k, v in law.to_dict().items()])
-    typer.echo(f"wrote {path}")
+    payload = {"kind": "data_constrained", **law.to_dict()}
+    path = _write(out, payload)
+    with output:
+        rows = [(k, f"{v:.5g}") for k, v in law.to_dict().items()]
+        output.table(_table("Data-constrained law", rows))
+        _finish(output, payload, path, [])
 
 
 @fit_app.command("mixing")
@@ -482,6 +529,7 @@ def fit_mixing_cmd(
     level: float = typer.Option(0.9, "--level", help="Level of the intervals."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = _OUT,
+    fmt: str = FORMAT,
 ) -> None:
     """Data mixing law (Ye et al. 2024): L_i(r) = c_i + k_i exp(sum_j t_ij r_j) per eval domain,
     and the training mixture it predicts to be best for the runs' model size and budget."""
@@ -491,6 +539,8 @@ def fit_mixing_cmd(
     from sizeup.laws.io import _numeric, load_table, pick_column
     from sizeup.laws.mixing import fit_mixing
 
+    output = Output(fmt)
+    out = _out(out, "mixing")
     df = load_table(data)
     dom = _names(proportions, "proportions")
     tgt = _names(losses, "losses")
@@ -510,7 +560,7 @@ def fit_mixing_cmd(
     )
     payload = fit.to_dict()
     payload["data"] = str(data)
-    plots.plot_mixing(fit, out / "mixing.png")
+    png = plots.plot_mixing(fit, out / "mixing.png")
     path = _write(out, payload)
     opt = payload["optimum"]
     ivs = opt.get("intervals", {})
@@ -524,10 +574,9 @@ def fit_mixing_cmd(
             + f": total {best['total']:.4f}",
         )
     )
-    _print_table(f"Data mixing law ({fit.P.shape[0]} runs)", rows)
-    for w in fit.warnings:
-        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote {path}")
+    with output:
+        output.table(_table(f"Data mixing law ({fit.P.shape[0]} runs)", rows))
+        _finish(output, payload, path, [png], fit.warnings)
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -555,47 +604,124 @@ def _per_name(text: str | None, names: list[str], default: float, option: str) -
     return np.array([out[n] for n in names])
 
 
+def _shape_default(name: str) -> Any:
+    """A shape option's default, read from the planner's record (one default for both)."""
+    from sizeup.plan.records import DEFAULT_VOCAB, ShapeOptions
+
+    if name == "vocab_size":
+        return DEFAULT_VOCAB
+    return ShapeOptions.__dataclass_fields__[name].default
+
+
 def flops_cmd(
     formula: str = typer.Argument(
         "gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."
     ),
-    n_layer: int = typer.Option(..., "--layers"),
-    d_model: int = typer.Option(..., "--d-model"),
-    seq_len: int = typer.Option(2048, "--seq-len"),
-    vocab: int = typer.Option(50304, "--vocab"),
-    n_head: int = typer.Option(None, "--heads"),
-    n_kv_head: int = typer.Option(None, "--kv-heads"),
+    n_layer: int = typer.Option(..., "--n-layer", help="Number of blocks."),
+    d_model: int = typer.Option(..., "--d-model", help="Model width."),
+    seq_len: int = typer.Option(_shape_default("seq_len"), "--seq-len"),
+    vocab_size: int = typer.Option(
+        _shape_default("vocab_size"), "--vocab-size", help="Vocabulary size (as `sizeup plan`)."
+    ),
+    n_head: int = typer.Option(
+        None, "--n-head", help="Attention heads (default d_model / head_dim)."
+    ),
+    head_dim: int = typer.Option(_shape_default("head_dim"), "--head-dim"),
+    n_kv_head: int = typer.Option(None, "--n-kv-head", help="Key/value heads (GQA)."),
+    ffn_multiple: int = typer.Option(
+        _shape_default("ffn_multiple"),
+        "--ffn-multiple",
+        help="gpt: d_ff = 8/3 d_model rounded up to a multiple of this (as `sizeup plan`).",
+    ),
+    d_ff: int = typer.Option(None, "--d-ff", help="gpt: the dense SwiGLU hidden size, as given."),
+    n_experts: int = typer.Option(0, "--n-experts", help="gpt MoE: routed experts per block."),
+    top_k: int = typer.Option(2, "--top-k", help="gpt MoE: experts per token."),
+    n_shared: int = typer.Option(0, "--n-shared-experts", help="gpt MoE: always-active experts."),
+    expert_hidden: int = typer.Option(None, "--expert-hidden", help="gpt MoE: expert size."),
+    first_dense: int = typer.Option(0, "--first-dense", help="gpt MoE: leading dense blocks."),
+    router_bias: bool = typer.Option(
+        False, "--router-bias/--no-router-bias", help="gpt MoE: a bias per expert (DeepSeek-V3)."
+    ),
+    kv_lora_rank: int = typer.Option(None, "--kv-lora-rank", help="gpt: MLA latent size."),
+    q_lora_rank: int = typer.Option(None, "--q-lora-rank", help="gpt MLA: query rank."),
+    rope_dim: int = typer.Option(None, "--rope-head-dim", help="gpt MLA: RoPE part of a head."),
+    v_head_dim: int = typer.Option(None, "--v-head-dim", help="gpt MLA: value head size."),
     tokens_per_s: float = typer.Option(
         None, "--tokens-per-s", help="Measured throughput: report MFU."
     ),
-    peak: str = typer.Option("H100", "--peak", help="GPU name from the table, or FLOP/s."),
-    n_devices: int = typer.Option(1, "--devices"),
+    gpu: str = typer.Option("H100", "--gpu", help="GPU name from the table, or FLOP/s."),
+    n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs the throughput was measured on."),
+    fmt: str = FORMAT,
 ) -> None:
-    """Training FLOPs per token for a model shape, and MFU from a measured throughput."""
-    from sizeup.laws.flops import flops_per_token, gpt_exact_flops_per_token, gpt_params, mfu
+    """Training FLOPs per token for a model shape (the options `sizeup plan` takes; an MoE:
+    total and active parameters, FLOPs of the active ones), and MFU from a measured
+    throughput."""
+    from sizeup.laws.flops import flops_per_token, mfu
+    from sizeup.plan.records import ShapeOptions
 
+    output = Output(fmt)
+    doc: dict[str, Any] = {"formula": formula}
     if formula == "gpt":
-        kw = dict(
-            d_model=d_model,
+        shape = ShapeOptions(
             n_layer=n_layer,
-            seq_len=seq_len,
-            vocab_size=vocab,
+            d_model=d_model,
             n_head=n_head,
+            head_dim=head_dim,
             n_kv_head=n_kv_head,
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            ffn_multiple=1 if d_ff else ffn_multiple,
+            mlp_ratio=d_ff / d_model if d_ff else 8 / 3,
+            n_experts=n_experts,
+            top_k=top_k,
+            n_shared_experts=n_shared,
+            expert_hidden=expert_hidden,
+            first_dense=first_dense,
+        ).explicit()
+        assert shape is not None
+        mla = dict(
+            router_bias=router_bias,
+            kv_lora_rank=kv_lora_rank,
+            q_lora_rank=q_lora_rank,
+            qk_rope_head_dim=rope_dim,
+            v_head_dim=v_head_dim,
         )
-        f = gpt_exact_flops_per_token(**kw)
-        rows = [("params", f"{gpt_params(**kw):,}"), ("FLOPs/token (train)", f"{f:.4g}")]
+        f, n, rows = _gpt_rows({**dataclasses.asdict(shape), "mlp_hidden": shape.d_ff, **mla})
+        rows[0] = (rows[0][0], f"{n:,} ({shape.rounding()})")
+        doc.update(shape=shape.to_dict(), params=n)
     else:
-        f = flops_per_token(formula, n_layer, d_model, seq_len, vocab, n_head=n_head)
+        f = flops_per_token(formula, n_layer, d_model, seq_len, vocab_size, n_head=n_head)
         rows = [("FLOPs/token (train)", f"{f:.4g}")]
+    doc["flops_per_token"] = f
     if tokens_per_s:
-        p: str | float = (
-            float(peak)
-            if peak.replace(".", "").replace("e", "").replace("+", "").isdigit()
-            else peak
-        )
-        rows.append(("MFU", f"{mfu(tokens_per_s, f, p, n_devices):.1%}"))
-    _print_table(f"FLOPs ({formula})", rows)
+        peak: str | float = _number_or_name(gpu)
+        doc["mfu"] = mfu(tokens_per_s, f, peak, n_gpus)
+        rows.append(("MFU", f"{doc['mfu']:.1%} ({tokens_per_s:g} tokens/s on {n_gpus} x {gpu})"))
+    with output:
+        output.table(_table(f"FLOPs ({formula})", rows))
+        output.data(doc)
+
+
+def _number_or_name(text: str) -> str | float:
+    """'H100' stays a name; '1.5e15' becomes FLOP/s."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _gpt_rows(kw: dict[str, Any]) -> tuple[float, int, list[tuple[str, str]]]:
+    """The exact count: FLOPs per token, parameters, and their rows (total parameters, active
+    ones for an MoE, FLOPs per token)."""
+    from sizeup.laws.flops import gpt_exact_flops_per_token, gpt_params
+
+    f = gpt_exact_flops_per_token(**kw)
+    n = gpt_params(**kw)
+    rows = [("params", f"{n:,}")]
+    if kw["n_experts"]:
+        rows.append(("active params", f"{gpt_params(**kw, active=True):,}"))
+    rows.append(("FLOPs/token (train)", f"{f:.4g}"))
+    return f, n, rows
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ spell their options alike and build their RunConfig the same way."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import typing
@@ -15,14 +16,21 @@ from typing import Any
 
 import typer
 
-from sizeup.choices import MODELS, RULES, RUN_OPTIMIZERS, choices_help
+from sizeup.choices import MODELS, OPTIMIZERS, RULES, choices_help
 from sizeup.config import RunConfig, load_mapping
 from sizeup.errors import ConfigError
 
 
-def config_from_cli(config: Path | None, overrides: dict[str, Any], sets: list[str]) -> RunConfig:
-    """Merge a config file, explicit flags and `--set key=value` pairs into a RunConfig."""
-    d: dict[str, Any] = load_mapping(config) if config is not None else {}
+def config_from_cli(
+    config: Path | None,
+    overrides: dict[str, Any],
+    sets: list[str],
+    defaults: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Merge a command's own defaults, a config file, explicit flags and `--set key=value`
+    pairs (each over the one before) into a RunConfig."""
+    d: dict[str, Any] = dict(defaults or {})
+    d.update(load_mapping(config) if config is not None else {})
     d.update({k: v for k, v in overrides.items() if v is not None})
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     for item in sets:
@@ -45,7 +53,7 @@ OPT = dict(
     depth=typer.Option(None, help="Transformer blocks or MLP hidden layers."),
     rule=typer.Option(None, help=choices_help(RULES)),
     base_width=typer.Option(None, help="Width of the base (proxy) model."),
-    optimizer=typer.Option(None, help=choices_help(RUN_OPTIMIZERS)),
+    optimizer=typer.Option(None, help=choices_help(OPTIMIZERS)),
     lr=typer.Option(None, help="Base learning rate (eta)."),
     sets=typer.Option([], "--set", help="Any other RunConfig field, as key=value (repeatable)."),
 )
@@ -62,11 +70,16 @@ _OPT_TYPES: dict[str, Any] = dict(
 )
 
 
-def run_options(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def run_options(
+    *fields: str, defaults: dict[str, Any] | None = None, lazy: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the shared RunConfig options (``OPT``) and call it with ``cfg``, the
     RunConfig they describe (file, flags, then ``--set``). ``fields`` names more parameters of
-    the command itself that are RunConfig fields (train's --steps, ...). A command that also
-    wants to know which group options were given takes a ``given`` parameter."""
+    the command itself that are RunConfig fields (train's --steps, ...). ``defaults`` are the
+    command's own RunConfig defaults, under everything the user gives (wsd's tiny models). A
+    command that also wants to know which group options were given takes a ``given``
+    parameter; with ``lazy`` its ``cfg`` is a function that builds the RunConfig when called
+    (coord-check --hf reads --set as a transformers config instead)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(fn)
@@ -83,7 +96,10 @@ def run_options(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., An
             group = {name: kw.pop(name) for name in OPT}
             flags = {k: v for k, v in group.items() if k not in ("config", "sets")}
             flags.update({name: kw[name] for name in fields})
-            cfg = config_from_cli(group["config"], flags, group["sets"])
+            build = functools.partial(
+                config_from_cli, group["config"], flags, group["sets"], defaults
+            )
+            cfg = build if lazy else build()
             extra = {"given": group} if wants_given else {}
             return fn(cfg=cfg, **kw, **extra)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.plan.options import OptionSpec, option_specs
 
 # Options of the command itself (not planner inputs).
@@ -47,10 +48,7 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
         bool,
         typer.Option(False, "--explain", help="Show the formula and inputs of every number."),
     ),
-    "as_json": (
-        bool,
-        typer.Option(False, "--json", help="Print plan.json to stdout instead of tables."),
-    ),
+    "fmt": (str | None, FORMAT),
 }
 
 
@@ -89,19 +87,21 @@ def plan_command(**options: Any) -> None:
     from sizeup.plan import Proxy, plan
 
     study, group = options.pop("from_study"), options.pop("from_study_group")
-    out, explain, as_json = options.pop("out"), options.pop("explain"), options.pop("as_json")
+    out, explain, fmt = options.pop("out"), options.pop("explain"), options.pop("fmt")
+    output = Output(fmt)
     if group is not None and study is None:
         raise ConfigError("from_study_group", group, "given only with --from-study")
     proxy = Proxy.from_study(study, group) if study is not None else None
     p = plan(proxy=proxy, **options)
-    if out is not None:
-        path = p.save(out)
-    if as_json:
-        typer.echo(p.to_json())
-    else:
-        _print_rich(p, explain)
-    if out is not None:
-        typer.echo(f"wrote {path} and {path.with_name('plan.md')}", err=as_json)
+    with output:
+        _print(output, p, explain)
+        output.data(p.to_dict())
+        if out is not None:
+            path = p.save(out)
+            written = [path, path.with_name("plan.md")]
+            if p.comparison is not None:
+                written.append(path.with_name("compare_lr.png"))
+            output.wrote(*written)
 
 
 plan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -114,63 +114,39 @@ plan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 plan_command.__annotations__ = {}
 
 
-def _print_rich(p: Any, explain: bool) -> None:
-    """Summary table, per-layer table, warnings and (with --explain) the derivations."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
+def _print(output: Output, p: Any, explain: bool) -> None:
+    """Summary table, per-layer table, the laws compared, warnings and (with --explain) the
+    derivations."""
     from sizeup.plan.planner import _fmt_any, _fmt_inputs
 
-    # Piped output (files, CI logs) gets room for the 9-column table instead of rich's 80.
-    con = Console() if sys.stdout.isatty() else Console(width=120)
-    summary = Table(title="sizeup plan", show_header=False)
-    summary.add_column("quantity", style="bold")
-    summary.add_column("value")
-    for k, v in p.summary_rows():
-        summary.add_row(k, v)
-    con.print(summary)
-    layers = Table(title=f"per-layer table: {p.table_title()}")
-    for h in p.layer_header():
-        layers.add_column(h, justify="left" if h in ("tensor", "role") else "right", no_wrap=True)
-    for row in p.layer_rows():
-        layers.add_row(*row)
-    con.print(layers)
+    output.table(Table("sizeup plan", ["quantity", "value"], [list(r) for r in p.summary_rows()]))
+    head = p.layer_header()
+    numbers = tuple(h for h in head if h not in ("tensor", "role"))
+    layers = Table(f"per-layer table: {p.table_title()}", head, p.layer_rows(), right=numbers)
+    output.table(layers)
     if p.comparison is not None:
-        _print_comparison(con, p.comparison)
+        _print_comparison(output, p.comparison)
     for w in p.warnings:
-        con.print(f"[yellow]warning:[/yellow] {w}")
+        output.line(("warning:", "yellow"), f" {w}")
     if explain:
-        t = Table(title="how each number was derived")
-        for h in ("quantity", "value", "formula", "inputs"):
-            t.add_column(h)
+        t = Table("how each number was derived", ["quantity", "value", "formula", "inputs"])
         for e in p.explain:
-            t.add_row(e["name"], _fmt_any(e["value"]), e["formula"], _fmt_inputs(e["inputs"]))
-        con.print(t)
+            t.add(e["name"], _fmt_any(e["value"]), e["formula"], _fmt_inputs(e["inputs"]))
+        output.table(t)
 
 
-def _print_comparison(con: Any, comparison: dict[str, Any]) -> None:
+def _print_comparison(output: Output, comparison: dict[str, Any]) -> None:
     """The laws side by side, then each law's notes and where its setup differs."""
-    from rich.table import Table
-
     from sizeup.plan.compare import HEADER, table_rows
 
     t = comparison["target"]
-    title = (
-        f"published laws at {t['params']:.4g} parameters, {t['tokens']:.4g} tokens "
-        f"(loss-read laws at L = {comparison['loss']:.4g}, {comparison['loss_source']})"
-        if comparison["loss"] is not None
-        else f"published laws at {t['params']:.4g} parameters, {t['tokens']:.4g} tokens"
-    )
-    table = Table(title=title)
-    for h in HEADER:
-        table.add_column(h, justify="left" if h in ("law", "schedule") else "right")
-    for row in table_rows(comparison):
-        table.add_row(*row)
-    con.print(table)
+    title = f"published laws at {t['params']:.4g} parameters, {t['tokens']:.4g} tokens"
+    if comparison["loss"] is not None:
+        title += f" (loss-read laws at L = {comparison['loss']:.4g}, {comparison['loss_source']})"
+    numbers = tuple(h for h in HEADER if h not in ("law", "schedule"))
+    output.table(Table(title, HEADER, table_rows(comparison), right=numbers))  # type: ignore[arg-type]
     for r in comparison["rows"]:
-        con.print(f"[bold]{r['name']}[/bold] ({r['source']})")
+        output.line((r["name"], "bold"), f" ({r['source']})")
         for n in r["notes"]:
-            con.print(f"  note: {n}")
-        con.print("  differs: " + "; ".join(r["differs"]))
+            output.line(f"  note: {n}")
+        output.line("  differs: " + "; ".join(r["differs"]))

@@ -11,6 +11,7 @@ import typer
 
 from sizeup.choices import EXECUTORS, choices_help
 from sizeup.cli.options import writable
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.errors import ConfigError, check_choice
 
 
@@ -47,13 +48,16 @@ def sweep(
     export: Path = typer.Option(
         None, "--export", help="Also write the table (.csv/.parquet); salvages a damaged store."
     ),
+    logs: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Log every trial under its id: jsonl:DIR | tensorboard:DIR | wandb:PROJECT.",
+    ),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
-    from rich.console import Console
-
     from sizeup.sweep import load_spec, run_sweep
 
-    console = Console()
+    console = Output()  # lines only: plain off a terminal, never wrapped
     s = load_spec(spec)  # validated before anything runs
     check_choice("executor", executor, EXECUTORS)
     if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
@@ -61,7 +65,7 @@ def sweep(
     writable("export", export)
     writable("store", store)
     if dry_run:
-        _list_trials(console, spec, s)
+        _list_trials(console, spec, s, workers)
         return
     if export is not None and _salvage_if_damaged(console, store, export):
         raise SystemExit(1)
@@ -76,9 +80,10 @@ def sweep(
         retry_failed=retry_failed,
         requeue_running=requeue_running,
         wait=wait,
+        log=logs,
         **kw,
     )
-    console.print(
+    console.line(
         f"ran {rep.ran} trials ({rep.skipped} already finished, "
         f"{rep.requeued} re-queued) in {rep.wall_time:.1f}s: {rep.counts}"
     )
@@ -86,26 +91,36 @@ def sweep(
         from sizeup.sweep import Store
 
         with Store(store, readonly=True) as st:
-            console.print(f"wrote {st.export(export)}")
+            console.wrote(st.export(export))
     if rep.unfinished:
-        console.print(
-            f"[red]{rep.unfinished} trial(s) of this spec are unfinished[/] (still queued or "
+        console.line(
+            (f"{rep.unfinished} trial(s) of this spec are unfinished", "red"),
+            " (still queued or "
             "running in other drivers); run the same command again to finish them, or add "
-            "--requeue-running if their drivers are gone"
+            "--requeue-running if their drivers are gone",
         )
         raise SystemExit(1)
 
 
-def _list_trials(console: Any, path: Path, s: Any) -> None:
+def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:
+    """The trials, their count, and an estimate of the wall time (a few steps timed here)."""
+    from sizeup.sweep.driver import estimate_wall_time
+
     trials = s.trials()
-    console.print(f"{len(trials)} trials in {path}")
     varied = list(s.axes) + [k for group in s.zips for k in group]
     for c in trials:
         point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
-        console.print(f"  {c.trial_id()}  {point}")
+        console.line(f"  {c.trial_id()}  {point}")
+    console.line(f"{len(trials)} trials in {path}")
+    try:
+        estimate = estimate_wall_time(trials, workers=workers)
+    except Exception as e:  # noqa: BLE001 - a dry run validates; the estimate is a bonus
+        console.line(f"no wall-time estimate: timing a few steps failed ({e})")
+        return
+    console.line(estimate.text())
 
 
-def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
+def _salvage_if_damaged(console: Output, store: Path, export: Path) -> bool:
     """With --export on a damaged store: write what is readable, say what was lost; True then."""
     from sizeup.errors import StoreError
     from sizeup.sweep import Store
@@ -116,10 +131,10 @@ def _salvage_if_damaged(console: Any, store: Path, export: Path) -> bool:
         Store(store, readonly=True).close()
         return False
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.line((str(e), "red"))
     with Store(store, readonly=True, check=False) as st:
         path = st.export(export, salvage=True)
-        console.print(
+        console.line(
             f"salvaged into {path}: the trials that could be read "
             f"({st.unreadable} row(s) unreadable); nothing was run"
         )
@@ -136,11 +151,10 @@ def transfer(
     level: float = typer.Option(0.9, "--level", help="Interval level (bootstrap over seeds)."),
     plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
+    fmt: str = FORMAT,
 ) -> None:
     """Optimal lr per width (or depth, batch, steps) with intervals over seeds, its drift in
     octaves and the regret. Exits 1 without a verdict (too few finished trials)."""
-    from rich.console import Console
-
     from sizeup.sweep.transfer import analyze_transfer
 
     if not study.exists():
@@ -149,22 +163,24 @@ def transfer(
     writable("json", json_out)
     groups = [g.strip() for g in group_by.split(",")] if group_by else None
     rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups, level=level)
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: one row per line, no wrapped cells
-        console = Console(width=140)
-    console.print(f"study: {rep.progress()}")
-    for g in rep.groups:
-        console.print(_group_table(g, axis, rep.level))
-        console.print(_verdict_line(g, axis))
-    _paired_line(console, rep.groups)
-    if plot is not None:
-        from sizeup.sweep.plots import plot_lr_curves
+    output = Output(fmt)
+    with output:
+        output.line(f"study: {rep.progress()}")
+        for g in rep.groups:
+            output.table(_group_table(g, axis, rep.level))
+            output.line(*_verdict_line(g, axis))
+        _paired_line(output, rep.groups)
+        output.data(rep.to_dict())
+        written = []
+        if plot is not None:
+            from sizeup.sweep.plots import plot_lr_curves
 
-        plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
-        console.print(f"wrote {plot}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
-        console.print(f"wrote {json_out}")
+            plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
+            written.append(plot)
+        if json_out is not None:
+            json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+            written.append(json_out)
+        output.wrote(*written)
     if not rep.enough:
         raise SystemExit(1)
 
@@ -178,17 +194,18 @@ def _fmt_opt(p: Any) -> str:
     return sign + _fmt_lr(2.0**e.value)
 
 
-def _group_table(g: Any, axis: str, level: float) -> Any:
-    from rich.table import Table
-
+def _group_table(g: Any, axis: str, level: float) -> Table:
+    """One group: the optimal lr with its interval, best loss, regret, lr sensitivity per value."""
     seeds = f"{g.n_seeds} seed{'s' * (g.n_seeds != 1)}"
     head = f"drift {g.drift.text()} octaves" if g.enough else "no verdict"
-    t = Table(title=f"{g.label}: {head} ({seeds}); transferred lr {_fmt_lr(g.transfer_grid_lr)}")
-    cols = (axis, "optimal lr", f"log2 lr* [{level:.0%}]", "best loss", "regret", "lr sens.")
-    for col in cols + ("lrs x seeds",):
-        t.add_column(col, justify="right")
+    cols = [axis, "optimal lr", f"log2 lr* [{level:.0%}]", "best loss", "regret", "lr sens."]
+    t = Table(
+        f"{g.label}: {head} ({seeds}); transferred lr {_fmt_lr(g.transfer_grid_lr)}",
+        cols + ["lrs x seeds"],
+        right=tuple(cols),
+    )
     for p in g.points:
-        t.add_row(
+        t.add(
             str(p.value),
             _fmt_opt(p),
             p.optimum.text("{:.2f}"),
@@ -200,7 +217,7 @@ def _group_table(g: Any, axis: str, level: float) -> Any:
     return t
 
 
-def _paired_line(console: Any, groups: list[Any]) -> None:
+def _paired_line(output: Output, groups: list[Any]) -> None:
     """With two groups: how much more one drifts than the other, paired over seed resamples."""
     from sizeup.sweep.transfer import drift_difference
 
@@ -209,15 +226,15 @@ def _paired_line(console: Any, groups: list[Any]) -> None:
     a, b = sorted(groups, key=lambda g: -g.drift.value)
     d = drift_difference(a, b)
     if math.isfinite(d.value):
-        console.print(f"{a.label} drifts {d.text()} octaves more than {b.label} (paired)")
+        output.line(f"{a.label} drifts {d.text()} octaves more than {b.label} (paired)")
 
 
-def _verdict_line(g: Any, axis: str) -> str:
+def _verdict_line(g: Any, axis: str) -> tuple[Any, ...]:
     if not g.enough:
-        return f"[red]no verdict for {g.label}[/]: {g.reason}"
+        return ((f"no verdict for {g.label}", "red"), f": {g.reason}")
     share = g.largest_is_best_share
     extra = f" (in {share:.0%} of the seed resamples)" if math.isfinite(share) else ""
-    return f"largest {axis} is best at the transferred lr: {g.largest_is_best}{extra}"
+    return (f"largest {axis} is best at the transferred lr: {g.largest_is_best}{extra}",)
 
 
 def demo(

@@ -13,8 +13,9 @@ from typing import Any
 
 import typer
 
-from sizeup.choices import RUN_SCHEDULES, choices_help
+from sizeup.choices import SCHEDULES, choices_help
 from sizeup.cli.options import run_options
+from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
 
 
@@ -29,33 +30,111 @@ def train_cmd(
     cfg: RunConfig,
     steps: int = typer.Option(None, help="Optimizer steps."),
     batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
-    schedule: str = typer.Option(None, help=choices_help(RUN_SCHEDULES)),
+    schedule: str = typer.Option(None, help=choices_help(SCHEDULES)),
     data: str = typer.Option(
         None, help="builtin | teacher | a text file | a .bin token file or dir."
     ),
     seed: int = typer.Option(None),
-    out: Path = typer.Option(None, "--out", help="Directory for result.json."),
+    out: Path = typer.Option(
+        None, "--out", help="Directory for result.json (and checkpoints/ with checkpointing)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Shard with FSDP2 (under torchrun)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    autocast: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights stay fp32)."),
+    checkpoint_every: int = typer.Option(
+        0, "--checkpoint-every", help="Save the run's state every N steps (and at the end)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest checkpoint in OUT/checkpoints."
+    ),
+    keep: int = typer.Option(1, "--keep-checkpoints", help="Newest checkpoints kept (0: all)."),
+    logs: list[str] = typer.Option(
+        [],
+        "--log",
+        "--log-to",
+        help="jsonl:FILE | tensorboard:DIR | wandb:PROJECT (repeatable; --log-to under "
+        "torchrun, whose own --log-* options take --log).",
+    ),
+    fmt: str = FORMAT,
 ) -> None:
-    """Run one training run and print a summary (and write OUT/result.json)."""
+    """Run one training run and print a summary (and write OUT/result.json). Under torchrun:
+    DDP, or FSDP2 with --fsdp. With --checkpoint-every (or --resume) the run saves its state in
+    OUT/checkpoints and --resume continues a killed run from the newest one."""
+    # flags that only switch a RunConfig field on (a config file's True is not undone)
+    switched = {
+        k: True for k, on in (("fsdp", fsdp), ("compile", compile_), ("autocast", autocast)) if on
+    }
+    if switched:
+        cfg = cfg.replace(**switched)
     from sizeup.train import run, run_distributed
+    from sizeup.train.distributed import launched
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    with _echo_decay_warnings(rank == 0):
-        result = run_distributed(cfg) if world > 1 else run(cfg, progress=not quiet)
+    plan = _checkpointing(out, checkpoint_every, resume, keep)
+    loggers = _loggers(logs, cfg, plan, out) if rank == 0 else []
+    kw: dict[str, Any] = dict(progress=not quiet, loggers=loggers, checkpoint=plan)
+    output = Output(fmt)
+    try:
+        with optimizer_notes(rank == 0) as notes:
+            result = run_distributed(cfg, **kw) if world > 1 or launched() else run(cfg, **kw)
+    finally:
+        for lg in loggers:
+            lg.close()
     if rank != 0:
         return
-    _print_summary(result)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        result.save(out / "result.json")
-        typer.echo(f"wrote {out / 'result.json'}")
-        if result.diagnostics.get("spectral"):
-            from sizeup.diagnostics.plots import plot_spectral
+    with output:
+        output.table(summary_table(result, notes))
+        output.data(result.to_dict())
+        written = []
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            result.save(out / "result.json")
+            written.append(out / "result.json")
+            if result.diagnostics.get("spectral"):
+                from sizeup.diagnostics.plots import plot_spectral
 
-            plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
-            typer.echo(f"wrote {out / 'spectral.png'}")
+                plot_spectral(result.diagnostics["spectral"], out / "spectral.png")
+                written.append(out / "spectral.png")
+        output.wrote(*written)
+
+
+def _checkpointing(out: Path | None, every: int, resume: bool, keep: int) -> Any:
+    """The run's Checkpointing (OUT/checkpoints), None without --checkpoint-every/--resume;
+    a folder with another run's checkpoints is refused here, before any logger opens a file."""
+    from sizeup.errors import ConfigError
+    from sizeup.train import checkpoint
+    from sizeup.train.loop import Checkpointing
+
+    if every < 0:
+        raise ConfigError("checkpoint_every", every, "a number of steps >= 0")
+    if keep < 0:
+        raise ConfigError("keep_checkpoints", keep, "a number >= 0 (0 keeps every checkpoint)")
+    if not every and not resume:
+        return None
+    if out is None:
+        flag = "resume" if resume else "checkpoint_every"
+        raise ConfigError(
+            flag, resume or every, "used with --out DIR (checkpoints: DIR/checkpoints)"
+        )
+    plan = Checkpointing(out / "checkpoints", every, resume, keep or None)
+    if not resume:
+        checkpoint.check_fresh(plan.directory)
+    return plan
+
+
+def _loggers(logs: list[str], cfg: Any, plan: Any, out: Path | None) -> list[Any]:
+    """One logger per --log (all specs checked first); a resumed run logs on from its step."""
+    from sizeup.train import checkpoint
+    from sizeup.train.loggers import make_logger, parse_log
+
+    for spec in logs:
+        parse_log(spec)
+    start = 0
+    if plan is not None and plan.resume and (side := checkpoint.latest(plan.directory)):
+        start = int(side.stem.split("_", 1)[1])
+    return [make_logger(spec, cfg, start_step=start, directory=out) for spec in logs]
 
 
 @contextlib.contextmanager
@@ -85,51 +164,146 @@ def _echo_decay_warnings(show: bool) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def optimizer_notes(show: bool) -> Iterator[list[str]]:
+    """What building the optimizer says, as plain lines on stderr (rank 0 only) instead of
+    Python's file:line form: a DecayWarning (weight decay above 1% per step) as 'warning: ...',
+    a BatchTransferWarning (lr, betas, eps moved by the batch transfer) as 'note: ...'. The
+    transfer messages are also collected in the list it yields, for a summary."""
+    from sizeup.optim import BatchTransferWarning, DecayWarning
+
+    default = warnings.showwarning
+    notes: list[str] = []
+
+    def display(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, BatchTransferWarning):
+            notes.append(str(message))
+            if show:
+                typer.echo(f"note: {message}", err=True)
+        elif not issubclass(category, DecayWarning):
+            default(message, category, filename, lineno, file, line)
+        elif show:
+            typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DecayWarning)
+        warnings.simplefilter("default", BatchTransferWarning)
+        warnings.showwarning = display
+        yield notes
+
+
 @run_options()
 def parametrize_cmd(
     cfg: RunConfig,
     table: bool = typer.Option(True, "--table/--no-table", help="Print the per-tensor table."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
     out: Path = typer.Option(None, "--out", help="Write parametrization.json here."),
+    fmt: str = FORMAT,
 ) -> None:
     """Show the per-tensor scaling table (role, init std, multiplier, lr and wd multipliers)."""
     from sizeup.optim import tensor_table
     from sizeup.train import build
 
-    built = build(cfg)
-    p = built.parametrization
-    if markdown:
-        typer.echo(p.to_markdown())
-    elif table:
-        p.print_table()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    with Output(fmt) as output:
+        with optimizer_notes(True) as notes:
+            built = build(cfg)
+        p = built.parametrization
         # Each tensor's lr, betas, eps and decay per step as the optimizer holds them (the
         # same table function as the planner's per-layer table).
-        rows = tensor_table(p.rows(), built.optimizer)
-        (out / "parametrization.json").write_text(
-            json.dumps({"config": cfg.to_dict(), "tensors": rows}, indent=2)
-        )
-        typer.echo(f"wrote {out / 'parametrization.json'}")
+        doc = {
+            "config": cfg.to_dict(),
+            "header": run_header(cfg),
+            "batch_transfer": notes,
+            "tensors": tensor_table(p.rows(), built.optimizer),
+        }
+        output.line(run_header(cfg))
+        if table:
+            columns, rows, caption = p.table_cells()
+            output.table(
+                Table(
+                    f"sizeup parametrization: rule={p.rule}",
+                    columns,
+                    rows,  # type: ignore[arg-type]
+                    caption=caption,
+                    right=tuple(columns[3:]),
+                )
+            )
+        output.data(doc)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "parametrization.json").write_text(json.dumps(doc, indent=2))
+            output.wrote(out / "parametrization.json")
 
 
-def _print_summary(r: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def run_header(cfg: RunConfig) -> str:
+    """One line: width, base width, depth, rule and optimizer of the run."""
+    depth = f"depth {cfg.depth}"
+    if cfg.base_depth:
+        depth += f" (base depth {cfg.base_depth})"
+    return (
+        f"{cfg.model}: width {cfg.width}, base width {cfg.base_width} "
+        f"(x{cfg.width / cfg.base_width:g}), {depth}, rule {cfg.rule}, optimizer "
+        f"{cfg.optimizer} (lr {cfg.lr:g})"
+    )
 
-    t = Table(title="sizeup train: result", show_header=False)
-    t.add_column("k")
-    t.add_column("v", justify="right")
+
+def rule_settings(c: dict[str, Any]) -> str:
+    """The parametrization's key settings in words: what the rule scales from and how."""
+    if c["rule"] == "sp":
+        return f"sp (the model as written), attention {c['attn_scale']}, init {c['init_std']}"
+    parts = [
+        f"{c['rule']} from base width {c['base_width']} (width x{c['width'] / c['base_width']:g})",
+        f"init std {c['init_std']}",
+        f"attention {c['attn_scale']}",
+        "Adam eps per tensor" if c["scale_eps"] else "Adam eps fixed",
+    ]
+    parts += ["zero readout"] if c["zero_readout"] else []
+    parts += ["zero query"] if c["zero_query"] else []
+    if c.get("base_depth"):
+        parts.append(f"depth scaling from base depth {c['base_depth']} (^-{c['depth_exponent']:g})")
+    return ", ".join(parts)
+
+
+def optimizer_settings(c: dict[str, Any]) -> str:
+    """Optimizer, lr and the settings it reads, as given (the batch transfer row says if moved)."""
+    text = f"{c['optimizer']} lr={c['lr']:g}, weight decay {c['weight_decay']:g}"
+    if c["optimizer"] != "sgd":
+        text += f", betas ({c['beta1']:g}, {c['beta2']:g}), eps {c['eps']:g}"
+    if c["optimizer"] in ("sgd", "muon"):
+        text += f", momentum {c['momentum']:g}"
+    return text
+
+
+def summary_table(r: Any, notes: list[str] | None = None) -> Table:
+    """The run's summary: model, parametrization, optimizer (and what the batch transfer moved),
+    sizes, losses and cost."""
     c = r.config
-    t.add_row("model", f"{c['model']} width={c['width']} depth={c['depth']} rule={c['rule']}")
-    t.add_row("optimizer", f"{c['optimizer']} lr={c['lr']:g}")
-    t.add_row("params (non-embedding)", f"{r.params:,}")
-    t.add_row("initial val loss", f"{r.initial_val_loss:.4f}")
-    t.add_row("final train loss", f"{r.final_train_loss:.4f}")
-    t.add_row("final val loss", f"{r.final_val_loss:.4f}")
-    t.add_row("tokens", f"{r.tokens:,}")
-    t.add_row("FLOPs (6ND)", f"{r.flops:.3g}")
-    t.add_row("tokens/s", f"{r.tokens_per_s:,.0f}")
-    t.add_row("wall time", f"{r.wall_time:.1f} s")
-    t.add_row("diverged", f"[red]yes, at step {r.diverged_step}[/red]" if r.diverged else "no")
-    Console().print(t)
+    t = Table("sizeup train: result", ["quantity", "value"], right=("value",))
+    t.add("model", f"{c['model']} width={c['width']} depth={c['depth']}")
+    t.add("parametrization", rule_settings(c))
+    t.add("optimizer", optimizer_settings(c))
+    batch = f"{c['batch_size']} per step"
+    if c.get("base_batch_size"):
+        batch += f" (base batch {c['base_batch_size']})"
+    t.add("batch", batch)
+    for note in notes or []:
+        t.add("batch transfer", note.rsplit("): ", 1)[-1])
+    t.add("params (non-embedding)", f"{r.params:,}")
+    t.add("initial val loss", f"{r.initial_val_loss:.4f}")
+    t.add("final train loss", f"{r.final_train_loss:.4f}")
+    t.add("final val loss", f"{r.final_val_loss:.4f}")
+    t.add("tokens", f"{r.tokens:,}")
+    t.add("FLOPs (6ND)", f"{r.flops:.3g}")
+    t.add("tokens/s", f"{r.tokens_per_s:,.0f}")
+    t.add("step time", f"{r.step_time * 1e3:.1f} ms")
+    mfu = f"{100 * r.mfu:.1f}% of {r.peak_flops:.3g} FLOP/s" if r.mfu == r.mfu else "unknown"
+    t.add(f"MFU ({r.device_name or 'device'})", mfu)
+    t.add("wall time", f"{r.wall_time:.1f} s")
+    t.add("diverged", (f"yes, at step {r.diverged_step}", "red") if r.diverged else "no")
+    return t

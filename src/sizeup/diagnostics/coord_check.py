@@ -250,32 +250,48 @@ class CoordCheckResult:
         return path
 
     def table(self, max_rows: int = 40) -> Table:
-        """A rich table: one row per module, judged slope per step, verdict; failures first.
-        Modules judged on their update (they vanish at init) are marked * and show its slope."""
+        """A rich table of ``table_cells``: one row per module, judged slope per step, verdict;
+        failures first. Modules judged on their update (they vanish at init) are marked *."""
         from rich.table import Table
+        from rich.text import Text
 
+        title, columns, rows, caption = self.table_cells(max_rows)
+        t = Table(title=title, caption=caption or None)
+        for i, col in enumerate(columns):
+            t.add_column(col, justify="right" if col.startswith("t=") else "left", no_wrap=i == 0)
+        for row in rows:
+            t.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
+        return t
+
+    def table_cells(
+        self, max_rows: int | None = None
+    ) -> tuple[str, list[str], list[list[str | tuple[str, str]]], str]:
+        """(title, columns, rows, caption) of the verdict table; a cell is text or (text, rich
+        style). Failures first; ``max_rows`` keeps the first ones (all are in the JSON)."""
         title = (
             f"coord check over {self.axis} {self.sizes}: "
-            + ("[green]PASSED[/]" if self.passed else "[red]FAILED[/]")
+            + ("PASSED" if self.passed else "FAILED")
             + f"  (|slope| <= {self.tolerance} from step {self.judge_from}; * vanishes at init: "
             + "its update out_t - out_0 is judged, and may shrink down to "
             + f"-{CROSSTALK_SLOPE + self.tolerance:g})"
         )
-        t = Table(title=title)
-        t.add_column("module")
-        t.add_column("kind")
-        for s in range(self.steps + 1):
-            t.add_column(f"t={s}", justify="right")
-        t.add_column("verdict")
-        rows = self.failing() + [m for m in self.modules if m.passed]
-        for m in rows[:max_rows]:
-            cells = [self._cell(m, s) for s in range(self.steps + 1)]
-            t.add_row(m.name + ("*" if m.vanishes else ""), m.kind, *cells, self._mark(m))
-        if len(rows) > max_rows:
-            t.caption = f"... {len(rows) - max_rows} more modules (all in coord_check.json)"
-        return t
+        columns = ["module", "kind", *(f"t={s}" for s in range(self.steps + 1)), "verdict"]
+        ordered = self.failing() + [m for m in self.modules if m.passed]
+        shown = ordered if max_rows is None else ordered[:max_rows]
+        rows: list[list[str | tuple[str, str]]] = [
+            [
+                m.name + ("*" if m.vanishes else ""),
+                m.kind,
+                *(self._cell(m, s) for s in range(self.steps + 1)),
+                self._mark(m),
+            ]
+            for m in shown
+        ]
+        more = len(ordered) - len(shown)
+        caption = f"... {more} more modules (all in coord_check.json)" if more > 0 else ""
+        return title, columns, rows, caption
 
-    def _cell(self, m: ModuleCurve, s: int) -> str:
+    def _cell(self, m: ModuleCurve, s: int) -> str | tuple[str, str]:
         """One table cell: the total's slope at t = 0 (init), the judged slope after."""
         slope = m.judged_slope(s) if s >= self.judge_from else m.slopes[s]
         txt = f"{slope:+.2f}" if math.isfinite(slope) else "inf"
@@ -285,13 +301,13 @@ class CoordCheckResult:
         if math.isfinite(se) and se > 0:
             txt += f"±{se:.2f}"
         if m.excess(s) > 0:
-            txt = f"[red]{txt}[/]" if m.fails(s) else f"[yellow]{txt}[/]"
+            return (txt, "red") if m.fails(s) else (txt, "yellow")
         return txt
 
-    def _mark(self, m: ModuleCurve) -> str:
+    def _mark(self, m: ModuleCurve) -> tuple[str, str]:
         if not m.passed:
-            return "[red]FAIL[/]"
-        return "[yellow]noisy[/]" if m.noisy(self.judge_from) else "[green]ok[/]"
+            return ("FAIL", "red")
+        return ("noisy", "yellow") if m.noisy(self.judge_from) else ("ok", "green")
 
 
 def _rows(rows: list[list[float]]) -> list[list[float | None]]:
@@ -352,6 +368,20 @@ def _is_norm(m: nn.Module) -> bool:
     return "norm" in type(m).__name__.lower()
 
 
+def _is_layer(name: str, m: nn.Module, hints: dict[str, Any]) -> bool:
+    """A module whose output a check records: Linear, Embedding, norms, transformers' Conv1D,
+    MoE experts (3-D weights) and routers (hints["router"]; their first output, the logits)."""
+    from torch import nn
+
+    from sizeup.parametrization.layout import is_conv1d
+
+    if isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m) or is_conv1d(m):
+        return True
+    if any(fnmatch.fnmatchcase(name, p) for p in hints.get("router", [])):
+        return True
+    return any(p.ndim == 3 for p in m.parameters(recurse=False))
+
+
 def _match_segment(name: str, pattern: str) -> bool:
     # fnmatch's * also matches dots; a block pattern "blocks.*" must match "blocks.3" only,
     # not its sub-modules "blocks.3.mlp" (a branch, not the residual stream).
@@ -366,9 +396,9 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
     (the model output). ``include`` (fnmatch patterns) narrows that set; a pattern that matches
     nothing raises ConfigError naming the modules there are.
     """
-    from torch import nn
+    from sizeup.models.hf import hints as model_hints
 
-    hints = getattr(model, "sizeup_hints", None) or {}
+    hints = model_hints(model)
     blocks = list(hints.get("block", []))
     readouts = list(hints.get("readout", [])) + ["lm_head", "readout"]
     found: dict[str, str] = {}
@@ -377,7 +407,7 @@ def coord_modules(model: nn.Module, include: Sequence[str] | None = None) -> dic
             continue
         if name.split(".")[-1] == "logits":
             found[name] = "attn_logits"
-        elif isinstance(m, (nn.Linear, nn.Embedding)) or _is_norm(m):
+        elif _is_layer(name, m, hints):
             found[name] = (
                 "logits" if any(fnmatch.fnmatchcase(name, p) for p in readouts) else "hidden"
             )
@@ -440,6 +470,10 @@ class CoordRecorder:
         tensor is (..., T, T) attention scores and only its lower triangle counts."""
         import torch
 
+        if isinstance(getattr(out, "logits", None), torch.Tensor):  # a transformers ModelOutput
+            from sizeup.train.step import output_logits
+
+            out = output_logits(out)
         if isinstance(out, (tuple, list)):
             out = next((o for o in out if isinstance(o, torch.Tensor)), None)
         if not isinstance(out, torch.Tensor):

@@ -120,8 +120,11 @@ class SpectralMonitor:
         self._take_snapshot(model, -1)  # weights before step 0: dw at step 0 is the first update
 
     def _weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        from sizeup.wrapping import full_tensor
+
         mods = dict(model.named_modules())
-        return {n: mods[n].weight.detach() for n in self.names}
+        # full_tensor: FSDP2 shards each weight over the ranks (a collective; all ranks measure)
+        return {n: full_tensor(mods[n].weight.detach()) for n in self.names}
 
     def _take_snapshot(self, model: nn.Module, step: int) -> None:
         self._snap = {n: w.clone() for n, w in self._weights(model).items()}

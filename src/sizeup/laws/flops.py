@@ -1,5 +1,6 @@
-"""FLOPs per token for the usual counting conventions, an exact count for the built-in GPT,
-and model FLOPs utilisation (MFU).
+"""FLOPs per token for the usual counting conventions, an exact count for the built-in GPT (dense or
+mixture-of-experts, with grouped-query or multi-head latent attention), and model FLOPs
+utilisation (MFU).
 
 Every function returns *training* FLOPs per token (forward + backward = 3 x forward), the
 quantity that multiplies tokens to give a run's compute C.
@@ -36,6 +37,36 @@ GPU_PEAK_FLOPS: dict[str, float] = {
     "TPUv5e": 197e12,
     "TPUv5p": 459e12,
 }
+
+
+# Device names (as torch.cuda.get_device_name reports them) -> GPU_PEAK_FLOPS keys, checked in
+# this order so that "A100" is not read as "A10" nor "L40S" as "L4".
+_DEVICE_NAMES = (
+    ("H200", "H200"),
+    ("H100 PCIE", "H100-PCIe"),
+    ("H100", "H100"),
+    ("B200", "B200"),
+    ("A100", "A100"),
+    ("A10G", "A10G"),
+    ("A10", "A10"),
+    ("L40S", "L40S"),
+    ("L4", "L4"),
+    ("V100", "V100"),
+    ("T4", "T4"),
+    ("4090", "RTX4090"),
+    ("MI300X", "MI300X"),
+    ("MI250X", "MI250X"),
+)
+
+
+def device_peak_flops(device_name: str) -> float | None:
+    """bf16 dense peak FLOP/s of a device from its name (torch.cuda.get_device_name), or None
+    for a device the table does not know (a CPU, say): MFU is then unknown, not guessed."""
+    name = device_name.upper().replace("-", " ")
+    for part, key in _DEVICE_NAMES:
+        if part in name:
+            return GPU_PEAK_FLOPS[key]
+    return None
 
 
 def kaplan_params(n_layer: int, d_model: int) -> float:
@@ -125,7 +156,80 @@ def _gpt_shape(kw: dict[str, Any]) -> dict[str, Any]:
         V=kw.get("vocab_size", 256),
         s=kw.get("seq_len", 128),
         tied=bool(kw.get("tie_embeddings", False)),
+        **_moe_shape(kw, hidden),
+        **_mla_shape(kw, head_dim),
     )
+
+
+def _moe_shape(kw: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """MoE fields (sizeup.models.GPTConfig names): experts, top-k, shared experts, each expert's
+    hidden size (default the dense one), leading dense blocks, a per-expert router bias
+    (DeepSeek-V3's e_score_correction_bias)."""
+    E = int(kw.get("n_experts") or 0)
+    out = dict(
+        E=E,
+        k=int(kw.get("top_k") or 0) if E else 0,
+        shared=int(kw.get("n_shared_experts") or 0) if E else 0,
+        moe_hidden=int(kw.get("expert_hidden") or hidden),
+        first_dense=int(kw.get("first_dense") or 0) if E else 0,
+        router_bias=bool(kw.get("router_bias", False)) and E > 0,
+    )
+    if E < 0:
+        raise ConfigError("n_experts", E, "an integer >= 0")
+    if E and not 1 <= out["k"] <= E:
+        raise ConfigError("top_k", out["k"], f"between 1 and n_experts={E}")
+    return out
+
+
+def _mla_shape(kw: dict[str, Any], head_dim: int) -> dict[str, Any]:
+    """Multi-head latent attention (DeepSeek-V2/V3, Moonlight) when kv_lora_rank is given: head_dim
+    is the no-RoPE part of a query/key head, qk_rope_head_dim its RoPE part, v_head_dim a value
+    head (default head_dim), q_lora_rank the query's low-rank size (None: a full q projection)."""
+    kv_lora = kw.get("kv_lora_rank")
+    if kv_lora is None:
+        return dict(mla=False)
+    check_positive("kv_lora_rank", kv_lora, integer=True)
+    return dict(
+        mla=True,
+        kv_lora=int(kv_lora),
+        q_lora=kw.get("q_lora_rank"),
+        rope=int(kw.get("qk_rope_head_dim") or 0),
+        v_dim=int(kw.get("v_head_dim") or head_dim),
+    )
+
+
+def _attn_matmul_params(g: dict[str, Any]) -> int:
+    """Weights of one attention block's projections (GQA, or MLA)."""
+    d, nh, hd = g["d"], g["n_head"], g["head_dim"]
+    if not g["mla"]:
+        return d * nh * hd * 2 + d * g["n_kv"] * hd * 2  # q, o and k, v
+    qk = hd + g["rope"]
+    q = d * g["q_lora"] + g["q_lora"] * nh * qk if g["q_lora"] else d * nh * qk
+    kv = d * (g["kv_lora"] + g["rope"]) + g["kv_lora"] * nh * (hd + g["v_dim"])
+    return q + kv + nh * g["v_dim"] * d
+
+
+def _attn_vectors(g: dict[str, Any]) -> int:
+    """Norm gains inside attention: MLA's norms of its latent (and of the query's)."""
+    return (g["kv_lora"] + (g["q_lora"] or 0)) if g["mla"] else 0
+
+
+def _attn_context_flops(g: dict[str, Any], ctx: float) -> float:
+    """Forward FLOPs per token of the scores q.k and the weighted sum of values."""
+    nh = g["n_head"]
+    qk = g["head_dim"] + (g["rope"] if g["mla"] else 0)
+    v = g["v_dim"] if g["mla"] else g["head_dim"]
+    return 2.0 * nh * (qk + v) * ctx
+
+
+def _mlp_matmul_params(g: dict[str, Any], layer: int, active: bool) -> int:
+    """Weights of block ``layer``'s MLP: dense SwiGLU, or router + routed experts (all of them,
+    or the top_k a token uses when ``active``) + shared experts."""
+    d = g["d"]
+    if not g["E"] or layer < g["first_dense"]:
+        return 3 * d * g["hidden"]
+    routed = (g["k"] if active else g["E"]) * 3 * d * g["moe_hidden"]
+    return d * g["E"] + routed + 3 * d * g["shared"] * g["moe_hidden"]
 
 
 def _as_kwargs(cfg: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -135,38 +239,44 @@ def _as_kwargs(cfg: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**src, **kwargs}
 
 
-def gpt_params(cfg: Any = None, *, embeddings: bool = True, **kwargs: Any) -> int:
-    """Parameter count of the built-in GPT (SwiGLU, GQA, RMSNorm gains, optional tied embeddings)."""
+def gpt_params(
+    cfg: Any = None, *, embeddings: bool = True, active: bool = False, **kwargs: Any
+) -> int:
+    """Parameter count of the built-in GPT (SwiGLU, GQA, RMSNorm gains, optional tied
+    embeddings; MoE blocks: router, experts, shared experts; MLA attention when kv_lora_rank
+    is given). ``active``: the parameters one token uses (top_k of the routed experts, every
+    other tensor), as MoE papers count "activated" parameters."""
     g = _gpt_shape(_as_kwargs(cfg, kwargs))
-    d, hd = g["d"], g["head_dim"]
-    attn = d * g["n_head"] * hd * 2 + d * g["n_kv"] * hd * 2  # q, o and k, v
-    mlp = 3 * d * g["hidden"]
-    per_layer = attn + mlp + 2 * d  # two RMSNorm gains
-    body = g["L"] * per_layer + d  # final norm
+    d = g["d"]
+    body = d  # final norm
+    for layer in range(g["L"]):
+        moe = g["E"] and layer >= g["first_dense"]
+        body += _attn_matmul_params(g) + _attn_vectors(g) + 2 * d  # + two RMSNorm gains
+        body += _mlp_matmul_params(g, layer, active) + (g["E"] if moe and g["router_bias"] else 0)
     if not embeddings:
         return body
-    emb = g["V"] * d * (1 if g["tied"] else 2)
-    return body + emb
+    return body + g["V"] * d * (1 if g["tied"] else 2)
 
 
 def gpt_exact_flops_per_token(cfg: Any = None, *, causal: bool = True, **kwargs: Any) -> float:
     """Exact matmul training FLOPs per token of the built-in GPT (fwd + bwd = 3 x forward).
 
-    Counts every matmul (2 FLOPs per multiply-add): q/k/v/o (GQA-sized k, v), attention
-    scores and the weighted sum over the context, SwiGLU gate/up/down and the LM head. The
-    embedding lookup is a gather (0 FLOPs) whether or not it is tied to the head. With
-    causal=True each query attends on average to (s + 1)/2 keys, as a causal kernel skips the
-    masked half. Norms, RoPE and softmax are O(d) per token and left out, as in Megatron.
-    Accepts GPTConfig-like kwargs, a GPTConfig/RunConfig object, or a dict.
+    Counts every matmul (2 FLOPs per multiply-add): q/k/v/o (GQA-sized k, v; or MLA's
+    projections), attention scores and the weighted sum over the context, SwiGLU gate/up/down
+    (an MoE block: the router, the top_k routed experts a token goes to and the shared ones)
+    and the LM head. The embedding lookup is a gather (0 FLOPs) whether or not it is tied to
+    the head. With causal=True each query attends on average to (s + 1)/2 keys, as a causal
+    kernel skips the masked half. Norms, RoPE, softmax and the gates' weighting are O(d) per
+    token and left out, as in Megatron. Accepts GPTConfig-like kwargs, a GPTConfig/RunConfig
+    object, or a dict.
     """
     g = _gpt_shape(_as_kwargs(cfg, kwargs))
-    d, hd, nh, nkv, s = g["d"], g["head_dim"], g["n_head"], g["n_kv"], g["s"]
+    s = g["s"]
     ctx = (s + 1) / 2.0 if causal else float(s)
-    proj = 2 * d * nh * hd * 2 + 2 * d * nkv * hd * 2  # q, o; k, v
-    attn = 2 * nh * hd * ctx * 2  # QK^T and AV
-    mlp = 2 * d * g["hidden"] * 3
-    head = 2 * d * g["V"]
-    forward = g["L"] * (proj + attn + mlp) + head
+    forward = 2.0 * g["d"] * g["V"]  # the head
+    for layer in range(g["L"]):
+        weights = _attn_matmul_params(g) + _mlp_matmul_params(g, layer, active=True)
+        forward += 2.0 * weights + _attn_context_flops(g, ctx)
     return 3.0 * forward
 
 
@@ -215,6 +325,7 @@ def training_time_s(
 __all__ = [
     "FORMULAS",
     "GPU_PEAK_FLOPS",
+    "device_peak_flops",
     "flops_per_token",
     "gpt_exact_flops_per_token",
     "gpt_params",

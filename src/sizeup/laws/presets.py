@@ -36,6 +36,7 @@ from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
 from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw
+from sizeup.schedules import DEEPSEEK_LLM_MILESTONES
 
 HPLaw = FreeFormLaw | LogLaw  # a law in named variables (N, D, C, L, d)
 
@@ -103,6 +104,9 @@ class LawPreset:
     extra: dict[str, Any] = field(default_factory=dict)
     hp: dict[str, HPLaw] = field(default_factory=dict)  # laws in N, D, C, L, d
     setup: Setup | None = None
+    # The vocabulary of the paper's models: a plan built on this preset uses it unless the user
+    # gives one (None: the paper does not state one sizeup could read from a primary source).
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("compute", self.compute, COMPUTE_CONVENTIONS)
@@ -230,11 +234,24 @@ class LawPreset:
             "d_opt_law": law(self.d_opt_law),
             "hp": {k: {**v.to_dict(), "formula": v.formula()} for k, v in self.hp.items()},
             "setup": law(self.setup),
+            "vocab_size": self.vocab_size,
             "notes": self.notes,
         }
 
 
 # ----------------------------------------------------------------------------- the presets
+
+# Hoffmann et al. 2022 (and Gopher, Rae et al. 2021, section 3) tokenise with SentencePiece and
+# a 32,000-token vocabulary; Besiroglu et al. refit the same runs.
+CHINCHILLA_VOCAB = 32_000
+# DeepSeek LLM (Bi et al. 2024), section 2.1: byte-level BPE, 100,015 tokens, a vocabulary of
+# 102,400 in training.
+DEEPSEEK_VOCAB = 102_400
+# Kaplan et al. 2020, section 2.1: GPT-2's byte-pair encoding, n_vocab = 50257.
+KAPLAN_VOCAB = 50_257
+# MiniCPM-2.4B (Hu et al. 2024, Table of model configurations; openbmb/MiniCPM-2B config.json):
+# a vocabulary of 122,753.
+MINICPM_VOCAB = 122_753
 
 # The architecture of Hoffmann et al.'s and Besiroglu et al.'s points (Gopher-family Transformers).
 _CHINCHILLA_SETUP = Setup(
@@ -258,6 +275,7 @@ def _chinchilla() -> LawPreset:
         loss_law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
         notes="Approach-3 fit as published; C = 6ND.",
         setup=_CHINCHILLA_SETUP,
+        vocab_size=CHINCHILLA_VOCAB,
     )
 
 
@@ -269,6 +287,7 @@ def _epoch() -> LawPreset:
         loss_law=ChinchillaLaw(E=1.82, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
         notes="Refit of Hoffmann et al.'s Figure 4 data; C = 6ND.",
         setup=_CHINCHILLA_SETUP,
+        vocab_size=CHINCHILLA_VOCAB,
     )
 
 
@@ -294,10 +313,11 @@ def _deepseek() -> LawPreset:
             optimizer="AdamW (beta1 0.9, beta2 0.95, weight decay 0.1)",
             lr_schedule={
                 "kind": "multistep",
-                "milestones": ((0.8, 0.316), (0.9, 0.1)),
+                "milestones": DEEPSEEK_LLM_MILESTONES,
                 "warmup_steps": 2000,
             },
         ),
+        vocab_size=DEEPSEEK_VOCAB,
     )
 
 
@@ -355,6 +375,7 @@ def _kaplan() -> LawPreset:
             optimizer="Adam",
             lr_schedule={"kind": "cosine", "warmup_steps": 3000},
         ),
+        vocab_size=KAPLAN_VOCAB,
     )
 
 
@@ -396,6 +417,7 @@ def _minicpm() -> LawPreset:
             optimizer="AdamW",
             lr_schedule={"kind": "wsd", "decay_frac": 0.1, "cooldown": "exponential"},
         ),
+        vocab_size=MINICPM_VOCAB,
     )
 
 
@@ -454,5 +476,6 @@ def load_fit(path: str | Path) -> LawPreset:
         d_opt_law=_law(d.get("d_opt")),
         samples=samples,
         extra={k: v for k, v in d.items() if k not in ("samples",)},
+        vocab_size=int(d["vocab_size"]) if d.get("vocab_size") else None,
     )
     return preset

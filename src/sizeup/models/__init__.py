@@ -19,6 +19,7 @@ def gpt_config(cfg: RunConfig, width: int | None = None, depth: int | None = Non
         head_dim=cfg.head_dim,
         vocab_size=cfg.vocab_size,
         seq_len=cfg.seq_len,
+        mlp_ratio=cfg.mlp_ratio,
         attn_scale=cfg.attn_scale,
         qk_norm=cfg.qk_norm,
         tie_embeddings=cfg.tie_embeddings,

@@ -1,5 +1,5 @@
 """A small, modern GPT: RMSNorm, RoPE, SwiGLU, optional QK-norm, z-loss, GQA, tied or untied
-embeddings, and F.scaled_dot_product_attention on the hot path.
+embeddings, an optional mixture of experts, and F.scaled_dot_product_attention on the hot path.
 
 The model initialises itself plainly (normal std ``GPTConfig.init_std`` = 0.02 for every matrix
 and embedding, norm gains 1) and declares that std to sizeup (``sizeup_hints["init_std"]``), so
@@ -9,7 +9,15 @@ Nothing here is muP-specific except the attention scale option ("1/d" is what mu
 
 Module names are a contract: parametrization roles, coordinate checks and FLOP counts find
 tensors by them (wte, blocks.{i}.attn.q/k/v/o, blocks.{i}.attn.logits, blocks.{i}.mlp.gate/up/down,
-ln_f, lm_head).
+ln_f, lm_head; in an MoE block blocks.{i}.mlp.router, blocks.{i}.mlp.experts.gate/up/down as 3-D
+tensors (experts, out, in), blocks.{i}.mlp.shared.gate/up/down).
+
+The MoE (``n_experts > 0``) is DeepSeek-MoE's (Dai et al. 2024, arXiv:2401.06066): token-choice
+top-k over fine-grained experts of hidden size ``expert_hidden`` with softmax gates (not
+renormalised over the top k), ``n_shared_experts`` always-active experts (one SwiGLU of
+n_shared x expert_hidden), and the first ``first_dense`` blocks dense (first_k_dense_replace). A
+reference for sizeup's MoE rules (each expert scales as its dense matrix, the router as a readout
+over a fixed number of experts), not a fast kernel: experts run one after another.
 """
 
 from __future__ import annotations
@@ -45,10 +53,16 @@ class GPTConfig:
     tie_embeddings: bool = False
     z_loss: float = 0.0
     init_std: float = INIT_STD  # std of every matrix and embedding at init (declared to sizeup)
+    n_experts: int = 0  # 0: dense SwiGLU blocks; > 0: routed experts per MoE block
+    top_k: int = 2  # experts per token
+    n_shared_experts: int = 0  # always-active experts (DeepSeek-MoE)
+    expert_hidden: int | None = None  # each expert's SwiGLU hidden size (default mlp_hidden)
+    first_dense: int = 0  # leading blocks that stay dense (DeepSeek's first_k_dense_replace)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layer", "vocab_size", "seq_len"):
             check_positive(name, getattr(self, name), integer=True)
+        self._check_moe()
         check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
         check_positive("mlp_ratio", self.mlp_ratio)
         check_positive("init_std", self.init_std)
@@ -86,10 +100,33 @@ class GPTConfig:
         if self.n_head % self.n_kv_head:
             raise ConfigError("n_kv_head", self.n_kv_head, f"a divisor of n_head={self.n_head}")
 
+    def _check_moe(self) -> None:
+        """The MoE fields, each with a ConfigError naming it."""
+        for name in ("n_experts", "n_shared_experts", "first_dense"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(name, v, "an integer >= 0")
+        if not self.n_experts:
+            return
+        check_positive("top_k", self.top_k, integer=True)
+        if self.top_k > self.n_experts:
+            raise ConfigError("top_k", self.top_k, f"at most n_experts={self.n_experts}")
+        if self.expert_hidden is not None:
+            check_positive("expert_hidden", self.expert_hidden, integer=True)
+
     @property
     def mlp_hidden(self) -> int:
         """Width of the SwiGLU hidden layer."""
         return round(self.mlp_ratio * self.d_model)
+
+    @property
+    def moe_hidden(self) -> int:
+        """Hidden size of one expert (expert_hidden, default mlp_hidden)."""
+        return self.expert_hidden or self.mlp_hidden
+
+    def is_moe(self, layer: int) -> bool:
+        """Whether block ``layer`` is an MoE block."""
+        return self.n_experts > 0 and layer >= self.first_dense
 
     def to_dict(self) -> dict:
         """Plain dict of every field (JSON-safe)."""
@@ -199,15 +236,62 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+class Experts(nn.Module):
+    """``n`` SwiGLU experts stored as 3-D tensors (experts, out, in), as transformers >= 5 stores
+    them: sizeup scales each expert as the dense (out, in) matrix it is, and Muon orthogonalises
+    each on its own."""
+
+    def __init__(self, n: int, d_model: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Parameter(torch.empty(n, hidden, d_model))
+        self.up = nn.Parameter(torch.empty(n, hidden, d_model))
+        self.down = nn.Parameter(torch.empty(n, d_model, hidden))
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x (N, d); idx, weight (N, k): each token's experts and gates. Sum of gated outputs."""
+        out = torch.zeros_like(x)
+        for e in range(self.gate.shape[0]):
+            tok, slot = (idx == e).nonzero(as_tuple=True)
+            if tok.numel() == 0:
+                continue
+            h = x[tok]
+            y = F.linear(F.silu(F.linear(h, self.gate[e])) * F.linear(h, self.up[e]), self.down[e])
+            out.index_add_(0, tok, y * weight[tok, slot, None].to(y.dtype))
+        return out
+
+
+class MoE(nn.Module):
+    """DeepSeek-MoE block: softmax router over n_experts, top-k gates (not renormalised), plus
+    the shared experts every token uses."""
 
     def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.top_k = cfg.top_k
+        self.router = nn.Linear(cfg.d_model, cfg.n_experts, bias=False)
+        self.experts = Experts(cfg.n_experts, cfg.d_model, cfg.moe_hidden)
+        shared = cfg.n_shared_experts * cfg.moe_hidden
+        self.shared = SwiGLU(cfg.d_model, shared) if shared else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        probs = self.router(flat).float().softmax(dim=-1)
+        weight, idx = probs.topk(self.top_k, dim=-1)
+        y = self.experts(flat, idx, weight)
+        if self.shared is not None:
+            y = y + self.shared(flat)
+        return y.view_as(x)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)) (an MoE block's mlp
+    is a MoE)."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln1 = RMSNorm(cfg.d_model)
         self.attn = Attention(cfg)
         self.ln2 = RMSNorm(cfg.d_model)
-        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+        self.mlp = MoE(cfg) if cfg.is_moe(layer) else SwiGLU(cfg.d_model, cfg.mlp_hidden)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cos, sin)
@@ -222,11 +306,18 @@ class GPT(nn.Module):
     # gets from reset_parameters (the base sigma; gains keep their 1). An instance's copy carries
     # its own config.init_std.
     sizeup_hints = {
-        "residual_out": ["blocks.*.attn.o", "blocks.*.mlp.down"],
+        "residual_out": [
+            "blocks.*.attn.o",
+            "blocks.*.mlp.down",
+            "blocks.*.mlp.experts",
+            "blocks.*.mlp.shared.down",
+        ],
         "query": ["blocks.*.attn.q"],
+        "router": ["blocks.*.mlp.router"],
         "block": ["blocks.*"],
         "roles": {},
         "init_std": INIT_STD,
+        "final_norm": "ln_f",  # export folds a tied readout's multiplier into its gain
     }
 
     def __init__(self, config: GPTConfig):
@@ -234,7 +325,7 @@ class GPT(nn.Module):
         self.config = config
         self.sizeup_hints = {**GPT.sizeup_hints, "init_std": config.init_std}
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = RMSNorm(config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -247,11 +338,14 @@ class GPT(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Plain init: normal(0, config.init_std) for every matrix and embedding, ones for
-        norm gains."""
+        """Plain init: normal(0, config.init_std) for every matrix, expert and embedding, ones
+        for norm gains."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=self.config.init_std)
+            elif isinstance(m, Experts):
+                for p in m.parameters():
+                    nn.init.normal_(p, std=self.config.init_std)
             elif isinstance(m, RMSNorm):
                 nn.init.ones_(m.weight)
 

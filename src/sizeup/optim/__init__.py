@@ -5,6 +5,7 @@ per-tensor table read back from the groups."""
 
 from sizeup.optim.groups import (
     SGDW,
+    BatchTransferWarning,
     DecayWarning,
     TensorScaling,
     build_optimizer,
@@ -20,6 +21,7 @@ from sizeup.optim.transfer import transfer_batch, transfer_horizon
 __all__ = [
     "NS_COEFFICIENTS",
     "SGDW",
+    "BatchTransferWarning",
     "DecayWarning",
     "Muon",
     "build_optimizer",

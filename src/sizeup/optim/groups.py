@@ -48,6 +48,36 @@ class DecayWarning(UserWarning):
     """lr x weight_decay removes more than MAX_DECAY_PER_STEP of every matrix per step."""
 
 
+class BatchTransferWarning(UserWarning):
+    """The batch transfer moved lr, betas, eps (and momentum) away from the values given: the
+    message names each one before and after, so a changed beta is never a surprise."""
+
+
+def transfer_message(
+    before: Mapping[str, Any], after: Mapping[str, Any], batch_size: int, base_batch_size: int
+) -> str | None:
+    """'batch transfer 64 -> 256 (square-root rule): lr 0.003 -> 0.006, betas (0.9, 0.95) ->
+    (0.6, 0.8), ...' for the values that moved, or None when none did."""
+    moved = [
+        f"{k} {_show(before[k])} -> {_show(after[k])}"
+        for k in before
+        if after.get(k) is not None and _show(before[k]) != _show(after[k])
+    ]
+    if not moved:
+        return None
+    return (
+        f"batch transfer from base_batch_size={base_batch_size} to batch_size={batch_size} "
+        f"(square-root rule: lr x b^1/2, beta -> 1 - b(1 - beta), eps x b^-1/2 with "
+        f"b={batch_size / base_batch_size:g}): " + ", ".join(moved)
+    )
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+    return f"{v:.4g}"
+
+
 def decay_per_step(lr: float, weight_decay: float) -> float:
     """The fraction of every matrix removed per step at peak: lr x weight_decay (torch's AdamW
     meaning at the base width; sizeup keeps it the same at every width)."""
@@ -136,11 +166,12 @@ def param_groups(
             missing.append(name)
             continue
         muon = bool(use_muon and s.muon)
-        if muon and p.ndim != 2:
+        if muon and p.ndim not in (2, 3):
             raise ConfigError(
                 f"scalings[{name!r}].muon",
                 True,
-                f"only for 2-D matrices; {name} has shape {tuple(p.shape)}",
+                f"only for matrices (2-D) or stacks of expert matrices (3-D); {name} has "
+                f"shape {tuple(p.shape)}",
             )
         scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
         key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)
@@ -216,6 +247,38 @@ def _warn_decay(lr: float, muon_lr: float | None, weight_decay: float) -> None:
             warnings.warn(msg, DecayWarning, stacklevel=3)
 
 
+def _transfer(
+    name: str,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    momentum: float,
+    muon_lr: float | None,
+    batch_size: int,
+    base_batch_size: int,
+) -> tuple[float, tuple[float, ...], float, float, float | None]:
+    """Move lr, betas, eps, momentum (and Muon's lr) from base_batch_size to batch_size, and say
+    so (BatchTransferWarning) when anything the optimizer uses moved."""
+    new_lr, new_betas, new_eps = transfer_batch(lr, betas, eps, batch_size, base_batch_size)
+    new_muon = muon_lr * new_lr / lr if muon_lr is not None else None
+    new_mom = momentum
+    if momentum > 0:
+        _, (new_mom,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
+    before: dict[str, Any] = {"lr": lr}
+    after: dict[str, Any] = {"lr": new_lr}
+    if name != "sgd":
+        before.update(betas=tuple(betas), eps=eps)
+        after.update(betas=new_betas, eps=new_eps)
+    if name in ("sgd", "muon"):
+        before["momentum"], after["momentum"] = momentum, new_mom
+    if name == "muon" and muon_lr is not None:
+        before["muon_lr"], after["muon_lr"] = muon_lr, new_muon
+    msg = transfer_message(before, after, batch_size, base_batch_size)
+    if msg is not None:
+        warnings.warn(msg, BatchTransferWarning, stacklevel=3)
+    return new_lr, new_betas, new_eps, new_mom, new_muon
+
+
 def build_optimizer(
     model: nn.Module,
     scalings: Mapping[str, TensorScaling],
@@ -232,6 +295,8 @@ def build_optimizer(
     *,
     muon_lr: float | None = None,
     foreach: bool | None = None,
+    fused: bool | None = None,
+    ns_dtype: torch.dtype | None = torch.bfloat16,
     warmup_steps: int = 0,
 ) -> torch.optim.Optimizer:
     """A torch optimizer ("adamw", "sgd", "muon" or "adamw_schedulefree") whose groups carry each
@@ -247,18 +312,17 @@ def build_optimizer(
     schedule-free AdamW (Defazio et al. 2024, the ``schedulefree`` package; its decay, lr x
     lambda per step at y, has AdamW's meaning), with its own linear warmup over
     ``warmup_steps``; it is returned in train mode (call ``.eval()`` before evaluating).
+    ``fused``: torch's fused AdamW kernel (AdamW, and Muon's AdamW groups; the train stage asks
+    for it on CUDA); SGD and schedule-free AdamW ignore it. ``ns_dtype``: Muon's Newton-Schulz
+    precision (bf16 as torch.optim.Muon).
     """
     _check_args(
         name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size, base_batch_size
     )
     if batch_size is not None and base_batch_size is not None:
-        new_lr, betas, eps = transfer_batch(lr, betas, eps, batch_size, base_batch_size)
-        ratio = new_lr / lr
-        lr = new_lr
-        if muon_lr is not None:
-            muon_lr = muon_lr * ratio
-        if momentum > 0:
-            _, (momentum,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
+        lr, betas, eps, momentum, muon_lr = _transfer(
+            name, lr, betas, eps, momentum, muon_lr, batch_size, base_batch_size
+        )
     _warn_decay(lr, muon_lr if name == "muon" else None, weight_decay)
     betas = (float(betas[0]), float(betas[1]))
     groups = param_groups(
@@ -275,7 +339,7 @@ def build_optimizer(
             g["eps"] = eps * g["eps_mult"]
     if name == "adamw":
         return torch.optim.AdamW(
-            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach
+            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach, fused=fused
         )
     if name == "adamw_schedulefree":
         return schedule_free_adamw(groups, lr, betas, eps, warmup_steps)
@@ -298,6 +362,8 @@ def build_optimizer(
         betas=betas,
         eps=eps,
         foreach=foreach,
+        fused=fused,
+        ns_dtype=ns_dtype,
     )
 
 

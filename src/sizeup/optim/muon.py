@@ -38,6 +38,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from sizeup.choices import MUON_SCALES
 from sizeup.errors import ConfigError, check_choice
+from sizeup.wrapping import is_dtensor
 
 # Jordan et al. 2024 (Muon post and reference code): coefficients chosen to maximise the slope at
 # zero of the quintic, so that small singular values grow fast in few steps.
@@ -55,10 +56,16 @@ def newton_schulz(
     """Approximate the orthogonal factor U V^T of a 2-D ``grad`` by quintic Newton-Schulz.
 
     Runs in ``dtype`` (bfloat16 as in torch.optim.Muon; None keeps grad's dtype, e.g. float64 for
-    exact tests) and returns a tensor of that dtype with grad's shape.
+    exact tests) and returns a tensor of that dtype with grad's shape. A 3-D ``grad`` is a stack
+    of expert matrices (experts, out, in): each is orthogonalised on its own, in one batched
+    iteration (the same steps with batched matmuls), since each expert is its own layer.
     """
+    if grad.ndim == 3:
+        return _newton_schulz_batched(grad, steps, coefficients, eps, dtype)
     if grad.ndim != 2:
-        raise ConfigError("grad", tuple(grad.shape), "a 2-D matrix for Newton-Schulz")
+        raise ConfigError(
+            "grad", tuple(grad.shape), "a 2-D matrix (or a 3-D stack of them) for Newton-Schulz"
+        )
     a, b, c = coefficients
     # copy=True: never normalise the caller's tensor in place when it already has the dtype.
     x = grad.to(dtype or grad.dtype, copy=True)
@@ -75,6 +82,52 @@ def newton_schulz(
     return x.T if tall else x
 
 
+def orthogonalise(
+    update: Tensor,
+    steps: int = NS_STEPS,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    eps: float = 1e-7,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> Tensor:
+    """``newton_schulz`` of a matrix, also when FSDP2 shards it (a DTensor, rows split over
+    ranks): Newton-Schulz needs the whole matrix (its Gram matrix mixes every row), so the
+    shards are all-gathered, every rank runs the same iteration on the whole matrix, and each
+    keeps the rows of its own shard (``distribute_tensor`` with ``src_data_rank=None`` slices
+    locally, no second collective). The gather moves ``dtype`` (bf16: half of fp32) since
+    Newton-Schulz casts to it first anyway, so the result is bit for bit the unsharded one.
+    Every rank repeating the iteration costs what single-device Muon costs; the all-gather is
+    the size of one FSDP forward gather of the matrix."""
+    if not is_dtensor(update):
+        return newton_schulz(update, steps, coefficients, eps, dtype)
+    from torch.distributed.tensor import distribute_tensor
+
+    whole = update.to(dtype or update.dtype).full_tensor()
+    o = newton_schulz(whole, steps, coefficients, eps, dtype)
+    return distribute_tensor(o, update.device_mesh, update.placements, src_data_rank=None)
+
+
+def _newton_schulz_batched(
+    grad: Tensor,
+    steps: int,
+    coefficients: tuple[float, float, float],
+    eps: float,
+    dtype: torch.dtype | None,
+) -> Tensor:
+    """newton_schulz over the leading dimension: every matrix normalised by its own Frobenius
+    norm, then the quintic iteration with batched matmuls."""
+    a, b, c = coefficients
+    x = grad.to(dtype or grad.dtype, copy=True)
+    tall = grad.size(-2) > grad.size(-1)
+    if tall:
+        x = x.mT
+    x.div_(torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True).clamp(min=eps))
+    for _ in range(steps):
+        gram = x @ x.mT
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b*A + c*A@A
+        x = torch.baddbmm(x, poly, x, beta=a)  # a*X + (bA + cA^2) X
+    return x.mT if tall else x
+
+
 def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     """The factor that sets ||dW||_2 of an orthogonalised update for ``mode`` (see module doc)."""
     check_choice("muon_scale", mode, MUON_SCALES)
@@ -85,13 +138,27 @@ def muon_scale(mode: str, fan_out: int, fan_in: int) -> float:
     return 0.2 * math.sqrt(max(fan_out, fan_in))
 
 
+def _dtype_name(dtype: torch.dtype | str | None) -> str | None:
+    """A group's Newton-Schulz dtype as its name ("bfloat16"): state dicts then hold plain
+    strings, which torch's distributed state-dict tools and weights_only loading accept."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _dtype(name: torch.dtype | str | None) -> torch.dtype | None:
+    return getattr(torch, name) if isinstance(name, str) else name
+
+
 class Muon(torch.optim.Optimizer):
-    """Muon on param groups with ``use_muon=True`` (2-D), AdamW on the others, as one optimizer.
+    """Muon on param groups with ``use_muon=True`` (2-D matrices, or 3-D stacks of expert
+    matrices orthogonalised expert by expert), AdamW on the others, as one optimizer.
 
     Group keys: lr, weight_decay (decoupled: W <- W(1 - lr*wd), as torch's AdamW and Muon),
     use_muon; Muon groups: momentum, nesterov, scale_mode, update_scale (a float overrides the
     per-shape scale, None computes it from (fan_out, fan_in) = W.shape), ns_steps,
-    ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps.
+    ns_coefficients, ns_eps, ns_dtype; AdamW groups: betas, eps, foreach, fused (torch's fused
+    kernel, as torch.optim.AdamW(fused=True)). Parameters sharded by FSDP2 (DTensors) work as
+    they are: momentum and AdamW are elementwise on the shards, Newton-Schulz gathers each
+    matrix (``orthogonalise``).
     """
 
     def __init__(
@@ -110,6 +177,7 @@ class Muon(torch.optim.Optimizer):
         ns_dtype: torch.dtype | None = torch.bfloat16,
         use_muon: bool = True,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         if not lr >= 0:
             raise ConfigError("lr", lr, "a number >= 0")
@@ -130,20 +198,23 @@ class Muon(torch.optim.Optimizer):
             ns_steps=ns_steps,
             ns_coefficients=tuple(ns_coefficients),
             ns_eps=ns_eps,
-            ns_dtype=ns_dtype,
+            ns_dtype=_dtype_name(ns_dtype),
             use_muon=use_muon,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
         for group in self.param_groups:
+            group["ns_dtype"] = _dtype_name(group["ns_dtype"])
             check_choice("scale_mode", group["scale_mode"], MUON_SCALES)
             if group["use_muon"]:
                 for p in group["params"]:
-                    if p.ndim != 2:
+                    if p.ndim not in (2, 3):
                         raise ConfigError(
                             "use_muon",
                             tuple(p.shape),
-                            "2-D parameters only (put others in a use_muon=False group)",
+                            "2-D matrices or 3-D stacks of expert matrices only (put others "
+                            "in a use_muon=False group)",
                         )
 
     @torch.no_grad()
@@ -185,12 +256,17 @@ class Muon(torch.optim.Optimizer):
             # foreach: the step is matmul-bound and each matrix stays in cache from momentum to NS.
             buf.lerp_(g, 1.0 - mu)
             u = g.lerp(buf, mu) if group["nesterov"] else buf
-            o = newton_schulz(
-                u, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], group["ns_dtype"]
+            o = orthogonalise(
+                u,
+                group["ns_steps"],
+                group["ns_coefficients"],
+                group["ns_eps"],
+                _dtype(group["ns_dtype"]),
             )
             scale = group["update_scale"]
             if scale is None:
-                scale = muon_scale(group["scale_mode"], p.shape[0], p.shape[1])
+                # per matrix: the last two dims (one expert's (out, in) for a 3-D stack)
+                scale = muon_scale(group["scale_mode"], p.shape[-2], p.shape[-1])
             if wd != 0:
                 p.mul_(1.0 - lr * wd)
             p.add_(o, alpha=-lr * scale)
@@ -203,7 +279,11 @@ class Muon(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 # The same state layout as torch.optim.AdamW, so checkpoints read alike.
-                state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+                # torch.optim.AdamW's layout: the fused kernel wants the step on the device.
+                fused = bool(group["fused"])
+                state["step"] = torch.zeros(
+                    (), dtype=_get_scalar_dtype(is_fused=fused), device=p.device if fused else None
+                )
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
@@ -222,6 +302,7 @@ class Muon(torch.optim.Optimizer):
             [],
             steps,
             foreach=group["foreach"],
+            fused=group["fused"],
             decoupled_weight_decay=True,
             amsgrad=False,
             beta1=beta1,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from sizeup.choices import (
+    ATTN_SCALES,
     INIT_STD_MODES,
     OPT_FAMILIES,
     OPTIMIZERS,
@@ -33,8 +33,12 @@ from sizeup.choices import (
     optimizer_family,
 )
 from sizeup.errors import ConfigError, ShapeError, check_choice, check_number_or_choice
+from sizeup.models.hf import hints as model_hints
 from sizeup.optim import build_optimizer
 from sizeup.parametrization import rules
+from sizeup.parametrization.attention import AttnScale, apply_scales, plan_scales
+from sizeup.parametrization.export import export as export_model
+from sizeup.parametrization.hooks import ATTR, install, remove_hooks
 from sizeup.parametrization.init import (
     KEEP,
     InitStep,
@@ -43,39 +47,13 @@ from sizeup.parametrization.init import (
     check_hint,
     plan_step,
 )
+from sizeup.parametrization.layout import fans as _fans
+from sizeup.parametrization.layout import is_conv1d, is_expert_tensor
 from sizeup.parametrization.rules import Scaling
 from sizeup.parametrization.shapes import BaseRef, load_base
 from sizeup.wrapping import canonical_name, unwrap
 
-ATTR = "_sizeup"  # where the Parametrization lives on the model
 _DIGITS = re.compile(r"\.\d+\.")
-
-
-# --- forward multipliers ----------------------------------------------------------------------
-class _ScaleInput:
-    """Forward pre-hook: multiply the first input (a weight multiplier for a bias-free Linear)."""
-
-    def __init__(self, factor: float):
-        self.factor = factor
-
-    def __call__(self, module: nn.Module, args: tuple) -> tuple:
-        return (args[0] * self.factor, *args[1:])
-
-
-class _ScaleOutput:
-    """Forward hook: multiply the output (embeddings, residual branches)."""
-
-    def __init__(self, factor: float):
-        self.factor = factor
-
-    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output * self.factor
-
-
-def _remove_sizeup_hooks(module: nn.Module) -> None:
-    for hooks in (module._forward_pre_hooks, module._forward_hooks):
-        for k in [k for k, h in hooks.items() if isinstance(h, (_ScaleInput, _ScaleOutput))]:
-            del hooks[k]
 
 
 # --- the result object ------------------------------------------------------------------------
@@ -96,6 +74,9 @@ class Parametrization:
         self.module_multipliers = module_multipliers  # module name -> (weight mult, branch mult)
         self.options = options
         self.lr_table: dict[str, dict[str, float]] = {}  # optimizer family -> name -> lr_mult
+        self.attention: dict[str, AttnScale] = {}  # attention module -> its logit scale
+        self.tied: dict[str, str] = {}  # tied readout module -> the parameter it shares
+        self.hints: dict[str, Any] = {}  # the model's sizeup_hints as parametrize read them
 
     def __deepcopy__(self, memo: dict) -> Parametrization:
         # The model owns this object (model._sizeup); copying the model copies the records but
@@ -110,6 +91,9 @@ class Parametrization:
         new.module_multipliers = dict(self.module_multipliers)
         new.options = copy.deepcopy(self.options, memo)
         new.lr_table = {k: dict(v) for k, v in self.lr_table.items()}
+        new.attention = dict(self.attention)
+        new.tied = dict(self.tied)
+        new.hints = copy.deepcopy(self.hints, memo)
         return new
 
     def install_hooks(self) -> None:
@@ -117,21 +101,9 @@ class Parametrization:
         multipliers are all 1 adds nothing to the forward pass."""
         mods = {canonical_name(n): m for n, m in self.model.named_modules()}
         for mod in mods.values():
-            _remove_sizeup_hooks(mod)
+            remove_hooks(mod)
         for mname, (w, b) in self.module_multipliers.items():
-            mod = mods[mname]
-            has_bias = getattr(mod, "bias", None) is not None
-            if isinstance(mod, nn.Embedding):
-                if w * b != 1.0:
-                    mod.register_forward_hook(_ScaleOutput(w * b))
-            elif not has_bias:
-                if w * b != 1.0:
-                    mod.register_forward_pre_hook(_ScaleInput(w * b))
-            else:
-                if w != 1.0:  # scaling the input scales the weight but not the bias
-                    mod.register_forward_pre_hook(_ScaleInput(w))
-                if b != 1.0:
-                    mod.register_forward_hook(_ScaleOutput(b))
+            install(mods[mname], w, b)
 
     def abc_shift(self, name: str, theta: float) -> None:
         """Move a factor theta into the multiplier: multiplier x theta, weight (and its init) / theta,
@@ -174,6 +146,30 @@ class Parametrization:
             if canonical_name(n) == name:
                 return n
         raise KeyError(name)
+
+    def export(self, model: nn.Module | None = None) -> nn.Module:
+        """A plain copy of the model (or of ``model``, e.g. the trained, wrapped one) with every
+        forward multiplier folded into its weights: the unmodified architecture computes the
+        same logits (sizeup.parametrization.export; ExportError where one cannot be folded).
+        For a transformers model, ``save_pretrained`` the result."""
+        return export_model(self, model)
+
+    def scheduler(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: str = "constant",
+        steps: int = 1,
+        warmup: int = 0,
+        **kwargs: Any,
+    ) -> torch.optim.lr_scheduler.LambdaLR:
+        """An lr scheduler for an optimizer of this parametrization: LambdaLR over
+        sizeup.schedules.make_schedule(schedule, steps, warmup, **kwargs). It scales every
+        group's lr (each already eta x lr_mult) by the same factor, so the per-tensor ratios
+        hold at every step; it plugs into transformers.Trainer(optimizers=(opt, sched))."""
+        from sizeup.schedules import make_schedule
+
+        fn = make_schedule(schedule, steps, warmup=warmup, **kwargs)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
     def table(self) -> list[Scaling]:
         """One Scaling row per tensor, in parameter order."""
@@ -225,31 +221,38 @@ class Parametrization:
         return self.scalings[param_name].multiplier * b if param_name.endswith("weight") else b
 
     def print_table(self, console: Any = None) -> None:
-        """Pretty-print the per-tensor table with rich."""
+        """Pretty-print the per-tensor table with rich (the cells of ``table_cells``)."""
         from rich import box
         from rich.console import Console
         from rich.table import Table
 
+        columns, rows, caption = self.table_cells()
         # Compact enough for an 80-column terminal: fans are in the shape (fan_out x fan_in for
         # Linear); the Markdown and JSON tables spell them out.
         t = Table(
             title=f"sizeup parametrization: rule={self.rule}",
             box=box.SIMPLE_HEAD,
             padding=(0, 0),
-            caption=f"lr x / wd x / eps x: multipliers of the base lr, weight decay and "
-            f"Adam eps ({self.options['optimizer']}); * updated by Muon; keep: "
-            f"module's init; sigma0: the base init std it scales from, h model hint, "
-            f"m measured, g given",
+            caption=caption,
         )
-        t.add_column("tensor", min_width=20, max_width=24, overflow="fold")
-        t.add_column("role", no_wrap=True)
-        t.add_column("shape", no_wrap=True)
-        for col in ("sigma0", "init", "mult", "lr x", "wd x", "eps x"):
+        t.add_column(columns[0], min_width=20, max_width=24, overflow="fold")
+        t.add_column(columns[1], no_wrap=True)
+        t.add_column(columns[2], no_wrap=True)
+        for col in columns[3:]:
             t.add_column(col, justify="right", no_wrap=True)
-        for r in self.rows():
-            t.add_row(
+        for r in rows:
+            t.add_row(*r)
+        (console or Console()).print(t)
+
+    def table_cells(self) -> tuple[list[str], list[list[str]], str]:
+        """(columns, rows, caption) of the compact per-tensor table: what `print_table` and
+        `sizeup parametrize` show. The Muon mark and its footnote appear only under Muon."""
+        muon = self.options["optimizer"] == "muon"
+        columns = ["tensor", "role", "shape", "sigma0", "init", "mult", "lr x", "wd x", "eps x"]
+        rows = [
+            [
                 r["name"],
-                r["role"] + ("*" if r["muon"] else ""),
+                r["role"] + ("*" if muon and r["muon"] else ""),
                 "x".join(map(str, r["shape"])),
                 _sigma_cell(r),
                 "keep" if r["init_std"] is None else f"{r['init_std']:.3g}",
@@ -257,8 +260,17 @@ class Parametrization:
                 f"{r['lr_mult']:.3g}",
                 f"{r['wd_mult']:.3g}",
                 f"{r['eps_mult']:.3g}",
-            )
-        (console or Console()).print(t)
+            ]
+            for r in self.rows()
+        ]
+        caption = (
+            f"lr x / wd x / eps x: multipliers of the base lr, weight decay and Adam eps "
+            f"({self.options['optimizer']}); "
+            + ("* updated by Muon; " if muon else "")
+            + "keep: module's init; sigma0: the base init std it scales from, h model hint, "
+            "m measured, g given"
+        )
+        return columns, rows, caption
 
     def to_markdown(self) -> str:
         """The per-tensor table as a Markdown table."""
@@ -299,6 +311,7 @@ class _Options:
     sigma: float | str
     zero_readout: bool
     zero_query: bool
+    zero_router: bool
     base_depth: int | None
     depth: int | None
     depth_exponent: float
@@ -309,6 +322,8 @@ class _Options:
     query: list[str]
     block: list[str]
     roles: dict[str, str]
+    attn_scale: str | None = None
+    router: list[str] = dataclasses.field(default_factory=list)
     init_hint: Any = None
 
     @property
@@ -323,12 +338,14 @@ class _Options:
             "sigma",
             "zero_readout",
             "zero_query",
+            "zero_router",
             "base_depth",
             "depth",
             "depth_exponent",
             "readout_form",
             "optimizer",
             "scale_eps",
+            "attn_scale",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -339,14 +356,21 @@ def _resolve_options(inner: nn.Module, **kw: Any) -> _Options:
     check_choice("rule", kw["rule"], RULES)
     check_choice("readout_form", kw["readout_form"], READOUT_FORMS)
     check_choice("optimizer", kw["optimizer"], OPTIMIZERS)
+    if kw["attn_scale"] is not None:
+        check_choice("attn_scale", kw["attn_scale"], ATTN_SCALES)
     kw["sigma"] = check_number_or_choice("sigma", kw["sigma"], INIT_STD_MODES)
     if not kw["depth_exponent"] > 0:
         raise ConfigError("depth_exponent", kw["depth_exponent"], "a positive number (0.5 or 1.0)")
     for pat, r in (kw["roles"] or {}).items():
         if r not in ROLES:
             raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
-    hints = dict(getattr(inner, "sizeup_hints", {}) or {})
-    for key, default in (("residual_out", []), ("query", []), ("block", ["blocks.*"])):
+    hints = model_hints(inner)
+    for key, default in (
+        ("residual_out", []),
+        ("query", []),
+        ("block", ["blocks.*"]),
+        ("router", []),
+    ):
         if kw[key] is None:
             kw[key] = hints.get(key, default)
     kw["roles"] = {**(hints.get("roles") or {}), **(kw["roles"] or {})}
@@ -384,6 +408,20 @@ class _Reference:
     key: dict[str, str]
 
 
+def _base_key(name: str, shapes: Mapping[str, Any]) -> str:
+    """The base tensor a model tensor is compared with: itself, else the same tensor in the
+    first base block that has it (a deeper model's extra blocks; an MoE whose first blocks are
+    dense)."""
+    m = _DIGITS.search(name)
+    if name in shapes or m is None:
+        return name
+    for i in range(int(m.group()[1:-1]) + 1):
+        cand = f"{name[: m.start()]}.{i}.{name[m.end() :]}"
+        if cand in shapes:
+            return cand
+    return name
+
+
 def _load_reference(base: Any, delta: Any, inner: nn.Module, names: list[str]) -> _Reference:
     """Load base and delta and match their tensors to the model's (ShapeError if they differ)."""
     base_ref = load_base(base, "base")
@@ -393,7 +431,7 @@ def _load_reference(base: Any, delta: Any, inner: nn.Module, names: list[str]) -
     shapes = base_ref.shapes
     # A deeper model has blocks the base lacks: those map onto the base's block 0 (depth is
     # scaled by base_depth, not inferred from names).
-    key = {n: n if n in shapes else _DIGITS.sub(".0.", n, count=1) for n in names}
+    key = {n: _base_key(n, shapes) for n in names}
     missing = [n for n in names if key[n] not in shapes]
     extra = [n for n in shapes if n not in names]
     if missing or extra:
@@ -417,21 +455,20 @@ def _owner_modules(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
     return owners
 
 
-def _fans(shape: tuple[int, ...], module: nn.Module) -> tuple[int, int, int, int]:
-    """(fan_out, fan_in, dim index of fan_out, dim index of fan_in); -1 when not a dim."""
-    if len(shape) == 1:
-        return shape[0], 1, 0, -1
-    if isinstance(module, nn.Embedding):  # weight is (num_embeddings, embedding_dim)
-        return shape[1], shape[0], 1, 0
-    return shape[0], math.prod(shape[1:]), 0, 1
-
-
 def _match(name: str, patterns: Any) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in (patterns or ()))
 
 
 def _infer_depth(names: list[str], block_patterns: list[str]) -> int:
-    prefixes = {".".join(n.split(".")[:2]) for n in names if _match(n, block_patterns)}
+    """The number of blocks: distinct name prefixes that match a block pattern ("blocks.*" has
+    two segments, "model.layers.*" three)."""
+    prefixes = set()
+    for n in names:
+        parts = n.split(".")
+        for p in block_patterns:
+            k = p.count(".") + 1
+            if len(parts) > k and fnmatch.fnmatchcase(".".join(parts[:k]), p):
+                prefixes.add(".".join(parts[:k]))
     return len(prefixes)
 
 
@@ -472,6 +509,11 @@ class _Tensor:
         """fan_in at the base's shape."""
         return _fans(self.base_shape, self.module)[1]
 
+    @property
+    def matrix(self) -> bool:
+        """A matrix, or a stack of expert matrices (what Muon orthogonalises)."""
+        return len(self.shape) == 2 or is_expert_tensor(self.shape, self.module)
+
 
 def _tensors(
     named: list[tuple[str, nn.Parameter]], inner: nn.Module, ref: _Reference
@@ -491,15 +533,24 @@ def _tensors(
             )
         dshape = None if ref.delta is None else tuple(ref.delta.shapes[bname])
         mname, mod = owners[name]
+        if is_expert_tensor(shape, mod) and shape[0] != bshape[0]:
+            raise ShapeError(
+                f"base: {name} stacks {shape[0]} experts but {bshape[0]} in the base; the "
+                "expert count is not a width (each expert scales as its own matrix), so the "
+                "base must have as many experts as the model"
+            )
         out.append(_Tensor(name, p, mname, mod, shape, bname, bshape, dshape))
     return out
 
 
-def _role(t: _Tensor, overrides: Mapping[str, str]) -> str:
+def _role(t: _Tensor, overrides: Mapping[str, str], routers: list[str]) -> str:
     """input / hidden / readout / vector from which dims are width (differ from the base, or
-    between base and delta when a delta is given); an override pattern wins."""
+    between base and delta when a delta is given); an MoE router's weight is a readout (over a
+    fixed number of experts, whatever the base); an override pattern wins."""
     if len(t.shape) == 1:
         role = "vector"
+    elif _match(t.module_name, routers):
+        role = "readout"
     else:
         other = t.delta_shape if t.delta_shape is not None else t.shape
         inf = [o != b for o, b in zip(other, t.base_shape)]
@@ -515,7 +566,7 @@ def _role(t: _Tensor, overrides: Mapping[str, str]) -> str:
 # --- the rules, per tensor -------------------------------------------------------------------
 def _lr_column(opts: _Options, t: _Tensor, role: str, m_in: float, m_out: float) -> dict:
     """lr multiplier per optimizer family (rules.lr_mult, Table 8 shift, depth factor)."""
-    is_muon = role == "hidden" and len(t.shape) == 2
+    is_muon = role == "hidden" and t.matrix
     lrs = {}
     for fam in OPT_FAMILIES:
         lr_f = rules.lr_mult(opts.rule, role, fam, m_in, m_out, is_muon)
@@ -558,7 +609,11 @@ def _target_std(
     if opts.rule == "mup" and opts.readout_form == "table8" and std is not None:
         std *= rules.table8_shift(role, m_in, opts.family)[0]
     zero_q = opts.zero_query and _match(t.module_name, opts.query)
-    if std is not None and ((role == "readout" and opts.zero_readout) or zero_q):
+    # zero_readout is for the model's output; a router has its own switch: at zero every token
+    # goes to the same experts (ties) until its first update.
+    router = _match(t.module_name, opts.router)
+    zero_r = role == "readout" and (opts.zero_router if router else opts.zero_readout)
+    if std is not None and (zero_r or zero_q):
         std = 0.0
     return std
 
@@ -592,7 +647,7 @@ def _scaling(
     fan_out, fan_in, _, _ = t.fans
     bfan_out, bfan_in, _, _ = _fans(t.base_shape, t.module)
     m_out, m_in = fan_out / bfan_out, fan_in / bfan_in
-    role = _role(t, opts.roles)
+    role = _role(t, opts.roles, opts.router)
     lrs = _lr_column(opts, t, role, m_in, m_out)
     mult = rules.multiplier(opts.rule, role, m_in, opts.readout_form)
     init = _init_for(opts, sig, t, role, m_in)
@@ -612,7 +667,7 @@ def _scaling(
         multiplier=mult,
         lr_mult=lrs[opts.family],
         wd_mult=0.0 if role == "vector" else 1.0,
-        muon=role == "hidden" and len(t.shape) == 2,
+        muon=role == "hidden" and t.matrix,
         eps_mult=eps_f,
         sigma_base=init.sigma_base,
         sigma_source=init.source,
@@ -672,6 +727,7 @@ def parametrize(
     sigma: InitStd = "model",
     zero_readout: bool = False,
     zero_query: bool = False,
+    zero_router: bool = False,
     base_depth: int | None = None,
     depth: int | None = None,
     depth_exponent: float = 0.5,
@@ -682,6 +738,8 @@ def parametrize(
     block: list[str] | None = None,
     init: bool = True,
     scale_eps: bool = True,
+    attn_scale: str | None = None,
+    router: list[str] | None = None,
 ) -> Parametrization:
     """Apply ``rule`` to ``model`` in place, relative to the smaller ``base``, and return the
     Parametrization (table, optimizers).
@@ -699,7 +757,13 @@ def parametrize(
     residual-branch depth scaling (L/base_depth)^-depth_exponent. optimizer: which lr column
     (adamw/sgd/muon) the table shows; p.optimizer() may ask for another, so this only sets the
     default. scale_eps: Adam's eps follows each tensor's gradient scale (rules.eps_mult; False
-    keeps one eps, as microsoft/mup).
+    keeps one eps, as microsoft/mup). attn_scale: "1/d" or "1/sqrt(d)" sets the logit scale of
+    every attention module (transformers' ``scaling``, sizeup's GPT ``scale``), anchored at the
+    base's head dim (sizeup.parametrization.attention); None keeps the model's. router: module
+    patterns of MoE routers (readouts over a fixed number of experts; zeroed by zero_router,
+    not zero_readout). residual_out, query, block, router default to the model's sizeup_hints, or
+    its transformers family's (sizeup.models.hf). Expert tensors (experts, out, in) scale
+    expert by expert (sizeup.parametrization.layout).
     """
     inner = unwrap(model)
     opts = _resolve_options(
@@ -708,6 +772,7 @@ def parametrize(
         sigma=sigma,
         zero_readout=zero_readout,
         zero_query=zero_query,
+        zero_router=zero_router,
         base_depth=base_depth,
         depth=depth,
         depth_exponent=depth_exponent,
@@ -718,6 +783,8 @@ def parametrize(
         query=query,
         block=block,
         roles=roles,
+        attn_scale=attn_scale,
+        router=router,
     )
     named = [(canonical_name(n), p) for n, p in inner.named_parameters()]
     ref = _load_reference(base, delta, inner, [n for n, _ in named])
@@ -728,12 +795,47 @@ def parametrize(
         scalings[t.name], lrs, steps[t.name] = _scaling(opts, sig, t, branch_mult)
         for fam, lr_f in lrs.items():
             lr_table.setdefault(fam, {})[t.name] = lr_f
-    mults = _module_multipliers(inner, scalings, _tied_readouts(inner, named), opts, branch_mult)
+    tied = _tied_readouts(inner, named)
+    mults = _module_multipliers(inner, scalings, tied, opts, branch_mult)
+    attention = _attention_stage(inner, base, opts)
     if init:
         for name, p in named:
             apply_step(p, steps[name])
+        if opts.zero_query:
+            _zero_fused_queries(inner, model_hints(inner).get("fused_query", []))
     par = Parametrization(inner, scalings, opts.rule, mults, opts.public())
-    par.lr_table = lr_table
+    par.lr_table, par.attention, par.tied = lr_table, attention, tied
+    par.hints = model_hints(inner)
+    apply_scales(inner, attention)
     par.install_hooks()
     setattr(inner, ATTR, par)
     return par
+
+
+@torch.no_grad()
+def _zero_fused_queries(inner: nn.Module, patterns: list[str]) -> None:
+    """zero_query on fused q/k/v projections (GPT-2's c_attn, hints["fused_query"]): zero the
+    query third of the output (its columns in Conv1D's (in, out) weight, rows in a Linear's)."""
+    for name, mod in inner.named_modules():
+        w = getattr(mod, "weight", None)
+        if not _match(canonical_name(name), patterns) or w is None or w.is_meta:
+            continue
+        b = getattr(mod, "bias", None)
+        q = slice(0, w.shape[1] // 3) if is_conv1d(mod) else slice(0, w.shape[0] // 3)
+        (w[:, q] if is_conv1d(mod) else w[q]).zero_()
+        if b is not None:
+            b[q].zero_()
+
+
+def _attention_stage(inner: nn.Module, base: Any, opts: _Options) -> dict[str, AttnScale]:
+    """Each attention module's logit scale under opts.attn_scale, relative to the base model
+    (an earlier parametrize's records carry the architecture's own scales)."""
+    prev = get_parametrization(inner)
+    previous = prev.attention if prev is not None else {}
+    if opts.attn_scale is not None and base is not None and not isinstance(base, nn.Module):
+        raise ConfigError(
+            "base",
+            type(base).__name__,
+            "a base model (nn.Module) with attn_scale=, whose head dims anchor the scale",
+        )
+    return plan_scales(inner, unwrap(base) if base is not None else None, opts.attn_scale, previous)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sizeup.errors import ConfigError
-from sizeup.wrapping import canonical_name
+from sizeup.wrapping import canonical_name, full_tensor
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ def tensor_rms(p: torch.Tensor) -> float | None:
         return None
     if p.numel() == 0:
         return 0.0
-    norm = torch.linalg.vector_norm(p.detach(), dtype=torch.float64).item()
+    # full_tensor: a sharded (FSDP2) parameter's norm is otherwise its local shard's.
+    norm = full_tensor(torch.linalg.vector_norm(p.detach(), dtype=torch.float64)).item()
     return norm / math.sqrt(p.numel())
 
 

@@ -92,6 +92,7 @@ class Plan:
     proxy: dict[str, Any] | None = None  # what was transferred from (and its source)
     loss: float | None = None
     loss_interval: tuple[float, float] | None = None
+    params_active: int | None = None  # an MoE's parameters per token (None: dense, all)
     time_s: float | None = None
     gpu_hours: float | None = None
     cost: float | None = None
@@ -100,6 +101,8 @@ class Plan:
     critical_batch: float | None = None
     batch_ramp: list[dict[str, float]] | None = None  # stages: from_step, from_tokens, batch
     comparison: dict[str, Any] | None = None  # compare_laws: one row per preset
+    batch_transfer: dict[str, Any] | None = None  # what the proxy->target batch transfer moved
+    size_target: dict[str, Any] | None = None  # the size the family rule aimed at, and what it is
     warnings: list[str] = field(default_factory=list)
     explain: list[dict[str, Any]] = field(default_factory=list)
 
@@ -120,12 +123,88 @@ class Plan:
             tuple((r["switch_tokens"], int(r["batch_tokens"])) for r in self.batch_ramp)
         )
 
+    def run_config(self) -> dict[str, Any]:
+        """The RunConfig fields that train this plan with `sizeup train` (sizeup's GPT): the
+        shape (width, depth, head_dim, seq_len, vocab_size, tie_embeddings), the recipe (rule,
+        base width and depth, init, optimizer, betas, eps, weight decay, momentum), the batch
+        (batch_size in sequences, the ramp's stages as batch_ramp), steps, lr = the planned
+        peak and the schedule with its warmup and parameters. The peak already carries the batch
+        transfer, so base_batch_size is None and betas, eps and momentum are the transferred
+        ones the per-layer table shows. ``mlp_ratio`` is the target's d_ff / d_model, so the run
+        builds the planned d_ff (and its base the same ratio, as the plan's table assumes). Not
+        RunConfig fields, so not carried: GQA (n_kv_head) and the Table 8 readout form."""
+        s, r, sched = self.shape, self.recipe, self.schedule
+        seq = s["seq_len"]
+        out: dict[str, Any] = dict(
+            model="gpt",
+            width=s["d_model"],
+            depth=s["n_layer"],
+            head_dim=s["head_dim"],
+            seq_len=seq,
+            vocab_size=s["vocab_size"],
+            mlp_ratio=s["d_ff"] / s["d_model"],
+            tie_embeddings=s["tie_embeddings"],
+            rule=r["rule"],
+            init_std=r["sigma"] if r["sigma"] is not None else "model",
+            optimizer=r["optimizer"],
+            lr=self.peak_lr,
+            weight_decay=r["weight_decay"],
+            scale_eps=r["scale_eps"],
+            batch_size=self.batch_sequences,
+            base_batch_size=None,
+            batch_ramp=None,
+            steps=self.steps,
+            warmup=sched["warmup_steps"],
+            schedule=sched["kind"],
+            decay_frac=sched["decay_frac"],
+            cooldown=sched["cooldown"],
+            milestones=sched.get("milestones"),
+            power_a=sched.get("power_a"),
+            power_b=sched.get("power_b"),
+        )
+        if self.batch_ramp:
+            out["batch_ramp"] = [
+                [row["switch_tokens"], int(row["batch_tokens"]) // seq] for row in self.batch_ramp
+            ]
+        out.update(self._run_recipe())
+        return out
+
+    def _run_recipe(self) -> dict[str, Any]:
+        """The recipe's base (the proxy when its lr transferred, else the target itself),
+        depth scaling, and betas, eps, momentum and Muon lr moved to the target batch as the
+        table's optimizer moves them."""
+        r, px = self.recipe, self.proxy
+        transferred = px is not None and self.lr_source == "transfer from the proxy"
+        scaled = transferred and bool(px.get("depth")) and r["depth_exponent"] is not None
+        out: dict[str, Any] = dict(
+            base_width=px["width"] if transferred else self.shape["d_model"],
+            base_depth=px["depth"] if scaled else None,
+            beta1=r["beta1"],
+            beta2=r["beta2"],
+            eps=r["eps"],
+            momentum=r["momentum"],
+            muon_lr=None,
+        )
+        if scaled:
+            out["depth_exponent"] = r["depth_exponent"]
+        if transferred and r["muon_lr"] is not None and px.get("lr"):
+            out["muon_lr"] = r["muon_lr"] * self.peak_lr / px["lr"]
+        if transferred and px.get("batch_tokens") and px["batch_tokens"] != self.batch_tokens:
+            from sizeup.plan.stages import batch_transfer
+
+            recipe = Recipe(**r)
+            _, betas, eps, mom = batch_transfer(recipe, 1.0, self.batch_tokens, px["batch_tokens"])
+            mom = mom if r["momentum"] > 0 else r["momentum"]  # as build_optimizer moves it
+            out.update(beta1=betas[0], beta2=betas[1], eps=eps, momentum=mom)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; the keys "peak_lr", "batch_tokens", "params", "tokens", "flops" and
-        "layers" are the command-line contract."""
+        "layers" are the command-line contract; "run_config" is ``run_config()``."""
         d = asdict(self)
         if d["loss_interval"] is not None:
             d["loss_interval"] = list(d["loss_interval"])
+        d["run_config"] = self.run_config()
         return d
 
     def to_json(self) -> str:
@@ -133,24 +212,17 @@ class Plan:
         return json.dumps(self.to_dict(), indent=2)
 
     def summary_rows(self) -> list[tuple[str, str]]:
-        """(quantity, value) rows of the headline numbers, shared by Markdown and rich."""
-        s = self.shape
+        """(quantity, value) rows of the headline numbers, in words, shared by Markdown and
+        rich. Loss, time and cost always have a row: the number, or what it needs."""
         rows = [
             ("laws", f"{self.preset['name']} ({self.preset['source']})"),
+            ("shape", self._shape_text()),
+            ("parameters", self._params_text()),
+            ("tokens", self._tokens_text()),
             (
-                "shape",
-                f"n_layer={s['n_layer']}, d_model={s['d_model']}, n_head={s['n_head']}, "
-                f"head_dim={s['head_dim']}, n_kv_head={s['n_kv_head']}, d_ff={s['d_ff']}, "
-                f"vocab={s['vocab_size']}, seq_len={s['seq_len']}",
-            ),
-            (
-                "params",
-                f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} non-embedding",
-            ),
-            ("tokens", f"{_fmt(self.tokens)} ({self.tokens_per_param:.1f} tokens/param)"),
-            (
-                "FLOPs",
-                f"{self.flops:.3e} ({self.flops_formula}); exact GPT count {self.flops_exact:.3e}",
+                "compute",
+                f"{self.flops:.3e} FLOPs ({self.flops_formula}); every matmul of this GPT "
+                f"counted: {self.flops_exact:.3e}",
             ),
             (
                 "batch",
@@ -160,29 +232,115 @@ class Plan:
             ("steps", f"{self.steps:,}"),
             ("peak lr", f"{self.peak_lr:.4g} ({self.lr_source})"),
             ("schedule", schedule_text(self.schedule)),
-            (
-                "ratios",
-                f"width n={self.width_ratio:.4g}, batch b={self.batch_ratio:.4g}, "
-                f"data d={self.data_ratio:.4g}, alpha_data={self.data_exponent:g}",
-            ),
+            ("transfer", self._transfer_text()),
         ]
         if self.batch_ramp:
             rows.insert(6, ("batch ramp", ramp_text(self.batch_ramp)))
+        if self.batch_transfer is not None:
+            rows.append(("batch transfer", batch_transfer_text(self.batch_transfer)))
         if self.proxy is not None:
             rows.append(("proxy", _proxy_row(self.proxy)))
+        return rows + [
+            ("predicted loss", self._loss_text()),
+            ("time", self._time_text()),
+            ("cost", self._cost_text()),
+        ]
+
+    def _explained(self, name: str) -> dict[str, Any] | None:
+        return next((e for e in self.explain if e["name"] == name), None)
+
+    def _shape_text(self) -> str:
+        """Layers, width as heads x head_dim, d_ff with its rounding, vocabulary and context."""
+        s = self.shape
+        kv = f", {s['n_kv_head']} key/value heads" if s["n_kv_head"] != s["n_head"] else ""
+        d_ff = f"d_ff {s['d_ff']:,}"
+        if s.get("ffn_multiple", 1) > 1:
+            exact = s["mlp_ratio"] * s["d_model"]
+            how = "," if abs(exact - s["d_ff"]) < 1e-6 else f" = {exact:,.1f} rounded up to"
+            d_ff += f" ({s['mlp_ratio']:.4g} x d_model{how} a multiple of {s['ffn_multiple']})"
+        vocab = self._explained("vocab_size")
+        source = f" ({vocab['formula']})" if vocab else ""
+        return (
+            f"{s['n_layer']} layers, d_model {s['d_model']:,} ({s['n_head']} heads x "
+            f"{s['head_dim']}{kv}), {d_ff}, vocabulary {s['vocab_size']:,}{source}, context "
+            f"{s['seq_len']:,}"
+        )
+
+    def _params_text(self) -> str:
+        text = (
+            f"{_fmt(self.params)} total, {_fmt(self.params_non_embedding)} without the embeddings"
+        )
+        if self.params_active:  # an MoE: what one token uses
+            text += f", {_fmt(self.params_active)} active per token"
+        t = self.size_target
+        if t is not None:
+            got = self.params if t["is"] in ("params", "N_opt(C)", "sqrt(C / (6 r))") else None
+            off = f", {got / t['size'] - 1:+.1%}" if got else ""
+            what = (
+                f"{t['size']:.3g} parameters"
+                if t["is"] == "params"
+                else f"{t['is']} = {t['size']:.3g}"
+            )
+            text += f"; the family shape nearest the target {what}{off}"
+        return text
+
+    def _tokens_text(self) -> str:
+        text = f"{_fmt(self.tokens)} = {self.tokens_per_param:.1f} tokens per parameter"
+        if self.optimum and self.optimum.get("tokens_per_param"):
+            text += (
+                f" (compute-optimal under {self.preset['name']}: "
+                f"{self.optimum['tokens_per_param']:.1f})"
+            )
+        return text
+
+    def _transfer_text(self) -> str:
+        """The target against the proxy, in words (or why nothing was transferred)."""
+        if self.proxy is None:
+            return (
+                "none: no proxy given (--base-width, --base-lr, --base-batch, --base-tokens), "
+                "so the lr comes from the laws and the table is the target's own"
+            )
+        parts = [f"{self.width_ratio:.4g}x the proxy's width"]
+        if self.proxy.get("batch_tokens"):
+            parts.append(f"{self.batch_ratio:.4g}x its batch")
+        if self.proxy.get("tokens"):
+            parts.append(f"{self.data_ratio:.4g}x its tokens")
+        text = ", ".join(parts)
+        if self.data_exponent:
+            text += f"; lr x (tokens ratio)^{self.data_exponent:g}"
+        return text
+
+    def _loss_text(self) -> str:
         if self.loss is not None:
             band = ""
             if self.loss_interval is not None and self.loss_interval[0] != self.loss_interval[1]:
                 band = f" (90% bootstrap {self.loss_interval[0]:.4f}-{self.loss_interval[1]:.4f})"
-            rows.append(("predicted loss", f"{self.loss:.4f}{band}"))
-        if self.time_s is not None and self.hardware is not None:
-            h = self.hardware
-            t = f"{self.time_s / 86400:.2f} days on {h['n_gpus']} x {h['gpu']} at MFU {h['mfu']:g}"
-            t += f" ({_fmt(self.gpu_hours)} GPU-hours)"
-            if self.cost is not None:
-                t += f", cost {self.cost:,.0f} at {h['gpu_price']:g}/GPU-hour"
-            rows.append(("time", t))
-        return rows
+            return f"{self.loss:.4f}{band}"
+        name = self.preset["name"]
+        if "loss" not in self.preset.get("provides", []):
+            return (
+                f"- (no loss law in preset {name}; --preset chinchilla, epoch or a `sizeup fit` "
+                "fit.json predicts one)"
+            )
+        return f"- (preset {name}'s loss law is not in C = 6ND terms)"
+
+    def _time_text(self) -> str:
+        if self.time_s is None or self.hardware is None:
+            return "- (give --gpu, e.g. --gpu H100 --n-gpus 256, for the wall time)"
+        h = self.hardware
+        return (
+            f"{self.time_s / 86400:.2f} days on {h['n_gpus']} x {h['gpu']} at MFU {h['mfu']:g} "
+            f"({_fmt(self.gpu_hours)} GPU-hours)"
+        )
+
+    def _cost_text(self) -> str:
+        if self.cost is not None and self.hardware is not None:
+            return f"{self.cost:,.0f} at {self.hardware['gpu_price']:g} per GPU-hour"
+        if self.time_s is None:
+            return "- (give --gpu and --gpu-price, per GPU-hour, for the cost)"
+        return (
+            f"- (give --gpu-price, per GPU-hour, for the cost of {_fmt(self.gpu_hours)} GPU-hours)"
+        )
 
     def layer_header(self) -> list[str]:
         """Column names of the per-layer table."""
@@ -233,12 +391,14 @@ class Plan:
         return "\n".join(out) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write out_dir/plan.json and out_dir/plan.md, and with a comparison of laws
+        """Write out_dir/plan.json, out_dir/plan.md and out_dir/run.json (``run_config()``:
+        `sizeup train -c out_dir/run.json`), and with a comparison of laws
         out_dir/compare_lr.png (each law's lr against tokens); return the JSON path."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(self.to_json())
         (d / "plan.md").write_text(self.to_markdown())
+        (d / "run.json").write_text(json.dumps(self.run_config(), indent=2))
         if self.comparison is not None:
             from sizeup.plan.compare import plot_comparison
 
@@ -263,6 +423,22 @@ def schedule_text(sched: dict[str, Any]) -> str:
     if kind == "power":
         text += f"; lr = min(peak, {sched['power_a']:g} n^{sched['power_b']:g}), n tokens seen"
     return text
+
+
+def batch_transfer_text(moved: dict[str, Any]) -> str:
+    """What the square-root rule moved from the proxy's batch to the target's, in one line."""
+    b = moved["batch"] / moved["base_batch"]
+    parts = []
+    for k, pair in moved.items():
+        if k in ("base_batch", "batch") or f"{pair[0]:.4g}" == f"{pair[1]:.4g}":
+            continue
+        before, after = pair
+        clipped = " (clipped at 0)" if k != "lr" and after == 0 else ""
+        parts.append(f"{k} {before:.4g} -> {after:.4g}{clipped}")
+    return (
+        f"proxy batch {_fmt(moved['base_batch'])} -> {_fmt(moved['batch'])} tokens "
+        f"(b = {b:.4g}, square-root rule): " + ", ".join(parts)
+    )
 
 
 def ramp_text(table: list[dict[str, float]]) -> str:
@@ -380,6 +556,7 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         shape=size.shape.to_dict(),
         params=size.params,
         params_non_embedding=size.params_non_embedding,
+        params_active=size.shape.params(active=True) if size.shape.n_experts else None,
         tokens=budget.tokens,
         tokens_per_param=budget.tokens_per_param,
         flops=budget.flops,
@@ -411,6 +588,8 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         optimum=verdict.optimum,
         critical_batch=verdict.critical_batch,
         batch_ramp=ramp.table if ramp is not None else None,
+        batch_transfer=lr.moved,
+        size_target=None if size.target is None else {"size": size.target, "is": size.target_is},
         warnings=[w for s in stages for w in s.warnings],
         explain=[e for s in stages for e in s.explain],
     )

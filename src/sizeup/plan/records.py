@@ -120,11 +120,35 @@ class Target:
 # ----------------------------------------------------------------------------- shape
 
 
+# The planner's hardware-friendly defaults: matrix dimensions that tile evenly on tensor cores
+# (multiples of 64/128) and head counts that tensor parallelism can split (multiples of 8).
+FFN_MULTIPLE = 128
+HEAD_MULTIPLE = 8
+DEFAULT_VOCAB = 32000  # when neither the user nor the preset gives a vocabulary
+
+
+def round_up(x: float, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` at or above ``x`` (``round(x)`` for multiple 1)."""
+    if multiple <= 1:
+        return int(round(x))
+    return int(math.ceil(round(x, 6) / multiple)) * multiple
+
+
+def friendly_heads(heads: int, multiple: int) -> bool:
+    """A head count tensor parallelism can split: a multiple of ``multiple``, or a power of two
+    below it (small models)."""
+    if multiple <= 1 or heads % multiple == 0:
+        return True
+    return heads < multiple and heads & (heads - 1) == 0
+
+
 @dataclass
 class Shape:
     """A GPT shape (sizeup.models.GPTConfig names); n_head defaults to d_model / head_dim.
-    Hidden sizes are the GPT's own (``gpt_config().mlp_hidden``), so a plan's parameter count,
-    FLOPs and per-layer table all see one model."""
+    The SwiGLU hidden size d_ff is mlp_ratio x d_model rounded up to a multiple of
+    ``ffn_multiple`` (1: rounded to the nearest integer, as GPTConfig does), and the GPT is built
+    with exactly that d_ff, so a plan's parameter count, FLOPs and per-layer table all see one
+    model."""
 
     n_layer: int
     d_model: int
@@ -135,9 +159,15 @@ class Shape:
     seq_len: int = 2048
     mlp_ratio: float = 8 / 3
     tie_embeddings: bool = False
+    ffn_multiple: int = 1
+    n_experts: int = 0  # MoE (sizeup.models.GPTConfig): routed experts per block, 0 = dense
+    top_k: int = 2
+    n_shared_experts: int = 0
+    expert_hidden: int | None = None
+    first_dense: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "d_model", "vocab_size", "seq_len"):
+        for name in ("n_layer", "d_model", "vocab_size", "seq_len", "ffn_multiple"):
             check_positive(name, getattr(self, name), integer=True)
         check_positive("mlp_ratio", self.mlp_ratio)
         if self.n_head is None:
@@ -154,7 +184,9 @@ class Shape:
         self.n_kv_head = self.n_kv_head or self.n_head
         if self.n_head % self.n_kv_head:
             raise ConfigError("n_kv_head", self.n_kv_head, f"a divisor of n_head={self.n_head}")
-        self._d_ff = self.gpt_config().mlp_hidden  # validates the GPT's own constraints too
+        self._d_ff = round_up(self.mlp_ratio * self.d_model, self.ffn_multiple)
+        if self.gpt_config().mlp_hidden != self._d_ff:  # validates the GPT's own constraints
+            raise ConfigError("mlp_ratio", self.mlp_ratio, "a ratio the GPT can build")
 
     def gpt_config(self) -> Any:
         """The built-in GPT's config for this shape (sizeup.models.GPTConfig)."""
@@ -168,44 +200,70 @@ class Shape:
             n_kv_head=self.n_kv_head,
             vocab_size=self.vocab_size,
             seq_len=self.seq_len,
-            mlp_ratio=self.mlp_ratio,
+            # the ratio that gives exactly d_ff (GPTConfig.mlp_hidden = round(ratio x d_model))
+            mlp_ratio=round_up(self.mlp_ratio * self.d_model, self.ffn_multiple) / self.d_model,
             tie_embeddings=self.tie_embeddings,
+            n_experts=self.n_experts,
+            top_k=self.top_k,
+            n_shared_experts=self.n_shared_experts,
+            expert_hidden=self.expert_hidden,
+            first_dense=self.first_dense,
         )
 
     @property
     def d_ff(self) -> int:
-        """SwiGLU hidden size, as sizeup.models.GPTConfig.mlp_hidden rounds it."""
+        """SwiGLU hidden size: mlp_ratio x d_model rounded up to a multiple of ffn_multiple."""
         return self._d_ff
+
+    def rounding(self) -> str:
+        """How d_ff (and the head count) came out, in words, for the plan's summary."""
+        exact = self.mlp_ratio * self.d_model
+        text = f"d_ff {self.d_ff:,}"
+        if self.ffn_multiple > 1:
+            text += f" = {self.mlp_ratio:.4g} x {self.d_model:,} = {exact:,.1f} rounded up to a multiple of {self.ffn_multiple}"
+        return text + f"; d_model {self.d_model:,} = {self.n_head} heads x {self.head_dim}"
 
     def with_width(self, d_model: int, n_layer: int, head_dim: int | None = None) -> Shape:
         """The same family at another width and depth: head_dim kept (or given), GQA ratio kept
-        where the head count allows, vocabulary, context and MLP ratio unchanged."""
+        where the head count allows, vocabulary, context, MLP ratio and expert count unchanged,
+        expert size in proportion to the width."""
         hd = head_dim or self.head_dim
         while d_model % hd and hd > 2:
             hd //= 2  # a narrow proxy: the largest head_dim that divides its width
         heads = d_model // hd
         group = self.n_head // self.n_kv_head
         kv = heads // group if heads % group == 0 else heads
+        eh = self.expert_hidden  # an MoE's experts keep their size relative to d_model
+        eh = None if eh is None else max(1, round(eh * d_model / self.d_model))
         return dataclasses.replace(
-            self, n_layer=n_layer, d_model=d_model, n_head=heads, head_dim=hd, n_kv_head=kv
+            self,
+            n_layer=n_layer,
+            d_model=d_model,
+            n_head=heads,
+            head_dim=hd,
+            n_kv_head=kv,
+            expert_hidden=eh,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields plus d_ff."""
         return {**asdict(self), "d_ff": self.d_ff}
 
-    def params(self, embeddings: bool = True) -> int:
-        """Parameter count (sizeup.laws.flops.gpt_params)."""
+    def params(self, embeddings: bool = True, active: bool = False) -> int:
+        """Parameter count (sizeup.laws.flops.gpt_params); ``active``: those one token uses
+        (an MoE's top_k routed experts; every parameter of a dense model)."""
         from sizeup.laws.flops import gpt_params
 
-        return int(gpt_params(embeddings=embeddings, mlp_hidden=self.d_ff, **asdict(self)))
+        kw = asdict(self)
+        return int(gpt_params(embeddings=embeddings, active=active, mlp_hidden=self.d_ff, **kw))
 
     def flops_per_token(self, convention: str) -> float:
-        """Training FLOPs per token: 6N (total params) for "6ND", DeepSeek's M for "MD"."""
+        """Training FLOPs per token: 6N for "6ND" (N the parameters a token uses: all of a dense
+        model's, an MoE's active ones), DeepSeek's M for "MD"."""
         from sizeup.laws.flops import flops_per_token
 
         if convention == "6ND":
-            return 6.0 * self.params()
+            return 6.0 * self.params(active=True)
         return flops_per_token("deepseek", self.n_layer, self.d_model, self.seq_len)
 
     def exact_flops_per_token(self) -> float:
@@ -225,22 +283,48 @@ class ShapeOptions:
     n_head: int | None = opt(None, "Explicit shape: attention heads (default d_model / head_dim).")
     head_dim: int = opt(128, "Head dimension (family rule and default heads).")
     n_kv_head: int | None = opt(None, "Key/value heads (GQA); default n_head.")
-    vocab_size: int = opt(32000, "Vocabulary size.")
+    vocab_size: int | None = opt(
+        None, f"Vocabulary size (default: the preset's, else {DEFAULT_VOCAB})."
+    )
     seq_len: int = opt(2048, "Sequence length.")
-    mlp_ratio: float = opt(8 / 3, "SwiGLU hidden size / d_model.")
+    mlp_ratio: float = opt(8 / 3, "SwiGLU hidden size / d_model, before rounding.")
+    ffn_multiple: int = opt(
+        FFN_MULTIPLE,
+        "Round d_ff up to a multiple of this (tensor-core friendly; 1: the nearest integer).",
+    )
+    head_multiple: int = opt(
+        HEAD_MULTIPLE,
+        "Family rule: head counts a multiple of this, or a power of two below it (tensor "
+        "parallelism splits them; 1: any count).",
+    )
     tie_embeddings: bool = opt(
         False, "Tie the LM head to the embedding.", flag="--tie-embeddings/--no-tie-embeddings"
     )
     aspect_ratio: float = opt(128.0, "Family rule: d_model / n_layer.")
+    n_experts: int = opt(0, "MoE: routed experts per block (0: dense).")
+    top_k: int = opt(2, "MoE: experts per token.")
+    n_shared_experts: int = opt(0, "MoE: always-active (shared) experts.")
+    expert_hidden: int | None = opt(None, "MoE: each expert's hidden size (default d_ff).")
+    first_dense: int = opt(0, "MoE: leading blocks that stay dense.")
 
     def __post_init__(self) -> None:
         check_positive("aspect_ratio", self.aspect_ratio)
-        check_positive("head_dim", self.head_dim, integer=True)
+        for name in ("head_dim", "ffn_multiple", "head_multiple"):
+            check_positive(name, getattr(self, name), integer=True)
+        if self.vocab_size is not None:
+            check_positive("vocab_size", self.vocab_size, integer=True)
 
     @classmethod
     def of(cls, shape: Shape) -> ShapeOptions:
         """Options that give exactly ``shape``."""
         return cls(**{f.name: getattr(shape, f.name) for f in dataclasses.fields(Shape)})
+
+    def with_vocab(self, preset_vocab: int | None) -> ShapeOptions:
+        """These options with the vocabulary settled: the given one, else the preset's, else
+        DEFAULT_VOCAB."""
+        if self.vocab_size is not None:
+            return self
+        return dataclasses.replace(self, vocab_size=preset_vocab or DEFAULT_VOCAB)
 
     def explicit(self) -> Shape | None:
         """The explicit shape, or None when the family rule is to pick one."""
@@ -264,10 +348,16 @@ class ShapeOptions:
     def family(self) -> dict[str, Any]:
         """What every shape of the family shares (shape_for's keyword arguments)."""
         return dict(
-            vocab_size=self.vocab_size,
+            vocab_size=self.vocab_size or DEFAULT_VOCAB,
             seq_len=self.seq_len,
             mlp_ratio=self.mlp_ratio,
             tie_embeddings=self.tie_embeddings,
+            ffn_multiple=self.ffn_multiple,
+            n_experts=self.n_experts,
+            top_k=self.top_k,
+            n_shared_experts=self.n_shared_experts,
+            expert_hidden=self.expert_hidden,
+            first_dense=self.first_dense,
         )
 
 
@@ -277,19 +367,26 @@ def shape_for(
     convention: str = "6ND",
     aspect_ratio: float = 128.0,
     head_dim: int = 128,
-    vocab_size: int = 32000,
+    vocab_size: int = DEFAULT_VOCAB,
     seq_len: int = 2048,
     mlp_ratio: float = 8 / 3,
     n_kv_head: int | None = None,
     tie_embeddings: bool = False,
+    ffn_multiple: int = FFN_MULTIPLE,
+    head_multiple: int = HEAD_MULTIPLE,
+    **moe: Any,
 ) -> Shape:
     """The family shape (d_model ~ aspect_ratio * n_layer, a multiple of head_dim) whose size is
     closest in log to ``size``: total parameters for "6ND", FLOPs per token M for "MD".
-    ``n_kv_head`` (GQA) keeps that many key/value heads: only head counts it divides qualify."""
+    Hardware-friendly by default: d_ff a multiple of ``ffn_multiple`` and head counts a multiple
+    of ``head_multiple`` (or a power of two below it). ``n_kv_head`` (GQA) keeps that many
+    key/value heads: only head counts it divides qualify. ``moe``: the MoE fields of Shape
+    (n_experts, top_k, ...), the same at every size."""
     check_positive("size", size)
     check_positive("aspect_ratio", aspect_ratio)
     check_positive("head_dim", head_dim, integer=True)
     check_choice("convention", convention, COMPUTE_CONVENTIONS)
+    check_positive("head_multiple", head_multiple, integer=True)
     if n_kv_head is not None:
         check_positive("n_kv_head", n_kv_head, integer=True)
     common = dict(
@@ -298,6 +395,8 @@ def shape_for(
         seq_len=seq_len,
         mlp_ratio=mlp_ratio,
         tie_embeddings=tie_embeddings,
+        ffn_multiple=ffn_multiple,
+        **moe,
     )
 
     def measure(s: Shape) -> float:
@@ -305,12 +404,14 @@ def shape_for(
 
     best: tuple[float, Shape] | None = None
     for L in range(1, 2001):
-        # d_model in head_dim steps within a band around the aspect ratio: finer than one
-        # layer's worth of parameters, so the shape lands within about 1% of the target.
+        # d_model in head_dim steps (of the allowed head counts) within a band around the
+        # aspect ratio; over the depths this lands within a few % of the target.
         centre = aspect_ratio * L / head_dim
         lo, hi = max(1, math.floor(centre / 1.25)), max(1, math.ceil(centre * 1.25))
         for heads in range(lo, hi + 1):
-            if n_kv_head is not None and heads % n_kv_head:
+            if (n_kv_head is not None and heads % n_kv_head) or not friendly_heads(
+                heads, head_multiple
+            ):
                 continue
             kv = n_kv_head or heads
             s = Shape(n_layer=L, d_model=heads * head_dim, n_head=heads, n_kv_head=kv, **common)
@@ -579,20 +680,10 @@ class ScheduleOptions:
 
 
 def _milestones(value: Any) -> tuple[tuple[float, float], ...] | None:
-    """'0.8:0.316,0.9:0.1' or pairs as ((0.8, 0.316), (0.9, 0.1)); checked by the schedule."""
-    if value is None:
-        return None
-    what = "'q:m,q:m' pairs (fraction of tokens : lr multiplier)"
-    try:
-        if isinstance(value, str):
-            value = [part.split(":") for part in value.split(",")]
-        pairs = tuple((float(q), float(m)) for q, m in value)
-    except (TypeError, ValueError):
-        raise ConfigError("milestones", value, what) from None
-    from sizeup.schedules import check_milestones
+    """'0.8:0.316,0.9:0.1' or pairs as ((0.8, 0.316), (0.9, 0.1)) (sizeup.schedules reads them)."""
+    from sizeup.schedules import parse_milestones
 
-    check_milestones(pairs)
-    return pairs
+    return parse_milestones(value)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def note(name: str, value: Any, formula: str, **inputs: Any) -> dict[str, Any]:
 def compute_formula(convention: str) -> str:
     """The compute convention of a law, spelled out."""
     if convention == "6ND":
-        return "C = 6 N D (N = total parameters)"
+        return "C = 6 N D (N = total parameters; an MoE: those a token uses, its active ones)"
     return "C = M D (M = 72 n_layer d^2 + 12 n_layer d l_seq, DeepSeek LLM)"
 
 
@@ -96,14 +96,22 @@ class Size:
     params: int
     params_non_embedding: int
     fixed: bool  # an explicit shape or params: compute must then agree with it
+    target: float | None = None  # the size the family rule aimed at (None: an explicit shape)
+    target_is: str = ""  # what that size is (params, N_opt(C), M_opt(C), ...)
 
 
 def size_stage(target: Target, options: ShapeOptions, law: Any) -> Stage[Size]:
     """An explicit shape, or the family shape closest to the target size (params, C / D,
-    sqrt(C / 6r), or the law's compute-optimal size at C)."""
+    sqrt(C / 6r), or the law's compute-optimal size at C). The vocabulary is the user's, else
+    the preset's, else the default; d_ff is rounded up to a multiple of ffn_multiple."""
+    given = options.vocab_size
+    options = options.with_vocab(getattr(law, "vocab_size", None))
+    vocab = _vocab_note(given, options.vocab_size or 0, law)
     explicit = options.explicit()
     if explicit is not None:
-        return _explicit_size(explicit, target)
+        st = _explicit_size(explicit, target)
+        st.explain[:0] = [vocab, _shape_note(explicit)]
+        return st
     size, what, convention, ex = _size_target(target, law)
     shape = shape_for(
         size,
@@ -111,21 +119,55 @@ def size_stage(target: Target, options: ShapeOptions, law: Any) -> Stage[Size]:
         aspect_ratio=options.aspect_ratio,
         head_dim=options.head_dim,
         n_kv_head=options.n_kv_head,
+        head_multiple=options.head_multiple,
         **options.family(),
     )
     N = shape.params()
-    ex.append(
+    got = N if convention == "6ND" else shape.flops_per_token("MD")
+    ex += [
+        vocab,
+        _shape_note(shape),
         note(
             "params",
             N,
             f"family shape (d_model ~ {options.aspect_ratio:g} n_layer, head_dim "
-            f"{options.head_dim}) closest to the target {what}",
+            f"{options.head_dim}, heads a multiple of {options.head_multiple} or a power of two "
+            f"below it) closest to the target {what}: {got / size - 1:+.1%} off it",
             target=size,
             n_layer=shape.n_layer,
             d_model=shape.d_model,
-        )
+            n_head=shape.n_head,
+        ),
+    ]
+    return Stage(
+        Size(shape, N, shape.params(embeddings=False), target.params is not None, size, what),
+        ex,
     )
-    return Stage(Size(shape, N, shape.params(embeddings=False), target.params is not None), ex)
+
+
+def _vocab_note(given: int | None, vocab: int, law: Any) -> dict[str, Any]:
+    """Where the vocabulary came from: the user, the preset's paper, or the default."""
+    theirs = getattr(law, "vocab_size", None)
+    if given is not None:
+        source = "given" + (
+            f" (preset {law.name} used {theirs:,})" if theirs not in (None, given) else ""
+        )
+    elif theirs is not None:
+        source = f"preset {law.name}'s vocabulary"
+    else:
+        source = f"the default (preset {law.name} states no vocabulary)"
+    return note("vocab_size", vocab, source)
+
+
+def _shape_note(shape: Shape) -> dict[str, Any]:
+    """How d_ff and d_model were rounded."""
+    return note(
+        "d_ff",
+        shape.d_ff,
+        f"ceil(mlp_ratio x d_model / {shape.ffn_multiple}) x {shape.ffn_multiple}",
+        mlp_ratio=shape.mlp_ratio,
+        d_model=shape.d_model,
+    )
 
 
 def _explicit_size(shape: Shape, target: Target) -> Stage[Size]:
@@ -435,6 +477,7 @@ class LearningRate:
     transferred: bool
     eta: float
     muon_lr: float | None = None
+    moved: dict[str, Any] | None = None  # what the batch transfer moved: name -> [before, after]
 
 
 def lr_stage(
@@ -491,9 +534,10 @@ def _transferred_lr(
     parametrization)."""
     assert proxy.lr is not None
     d_factor = ratios.data**alpha
-    batched = proxy.lr
+    batched, moved = proxy.lr, None
     if proxy.batch_tokens is not None:
         batched = batch_transfer(recipe, proxy.lr, batch.tokens, proxy.batch_tokens)[0]
+        moved = moved_by_batch(recipe, proxy.lr, batch.tokens, proxy.batch_tokens)
     lr = batched * d_factor
     muon = recipe.muon_lr * d_factor if recipe.muon_lr is not None else None
     ex = note(
@@ -513,7 +557,9 @@ def _transferred_lr(
             "than 2x; check the proxy's tuning or the law's range."
         )
     return Stage(
-        LearningRate(lr, "transfer from the proxy", True, proxy.lr * d_factor, muon), [ex], warns
+        LearningRate(lr, "transfer from the proxy", True, proxy.lr * d_factor, muon, moved),
+        [ex],
+        warns,
     )
 
 
@@ -544,6 +590,22 @@ def batch_transfer(
     t_lr, betas, eps = transfer_batch(lr, recipe.betas, recipe.eps, batch, base_batch, clip=True)
     _, (mom,), _ = transfer_batch(1.0, (recipe.momentum,), 1.0, batch, base_batch, clip=True)
     return t_lr, (betas[0], betas[1]), eps, mom
+
+
+def moved_by_batch(recipe: Recipe, lr: float, batch: int, base_batch: int) -> dict[str, Any] | None:
+    """What the batch transfer moves from the proxy's batch to the target's: the batches, and
+    [given, transferred] for the lr and each setting the optimizer reads (None when the batches
+    are equal: nothing moves)."""
+    if batch == base_batch:
+        return None
+    t_lr, betas, eps, mom = batch_transfer(recipe, lr, batch, base_batch)
+    out: dict[str, Any] = {"base_batch": base_batch, "batch": batch, "lr": [lr, t_lr]}
+    if recipe.optimizer != "sgd":
+        out.update(beta1=[recipe.beta1, betas[0]], beta2=[recipe.beta2, betas[1]])
+        out["eps"] = [recipe.eps, eps]
+    if recipe.optimizer in ("sgd", "muon"):
+        out["momentum"] = [recipe.momentum, mom]
+    return out
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -885,16 +947,18 @@ def _optimum_check(law: Any, budget: Budget, size: Size, tolerance: float) -> St
         "compute": C,
         "size_is": "N, total parameters" if conv == "6ND" else "M, FLOPs per token",
     }
-    size_now = size.params if conv == "6ND" else budget.flops_per_token
-    r_opt, r_now = d_opt / size_opt, budget.tokens / size_now
-    ex = note("optimum_ratio", r_opt, f"D_opt(C) / size_opt(C) ({law.name})", C=C)
+    # An MD law's optimum is in FLOPs per token M: in parameters at this shape's N / M.
+    params_opt = size_opt if conv == "6ND" else size_opt * size.params / budget.flops_per_token
+    r_opt, r_now = d_opt / params_opt, budget.tokens / size.params
+    optimum.update(params=params_opt, tokens_per_param=r_opt)
+    formula = "D_opt(C) / N_opt(C)" if conv == "6ND" else "D_opt(C) / (M_opt(C) x N / M)"
+    ex = note("optimum_tokens_per_param", r_opt, f"{formula} ({law.name})", C=C)
     warns = []
     if max(r_now / r_opt, r_opt / r_now) > tolerance:
-        unit = "tokens per parameter" if conv == "6ND" else "tokens per FLOP/token (D/M)"
         warns.append(
-            f"{unit}: {r_now:.3g} is far (>{tolerance:g}x) from the law's compute-optimal "
-            f"{r_opt:.3g} at C={C:.3g}; fine when inference cost matters, but not the "
-            "loss-optimal use of this budget."
+            f"{r_now:.3g} tokens per parameter is far (>{tolerance:g}x) from the law's "
+            f"compute-optimal {r_opt:.3g} at C={C:.3g}; fine when inference cost matters, but "
+            "not the loss-optimal use of this budget."
         )
     return Stage(optimum, [ex], warns)
 

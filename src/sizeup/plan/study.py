@@ -108,7 +108,7 @@ def _proxy_fields(cfg: Any, lr: float, width: int, source: str) -> dict[str, Any
         head_dim=cfg.head_dim,
         lr=float(lr),
         batch_tokens=(cfg.base_batch_size or cfg.batch_size) * cfg.seq_len,
-        tokens=float(cfg.steps * cfg.tokens_per_step),
+        tokens=float(cfg.tokens_for(cfg.steps)),
         tuned_width=int(width),
         seq_len=cfg.seq_len,
         vocab_size=cfg.vocab_size,

@@ -13,11 +13,13 @@ tensor classes (``blocks.*.attn.q``) for display.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sizeup.optim import collapse, decay_warning, tensor_table
+from sizeup.optim import BatchTransferWarning, collapse, decay_warning, tensor_table
 from sizeup.plan.records import Proxy, Recipe, Shape
 from sizeup.plan.stages import Batch, LearningRate, Stage, batch_transfer, note
 
@@ -61,10 +63,18 @@ def base_shape(shape: Shape, proxy: Proxy | None) -> Shape:
     """The parametrization's base model: the proxy's width and head_dim (without a proxy, the
     target's own width). One block: parametrize reads every block's base shape from block 0,
     and depth scaling takes the proxy's depth as a number (base_depth), so a deeper base would
-    only cost memory when it is built for real."""
+    only cost memory when it is built for real. An MoE's base reaches its first MoE block."""
+    blocks = shape.first_dense + 1 if shape.n_experts else 1  # an MoE block too
     if proxy is None:
-        return shape.with_width(shape.d_model, 1)
-    return shape.with_width(proxy.width, 1, proxy.head_dim)
+        return shape.with_width(shape.d_model, blocks)
+    # The base as `sizeup train -c plan/run.json` builds it (Plan.run_config): the target's own
+    # d_ff / d_model ratio, rounded to the nearest integer at the proxy's width (RunConfig's
+    # GPT), so the plan's table is what that run does.
+    return dataclasses.replace(
+        shape.with_width(proxy.width, blocks, proxy.head_dim),
+        mlp_ratio=shape.d_ff / shape.d_model,
+        ffn_multiple=1,
+    )
 
 
 def build_models(shape: Shape, base: Shape, factory: ModelFactory, base_on_meta: bool) -> Models:
@@ -132,7 +142,10 @@ def target_optimizer(
     kappa = batch / base_batch
     if all(1 - kappa * (1 - v) >= 0 for v in (*recipe.betas, recipe.momentum)):
         kw.update(batch_size=batch, base_batch_size=base_batch)
-        return p.optimizer(recipe.optimizer, lr.eta, **kw), []
+        with warnings.catch_warnings():
+            # the plan shows what the transfer moved in its own summary (LearningRate.moved)
+            warnings.simplefilter("ignore", BatchTransferWarning)
+            return p.optimizer(recipe.optimizer, lr.eta, **kw), []
     t_lr, betas, eps, mom = batch_transfer(recipe, lr.eta, batch, base_batch)
     muon = lr.muon_lr * t_lr / lr.eta if lr.muon_lr is not None else None
     kw.update(betas=betas, eps=eps, momentum=mom, muon_lr=muon)

@@ -3,9 +3,10 @@ outcome. Any number of drivers may share one store (sizeup.sweep.store: claims a
 
 from __future__ import annotations
 
+import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from sizeup.choices import SWEEP_ORDERS
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, check_choice
 from sizeup.progress import Progress
-from sizeup.sweep.executors import Runner, default_runner, make_executor
+from sizeup.sweep.executors import LoggedRunner, Runner, default_runner, make_executor
 from sizeup.sweep.spec import SweepSpec, load_spec
 from sizeup.sweep.store import FINISHED, LEASE_S, Lease, Store
 
@@ -47,6 +48,7 @@ def run_sweep(
     order: str = "spec",
     lease_s: float = LEASE_S,
     wait: bool = True,
+    log: Sequence[str] = (),
     **executor_kwargs: Any,
 ) -> SweepReport:
     """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
@@ -59,9 +61,12 @@ def run_sweep(
     a heartbeat) or whose driver exited is queued again; ``requeue_running`` forces that for
     every running trial. With ``wait`` the call returns when every trial of the spec has
     finished, also those other drivers are running; without, when nothing is left to claim.
+    ``log``: `--log` specs (jsonl:DIR, tensorboard:DIR, wandb:PROJECT) every trial logs to,
+    each under its trial id (``LoggedRunner``; the default trainer only).
     Every argument is checked before the store is touched.
     """
     check_choice("order", order, SWEEP_ORDERS)
+    runner = _logged(runner, log, store)
     if not (isinstance(lease_s, (int, float)) and lease_s > 0):
         raise ConfigError("lease_s", lease_s, "a positive number of seconds")
     configs = spec if isinstance(spec, list) else load_spec(spec).trials()
@@ -94,6 +99,20 @@ def run_sweep(
     finally:
         if own_store:
             st.close()
+
+
+def _logged(runner: Runner | None, log: Sequence[str], store: Any) -> Runner | None:
+    """The runner that logs each trial when ``log`` names destinations (checked here)."""
+    if not log:
+        return runner
+    from sizeup.train.loggers import parse_log
+
+    for spec in log:
+        parse_log(spec)
+    if runner is not None:
+        raise ConfigError("log", list(log), "only with the default runner (sizeup.train.run)")
+    group = Path(store.path).stem if isinstance(store, Store) else Path(store).stem
+    return LoggedRunner(tuple(log), group=group)
 
 
 def _run(
@@ -175,4 +194,79 @@ def _say_waiting(n: int, lease_s: float, progress: bool, said: set[int]) -> None
 
 def estimated_cost(c: RunConfig) -> float:
     """Relative cost of a trial: ~ parameters x tokens (width^2 * depth * steps * batch)."""
-    return float(c.width) ** 2 * c.depth * c.steps * c.tokens_per_step
+    return float(c.width) ** 2 * c.depth * c.tokens_for(c.steps)
+
+
+@dataclass
+class TimeEstimate:
+    """A sweep's wall time, estimated from a few timed steps (``estimate_wall_time``)."""
+
+    wall_s: float  # with ``workers`` trials at a time
+    total_s: float  # every trial one after another
+    workers: int
+    overhead_s: float  # per trial: build, first and last evaluation
+    probes: list[dict[str, Any]]  # what was timed: trial id, width, seconds per step
+
+    def text(self) -> str:
+        """One line that says it is an estimate and what it rests on."""
+        timed = ", ".join(
+            f"width {p['width']} {p['step_s'] * 1e3:.3g} ms/step" for p in self.probes
+        )
+        return (
+            f"estimated wall time {_clock(self.wall_s)} with {self.workers} worker(s) "
+            f"({_clock(self.total_s)} of trials in all; an estimate from timing a few steps here: "
+            f"{timed}, {self.overhead_s:.2g} s per trial to build and evaluate)"
+        )
+
+
+def estimate_wall_time(
+    configs: list[RunConfig], workers: int = 1, runner: Runner | None = None, probe_steps: int = 3
+) -> TimeEstimate:
+    """Time ``probe_steps`` steps of the cheapest trial (and of the costliest, when it differs)
+    with ``runner``, then scale to every trial by its cost per step (``estimated_cost``; between
+    the two probes a power law in that cost, since small models are slower than width^2 says),
+    and spread the trials over ``workers``. An estimate: it ignores evaluations during training
+    and the machine's other load."""
+    if not configs:
+        raise ConfigError("spec", 0, "at least one trial to estimate")
+    run_one = runner or default_runner
+    per_step = sorted(configs, key=lambda c: estimated_cost(c) / c.steps)
+    ends = [per_step[0], per_step[-1]]
+    if estimated_cost(ends[0]) / ends[0].steps == estimated_cost(ends[1]) / ends[1].steps:
+        ends = ends[:1]
+    _timed(run_one, _probe(ends[0], 1))  # warm up: imports, data, allocator
+    probes, overhead = [], 0.0
+    for c in ends:
+        t1 = _timed(run_one, _probe(c, 1))
+        step_s = max((_timed(run_one, _probe(c, 1 + probe_steps)) - t1) / probe_steps, 1e-9)
+        overhead = max(overhead, t1 - step_s)
+        probes.append({"trial": c.trial_id(), "width": c.width, "step_s": step_s})
+    per_trial = [overhead + c.steps * _step_seconds(c, ends, probes) for c in configs]
+    total = float(sum(per_trial))
+    return TimeEstimate(max(total / workers, max(per_trial)), total, workers, overhead, probes)
+
+
+def _probe(c: RunConfig, steps: int) -> RunConfig:
+    """The trial cut to ``steps`` steps, no evaluation in between."""
+    return c.replace(steps=steps, warmup=0, eval_every=0)
+
+
+def _timed(runner: Runner, cfg: RunConfig) -> float:
+    t0 = time.perf_counter()
+    runner(cfg)
+    return time.perf_counter() - t0
+
+
+def _step_seconds(c: RunConfig, ends: list[RunConfig], probes: list[dict[str, Any]]) -> float:
+    """Seconds per step of ``c``: a power law in cost per step through the probes."""
+    unit = [estimated_cost(e) / e.steps for e in ends]
+    x = estimated_cost(c) / c.steps
+    if len(probes) == 1 or unit[1] == unit[0]:
+        return probes[0]["step_s"] * x / unit[0]
+    p = math.log(probes[1]["step_s"] / probes[0]["step_s"]) / math.log(unit[1] / unit[0])
+    return probes[0]["step_s"] * (x / unit[0]) ** p
+
+
+def _clock(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

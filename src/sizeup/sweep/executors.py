@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from sizeup.config import RunConfig, RunResult
@@ -32,6 +33,32 @@ def default_runner(config: RunConfig) -> RunResult:
     from sizeup.train import run
 
     return run(config)
+
+
+@dataclass(frozen=True)
+class LoggedRunner:
+    """The real trainer, each trial logging to its own destination: ``logs`` are `--log`
+    specs (jsonl:DIR, tensorboard:DIR, wandb:PROJECT); a trial writes DIR/<trial id>.jsonl,
+    DIR/<trial id>/ or the W&B run named by its id in group ``group`` (sizeup.train.loggers).
+    Picklable, so every executor can ship it to its workers."""
+
+    logs: tuple[str, ...]
+    group: str | None = None
+
+    def __call__(self, config: RunConfig) -> RunResult:
+        from sizeup.train import run
+        from sizeup.train.loggers import make_logger, trial_log
+
+        tid = config.trial_id()
+        loggers = [
+            make_logger(trial_log(spec, tid), config, name=tid, group=self.group)
+            for spec in self.logs
+        ]
+        try:
+            return run(config, loggers=loggers)
+        finally:
+            for lg in loggers:
+                lg.close()
 
 
 def _format_error(e: BaseException) -> str:

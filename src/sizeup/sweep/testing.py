@@ -70,7 +70,7 @@ def synthetic_run(config: RunConfig) -> RunResult:
         initial_val_loss=init,
         final_train_loss=math.nan if diverged else final,
         final_val_loss=math.nan if diverged else final,
-        tokens=config.tokens_per_step * config.steps,
+        tokens=config.tokens_for(config.steps),
         diverged=diverged,
         diverged_step=n - 1 if diverged else None,
         error="loss diverged" if diverged else None,

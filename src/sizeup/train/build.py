@@ -58,7 +58,8 @@ def memory_estimate(cfg: RunConfig) -> tuple[int, float]:
     with torch.device("meta"):
         n = num_params(build_model(cfg))
     b = _BYTES[cfg.dtype]
-    tokens = cfg.tokens_per_step
+    per = cfg.tokens_per_sequence  # the largest batch the run takes (a ramp's stages included)
+    tokens = max([cfg.batch_size] + [batch for _, batch in cfg.batch_ramp or ()]) * per
     acts = tokens * (16 * cfg.width * cfg.depth + 2 * cfg.vocab_size) * b
     return n, float(n * _STATES_PER_PARAM * b + acts)
 
@@ -110,32 +111,11 @@ def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
     return model, base, delta
 
 
-def horizon_lrs(cfg: RunConfig) -> tuple[float, float | None]:
-    """(lr, muon_lr) the optimizer gets: cfg's, moved to the run's horizon when base_tokens is
-    set (sizeup.optim.transfer_horizon; the batch transfer is the optimizer's own)."""
-    if cfg.base_tokens is None:
-        return cfg.lr, cfg.muon_lr
-    from sizeup.optim import transfer_horizon
-
-    def move(lr: float) -> float:
-        return transfer_horizon(lr, cfg.tokens, cfg.base_tokens, cfg.data_exponent)
-
-    return move(cfg.lr), (move(cfg.muon_lr) if cfg.muon_lr is not None else None)
-
-
-def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
-    """Seed, build model + base, parametrize, optimizer, schedule and data for ``cfg``."""
-    from sizeup.data import make_data
-    from sizeup.schedules import make_schedule
-
-    if cfg.device == "cpu":
-        torch.set_num_threads(cfg.threads)
-    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
-    check_memory(cfg)
-    torch.manual_seed(cfg.seed)
-    model, base, delta = build_models(cfg)
-    p = parametrize(
+def parametrize_run(
+    cfg: RunConfig, model: nn.Module, base: nn.Module, delta: nn.Module
+) -> Parametrization:
+    """``parametrize`` with the run's options (the model may already be sharded by FSDP2)."""
+    return parametrize(
         model,
         base,
         delta=delta,
@@ -149,7 +129,45 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         optimizer=cfg.optimizer,
         scale_eps=cfg.scale_eps,
     )
-    lr, muon_lr = horizon_lrs(cfg)
+
+
+def fused_adamw(cfg: RunConfig) -> bool | None:
+    """torch's fused AdamW kernel on CUDA (one launch for all tensors of a group, the fastest
+    AdamW torch has); elsewhere torch's default (foreach), which keeps CPU runs bit for bit
+    what they were."""
+    return True if cfg.device.startswith("cuda") else None
+
+
+def horizon_lrs(cfg: RunConfig) -> tuple[float, float | None]:
+    """(lr, muon_lr) the optimizer gets: cfg's, moved to the run's horizon when base_tokens is
+    set (sizeup.optim.transfer_horizon; the batch transfer is the optimizer's own)."""
+    if cfg.base_tokens is None:
+        return cfg.lr, cfg.muon_lr
+    from sizeup.optim import transfer_horizon
+
+    def move(lr: float) -> float:
+        return transfer_horizon(lr, cfg.tokens_for(cfg.steps), cfg.base_tokens, cfg.data_exponent)
+
+    return move(cfg.lr), (move(cfg.muon_lr) if cfg.muon_lr is not None else None)
+
+
+def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
+    """Seed, build model + base, parametrize (then shard with FSDP2 when cfg.fsdp), optimizer,
+    schedule (``cfg.lr_schedule()``) and data (following cfg.batch_ramp) for ``cfg``."""
+    from sizeup.data import make_data
+
+    if cfg.device == "cpu":
+        torch.set_num_threads(cfg.threads)
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
+    check_memory(cfg)
+    torch.manual_seed(cfg.seed)
+    model, base, delta = build_models(cfg)
+    p = parametrize_run(cfg, model, base, delta)
+    if cfg.fsdp:  # parametrize first (on whole tensors), then shard, then the optimizer
+        from sizeup.train.fsdp import shard
+
+        shard(model)
     opt = p.optimizer(
         cfg.optimizer,
         lr=lr,
@@ -161,16 +179,11 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         batch_size=cfg.batch_size,
         base_batch_size=cfg.base_batch_size,
         muon_lr=muon_lr,
+        fused=fused_adamw(cfg),
+        ns_dtype=DTYPES[cfg.ns_dtype],
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        make_schedule(
-            cfg.schedule,
-            cfg.steps,
-            warmup=cfg.warmup,
-            decay_frac=cfg.decay_frac,
-            cooldown=cfg.cooldown,
-        ),
-    )
+    # The one lr schedule of the run (warmup included, also for schedule-free AdamW, whose own
+    # warmup (k+1)/warmup_steps is the same formula and is left at 0).
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_schedule())
     data = make_data(cfg, rank=rank, world_size=world_size)
     return Built(model, p, opt, sched, data)

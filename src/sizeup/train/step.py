@@ -10,16 +10,20 @@ divergence included), and the coordinate check measures the run you are about to
 A Trainer holds the state of a run (model, optimizer, scheduler, data, step). It can advance,
 be forked (model, optimizer and scheduler copied together, optionally onto a new schedule from
 the current step) and finish (evaluate): a WSD branch is "fork the trunk at step s, give it the
-WSD(T) schedule, advance to T, finish".
+WSD(T) schedule, advance to T, finish". ``save``/``load`` put the same state in a checkpoint
+file (sizeup.train.checkpoint), so a branch can also start from a saved stable-phase trunk.
+Every evaluation sees the weights ``averaged_weights`` gives (schedule-free AdamW's average).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,15 +39,33 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """(logits, loss) from a sizeup-style ``forward(x, targets) -> (logits, loss)`` (z-loss and
-    any other term are the model's own) or a plain ``forward(x)`` (then mean cross-entropy over
-    the last dimension). A wrapper (DDP) is looked through for the signature, called as is."""
+    any other term are the model's own) or a plain ``forward(x)`` returning logits, a tuple
+    whose first item they are, or a transformers ``ModelOutput`` (then mean cross-entropy over
+    the last dimension, plus an MoE's router load-balancing loss when the model returns one:
+    ``aux_loss`` x ``config.router_aux_loss_coef``, as transformers adds it). y holds the next
+    tokens already, so a transformers model is not given ``labels`` (it would shift them
+    again). A wrapper (DDP) is looked through for the signature, called as is."""
     inner = getattr(model, "module", model)  # DDP keeps the user's model in .module
     if "targets" in inspect.signature(inner.forward).parameters:
         logits, loss = model(x, targets=y)
         return logits, loss
     out = model(x)
-    logits = out[0] if isinstance(out, (tuple, list)) else out
-    return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    logits = output_logits(out)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    aux = getattr(out, "aux_loss", None)
+    coef = getattr(getattr(inner, "config", None), "router_aux_loss_coef", None)
+    if isinstance(aux, torch.Tensor) and coef:
+        loss = loss + coef * aux.to(loss.dtype)
+    return logits, loss
+
+
+def output_logits(out: Any) -> torch.Tensor:
+    """The logits in a forward's output: a transformers ModelOutput's ``logits``, the first item
+    of a tuple or list, or the output itself."""
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def all_mean(value: float, world_size: int) -> float:
@@ -57,26 +79,75 @@ def all_mean(value: float, world_size: int) -> float:
     return float(t) / world_size
 
 
+def autocast(device: str, enabled: bool) -> Any:
+    """bf16 autocast on ``device`` (CUDA or CPU) when enabled: matmuls run in bf16, weights,
+    gradients and optimizer state stay in the model's dtype and the loss is taken in fp32
+    (forward_loss casts the logits). A no-op context when disabled."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Sequence[Batch], device: str = "cpu") -> float:
-    """Mean loss over fixed validation batches (eval mode, no gradients)."""
+def evaluate(
+    model: nn.Module, batches: Sequence[Batch], device: str = "cpu", amp: bool = False
+) -> float:
+    """Mean loss over fixed validation batches (eval mode, no gradients; bf16 with ``amp``)."""
     was_training = model.training
     model.eval()
     total = 0.0
     for x, y in batches:
-        _, loss = forward_loss(model, x.to(device), y.to(device))
+        with autocast(device, amp):
+            _, loss = forward_loss(model, x.to(device), y.to(device))
         total += float(loss)
     model.train(was_training)
     return total / max(1, len(batches))
 
 
-def _wrap(model: nn.Module, world_size: int) -> nn.Module:
-    """The module the step calls: DDP (averages gradients over ranks) or the model itself."""
-    if world_size == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
+def switches_modes(optimizer: Any) -> bool:
+    """True for an optimizer with train/eval modes (schedule-free AdamW, the schedulefree
+    package): it trains at one point y and evaluates at its average x."""
+    return callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
 
-    return DDP(model)
+
+@contextlib.contextmanager
+def averaged_weights(model: nn.Module, optimizer: Any) -> Iterator[None]:
+    """Within the block the model holds the weights an evaluation should see. For schedule-free
+    AdamW that is the average x (``optimizer.eval()``, as the schedulefree package documents);
+    after it the optimizer is back in train mode and the weights are the training point y
+    exactly as before (restored from a copy: ``optimizer.train()``'s interpolation back would
+    round, so evaluating would nudge the run). The copy lives while gradients are freed, so it
+    adds nothing to the training step's peak memory. Other optimizers: nothing happens."""
+    if not switches_modes(optimizer):
+        yield
+        return
+    saved = [p.detach().clone() for p in model.parameters()]
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
+        with torch.no_grad():
+            for p, y in zip(model.parameters(), saved):
+                p.copy_(y)
+
+
+def _wrap(model: nn.Module, world_size: int, compile: bool = False) -> nn.Module:
+    """The module the step calls: DDP (averages gradients over ranks), or the model itself on
+    one process or when FSDP2 sharded it (it then reduce-scatters gradients itself); compiled
+    in place with ``compile`` (``nn.Module.compile``: parameter names and state dicts are
+    unchanged, so checkpoints and the parametrization table do not see it)."""
+    from sizeup.wrapping import is_fully_sharded
+
+    out = model
+    if world_size > 1 and not is_fully_sharded(model):
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        out = DDP(model)
+    if compile:
+        out.compile()
+    return out
 
 
 @dataclass
@@ -99,15 +170,19 @@ class Trainer:
     device: str = "cpu"
     world_size: int = 1
     callbacks: list[Callback] = field(default_factory=list)
+    autocast: bool = False  # bf16 autocast of forward and backward
+    compile: bool = False  # torch.compile the module the step calls
     step: int = 0
     reference: float = math.nan
     diverged_step: int | None = None
     diagnostics: dict[str, list] = field(default_factory=dict)
     train_model: nn.Module | None = None  # what the step calls (DDP on several ranks)
+    last: dict[str, Any] = field(default_factory=dict)  # the callbacks' output at the last step
+    lrs: list[float] = field(default_factory=list)  # each param group's lr at the last step
 
     def __post_init__(self) -> None:
         if self.train_model is None:
-            self.train_model = _wrap(self.model, self.world_size)
+            self.train_model = _wrap(self.model, self.world_size, self.compile)
 
     @classmethod
     def from_built(cls, cfg: RunConfig, built: Built, world_size: int = 1) -> Trainer:
@@ -121,6 +196,8 @@ class Trainer:
             diverge_factor=cfg.diverge_factor,
             device=cfg.device,
             world_size=world_size,
+            autocast=cfg.autocast,
+            compile=cfg.compile,
         )
 
     @property
@@ -136,10 +213,12 @@ class Trainer:
         loss is not finite, or above diverge_factor x reference, marks the run diverged.
         """
         self.model.train()
-        _, loss = forward_loss(self.train_model, x.to(self.device), y.to(self.device))
+        with autocast(self.device, self.autocast):
+            _, loss = forward_loss(self.train_model, x.to(self.device), y.to(self.device))
         loss.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.lrs = [g["lr"] for g in self.optimizer.param_groups]  # what this step uses
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -151,29 +230,35 @@ class Trainer:
     @torch.no_grad()
     def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """The loss on (x, y) without a step (no gradients; the model stays as it is)."""
-        _, loss = forward_loss(self.model, x.to(self.device), y.to(self.device))
+        with autocast(self.device, self.autocast):
+            _, loss = forward_loss(self.model, x.to(self.device), y.to(self.device))
         return float(loss)
 
     def _after_step(self, value: float) -> None:
         """Callbacks, then the divergence test, then count the step."""
         if not math.isfinite(self.reference):
             self.reference = value
+        self.last = {}
         for cb in self.callbacks:
             out = cb.on_step(self.step, self.model, value)
             if out is not None:
                 name = getattr(cb, "name", type(cb).__name__)
                 self.diagnostics.setdefault(name, []).append({"step": self.step, **out})
+                self.last[name] = out
         if not math.isfinite(value) or value > self.diverge_factor * self.reference:
             self.diverged_step = self.step
         self.step += 1
 
     # --- stages ------------------------------------------------------------------------------
     def evaluate(self) -> float:
-        """Mean validation loss (over ranks); NaN without validation batches."""
+        """Mean validation loss (over ranks); NaN without validation batches. A schedule-free
+        optimizer is switched to its averaged weights for it and back (``averaged_weights``)."""
         val = self.data.val_batches() if self.data is not None else []
         if not val:
             return math.nan
-        return all_mean(evaluate(self.model, val, self.device), self.world_size)
+        with averaged_weights(self.model, self.optimizer):
+            loss = evaluate(self.model, val, self.device, self.autocast)
+        return all_mean(loss, self.world_size)
 
     def start(self) -> float:
         """The validation loss at init, which becomes the divergence test's reference."""
@@ -211,10 +296,32 @@ class Trainer:
             diverge_factor=self.diverge_factor,
             device=self.device,
             world_size=self.world_size,
+            autocast=self.autocast,
+            compile=self.compile,
             step=self.step,
             reference=self.reference,
             diverged_step=self.diverged_step,
         )
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save(
+        self, directory: str | Path, config: RunConfig, result: Any = None, keep: int | None = None
+    ) -> Path | None:
+        """Checkpoint this trainer at its step into ``directory`` (sizeup.train.checkpoint;
+        every rank calls it, rank 0 writes). Returns the checkpoint's sidecar on rank 0."""
+        from sizeup.train import checkpoint
+
+        return checkpoint.save(self, config, directory, result, keep)
+
+    def load(self, path: str | Path, config: RunConfig, ignore: tuple[str, ...] = ()) -> dict:
+        """Restore a checkpoint (a sidecar, a .pt file or a folder's newest) written by a run
+        of ``config`` (fields in ``ignore`` may differ) into this trainer, built from
+        ``config``; returns the checkpoint's contents."""
+        from sizeup.train import checkpoint
+
+        state = checkpoint.read(path, config, ignore)
+        checkpoint.restore(self, state)
+        return state
 
     def finish(self) -> float:
         """The final validation loss; NaN for a run that diverged (or has no validation)."""

@@ -14,15 +14,18 @@ gradient clipping and divergence test, on the same batches (``batch_at(step)``):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from sizeup.config import RunConfig
-from sizeup.errors import ConfigError
+from sizeup.config import RunConfig, RunResult
+from sizeup.errors import CheckpointError, ConfigError
 from sizeup.models import num_params
 from sizeup.progress import Progress
 from sizeup.schedules import Schedule, make_schedule
 from sizeup.train.build import build
+from sizeup.train.checkpoint import SCHEDULE_FIELDS
 from sizeup.train.step import Trainer
 
 
@@ -77,13 +80,15 @@ def wsd_branches(
     decay_frac: float | None = None,
     cooldown: str | None = None,
     progress: bool = False,
+    save_dir: str | Path | None = None,
 ) -> list[BranchPoint]:
     """Train one stable trunk of ``cfg`` and a cooldown branch ending at each of ``total_steps``.
 
     Branch T forks the trunk at step round((1 - decay_frac) T) and follows the WSD schedule of a
     run of length T (same warmup, cooldown shape ``cooldown``) on the same data stream, with the
     run's clipping and divergence test: its loss is that run's final validation loss (NaN when
-    the trunk or the branch diverged).
+    the trunk or the branch diverged). With ``save_dir`` the trunk is checkpointed at each
+    branch point (``branch_from_checkpoint`` starts a branch from one later).
     """
     f = cfg.decay_frac if decay_frac is None else decay_frac
     shape = cfg.cooldown if cooldown is None else cooldown
@@ -97,8 +102,8 @@ def wsd_branches(
     points = []
     with Progress(f"WSD branches w={cfg.width}", total, enabled=progress) as bar:
         for sched in scheds:
-            loss = _branch(trunk, sched, bar)
-            tokens = sched.steps * cfg.tokens_per_step
+            loss = _branch(trunk, sched, bar, trunk_cfg, save_dir)
+            tokens = cfg.tokens_for(sched.steps)
             points.append(
                 BranchPoint(
                     width=cfg.width,
@@ -114,13 +119,83 @@ def wsd_branches(
     return sorted(points, key=lambda p: p.steps)
 
 
-def _branch(trunk: Trainer, sched: Schedule, bar: Progress) -> float:
-    """Advance the trunk to the branch's cooldown, fork it onto WSD(T), cool down, evaluate."""
+def _branch(
+    trunk: Trainer,
+    sched: Schedule,
+    bar: Progress,
+    trunk_cfg: RunConfig | None = None,
+    save_dir: str | Path | None = None,
+) -> float:
+    """Advance the trunk to the branch's cooldown (checkpoint it there with ``save_dir``), fork
+    it onto WSD(T), cool down, evaluate."""
     tick = lambda _step, _loss: bar.advance(1)  # noqa: E731
     trunk.advance(sched.decay_start, on_step=tick)
+    if save_dir is not None and trunk_cfg is not None and not trunk.diverged:
+        trunk.save(save_dir, trunk_cfg)
     branch = trunk.fork(sched)
     branch.advance(sched.steps, on_step=tick)
     return branch.finish()
+
+
+def branch_from_checkpoint(
+    cfg: RunConfig,
+    path: str | Path,
+    total_steps: int,
+    *,
+    decay_frac: float | None = None,
+    cooldown: str | None = None,
+) -> BranchPoint:
+    """The WSD branch ending at ``total_steps``, started from a saved stable-phase checkpoint
+    (``wsd_branches(save_dir=...)``, or `sizeup train --checkpoint-every` of a constant or WSD
+    run, saved before its cooldown) of a run of ``cfg``: the trunk is restored, advanced to the
+    branch's cooldown start if the checkpoint is earlier, forked onto WSD(total_steps) and
+    cooled down. Bit for bit the branch ``wsd_branches`` takes in memory. A checkpoint past the
+    cooldown start, or outside a stable phase, is a CheckpointError."""
+    f = cfg.decay_frac if decay_frac is None else decay_frac
+    (sched,) = branch_schedules(
+        cfg, [total_steps], f, cfg.cooldown if cooldown is None else cooldown
+    )
+    trunk_cfg = cfg.replace(schedule="constant", steps=sched.steps)
+    trunk = Trainer.from_built(trunk_cfg, build(trunk_cfg))
+    state = trunk.load(path, trunk_cfg, ignore=SCHEDULE_FIELDS)
+    _check_stable(state, trunk.step, sched, path)
+    trunk.advance(sched.decay_start)
+    branch = trunk.fork(sched)
+    branch.advance(sched.steps)
+    n_params = num_params(trunk.model, non_embedding=True)
+    tokens = cfg.tokens_for(sched.steps)
+    return BranchPoint(
+        width=cfg.width,
+        depth=cfg.depth,
+        params=n_params,
+        branch_step=sched.decay_start,
+        steps=sched.steps,
+        tokens=tokens,
+        flops=6.0 * n_params * tokens,
+        loss=branch.finish(),
+    )
+
+
+def _check_stable(state: dict, step: int, sched: Schedule, path: str | Path) -> None:
+    """The checkpoint is in a stable phase (constant lr, or WSD before its cooldown) and not
+    past the branch's cooldown start."""
+    saved = state["config"]
+    stable_until = saved["steps"]
+    if saved["schedule"] == "wsd":
+        stable_until = make_schedule(
+            "wsd", saved["steps"], warmup=saved["warmup"], decay_frac=saved["decay_frac"]
+        ).decay_start
+    elif saved["schedule"] != "constant":
+        raise CheckpointError(
+            f"checkpoint {path} is from a {saved['schedule']!r} schedule: a WSD branch starts "
+            "from a stable phase (a constant or WSD run before its cooldown)"
+        )
+    if step > min(stable_until, sched.decay_start):
+        raise CheckpointError(
+            f"checkpoint {path} is at step {step}, past the stable phase the branch needs (its "
+            f"cooldown starts at step {sched.decay_start}; the run's stable phase ended at "
+            f"{stable_until})"
+        )
 
 
 def wsd_study(
@@ -131,8 +206,10 @@ def wsd_study(
     decay_frac: float | None = None,
     cooldown: str | None = None,
     progress: bool = False,
+    save_dir: str | Path | None = None,
 ) -> list[BranchPoint]:
-    """WSD branches for each width: the (N, D, loss) grid an isoFLOP analysis needs."""
+    """WSD branches for each width: the (N, D, loss) grid an isoFLOP analysis needs. With
+    ``save_dir`` each trunk is checkpointed at its branch points into save_dir/width_<w>."""
     if len(widths) < 1:
         raise ConfigError("widths", list(widths), "one or more model widths")
     out: list[BranchPoint] = []
@@ -143,5 +220,29 @@ def wsd_study(
             decay_frac=decay_frac,
             cooldown=cooldown,
             progress=progress,
+            save_dir=None if save_dir is None else Path(save_dir) / f"width_{int(w)}",
         )
     return out
+
+
+def branch_run(
+    cfg: RunConfig,
+    total_steps: Sequence[int],
+    decay_frac: float | None = None,
+    cooldown: str | None = None,
+    save_root: str | Path | None = None,
+) -> RunResult:
+    """``wsd_branches`` for one config, as a RunResult (its branch points under
+    ``diagnostics["wsd_points"]``): the shape a sweep executor runs, so the widths of a WSD
+    study train in parallel worker processes (sizeup.sweep.executors)."""
+    t0 = time.perf_counter()
+    save_dir = None if save_root is None else Path(save_root) / f"width_{cfg.width}"
+    points = wsd_branches(
+        cfg, total_steps, decay_frac=decay_frac, cooldown=cooldown, save_dir=save_dir
+    )
+    res = RunResult(config=cfg.to_dict(), params=points[0].params)
+    res.diagnostics["wsd_points"] = [p.to_dict() for p in points]
+    res.final_val_loss = points[-1].loss
+    res.tokens, res.flops = points[-1].tokens, points[-1].flops
+    res.wall_time = time.perf_counter() - t0
+    return res
