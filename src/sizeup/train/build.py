@@ -168,6 +168,7 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         from sizeup.train.fsdp import shard
 
         shard(model)
+    lr, muon_lr = horizon_lrs(cfg)
     opt = p.optimizer(
         cfg.optimizer,
         lr=lr,
