@@ -51,7 +51,7 @@ def test_fit_skips_diverged_and_flags_edges():
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+    assert re.search(r"[│|]\s*256\s*[│|]\s*≤ 0\.000977 \(2\^-10\.0\)", out), out
     path = tmp_path_factory.mktemp("study") / "s.db"
     spec = {
         "base": {"steps": 5},
