@@ -51,7 +51,7 @@ def test_fit_skips_diverged_and_flags_edges():
 
 
 @pytest.fixture(scope="module")
-    assert re.search(r"[│|]\s*256\s*[│|]\s*≤ 0\.000977 \(2\^-10\.0\)", out), out
+def study(tmp_path_factory):
     path = tmp_path_factory.mktemp("study") / "s.db"
     spec = {
         "base": {"steps": 5},
@@ -216,7 +216,7 @@ def test_an_optimum_beyond_the_grid_is_a_bound_never_a_value(tmp_path, capsys):
     run_sweep(spec, db, runner=NOISY, progress=False)
     main(["transfer", str(db)])
     out = capsys.readouterr().out
-    assert re.search(r"│\s*256\s*│\s*≤ 0\.000977 \(2\^-10\.0\)", out), out
+    assert re.search(r"[│|]\s*256\s*[│|]\s*≤ 0\.000977 \(2\^-10\.0\)", out), out
     assert "drift ≥" in out
     plot_lr_curves(rep)
     plot_optimal_lr(rep)
