@@ -1,65 +1,138 @@
-"""`sizeup demo`: the summary.json contract, the report, and the command line."""
+"""`sizeup demo`: the summary.json contract for every axis, the report, resuming keeps the
+study's wall time, the command line, and (slow) each study's direction on a reduced grid."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 import sizeup.demo as demo
 from sizeup.cli import main
-from sizeup.demo import DemoSettings, run_demo
-from sizeup.sweep.testing import synthetic_run
+from sizeup.demo import AXES, DemoSettings, run_demo, settings_for, study_wall_time
+from sizeup.sweep.estimate import Estimate
+from sizeup.sweep.testing import NoisySynthetic, synthetic_run
 
 
 def _check_contract(summary: dict) -> None:
-    assert isinstance(summary["sp"]["drift_octaves"], float)
-    assert isinstance(summary["mup"]["drift_octaves"], float)
-    assert isinstance(summary["mup"]["widest_is_best"], bool)
+    assert summary["axis"] in AXES and summary["variants"]
+    for key in summary["variants"]:
+        g = summary[key]
+        for name in ("drift_octaves", "regret_at_largest"):
+            e = g[name]
+            assert set(e) == {"value", "bound", "lo", "hi", "lo_open", "hi_open"}
+            assert e["bound"] in ("=", "<=", ">=")
+        for e in g["optimal_log2_lr"].values():
+            assert e["bound"] in ("=", "<=", ">=")
+    assert isinstance(summary["checks"], dict)
+    assert summary["wall_time_s"] >= 0
 
 
 def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
     # synthetic_run: muP's optimum fixed at 2^-8, SP's one octave lower per doubling of width
     s = DemoSettings(lr_exps=[-12, -11, -10, -9, -8, -7, -6])
-    summary = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
+    summary = run_demo(tmp_path, settings=s, runner=NoisySynthetic(0.05), workers=1, progress=False)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     _check_contract(on_disk)
+    assert s.widths[-1] // s.widths[0] == 8 and on_disk["sp"]["seeds"] == 3
+    sp, mup = (Estimate.from_dict(on_disk[k]["drift_octaves"]) for k in ("sp", "mup"))
     # widths 32..256: three doublings, so SP's synthetic optimum moves 3 octaves
-    assert s.widths[-1] // s.widths[0] == 8
-    assert on_disk["sp"]["drift_octaves"] == pytest.approx(3.0)
-    assert on_disk["mup"]["drift_octaves"] == pytest.approx(0.0, abs=1e-9)
-    assert on_disk["mup"]["widest_is_best"] and on_disk["all_checks_pass"]
+    assert sp.lo <= 3.0 <= sp.hi and mup.lo <= 0.0 <= mup.hi and mup.hi < sp.lo
+    checks = on_disk["checks"]
+    assert set(checks) == {
+        "mup_drifts_less_than_sp",
+        "mup_drifts_less_than_sp_paired",
+        "mup_widest_is_best",
+    }
+    assert checks["mup_drifts_less_than_sp"] and checks["mup_drifts_less_than_sp_paired"]
+    paired = Estimate.from_dict(on_disk["mup"]["drift_less_than_off"])
+    assert paired.lo <= 3.0 <= paired.hi
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3
-    assert "what muP buys you" in html
-    # a second call resumes: nothing reruns
+    assert html.count("data:image/png;base64,") >= 4
+    assert "sizeup demo: width" in html and "--seeds 0,1,2" in html
+    # a second call resumes: nothing reruns, and the study keeps its own wall time
     again = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
     assert again["trials_run_now"] == 0
+    assert again["wall_time_s"] == pytest.approx(summary["wall_time_s"])
+
+
+@pytest.mark.parametrize("axis", [a for a in AXES if a != "width"])
+def test_every_axis_runs_with_a_stand_in_trainer(tmp_path, axis):
+    quick = settings_for(axis, quick=True)
+    s = DemoSettings(
+        axis=axis,
+        values=quick.values[:2],
+        lr_exps=[-10, -9, -8, -7, -6],
+        seeds=[0, 1],
+        base=quick.base,
+        variants=quick.variants,
+        moves_with={k: v[:2] for k, v in quick.moves_with.items()},
+    )
+    summary = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
+    _check_contract(summary)
+    assert set(summary["variants"]) == {v.key for v in s.variants}
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def test_study_wall_time_is_the_union_of_trial_spans():
+    t = [SimpleNamespace(started=a, finished=b) for a, b in ((0, 10), (5, 12), (20, 25))]
+    t.append(SimpleNamespace(started=None, finished=None))
+    assert study_wall_time(t) == 17.0
+
+
+def test_cli_refuses_bad_axis_and_seeds(tmp_path, capsys):
+    for args, field in ((["--axis", "height"], "axis"), (["--seeds", "1,1"], "seeds")):
+        with pytest.raises(SystemExit) as e:
+            main(["demo", "--out", str(tmp_path / "d"), *args])
+        assert e.value.code == 2
+        assert f"{field}=" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.slow
 def test_cli_demo_quick_with_tiny_real_runs(tmp_path, monkeypatch):
-    # the real trainer on a tiny grid, through the command line; the science (drift figures)
-    # is measured by the full demo, see docs/sweeps.md
+    # the real trainer on a tiny grid, through the command line; the science is measured by
+    # the studies below and in docs/transfer.md
+    full, quick = demo.STUDIES["depth"]
     tiny = DemoSettings(
-        widths=[32, 64],
-        lr_exps=[-8, -6],
+        axis="depth",
+        values=[1, 2],
+        lr_exps=[-8, -7, -6],
+        seeds=[0],
         base={
-            **DemoSettings().base,
+            **quick.base,
             "steps": 6,
             "warmup": 0,
             "seq_len": 32,
             "batch_size": 4,
             "eval_batches": 1,
-            "depth": 1,
         },
+        variants=[
+            demo.Variant("off", "off", {"base_depth": None}, False),
+            demo.Variant("on", "on", {"base_depth": 1}, True),
+        ],
     )
-    monkeypatch.setattr(demo, "QUICK", tiny)
-    main(["demo", "--quick", "--out", str(tmp_path), "--workers", "2"])  # returns on success
+    monkeypatch.setitem(demo.STUDIES, "depth", (full, tiny))
+    main(
+        [
+            "demo",
+            "--axis",
+            "depth",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "2",
+            "--seeds",
+            "5",
+        ]
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     _check_contract(summary)
-    assert summary["trials"]["done"] + summary["trials"]["diverged"] == 8
+    assert summary["settings"]["seeds"] == [5]
+    assert summary["trials"]["done"] + summary["trials"]["diverged"] == 12
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
@@ -72,16 +145,3 @@ def test_cli_bad_sweep_file_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "axes.lr" in err and "non-empty" in err
     assert not (tmp_path / "s.db").exists()
-
-
-@pytest.mark.slow
-def test_quick_demo_shows_what_mup_buys(tmp_path):
-    """The real `sizeup demo --quick` (48 GPT runs, ~3 min on 2 cores): SP's optimal lr drifts
-    >= 2 octaves across widths 32..256, muP's <= 1, and under muP the widest model is best at
-    the lr tuned on the smallest. One torch thread per run makes it bit-reproducible."""
-    s = run_demo(tmp_path, quick=True, progress=False)
-    assert s["sp"]["drift_octaves"] >= 2.0, s["sp"]
-    assert s["mup"]["drift_octaves"] <= 1.0, s["mup"]
-    assert s["mup"]["widest_is_best"] is True
-    assert (tmp_path / "report.html").stat().st_size > 10_000
-    assert json.loads((tmp_path / "summary.json").read_text())["mup"]["widest_is_best"] is True

@@ -123,7 +123,7 @@ def test_flops_fit_and_transfer_off_a_terminal(tmp_path):
     run_sweep(spec, tmp_path / "s.db", runner=synthetic_run, progress=False)
     r = sizeup("transfer", tmp_path / "s.db")
     assert r.returncode == 0, r.stderr
-    assert {"width", "optimal lr", "loss @ transferred", "32", "64"} <= cells(r.stdout)
+    assert {"width", "optimal lr", "regret", "best loss", "32", "64"} <= cells(r.stdout)
     r = sizeup("transfer", tmp_path / "s.db", "--format", "json")
     assert json.loads(r.stdout)["groups"][0]["points"], r.stderr
     csv = tmp_path / "runs.csv"

@@ -97,6 +97,11 @@ class RunConfig:
     # batch
     batch_size: int = 16  # sequences (GPT) or examples (MLP) per step (the full batch)
     base_batch_size: int | None = None  # with batch_size: transfer lr, betas, eps
+    # horizon: with base_tokens, lr x (D / base_tokens)^data_exponent, D the tokens of the run
+    # (the optimal lr falls as training gets longer: Bjorck et al. 2024, "Scaling optimal LR
+    # across token horizons"; the planner's alpha_data). None: no horizon transfer.
+    base_tokens: int | None = None
+    data_exponent: float = 0.0
     # Batch ramp-up (schedules.BatchRamp; DeepSeek-V2/V3 grow the batch over their first tokens,
     # MiniMax-01 where the critical batch lets it double): stages (from_tokens, batch_size), the
     # first from 0, the last batch_size; a step's batch is its stage's at the tokens seen before
@@ -129,6 +134,9 @@ class RunConfig:
     log_every: int = 1
     spectral_every: int = 0  # >0: log ||W||, ||dW|| and alignment of every Linear every k steps
     noise_every: int = 0  # >0: log the gradient noise scale B_simple every k steps
+    # stability proxies (Wortsman et al. 2023): >0 logs every k steps, on the first val batch
+    attn_logits_every: int = 0  # the largest attention logit per block and attention entropy
+    output_logits_every: int = 0  # output logits: largest |logit|, mean logit, log Z
     # scale-out and GPU (docs/training.md); none changes the trajectory beyond float rounding
     fsdp: bool = False  # shard params, grads and optimizer state with FSDP2 (under torchrun)
     compile: bool = False  # torch.compile the model the step calls
@@ -177,7 +185,7 @@ class RunConfig:
         """Positive integers, optional ones, and numbers that must be >= 0."""
         for name in _POSITIVE_INTS:
             check_positive(name, getattr(self, name), integer=True)
-        for name in ("base_depth", "base_batch_size"):
+        for name in ("base_depth", "base_batch_size", "base_tokens"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True)
         for name in _NON_NEGATIVE:
@@ -325,6 +333,11 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
+    def tokens(self) -> int:
+        """Tokens (GPT) or examples (MLP) the whole run trains on: D = steps x tokens/step."""
+        return self.steps * self.tokens_per_step
+
+    @property
     def tokens_per_step(self) -> int:
         """Tokens (GPT) or examples (MLP) consumed per optimizer step at the full batch (a
         ramped run's steps before its last stage take fewer: ``tokens_for``)."""
@@ -351,6 +364,8 @@ _NON_NEGATIVE = (
     "eval_every",
     "spectral_every",
     "noise_every",
+    "attn_logits_every",
+    "output_logits_every",
 )
 
 

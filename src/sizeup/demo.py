@@ -1,10 +1,24 @@
-"""`sizeup demo`: what muP buys you, on one screen, on a laptop CPU.
+"""`sizeup demo`: does the lr tuned small stay optimal big? Measured, with seeds and intervals,
+on a laptop CPU.
 
-A width sweep (4 widths spanning 8x) x an lr grid (powers of two), once in standard
-parametrization (SP) and once in muP, on the built-in Shakespeare corpus with a small GPT and
-Adam. Then the transfer analysis: under SP the optimal lr slides down as the model widens, so
-an lr tuned small is wrong big; under muP it stays put, and the widest model is the best one
-at the lr tuned on the smallest. The settings below were chosen by experiment (docs/sweeps.md).
+One study per axis, each the same model trained over a grid of lrs (powers of two) at every
+value of the axis, once with the transfer rule for that axis on and once with it off, on the
+built-in Shakespeare corpus with a small GPT and Adam, every point with several seeds:
+
+- ``width``: standard parametrization (SP) vs muP (Tensor Programs V);
+- ``depth``: no residual scaling vs branch multiplier (L/L0)^-alpha with alpha = 1/2
+  (Depth-muP, Tensor Programs VI) and alpha = 1 (CompleteP, Dey et al. 2025);
+- ``batch``: at a fixed token budget, the same lr at every batch vs the square-root batch rule
+  (lr x b^1/2, beta -> 1 - b(1 - beta), eps x b^-1/2; Malladi et al. 2022);
+- ``steps`` (horizon): the same lr at every length vs lr x (D/D0)^alpha_data (Bjorck et al.
+  2024), with alpha_data fixed beforehand (docs/transfer.md says how);
+- ``stability``: QK-norm and z-loss on and off over a wide lr range at two widths, with the
+  lr sensitivity and the attention- and output-logit monitors of Wortsman et al. 2023.
+
+The transfer analysis (sizeup.sweep.transfer) pools the seeds: optimal lr per axis value with
+its interval, drift with and without the rule, regret at the largest value. The settings were
+chosen by experiment (docs/sweeps.md, docs/transfer.md); every check in summary.json was fixed
+before the studies that docs/transfer.md reports were run.
 """
 
 from __future__ import annotations
@@ -13,63 +27,231 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sizeup.errors import ConfigError, check_choice
 from sizeup.sweep.executors import Runner
+
+AXES = ("width", "depth", "batch", "steps", "stability")
+AXIS_FIELD = {
+    "width": "width",
+    "depth": "depth",
+    "batch": "batch_size",
+    "steps": "steps",
+    "stability": "width",
+}
+
+
+@dataclass
+class Variant:
+    """One arm of a study: RunConfig fields that switch a rule on or off."""
+
+    key: str  # summary.json key, e.g. "mup"
+    name: str  # for people, e.g. "muP"
+    fields: dict[str, Any]
+    rule_on: bool
+
+
+def _base() -> dict[str, Any]:
+    """The model and training every study starts from (docs/sweeps.md: how it was found)."""
+    return dict(
+        model="gpt",
+        depth=2,
+        head_dim=32,
+        base_width=32,
+        seq_len=64,
+        batch_size=16,
+        # a constant lr after a short warmup: a cooldown (wsd) flattens SP's curves at the
+        # wide end and hides part of its drift (docs/sweeps.md)
+        steps=300,
+        warmup=10,
+        schedule="constant",
+        optimizer="adamw",
+        # head_dim is fixed, so width grows by adding heads and the attention scale does not
+        # change with width: both rules use the usual 1/sqrt(d_head), and at the base width
+        # SP and muP are the very same model (their curves coincide at width 32)
+        attn_scale="1/sqrt(d)",
+        # QK-norm: without it single runs of the wider models scatter by ~0.1 nats from seed
+        # to seed (attention-logit blow-ups), which drowns the width effect (docs/sweeps.md)
+        qk_norm=True,
+        eval_batches=8,
+        threads=1,
+    )
+
+
+SP = Variant("sp", "SP", {"rule": "sp"}, False)
+MUP = Variant("mup", "muP", {"rule": "mup"}, True)
 
 
 @dataclass
 class DemoSettings:
-    """What the demo sweeps: widths x lr exponents (log2) x {sp, mup} on a small GPT."""
+    """What a study sweeps: axis values x lr exponents (log2) x variants x seeds."""
 
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    axis: str = "width"
+    values: list[Any] = field(default_factory=lambda: [32, 64, 128, 256])
     lr_exps: list[float] = field(default_factory=lambda: [-11, -10, -9, -8, -7, -6, -5])
-    base: dict[str, Any] = field(
-        default_factory=lambda: dict(
-            model="gpt",
-            depth=2,
-            head_dim=32,
-            base_width=32,
-            seq_len=64,
-            batch_size=16,
-            # a constant lr after a short warmup: a cooldown (wsd) flattens SP's curves at the
-            # wide end and hides part of its drift (docs/sweeps.md)
-            steps=300,
-            warmup=10,
-            schedule="constant",
-            optimizer="adamw",
-            # head_dim is fixed, so width grows by adding heads and the attention scale does not
-            # change with width: both rules use the usual 1/sqrt(d_head), and at the base width
-            # SP and muP are the very same model (their curves coincide at width 32)
-            attn_scale="1/sqrt(d)",
-            # QK-norm: without it single runs of the wider models scatter by ~0.1 nats from seed
-            # to seed (attention-logit blow-ups), which drowns the width effect (docs/sweeps.md)
-            qk_norm=True,
-            eval_batches=8,
-            seed=0,
-            threads=1,
-        )
-    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    base: dict[str, Any] = field(default_factory=_base)
+    variants: list[Variant] = field(default_factory=lambda: [SP, MUP])
+    moves_with: dict[str, list[Any]] = field(default_factory=dict)  # zipped with the values
+    question: str = "Tune the lr on the smallest model, use it on the widest: does it still work?"
+
+    def __post_init__(self) -> None:
+        check_choice("axis", self.axis, AXES)
+        keys = {tuple(sorted(v.fields)) for v in self.variants}
+        if len(self.variants) < 2 or len(keys) != 1:
+            raise ConfigError(
+                "variants",
+                [v.key for v in self.variants],
+                "two or more variants that set the same RunConfig fields",
+            )
+        if not any(not v.rule_on for v in self.variants):
+            raise ConfigError("variants", [v.key for v in self.variants], "one with the rule off")
+        for k, vals in self.moves_with.items():
+            if len(vals) != len(self.values):
+                raise ConfigError(f"moves_with.{k}", vals, f"{len(self.values)} values")
+
+    @property
+    def field(self) -> str:
+        """The RunConfig field the axis moves."""
+        return AXIS_FIELD[self.axis]
+
+    @property
+    def widths(self) -> list[Any]:
+        """The axis values (the name from when the demo only swept width)."""
+        return self.values
+
+    @property
+    def off(self) -> Variant:
+        """The variant with the rule off (the baseline)."""
+        return next(v for v in self.variants if not v.rule_on)
 
     def spec(self) -> dict[str, Any]:
-        """The sweep spec: the grid crossed with the two rules."""
+        """The sweep spec: the axis (with what moves with it) x lr x variants x seeds."""
+        fields = sorted(self.variants[0].fields)
+        zips = [{f: [v.fields[f] for v in self.variants] for f in fields}]
+        axes: dict[str, Any] = {"lr": [2.0**e for e in self.lr_exps]}
+        if self.moves_with:
+            zips.append({self.field: list(self.values), **self.moves_with})
+        else:
+            axes[self.field] = list(self.values)
         return {
-            "name": "demo",
+            "name": f"demo-{self.axis}",
             "base": self.base,
-            "axes": {
-                "width": self.widths,
-                "lr": [2.0**e for e in self.lr_exps],
-                "rule": ["sp", "mup"],
-            },
+            "axes": axes,
+            "zip": zips,
+            "seeds": list(self.seeds),
         }
 
 
+def _study(axis: str, **kw: Any) -> DemoSettings:
+    return DemoSettings(axis=axis, **kw)
+
+
+# --- the studies (FULL: `sizeup demo --axis A`; QUICK: `--quick`, each < 10 min on 2 cores) --
 FULL = DemoSettings()
-QUICK = DemoSettings(
-    lr_exps=[-11, -10, -9, -8, -7, -6], base={**DemoSettings().base, "batch_size": 8}
+QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7, -6], base={**_base(), "batch_size": 8})
+
+_DEPTH_VARIANTS = [
+    Variant("off", "no residual scaling", {"base_depth": None, "depth_exponent": 0.5}, False),
+    Variant("depth_mup", "Depth-muP (alpha 1/2)", {"base_depth": 2, "depth_exponent": 0.5}, True),
+    Variant("completep", "CompleteP (alpha 1)", {"base_depth": 2, "depth_exponent": 1.0}, True),
+]
+_BATCH_VARIANTS = [
+    Variant("off", "same lr at every batch", {"base_batch_size": None}, False),
+    Variant("on", "square-root batch rule", {"base_batch_size": 4}, True),
+]
+# alpha_data for the horizon rule, fixed from a pilot study on seeds outside the reported sets
+# (docs/transfer.md)
+DATA_EXPONENT = -0.5
+_STEPS_BASE_TOKENS = 100 * 8 * 64  # the shortest run: 100 steps of 8 x 64 tokens
+_STEPS_VARIANTS = [
+    Variant("off", "same lr at every length", {"base_tokens": None, "data_exponent": 0.0}, False),
+    Variant(
+        "on",
+        "lr x (D/D0)^alpha_data",
+        {"base_tokens": _STEPS_BASE_TOKENS, "data_exponent": DATA_EXPONENT},
+        True,
+    ),
+]
+_STABILITY_VARIANTS = [
+    Variant("neither", "neither", {"qk_norm": False, "z_loss": 0.0}, False),
+    Variant("qk_norm", "QK-norm", {"qk_norm": True, "z_loss": 0.0}, True),
+    Variant("z_loss", "z-loss 1e-4", {"qk_norm": False, "z_loss": 1e-4}, True),
+    Variant("both", "QK-norm + z-loss", {"qk_norm": True, "z_loss": 1e-4}, True),
+]
+
+_QUICK_BASE = {**_base(), "batch_size": 8, "rule": "mup"}
+_DEPTH_Q = "Tune the lr on the shallowest model, use it on the deepest: does it still work?"
+# batch: the token budget is fixed (4 x 64 x 800 = 204,800 tokens), so steps fall as the batch
+# grows (the square-root rule's SDE argument compares runs over the same samples)
+_BATCH: dict[str, Any] = dict(
+    values=[4, 8, 16, 32],
+    variants=_BATCH_VARIANTS,
+    moves_with={"steps": [800, 400, 200, 100], "warmup": [20, 10, 5, 3]},
+    question="At a fixed token budget, tune the lr at the smallest batch and use it at the "
+    "largest: does it still work?",
 )
+_STEPS: dict[str, Any] = dict(
+    values=[100, 200, 400, 800],
+    variants=_STEPS_VARIANTS,
+    question="Tune the lr on the shortest run, use it on the longest: does it still work?",
+)
+_STABILITY: dict[str, Any] = dict(
+    lr_exps=list(range(-10, -2)),
+    base={**_QUICK_BASE, "attn_logits_every": 50, "output_logits_every": 50},
+    variants=_STABILITY_VARIANTS,
+    question="How much loss does an lr off its optimum cost, with and without QK-norm and z-loss "
+    "(Wortsman et al. 2023)? Also the attention logits and log Z at the end of training.",
+)
+STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
+    "width": (FULL, QUICK),
+    "depth": (
+        _study(
+            "depth",
+            values=[2, 4, 8, 16],
+            lr_exps=[-11, -10, -9, -8, -7, -6, -5],
+            base={**_QUICK_BASE, "width": 32},
+            variants=_DEPTH_VARIANTS,
+            question=_DEPTH_Q,
+        ),
+        _study(
+            "depth",
+            values=[2, 4, 8],
+            lr_exps=[-10, -9, -8, -7, -6, -5],
+            base={**_QUICK_BASE, "width": 32},
+            variants=_DEPTH_VARIANTS,
+            question=_DEPTH_Q,
+        ),
+    ),
+    "batch": (
+        _study("batch", **_BATCH, lr_exps=list(range(-12, -4)), base={**_QUICK_BASE, "width": 64}),
+        _study("batch", **_BATCH, lr_exps=list(range(-11, -4)), base={**_QUICK_BASE, "width": 32}),
+    ),
+    "steps": (
+        _study("steps", **_STEPS, lr_exps=list(range(-12, -4)), base={**_QUICK_BASE, "width": 64}),
+        _study("steps", **_STEPS, lr_exps=list(range(-11, -4)), base={**_QUICK_BASE, "width": 32}),
+    ),
+    "stability": (
+        _study("stability", **_STABILITY, values=[32, 64, 128, 256]),
+        _study("stability", **_STABILITY, values=[32, 128]),
+    ),
+}
+
+
+def settings_for(axis: str = "width", quick: bool = False) -> DemoSettings:
+    """The study `sizeup demo --axis AXIS [--quick]` runs."""
+    check_choice("axis", axis, AXES)
+    full, fast = STUDIES[axis]
+    return fast if quick else full
+
+
+def store_name(axis: str, quick: bool) -> str:
+    """The study file inside the demo folder (the width names predate the other axes)."""
+    stem = "demo" if axis == "width" else f"demo-{axis}"
+    return f"{stem}-quick.db" if quick else f"{stem}.db"
 
 
 def run_demo(
@@ -79,150 +261,171 @@ def run_demo(
     settings: DemoSettings | None = None,
     runner: Runner | None = None,
     progress: bool = True,
+    axis: str | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Run the SP-vs-muP width sweep, analyse transfer, write report.html and summary.json."""
-    from sizeup.sweep import Store, SweepSpec, run_sweep
-    from sizeup.sweep.transfer import analyze_transfer
+    """Run (or resume) one study, analyse transfer, write report.html and summary.json.
 
-    s = settings or (QUICK if quick else FULL)
+    ``seeds`` replaces the study's seed set (the docs measure three disjoint sets).
+    """
+    from sizeup.sweep import SweepSpec, run_sweep
+
+    s = settings or settings_for(axis or "width", quick)
+    if seeds is not None:
+        s = replace(s, seeds=list(seeds))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = SweepSpec.from_dict(s.spec())
     t0 = time.perf_counter()
     # the study lives next to the report, so an interrupted demo resumes where it stopped
-    db = out / ("demo-quick.db" if quick and settings is None else "demo.db")
+    db = out / store_name(s.axis, quick and settings is None)
     rep = run_sweep(
         spec, db, workers=workers, runner=runner, progress=progress, order="largest_first"
     )
     ids = {c.trial_id() for c in spec.trials()}
-    with Store(db) as st:
-        df = st.to_dataframe(curves=True)
-    df = df[df["id"].isin(ids)]  # only this spec's trials, should the file hold others
-    analysis = analyze_transfer(
-        df.drop(columns=["steps", "train_loss", "val_steps", "val_loss"], errors="ignore"),
-        axis="width",
-        group_by=["rule"],
-    )
-    analysis.groups.sort(key=lambda g: g.group["rule"] != "sp")  # SP left, muP right
-    wall = time.perf_counter() - t0
-    summary = _summary(analysis, s, rep, wall, quick)
+    analysis, trials = _analyse(db, ids, s)
+    summary = _summary(analysis, s, rep, trials, time.perf_counter() - t0, quick)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _report(analysis, df, summary).write(out / "report.html")
+    from sizeup.report.transfer import demo_page
+
+    names = {g.label: variant_of(s, g.group).name for g in analysis.groups}
+    demo_page(analysis, trials, summary, s, names).write(out / "report.html")
     return summary
 
 
+def _analyse(db: Path, ids: set[str], s: DemoSettings) -> tuple[Any, list[Any]]:
+    """The transfer analysis of this spec's trials (the file may hold others), grouped by the
+    variants' fields, groups in the order of the variants."""
+    from sizeup.sweep import Store
+    from sizeup.sweep.transfer import analyze_transfer
+
+    with Store(db, readonly=True) as st:
+        df = st.to_dataframe()
+        trials = [t for t in st.trials() if t.id in ids]
+    df = df[df["id"].isin(ids)]
+    analysis = analyze_transfer(df, axis=s.field, group_by=sorted(s.variants[0].fields))
+    order = {v.key: i for i, v in enumerate(s.variants)}
+    analysis.groups.sort(key=lambda g: order.get(variant_of(s, g.group).key, 99))
+    return analysis, trials
+
+
+def variant_of(s: DemoSettings, group: dict[str, Any]) -> Variant:
+    """The variant whose fields a transfer group has."""
+    from sizeup.sweep.transfer import _norm
+
+    for v in s.variants:
+        if all(_norm(v.fields[k]) == _norm(group.get(k)) for k in v.fields):
+            return v
+    raise ConfigError("group", group, "one of the study's variants")
+
+
+def study_wall_time(trials: list[Any]) -> float:
+    """Seconds during which at least one of the study's trials was running: the union of
+    their [started, finished] intervals. It belongs to the study, so re-running a finished
+    demo (which runs nothing) keeps it, and a resumed study does not count the pause."""
+    spans = sorted(
+        (t.started, t.finished) for t in trials if t.started is not None and t.finished is not None
+    )
+    total, end = 0.0, -math.inf
+    for a, b in spans:
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
 def _group_summary(g: Any) -> dict[str, Any]:
+    """One variant's figures for summary.json: every optimum and drift as an Estimate dict
+    (value, bound, interval), never a bare number for a bound."""
     return {
-        "drift_octaves": g.drift_octaves,
-        "optimal_lr": {str(p.value): p.opt_lr for p in g.points},
+        "drift_octaves": g.drift.to_dict(),
+        "optimal_log2_lr": {str(p.value): p.optimum.to_dict() for p in g.points},
         "best_loss": {str(p.value): p.best_grid_loss for p in g.points},
-        "transferred_lr": g.transferred_lr,
         "transfer_grid_lr": g.transfer_grid_lr,
         "loss_at_transferred_lr": {str(p.value): p.loss_at_transfer for p in g.points},
-        "regret": {str(p.value): p.regret for p in g.points},
-        "max_regret": g.max_regret,
-        "widest_is_best": g.largest_is_best,
+        "regret": {str(p.value): p.regret_est.to_dict() for p in g.points},
+        "regret_at_largest": g.regret_at_largest.to_dict(),
+        "lr_sensitivity": {str(p.value): p.lr_sensitivity.to_dict() for p in g.points},
+        "largest_is_best": g.largest_is_best,
+        "largest_is_best_share": g.largest_is_best_share,
         "optimum_at_grid_edge": g.edge_warning,
+        "seeds": g.n_seeds,
+        "enough": g.enough,
     }
 
 
-def _summary(analysis: Any, s: DemoSettings, rep: Any, wall: float, quick: bool) -> dict:
+def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
+    """The pass/fail claims of a study, fixed before it was measured (docs/transfer.md).
+
+    Transfer axes: each rule-on variant drifts less than the rule-off one, with the 90%
+    intervals apart (on's upper end below off's lower end); and (``_paired``, added after the
+    first width seed set, docs/transfer.md) the paired interval of how much more off drifts
+    than on (``drift_difference``: the same seed resamples for both) lies above 0, which the
+    noise the two share (the same model at the base value) does not widen. Width and depth also ask, for each
+    rule-on variant, that the largest model is the best at the transferred lr (muP's "wider is
+    better"; deeper, with residual scaling). Stability: QK-norm lowers the lr sensitivity at the
+    largest width, intervals apart.
+    """
+    off = groups[s.off.key]
+    out: dict[str, bool] = {}
+    if s.axis == "stability":
+        sens = {k: g.points[-1].lr_sensitivity for k, g in groups.items()}
+        out["qk_norm_lowers_lr_sensitivity"] = _apart(sens["qk_norm"], sens["neither"])
+        return out
+    from sizeup.sweep.transfer import drift_difference
+
+    largest = {"width": "widest", "depth": "deepest"}.get(s.axis)
+    for v in s.variants:
+        if v.rule_on:
+            on = groups[v.key]
+            out[f"{v.key}_drifts_less_than_{s.off.key}"] = _apart(on.drift, off.drift)
+            d = drift_difference(off, on)
+            out[f"{v.key}_drifts_less_than_{s.off.key}_paired"] = bool(
+                d.has_interval and d.lo > 0 and not d.lo_open
+            )
+            if largest:
+                out[f"{v.key}_{largest}_is_best"] = bool(on.largest_is_best)
+    return out
+
+
+def _apart(small: Any, large: Any) -> bool:
+    """``small``'s interval lies wholly below ``large``'s (neither missing)."""
+    if not (small.has_interval and large.has_interval):
+        return False
+    return bool(small.hi < large.lo and not small.hi_open)
+
+
+def _summary(
+    analysis: Any, s: DemoSettings, rep: Any, trials: list[Any], wall: float, quick: bool
+) -> dict:
     from sizeup.config import json_safe
 
-    sp, mup = _group_summary(analysis.group(rule="sp")), _group_summary(analysis.group(rule="mup"))
-    checks = {
-        "mup_drift_at_most_1_octave": bool(mup["drift_octaves"] <= 1.0),
-        "sp_drift_at_least_2_octaves": bool(sp["drift_octaves"] >= 2.0),
-        "mup_widest_is_best": bool(mup["widest_is_best"]),
+    groups = {variant_of(s, g.group).key: g for g in analysis.groups}
+    found = checks(s, groups) if analysis.enough else {}
+    summary: dict[str, Any] = {
+        "axis": s.axis,
+        "field": s.field,
+        "variants": {v.key: {"name": v.name, "rule_on": v.rule_on} for v in s.variants},
+        "checks": found,
+        "all_checks_pass": bool(found) and all(found.values()),
+        "quick": quick,
+        "settings": asdict(s),
+        "trials": rep.counts,
+        "trials_run_now": rep.ran,
+        "wall_time_s": study_wall_time(trials),
+        "wall_time_this_call_s": wall,
+        "interval": {"level": analysis.level, "method": "bootstrap over seeds, t-corrected"},
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
-    return json_safe(
-        {
-            "sp": sp,
-            "mup": mup,
-            "checks": checks,
-            "all_checks_pass": all(checks.values()),
-            "quick": quick,
-            "settings": asdict(s),
-            "trials": rep.counts,
-            "trials_run_now": rep.ran,
-            "wall_time_s": wall,
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        }
-    )
+    for key, g in groups.items():
+        summary[key] = _group_summary(g)
+    if s.axis != "stability" and analysis.enough:
+        from sizeup.sweep.transfer import drift_difference
 
-
-def _report(analysis: Any, df: Any, summary: dict) -> Any:
-    from sizeup.report import Report
-    from sizeup.sweep.plots import plot_curves, plot_lr_curves, plot_optimal_lr
-
-    sp, mup, checks = summary["sp"], summary["mup"], summary["checks"]
-    widths = summary["settings"]["widths"]
-    page = Report(
-        "sizeup demo: what muP buys you",
-        f"A {summary['settings']['base']['model'].upper()} on the built-in corpus, "
-        f"widths {widths} ({widths[-1] // widths[0]}x), an lr grid in powers of two, "
-        "Adam, trained once in standard parametrization (SP) and once in muP. "
-        "Tune the lr on the smallest model, use it on the widest: does it still work?",
-    )
-    page.cards(
-        {
-            "SP: optimal lr drift (octaves)": sp["drift_octaves"],
-            "muP: optimal lr drift (octaves)": mup["drift_octaves"],
-            "muP: widest is best at the transferred lr": mup["widest_is_best"],
-            "SP: loss lost at the widest (regret)": sp["regret"][str(widths[-1])],
-            "muP: loss lost at the widest (regret)": mup["regret"][str(widths[-1])],
-        },
-        good={
-            "SP: optimal lr drift (octaves)": checks["sp_drift_at_least_2_octaves"],
-            "muP: optimal lr drift (octaves)": checks["mup_drift_at_most_1_octave"],
-            "muP: widest is best at the transferred lr": checks["mup_widest_is_best"],
-        },
-    )
-    verdict = (
-        "All three checks pass."
-        if summary["all_checks_pass"]
-        else "Not every check passes on this run: "
-        + ", ".join(k for k, v in checks.items() if not v)
-        + " failed."
-    )
-    page.text(verdict, cls="ok" if summary["all_checks_pass"] else "bad")
-    page.heading("Loss against learning rate")
-    page.text(
-        "One curve per width; stars mark the optimum from a parabola fitted in log2(lr) "
-        "around the best grid point; crosses at the top are runs that diverged; the "
-        "dashed line is the lr tuned on the smallest width."
-    )
-    page.figure(plot_lr_curves(analysis), "loss vs lr: SP (left) and muP (right)")
-    page.heading("Optimal learning rate against width")
-    page.figure(plot_optimal_lr(analysis), "SP's optimum slides; muP's stays")
-    page.heading("Training curves at the transferred lr")
-    for rule in ("sp", "mup"):
-        g = analysis.group(rule=rule)
-        if math.isfinite(g.transfer_grid_lr) and "train_loss" in df:
-            page.figure(
-                plot_curves(df, {"rule": rule}, g.transfer_grid_lr),
-                f"{rule}: train loss at lr={g.transfer_grid_lr:g}",
-            )
-    page.heading("Numbers")
-    rows = []
-    for g in analysis.groups:
-        for p in g.points:
-            rows.append(
-                {
-                    "rule": g.group["rule"],
-                    "width": p.value,
-                    "optimal lr": p.opt_lr,
-                    "log2 optimal lr": math.log2(p.opt_lr) if p.opt_lr > 0 else math.nan,
-                    "best loss": p.best_grid_loss,
-                    "loss at transferred lr": p.loss_at_transfer,
-                    "regret": p.regret,
-                    "optimum at grid edge": p.at_edge,
-                }
-            )
-    page.table(rows)
-    page.text(
-        f"{sum(summary['trials'].values())} trials ({summary['trials']}); "
-        f"{summary['trials_run_now']} run now in {summary['wall_time_s']:.0f} s."
-    )
-    page.json(summary, "summary.json")
-    return page
+        off = groups[s.off.key]
+        for v in s.variants:
+            if v.rule_on:
+                d = drift_difference(off, groups[v.key])
+                summary[v.key]["drift_less_than_off"] = d.to_dict()
+    return json_safe(summary)

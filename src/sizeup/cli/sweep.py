@@ -148,11 +148,13 @@ def transfer(
     group_by: str = typer.Option(
         None, "--group-by", help="Comma-separated fields (default: auto)."
     ),
+    level: float = typer.Option(0.9, "--level", help="Interval level (bootstrap over seeds)."),
     plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
     fmt: str = FORMAT,
 ) -> None:
-    """Optimal lr per width (or depth, batch, steps), its drift in octaves and the regret."""
+    """Optimal lr per width (or depth, batch, steps) with intervals over seeds, its drift in
+    octaves and the regret. Exits 1 without a verdict (too few finished trials)."""
     from sizeup.sweep.transfer import analyze_transfer
 
     if not study.exists():
@@ -160,12 +162,14 @@ def transfer(
     writable("plot", plot)
     writable("json", json_out)
     groups = [g.strip() for g in group_by.split(",")] if group_by else None
+    rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups, level=level)
     output = Output(fmt)
-    rep = analyze_transfer(study, axis=axis, lr_field=lr_field, group_by=groups)
     with output:
+        output.line(f"study: {rep.progress()}")
         for g in rep.groups:
-            output.table(_transfer_table(g, axis))
-            output.line(f"largest {axis} is best at the transferred lr: {g.largest_is_best}")
+            output.table(_group_table(g, axis, rep.level))
+            output.line(*_verdict_line(g, axis))
+        _paired_line(output, rep.groups)
         output.data(rep.to_dict())
         written = []
         if plot is not None:
@@ -177,47 +181,123 @@ def transfer(
             json_out.write_text(json.dumps(rep.to_dict(), indent=2))
             written.append(json_out)
         output.wrote(*written)
+    if not rep.enough:
+        raise SystemExit(1)
 
 
-def _transfer_table(g: Any, axis: str) -> Table:
-    """One group of the transfer analysis: the optimal lr, losses and regret per axis value."""
+def _fmt_opt(p: Any) -> str:
+    """The optimal lr: a value ('0.0039 (2^-8.0)') or a bound ('≤ 0.000488 (2^-11.0)')."""
+    e = p.optimum
+    if not math.isfinite(e.value):
+        return "—"
+    sign = {"=": "", "<=": "≤ ", ">=": "≥ "}[e.bound]
+    return sign + _fmt_lr(2.0**e.value)
+
+
+def _group_table(g: Any, axis: str, level: float) -> Table:
+    """One group: the optimal lr with its interval, best loss, regret, lr sensitivity per value."""
+    seeds = f"{g.n_seeds} seed{'s' * (g.n_seeds != 1)}"
+    head = f"drift {g.drift.text()} octaves" if g.enough else "no verdict"
+    cols = [axis, "optimal lr", f"log2 lr* [{level:.0%}]", "best loss", "regret", "lr sens."]
     t = Table(
-        f"{g.label}: drift {g.drift_octaves:.2f} octaves, transferred lr "
-        f"{_fmt_lr(g.transferred_lr)}",
-        [axis, "optimal lr", "best loss", "loss @ transferred", "regret", "edge"],
-        right=(axis, "optimal lr", "best loss", "loss @ transferred", "regret"),
+        f"{g.label}: {head} ({seeds}); transferred lr {_fmt_lr(g.transfer_grid_lr)}",
+        cols + ["lrs x seeds"],
+        right=tuple(cols),
     )
     for p in g.points:
         t.add(
             str(p.value),
-            _fmt_lr(p.opt_lr),
-            f"{p.best_grid_loss:.4f}",
-            f"{p.loss_at_transfer:.4f}",
-            f"{p.regret:.4f}",
-            "yes" if p.at_edge else "",
+            _fmt_opt(p),
+            p.optimum.text("{:.2f}"),
+            "—" if math.isnan(p.best_grid_loss) else f"{p.best_grid_loss:.4f}",
+            p.regret_est.text("{:.3f}"),
+            p.lr_sensitivity.text("{:.3f}", interval=False),
+            f"{p.n_lrs} x {p.n_seeds}",
         )
     return t
 
 
+def _paired_line(output: Output, groups: list[Any]) -> None:
+    """With two groups: how much more one drifts than the other, paired over seed resamples."""
+    from sizeup.sweep.transfer import drift_difference
+
+    if len(groups) != 2 or not all(g.enough for g in groups):
+        return
+    a, b = sorted(groups, key=lambda g: -g.drift.value)
+    d = drift_difference(a, b)
+    if math.isfinite(d.value):
+        output.line(f"{a.label} drifts {d.text()} octaves more than {b.label} (paired)")
+
+
+def _verdict_line(g: Any, axis: str) -> tuple[Any, ...]:
+    if not g.enough:
+        return ((f"no verdict for {g.label}", "red"), f": {g.reason}")
+    share = g.largest_is_best_share
+    extra = f" (in {share:.0%} of the seed resamples)" if math.isfinite(share) else ""
+    return (f"largest {axis} is best at the transferred lr: {g.largest_is_best}{extra}",)
+
+
 def demo(
-    out: Path = typer.Option(
-        Path("sizeup-demo"), "--out", help="Folder for report.html, summary.json and the study."
+    axis: str = typer.Option(
+        "width", "--axis", help="width | depth | batch | steps | stability: what grows."
     ),
-    quick: bool = typer.Option(False, "--quick", help="About 3 minutes instead of 6-10."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Folder for report.html, summary.json and the study (default: sizeup-demo, "
+        "sizeup-demo-AXIS for the other axes).",
+    ),
+    quick: bool = typer.Option(False, "--quick", help="The smaller study (< 10 min on 2 cores)."),
+    seeds: str = typer.Option(
+        None, "--seeds", help="Comma-separated seeds (default 0,1,2), e.g. 3,4,5."
+    ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
 ) -> None:
-    """SP vs muP on the built-in corpus: does the optimal lr hold as width grows 8x?"""
+    """Does the lr tuned small stay optimal big? One axis, the rule on and off, with seeds:
+    optimal lr per value with intervals, drift, regret (report.html, summary.json)."""
     from rich.console import Console
 
-    from sizeup.demo import run_demo
+    from sizeup.demo import AXES, run_demo, settings_for
+    from sizeup.sweep.estimate import Estimate
 
-    summary = run_demo(out, quick=quick, workers=workers)
+    check_choice("axis", axis, AXES)
+    seed_list = _parse_seeds(seeds)
+    out = (
+        out
+        if out is not None
+        else Path("sizeup-demo" if axis == "width" else f"sizeup-demo-{axis}")
+    )
+    writable("out", out, folder=True)
+    summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list)
     c = Console()
-    c.print(f"SP:  optimal lr drifts {summary['sp']['drift_octaves']:.2f} octaves")
+    s = settings_for(axis, quick)
+    for key, v in summary["variants"].items():
+        g = summary[key]
+        if axis == "stability":
+            sens = Estimate.from_dict(g["lr_sensitivity"][str(s.values[-1])])
+            c.print(
+                f"{v['name']}: lr sensitivity at {s.field} {s.values[-1]}: {sens.text('{:.3f}')}"
+            )
+            continue
+        drift = Estimate.from_dict(g["drift_octaves"]).text()
+        regret = Estimate.from_dict(g["regret_at_largest"]).text("{:.3f}")
+        c.print(f"{v['name']}: optimal lr drifts {drift} octaves; regret at the largest {regret}")
+    for k, ok in summary["checks"].items():
+        c.print(f"{'pass' if ok else '[red]FAIL[/]'}: {k}")
     c.print(
-        f"muP: optimal lr drifts {summary['mup']['drift_octaves']:.2f} octaves; "
-        f"widest is best at the transferred lr: {summary['mup']['widest_is_best']}"
+        f"wrote {out / 'report.html'} and {out / 'summary.json'} "
+        f"(the study ran {summary['wall_time_s']:.0f} s)"
     )
-    c.print(
-        f"wrote {out / 'report.html'} and {out / 'summary.json'} in {summary['wall_time_s']:.0f}s"
-    )
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    """'3,4,5' -> [3, 4, 5]; distinct integers."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError("seeds", text, "comma-separated integers, e.g. 3,4,5") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds", text, "distinct comma-separated integers, e.g. 3,4,5")
+    return seeds

@@ -1,5 +1,6 @@
-"""Diagnostics: coordinate checks with a verdict, spectral-norm and alignment monitors, and the
-gradient noise scale. Torch loads lazily inside the functions, so importing this is cheap."""
+"""Diagnostics: coordinate checks with a verdict, spectral-norm and alignment monitors, the
+gradient noise scale and the stability monitors (attention and output logits). Torch loads
+lazily inside the functions, so importing this is cheap."""
 
 from sizeup.diagnostics.coord_check import (
     CoordCheckResult,
@@ -16,12 +17,15 @@ from sizeup.diagnostics.noise_scale import (
     noise_scale_terms,
 )
 from sizeup.diagnostics.spectral import SpectralMonitor, spectral_norm
+from sizeup.diagnostics.stability import AttentionLogitMonitor, OutputLogitMonitor
 
 __all__ = [
+    "AttentionLogitMonitor",
     "CoordCheckResult",
     "ModuleCurve",
     "NoiseScale",
     "NoiseScaleMonitor",
+    "OutputLogitMonitor",
     "SpectralMonitor",
     "coord_check",
     "coord_modules",

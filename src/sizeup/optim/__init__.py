@@ -16,7 +16,7 @@ from sizeup.optim.groups import (
 )
 from sizeup.optim.muon import NS_COEFFICIENTS, Muon, muon_scale, newton_schulz
 from sizeup.optim.table import collapse, group_values, tensor_class, tensor_table
-from sizeup.optim.transfer import transfer_batch
+from sizeup.optim.transfer import transfer_batch, transfer_horizon
 
 __all__ = [
     "NS_COEFFICIENTS",
@@ -37,4 +37,5 @@ __all__ = [
     "tensor_class",
     "tensor_table",
     "transfer_batch",
+    "transfer_horizon",
 ]

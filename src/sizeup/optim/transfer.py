@@ -1,4 +1,4 @@
-"""Batch-size transfer of Adam hyperparameters.
+"""Batch-size and horizon transfer of Adam hyperparameters.
 
 When the batch grows by kappa = B / B0, the stochastic-differential-equation view of Adam
 (Malladi, Lyu, Panigrahi & Arora 2022, "On the SDEs and Scaling Rules for Adaptive Gradient
@@ -7,6 +7,11 @@ Algorithms", the square-root scaling rule) keeps the training dynamics the same 
     lr   -> lr * kappa^(1/2)
     beta -> 1 - kappa * (1 - beta)      (the averaging horizon, in samples, stays fixed)
     eps  -> eps * kappa^(-1/2)
+
+When training grows from D0 to D tokens, the optimal lr falls as a power of the horizon
+(Bjorck et al. 2024, "Scaling optimal LR across token horizons", ICLR 2025: LR*(D) = B D^-beta),
+so ``transfer_horizon`` moves an lr tuned on D0 tokens by (D / D0)^alpha_data, alpha_data =
+-beta < 0 (the planner's ``data_exponent``).
 """
 
 from __future__ import annotations
@@ -59,3 +64,16 @@ def transfer_batch(
             nb = 0.0
         new_betas.append(nb)
     return lr * math.sqrt(kappa), tuple(new_betas), eps / math.sqrt(kappa)
+
+
+def transfer_horizon(lr: float, tokens: float, base_tokens: float, exponent: float) -> float:
+    """lr x (tokens / base_tokens)^exponent: an lr tuned on base_tokens moved to a run of
+    tokens (exponent alpha_data < 0: longer runs get smaller lrs). The same lr, bit for bit, at
+    the base horizon or with exponent 0."""
+    check_positive("tokens", tokens)
+    check_positive("base_tokens", base_tokens)
+    if not math.isfinite(exponent):
+        raise ConfigError("data_exponent", exponent, "a finite number (alpha_data, e.g. -0.3)")
+    if tokens == base_tokens or exponent == 0:
+        return float(lr)
+    return lr * (tokens / base_tokens) ** exponent

@@ -42,6 +42,13 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def _close(fig: Any) -> None:
+    """Release a pyplot figure (a no-op for figures pyplot does not track)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def png_data_uri(png: bytes | str | Path) -> str:
     """A data: URI for PNG bytes or a PNG file, so the image lives inside the page."""
     data = Path(png).read_bytes() if isinstance(png, (str, Path)) else png
@@ -115,7 +122,10 @@ class Report:
 
     def figure(self, fig_or_png: Any, caption: str = "", dpi: int = 110) -> Report:
         """A matplotlib figure, PNG bytes or a PNG path, inlined as base64."""
-        png = figure_png(fig_or_png, dpi) if hasattr(fig_or_png, "savefig") else fig_or_png
+        png = fig_or_png
+        if hasattr(fig_or_png, "savefig"):
+            png = figure_png(fig_or_png, dpi)
+            _close(fig_or_png)  # inlined: a page of many figures keeps none open
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self.parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(png)}">{cap}</figure>'

@@ -10,6 +10,10 @@ File format (YAML, TOML or JSON):
       zip:                               # fields that move together (same length), as one axis
         rule: [sp, mup]
         attn_scale: ["1/sqrt(d)", "1/d"]
+    seeds: 3                             # every point with seeds 0, 1, 2 (or a list: [0, 7, 9])
+
+Seeds are first-class: ``seeds`` crosses every point with a seed axis, and the transfer analysis
+pools them (sizeup.sweep.transfer: the optimum from every seed, intervals over seeds).
 
 Every trial is validated (by building its RunConfig) before anything runs, so a bad file fails
 fast with a ConfigError naming the field.
@@ -140,6 +144,7 @@ class SweepSpec:
     axes: dict[str, Any] = field(default_factory=dict)
     zips: list[dict[str, Any]] = field(default_factory=list)
     name: str = "sweep"
+    seeds: int | list[int] | None = None  # sugar for axes.seed: a count (0..n-1) or a list
 
     def __post_init__(self) -> None:
         for key, value in (("base", self.base), ("axes", self.axes)):
@@ -157,15 +162,37 @@ class SweepSpec:
                 raise ConfigError("axes.grid", grid, "a mapping of field: values")
             axes.update(grid)
         self.axes = axes
+        self._add_seeds()
         self.validate()
+
+    def _add_seeds(self) -> None:
+        """``seeds: n`` (seeds 0..n-1) or ``seeds: [..]`` becomes the seed axis."""
+        if self.seeds is None:
+            return
+        n = self.seeds
+        if "seed" in self.axes:
+            raise ConfigError("seeds", n, "left out when axes has a seed axis (one or the other)")
+        ok_count = isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_AXIS
+        ok_list = (
+            isinstance(n, (list, tuple))
+            and len(n) > 0
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in n)
+            and len(set(n)) == len(n)
+        )
+        if not (ok_count or ok_list):
+            raise ConfigError(
+                "seeds", n, f"a count between 1 and {MAX_AXIS:,} or a list of distinct integers"
+            )
+        self.axes["seed"] = list(range(n)) if ok_count else list(n)
+        self.seeds = None  # now an axis: to_dict writes it there
 
     # --- building ------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
-        """Build from a mapping with keys base, axes, optional zip and name."""
+        """Build from a mapping with keys base, axes, optional zip, seeds and name."""
         if not isinstance(d, dict):
-            raise ConfigError("spec", d, "a mapping with keys base, axes, zip, name")
-        allowed = {"base", "axes", "zip", "name"}
+            raise ConfigError("spec", d, "a mapping with keys base, axes, zip, seeds, name")
+        allowed = {"base", "axes", "zip", "name", "seeds"}
         for k in d:
             if k not in allowed:
                 raise ConfigError(k, d[k], "a sweep file key: " + ", ".join(sorted(allowed)))
@@ -175,6 +202,7 @@ class SweepSpec:
             axes=d.get("axes") or {},
             zips=zips if isinstance(zips, list) else [zips],
             name=str(d.get("name", "sweep")),
+            seeds=d.get("seeds"),
         )
 
     @classmethod

@@ -7,6 +7,7 @@ diverges. Knobs (environment, so they reach worker processes):
   SIZEUP_SYNTH_SLEEP  seconds each trial sleeps (default 0)
   SIZEUP_SYNTH_LOG    a file that gets "start <id>" / "end <id>" lines (to count executions)
 and config.data == "crash" raises, config.data == "die" kills the worker process.
+NoisySynthetic adds seed noise of a known size (tests of the seed axis and its intervals).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 
 from sizeup.config import RunConfig, RunResult
 
@@ -73,3 +75,40 @@ def synthetic_run(config: RunConfig) -> RunResult:
         diverged_step=n - 1 if diverged else None,
         error="loss diverged" if diverged else None,
     )
+
+
+def _gauss(*key: object) -> float:
+    """A standard normal draw that is a pure function of ``key`` (the same in every process)."""
+    import hashlib
+    import random
+
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little")).gauss(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class NoisySynthetic:
+    """synthetic_run with seed noise of known size, for the seed axis and its intervals.
+
+    Each trial's loss gets ``noise`` x N(0, 1) of its own (it moves the optimum) plus
+    ``offset`` x N(0, 1) shared by every lr of one (seed, rule, width, ...) curve (a seed that
+    is better everywhere; it does not move the optimum). Both draws are pure functions of the
+    trial's config, so reruns and worker processes agree. The truth is synthetic_opt_log2.
+    """
+
+    noise: float = 0.02
+    offset: float = 0.0
+
+    def __call__(self, config: RunConfig) -> RunResult:
+        res = synthetic_run(config)
+        if res.diverged:
+            return res
+        curve = {k: v for k, v in config.to_dict().items() if k != "lr"}
+        shift = self.noise * _gauss("trial", config.trial_id()) + self.offset * _gauss(
+            "curve", sorted(curve.items())
+        )
+        final = res.final_val_loss + shift
+        res.final_val_loss = res.final_train_loss = final
+        res.val_loss[-1] = final
+        res.train_loss[-1] = final
+        return res

@@ -138,6 +138,19 @@ def fused_adamw(cfg: RunConfig) -> bool | None:
     return True if cfg.device.startswith("cuda") else None
 
 
+def horizon_lrs(cfg: RunConfig) -> tuple[float, float | None]:
+    """(lr, muon_lr) the optimizer gets: cfg's, moved to the run's horizon when base_tokens is
+    set (sizeup.optim.transfer_horizon; the batch transfer is the optimizer's own)."""
+    if cfg.base_tokens is None:
+        return cfg.lr, cfg.muon_lr
+    from sizeup.optim import transfer_horizon
+
+    def move(lr: float) -> float:
+        return transfer_horizon(lr, cfg.tokens_for(cfg.steps), cfg.base_tokens, cfg.data_exponent)
+
+    return move(cfg.lr), (move(cfg.muon_lr) if cfg.muon_lr is not None else None)
+
+
 def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
     """Seed, build model + base, parametrize (then shard with FSDP2 when cfg.fsdp), optimizer,
     schedule (``cfg.lr_schedule()``) and data (following cfg.batch_ramp) for ``cfg``."""
@@ -155,9 +168,10 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         from sizeup.train.fsdp import shard
 
         shard(model)
+    lr, muon_lr = horizon_lrs(cfg)
     opt = p.optimizer(
         cfg.optimizer,
-        lr=cfg.lr,
+        lr=lr,
         weight_decay=cfg.weight_decay,
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,
@@ -165,7 +179,7 @@ def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
         muon_scale=cfg.muon_scale,
         batch_size=cfg.batch_size,
         base_batch_size=cfg.base_batch_size,
-        muon_lr=cfg.muon_lr,
+        muon_lr=muon_lr,
         fused=fused_adamw(cfg),
         ns_dtype=DTYPES[cfg.ns_dtype],
     )

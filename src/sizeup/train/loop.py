@@ -259,7 +259,8 @@ def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult) -> None:
 
 
 def _monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
-    """The diagnostics monitors that cfg asks for (spectral norms, gradient noise scale)."""
+    """The diagnostics monitors that cfg asks for (spectral norms, gradient noise scale,
+    attention and output logits)."""
     out: list[Any] = []
     if cfg.spectral_every:
         from sizeup.diagnostics import SpectralMonitor
@@ -286,4 +287,17 @@ def _monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
         ns = NoiseScaleMonitor(batches, every=cfg.noise_every)
         ns.name = "noise_scale"
         out.append(ns)
+    return out + _stability_monitors(cfg, built, val)
+
+
+def _stability_monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
+    """Attention- and output-logit monitors (Wortsman et al. 2023) on the first val batch."""
+    from sizeup.diagnostics import AttentionLogitMonitor, OutputLogitMonitor
+
+    probe = val[0][0].to(cfg.device) if val else None
+    out: list[Any] = []
+    if cfg.attn_logits_every:
+        out.append(AttentionLogitMonitor(built.model, cfg.attn_logits_every, probe))
+    if cfg.output_logits_every:
+        out.append(OutputLogitMonitor(cfg.output_logits_every, probe))
     return out
