@@ -14,26 +14,13 @@ import textwrap
 
 import pytest
 import torch
+from small_configs import SMALL_GPT
 
 from sizeup.config import RunConfig
 from sizeup.errors import CheckpointError, SizeupError
 from sizeup.train import Checkpointing, run
 
-SMALL = dict(
-    model="gpt",
-    width=64,
-    depth=2,
-    head_dim=16,
-    base_width=32,
-    seq_len=32,
-    batch_size=8,
-    steps=12,
-    eval_batches=2,
-    eval_every=3,
-    grad_clip=0.5,
-    warmup=2,
-    schedule="cosine",
-)
+SMALL = dict(SMALL_GPT, eval_every=3, grad_clip=0.5, warmup=2, schedule="cosine")
 
 # Trains cfg.yaml with checkpoints every 4 steps into OUT/checkpoints and kills itself with
 # SIGKILL at step 6, between two checkpoints.

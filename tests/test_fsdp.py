@@ -14,25 +14,13 @@ import sys
 
 import pytest
 import torch
+from small_configs import SMALL_GPT
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 from sizeup.train import run
 
-SMALL = dict(
-    model="gpt",
-    width=64,
-    depth=2,
-    head_dim=16,
-    base_width=32,
-    seq_len=32,
-    batch_size=8,
-    steps=10,
-    eval_batches=2,
-    rule="mup",
-    weight_decay=0.1,
-    grad_clip=1.0,
-)
+SMALL = dict(SMALL_GPT, steps=10, rule="mup", weight_decay=0.1, grad_clip=1.0)
 # Newton-Schulz in float32: in bf16 the last bits of a gradient summed in another order (two
 # ranks) flip roundings, which moves the loss by ~2e-4 after 10 steps; that is bf16, not FSDP.
 RUNS = {

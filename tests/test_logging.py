@@ -10,25 +10,14 @@ import subprocess
 import sys
 
 import pytest
+from small_configs import SMALL_GPT
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
 from sizeup.train import run
 from sizeup.train.loggers import JsonlLogger, make_logger, parse_log
 
-SMALL = dict(
-    model="gpt",
-    width=64,
-    depth=2,
-    head_dim=16,
-    base_width=32,
-    seq_len=32,
-    batch_size=4,
-    steps=6,
-    eval_batches=1,
-    eval_every=3,
-    spectral_every=3,
-)
+SMALL = dict(SMALL_GPT, batch_size=4, steps=6, eval_batches=1, eval_every=3, spectral_every=3)
 
 
 def _expected(r) -> dict[str, dict[int, float]]:

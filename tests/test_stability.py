@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from small_configs import SMALL_GPT
 from torch import nn
 
 from sizeup.config import RunConfig
@@ -15,18 +16,7 @@ from sizeup.models.gpt import GPT, GPTConfig
 from sizeup.optim import transfer_horizon
 from sizeup.train import build, run
 
-SMALL = dict(
-    model="gpt",
-    width=64,
-    depth=2,
-    head_dim=16,
-    base_width=32,
-    seq_len=32,
-    batch_size=4,
-    steps=12,
-    eval_batches=1,
-    lr=0.01,
-)
+SMALL = dict(SMALL_GPT, batch_size=4, eval_batches=1, lr=0.01)
 
 
 def test_monitors_log_without_changing_the_run():

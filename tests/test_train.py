@@ -12,22 +12,13 @@ import sys
 
 import pytest
 import torch
+from small_configs import SMALL_GPT
 
 from sizeup.config import RunConfig, RunResult
 from sizeup.errors import ConfigError, ShapeError, SizeupError
 from sizeup.train import build, run
 
-SMALL = dict(
-    model="gpt",
-    width=64,
-    depth=2,
-    head_dim=16,
-    base_width=32,
-    seq_len=32,
-    batch_size=8,
-    steps=12,
-    eval_batches=2,
-)
+SMALL = dict(SMALL_GPT)
 
 
 def test_same_seed_same_result_bit_for_bit():
