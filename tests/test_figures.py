@@ -48,6 +48,12 @@ def _inside(fig, artist) -> bool:
     )
 
 
+def _clear_of(fig, a, b) -> bool:
+    """Whether artists ``a`` and ``b`` do not overlap on the canvas."""
+    fig.canvas.draw()
+    return not a.get_window_extent().overlaps(b.get_window_extent())
+
+
 # --- coordinate check ---------------------------------------------------------------------
 def _curve(name: str, slopes: list[float], sizes: list[int], vanishes: bool = False):
     """A module whose size grows like size^slope at each step (seed noise 0.01)."""
@@ -92,10 +98,12 @@ def _coord_result(axis: str, sizes: list[int], many: int = 6) -> CoordCheckResul
 def test_coord_check_legend_band_and_offenders():
     r = _coord_result("width", [64, 128, 256, 512, 1024])
     fig = coord_check_figure(r)
-    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
-    assert len(panels) == r.steps + 1
-    (legend,) = fig.legends
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == r.steps + 1 and len(fig.axes) == r.steps + 2  # + the legend's
+    legend = fig.axes[-1].get_legend()
     assert _inside(fig, legend)  # outside the panels, inside the saved figure
+    assert _clear_of(fig, legend, fig._suptitle)
+    assert all(_clear_of(fig, legend, ax) for ax in panels)
     labels = [t.get_text() for t in legend.get_texts()]
     assert "blocks.0.attn.c_attn  +0.60  FAIL" in labels  # slope in every entry
     assert any(lab.startswith("logits*  -0.10") for lab in labels)
@@ -114,7 +122,7 @@ def test_coord_check_legend_band_and_offenders():
 
 def test_coord_check_legend_keeps_offenders_when_there_are_many_modules():
     fig = coord_check_figure(_coord_result("width", [64, 128, 256], many=40))
-    (legend,) = fig.legends
+    legend = fig.axes[-1].get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
     assert len(labels) < 10 and any("FAIL" in lab for lab in labels)
     assert "41 passing modules not listed" in legend.get_title().get_text()
@@ -124,7 +132,7 @@ def test_coord_check_legend_keeps_offenders_when_there_are_many_modules():
 def test_depth_panels_span_a_decade():
     r = _coord_result("depth", [2, 4, 8])
     fig = coord_check_figure(r)
-    for ax in fig.axes:
+    for ax in fig.axes[:-1]:
         lo, hi = ax.get_xlim()
         assert hi / lo >= MIN_SPAN
         assert [int(v) for v in ax.get_xticks()] == [2, 4, 8]
@@ -136,7 +144,7 @@ def test_a_real_coord_check_draws(tmp_path):
 
     r = coord_check("mlp", "sp", "adamw", widths=(64, 128), steps=1, seeds=1)
     fig = coord_check_figure(r)
-    assert _inside(fig, fig.legends[0])
+    assert _inside(fig, fig.axes[-1].get_legend())
     assert plot_coord_check(r, tmp_path / "cc.png").stat().st_size > 5000
 
 

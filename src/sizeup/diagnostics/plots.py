@@ -42,29 +42,44 @@ def coord_check_figure(result: CoordCheckResult, stat: str | None = None) -> Any
     slopes that pass is shaded as a wedge around the expected slope 0 (flat), anchored at each
     offender's first point (or mid-panel when none fails there). Modules that vanish at init
     are dashed and, on the judged steps, show the size of their update out_t - out_0, which is
-    what the verdict judges. The legend sits right of the panels, inside the figure."""
+    what the verdict judges. The legend sits in its own column right of the panels, inside
+    the figure and below the title."""
     plt = pyplot()
     stat = stat or result.stat
     n = result.steps + 1
     cols = min(n, 5)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(3.0 * cols + 2.6, 2.9 * rows + 0.5),
-        squeeze=False,
-        sharex=True,
-        layout="constrained",
-    )
     cmap = plt.get_cmap("tab20")
     colors = {m.name: cmap(k % 20) for k, m in enumerate(result.modules)}
-    for t in range(n):
-        _panel(axes[t // cols][t % cols], result, t, stat, colors)
+    handles, labels, title = _legend_entries(result, colors)
+    ncols = 1 if len(handles) <= 24 else 2
+    # the legend gets its own column, sized from its longest entry (6.5 pt text): below the
+    # title, beside the panels, never past the figure's edge
+    width = ncols * (0.055 * max(len(x) for x in labels) + 0.6)
+    fig = plt.figure(
+        figsize=(3.0 * cols + width, max(2.9 * rows + 0.5, 0.14 * len(labels) / ncols + 1.2)),
+        layout="constrained",
+    )
+    gs = fig.add_gridspec(rows, cols + 1, width_ratios=[3.0] * cols + [width])
+    axes = [fig.add_subplot(gs[t // cols, t % cols]) for t in range(n)]
+    for t, ax in enumerate(axes):
+        ax.sharex(axes[0])
+        _panel(ax, result, t, stat, colors)
         if t % cols:
-            axes[t // cols][t % cols].set_ylabel("")
-    for t in range(n, rows * cols):
-        axes[t // cols][t % cols].axis("off")
-    _legend(fig, result, colors)
+            ax.set_ylabel("")
+    lax = fig.add_subplot(gs[:, cols])
+    lax.axis("off")
+    lax.legend(
+        handles,
+        labels,
+        loc="upper left",
+        borderaxespad=0,
+        fontsize=6.5,
+        title=title,
+        title_fontsize=7,
+        frameon=False,
+        ncols=ncols,
+    )
     fig.suptitle(_title(result), fontsize=10)
     readable_ticks(fig)
     return fig
@@ -179,46 +194,31 @@ def _name_at_end(ax: Any, sizes: list[int], ys: np.ndarray, m: ModuleCurve, t: i
     )
 
 
-def _legend(fig: Any, result: CoordCheckResult, colors: dict) -> None:
-    """Right of the panels, inside the figure (constrained layout makes room): one entry per
-    module with its judged slope at its worst step, then the band."""
+def _legend_entries(result: CoordCheckResult, colors: dict) -> tuple[list, list[str], str]:
+    """(handles, labels, title): one entry per module, failures first, with its judged slope
+    at its worst step (past MAX_LEGEND modules only the failing and noisy ones), then the
+    band."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     mods = result.failing() + [m for m in result.modules if m.passed]
-    shown = (
-        mods
-        if len(mods) <= MAX_LEGEND
-        else [m for m in mods if not m.passed or m.noisy(result.judge_from)]
-    )
+    noisy = [m for m in mods if not m.passed or m.noisy(result.judge_from)]
+    shown = mods if len(mods) <= MAX_LEGEND else noisy
     handles: list[Any] = []
     labels: list[str] = []
     for m in shown:
         bad = not m.passed
-        handles.append(
-            Line2D(
-                [], [], color=colors[m.name], lw=1.8 if bad else 0.9, ls="--" if m.vanishes else "-"
-            )
-        )
+        style = dict(color=colors[m.name], lw=1.8 if bad else 0.9, ls="--" if m.vanishes else "-")
+        handles.append(Line2D([], [], **style))
         verdict = "  FAIL" if bad else ("  noisy" if m.noisy(result.judge_from) else "")
-        labels.append(
-            f"{m.name}{'*' if m.vanishes else ''}  {_worst_slope(m, result.judge_from):+.2f}{verdict}"
-        )
+        slope = _worst_slope(m, result.judge_from)
+        labels.append(f"{m.name}{'*' if m.vanishes else ''}  {slope:+.2f}{verdict}")
     handles.append(Patch(color="0.5", alpha=0.3, lw=0))
     labels.append(f"slopes that pass (|slope| <= {result.tolerance:g})")
     title = "module  judged slope"
     if len(shown) < len(mods):
         title += f"\n({len(mods) - len(shown)} passing modules not listed)"
-    fig.legend(
-        handles,
-        labels,
-        loc="outside right upper",
-        fontsize=6.5,
-        title=title,
-        title_fontsize=7,
-        frameon=False,
-        ncols=1 if len(handles) <= 24 else 2,
-    )
+    return handles, labels, title
 
 
 def plot_spectral(
