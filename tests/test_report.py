@@ -5,6 +5,7 @@ Chromium is installed) a screenshot that shows the page renders."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from sizeup import __version__
-from sizeup.demo import reproduce_command, run_demo, settings_for
+from sizeup.demo import AXES, DemoSettings, reproduce_command, run_demo, settings_for
 from sizeup.report.html import Report
 from sizeup.report.transfer import drift_is_good, regret_is_good, verdict_sentence
 from sizeup.sweep.estimate import Estimate
-from sizeup.sweep.testing import NoisySynthetic
+from sizeup.sweep.testing import NoisySynthetic, synthetic_run
 
 VOID = {
     "area",
@@ -162,6 +163,43 @@ def test_settings_version_and_command_and_no_reprs(demo):
         text,
     )
     assert bad == [], bad
+
+
+@pytest.mark.parametrize("axis", [a for a in AXES if a != "width"])
+def test_every_axis_page_is_well_formed_and_opens_with_its_verdict(tmp_path, axis):
+    quick = settings_for(axis, quick=True)
+    s = DemoSettings(
+        axis=axis,
+        values=quick.values[:2],
+        lr_exps=[-10, -9, -8, -7, -6],
+        seeds=[0, 1],
+        base=quick.base,
+        variants=quick.variants,
+        moves_with={k: v[:2] for k, v in quick.moves_with.items()},
+    )
+    run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html_problems(page) == []
+    first = re.search(r'<p class="lead">(.*?)</p>', page).group(1)
+    assert first.startswith("At " if axis == "stability" else "Reusing the lr tuned at ")
+    assert all(f"with {v.name}" in html.unescape(first) for v in s.variants)
+    assert "not one of the shipped studies" in page  # reduced settings: no false command
+
+
+def test_the_demo_command_prints_the_verdict_first(tmp_path, monkeypatch, capsys):
+    import sizeup.demo as demo_module
+    from sizeup.cli import main
+
+    real = demo_module.run_demo
+
+    def stand_in(*args, **kw):
+        return real(*args, **kw, runner=NoisySynthetic(0.05), progress=False)
+
+    monkeypatch.setattr(demo_module, "run_demo", stand_in)
+    main(["demo", "--quick", "--workers", "1", "--out", str(tmp_path)])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("Reusing the lr tuned at width 32 for width 256 costs at least")
+    assert first.endswith("with muP.")
 
 
 def test_reproduce_command_only_for_a_shipped_study():

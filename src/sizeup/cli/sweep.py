@@ -289,7 +289,7 @@ def demo(
     summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list)
     c = Console()
     s = settings_for(axis, quick)
-    c.print(verdict_sentence(summary), markup=False, highlight=False)
+    c.print(verdict_sentence(summary), markup=False, highlight=False, soft_wrap=True)
     for key, v in summary["variants"].items():
         g = summary[key]
         if axis == "stability":
