@@ -232,7 +232,8 @@ def test_verdict_sentence_is_honest_about_intervals_and_bounds():
         _summary(
             {
                 "sp": Estimate(0.0884, lo=0.05, hi=0.12),
-                "mup": Estimate(0.004, lo=0.0, hi=0.013),
+                "mup": Estimate(0.0002, lo=0.0, hi=0.013),
+                "z": Estimate(0.04, lo=0.0, hi=0.1),
                 "x": Estimate(0.4, bound=">="),
                 "y": Estimate(0.02),
             }
@@ -240,7 +241,8 @@ def test_verdict_sentence_is_honest_about_intervals_and_bounds():
     )
     assert s == (
         "Reusing the lr tuned at width 32 for width 256 costs 0.088 nats/token (90% interval "
-        "0.050 to 0.120) with SP, nothing measurable (90% interval 0 to 0.013) with MUP, at "
+        "0.050 to 0.120) with SP, nothing measurable (90% interval 0 to 0.013) with MUP, "
+        "0.040 nats/token, not distinguishable from 0 (90% interval 0 to 0.100) with Z, at "
         "least 0.400 nats/token (the best lr lies beyond the grid) with X and 0.020 nats/token "
         "(one seed: no interval) with Y."
     )

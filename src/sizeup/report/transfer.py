@@ -92,8 +92,9 @@ def verdict_sentence(summary: dict) -> str:
 
 
 def _cost(e: Estimate, unit: str, level: float) -> str:
-    """A loss cost in words: 'at least 0.9 nats/token', 'nothing measurable (...)', '0.088
-    nats/token (90% interval 0.05 to 0.12)'."""
+    """A loss cost in words: 'at least 0.9 nats/token', 'nothing measurable (...)' (a value
+    that rounds to 0 with an interval down to 0), '0.040 nats/token, not distinguishable from 0
+    (...)', '0.088 nats/token (90% interval 0.050 to 0.120)'."""
     if not math.isfinite(e.value):
         return "an unknown amount"
     if e.bound == ">=":
@@ -103,8 +104,10 @@ def _cost(e: Estimate, unit: str, level: float) -> str:
     hi = ("≥ " if e.hi_open else "") + _small(e.hi)
     if e.lo <= 0 and e.hi <= 0 and not e.hi_open:
         return "nothing measurable (0 in every seed resample)"
-    if e.lo <= 0:
+    if e.lo <= 0 and e.value < 0.0005:
         return f"nothing measurable ({level:.0%} interval 0 to {hi})"
+    if e.lo <= 0:
+        return f"{e.value:.3f} {unit}, not distinguishable from 0 ({level:.0%} interval 0 to {hi})"
     return f"{e.value:.3f} {unit} ({level:.0%} interval {e.lo:.3f} to {hi})"
 
 
