@@ -50,7 +50,7 @@ def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
     paired = Estimate.from_dict(on_disk["mup"]["drift_less_than_off"])
     assert paired.lo <= 3.0 <= paired.hi
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4
+    assert html.count("data:image/png;base64,") == 3  # lr curves, optima, training curves
     assert "sizeup demo: width" in html and "--seeds 0,1,2" in html
     # a second call resumes: nothing reruns, and the study keeps its own wall time
     again = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)

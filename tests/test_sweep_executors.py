@@ -93,11 +93,13 @@ def test_retry_failed_on_request(tmp_path):
     assert Store(tmp_path / "s.db").get(Store(tmp_path / "s.db").trials()[0].id).attempts == 2
 
 
-def test_bad_executor_arguments():
+def test_bad_executor_arguments(tmp_path):
     with pytest.raises(ConfigError, match="workers"):
         LocalExecutor(workers=0)
     with pytest.raises(ConfigError, match="executor"):
-        run_sweep(SPEC, "unused.db", executor="slurm", runner=synthetic_run)
+        run_sweep(SPEC, tmp_path / "unused.db", executor="slurm", runner=synthetic_run)
+    # every argument is checked before the store is touched: no file is left behind
+    assert not (tmp_path / "unused.db").exists()
 
 
 def test_bad_spec_fails_before_the_store_is_touched(tmp_path):

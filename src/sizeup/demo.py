@@ -389,6 +389,42 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
+def describe_checks(s: DemoSettings) -> dict[str, str]:
+    """Each key ``checks`` can give, said in words for the report."""
+    if s.axis == "stability":
+        return {
+            "qk_norm_lowers_lr_sensitivity": "QK-norm lowers the lr sensitivity at the largest "
+            "width (90% intervals apart)"
+        }
+    off = s.off
+    largest = {"width": "widest", "depth": "deepest"}.get(s.axis)
+    out: dict[str, str] = {}
+    for v in s.variants:
+        if not v.rule_on:
+            continue
+        key = f"{v.key}_drifts_less_than_{off.key}"
+        out[key] = f"{v.name}'s optimal lr drifts less than {off.name}'s (90% intervals apart)"
+        out[key + "_paired"] = (
+            f"{v.name} drifts less than {off.name}, paired over the same seed resamples "
+            "(the interval of the difference lies above 0)"
+        )
+        if largest:
+            out[f"{v.key}_{largest}_is_best"] = (
+                f"with {v.name}, the {largest} model is the best at the transferred lr"
+            )
+    return out
+
+
+def reproduce_command(s: DemoSettings, quick: bool) -> str | None:
+    """The `sizeup demo` command that runs study ``s``, or None when ``s`` is not a shipped
+    study (settings made in Python: run_demo(settings=...))."""
+    shipped = replace(settings_for(s.axis, quick), seeds=list(s.seeds))
+    if shipped != s:
+        return None
+    seeds = ",".join(str(x) for x in s.seeds)
+    return f"sizeup demo --axis {s.axis}{' --quick' if quick else ''} --seeds {seeds}"
+
+
 def _apart(small: Any, large: Any) -> bool:
     """``small``'s interval lies wholly below ``large``'s (neither missing)."""
     if not (small.has_interval and large.has_interval):
@@ -399,6 +435,7 @@ def _apart(small: Any, large: Any) -> bool:
 def _summary(
     analysis: Any, s: DemoSettings, rep: Any, trials: list[Any], wall: float, quick: bool
 ) -> dict:
+    from sizeup import __version__
     from sizeup.config import json_safe
 
     groups = {variant_of(s, g.group).key: g for g in analysis.groups}
@@ -408,8 +445,11 @@ def _summary(
         "field": s.field,
         "variants": {v.key: {"name": v.name, "rule_on": v.rule_on} for v in s.variants},
         "checks": found,
+        "check_descriptions": describe_checks(s),
         "all_checks_pass": bool(found) and all(found.values()),
         "quick": quick,
+        "command": reproduce_command(s, quick),
+        "sizeup_version": __version__,
         "settings": asdict(s),
         "trials": rep.counts,
         "trials_run_now": rep.ran,

@@ -149,10 +149,13 @@ def fit_chinchilla(
     df = load_table(data, include_diverged=include_diverged)
     N, D, L, C = points(df, params_col, tokens_col, flops_col, loss_col)
     weights = _weights(df, weights_col, approach)
+    left_out = None
     if approach != 3 and drop_highest:
+        N0, L0, C0 = N, L, C
         N, D, L, dropped = ch.drop_highest(N, D, L, drop_highest)
         keep = sorted(set(range(C.size)) - set(dropped.tolist()))
         C = C[keep]
+        left_out = (N0[dropped], L0[dropped], C0[dropped])
     budgets = list(compute) if compute else [float(C.max()) * f for f in (1, 10, 100, 1000)]
     opts: dict[str, Any] = dict(bootstrap=bootstrap, seed=seed, level=level)
     if approach == 3:
@@ -165,7 +168,9 @@ def fit_chinchilla(
         fit, payload, rows, ho = _chinchilla3(N, D, L, weights, budgets, holdout, out, opts)
     else:
         opts.update(method=method, window=window, log_loss=log_loss)
-        fit, payload, rows, ho = _chinchilla12(approach, N, D, L, C, budgets, holdout, out, opts)
+        fit, payload, rows, ho = _chinchilla12(
+            approach, N, D, L, C, budgets, holdout, out, opts, left_out
+        )
     pngs = payload.pop("_pngs")
     skipped = df.attrs.get("skipped", 0)
     payload.update(
@@ -226,8 +231,8 @@ def _chinchilla3(
             )
         ho = holdout_approach3(N, D, L, weights=weights, **opts)
         payload["holdout"] = ho.to_dict()
-    keep = sorted(set(range(N.size)) - set(fit.dropped))
-    pngs = [plots.plot_approach3(fit, N[keep], D[keep], L[keep], out / "approach3.png", holdout=ho)]
+    # every point: the figure draws the ones the fit dropped hollow
+    pngs = [plots.plot_approach3(fit, N, D, L, out / "approach3.png", holdout=ho)]
     if ho is not None:
         pngs.append(plots.plot_holdout(ho, N, D, L, out / "holdout.png"))
     payload["_pngs"] = pngs
@@ -250,8 +255,10 @@ def _chinchilla12(
     holdout: str,
     out: Path,
     opts: dict,
+    left_out: Any = None,
 ) -> tuple[Any, dict[str, Any], list[tuple[str, str]], Any]:
-    """Approaches 1 and 2: the fit, its payload and table rows, and the holdout (or None)."""
+    """Approaches 1 and 2: the fit, its payload and table rows, and the holdout (or None);
+    ``left_out``: (N, L, C) of the points --drop-highest removed, drawn hollow."""
     from sizeup.laws import chinchilla as ch
     from sizeup.laws import plots
     from sizeup.laws.validate import holdout_allocation
@@ -263,9 +270,9 @@ def _chinchilla12(
         fit = ch.fit_approach2(N, D, L, C=C, **opts)
     ho = holdout_allocation(fit) if holdout == "largest-budget" else None
     if approach == 1:
-        png = plots.plot_envelope(fit, N, L, C, out / "envelope.png", holdout=ho)
+        png = plots.plot_envelope(fit, N, L, C, out / "envelope.png", ho, left_out)
     else:
-        png = plots.plot_isoflops(fit, out / "isoflops.png", holdout=ho)
+        png = plots.plot_isoflops(fit, out / "isoflops.png", ho, left_out)
     payload = fit.to_dict(compute=budgets)
     payload["_pngs"] = [png]
     if ho is not None:

@@ -173,9 +173,7 @@ def transfer(
         output.data(rep.to_dict())
         written = []
         if plot is not None:
-            from sizeup.sweep.plots import plot_lr_curves
-
-            plot_lr_curves(rep).savefig(plot, dpi=110, bbox_inches="tight")
+            _plot(rep, study, plot)
             written.append(plot)
         if json_out is not None:
             json_out.write_text(json.dumps(rep.to_dict(), indent=2))
@@ -183,6 +181,25 @@ def transfer(
         output.wrote(*written)
     if not rep.enough:
         raise SystemExit(1)
+
+
+def _plot(rep: Any, study: Path, path: Path) -> None:
+    """The loss-vs-lr figure as in the demo report: the rule-off group left, the loss named
+    with its unit (per token, or per example for the MLP)."""
+    from dataclasses import replace
+
+    from sizeup.figures import pyplot
+    from sizeup.sweep.plots import loss_label, plot_lr_curves, rule_off_first
+    from sizeup.sweep.store import Store
+
+    with Store(study, readonly=True) as st:
+        models = {t.config.model for t in st.trials()}
+    model = models.pop() if len(models) == 1 else None
+    fig = plot_lr_curves(
+        replace(rep, groups=rule_off_first(rep.groups)), ylabel=loss_label(rep.metric, model)
+    )
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
 
 
 def _fmt_opt(p: Any) -> str:
@@ -258,6 +275,7 @@ def demo(
     from rich.console import Console
 
     from sizeup.demo import AXES, run_demo, settings_for
+    from sizeup.report.transfer import verdict_sentence
     from sizeup.sweep.estimate import Estimate
 
     check_choice("axis", axis, AXES)
@@ -271,6 +289,7 @@ def demo(
     summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list)
     c = Console()
     s = settings_for(axis, quick)
+    c.print(verdict_sentence(summary), markup=False, highlight=False, soft_wrap=True)
     for key, v in summary["variants"].items():
         g = summary[key]
         if axis == "stability":

@@ -32,6 +32,7 @@ figcaption{color:#555;font-size:.9em}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #ccc;border-radius:6px;
 padding:.6em 1em;min-width:11em}.card .v{font-size:1.5em;font-weight:600}.card .k{color:#555}
 .ok{color:#137333}.bad{color:#b3261e}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+.lead{font-size:1.2em;font-weight:500}
 """
 
 
@@ -85,6 +86,18 @@ class Report:
         c = f' class="{html.escape(cls)}"' if cls else ""
         for para in str(text).split("\n\n"):
             self.parts.append(f"<p{c}>{html.escape(para.strip())}</p>")
+        return self
+
+    def code(self, text: str) -> Report:
+        """A block of literal text (a command), escaped, in a monospace box."""
+        self.parts.append(f"<pre><code>{html.escape(text)}</code></pre>")
+        return self
+
+    def bullets(self, items: list[tuple[str, bool | None]]) -> Report:
+        """A list of plain-text items, each green (True), red (False) or plain (None)."""
+        cls = {None: "", True: ' class="ok"', False: ' class="bad"'}
+        rows = "".join(f"<li{cls[ok]}>{html.escape(text)}</li>" for text, ok in items)
+        self.parts.append(f"<ul>{rows}</ul>")
         return self
 
     def raw(self, fragment: str) -> Report:

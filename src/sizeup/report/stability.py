@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from sizeup.figures import pyplot
+
 
 def final_monitors(trials: list[Any], field: str, value: Any) -> dict[tuple, dict[str, float]]:
     """{(qk_norm, z_loss, lr): {"attn_max", "log_z_mean"}} at the last measurement of each
@@ -32,11 +34,7 @@ def final_monitors(trials: list[Any], field: str, value: Any) -> dict[tuple, dic
 def plot_monitors(trials: list[Any], s: Any) -> Any:
     """Two panels against the lr at the largest axis value: the largest attention logit and
     the mean log Z, one line per variant of the study ``s`` (a DemoSettings)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     data = final_monitors(trials, s.field, s.values[-1])
     fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.0))
     for k, v in enumerate(s.variants):
