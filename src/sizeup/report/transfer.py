@@ -195,8 +195,13 @@ def _settings(page: Report, trials: list[Any], s: Any, summary: dict) -> None:
         "learning rates": f"2^{lrs[0]:g} ... 2^{lrs[-1]:g} ({len(lrs)} lrs)",
         "seeds": ", ".join(str(x) for x in s.seeds),
         "variants": "; ".join(f"{v.name}: {_fields_text(v.fields)}" for v in s.variants),
+        # what the variants set is theirs (the base's qk_norm is not the stability study's)
         "other settings": _fields_text(
-            {k: b[k] for k in ("attn_scale", "qk_norm", "z_loss", "eval_batches") if k in b}
+            {
+                k: b[k]
+                for k in ("rule", "attn_scale", "qk_norm", "z_loss", "eval_batches")
+                if k in b and k not in s.variants[0].fields
+            }
         ),
         "data": _data_text(trials),
         "loss": loss_label("loss", b.get("model")),
