@@ -45,9 +45,69 @@ def _e(summary: dict, key: str, name: str) -> Estimate:
 def test_width_sp_drifts_more_than_mup(tmp_path):
     """Widths 32 and 128, lr 2^-11..2^-7, seeds 0-2 (60 runs): SP's optimum falls, muP's stays.
     On the quick studies' own trials (docs/transfer.md) the paired interval of how much more SP
-    drifts was [0.81, 2.03] (seeds 0-2), [1.05, 2.28] (3-5), CI_C (6-8)."""
+    drifts was [0.81, 2.03] (seeds 0-2), [1.05, 2.28] (3-5), [0.69, 2.28] (6-8)."""
     s = _reduced("width", [32, 128], [-11, -10, -9, -8, -7], ["sp", "mup"], [0, 1, 2])
     out = _run(tmp_path, s)
     more = _e(out, "mup", "drift_less_than_off")
     assert more.lo > 0.3, more
     assert _e(out, "sp", "drift_octaves").value > 1.0 > _e(out, "mup", "drift_octaves").value
+
+
+def _opt(summary: dict, key: str, value) -> float:
+    """A variant's optimal log2 lr at one axis value (its point value)."""
+    return Estimate.from_dict(summary[key]["optimal_log2_lr"][str(value)]).value
+
+
+def test_batch_rule_keeps_the_small_batch_lr(tmp_path):
+    """Batches 4 and 32 at a fixed token budget, lr 2^-11..2^-5, seeds 0-2 (84 runs). Without
+    the rule the optimal lr rises with the batch (about sqrt(8) = 1.5 octaves) and reusing
+    batch 4's lr at 32 costs about 0.2 nats; with the square-root rule it costs nothing. On the
+    quick studies' trials the rule-off regret was 0.191 [0.134, 0.239] (seeds 0-2),
+    0.207 [0.166, 0.248] (3-5), REGRET_C (6-8); the rule-on one 0 [0, 0] on all three."""
+    s = _reduced("batch", [4, 32], list(range(-11, -4)), ["off", "on"], [0, 1, 2])
+    out = _run(tmp_path, s)
+    off, on = _e(out, "off", "regret_at_largest"), _e(out, "on", "regret_at_largest")
+    assert off.lo > 0.08, off
+    assert on.hi < 0.03, on
+    assert _opt(out, "off", 32) - _opt(out, "off", 4) > 0.7, out["off"]["optimal_log2_lr"]
+
+
+def test_steps_optimum_falls_without_the_horizon_rule(tmp_path):
+    """Runs of 100 and 800 steps, lr 2^-10..2^-6, seeds 0-2 (60 runs): with the same lr the
+    optimum falls about an octave as the run grows 8x; lr x (D/D0)^-1/2 moves less (it
+    over-corrects a little). The paired interval of how much more the rule-off optimum moves
+    was [0.13, 1.10] (seeds 0-2), [0.37, 1.25] (3-5), PAIRED_C (6-8)."""
+    s = _reduced("steps", [100, 800], list(range(-10, -5)), ["off", "on"], [0, 1, 2])
+    out = _run(tmp_path, s)
+    assert _opt(out, "off", 800) < _opt(out, "off", 100) - 0.5, out["off"]["optimal_log2_lr"]
+    more = _e(out, "on", "drift_less_than_off")
+    assert more.lo > 0.05, more
+
+
+def test_completep_keeps_the_shallow_lr(tmp_path):
+    """Depths 2 and 8, lr 2^-10..2^-6, seeds 0-2 (60 runs): with CompleteP's residual scaling
+    (alpha 1) depth 2's lr is the best lr at depth 8 too (regret 0 [0, 0] on seeds 0-2 and
+    3-5, REGRET_C on 6-8) and the deeper model is better there."""
+    s = _reduced("depth", [2, 8], list(range(-10, -5)), ["off", "completep"], [0, 1, 2])
+    out = _run(tmp_path, s)
+    regret = _e(out, "completep", "regret_at_largest")
+    assert regret.hi < 0.01, regret
+    assert out["completep"]["largest_is_best"] is True
+
+
+def test_qk_norm_stops_attention_logit_growth(tmp_path):
+    """Widths 32 and 128 at lr 2^-8 and 2^-5, seeds 0-1 (16 runs): at the higher lr the
+    largest attention logit of the width-128 model grows to hundreds without QK-norm and stays
+    near 16 with it (Wortsman et al. 2023, attention-logit growth). Measured on the quick
+    studies: ATTN_ABC."""
+    from sizeup.report.stability import final_monitors
+    from sizeup.sweep import Store
+
+    s = _reduced("stability", [32, 128], [-8, -5], ["neither", "qk_norm"], [0, 1])
+    _run(tmp_path, s)
+    with Store(next(tmp_path.glob("*.db")), readonly=True) as st:
+        m = final_monitors(st.trials(), "width", 128)
+    lr = 2.0**-5
+    neither, qk = m[(False, 0.0, lr)]["attn_max"], m[(True, 0.0, lr)]["attn_max"]
+    assert neither > 10 * qk, (neither, qk)
+    assert qk < 40, qk

@@ -282,12 +282,9 @@ def differences(law: Any, point: Any, plan: Any, recipe: Recipe) -> list[str]:
 def plot_comparison(comparison: dict[str, Any], path: str | Path, n_points: int = 400) -> Path:
     """Each law's lr against tokens seen (its own batch, steps, warmup and schedule) in one
     PNG; laws without an lr or a batch are left out (their rows say so)."""
-    import matplotlib
+    from sizeup.figures import pyplot
 
-    matplotlib.use("Agg")  # headless: saving a file needs no display
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for r in comparison["rows"]:
         if r["schedule"] is None:
             continue
@@ -306,5 +303,5 @@ def plot_comparison(comparison: dict[str, Any], path: str | Path, n_points: int 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return Path(path)
