@@ -58,36 +58,40 @@ def _opt(summary: dict, key: str, value) -> float:
     return Estimate.from_dict(summary[key]["optimal_log2_lr"][str(value)]).value
 
 
-def test_batch_rule_keeps_the_small_batch_lr(tmp_path):
-    """Batches 4 and 32 at a fixed token budget, lr 2^-11..2^-5, seeds 0-2 (84 runs). Without
-    the rule the optimal lr rises with the batch (about sqrt(8) = 1.5 octaves) and reusing
-    batch 4's lr at 32 costs about 0.2 nats; with the square-root rule it costs nothing. On the
-    quick studies' trials the rule-off regret was 0.191 [0.134, 0.239] (seeds 0-2),
-    0.207 [0.166, 0.248] (3-5), REGRET_C (6-8); the rule-on one 0 [0, 0] on all three."""
-    s = _reduced("batch", [4, 32], list(range(-11, -4)), ["off", "on"], [0, 1, 2])
+def test_batch_optimum_rises_without_the_rule(tmp_path):
+    """Batches 4 and 32 at a fixed token budget, lr 2^-10..2^-6, seeds 0-2 (60 runs). Without
+    the rule the optimal lr rises with the batch (the square-root rule predicts log2(sqrt 8) =
+    1.5 octaves); with the rule it moves less. On the quick studies' trials (this grid) the
+    rise without the rule was 1.38 (seeds 0-2), 1.39 (3-5), 1.19 (6-8) octaves and the shift
+    with it -0.42, -0.83, -0.69. (The regret at batch 32 is not asserted: it hangs on which
+    grid lr batch 4's optimum snaps to, and on seeds 6-8 it flips: docs/transfer.md.)"""
+    s = _reduced("batch", [4, 32], list(range(-10, -5)), ["off", "on"], [0, 1, 2])
     out = _run(tmp_path, s)
-    off, on = _e(out, "off", "regret_at_largest"), _e(out, "on", "regret_at_largest")
-    assert off.lo > 0.08, off
-    assert on.hi < 0.03, on
-    assert _opt(out, "off", 32) - _opt(out, "off", 4) > 0.7, out["off"]["optimal_log2_lr"]
+    rise = _opt(out, "off", 32) - _opt(out, "off", 4)
+    shift = _opt(out, "on", 32) - _opt(out, "on", 4)
+    assert rise > 0.7, out["off"]["optimal_log2_lr"]
+    assert abs(shift) < rise - 0.3, (shift, rise)
 
 
 def test_steps_optimum_falls_without_the_horizon_rule(tmp_path):
     """Runs of 100 and 800 steps, lr 2^-10..2^-6, seeds 0-2 (60 runs): with the same lr the
-    optimum falls about an octave as the run grows 8x; lr x (D/D0)^-1/2 moves less (it
-    over-corrects a little). The paired interval of how much more the rule-off optimum moves
-    was [0.13, 1.10] (seeds 0-2), [0.37, 1.25] (3-5), PAIRED_C (6-8)."""
+    optimum falls about an octave as the run grows 8x, the two 90% intervals apart; with
+    lr x (D/D0)^-1/2 it does not fall (it rises a little: the rule over-corrects). On the
+    quick studies' trials, log2 lr* at 100 / 800 steps without the rule: -7.47 [-7.57, -7.36] /
+    -8.48 [-9.04, -7.96] (seeds 0-2), -7.39 [-7.56, -7.21] / -8.40 [-9.06, -7.72] (3-5),
+    -7.39 [-7.68, -7.10] / -8.48 [-9.00, -7.95] (6-8); with it the optimum moved +0.42, +0.21,
+    +0.48 octaves."""
     s = _reduced("steps", [100, 800], list(range(-10, -5)), ["off", "on"], [0, 1, 2])
     out = _run(tmp_path, s)
-    assert _opt(out, "off", 800) < _opt(out, "off", 100) - 0.5, out["off"]["optimal_log2_lr"]
-    more = _e(out, "on", "drift_less_than_off")
-    assert more.lo > 0.05, more
+    short, long = (Estimate.from_dict(out["off"]["optimal_log2_lr"][k]) for k in ("100", "800"))
+    assert long.hi < short.lo, (short, long)
+    assert _opt(out, "on", 800) - _opt(out, "on", 100) > -0.2, out["on"]["optimal_log2_lr"]
 
 
 def test_completep_keeps_the_shallow_lr(tmp_path):
     """Depths 2 and 8, lr 2^-10..2^-6, seeds 0-2 (60 runs): with CompleteP's residual scaling
     (alpha 1) depth 2's lr is the best lr at depth 8 too (regret 0 [0, 0] on seeds 0-2 and
-    3-5, REGRET_C on 6-8) and the deeper model is better there."""
+    3-5, 0 [0, 0.001] on 6-8) and the deeper model is better there."""
     s = _reduced("depth", [2, 8], list(range(-10, -5)), ["off", "completep"], [0, 1, 2])
     out = _run(tmp_path, s)
     regret = _e(out, "completep", "regret_at_largest")
