@@ -152,7 +152,7 @@ def _study(axis: str, **kw: Any) -> DemoSettings:
 
 # --- the studies (FULL: `sizeup demo --axis A`; QUICK: `--quick`, each < 10 min on 2 cores) --
 FULL = DemoSettings()
-QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7, -6], base={**_base(), "batch_size": 8})
+QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7], base={**_base(), "batch_size": 8})
 
 _DEPTH_VARIANTS = [
     Variant("off", "no residual scaling", {"base_depth": None, "depth_exponent": 0.5}, False),
