@@ -14,3 +14,20 @@ SMALL_GPT = dict(
     steps=12,
     eval_batches=2,
 )
+
+
+def small_demo_settings(axis: str):
+    """The quick study of ``axis`` cut to its first two values, five lrs and two seeds: what a
+    stand-in trainer runs in a second for the contract and report tests."""
+    from sizeup.demo import DemoSettings, settings_for
+
+    quick = settings_for(axis, quick=True)
+    return DemoSettings(
+        axis=axis,
+        values=quick.values[:2],
+        lr_exps=[-10, -9, -8, -7, -6],
+        seeds=[0, 1],
+        base=quick.base,
+        variants=quick.variants,
+        moves_with={k: v[:2] for k, v in quick.moves_with.items()},
+    )

@@ -7,10 +7,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from small_configs import small_demo_settings
 
 import sizeup.demo as demo
 from sizeup.cli import main
-from sizeup.demo import AXES, DemoSettings, run_demo, settings_for, study_wall_time
+from sizeup.demo import AXES, DemoSettings, run_demo, study_wall_time
 from sizeup.sweep.estimate import Estimate
 from sizeup.sweep.testing import NoisySynthetic, synthetic_run
 
@@ -60,16 +61,7 @@ def test_summary_and_report_with_a_stand_in_trainer(tmp_path):
 
 @pytest.mark.parametrize("axis", [a for a in AXES if a != "width"])
 def test_every_axis_runs_with_a_stand_in_trainer(tmp_path, axis):
-    quick = settings_for(axis, quick=True)
-    s = DemoSettings(
-        axis=axis,
-        values=quick.values[:2],
-        lr_exps=[-10, -9, -8, -7, -6],
-        seeds=[0, 1],
-        base=quick.base,
-        variants=quick.variants,
-        moves_with={k: v[:2] for k, v in quick.moves_with.items()},
-    )
+    s = small_demo_settings(axis)
     summary = run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
     _check_contract(summary)
     assert set(summary["variants"]) == {v.key for v in s.variants}

@@ -14,9 +14,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from small_configs import small_demo_settings
 
 from sizeup import __version__
-from sizeup.demo import AXES, DemoSettings, reproduce_command, run_demo, settings_for
+from sizeup.demo import AXES, reproduce_command, run_demo, settings_for
 from sizeup.report.html import Report
 from sizeup.report.transfer import drift_is_good, regret_is_good, verdict_sentence
 from sizeup.sweep.estimate import Estimate
@@ -99,7 +100,7 @@ def demo(tmp_path_factory):
     """The shipped quick width study, trained by the stand-in (SP's optimum drifts one octave
     per doubling, past the lr grid at width 256; muP's stays at 2^-8)."""
     out = tmp_path_factory.mktemp("demo")
-    summary = run_demo(out, quick=True, runner=NoisySynthetic(0.05), workers=1, progress=False)
+    summary = run_demo(out, quick=True, runner=NoisySynthetic(0.02), workers=1, progress=False)
     return summary, (out / "report.html").read_text(encoding="utf-8")
 
 
@@ -167,16 +168,7 @@ def test_settings_version_and_command_and_no_reprs(demo):
 
 @pytest.mark.parametrize("axis", [a for a in AXES if a != "width"])
 def test_every_axis_page_is_well_formed_and_opens_with_its_verdict(tmp_path, axis):
-    quick = settings_for(axis, quick=True)
-    s = DemoSettings(
-        axis=axis,
-        values=quick.values[:2],
-        lr_exps=[-10, -9, -8, -7, -6],
-        seeds=[0, 1],
-        base=quick.base,
-        variants=quick.variants,
-        moves_with={k: v[:2] for k, v in quick.moves_with.items()},
-    )
+    s = small_demo_settings(axis)
     run_demo(tmp_path, settings=s, runner=synthetic_run, workers=1, progress=False)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert html_problems(page) == []
