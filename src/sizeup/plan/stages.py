@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sizeup.errors import ConfigError
-from sizeup.optim.transfer import transfer_batch
+from sizeup.optim.transfer import transfer_batch, transfer_horizon
 from sizeup.plan.records import (
     Checks,
     Hardware,
@@ -533,7 +533,8 @@ def _transferred_lr(
     and the data exponent on the proxy's global eta (the per-layer multipliers come from the
     parametrization)."""
     assert proxy.lr is not None
-    d_factor = ratios.data**alpha
+    # the horizon rule's one formula (train applies the same to a run's lr): (D / D_proxy)^alpha
+    d_factor = transfer_horizon(1.0, ratios.data, 1.0, alpha)
     batched, moved = proxy.lr, None
     if proxy.batch_tokens is not None:
         batched = batch_transfer(recipe, proxy.lr, batch.tokens, proxy.batch_tokens)[0]
