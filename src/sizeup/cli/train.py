@@ -138,33 +138,6 @@ def _loggers(logs: list[str], cfg: Any, plan: Any, out: Path | None) -> list[Any
 
 
 @contextlib.contextmanager
-def _echo_decay_warnings(show: bool) -> Iterator[None]:
-    """Print the optimizer's DecayWarning (weight decay above 1% per step) as one plain
-    'warning: ...' line on stderr, on rank 0 only, instead of Python's file:line form."""
-    from sizeup.optim import DecayWarning
-
-    default = warnings.showwarning
-
-    def display(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: Any = None,
-        line: str | None = None,
-    ) -> None:
-        if not issubclass(category, DecayWarning):
-            default(message, category, filename, lineno, file, line)
-        elif show:
-            typer.echo(f"warning: {message}", err=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("default", DecayWarning)
-        warnings.showwarning = display
-        yield
-
-
-@contextlib.contextmanager
 def optimizer_notes(show: bool) -> Iterator[list[str]]:
     """What building the optimizer says, as plain lines on stderr (rank 0 only) instead of
     Python's file:line form: a DecayWarning (weight decay above 1% per step) as 'warning: ...',

@@ -103,19 +103,7 @@ def wsd_branches(
     with Progress(f"WSD branches w={cfg.width}", total, enabled=progress) as bar:
         for sched in scheds:
             loss = _branch(trunk, sched, bar, trunk_cfg, save_dir)
-            tokens = cfg.tokens_for(sched.steps)
-            points.append(
-                BranchPoint(
-                    width=cfg.width,
-                    depth=cfg.depth,
-                    params=n_params,
-                    branch_step=sched.decay_start,
-                    steps=sched.steps,
-                    tokens=tokens,
-                    flops=6.0 * n_params * tokens,
-                    loss=loss,
-                )
-            )
+            points.append(_point(cfg, n_params, sched, loss))
     return sorted(points, key=lambda p: p.steps)
 
 
@@ -162,7 +150,11 @@ def branch_from_checkpoint(
     trunk.advance(sched.decay_start)
     branch = trunk.fork(sched)
     branch.advance(sched.steps)
-    n_params = num_params(trunk.model, non_embedding=True)
+    return _point(cfg, num_params(trunk.model, non_embedding=True), sched, branch.finish())
+
+
+def _point(cfg: RunConfig, n_params: int, sched: Schedule, loss: float) -> BranchPoint:
+    """A branch's point: its tokens (through the run's batch ramp) and C = 6 N D."""
     tokens = cfg.tokens_for(sched.steps)
     return BranchPoint(
         width=cfg.width,
@@ -172,7 +164,7 @@ def branch_from_checkpoint(
         steps=sched.steps,
         tokens=tokens,
         flops=6.0 * n_params * tokens,
-        loss=branch.finish(),
+        loss=loss,
     )
 
 
