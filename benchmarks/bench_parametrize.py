@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
+from alternating import byte_batches, median_step_times
 
 from sizeup.models import GPT, GPTConfig
 from sizeup.parametrization import parametrize
@@ -50,16 +49,6 @@ def _variants(lr: float = 3e-3):
     return out
 
 
-def _steps(model, opt, batches) -> float:
-    t0 = time.perf_counter()
-    for x, y in batches:
-        _, loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - t0) / len(batches)
-
-
 def main() -> None:
     """Print per-step medians and the two ratios."""
     ap = argparse.ArgumentParser()
@@ -67,20 +56,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(args.steps):
-        t = torch.randint(0, 256, (8, 129), generator=g)
-        batches.append((t[:, :-1], t[:, 1:]))
-    variants = _variants()
-    for m, o in variants.values():  # warm-up
-        _steps(m, o, batches[:2])
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for r in range(args.rounds):
-        order = list(variants) if r % 2 == 0 else list(reversed(variants))
-        for k in order:
-            times[k].append(_steps(*variants[k], batches))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    batches = byte_batches(args.steps)
+    med = median_step_times(_variants(), batches, args.rounds, lambda m, x, y: m(x, y)[1])
     for k, v in med.items():
         print(f"{k:>14}: {v * 1e3:7.1f} ms/step")
     print(f"sizeup-mup / plain         = {med['sizeup-mup'] / med['plain']:.3f}  (target <= 1.03)")
