@@ -158,8 +158,11 @@ def main() -> None:
         ("coord", coordinate_check),
     ):
         t = time.perf_counter()
-        figures.update(fn(smoke, device))
-        print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
+        got = fn(smoke, device)
+        figures.update(got)
+        print(
+            f"{name}: {time.perf_counter() - t:.1f} s {json.dumps(json_safe(got), default=_plain)}"
+        )
     figures["wall_s"] = time.perf_counter() - t0
     _report(figures, args.out)
 

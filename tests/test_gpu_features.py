@@ -102,3 +102,23 @@ def test_gpu_benchmark_runs_in_cpu_smoke_mode(tmp_path):
     assert figures["device"] == "cpu" and figures["smoke"] is True
     assert figures["mup_overhead"] > 0 and figures["muon_vs_torch"] > 0
     assert figures["muon_identical"] is True and len(figures["coord_widths"]) == 4
+
+
+@pytest.mark.slow
+def test_gpu_width_study_runs_in_cpu_smoke_mode(tmp_path):
+    """benchmarks/gpu_width.py: seeds one at a time, the summary, report and a consistent copy
+    of the study in OUT after each (its figures mean nothing in smoke mode)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_width.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--cpu-smoke", "--out", str(tmp_path), "--workers", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["gpu_width"]["seeds_run"] == 2 and summary["device"] == "cpu"
+    assert (tmp_path / "report.html").stat().st_size > 0
+    from sizeup.sweep import Store
+
+    with Store(tmp_path / "demo.db", readonly=True) as st:
+        assert len(st.trials()) == 2 * 2 * 2 * 2  # widths x lrs x variants x seeds

@@ -54,7 +54,7 @@ class Variant:
     rule_on: bool
 
 
-def _base() -> dict[str, Any]:
+def study_base() -> dict[str, Any]:
     """The model and training every study starts from (docs/sweeps.md: how it was found)."""
     return dict(
         model="gpt",
@@ -93,7 +93,7 @@ class DemoSettings:
     values: list[Any] = field(default_factory=lambda: [32, 64, 128, 256])
     lr_exps: list[float] = field(default_factory=lambda: [-11, -10, -9, -8, -7, -6, -5])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    base: dict[str, Any] = field(default_factory=_base)
+    base: dict[str, Any] = field(default_factory=study_base)
     variants: list[Variant] = field(default_factory=lambda: [SP, MUP])
     moves_with: dict[str, list[Any]] = field(default_factory=dict)  # zipped with the values
     question: str = "Tune the lr on the smallest model, use it on the widest: does it still work?"
@@ -152,7 +152,7 @@ def _study(axis: str, **kw: Any) -> DemoSettings:
 
 # --- the studies (FULL: `sizeup demo --axis A`; QUICK: `--quick`, each < 10 min on 2 cores) --
 FULL = DemoSettings()
-QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7], base={**_base(), "batch_size": 8})
+QUICK = DemoSettings(lr_exps=[-11, -10, -9, -8, -7], base={**study_base(), "batch_size": 8})
 
 _DEPTH_VARIANTS = [
     Variant("off", "no residual scaling", {"base_depth": None, "depth_exponent": 0.5}, False),
@@ -183,7 +183,7 @@ _STABILITY_VARIANTS = [
     Variant("both", "QK-norm + z-loss", {"qk_norm": True, "z_loss": 1e-4}, True),
 ]
 
-_QUICK_BASE = {**_base(), "batch_size": 8, "rule": "mup"}
+_QUICK_BASE = {**study_base(), "batch_size": 8, "rule": "mup"}
 _DEPTH_Q = "Tune the lr on the shallowest model, use it on the deepest: does it still work?"
 # batch: the token budget is fixed (4 x 64 x 800 = 204,800 tokens), so steps fall as the batch
 # grows (the square-root rule's SDE argument compares runs over the same samples)
@@ -437,6 +437,7 @@ def _summary(
 ) -> dict:
     from sizeup import __version__
     from sizeup.config import json_safe
+    from sizeup.train.loop import device_name
 
     groups = {variant_of(s, g.group).key: g for g in analysis.groups}
     found = checks(s, groups) if analysis.enough else {}
@@ -457,6 +458,7 @@ def _summary(
         "wall_time_this_call_s": wall,
         "interval": {"level": analysis.level, "method": "bootstrap over seeds, t-corrected"},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "device": device_name(str(s.base.get("device", "cpu"))),
     }
     for key, g in groups.items():
         summary[key] = _group_summary(g)
