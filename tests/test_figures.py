@@ -330,3 +330,27 @@ def test_tick_text():
         "1e-5",
         "0.5",
     ]
+
+
+def test_isoflops_shows_the_budgets_it_skipped(grid):
+    """A budget whose lowest run is its smallest model gives no bracketed minimum: the fit
+    leaves it out of the power laws, says why (fit.json, the table) and the plot still draws
+    its runs, as grey crosses with a legend entry and a count in the title."""
+    N, D, L = grid
+    C = 6 * N * D
+    top = C > 5e20  # the largest budget: keep only its 3 smallest models (minimum at the edge)
+    order = np.argsort(N[top])
+    idx = np.flatnonzero(top)[order[:3]]
+    keep = np.concatenate([np.flatnonzero(~top), idx])
+    fit = ch.fit_approach2(N[keep], D[keep], L[keep])
+    assert len(fit.curves) == 4 and len(fit.skipped) == 1
+    (b,) = fit.skipped
+    assert b["reason"] == "lowest loss at the largest model: the minimum is not bracketed"
+    assert b["C"] == pytest.approx(1e21, rel=1e-6) and len(b["N"]) == 3
+    assert fit.to_dict()["skipped_budgets"] == [{"C": b["C"], "reason": b["reason"]}]
+    left = isoflops_figure(fit).axes[0]
+    texts = [t.get_text() for t in left.get_legend().get_texts()]
+    assert "runs of a budget left out: no bracketed minimum" in texts
+    assert "1 budget without one: x" in left.get_title()
+    crosses = [c for c in left.collections if len(c.get_offsets()) == 3]
+    assert crosses, "the skipped budget's runs are drawn"

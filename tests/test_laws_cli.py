@@ -182,3 +182,19 @@ def test_bad_inputs_exit_with_a_message(tmp_path, capsys):
     assert "model sizes" in capsys.readouterr().err
     with pytest.raises(SizeupError):
         load_table(tmp_path / "missing.csv")
+
+
+def test_fit_approach2_says_which_budget_it_skipped(tmp_path, capsys):
+    """The largest budget keeps only its 3 smallest models (lowest loss at the edge): the
+    table and fit.json say it was skipped and why, instead of silently fitting 4 budgets."""
+    df = _grid_points()
+    top = df[df.c == df.c.max()].nsmallest(3, "n")
+    df = pd.concat([df[df.c < df.c.max()], top])
+    csv = tmp_path / "runs.csv"
+    df.rename(columns={"n": "params", "c": "flops", "l": "loss"}).to_csv(csv, index=False)
+    main(["fit", "chinchilla", str(csv), "--approach", "2", "--out", str(tmp_path)])
+    d = json.loads((tmp_path / "fit.json").read_text())
+    (b,) = d["skipped_budgets"]
+    assert b["C"] == pytest.approx(1e21) and "not bracketed" in b["reason"]
+    out = capsys.readouterr().out
+    assert "budget 1e+21 skipped" in out and "lowest loss at the largest model" in out

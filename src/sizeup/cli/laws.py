@@ -284,6 +284,7 @@ def _chinchilla12(
         ("N_opt coefficient", f"{fit.n_opt.coef:.4g}"),
         ("budgets used", str(len(fit.C))),
     ]
+    rows += [(f"budget {b['C']:.3g} skipped", str(b["reason"])) for b in fit.skipped]
     return fit, payload, rows, ho
 
 

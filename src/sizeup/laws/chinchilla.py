@@ -836,6 +836,8 @@ class AllocationFit:
     b_interval: tuple[float, float] | None = None
     level: float = 0.9
     method: str = ""
+    # approach 2: budgets left out of the power laws, each {"C", "N", "loss", "reason"}
+    skipped: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def a(self) -> float:
@@ -892,6 +894,8 @@ class AllocationFit:
         }
         if self.a_interval is not None:
             d["intervals"] = {"a": self.a_interval, "b": self.b_interval}
+        if self.skipped:
+            d["skipped_budgets"] = [{"C": b["C"], "reason": b["reason"]} for b in self.skipped]
         if compute is not None:
             d["derived"] = self.derived(compute)
         return d
@@ -990,8 +994,6 @@ def fit_approach2(
     Akima interpolant of log L in log N (Porian et al. 2024's choice). Budgets whose lowest loss
     sits at the smallest or largest model are skipped: their optimum is not bracketed.
     """
-    from scipy.interpolate import Akima1DInterpolator
-
     from sizeup.errors import check_choice
 
     check_choice("method", method, APPROACH2_METHODS)
@@ -1003,55 +1005,21 @@ def fit_approach2(
         )
     C = 6.0 * N * D if C is None else np.asarray(C, dtype=float)
     labels = group_budgets(C, budget_rtol)
-    Cs, Ns, Ls, curves = [], [], [], []
+    curves, skipped = [], []
     for lab in np.unique(labels):
         sel = np.flatnonzero(labels == lab)
         sel = sel[np.argsort(N[sel])]
-        x = np.log(N[sel])
-        y = np.log(L[sel]) if (log_loss or method == "akima") else L[sel]
-        if np.unique(x).size < 3:
-            continue
-        i = int(np.argmin(y))
-        if i == 0 or i == x.size - 1:
-            continue
         budget = float(np.exp(np.log(C[sel]).mean()))
-        if method == "akima":
-            f = Akima1DInterpolator(x, y)
-            xx = np.linspace(x[0], x[-1], 4001)
-            yy = f(xx)
-            j = int(np.argmin(yy))
-            x_opt, y_opt, coef = xx[j], float(np.exp(yy[j])), None
-        else:
-            lo, hi = (
-                (0, x.size) if window is None else (max(0, i - window), min(x.size, i + window + 1))
+        curve = _isoflop_minimum(N[sel], L[sel], method, window, log_loss)
+        if isinstance(curve, str):
+            skipped.append(
+                {"C": budget, "N": N[sel].tolist(), "loss": L[sel].tolist(), "reason": curve}
             )
-            coef = np.polyfit(x[lo:hi], y[lo:hi], 2)
-            if coef[0] <= 0:
-                continue
-            x_opt = -coef[1] / (2 * coef[0])
-            y_opt = float(np.polyval(coef, x_opt))
-            y_opt = float(np.exp(y_opt)) if log_loss else y_opt
-            coef = coef.tolist()
-        Cs.append(budget)
-        Ns.append(float(np.exp(x_opt)))
-        Ls.append(y_opt)
-        span = (
-            (float(N[sel][0]), float(N[sel][-1]))
-            if method == "akima" or window is None
-            else (float(N[sel][max(0, i - window)]), float(N[sel][min(x.size - 1, i + window)]))
-        )
-        curves.append(
-            {
-                "C": budget,
-                "N": N[sel].tolist(),
-                "loss": L[sel].tolist(),
-                "parabola": coef,
-                "fit_span": span,
-                "log_loss": bool(log_loss or method == "akima"),
-                "N_opt": float(np.exp(x_opt)),
-                "loss_opt": y_opt,
-            }
-        )
+        else:
+            curves.append({"C": budget, **curve})
+    Cs = [c["C"] for c in curves]
+    Ns = [c["N_opt"] for c in curves]
+    Ls = [c["loss_opt"] for c in curves]
     if len(Cs) < 2:
         raise DataError(
             f"isoFLOP budgets with a bracketed minimum={len(Cs)} is not allowed: at least 2 "
@@ -1072,7 +1040,50 @@ def fit_approach2(
         b_interval=_bootstrap_exponent(Cn, Dn, bootstrap, seed, level),
         level=level,
         method=method,
+        skipped=skipped,
     )
+
+
+def _isoflop_minimum(
+    n: np.ndarray, loss: np.ndarray, method: str, window: int | None, log_loss: bool
+) -> dict[str, object] | str:
+    """One budget's profile (its runs sorted by N): the fitted curve and its minimum, or why
+    the budget gives none (the reason, said for people: the fit records and plots it)."""
+    from scipy.interpolate import Akima1DInterpolator
+
+    x = np.log(n)
+    y = np.log(loss) if (log_loss or method == "akima") else loss
+    if np.unique(x).size < 3:
+        return f"{np.unique(x).size} model sizes (a profile needs 3)"
+    i = int(np.argmin(y))
+    if i in (0, x.size - 1):
+        end = "smallest" if i == 0 else "largest"
+        return f"lowest loss at the {end} model: the minimum is not bracketed"
+    if method == "akima":
+        xx = np.linspace(x[0], x[-1], 4001)
+        yy = Akima1DInterpolator(x, y)(xx)
+        j = int(np.argmin(yy))
+        x_opt, y_opt, coef, span = xx[j], float(np.exp(yy[j])), None, (n[0], n[-1])
+    else:
+        lo, hi = (
+            (0, x.size) if window is None else (max(0, i - window), min(x.size, i + window + 1))
+        )
+        coef = np.polyfit(x[lo:hi], y[lo:hi], 2)
+        if coef[0] <= 0:
+            return "the parabola through its runs opens downward (no minimum)"
+        x_opt = -coef[1] / (2 * coef[0])
+        y_opt = float(np.polyval(coef, x_opt))
+        y_opt = float(np.exp(y_opt)) if log_loss else y_opt
+        coef, span = coef.tolist(), (n[lo], n[hi - 1])
+    return {
+        "N": n.tolist(),
+        "loss": loss.tolist(),
+        "parabola": coef,
+        "fit_span": (float(span[0]), float(span[1])),
+        "log_loss": bool(log_loss or method == "akima"),
+        "N_opt": float(np.exp(x_opt)),
+        "loss_opt": y_opt,
+    }
 
 
 def isoflop_from_curves(

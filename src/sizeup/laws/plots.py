@@ -228,17 +228,22 @@ def isoflops_figure(
         xx, yy = _profile_curve(c, fit.method)
         ax1.plot(xx, yy, color=col, lw=1.2)
         ax1.plot([c["N_opt"]], [c["loss_opt"]], marker="*", color=col, ms=11, mec="k", zorder=4)
+    for b in fit.skipped:  # budgets without a bracketed minimum: shown, not fitted
+        ax1.scatter(b["N"], b["loss"], marker="x", color="0.55", s=18, lw=1, zorder=2)
     if dropped is not None:
         _dropped(ax1, dropped[0], dropped[1])
     fig.colorbar(
         plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax1, label="compute budget C (FLOPs)"
     )
-    _profile_legend(ax1, fit.method, dropped)
+    _profile_legend(ax1, fit.method, bool(fit.skipped))
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel("parameters N")
     ax1.set_ylabel("loss")
-    ax1.set_title(f"{len(fit.curves)} isoFLOP profiles and their minima", fontsize=10)
+    title = f"{len(fit.curves)} isoFLOP profiles and their minima"
+    if fit.skipped:
+        title += f" ({len(fit.skipped)} budget{'s' * (len(fit.skipped) > 1)} without one: x)"
+    ax1.set_title(title, fontsize=10)
     _law_panel(ax2, fit, holdout)
     readable_ticks(fig)
     return fig
@@ -259,7 +264,7 @@ def _profile_curve(c: dict[str, Any], method: str) -> tuple[np.ndarray, np.ndarr
     return np.exp(xx), (np.exp(yy) if c["log_loss"] else yy)
 
 
-def _profile_legend(ax: Any, method: str, dropped: Dropped | None) -> None:
+def _profile_legend(ax: Any, method: str, skipped: bool) -> None:
     """What the left panel's marks are (their colours are the budget's)."""
     from matplotlib.lines import Line2D
 
@@ -269,6 +274,9 @@ def _profile_legend(ax: Any, method: str, dropped: Dropped | None) -> None:
         (Line2D([], [], color="0.4", lw=1.2), f"fit per budget: {curve}"),
         (Line2D([], [], ls="", marker="*", ms=10, color="0.6", mec="k"), "minimum: N_opt"),
     ]
+    if skipped:
+        mark = Line2D([], [], ls="", marker="x", ms=5, color="0.55")
+        items.append((mark, "runs of a budget left out: no bracketed minimum"))
     handles, labels = ax.get_legend_handles_labels()  # the dropped points, if any
     ax.legend([h for h, _ in items] + handles, [t for _, t in items] + labels, fontsize=8)
 

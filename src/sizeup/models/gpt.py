@@ -142,7 +142,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        # the gain in the input's dtype: under bf16 autocast x arrives in bf16 and a float32
+        # gain keeps torch off its fused kernel (it warns "Mismatch dtype"); in float32 a no-op
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 def rope_tables(
