@@ -164,3 +164,28 @@ def test_an_unguarded_script_gets_one_line_not_a_flood(tmp_path):
     assert r.returncode != 0 and r.stderr.count("Traceback") == 1
     assert 'if __name__ == "__main__":' in r.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+def test_workers_print_each_sizeup_warning_kind_once():
+    """A worker shows a BatchTransferWarning for its first trial only (a batch study would
+    otherwise print one per trial between the progress lines); other warnings are untouched."""
+    import warnings
+
+    from sizeup.optim import BatchTransferWarning, DecayWarning
+    from sizeup.sweep.executors import _show_sizeup_warnings_once
+
+    # record=True: what reaches the display lands in `shown` (and showwarning is restored after)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        _show_sizeup_warnings_once()
+        _show_sizeup_warnings_once()  # idempotent: Ray calls it for every task
+        for lr in (1e-3, 2e-3, 4e-3):
+            warnings.warn(f"batch transfer: lr {lr}", BatchTransferWarning)
+            warnings.warn(f"decay {lr}", DecayWarning)
+            warnings.warn(f"someone else's {lr}", UserWarning)
+    text = [str(w.message) for w in shown]
+    assert [t for t in text if t.startswith("batch transfer")] == [
+        "batch transfer: lr 0.001 [first of its kind in this worker; later trials' not repeated]"
+    ]
+    assert len([t for t in text if t.startswith("decay")]) == 1
+    assert len([t for t in text if t.startswith("someone else's")]) == 3

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -110,12 +111,35 @@ def _worker_init(env: dict[str, str] | None = None) -> None:
         # a forkserver keeps the environment of its first use; workers must see today's
         os.environ.update(env)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _show_sizeup_warnings_once()
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a dependency; stand-in runners need none
         pass
+
+
+def _show_sizeup_warnings_once() -> None:
+    """In a worker, print each of sizeup's own warning kinds (a BatchTransferWarning, a
+    DecayWarning) for its first trial only: a sweep of 200 trials would otherwise print 200
+    near-identical lines between the progress lines. Every trial's config still records what
+    the rule did; other libraries' warnings are left alone. Idempotent (Ray calls it per task)."""
+    show = warnings.showwarning
+    if getattr(show, "_sizeup_once", False):
+        return
+    seen: set[type] = set()
+
+    def once(message: Any, category: type, *args: Any, **kw: Any) -> None:
+        if category.__module__.startswith("sizeup."):
+            if category in seen:
+                return
+            seen.add(category)
+            message = f"{message} [first of its kind in this worker; later trials' not repeated]"
+        show(message, category, *args, **kw)
+
+    once._sizeup_once = True  # type: ignore[attr-defined]
+    warnings.showwarning = once
 
 
 def _check_main_is_guarded(workers: int) -> None:
