@@ -180,9 +180,9 @@ def test_workers_print_each_sizeup_warning_kind_once():
         _show_sizeup_warnings_once()
         _show_sizeup_warnings_once()  # idempotent: Ray calls it for every task
         for lr in (1e-3, 2e-3, 4e-3):
-            warnings.warn(f"batch transfer: lr {lr}", BatchTransferWarning)
-            warnings.warn(f"decay {lr}", DecayWarning)
-            warnings.warn(f"someone else's {lr}", UserWarning)
+            warnings.warn(f"batch transfer: lr {lr}", BatchTransferWarning, stacklevel=1)
+            warnings.warn(f"decay {lr}", DecayWarning, stacklevel=1)
+            warnings.warn(f"someone else's {lr}", UserWarning, stacklevel=1)
     text = [str(w.message) for w in shown]
     assert [t for t in text if t.startswith("batch transfer")] == [
         "batch transfer: lr 0.001 [first of its kind in this worker; later trials' not repeated]"
