@@ -12,11 +12,12 @@ Run: python benchmarks/bench_demo.py [width depth batch steps stability] [--seed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
 
-from sizeup.demo import AXES, run_demo
+from sizeup.demo import AXES, run_demo, store_name
 
 
 def _load() -> str:
@@ -32,14 +33,12 @@ def bench(axis: str, seeds: list[int], quick: bool = True, keep: str | None = No
     folder = os.path.join(keep, axis) if keep else None
     if folder and os.path.exists(folder):
         raise SystemExit(f"--keep: {folder} exists; a timing starts from scratch")
-    with tempfile.TemporaryDirectory() as scratch:
-        tmp = folder or scratch
+    with contextlib.nullcontext(folder) if folder else tempfile.TemporaryDirectory() as tmp:
         before = _load()
         t0 = time.perf_counter()
         s = run_demo(tmp, quick=quick, workers=2, axis=axis, seeds=seeds, progress=False)
         wall = time.perf_counter() - t0
-        db = next(p for p in os.listdir(tmp) if p.endswith(".db"))
-        with Store(os.path.join(tmp, db), readonly=True) as st:
+        with Store(os.path.join(tmp, store_name(axis, quick)), readonly=True) as st:
             cpu = sum(t.wall_time or 0.0 for t in st.trials())
     return {
         "axis": axis,

@@ -18,12 +18,13 @@ import json
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from sizeup.demo import MUP, SP, DemoSettings, run_demo, study_base
+from sizeup.demo import MUP, SP, DemoSettings, run_demo, store_name, study_base
 
 GPU = DemoSettings(
     axis="width",
@@ -76,7 +77,8 @@ def run(settings: DemoSettings, work: Path, out: Path, budget_s: float, workers:
         done = k
         for name in KEEP:
             shutil.copy(work / name, out / name)
-        _backup(work / "demo.db", out / "demo.db")
+        db = store_name(settings.axis, quick=False)  # the file run_demo keeps the study in
+        _backup(work / db, out / db)
         spent, last = time.perf_counter() - t0, time.perf_counter() - t
         print(f"seeds {s.seeds}: {last:.0f} s (total {spent:.0f} s)", flush=True)
         if spent + 1.1 * last > budget_s:
@@ -88,10 +90,8 @@ def run(settings: DemoSettings, work: Path, out: Path, budget_s: float, workers:
 
 def _backup(src: Path, dst: Path) -> None:
     """A consistent copy of the study (SQLite's online backup: the WAL's rows included)."""
-    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+    with closing(sqlite3.connect(src)) as a, closing(sqlite3.connect(dst)) as b:
         a.backup(b)
-    a.close()
-    b.close()
 
 
 def main() -> None:

@@ -991,8 +991,9 @@ def fit_approach2(
 
     method="parabola" fits L (or log L with log_loss) as a parabola in log N, over all points of
     a budget or the `window` points either side of its lowest one; method="akima" minimises an
-    Akima interpolant of log L in log N (Porian et al. 2024's choice). Budgets whose lowest loss
-    sits at the smallest or largest model are skipped: their optimum is not bracketed.
+    Akima interpolant of log L in log N (Porian et al. 2024's choice). A budget with no minimum
+    (fewer than 3 sizes, lowest loss at the smallest or largest model, a downward parabola) is
+    left out of the power laws and kept in ``skipped`` with the reason.
     """
     from sizeup.errors import check_choice
 
