@@ -65,7 +65,7 @@ def main() -> None:
     step, write = statistics.median(steps), statistics.median(writes)
     n = sum(p.numel() for p in trainer.model.parameters())
     print(
-        f"GPT d_model={cfg.width} depth={cfg.depth} seq={cfg.seq_len} batch={cfg.batch_size}, "
+        f"GPT d_model={cfg.model.width} depth={cfg.model.depth} seq={cfg.model.seq_len} batch={cfg.data.batch_size}, "
         f"{n / 1e6:.1f}M params, checkpoint {size / 2**20:.0f} MiB, device={args.device}"
     )
     print(f"  median step {step * 1e3:9.1f} ms")

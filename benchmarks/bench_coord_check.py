@@ -11,42 +11,39 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from sizeup import parametrize
+from sizeup.config import ModelSpec, RunConfig
 from sizeup.diagnostics import coord_check
-from sizeup.diagnostics.coord_check import _gpt_factory, gpt_batches
+from sizeup.diagnostics.coord_check import subject_config
+from sizeup.train.build import build
+from sizeup.train.step import Trainer
 
 WIDTHS = (128, 256, 512, 1024)
 STEPS, SEEDS = 4, 3
+# the GPT the coordinate check tests judge: 4 heads at every width, 8 sequences of 32 bytes
+CFG = RunConfig(
+    model=ModelSpec(width=WIDTHS[0], n_head=4, depth=2, seq_len=32),
+    base_width=WIDTHS[0],
+    batch_size=8,
+    lr=1e-2,
+    sigma="fan_in",
+    zero_readout=True,
+    zero_query=True,
+)
 
 
-def baseline(threads: int) -> float:
-    """Plain training loop: build, parametrize, STEPS updates + one forward, no hooks."""
-    torch.set_num_threads(threads)
-    build = _gpt_factory(n_head=4, depth=2, seq_len=32, attn_scale="1/d", qk_norm=False)
+def baseline(cfg: RunConfig) -> float:
+    """Plain training loop: the same runs (sizeup.train.build at each width and seed, the one
+    training step), STEPS updates + one forward on the first batch, no hooks."""
     t0 = time.perf_counter()
     for seed in range(SEEDS):
-        x, y = gpt_batches(1, 8, 32, seed)[0]
         for w in WIDTHS:
-            torch.manual_seed(seed)
-            m = build(w)
-            p = parametrize(
-                m,
-                base=build(WIDTHS[0]),
-                delta=build(2 * WIDTHS[0]),
-                rule="mup",
-                zero_readout=True,
-                zero_query=True,
-            )
-            opt = p.optimizer("adamw", 1e-2)
-            for t in range(STEPS + 1):
-                with torch.set_grad_enabled(t < STEPS):
-                    _, loss = m(x, targets=y)
-                if t < STEPS:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+            c = subject_config(cfg, "width", w, seed)
+            built = build(c)
+            trainer = Trainer.from_built(c, built)
+            x, y = built.data.batch_at(0)
+            for _ in range(STEPS):
+                trainer.train_step(x, y)
+            trainer.loss_on(x, y)
     return time.perf_counter() - t0
 
 
@@ -54,11 +51,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    base = baseline(args.threads)
+    cfg = CFG.replace(threads=args.threads)
+    base = baseline(cfg)
     t0 = time.perf_counter()
-    r = coord_check(
-        "gpt", "mup", "adamw", widths=WIDTHS, steps=STEPS, seeds=SEEDS, threads=args.threads
-    )
+    r = coord_check(cfg, widths=WIDTHS, steps=STEPS, seeds=SEEDS)
     full = time.perf_counter() - t0
     print(f"threads={args.threads} widths={WIDTHS} steps={STEPS} seeds={SEEDS}")
     print(f"baseline training loop (no hooks): {base:.1f} s")

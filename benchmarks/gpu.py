@@ -128,7 +128,7 @@ def coordinate_check(smoke: bool, device: str) -> dict[str, Any]:
         zero_query=True,
         device=device,
     )
-    res = coord_check(config=cfg, widths=widths, steps=4, seeds=2 if smoke else 3)
+    res = coord_check(cfg, widths=widths, steps=4, seeds=2 if smoke else 3)
     return {"coord_widths": list(widths), "coord_passed": res.passed, "coord_worst": res.worst}
 
 

@@ -62,7 +62,14 @@ RAMPED = dict(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "extra", [dict(optimizer="muon", lr=0.02, weight_decay=0.1), RAMPED], ids=["muon", "ramped"]
+    "extra",
+    [
+        dict(optimizer="muon", lr=0.02, weight_decay=0.1),
+        RAMPED,
+        # Gradient accumulation in micro-batches of 2: 1, 2 and then 4 passes a step.
+        dict(RAMPED, micro_batch_size=2),
+    ],
+    ids=["muon", "ramped", "accumulated"],
 )
 def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, extra):
     cfg = RunConfig(**{**SMALL, **extra})

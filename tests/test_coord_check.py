@@ -1,9 +1,11 @@
 """Coordinate checks: the verdict separates right from wrong parametrizations, the recording
 agrees with microsoft/mup's own coord check, depth mode, outputs, CLI and bad input.
 
-Learning rates (chosen so one step moves every layer by Theta(1) at the base width without
-diverging, see docs/diagnostics.md): AdamW 1e-2, SGD 0.5 (MLP), Muon 2e-2. Readout and query are
-zero-initialised (Tensor Programs V's recommendation), the coord check's default.
+What is checked is a RunConfig (or a ModelFactory for a model sizeup cannot build): the family
+configs below are the checks' classic settings. Learning rates (chosen so one step moves every
+layer by Theta(1) at the base width without diverging, see docs/diagnostics.md): AdamW 1e-2,
+SGD 0.5 (MLP) and 0.1 (GPT), Muon 2e-2. Readout and query are zero-initialised (Tensor Programs
+V's recommendation) and the base init is 1/sqrt(fan_in).
 """
 
 from __future__ import annotations
@@ -15,11 +17,49 @@ import numpy as np
 import pytest
 import torch
 
-from sizeup.diagnostics import coord_check, coord_modules, depth_check, log_slope
-from sizeup.diagnostics.coord_check import CoordCheckResult, mlp_batches
+from sizeup.config import ModelSpec, OptimSpec, ParamSpec, RunConfig
+from sizeup.diagnostics import CheckSpec, ModelFactory, coord_check, coord_modules, log_slope
+from sizeup.diagnostics.coord_check import CoordCheckResult
 from sizeup.errors import ConfigError
+from sizeup.parametrization import ModelHints
 
 WIDTHS = (64, 128, 256, 512)
+LR = {"adamw": 1e-2, "sgd": 0.5, "muon": 2e-2}
+# zero readout and query, base init 1/sqrt(fan_in): what the checks below judge cleanly
+CHECKED = dict(sigma="fan_in", zero_readout=True, zero_query=True)
+
+
+def mlp(rule: str = "mup", optimizer: str = "adamw", **kw) -> RunConfig:
+    """The MLP on the teacher task, 64 examples a step, parametrized from width 64."""
+    fields = dict(model="mlp", rule=rule, optimizer=optimizer, lr=LR[optimizer], batch_size=64)
+    return RunConfig(**{**fields, "base_width": 64, **CHECKED, **kw})
+
+
+def gpt(rule: str = "mup", optimizer: str = "adamw", **kw) -> RunConfig:
+    """A 2-block GPT with 4 heads at every width (the head size grows: the only sweep where the
+    attention scale shows), 8 sequences of 32 bytes, parametrized from width 128."""
+    lr = {**LR, "sgd": 0.1}[optimizer]  # SGD 0.5 moves the attention too far in one step
+    model = ModelSpec(
+        **{"width": 128, "n_head": 4, "depth": 2, "seq_len": 32, **kw.pop("model", {})}
+    )
+    fields = dict(model=model, rule=rule, optimizer=optimizer, lr=lr, batch_size=8)
+    if optimizer == "muon":
+        # Newton-Schulz in float32: on a CPU without AVX512-BF16 a bf16 matmul is emulated,
+        # 2.3 s against fp32's 0.026 s at 1024x1024 (AMD EPYC CI machine), so the bf16 default
+        # made this check take hours; the scaling judged is the same in either dtype
+        fields["ns_dtype"] = "float32"
+    return RunConfig(**{**fields, "base_width": 128, **CHECKED, **kw})
+
+
+def mlp_batches(n: int, batch_size: int, seed: int) -> list:
+    """n batches of Gaussian inputs labelled by a fixed random linear teacher (32 in, 10 out)."""
+    teacher = torch.randn(32, 10, generator=torch.Generator().manual_seed(1234))
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = torch.randn(batch_size, 32, generator=g)
+        out.append((x, (x @ teacher).argmax(-1)))
+    return out
 
 
 def test_log_slope_hand_values():
@@ -45,7 +85,7 @@ def _synthetic(modules: dict[str, dict], noise_z: float = 2.0) -> CoordCheckResu
     """One judged step (t = 1). Each module: "t1" per-seed slopes of its size at t = 1, "t0"
     those at init (default flat), "d1" those of its update at t = 1 (default: as "t1"),
     "zero": exactly 0 at init."""
-    from sizeup.diagnostics.coord_check import _Plan, _Records, _verdict
+    from sizeup.diagnostics.coord_check.judge import Sweep, verdict
 
     stats = {}
     for name, spec in modules.items():
@@ -56,9 +96,8 @@ def _synthetic(modules: dict[str, dict], noise_z: float = 2.0) -> CoordCheckResu
         arr[:2, 1] = _sizes(t1)
         arr[2:, 1] = _sizes(spec.get("d1", t1))
         stats[name] = arr
-    recs = _Records({n: "hidden" for n in stats}, stats, np.zeros((2, len(SIZES), 1)))
-    plan = _Plan("width", SIZES, steps=1, seeds=1, noise_z=noise_z)
-    return _verdict(plan, recs, {})
+    sweep = Sweep(CheckSpec(steps=1, seeds=1, noise_z=noise_z), "width", SIZES)
+    return verdict(sweep, {n: "hidden" for n in stats}, stats, np.zeros((2, len(SIZES), 1)), {})
 
 
 def test_verdict_band_and_seed_noise():
@@ -145,7 +184,7 @@ def test_verdict_noisy_slopes_pass_within_two_standard_errors():
     ],
 )
 def test_mlp_verdicts(rule, opt, passes):
-    r = coord_check("mlp", rule, opt, widths=WIDTHS, steps=4, seeds=3)
+    r = coord_check(mlp(rule, opt), widths=WIDTHS, steps=4, seeds=3)
     assert r.passed is passes, r.worst
     if not passes:
         # SP + Adam: the update of a hidden matrix grows like width, so its output (and the
@@ -217,18 +256,13 @@ def test_mlp_mean_abs_matches_microsoft_mup():
     )
     # torch's Adam defaults betas=(0.9, 0.999), which mup's MuAdam keeps.
     # MuAdam keeps one eps for every tensor: compare like with like (scale_eps=False).
-    ours = coord_check(
-        "mlp",
-        "mup",
-        "adamw",
-        lr,
-        WIDTHS,
-        steps=steps,
-        seeds=seeds,
+    factory = ModelFactory(
+        build=lambda w: MLP(32, w, 2, 10),
         data=lambda seed: [batch],
-        optimizer_kwargs={"betas": (0.9, 0.999)},
-        parametrize_kwargs={"scale_eps": False},
+        parametrization=ParamSpec(rule="mup", scale_eps=False, **CHECKED),
+        optimizer=OptimSpec(lr=lr, beta2=0.999),
     )
+    ours = coord_check(factory, widths=WIDTHS, steps=steps, seeds=seeds)
     for name in ("input", "hidden.0", "readout"):
         curve = ours.module(name)
         for t in range(steps + 1):
@@ -247,7 +281,7 @@ def test_mlp_mean_abs_matches_microsoft_mup():
 # docs/diagnostics.md); every other module must be flat within 0.1 (+ 2 standard errors).
 @pytest.mark.slow
 def test_gpt_sp_adam_fails():
-    r = coord_check("gpt", "sp", "adamw", steps=4, seeds=2)
+    r = coord_check(gpt("sp", "adamw"), steps=4, seeds=2)
     assert not r.passed
     assert r.worst["slope"] > 0.5
 
@@ -271,33 +305,47 @@ def _assert_gpt_passes(r: CoordCheckResult) -> None:
 
 @pytest.mark.slow
 def test_gpt_mup_adam_passes():
-    _assert_gpt_passes(coord_check("gpt", "mup", "adamw", steps=4))
+    _assert_gpt_passes(coord_check(gpt("mup", "adamw"), steps=4))
 
 
 @pytest.mark.slow
 def test_gpt_mup_sgd_passes():
-    _assert_gpt_passes(coord_check("gpt", "mup", "sgd", steps=4))
+    _assert_gpt_passes(coord_check(gpt("mup", "sgd"), steps=4))
 
 
 @pytest.mark.slow
 def test_gpt_spectral_muon_passes():
-    _assert_gpt_passes(coord_check("gpt", "spectral", "muon", steps=4))
+    _assert_gpt_passes(coord_check(gpt("spectral", "muon"), steps=4))
 
 
 @pytest.mark.slow
 def test_gpt_one_wrong_row_fails_on_the_queries():
     # The one-sided band for zero-initialised outputs is not a blank cheque: give the queries
     # the readout's SGD lr (eta/m instead of eta) and their update vanishes like 1/width.
-    r = coord_check(
-        "gpt",
-        "mup",
-        "sgd",
-        steps=4,
-        seeds=2,
-        parametrize_kwargs={"roles": {"blocks.*.attn.q": "readout"}},
+    from sizeup.models import GPT
+    from sizeup.models.gpt import gpt_config
+
+    def build(width: int):
+        return GPT(gpt_config(gpt().model.at(width)))
+
+    factory = ModelFactory(
+        build=build,
+        data=lambda seed: [_gpt_batch(seed)],
+        parametrization=ParamSpec(rule="mup", **CHECKED),
+        optimizer=OptimSpec(name="sgd", lr=0.1),
+        hints=ModelHints(roles={"blocks.*.attn.q": "readout"}),
+        causal=True,
     )
+    r = coord_check(factory, widths=(128, 256, 512, 1024), steps=4, seeds=2)
     assert not r.passed
     assert r.worst["module"].endswith(("attn.q", "attn.logits")) and r.worst["slope"] < -0.7
+
+
+def _gpt_batch(seed: int):
+    """The first batch of the family GPT's data stream for ``seed`` (sizeup.data)."""
+    from sizeup.data import make_data
+
+    return make_data(gpt().replace(seed=seed)).batch_at(0)
 
 
 def test_causal_attention_logits_recorded_on_used_entries():
@@ -316,7 +364,7 @@ def test_causal_attention_logits_recorded_on_used_entries():
 
 @pytest.mark.slow
 def test_gpt_mup_sqrt_attention_flagged_on_attention_logits():
-    r = coord_check("gpt", "mup", "adamw", steps=4, seeds=2, attn_scale="1/sqrt(d)")
+    r = coord_check(gpt("mup", "adamw", model={"attn_scale": "1/sqrt(d)"}), steps=4, seeds=2)
     assert not r.passed
     assert r.worst["kind"] == "attn_logits"
     assert r.worst["slope"] > 0.3  # q.k grows like head_dim, divided by sqrt(head_dim)
@@ -329,8 +377,9 @@ def test_depth_mode_flat_only_with_depth_scaling():
     # init fan_in: the residual stream's slope over depths 2..32 stays within 0.1 at every step
     # (measured +0.08 at init, then within +-0.04); without the scaling it grows ~ +0.6..+0.8.
     depths = (2, 4, 8, 16, 32)
-    scaled = depth_check("gpt", "mup", "adamw", depths=depths, width=64)
-    plain = depth_check("gpt", "mup", "adamw", depths=depths, width=64, depth_scaling=False)
+    at64 = gpt("mup", "adamw", model={"width": 64}, base_width=32)
+    scaled = coord_check(at64.replace(base_depth=2), depths=depths)
+    plain = coord_check(at64, depths=depths)
     res = scaled.module("residual")
     assert all(abs(s) <= 0.1 for s in res.slopes), res.slopes
     assert min(plain.module("residual").slopes) > 0.3  # ~sqrt(L) growth at every step
@@ -341,7 +390,7 @@ def test_depth_mode_flat_only_with_depth_scaling():
 def test_json_png_and_roundtrip(tmp_path):
     from sizeup.diagnostics.plots import plot_coord_check
 
-    r = coord_check("mlp", "sp", "adamw", widths=(64, 128), steps=2, seeds=1)
+    r = coord_check(mlp("sp"), widths=(64, 128), steps=2, seeds=1)
     path = r.save(tmp_path)
     plot_coord_check(r, tmp_path / "coord_check.png")
     d = json.loads(path.read_text())
@@ -434,7 +483,7 @@ def test_cli_noise_and_config_flags_reach_the_check(tmp_path):
     assert {m["noise_z"] for m in d["modules"]} == {0.0}
     assert all(len(m["stderr"]) == 2 for m in d["modules"])  # one per step, from 2 seeds
     with pytest.raises(ConfigError, match="noise_z"):
-        coord_check("mlp", widths=(64, 128), noise_z=-1)
+        coord_check(mlp(), widths=(64, 128), noise_z=-1)
 
 
 def test_recorded_modules_gpt():
@@ -457,28 +506,34 @@ def test_recorded_modules_gpt():
 # --- bad input -----------------------------------------------------------------------------
 def test_errors_name_the_field():
     with pytest.raises(ConfigError, match="widths.*at least two"):
-        coord_check("mlp", widths=(64,))
+        coord_check(mlp(), widths=(64,))
     with pytest.raises(ConfigError, match="widths.*increasing"):
-        coord_check("mlp", widths=(128, 64))
+        coord_check(mlp(), widths=(128, 64))
     with pytest.raises(ConfigError, match="widths.*increasing"):
-        coord_check("mlp", widths=(64, 64))
+        coord_check(mlp(), widths=(64, 64))
     with pytest.raises(ConfigError, match="modules.*nope"):
-        coord_check("mlp", widths=(64, 128), modules=["nope"])
+        coord_check(mlp(), widths=(64, 128), modules=["nope"])
     with pytest.raises(ConfigError, match="rule"):
-        coord_check("mlp", rule="bogus", widths=(64, 128), steps=1, seeds=1)
+        coord_check(mlp(rule="bogus"), widths=(64, 128), steps=1, seeds=1)
     with pytest.raises(ConfigError, match="optimizer"):
-        coord_check("mlp", optimizer="adagrad", widths=(64, 128))
+        coord_check(RunConfig(model="mlp", optimizer="adagrad"), widths=(64, 128))
     with pytest.raises(ConfigError, match="model"):
-        coord_check("cnn", widths=(64, 128))
+        coord_check(RunConfig(model="cnn"), widths=(64, 128))
+    with pytest.raises(ConfigError, match="subject"):
+        coord_check("mlp", widths=(64, 128))
     with pytest.raises(ConfigError, match="depths"):
-        depth_check("gpt", depths=(4, 2))
+        coord_check(gpt(), depths=(4, 2))
+    with pytest.raises(ConfigError, match="depths.*base_depth=4"):
+        coord_check(gpt(base_depth=4, model={"depth": 4}), depths=(2, 4))
     with pytest.raises(ConfigError, match="device"):
-        coord_check("mlp", widths=(64, 128), device="tpu:0")
+        coord_check(mlp(device="tpu:0"), widths=(64, 128))
     with pytest.raises(ConfigError, match="noise_z"):
-        depth_check("gpt", depths=(2, 4), noise_z=-1)
+        coord_check(gpt(), depths=(2, 4), noise_z=-1)
+    with pytest.raises(ConfigError, match="base_width.*64"):
+        coord_check(mlp(), widths=(32, 64))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device.*no CUDA"):
-            coord_check("mlp", widths=(64, 128), device="cuda")
+            coord_check(mlp(device="cuda"), widths=(64, 128), steps=1, seeds=1)
 
 
 # --- the config you will run ---------------------------------------------------------------
@@ -487,8 +542,8 @@ def _snapshot_builds(monkeypatch) -> list:
     import copy
     import importlib
 
-    # the module: the package's attribute of that name is the function
-    tb = importlib.import_module("sizeup.train.build")
+    # the check builds each run through sizeup.train.build.build, by that name
+    tb = importlib.import_module("sizeup.diagnostics.coord_check")
     real, seen = tb.build, []
 
     def spy(cfg, *args, **kwargs):
@@ -504,7 +559,7 @@ def _snapshot_builds(monkeypatch) -> list:
 
 
 def test_config_check_trains_what_train_trains(monkeypatch):
-    """coord_check(config=cfg) at one width is `sizeup train`'s run of cfg at that width: the
+    """coord_check(cfg) at one width is `sizeup train`'s run of cfg at that width: the
     same parameters bit for bit, the same param groups (at the peak lr), and with fresh batches
     the losses it records at t = 0..T-1 are the run's train losses (constant schedule), gradient
     clipping included."""
@@ -524,14 +579,16 @@ def test_config_check_trains_what_train_trains(monkeypatch):
     seen = _snapshot_builds(monkeypatch)
     widths, steps = (32, 64), 3
     r = coord_check(
-        config=cfg,
+        cfg,
         widths=widths,
         steps=steps,
         seeds=1,
         same_batch=False,
         modules=["wte", "blocks.*.mlp.down", "lm_head"],  # fused attention, as `train` runs it
     )
-    assert [c.width for c, *_ in seen] == list(widths) and {c.seed for c, *_ in seen} == {5}
+    assert [c.model.width for c, *_ in seen] == list(widths) and {c.run.seed for c, *_ in seen} == {
+        5
+    }
     for (_cfg, params, groups), w in zip(seen, widths):
         ref = build(cfg.replace(width=w))
         for name, p in ref.model.state_dict().items():
@@ -545,7 +602,7 @@ def test_config_check_trains_what_train_trains(monkeypatch):
         res = run(cfg.replace(width=w, steps=steps, schedule="constant", warmup=0))
         assert [r.loss[t][i] for t in range(steps)] == res.train_loss, w
     # Recording the attention scores computes attention explicitly (same maths, other rounding)
-    full = coord_check(config=cfg, widths=widths, steps=steps, seeds=1, same_batch=False)
+    full = coord_check(cfg, widths=widths, steps=steps, seeds=1, same_batch=False)
     assert np.allclose(full.loss, r.loss, rtol=1e-5, atol=0)
 
 
@@ -569,7 +626,7 @@ GPT_SMALL = dict(seq_len=32, batch_size=8)
 def test_config_check_verdicts(fields, passes):
     from sizeup.config import RunConfig
 
-    r = coord_check(config=RunConfig(**fields))
+    r = coord_check(RunConfig(**fields))
     assert r.passed is passes, r.worst
     readout = "readout" if fields.get("model") == "mlp" else "lm_head"
     if passes:

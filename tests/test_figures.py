@@ -139,10 +139,11 @@ def test_depth_panels_span_a_decade():
 
 
 def test_a_real_coord_check_draws(tmp_path):
+    from sizeup.config import RunConfig
     from sizeup.diagnostics.coord_check import coord_check
     from sizeup.diagnostics.plots import plot_coord_check
 
-    r = coord_check("mlp", "sp", "adamw", widths=(64, 128), steps=1, seeds=1)
+    r = coord_check(RunConfig(model="mlp", rule="sp"), widths=(64, 128), steps=1, seeds=1)
     fig = coord_check_figure(r)
     assert _inside(fig, fig.axes[-1].get_legend())
     assert plot_coord_check(r, tmp_path / "cc.png").stat().st_size > 5000
@@ -173,6 +174,7 @@ def test_lr_curves_rule_off_left_shared_axes_edge_marked(edge_study):
     assert left.get_shared_x_axes().joined(left, right)
     assert left.get_shared_y_axes().joined(left, right)
     assert left.get_ylabel() == "validation loss (nats/token)"
+
     edge = [ln for ln in left.get_lines() if ln.get_gid() == EDGE_GID]
     assert len(edge) == 1 and edge[0].get_marker() == "<"  # points past the low edge
     assert [t.get_text() for t in left.texts] == ["≤ $2^{-10}$"]
@@ -230,6 +232,27 @@ def test_cli_transfer_plot_puts_sp_left(edge_study, tmp_path, monkeypatch):
     left = drawn[0].axes[0]
     assert left.get_title().startswith("rule=sp")
     assert left.get_ylabel() == "validation loss (nats/token)"
+
+
+def test_cli_transfer_plot_names_the_mlp_loss_per_example(tmp_path, monkeypatch):
+    # the study's model is read from its trials' configs (their ModelSpec's name)
+    import sizeup.sweep.plots as plots
+    from sizeup.cli import main
+
+    db = tmp_path / "mlp.db"
+    spec = {
+        "base": {"steps": 5, "model": "mlp"},
+        "axes": {"width": [32, 64], "lr": {"log2": [-10, -5]}},
+        "seeds": 1,
+    }
+    run_sweep(spec, db, runner=NoisySynthetic(0.02), progress=False)
+    drawn = []
+    real = plots.plot_lr_curves
+    monkeypatch.setattr(
+        plots, "plot_lr_curves", lambda *a, **kw: drawn.append(real(*a, **kw)) or drawn[-1]
+    )
+    main(["transfer", str(db), "--plot", str(tmp_path / "lr.png")])
+    assert drawn[0].axes[0].get_ylabel() == "validation loss (nats/example)"
 
 
 # --- fits ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _tables(cfg: RunConfig) -> dict:
     from sizeup.train.fsdp import shard
     from sizeup.wrapping import full_tensor
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.run.seed)
     model, base, delta = build_models(cfg)
     shard(model)
     parametrize_run(cfg, model, base, delta)

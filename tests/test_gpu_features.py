@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sizeup.config import RunConfig, RunResult
-from sizeup.laws.flops import device_peak_flops, gpt_exact_flops_per_token
+from sizeup.flops import device_peak_flops, gpt_exact_flops_per_token
 from sizeup.train import run
 from sizeup.train.build import fused_adamw
 
@@ -67,7 +67,7 @@ def test_fused_adamw_follows_foreach(name):
 
 def test_mfu_against_the_device_peak():
     r = run(RunConfig(**GPT, steps=4, eval_batches=1, peak_flops=1e12))
-    fpt = gpt_exact_flops_per_token(RunConfig(**GPT))
+    fpt = gpt_exact_flops_per_token(RunConfig(**GPT).model)
     tokens_per_s = 4 * 32 / r.step_time
     assert r.device_name == "cpu" and r.peak_flops == 1e12 and r.world_size == 1
     assert r.mfu == pytest.approx(tokens_per_s * fpt / 1e12, rel=1e-9)

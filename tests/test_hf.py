@@ -103,6 +103,11 @@ def test_coord_check_mup_passes_sp_fails(arch):
     from sizeup.diagnostics.hf_check import hf_coord_check
 
     kw = dict(widths=(64, 128, 256, 512), steps=4, seeds=3, batch_size=4, seq_len=16)
+    if arch == "mixtral":
+        # 64 tokens over 8 experts (top 2) leave each expert ~16 tokens a step: the router's
+        # update then drifts by seed noise (+0.23 +- 0.06 at t = 4 on sizeup.data's batches of
+        # seeds 0-2). 256 tokens settle it (+0.14 +- 0.06, inside the one-sided band).
+        kw.update(batch_size=8, seq_len=32)
     mup = hf_coord_check(arch, "mup", **kw)
     assert mup.passed, mup.worst
     sp = hf_coord_check(arch, "sp", **{**kw, "seeds": 2})

@@ -3,7 +3,7 @@
 import pytest
 
 from sizeup.errors import SizeupError
-from sizeup.laws.flops import (
+from sizeup.flops import (
     flops_per_token,
     gpt_exact_flops_per_token,
     gpt_params,
@@ -61,11 +61,11 @@ def test_gpt_exact_tiny_by_hand():
     assert gpt_params(embeddings=False, **kw) == 192
 
 
-def test_gpt_exact_accepts_runconfig_names():
+def test_gpt_exact_accepts_a_model_spec():
     from sizeup.config import RunConfig
 
     cfg = RunConfig(width=64, depth=2, head_dim=32, seq_len=16)
-    a = gpt_exact_flops_per_token(cfg)
+    a = gpt_exact_flops_per_token(cfg.model)
     b = gpt_exact_flops_per_token(d_model=64, n_layer=2, head_dim=32, seq_len=16, vocab_size=256)
     assert a == b
 

@@ -1,10 +1,13 @@
 """Metrics loggers: a TensorBoard event file reads back (with tensorboard's own reader) with the
 logged scalars; a W&B offline run folder holds the same history; the JSONL log has every
-number exactly; sweeps log each trial under its id; a bad --log spec is refused by name."""
+number exactly; sweeps log each trial under its id; a bad --log spec is refused by name. Through
+`sizeup train`, every validation loss (the initial one, each periodic one, the final one) reaches
+the JSONL file and TensorBoard once, a run killed and resumed from a checkpoint included."""
 
 from __future__ import annotations
 
 import json
+import signal
 import struct
 import subprocess
 import sys
@@ -23,7 +26,7 @@ SMALL = dict(SMALL_GPT, batch_size=4, steps=6, eval_batches=1, eval_every=3, spe
 def _expected(r) -> dict[str, dict[int, float]]:
     return {
         "train/loss": dict(zip(r.steps, r.train_loss)),
-        "val/loss": dict(zip(r.val_steps[:-1], r.val_loss[:-1])),  # the final one is the result's
+        "val/loss": {0: r.initial_val_loss, **dict(zip(r.val_steps, r.val_loss))},  # all of them
     }
 
 
@@ -35,7 +38,8 @@ def test_jsonl_log_has_the_run_numbers(tmp_path):
     train = {d["step"]: d["train/loss"] for d in rows if "train/loss" in d}
     val = {d["step"]: d["val/loss"] for d in rows if "val/loss" in d}
     assert {"train/loss": train, "val/loss": val} == _expected(r)
-    first = rows[0]
+    first = rows[1]  # step 0: the initial validation, then the first step's line
+    assert rows[0] == {"step": 0, "val/loss": r.initial_val_loss}
     assert first["lr/0.input"] == pytest.approx(3e-3) and first["perf/tokens_per_s"] > 0
     assert "spectral/blocks.0.attn.q/w" in first and first["perf/mfu"] is None  # CPU: unknown
     # a resumed run logs on from its step: lines at or past it are dropped
@@ -126,7 +130,9 @@ def test_sweep_logs_each_trial(tmp_path):
     assert rep.counts.get("done") == 2
     for c in configs:
         lines = (tmp_path / "logs" / f"{c.trial_id()}.jsonl").read_text().splitlines()
-        assert json.loads(lines[0])["lr/0.input"] == pytest.approx(c.lr)
+        assert json.loads(lines[1])["lr/0.input"] == pytest.approx(
+            c.optimizer.lr
+        )  # after val/loss at 0
     with pytest.raises(ConfigError, match="log"):
         run_sweep(configs, tmp_path / "t.db", log=["jsonl:x"], runner=lambda c: None)
     assert not (tmp_path / "t.db").exists()
@@ -142,3 +148,82 @@ def test_bad_log_spec_is_refused():
         text=True,
     )
     assert r.returncode == 2 and "log='csv:x'" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- every validation reaches every logger (through the CLI, as a user types it) ------------
+TINY = ["--width", "32", "--depth", "1", "--steps", "20", "-q"]
+TINY += ["--set", "seq_len=32", "--set", "batch_size=4", "--set", "eval_batches=1"]
+
+# Runs `sizeup train ARGS` in this process and kills it with SIGKILL before step 12 (after the
+# checkpoint at step 10), as a preempted job dies.
+KILLED_CLI = (
+    "import os, signal, sys\n"
+    "from sizeup.cli import main\n"
+    "from sizeup.train.step import Trainer\n"
+    "step = Trainer.train_step\n"
+    "def killing(self, x, y):\n"
+    "    if self.step == 12:\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    return step(self, x, y)\n"
+    "Trainer.train_step = killing\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+def _logs(out) -> list[str]:
+    return ["--log", f"jsonl:{out / 'log.jsonl'}", "--log", f"tensorboard:{out / 'tb'}"]
+
+
+def _train_cli(out, *args: str) -> None:
+    from sizeup.cli import main
+
+    main(["train", *TINY, "--out", str(out), *_logs(out), *args])
+
+
+def _validations(out) -> dict[int, float]:
+    """result.json's validation losses by step: the initial one (step 0) and val_steps."""
+    r = json.loads((out / "result.json").read_text())
+    return {0: r["initial_val_loss"], **dict(zip(r["val_steps"], r["val_loss"]))}
+
+
+def _assert_every_validation_logged(out) -> None:
+    """The JSONL file and the TensorBoard events hold each of the run's validation losses once,
+    at its step, with result.json's value (TensorBoard keeps float32); train/loss every step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    want = _validations(out)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    jsonl = sorted((d["step"], d["val/loss"]) for d in rows if "val/loss" in d)
+    assert jsonl == sorted(want.items())  # exact, and no step twice
+    assert sorted(d["step"] for d in rows if "train/loss" in d) == list(range(20))
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tb = sorted((e.step, e.value) for e in acc.Scalars("val/loss"))
+    assert [s for s, _ in tb] == sorted(want)
+    assert all(v == pytest.approx(want[s], rel=1e-6) for s, v in tb)
+
+
+@pytest.mark.parametrize(("every", "steps"), [(5, [0, 5, 10, 15, 20]), (0, [0, 20])])
+def test_every_validation_reaches_every_logger(tmp_path, every, steps):
+    pytest.importorskip("tensorboard")
+    _train_cli(tmp_path, "--set", f"eval_every={every}")
+    assert sorted(_validations(tmp_path)) == steps
+    _assert_every_validation_logged(tmp_path)
+
+
+def test_a_resumed_run_logs_every_validation_once(tmp_path):
+    pytest.importorskip("tensorboard")
+    args = [*TINY, "--set", "eval_every=5", "--checkpoint-every", "5", "--out", str(tmp_path)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CLI, "train", *args, *_logs(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("*.json"))] == [
+        "step_00000010.json"
+    ]
+    _train_cli(tmp_path, "--set", "eval_every=5", "--checkpoint-every", "5", "--resume")
+    assert json.loads((tmp_path / "result.json").read_text())["resumed_from"] == 10
+    assert sorted(_validations(tmp_path)) == [0, 5, 10, 15, 20]
+    _assert_every_validation_logged(tmp_path)

@@ -235,14 +235,14 @@ def test_num_params_hand_count():
 
 def test_build_model_from_runconfig():
     cfg = RunConfig(width=64, depth=3, head_dim=16, seq_len=32, base_width=32, qk_norm=True)
-    m = build_model(cfg)
+    m = build_model(cfg.model)
     assert isinstance(m, GPT) and len(m.blocks) == 3 and m.config.n_head == 4
     assert m.config.qk_norm and m.config.seq_len == 32
-    base = build_model(cfg, width=cfg.base_width)
+    base = build_model(cfg.model.at(width=cfg.parametrization.base_width))
     assert base.config.d_model == 32 and base.config.head_dim == 16
-    assert len(build_model(cfg, depth=1).blocks) == 1
-    assert gpt_config(cfg).attn_scale == "1/d"
-    mlp = build_model(RunConfig(model="mlp", width=48, depth=3))
+    assert len(build_model(cfg.model.at(depth=1)).blocks) == 1
+    assert gpt_config(cfg.model).attn_scale == "1/d"
+    mlp = build_model(RunConfig(model="mlp", width=48, depth=3).model)
     assert isinstance(mlp, MLP) and len(mlp.hidden) == 2 and mlp.input.out_features == 48
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sizeup
-from sizeup.laws.flops import gpt_exact_flops_per_token, gpt_params
+from sizeup.flops import gpt_exact_flops_per_token, gpt_params
 from sizeup.models import GPT, GPTConfig, num_params
 
 
@@ -194,41 +194,53 @@ def test_moonlight_16b_a3b_by_hand():
 
 def test_flops_command_and_planner_count_an_moe(capsys):
     from sizeup.cli import main
-    from sizeup.plan.records import Shape
+    from sizeup.plan import plan
+    from sizeup.plan.records import flops_per_token, params
 
-    main(
-        ["flops", "gpt", "--n-layer", "28", "--d-model", "2048", "--n-head", "16"]
-        + ["--vocab-size", "102400", "--d-ff", "10944", "--n-experts", "64", "--top-k", "6"]
-        + ["--n-shared-experts", "2", "--expert-hidden", "1408", "--first-dense", "1"]
-        + ["--seq-len", "4096"]
-    )
+    # DeepSeek-MoE 16B (Dai et al. 2024, Table 1): 28 layers, d 2048, 16 heads, the first block
+    # dense with d_ff 10944, 64 routed experts (top 6) and 2 shared of hidden 1408 each
+    shape = ["--n-layer", "28", "--d-model", "2048", "--n-head", "16", "--vocab-size", "102400"]
+    shape += ["--d-ff", "10944", "--n-experts", "64", "--top-k", "6", "--n-shared-experts", "2"]
+    shape += ["--expert-hidden", "1408", "--first-dense", "1", "--seq-len", "4096"]
+    main(["flops", "gpt", *shape])
     out = capsys.readouterr().out
     assert "16,375,728,128" in out and "2,828,650,496" in out
-    shape = Shape(
-        n_layer=28,
-        d_model=2048,
-        head_dim=128,
-        vocab_size=102400,
-        mlp_ratio=10944 / 2048,
-        n_experts=64,
-        top_k=6,
-        n_shared_experts=2,
-        expert_hidden=1408,
-        first_dense=1,
-        seq_len=4096,
+    # `sizeup plan` takes the same shape options, and plans the same model
+    main(["plan", "--preset", "deepseek-v1", "--tokens", "2e12", "--format", "json", *shape])
+    import json
+
+    d = json.loads(capsys.readouterr().out)
+    assert d["params"] == 16_375_728_128 and d["params_active"] == 2_828_650_496
+    run = d["run_config"]["model"]
+    assert (run["n_experts"], run["top_k"], run["expert_hidden"], run["d_ff"]) == (
+        64,
+        6,
+        1408,
+        10944,
     )
-    assert shape.d_ff == 10944
-    assert shape.params() == 16_375_728_128 and shape.params(active=True) == 2_828_650_496
-    assert shape.flops_per_token("6ND") == 6 * 2_828_650_496  # C = 6 N_active D
+    p = plan(preset="chinchilla", tokens=2e11, **{a.lstrip("-").replace("-", "_"): b
+             for a, b in zip(shape[::2], shape[1::2])})  # fmt: skip
+    m = p.run.model
+    assert m.ffn_hidden == 10944 and params(m) == 16_375_728_128
+    assert params(m, active=True) == 2_828_650_496
+    assert flops_per_token(m, "6ND") == 6 * 2_828_650_496  # C = 6 N_active D
+    # DeepSeek's M for an MoE counts what a token uses, exactly (its dense formula, 72 L d^2 +
+    # 12 L d l, would count 28 dense 2048-wide blocks: 33% low)
+    dense = 72 * 28 * 2048**2 + 12 * 28 * 2048 * 4096
+    moe = flops_per_token(m, "MD")
+    assert moe > 1.3 * dense
+    nonemb_active = params(m, active=True, embeddings=False) - (28 * 2 + 1) * 2048 - 27 * 0
+    assert moe == pytest.approx(6 * (nonemb_active) + 12 * 28 * 2048 * 4096, rel=1e-9)
 
 
 def test_planner_table_of_an_moe():
-    from sizeup.plan.records import Proxy, Shape
-    from sizeup.plan.table import layer_table
+    from sizeup.plan import plan
 
-    shape = Shape(
-        n_layer=4,
-        d_model=256,
+    p = plan(
+        preset="chinchilla",
+        tokens=1e8,
+        depth=4,
+        width=256,
         head_dim=32,
         vocab_size=512,
         seq_len=64,
@@ -237,12 +249,17 @@ def test_planner_table_of_an_moe():
         n_shared_experts=1,
         expert_hidden=128,
         first_dense=1,
+        base_width=64,
+        lr=3e-3,
+        base_batch_tokens=4096,
     )
-    rows = layer_table(shape, 3e-3, proxy=Proxy(width=64, depth=None, batch_tokens=4096))
-    by = {r["tensor"]: r for r in rows}
+    by = {r["tensor"]: r for r in p.layers}
     assert by["blocks.*.mlp.experts.up"]["role"] == "hidden"
     assert by["blocks.*.mlp.experts.up"]["lr"] == pytest.approx(by["blocks.*.attn.q"]["lr"])
     assert by["blocks.*.mlp.router"]["role"] == "readout"
+    # the plan's run trains that MoE: run.json carries the experts (the MoE plan used to train
+    # a dense model)
+    assert p.run.model.n_experts == 4 and p.run.model.expert_hidden == 128
 
 
 def test_dense_gpt_export_folds_the_attention_scale_into_q():

@@ -8,8 +8,13 @@ import math
 import pytest
 import torch
 
-from sizeup.diagnostics import NoiseScale, NoiseScaleMonitor, gradient_sq_norms, noise_scale_terms
 from sizeup.errors import ConfigError
+from sizeup.train.monitors import (
+    NoiseScale,
+    NoiseScaleMonitor,
+    gradient_sq_norms,
+    noise_scale_terms,
+)
 
 
 def test_terms_hand_calculation():

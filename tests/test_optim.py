@@ -299,7 +299,7 @@ def test_build_optimizer_applies_batch_transfer():
 @pytest.mark.parametrize(
     "kwargs,field",
     [
-        (dict(name="adam2"), "optimizer"),
+        (dict(spec="adam2"), "optimizer"),
         (dict(lr=-1.0), "lr"),
         (dict(lr=float("nan")), "lr"),
         (dict(weight_decay=-0.1), "weight_decay"),
@@ -312,7 +312,7 @@ def test_build_optimizer_applies_batch_transfer():
 )
 def test_bad_arguments_name_the_field(kwargs, field):
     m = mlp()
-    args = dict(name="adamw", lr=1e-3) | kwargs
+    args = dict(spec="adamw", lr=1e-3) | kwargs
     with pytest.raises(SizeupError, match=field):
         build_optimizer(m, scalings(m), **args)
 
@@ -397,7 +397,7 @@ def test_batch_transfer_says_what_it_moved():
     from sizeup.optim import BatchTransferWarning
 
     m = mlp()
-    kw = dict(model=m, scalings=scalings(m), name="adamw", lr=1e-3)
+    kw = dict(model=m, scalings=scalings(m), spec="adamw", lr=1e-3)
     with pytest.warns(BatchTransferWarning) as rec:
         build_optimizer(**kw, batch_size=256, base_batch_size=64)
     msg = str(rec[0].message)

@@ -198,26 +198,40 @@ def test_flops_and_plan_share_option_names_and_defaults():
     import inspect
 
     from sizeup.cli.laws import flops_cmd
-    from sizeup.plan.options import option_specs
+    from sizeup.cli.plan import plan_command
     from sizeup.plan.records import DEFAULT_VOCAB
 
-    plan_flags = {"--" + s.name.replace("_", "-") for s in option_specs()}
-    params = inspect.signature(flops_cmd).parameters.values()
-    flags = {p.default.param_decls[0] for p in params if p.name not in ("formula", "fmt")}
-    # flops also counts shapes the planner does not build (MLA attention, a given d_ff): those
-    # options are its own; every option the two share is spelled alike
+    def flags(cmd):
+        params = inspect.signature(cmd).parameters.values()
+        shown = [
+            p for p in params if p.name not in ("formula", "fmt") and "__alias__" not in p.name
+        ]
+        return {
+            p.default.param_decls[0] if p.default.param_decls else "--" + p.name.replace("_", "-")
+            for p in shown
+        }
+
+    plan_flags = flags(plan_command)
+    # flops also counts shapes the planner does not build (MLA attention) and a throughput:
+    # those options are its own; every shape option the two share is spelled alike, --d-ff and
+    # the MoE ones included
     flops_only = {
         "--tokens-per-s",
-        "--d-ff",
+        "--gpu",
+        "--n-gpus",
         "--router-bias/--no-router-bias",
         "--kv-lora-rank",
         "--q-lora-rank",
         "--rope-head-dim",
         "--v-head-dim",
     }
-    assert flags - flops_only <= plan_flags, flags - flops_only - plan_flags
-    vocab = next(p for p in params if p.name == "vocab_size").default.default
-    assert vocab == DEFAULT_VOCAB
+    mine = flags(flops_cmd)
+    assert mine - flops_only <= plan_flags, mine - flops_only - plan_flags
+    assert {"--d-ff", "--n-experts", "--width", "--depth", "--n-kv-head"} <= mine & plan_flags
+    vocab = next(
+        p for p in inspect.signature(flops_cmd).parameters.values() if p.name == "vocab_size"
+    )
+    assert f"[default: {DEFAULT_VOCAB}]" in vocab.default.help
 
 
 # --- sweeps: the dry run estimates, a run off a terminal prints progress lines ----------------

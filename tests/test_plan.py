@@ -4,14 +4,16 @@ clear errors for impossible targets, warnings, time/cost and the `sizeup plan` C
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
+import types
 
 import pytest
 
+from sizeup.config import ModelSpec
 from sizeup.errors import ConfigError, SizeupError
-from sizeup.plan import Proxy, Recipe, Shape, layer_table, plan, shape_for
+from sizeup.plan import plan, read_study, shape_for
+from sizeup.plan.records import params as model_params
 
 
 def rel(a: float, b: float) -> float:
@@ -127,9 +129,17 @@ HAND = {  # tensor: (init_std, multiplier, lr)
     "ln_f": (None, 1.0, 1.627590e-2),
     "lm_head": (0.02, 0.01, 1.627590e-2),
 }
-HAND_PROXY = dict(width=64, depth=2, lr=1e-2, batch_tokens=64 * 1024, tokens=1e9)
-HAND_RECIPE = Recipe(rule="mup", sigma=0.02, readout_form="table8", weight_decay=0.1)
-HAND_SHAPE = Shape(n_layer=24, d_model=6400, head_dim=128, seq_len=1024, mlp_ratio=4)
+# The proxy (its base width, tuned lr, batch and tokens), the recipe and the target's shape,
+# as `sizeup plan` takes them.
+HAND_PROXY = dict(base_width=64, lr=1e-2, base_batch_tokens=64 * 1024, base_tokens=1e9)
+HAND_RECIPE = dict(rule="mup", sigma=0.02, readout_form="table8", weight_decay=0.1)
+HAND_SHAPE = dict(depth=24, width=6400, head_dim=128, seq_len=1024, mlp_ratio=4)
+
+
+def hand_plan(**kw):
+    """The hand-computed target planned from the proxy: 512 sequences of 1024 (b = 8)."""
+    fields = {**HAND_PROXY, **HAND_RECIPE, **HAND_SHAPE, **kw}
+    return plan(preset="chinchilla", tokens=1e11, batch_tokens=512 * 1024, **fields)
 
 
 def check_against_hand(rows):
@@ -154,28 +164,9 @@ def check_against_hand(rows):
 
 
 def test_layer_table_matches_hand_computed_table():
-    # Proxy d 64 -> target d 6400 (n = 100); 64 -> 512 sequences of 1024 (b = 8); the data
-    # factor d^alpha = 100^-0.12 rides on the lr handed to the optimizer.
-    rows = layer_table(
-        HAND_SHAPE,
-        1e-2 * 100**-0.12,
-        recipe=HAND_RECIPE,
-        proxy=Proxy(**HAND_PROXY),
-        batch_tokens=512 * 1024,
-    )
-    check_against_hand(rows)
-
-
-def test_plan_builds_the_same_table_from_a_proxy():
-    p = plan(
-        preset="chinchilla",
-        shape=HAND_SHAPE,
-        tokens=1e11,
-        batch_tokens=512 * 1024,
-        proxy=Proxy(**HAND_PROXY),
-        recipe=HAND_RECIPE,
-        data_exponent=-0.12,
-    )
+    # Proxy d 64 -> target d 6400 (n = 100); 64 -> 512 sequences of 1024 (b = 8); 1e9 -> 1e11
+    # tokens (d = 100) with alpha_data = -0.12.
+    p = hand_plan(data_exponent=-0.12)
     assert (p.width_ratio, p.batch_ratio, p.data_ratio) == (100, 8, 100)
     assert p.peak_lr == pytest.approx(1.627590e-2, rel=1e-5)
     check_against_hand(p.layers)
@@ -184,14 +175,7 @@ def test_plan_builds_the_same_table_from_a_proxy():
 
 
 def _hand_rows(**recipe):
-    rows = layer_table(
-        HAND_SHAPE,
-        1e-2,
-        recipe=dataclasses.replace(HAND_RECIPE, **recipe),
-        proxy=Proxy(**HAND_PROXY),
-        batch_tokens=512 * 1024,
-    )
-    return {r["tensor"]: r for r in rows}
+    return {r["tensor"]: r for r in hand_plan(**recipe).layers}
 
 
 def test_one_eps_when_scale_eps_is_off():
@@ -223,8 +207,8 @@ def test_muon_rows_share_eta_on_hidden_matrices():
 
 
 def test_beta_clipping_is_warned():
-    proxy = Proxy(width=256, lr=3e-3, batch_tokens=2**17, tokens=1e9)
-    p = plan(preset="chinchilla", params=1e9, proxy=proxy, batch_tokens=2**22, seq_len=2048)
+    proxy = dict(base_width=256, lr=3e-3, base_batch_tokens=2**17, base_tokens=1e9)
+    p = plan(preset="chinchilla", params=1e9, batch_tokens=2**22, seq_len=2048, **proxy)
     assert p.batch_ratio == 32
     assert any("clipped to 0" in w for w in p.warnings)
     assert all(r["beta1"] == 0.0 for r in p.layers if r["beta1"] is not None)
@@ -260,11 +244,12 @@ def test_contradictory_compute_params_tokens():
         (dict(), "target"),
         (dict(compute=1e21, tokens=1e10, tokens_per_param=20), "tokens_per_param"),
         (dict(n_layer=12, d_model=768, params=1e10), "params"),
-        (dict(n_layer=12), "n_layer/d_model"),
+        (dict(n_layer=12), "width/depth"),
         (dict(compute=-1.0), "compute"),
         (dict(params=1e9, mfu=1.5), "mfu"),
         (dict(params=1e9, preset="nope"), "preset"),
-        (dict(n_layer=4, d_model=256, proxy=Proxy(width=512)), "base_width"),
+        (dict(n_layer=4, d_model=256, base_width=512), "base_width"),
+        (dict(params=1e9, base_batch_tokens=2**16), "base_width"),
         (dict(n_layer=2, d_model=256, tokens=1000.0, seq_len=256), "params"),
         (dict(params=1e9, lr_law="abc"), "lr_law"),
     ],
@@ -372,14 +357,17 @@ def test_schedule_adds_up_and_json_markdown():
     }
 
 
+PLAN_TEMPLATE = ModelSpec(head_dim=128, seq_len=2048, vocab_size=32000, width=128, depth=1)
+
+
 def test_shape_family():
-    s = shape_for(7e9)
-    assert rel(s.params(), 7e9) < 0.015
-    assert s.d_model % 128 == 0 and 0.8 <= s.d_model / (128 * s.n_layer) <= 1.25
-    # Shape.params agrees with a hand count for a small GPT: per layer 4 d^2 (q, k, v, o)
+    s = shape_for(7e9, PLAN_TEMPLATE)
+    assert rel(model_params(s), 7e9) < 0.015
+    assert s.width % 128 == 0 and 0.8 <= s.width / (128 * s.depth) <= 1.25
+    # the count agrees with a hand count for a small GPT: per layer 4 d^2 (q, k, v, o)
     # + 3 d d_ff (SwiGLU) + 2 d (gains); + final gain; + 2 V d (untied embeddings).
-    sh = Shape(n_layer=2, d_model=64, head_dim=16, vocab_size=100, mlp_ratio=4)
-    assert sh.params() == 2 * (4 * 64 * 64 + 3 * 64 * 256 + 2 * 64) + 64 + 2 * 100 * 64
+    sh = ModelSpec(depth=2, width=64, head_dim=16, vocab_size=100, mlp_ratio=4)
+    assert model_params(sh) == 2 * (4 * 64 * 64 + 3 * 64 * 256 + 2 * 64) + 64 + 2 * 100 * 64
 
 
 # --- CLI contract
@@ -412,13 +400,13 @@ def test_cli_contract_writes_plan_json(tmp_path):
     assert rel(d["peak_lr"], 4.2e-4) < 0.1
     assert len(d["layers"]) == 12
     assert (tmp_path / "plan.md").exists()
-    # run.json: the RunConfig that trains the plan (its run_config)
+    # run.json: the RunConfig that trains the plan (its run_config), in sections
     run_json = json.loads((tmp_path / "run.json").read_text())
-    assert run_json == d["run_config"] and run_json["lr"] == d["peak_lr"]
+    assert run_json == d["run_config"] and run_json["optimizer"]["lr"] == d["peak_lr"]
     from sizeup.config import RunConfig
 
     cfg = RunConfig.from_file(tmp_path / "run.json")
-    assert cfg.steps == d["steps"] and cfg.batch_size * 4096 == d["batch_tokens"]
+    assert cfg.schedule.steps == d["steps"] and cfg.data.batch_size * 4096 == d["batch_tokens"]
 
 
 def test_cli_error_exits_nonzero(capsys):
@@ -452,9 +440,21 @@ def test_critical_batch_sources():
 # at the plan's shape, on the meta device; its base at the proxy's width and depth, and a base
 # at twice the width that tells which dimensions are width, as sizeup.train.build does) and
 # reads the optimizer's param groups directly.
-SMALL = dict(n_layer=4, d_model=128, head_dim=16, vocab_size=64, seq_len=16)
-SMALL_PROXY = dict(width=32, depth=2, lr=1e-2, tokens=1e6)
+SMALL = dict(depth=4, width=128, head_dim=16, vocab_size=64, seq_len=16)
+SMALL_PROXY = dict(base_width=32, lr=1e-2, base_tokens=1e6)
 B_TARGET = 64 * 16  # tokens per step
+RECIPE = dict(
+    rule="mup",
+    optimizer="adamw",
+    readout_form="table3",
+    sigma="model",
+    scale_eps=True,
+    depth_exponent=0.5,
+    weight_decay=0.1,
+    beta1=0.9,
+    beta2=0.95,
+    eps=1e-8,
+)
 
 
 def _reference(recipe, depth_scaled, base_batch):
@@ -474,15 +474,14 @@ def _reference(recipe, depth_scaled, base_batch):
     # builds them (RunConfig.mlp_ratio = the plan's d_ff / d_model): d_ff 96 and 192
     model = gpt(128, 4, mlp_ratio=3.0)
     # a recipe without sigma lets parametrize read the base's own init: a real (small) base
-    base = gpt(32, 2, "meta" if recipe.sigma is not None else "cpu", mlp_ratio=3.0)
+    base = gpt(32, 2, "meta" if recipe.sigma != "model" else "cpu", mlp_ratio=3.0)
     kw = dict(
         rule=recipe.rule,
         optimizer=recipe.optimizer,
         readout_form=recipe.readout_form,
         scale_eps=recipe.scale_eps,
+        sigma=recipe.sigma,
     )
-    if recipe.sigma is not None:
-        kw["sigma"] = recipe.sigma
     if depth_scaled:
         kw.update(base_depth=2, depth=4, depth_exponent=recipe.depth_exponent)
     p = parametrize(model, base, delta=gpt(64, 2, mlp_ratio=3.0), **kw)
@@ -542,21 +541,17 @@ RULES_ALL = ("sp", "mup", "mup_simple", "spectral")
 def test_plan_table_is_parametrize_table(
     rule, optimizer, readout_form, depth_scaled, batch_transfer
 ):
-    recipe = Recipe(
-        rule=rule,
-        optimizer=optimizer,
-        readout_form=readout_form,
-        sigma=0.02,
-        depth_exponent=0.5 if depth_scaled else None,
-        weight_decay=0.1,
-        eps=1e-8,
-    )
+    fields = {**RECIPE, "rule": rule, "optimizer": optimizer, "readout_form": readout_form}
+    fields["sigma"] = 0.02
+    recipe = types.SimpleNamespace(**fields)
     base_batch = B_TARGET // 4 if batch_transfer else B_TARGET
     p = plan(
         tokens=1e8,
         batch_tokens=B_TARGET,
-        proxy=Proxy(**SMALL_PROXY, batch_tokens=base_batch),
-        recipe=recipe,
+        base_batch_tokens=base_batch,
+        **({"base_depth": 2} if depth_scaled else {}),
+        **SMALL_PROXY,
+        **fields,
         **SMALL,
     )
     assert p.batch_ratio == (4 if batch_transfer else 1)
@@ -565,18 +560,20 @@ def test_plan_table_is_parametrize_table(
     assert len(p.layers) == 12  # identical rows of the 4 blocks fold into one tensor class
 
 
-@pytest.mark.parametrize("sigma", (None, "fan_in"))
+@pytest.mark.parametrize("sigma", ("model", "fan_in"))
 def test_plan_table_is_parametrize_table_for_other_inits(sigma):
-    # sigma=None: parametrize's own default (the model's own init), read from a real base
-    recipe = Recipe(rule="mup", sigma=sigma, depth_exponent=1.0)
+    # sigma "model": parametrize's own default (the model's own init), read from a real base
+    fields = {**RECIPE, "sigma": sigma, "depth_exponent": 1.0}
     p = plan(
         tokens=1e8,
         batch_tokens=B_TARGET,
-        proxy=Proxy(**SMALL_PROXY, batch_tokens=B_TARGET // 2),
-        recipe=recipe,
+        base_batch_tokens=B_TARGET // 2,
+        base_depth=2,
+        **SMALL_PROXY,
+        **fields,
         **SMALL,
     )
-    _assert_same(p.layers, _reference(recipe, True, B_TARGET // 2))
+    _assert_same(p.layers, _reference(types.SimpleNamespace(**fields), True, B_TARGET // 2))
 
 
 def test_law_lr_table_is_the_target_as_its_own_base():
@@ -588,16 +585,12 @@ def test_law_lr_table_is_the_target_as_its_own_base():
     assert hidden["lr"] == pytest.approx(p.peak_lr) and hidden["init_std"] == pytest.approx(0.02)
 
 
-def test_a_model_factory_sets_the_table():
-    # Any (shape) -> nn.Module: here the GPT with QK-norm, whose norm gains are extra tensors.
-    from sizeup.models import GPT
-
-    def qk_norm_gpt(shape):
-        return GPT(dataclasses.replace(shape.gpt_config(), qk_norm=True))
-
-    p = plan(tokens=1e8, proxy=Proxy(**SMALL_PROXY), model=qk_norm_gpt, **SMALL)
+def test_the_architecture_options_set_the_table():
+    # Every ModelSpec field is a plan option: here QK-norm, whose norm gains are extra tensors.
+    p = plan(tokens=1e8, qk_norm=True, **SMALL_PROXY, **SMALL)
     names = [r["tensor"] for r in p.layers]
     assert "blocks.*.attn.q_norm" in names and len(names) == 14
+    assert p.run.model.qk_norm
 
 
 # --- sweep -> plan: the proxy read from a study (sizeup.sweep.Store and the transfer analysis)
@@ -626,7 +619,7 @@ def test_plan_from_study_reproduces_the_transfer_lr(real_study, capsys):
     printed = capsys.readouterr().out
     row = re.search(r"\|\s*64\s*\|\s*([0-9.e+-]+) \(2\^", printed)  # the widest width's row
     assert row, printed
-    target = ["--n-layer", "4", "--d-model", "256", "--head-dim", "16", "--seq-len", "32"]
+    target = ["--depth", "4", "--width", "256", "--head-dim", "16", "--seq-len", "32"]
     target += ["--vocab-size", "256", "--batch-tokens", str(8 * 32)]
     main(["plan", "--from-study", str(real_study), "--format", "json", "--tokens", "1e7", *target])
 
@@ -636,22 +629,25 @@ def test_plan_from_study_reproduces_the_transfer_lr(real_study, capsys):
     assert d["proxy"]["lr"] == widest.opt_lr and not widest.at_edge
     # the study's batch (8 x 32 tokens) and data exponent 0: the peak lr is the tuned lr itself
     assert d["peak_lr"] == d["proxy"]["lr"] and d["batch_ratio"] == 1
-    px = d["proxy"]
-    assert (px["width"], px["depth"], px["head_dim"], px["tuned_width"]) == (32, 1, 16, 64)
+    px, recipe = d["proxy"], d["recipe"]
+    assert (px["width"], px["depth"], px["tuned_width"]) == (32, None, 64)
+    assert recipe["parametrization"]["base_head_dim"] == 16  # the trials' heads
     assert (px["batch_tokens"], px["tokens"]) == (256, 30 * 256)
-    assert px["recipe"]["rule"] == "mup" and px["recipe"]["weight_decay"] == 0.05
-    # the study trained with the model's own init (init_std "model"): so does the plan, and the
+    assert recipe["parametrization"]["rule"] == "mup"
+    assert recipe["optimizer"]["weight_decay"] == 0.05
+    # the study trained with the model's own init (sigma "model"): so does the plan, and the
     # GPT declares 0.02
-    assert px["recipe"]["sigma"] is None and d["recipe"] == px["recipe"]
+    assert recipe["parametrization"]["sigma"] == "model"
+    assert d["run_config"]["parametrization"]["sigma"] == "model"
     assert next(r for r in d["layers"] if r["tensor"] == "wte")["init_std"] == 0.02
     # the same through Python
     p = plan(
-        proxy=Proxy.from_study(real_study),
+        study=read_study(real_study),
         tokens=1e7,
         vocab_size=256,
         batch_tokens=256,
-        n_layer=4,
-        d_model=256,
+        depth=4,
+        width=256,
         head_dim=16,
         seq_len=32,
     )
@@ -673,19 +669,21 @@ def _synthetic_study(path, lr_log2, rules=("sp", "mup")):
 def test_from_study_picks_the_mup_group_or_the_one_asked_for(tmp_path):
     # synthetic_run: muP's optimum is 2^-8 at every width, SP's 2^-8 x 32/width (2^-11 at 256)
     db = _synthetic_study(tmp_path / "s.db", [-13, -5])
-    mup = Proxy.from_study(db)
-    assert mup.recipe.rule == "mup" and mup.lr == pytest.approx(2**-8, rel=1e-6)
-    assert (mup.width, mup.tuned_width) == (32, 256)
-    sp = Proxy.from_study(db, "rule=sp")
-    assert sp.recipe.rule == "sp" and sp.lr == pytest.approx(2**-11, rel=1e-6)
+    mup = read_study(db)
+    assert mup.parametrization["rule"] == "mup"
+    assert mup.optimizer["lr"] == pytest.approx(2**-8, rel=1e-6)
+    assert (mup.parametrization["base_width"], mup.proxy.tuned_width) == (32, 256)
+    sp = read_study(db, "rule=sp")
+    assert sp.parametrization["rule"] == "sp"
+    assert sp.optimizer["lr"] == pytest.approx(2**-11, rel=1e-6)
     with pytest.raises(ConfigError, match="from_study_group='rule=nope'.*rule=mup; rule=sp"):
-        Proxy.from_study(db, "rule=nope")
+        read_study(db, "rule=nope")
 
 
 def test_from_study_refuses_an_optimum_at_the_grid_edge(tmp_path):
     db = _synthetic_study(tmp_path / "s.db", [-13, -9], rules=("mup",))  # optimum 2^-8 is beyond
     with pytest.raises(ConfigError, match="from_study=.*edge of the grid.*a bound"):
-        Proxy.from_study(db)
+        read_study(db)
 
 
 def test_from_study_refuses_a_study_without_finished_trials(tmp_path):
@@ -695,18 +693,20 @@ def test_from_study_refuses_a_study_without_finished_trials(tmp_path):
     with Store(tmp_path / "s.db") as st:
         st.add([RunConfig()])
     with pytest.raises(ConfigError, match="finished trials"):
-        Proxy.from_study(tmp_path / "s.db")
+        read_study(tmp_path / "s.db")
     with pytest.raises(ConfigError, match="existing study file"):
-        Proxy.from_study(tmp_path / "missing.db")
+        read_study(tmp_path / "missing.db")
 
 
 def test_a_study_fixes_the_recipe(tmp_path):
-    proxy = Proxy.from_study(_synthetic_study(tmp_path / "s.db", [-13, -5]))
-    kw = dict(preset="chinchilla", params=1e8, proxy=proxy)
+    study = read_study(_synthetic_study(tmp_path / "s.db", [-13, -5]))
+    kw = dict(preset="chinchilla", params=1e8, study=study)
     with pytest.raises(ConfigError, match="rule=.*the study's rule='mup'"):
         plan(**kw, rule="sp")
-    with pytest.raises(ConfigError, match="base_lr=.*left out with --from-study"):
+    with pytest.raises(ConfigError, match="lr=.*the study's lr="):
         plan(**kw, base_lr=1e-3)
+    with pytest.raises(ConfigError, match="base_batch_tokens=.*left out with --from-study"):
+        plan(**kw, base_batch_tokens=2**10)
     # the readout form is an abc-reparametrization of the same training: free to choose
     assert plan(**kw, readout_form="table8").readout_form == "table8"
 
@@ -723,16 +723,25 @@ def test_every_command_line_flag_is_a_record_field():
     import inspect
 
     from sizeup.cli.plan import plan_command
-    from sizeup.plan.options import option_specs
+    from sizeup.plan.options import option_fields
 
-    names = {s.name for s in option_specs()}
-    assert set(OLD_FLAGS) <= names
+    fields = option_fields()
+    names = {f.flat for f in fields}
+    old = {a for f in fields for a in f.aliases}
+    assert set(OLD_FLAGS) <= names | old  # the old names are hidden aliases
     params = inspect.signature(plan_command).parameters
-    assert names | {"from_study", "from_study_group", "out", "explain", "fmt"} == set(params)
+    flags = {n for n in params if "__alias__" not in n}
+    assert names | {"from_study", "from_study_group", "out", "explain", "fmt"} == flags
+    # one name per concept: the plan's flags are train's where they share a record's field
+    from sizeup.config import RunConfig
+
+    shared = names & set(RunConfig.field_names())
+    assert {"width", "depth", "rule", "lr", "schedule", "base_width", "base_tokens"} <= shared
 
 
 def test_flat_options_and_records_give_the_same_plan():
-    from sizeup.plan import Hardware, Laws, ScheduleOptions, ShapeOptions, Target
+    from sizeup.config import OptimSpec, ParamSpec
+    from sizeup.plan import Hardware, Laws, Proxy, Target
 
     flat = plan(
         preset="deepseek-v1",
@@ -740,7 +749,7 @@ def test_flat_options_and_records_give_the_same_plan():
         d_model=512,
         tokens=1e10,
         base_width=128,
-        base_lr=3e-3,
+        base_lr=2e-3,
         base_batch=2**16,
         rule="mup",
         warmup=10,
@@ -748,12 +757,14 @@ def test_flat_options_and_records_give_the_same_plan():
     )
     records = plan(
         Target(tokens=1e10),
-        shape=ShapeOptions(n_layer=8, d_model=512),
-        proxy=Proxy(width=128, lr=3e-3, batch_tokens=2**16),
-        recipe=Recipe(rule="mup"),
+        width=512,
+        depth=8,
+        parametrization=ParamSpec(base_width=128),
+        optimizer=OptimSpec(lr=2e-3),
+        proxy=Proxy(batch_tokens=2**16),
         laws=Laws(preset="deepseek-v1"),
-        schedule=ScheduleOptions(warmup=10),
         hardware=Hardware(gpu=1e15),
+        warmup=10,
     )
     assert flat.to_dict() == records.to_dict()
     with pytest.raises(ConfigError, match="nope=1 is not allowed: a plan option"):
@@ -779,7 +790,8 @@ def test_parametrize_out_writes_the_same_table_columns(tmp_path):
 def test_n_kv_head_holds_when_the_shape_comes_from_the_target(target):
     # Hardening issue, item 10: --n-kv-head was ignored unless the shape was explicit.
     p = plan(preset="chinchilla", n_kv_head=4, **target)
-    assert p.shape["n_kv_head"] == 4 and p.shape["n_head"] % 4 == 0
+    assert p.model["n_kv_head"] == 4 and p.model["heads"] % 4 == 0
+    assert p.run.model.kv_heads == 4  # and the run trains it
     with pytest.raises(ConfigError, match="n_kv_head"):
         plan(preset="chinchilla", n_kv_head=0, **target)
 
@@ -826,7 +838,8 @@ def test_compare_rows_by_hand_for_steplaw_and_minicpm():
     )
     steplaw, minicpm = p.comparison["rows"]
     # Step Law reads non-embedding N; the plan rounds d_ff up to a multiple of 128
-    N = Shape(n_layer=8, d_model=512, ffn_multiple=128).params(embeddings=False)
+    N = model_params(p.run.model, embeddings=False)
+    assert p.run.model.ffn_hidden == 1408  # 8/3 x 512 = 1365.3, up to 11 x 128
     assert steplaw["peak_lr"] == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
     raw = 0.58 * 1e10**0.571
     assert steplaw["batch_tokens"] == max(8, round(raw / 2048 / 8) * 8) * 2048
@@ -860,7 +873,7 @@ def test_compare_laws_refuses_unknown_names():
 
 def test_steplaw_as_the_plan_preset():
     p = plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10)
-    N = Shape(n_layer=8, d_model=512, ffn_multiple=128).params(embeddings=False)
+    N = model_params(p.run.model, embeddings=False)
     assert p.peak_lr == pytest.approx(1.79 * N**-0.713 * 1e10**0.307, rel=1e-12)
     assert p.lr_source == "steplaw eta(N,D)"
     assert "steplaw B(D)" in p.batch_rounding
@@ -880,7 +893,7 @@ def test_plan_multistep_and_power_schedules():
     s = q.warmup_steps + 100
     assert g(s) == pytest.approx(min(1, 0.5 * (s * 2**16) ** -0.51 / q.peak_lr))
     assert "min(peak, 0.5 n^-0.51)" in dict(q.summary_rows())["schedule"]
-    with pytest.raises(ConfigError, match="power_a/power_b"):
+    with pytest.raises(ConfigError, match="power_b"):
         plan(**SMALL_RUN, lr_schedule="power", power_a=0.5)
 
 
@@ -914,7 +927,7 @@ def test_plan_loss_ramp_follows_the_critical_batch():
     for r in p.batch_ramp[1:]:
         L = law.loss(N, r["switch_tokens"])
         assert 2e8 / L ** (1 / 0.21) == pytest.approx(r["batch_tokens"], rel=2e-3)
-    with pytest.raises(ConfigError, match="batch_ramp=.*loss law"):
+    with pytest.raises(ConfigError, match="ramp=.*loss law"):
         plan(preset="deepseek-v1", n_layer=4, d_model=256, seq_len=256, tokens=2e8,
              batch_ramp="loss", ramp_start_batch=2**14)  # fmt: skip
 
@@ -932,18 +945,18 @@ def test_schedule_free_adamw_plan():
 def test_family_shapes_are_hardware_friendly_and_show_their_rounding():
     # Chinchilla's budget under the Epoch refit: before, n_head 71 and d_ff 24235
     p = plan(preset="epoch", compute=5.76e23)
-    s = p.shape
-    assert s["n_head"] % 8 == 0 and s["d_model"] % 128 == 0 and s["d_ff"] % 128 == 0
-    assert (s["n_layer"], s["d_model"], s["n_head"], s["d_ff"]) == (70, 9216, 72, 24576)
+    s = p.model
+    assert s["heads"] % 8 == 0 and s["width"] % 128 == 0 and s["d_ff"] % 128 == 0
+    assert (s["depth"], s["width"], s["heads"], s["d_ff"]) == (70, 9216, 72, 24576)
     rows = dict(p.summary_rows())
     assert "72 heads x 128" in rows["shape"] and "a multiple of 128" in rows["shape"]
     assert "nearest the target N_opt(C)" in rows["parameters"]
     # small targets: head counts a power of two below 8
-    assert shape_for(2e7, head_dim=64).n_head in (1, 2, 4, 8, 16)
+    assert shape_for(2e7, PLAN_TEMPLATE.replace(head_dim=64)).heads in (1, 2, 4, 8, 16)
     # the rounding is an option: 1 keeps d_ff = round(8/3 d) as the GPT does by itself
     explicit = dict(preset="chinchilla", n_layer=30, d_model=4096, tokens=1e11)
-    assert plan(**explicit).shape["d_ff"] == 11008  # 8/3 x 4096 = 10922.7, up to 86 x 128
-    assert plan(**explicit, ffn_multiple=1).shape["d_ff"] == 10923
+    assert plan(**explicit).model["d_ff"] == 11008  # 8/3 x 4096 = 10922.7, up to 86 x 128
+    assert plan(**explicit, ffn_multiple=1).model["d_ff"] == 10923
 
 
 def test_presets_carry_their_vocabulary():
@@ -952,14 +965,14 @@ def test_presets_carry_their_vocabulary():
     assert get_preset("deepseek-v1").vocab_size == 102_400
     # DeepSeek LLM 7B (30 layers, d 4096, d_ff 11008, vocabulary 102,400): 6.9B parameters
     p = plan(preset="deepseek-v1", n_layer=30, d_model=4096, n_head=32, seq_len=4096, tokens=2e12)
-    assert p.shape["vocab_size"] == 102_400 and p.shape["d_ff"] == 11008
+    assert p.model["vocab_size"] == 102_400 and p.model["d_ff"] == 11008
     assert p.params == pytest.approx(6.91e9, rel=2e-3)
     assert "preset deepseek-v1's vocabulary" in dict(p.summary_rows())["shape"]
     # a vocabulary the user gives wins
     q = plan(preset="deepseek-v1", n_layer=30, d_model=4096, tokens=2e12, vocab_size=32000)
-    assert q.shape["vocab_size"] == 32000 and "given" in dict(q.summary_rows())["shape"]
+    assert q.model["vocab_size"] == 32000 and "given" in dict(q.summary_rows())["shape"]
     assert get_preset("steplaw").vocab_size is None  # not stated where sizeup could read it
-    assert plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10).shape["vocab_size"] == 32000
+    assert plan(preset="steplaw", n_layer=8, d_model=512, tokens=1e10).model["vocab_size"] == 32000
 
 
 def test_loss_time_and_cost_are_always_shown_or_explained():

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from sizeup.diagnostics import SpectralMonitor, spectral_norm
 from sizeup.errors import ConfigError
+from sizeup.train.monitors import SpectralMonitor, spectral_norm
 
 
 def test_power_iteration_known_spectrum():

@@ -10,11 +10,11 @@ from small_configs import SMALL_GPT
 from torch import nn
 
 from sizeup.config import RunConfig
-from sizeup.diagnostics import AttentionLogitMonitor, OutputLogitMonitor
 from sizeup.errors import ConfigError
 from sizeup.models.gpt import GPT, GPTConfig
 from sizeup.optim import transfer_horizon
 from sizeup.train import build, run
+from sizeup.train.monitors import AttentionLogitMonitor, OutputLogitMonitor
 
 SMALL = dict(SMALL_GPT, batch_size=4, eval_batches=1, lr=0.01)
 

@@ -41,7 +41,7 @@ def test_crash_and_divergence_are_recorded_and_sweep_goes_on(tmp_path):
         failed = st.trials("failed")
         assert all("RuntimeError: synthetic crash" in t.error for t in failed)
         (div,) = st.trials("diverged")
-        assert div.config.lr == 1.0 and div.result.diverged
+        assert div.config.optimizer.lr == 1.0 and div.result.diverged
 
 
 def test_dead_worker_is_retried_once_then_failed(tmp_path, monkeypatch):
@@ -52,7 +52,7 @@ def test_dead_worker_is_retried_once_then_failed(tmp_path, monkeypatch):
     assert rep.counts["done"] == 3 and rep.counts["failed"] == 3
     with Store(tmp_path / "s.db") as st:
         for t in st.trials("failed"):
-            assert t.config.data == "die" and "worker process died" in t.error
+            assert t.config.data.source == "die" and "worker process died" in t.error
         die_ids = {t.id for t in st.trials("failed")}
     starts = Counter(
         line.split()[1] for line in log.read_text().splitlines() if line.startswith("start")
@@ -136,7 +136,7 @@ def test_largest_first_order(tmp_path, monkeypatch):
         order="largest_first",
     )
     with Store(tmp_path / "s.db") as st:
-        width = {t.id: t.config.width for t in st.trials()}
+        width = {t.id: t.config.model.width for t in st.trials()}
     started = [
         width[line.split()[1]] for line in log.read_text().splitlines() if line.startswith("start")
     ]

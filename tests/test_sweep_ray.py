@@ -96,7 +96,7 @@ def test_ray_records_crashes_and_dead_workers(tmp_path, ray_local):
     rep = run_sweep(spec, tmp_path / "s.db", executor="ray", runner=synthetic_run, progress=False)
     assert rep.counts["done"] == 1 and rep.counts["failed"] == 2
     with Store(tmp_path / "s.db") as st:
-        errors = {t.config.data: t.error for t in st.trials("failed")}
+        errors = {t.config.data.source: t.error for t in st.trials("failed")}
     assert "synthetic crash" in errors["crash"]
     assert "ray task failed (tried 2x)" in errors["die"]
     assert st_attempts(tmp_path / "s.db", "die") == 2
@@ -104,4 +104,4 @@ def test_ray_records_crashes_and_dead_workers(tmp_path, ray_local):
 
 def st_attempts(path, data):
     with Store(path) as st:
-        return next(t.attempts for t in st.trials() if t.config.data == data)
+        return next(t.attempts for t in st.trials() if t.config.data.source == data)

@@ -12,15 +12,19 @@ def test_grid_is_cartesian_product_in_axis_order():
     spec = SweepSpec(base={"steps": 5}, axes={"width": [32, 64], "lr": [1e-3, 2e-3, 4e-3]})
     trials = spec.trials()
     assert len(trials) == 6
-    assert [(t.width, t.lr) for t in trials[:3]] == [(32, 1e-3), (32, 2e-3), (32, 4e-3)]
-    assert all(t.steps == 5 for t in trials)
+    assert [(t.get("width"), t.get("lr")) for t in trials[:3]] == [
+        (32, 1e-3),
+        (32, 2e-3),
+        (32, 4e-3),
+    ]
+    assert all(t.schedule.steps == 5 for t in trials)
 
 
 def test_zip_moves_fields_together():
     spec = SweepSpec(
         axes={"width": [32, 64], "zip": {"rule": ["sp", "mup"], "attn_scale": ["1/sqrt(d)", "1/d"]}}
     )
-    pairs = {(t.width, t.rule, t.attn_scale) for t in spec.trials()}
+    pairs = {(t.get("width"), t.get("rule"), t.get("attn_scale")) for t in spec.trials()}
     assert pairs == {
         (32, "sp", "1/sqrt(d)"),
         (32, "mup", "1/d"),

@@ -102,7 +102,7 @@ def test_export_csv_parquet_and_dataframe(tmp_path):
         st.add(cfgs)
         for c in cfgs:
             st.record(c.trial_id(), synthetic_run(c))
-        df = st.to_dataframe(curves=True)
+        df = st.to_frame(curves=True)
         assert len(df) == 3 and {"lr", "width", "status", "loss", "train_loss"} <= set(df.columns)
         st.export(tmp_path / "t.csv", curves=True)
         st.export(tmp_path / "t.parquet")

@@ -110,7 +110,7 @@ def test_plots_and_report(study, tmp_path):
     assert html.count("data:image/png;base64,") == 2
     assert "<script" not in html and "http" not in html.split("<body>")[1]
     with Store(study) as st:
-        assert len(st.to_dataframe()) == 144
+        assert len(st.to_frame()) == 144
 
 
 # --- seeds, intervals, bounds, verdicts ---------------------------------------------------
@@ -118,7 +118,7 @@ NOISY = NoisySynthetic(noise=0.1, offset=0.03)  # per-trial noise 0.1 nats: ~0.2
 
 
 def _frame(seeds, lr_log2=(-13, -5), runner=NOISY, widths=(32, 64, 128, 256)):
-    """A synthetic study as a DataFrame (what Store.to_dataframe gives), without a store."""
+    """A synthetic study as a DataFrame (what Store.to_frame gives), without a store."""
     import pandas as pd
 
     spec = SweepSpec.from_dict(
@@ -279,7 +279,7 @@ def test_estimate_text_and_json_round_trip():
 
 def test_seeds_in_a_sweep_file():
     s = SweepSpec.from_dict({"base": {"steps": 5}, "axes": {"lr": [1e-3, 2e-3]}, "seeds": 3})
-    assert sorted({c.seed for c in s.trials()}) == [0, 1, 2] and len(s.trials()) == 6
+    assert sorted({c.run.seed for c in s.trials()}) == [0, 1, 2] and len(s.trials()) == 6
     assert SweepSpec.from_dict({"axes": {"lr": [1e-3]}, "seeds": [4, 9]}).axes["seed"] == [4, 9]
     for bad in (0, [1, 1], "3", [1.5]):
         with pytest.raises(ConfigError, match="seeds="):

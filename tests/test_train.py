@@ -101,14 +101,18 @@ def test_init_std_field():
     from sizeup.cli.options import config_from_cli
     from sizeup.train import build
 
-    assert RunConfig().init_std == "model"
-    assert RunConfig(init_std="0.05").init_std == 0.05
-    assert config_from_cli(None, {}, ["init_std=0.01"]).init_std == 0.01
-    assert config_from_cli(None, {}, ["init_std=fan_in"]).init_std == "fan_in"
+    def sigma(cfg: RunConfig) -> object:
+        return cfg.parametrization.sigma
+
+    assert sigma(RunConfig()) == "model"
+    assert sigma(RunConfig(init_std="0.05")) == 0.05  # the old name of sigma
+    assert sigma(RunConfig(sigma="0.05")) == 0.05
+    assert sigma(config_from_cli(None, {}, ["init_std=0.01"])) == 0.01
+    assert sigma(config_from_cli(None, {}, ["sigma=fan_in"])) == "fan_in"
     legacy = {"init_std": 0.02, "init_mode": "auto"}
-    assert RunConfig.from_dict(legacy).init_std == "model"
-    assert RunConfig.from_dict({**legacy, "init_mode": "fan_in"}).init_std == "fan_in"
-    assert RunConfig.from_dict({"init_std": 0.05, "init_mode": "fixed"}).init_std == 0.05
+    assert sigma(RunConfig.from_dict(legacy)) == "model"
+    assert sigma(RunConfig.from_dict({**legacy, "init_mode": "fan_in"})) == "fan_in"
+    assert sigma(RunConfig.from_dict({"init_std": 0.05, "init_mode": "fixed"})) == 0.05
     p = build(RunConfig(**{**SMALL, "init_std": 0.05})).parametrization
     assert p["wte.weight"].sigma_base == 0.05 and p["wte.weight"].sigma_source == "given"
 
@@ -120,8 +124,8 @@ def test_build_keeps_the_model_own_random_stream():
     from sizeup.train import build
 
     cfg = RunConfig(**SMALL)
-    torch.manual_seed(cfg.seed)
-    alone = build_model(cfg)
+    torch.manual_seed(cfg.run.seed)
+    alone = build_model(cfg.model)
     built = build(cfg)
     assert not any(q.is_meta for q in built.model.parameters())
     assert torch.equal(built.model.wte.weight, alone.wte.weight)  # input: factor 1, untouched
@@ -307,7 +311,7 @@ def test_trial_id_is_stable_and_content_based():
     a, b = RunConfig(**SMALL), RunConfig(**SMALL)
     assert a.trial_id() == b.trial_id() and len(a.trial_id()) == 12
     assert a.trial_id() != a.replace(lr=1e-3).trial_id()
-    assert RunConfig().trial_id() == RunConfig(lr=RunConfig().lr).trial_id()
+    assert RunConfig().trial_id() == RunConfig(lr=RunConfig().optimizer.lr).trial_id()
 
 
 def test_trainer_fork_resumes_the_run_independently():

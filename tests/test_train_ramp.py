@@ -66,7 +66,7 @@ def test_trainer_follows_the_ramp_by_hand():
     lines = Lines()
     res = run(cfg, loggers=[lines])
     assert res.tokens == 224 == BatchRamp(((0, 16), (32, 32), (96, 64))).tokens_before(6)
-    assert res.tokens == cfg.ramp().tokens_before(cfg.steps)
+    assert res.tokens == cfg.ramp().tokens_before(cfg.schedule.steps)
     assert [lines.rows[k]["train/tokens"] for k in range(6)] == [16, 32, 64, 96, 160, 224]
     assert res.flops == 6.0 * res.params * 224
 
@@ -165,10 +165,10 @@ def test_plan_run_config_is_the_planned_ramp_and_schedule():
         ramp_tokens=2e7,
     )
     cfg = RunConfig.from_dict(json.loads(json.dumps(p.to_dict()["run_config"])))
-    assert cfg.batch_ramp == ((0.0, 64), (1e7, 128), (2e7, 256)) and cfg.batch_size == 256
-    assert cfg.ramp() == p.ramp() and cfg.steps == p.steps
+    assert cfg.data.batch_ramp == ((0.0, 64), (1e7, 128), (2e7, 256)) and cfg.data.batch_size == 256
+    assert cfg.ramp() == p.ramp() and cfg.schedule.steps == p.steps
     assert cfg.lr_schedule() == p.lr_schedule()  # the same schedule, so the same lr each step
-    assert cfg.tokens_for(cfg.steps) == p.ramp().tokens_before(p.steps) >= p.tokens
+    assert cfg.tokens_for(cfg.schedule.steps) == p.ramp().tokens_before(p.steps) >= p.tokens
     rows = p.batch_ramp
     assert [cfg.tokens_for(r["from_step"]) for r in rows] == [r["from_tokens"] for r in rows]
     assert [cfg.batch_window(r["from_step"])[1] * 256 for r in rows] == [
@@ -196,8 +196,10 @@ def test_plan_run_config_builds_the_planned_table():
         base_batch=2**10,
         lr_schedule="multistep",
     )
-    cfg = RunConfig(**p.run_config(), threads=1)
-    assert cfg.base_batch_size is None and cfg.beta1 == pytest.approx(1 - 4 * 0.1)
+    cfg = p.run_config().replace(threads=1)
+    assert cfg.optimizer.base_batch_size is None and cfg.optimizer.beta1 == pytest.approx(
+        1 - 4 * 0.1
+    )
     built = build(cfg.replace(warmup=0))  # the groups' lr at step 0 is then the peak
     got = {r["tensor"]: r for r in layer_rows(built.parametrization, built.optimizer)}
     for row in p.layers:

@@ -105,7 +105,7 @@ def _wsd_cli(tmp_path, monkeypatch, widths, steps):
     from sizeup.cli import main
 
     def fake_train(configs, totals, *args):
-        return _synthetic_points([c.width for c in configs], totals)
+        return _synthetic_points([c.model.width for c in configs], totals)
 
     monkeypatch.setattr(wsd_cli, "_train", fake_train)
     main(["wsd", "--widths", widths, "--steps", steps, "--out", str(tmp_path)])

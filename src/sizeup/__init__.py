@@ -18,8 +18,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from sizeup.parametrization import Parametrization
 
 
-def parametrize(model: Any, base: Any = None, **kwargs: Any) -> Parametrization:
-    """Apply a scaling rule to ``model`` given a smaller ``base``; see sizeup.parametrization."""
+def parametrize(
+    model: Any, base: Any = None, options: Any = None, **kwargs: Any
+) -> Parametrization:
+    """Apply a scaling rule to ``model`` given a smaller ``base``; see sizeup.parametrization.
+    (Imported on first call, so ``import sizeup`` does not import torch.)"""
     from sizeup.parametrization import parametrize as _parametrize
 
-    return _parametrize(model, base=base, **kwargs)
+    return _parametrize(model, base, options, **kwargs)

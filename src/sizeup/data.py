@@ -2,7 +2,7 @@
 memmaps, and a synthetic teacher classification task for the MLP.
 
 Every source is deterministic. A run reads one stream of sequences (examples for the MLP), drawn
-in chunks of batch_size: chunk c from a generator seeded by (cfg.seed, c). Step k takes the
+in chunks of batch_size: chunk c from a generator seeded by (cfg.run.seed, c). Step k takes the
 sequences from the number seen before it (``RunConfig.batch_window``) on, as many as its batch:
 without a batch ramp that is exactly chunk k; with one, a step before the full batch takes part of
 a chunk, and the run sees the same sequences in the same order as the run at the full batch, only
@@ -10,7 +10,9 @@ grouped into smaller steps. Either way batch k is a pure function of k, so a run
 step and forks and WSD branches draw the batches the run would have drawn; the global batch is
 the same whatever the world size. Each rank takes its contiguous slice of the global batch, so 2
 DDP ranks together see exactly the sequences 1 rank sees. Validation batches are fixed windows
-from the tail of the token stream and are the same full batches on every rank.
+from the tail of the token stream and are the same full batches on every rank. Gradient
+accumulation (``micro_batch_size``) draws nothing differently: batch k is still the step's whole
+batch (this rank's slice), which the trainer cuts into micro-batches (sizeup.train.step).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import torch
 
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, DataError
+from sizeup.registry import get_model
 
 BUILTIN_ASSET = "shakespeare.txt.xz"
 TEACHER_IN_DIM = 64  # input dimension of the teacher task
 TEACHER_CLASSES = 10  # number of classes of the teacher task
 TEACHER_HIDDEN = 128  # hidden width of the fixed teacher network
-TEACHER_SEED = 1234  # the teacher is one fixed function; cfg.seed only changes the samples
+TEACHER_SEED = 1234  # the teacher is one fixed function; cfg.run.seed only changes the samples
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -61,11 +64,6 @@ def write_bin(path: str | Path, tokens: np.ndarray | list[int] | bytes) -> Path:
     return p
 
 
-def teacher_dims(cfg: RunConfig) -> tuple[int, int]:
-    """(in_dim, n_classes) of the teacher task, for building the MLP that learns it."""
-    return TEACHER_IN_DIM, TEACHER_CLASSES
-
-
 class DataSource:
     """What the trainer pulls from: next_train() for this rank, fixed val_batches()."""
 
@@ -78,7 +76,7 @@ class DataSource:
             raise ConfigError("rank", rank, f"an integer in [0, {world_size})")
         check_divisible(cfg, world_size)
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.local_batch_size = cfg.batch_size // world_size
+        self.local_batch_size = cfg.data.batch_size // world_size
         self.step = 0  # index of the next training batch
 
     def batch_at(self, step: int) -> Batch:
@@ -97,7 +95,7 @@ class DataSource:
 
     def _rng(self, step: int) -> np.random.Generator:
         # SeedSequence mixes (seed, step) so neighbouring steps and seeds are independent.
-        return np.random.default_rng([self.cfg.seed, step])
+        return np.random.default_rng([self.cfg.run.seed, step])
 
     def _rank_slice(self) -> slice:
         lo = self.rank * self.local_batch_size
@@ -111,7 +109,7 @@ class DataSource:
         local = size // self.world_size
         lo = start + self.rank * local
         hi = lo + local
-        B = self.cfg.batch_size
+        B = self.cfg.data.batch_size
         return [
             (c, slice(max(lo, c * B) - c * B, min(hi, c * B + B) - c * B))
             for c in range(lo // B, (hi - 1) // B + 1)
@@ -131,7 +129,7 @@ class TokenSource(DataSource):
         name: str = "data",
     ):
         super().__init__(cfg, rank, world_size)
-        need = cfg.seq_len + 1
+        need = cfg.model.seq_len + 1
         if len(train) < need:
             raise DataError(
                 f"{name}: the training split has {len(train)} tokens, shorter than "
@@ -140,10 +138,10 @@ class TokenSource(DataSource):
         if val is not None and len(val) and len(val) < need:
             raise DataError(
                 f"{name}: the validation split has {len(val)} tokens, shorter than "
-                f"seq_len+1={need}; raise val_frac={cfg.val_frac} or lower seq_len"
+                f"seq_len+1={need}; raise val_frac={cfg.data.val_frac} or lower seq_len"
             )
         self.train, self.val, self.name = train, val, name
-        self.tokens_per_batch = cfg.batch_size * cfg.seq_len
+        self.tokens_per_batch = cfg.tokens_per_step
         self._window = np.arange(need)
         self._val: list[Batch] | None = None
 
@@ -154,8 +152,8 @@ class TokenSource(DataSource):
 
     def batch_at(self, step: int) -> Batch:
         """This rank's slice of global training batch ``step``: x and y = x shifted by one."""
-        hi = len(self.train) - self.cfg.seq_len  # exclusive bound on window starts
-        B = self.cfg.batch_size
+        hi = len(self.train) - self.cfg.model.seq_len  # exclusive bound on window starts
+        B = self.cfg.data.batch_size
         starts = [self._rng(c).integers(0, hi, size=B)[sl] for c, sl in self._chunks(step)]
         return self._gather(self.train, np.concatenate(starts))
 
@@ -165,9 +163,9 @@ class TokenSource(DataSource):
             if self.val is None or len(self.val) == 0:
                 self._val = []
             else:
-                n = self.cfg.eval_batches * self.cfg.batch_size
-                starts = np.linspace(0, len(self.val) - self.cfg.seq_len - 1, n).round()
-                starts = starts.astype(np.int64).reshape(self.cfg.eval_batches, -1)
+                n = self.cfg.data.eval_batches * self.cfg.data.batch_size
+                starts = np.linspace(0, len(self.val) - self.cfg.model.seq_len - 1, n).round()
+                starts = starts.astype(np.int64).reshape(self.cfg.data.eval_batches, -1)
                 self._val = [self._gather(self.val, s) for s in starts]
         return self._val
 
@@ -181,11 +179,11 @@ class TeacherSource(DataSource):
         # Variance-preserving random weights so the teacher's logits are O(1) and classes balanced.
         self.w1 = g.standard_normal((TEACHER_IN_DIM, TEACHER_HIDDEN)) / np.sqrt(TEACHER_IN_DIM)
         self.w2 = g.standard_normal((TEACHER_HIDDEN, TEACHER_CLASSES)) / np.sqrt(TEACHER_HIDDEN)
-        # Inputs in the model's dtype (the trainer casts the model to cfg.dtype).
+        # Inputs in the model's dtype (the trainer casts the model to cfg.run.dtype).
         self.dtype = {"float64": torch.float64, "bfloat16": torch.bfloat16}.get(
-            cfg.dtype, torch.float32
+            cfg.run.dtype, torch.float32
         )
-        self.tokens_per_batch = cfg.batch_size
+        self.tokens_per_batch = cfg.data.batch_size
         self._val: list[Batch] | None = None
 
     def label(self, x: np.ndarray) -> np.ndarray:
@@ -199,7 +197,8 @@ class TeacherSource(DataSource):
     def batch_at(self, step: int) -> Batch:
         """This rank's slice of global batch ``step`` of fresh teacher-labelled examples."""
         parts = [
-            (self._sample(self._rng(c), self.cfg.batch_size), sl) for c, sl in self._chunks(step)
+            (self._sample(self._rng(c), self.cfg.data.batch_size), sl)
+            for c, sl in self._chunks(step)
         ]
         if len(parts) == 1:
             (x, y), sl = parts[0]
@@ -212,30 +211,31 @@ class TeacherSource(DataSource):
     def val_batches(self) -> list[Batch]:
         """eval_batches fixed batches from a stream disjoint from training (seed offset)."""
         if self._val is None:
-            rng = np.random.default_rng([self.cfg.seed, 2**31, 7])  # never equals a train step
-            self._val = [
-                self._sample(rng, self.cfg.batch_size) for _ in range(self.cfg.eval_batches)
-            ]
+            rng = np.random.default_rng([self.cfg.run.seed, 2**31, 7])  # never a train step
+            d = self.cfg.data
+            self._val = [self._sample(rng, d.batch_size) for _ in range(d.eval_batches)]
         return self._val
 
 
 def check_divisible(cfg: RunConfig, world_size: int) -> None:
     """Every batch the run takes (batch_size, and each stage of its batch ramp) splits into
-    equal slices over ``world_size`` ranks."""
-    if cfg.batch_size % world_size:
+    equal slices over ``world_size`` ranks, and each slice into equal micro-batches of
+    ``micro_batch_size`` (``RunConfig.check_micro_batch``)."""
+    if cfg.data.batch_size % world_size:
         raise ConfigError(
             "batch_size",
-            cfg.batch_size,
+            cfg.data.batch_size,
             f"a multiple of world_size={world_size} (each rank takes an equal slice)",
         )
-    for _, batch in cfg.batch_ramp or ():
+    for _, batch in cfg.data.batch_ramp or ():
         if batch % world_size:
             raise ConfigError(
                 "batch_ramp",
-                cfg.batch_ramp,
+                cfg.data.batch_ramp,
                 f"stages whose batches are multiples of world_size={world_size} (each rank "
                 f"takes an equal slice; {batch} is not)",
             )
+    cfg.check_micro_batch(world_size)
 
 
 def _split(tokens: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
@@ -269,21 +269,23 @@ def _load_bin(path: Path, vocab_size: int) -> np.ndarray:
 
 
 def load_tokens(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(train tokens, val tokens, name) for cfg.data: builtin, a text file, a .bin or a folder."""
-    if cfg.data == "builtin":
+    """(train tokens, val tokens, name) for the data source: builtin, a text file, a .bin or a
+    folder."""
+    source, vocab, val_frac = cfg.data.source, cfg.model.vocab_size, cfg.data.val_frac
+    if source == "builtin":
         tokens = np.frombuffer(builtin_corpus(), dtype=np.uint8)
         name = "builtin corpus"
     else:
-        path = Path(cfg.data).expanduser()
-        name = f"data={cfg.data!r}"
+        path = Path(source).expanduser()
+        name = f"data={source!r}"
         if path.is_dir():
             train_p, val_p = path / "train.bin", path / "val.bin"
             if not train_p.is_file():
                 raise DataError(f"{name}: a folder must hold train.bin (and optionally val.bin)")
-            train = _load_bin(train_p, cfg.vocab_size)
-            val = _load_bin(val_p, cfg.vocab_size) if val_p.is_file() else None
+            train = _load_bin(train_p, vocab)
+            val = _load_bin(val_p, vocab) if val_p.is_file() else None
             if val is None:
-                train, val = _split(train, cfg.val_frac)
+                train, val = _split(train, val_frac)
             return train, val, name
         if not path.is_file():
             raise DataError(
@@ -291,24 +293,27 @@ def load_tokens(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray | None, str]:
                 "file, a uint16 .bin file, or a folder with train.bin/val.bin"
             )
         if path.suffix == ".bin":
-            tokens = _load_bin(path, cfg.vocab_size)
+            tokens = _load_bin(path, vocab)
         else:
             if path.stat().st_size == 0:
                 raise DataError(f"{name}: the file is empty")
             # Bytes are the tokens; a memmap keeps a large text file out of memory.
             tokens = np.memmap(path, dtype=np.uint8, mode="r")
-    _check_ids(tokens, cfg.vocab_size, name)
-    train, val = _split(tokens, cfg.val_frac)
+    _check_ids(tokens, vocab, name)
+    train, val = _split(tokens, val_frac)
     return train, val, name
 
 
 def make_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataSource:
-    """The data source cfg describes, serving this rank's slice of each global batch."""
-    teacher = cfg.data == "teacher" or (cfg.model == "mlp" and cfg.data == "builtin")
-    if cfg.model == "mlp" and not teacher:
-        raise ConfigError("data", cfg.data, "'teacher' (or 'builtin') for model='mlp'")
-    if cfg.model == "gpt" and teacher:
-        raise ConfigError("data", cfg.data, "'builtin', a text file or a .bin for model='gpt'")
+    """The data source cfg describes, serving this rank's slice of each global batch: the
+    teacher task for a family whose data is "teacher" (the MLP), tokens otherwise."""
+    source, family = cfg.data.source, cfg.model.name
+    teacher_family = get_model(family).data == "teacher"
+    teacher = source == "teacher" or (teacher_family and source == "builtin")
+    if teacher_family and not teacher:
+        raise ConfigError("data", source, f"'teacher' (or 'builtin') for model={family!r}")
+    if not teacher_family and teacher:
+        raise ConfigError("data", source, f"'builtin', a text file or a .bin for model={family!r}")
     if teacher:
         return TeacherSource(cfg, rank, world_size)
     train, val, name = load_tokens(cfg)

@@ -31,8 +31,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sizeup import __version__
+from sizeup.config import json_safe
 from sizeup.errors import ConfigError, check_choice
+from sizeup.report.transfer import demo_page
+from sizeup.sweep import Store, SweepSpec, run_sweep
 from sizeup.sweep.executors import Runner
+from sizeup.sweep.transfer import analyze_transfer, drift_difference, group_value
+from sizeup.train.loop import device_name
 
 AXES = ("width", "depth", "batch", "steps", "stability")
 AXIS_FIELD = {
@@ -268,7 +274,6 @@ def run_demo(
 
     ``seeds`` replaces the study's seed set (the docs measure three disjoint sets).
     """
-    from sizeup.sweep import SweepSpec, run_sweep
 
     s = settings or settings_for(axis or "width", quick)
     if seeds is not None:
@@ -286,7 +291,6 @@ def run_demo(
     analysis, trials = _analyse(db, ids, s)
     summary = _summary(analysis, s, rep, trials, time.perf_counter() - t0, quick)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    from sizeup.report.transfer import demo_page
 
     names = {g.label: variant_of(s, g.group).name for g in analysis.groups}
     demo_page(analysis, trials, summary, s, names).write(out / "report.html")
@@ -296,11 +300,9 @@ def run_demo(
 def _analyse(db: Path, ids: set[str], s: DemoSettings) -> tuple[Any, list[Any]]:
     """The transfer analysis of this spec's trials (the file may hold others), grouped by the
     variants' fields, groups in the order of the variants."""
-    from sizeup.sweep import Store
-    from sizeup.sweep.transfer import analyze_transfer
 
     with Store(db, readonly=True) as st:
-        df = st.to_dataframe()
+        df = st.to_frame()
         trials = [t for t in st.trials() if t.id in ids]
     df = df[df["id"].isin(ids)]
     analysis = analyze_transfer(df, axis=s.field, group_by=sorted(s.variants[0].fields))
@@ -311,10 +313,9 @@ def _analyse(db: Path, ids: set[str], s: DemoSettings) -> tuple[Any, list[Any]]:
 
 def variant_of(s: DemoSettings, group: dict[str, Any]) -> Variant:
     """The variant whose fields a transfer group has."""
-    from sizeup.sweep.transfer import _norm
 
     for v in s.variants:
-        if all(_norm(v.fields[k]) == _norm(group.get(k)) for k in v.fields):
+        if all(group_value(v.fields[k]) == group_value(group.get(k)) for k in v.fields):
             return v
     raise ConfigError("group", group, "one of the study's variants")
 
@@ -373,7 +374,6 @@ def checks(s: DemoSettings, groups: dict[str, Any]) -> dict[str, bool]:
         sens = {k: g.points[-1].lr_sensitivity for k, g in groups.items()}
         out["qk_norm_lowers_lr_sensitivity"] = _apart(sens["qk_norm"], sens["neither"])
         return out
-    from sizeup.sweep.transfer import drift_difference
 
     largest = {"width": "widest", "depth": "deepest"}.get(s.axis)
     for v in s.variants:
@@ -435,9 +435,6 @@ def _apart(small: Any, large: Any) -> bool:
 def _summary(
     analysis: Any, s: DemoSettings, rep: Any, trials: list[Any], wall: float, quick: bool
 ) -> dict:
-    from sizeup import __version__
-    from sizeup.config import json_safe
-    from sizeup.train.loop import device_name
 
     groups = {variant_of(s, g.group).key: g for g in analysis.groups}
     found = checks(s, groups) if analysis.enough else {}
@@ -463,8 +460,6 @@ def _summary(
     for key, g in groups.items():
         summary[key] = _group_summary(g)
     if s.axis != "stability" and analysis.enough:
-        from sizeup.sweep.transfer import drift_difference
-
         off = groups[s.off.key]
         for v in s.variants:
             if v.rule_on:

@@ -45,6 +45,10 @@ EXP_FLOOR = 0.01  # where an exponential cooldown ends when min_ratio is 0 (it c
 # to 31.6% of its maximum, after 90% to 10%. The default milestones of "multistep" everywhere
 # (a run config, the planner, the deepseek-v1 preset's fitting setup).
 DEEPSEEK_LLM_MILESTONES: tuple[tuple[float, float], ...] = ((0.8, 0.316), (0.9, 0.1))
+# (fraction of the run's tokens, lr multiplier) pairs of a multistep schedule, and the stages
+# (from_tokens, batch_size) of a run's batch ramp (batch in sequences, or examples for the MLP).
+Milestones = tuple[tuple[float, float], ...]
+RampStages = tuple[tuple[float, int], ...]
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,36 @@ def _first_tokens(reached: Callable[[float], bool], lo: float, hi: float) -> flo
 
 
 @dataclass(frozen=True)
+class Phases:
+    """A schedule's steps by phase: linear warmup, at the peak (stable), decaying (a cooldown or a
+    cosine). The decay is the last ``decay`` steps; a warmup longer than the stable part
+    overlaps the cooldown (the multipliers then multiply)."""
+
+    steps: int
+    warmup: int
+    stable: int
+    decay: int
+
+    @property
+    def decay_start(self) -> int:
+        """The first step of the decay (steps when nothing decays)."""
+        return self.steps - self.decay
+
+
+def phases(kind: str, steps: int, warmup: int = 0, decay_frac: float = 0.2) -> Phases:
+    """The one computation of a schedule's phase lengths (the trainer's Schedule, the planner,
+    the laws side by side): a WSD or power cooldown is the last round(decay_frac x steps) steps,
+    a cosine decays over every step after warmup, constant and multistep have no decay phase
+    (multistep steps down at token fractions, its ``milestones``)."""
+    if kind == "cosine":
+        return Phases(steps, warmup, 0, steps - warmup)
+    if kind in ("wsd", "power"):
+        decay = round(decay_frac * steps)
+        return Phases(steps, warmup, max(0, steps - warmup - decay), decay)
+    return Phases(steps, warmup, steps - warmup, 0)
+
+
+@dataclass(frozen=True)
 class Schedule:
     """A picklable lr multiplier f(step) (a dataclass, not a closure, so sweeps can ship it).
 
@@ -227,7 +261,12 @@ class Schedule:
         """First step of the cooldown (WSD and power; steps for other kinds)."""
         if self.kind not in ("wsd", "power"):
             return self.steps
-        return self.steps - round(self.decay_frac * self.steps)
+        return self.phases.decay_start
+
+    @property
+    def phases(self) -> Phases:
+        """Warmup, stable and decay steps (``phases``)."""
+        return phases(self.kind, self.steps, self.warmup, self.decay_frac)
 
     def tokens_before(self, step: int) -> float:
         """Tokens seen before optimizer step ``step`` (through the ramp when there is one;

@@ -6,8 +6,13 @@ the names and the module but turns parameters into DTensors; ``full_tensor`` rea
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable, Sequence
+
 import torch
 from torch import nn
+
+from sizeup.errors import ConfigError
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
@@ -16,6 +21,21 @@ def canonical_name(name: str) -> str:
     """Strip wrapper prefixes (DDP ``module.``, torch.compile ``_orig_mod.``, FSDP) anywhere in a name."""
     parts = [p for p in name.split(".") if p + "." not in WRAPPER_PREFIXES]
     return ".".join(parts)
+
+
+def select_names(names: Sequence[str], patterns: Iterable[str], field: str, what: str) -> list[str]:
+    """The ``names`` (module names, in their order of first match) that the fnmatch
+    ``patterns`` pick; a pattern that picks none is a ConfigError naming ``field`` and listing
+    the ``what`` there are."""
+    chosen: list[str] = []
+    for pat in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+        if not hits:
+            raise ConfigError(
+                field, pat, f"names (or fnmatch patterns) of {what}: " + ", ".join(names)
+            )
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -1,10 +1,12 @@
 """`sizeup coord-check`: a coordinate check with a verdict; exit code 1 when it fails (CI gate).
 
-It checks the run `sizeup train` would train from the same config file, flags and `--set`s (the
-shared option group in sizeup.cli.options): that model, init, parametrization and optimizer,
-built at each of the check's widths against the config's base width. The check's own settings
-(widths, steps, seeds, tolerance, ...) are its own options. Depth mode (``--depths``) checks the
-built-in GPT family across depths.
+It checks the run `sizeup train` would train from the same config file, flags and `--set`s (every
+RunConfig field is an option, sizeup.cli.options): that model, init, parametrization and
+optimizer, built at each of the check's widths against the config's base width, or at each of
+its depths (``--depths``; residual branches scaled from the smallest depth unless
+``--no-depth-scaling`` or ``--base-depth`` says otherwise). The check's own settings (widths or
+depths, steps, seeds, tolerance, ...) are the CheckSpec's fields. ``--hf ARCH`` checks a
+transformers family instead, with ``--set`` reading its config fields.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from typing import Any
 import typer
 
 from sizeup.choices import HF_ARCHS, choices_help
-from sizeup.cli.options import ints, run_options
+from sizeup.cli.options import run_options
 from sizeup.cli.output import FORMAT, Output, Table
-from sizeup.config import RunConfig
+from sizeup.config import CheckSpec, OptimSpec, ParamSpec, RunConfig
 from sizeup.errors import ConfigError
+
+# The check runs the config's peak lr, constant, for its own steps: the schedule is not an option.
+SCHEDULE_FIELDS = ("steps", "schedule", "warmup", "decay_frac", "cooldown", "milestones")
+EXCLUDED = (*SCHEDULE_FIELDS, "power_a", "power_b")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,37 +33,18 @@ def register(app: typer.Typer) -> None:
     app.command("coord-check")(coord_check_cmd)
 
 
-@run_options(lazy=True)
+@run_options(exclude=EXCLUDED, lazy=True, records={"check": CheckSpec})
 def coord_check_cmd(
     cfg: Callable[[], RunConfig],
+    check: CheckSpec,
     given: dict[str, Any],
-    widths: str = typer.Option(
-        None,
-        help="Increasing widths, comma-separated (default 64,128,256,512; GPT 128,256,512,1024).",
-    ),
-    steps: int = typer.Option(4, help="Training steps; t = 0..steps are recorded."),
-    seeds: int = typer.Option(3, help="Seeds averaged per width."),
-    first_seed: int = typer.Option(
-        None, help="Seeds first_seed.. (default: the config's seed; another draw of the check)."
-    ),
-    same_batch: bool = typer.Option(
+    depth_scaling: bool = typer.Option(
         True,
-        "--same-batch/--fresh-batches",
-        help="Repeat the first batch every step, or train on batch t at step t as `train` does.",
+        help="Depth mode: scale residual branches from the smallest depth (when --base-depth "
+        "is not given).",
     ),
-    stat: str = typer.Option("l1", help="Size of an output: l1 (mean |x|) | rms."),
+    first_seed: int = typer.Option(None, "--first-seed", hidden=True),
     out: Path = typer.Option(None, help="Write coord_check.json and coord_check.png here."),
-    modules: str = typer.Option(None, help="Only these modules (comma-separated fnmatch)."),
-    tolerance: float = typer.Option(0.1, help="Pass when |slope| <= tolerance."),
-    noise_z: float = typer.Option(
-        2.0,
-        help="Fail only when outside the band by more than "
-        "this many standard errors of the seed noise (0: strict).",
-    ),
-    depths: str = typer.Option(
-        None, help="Depth mode (built-in GPT family): depths, e.g. 2,4,8,16,32."
-    ),
-    depth_scaling: bool = typer.Option(True, help="Depth mode: scale residual branches."),
     hf: str = typer.Option(
         None,
         "--hf",
@@ -69,89 +56,57 @@ def coord_check_cmd(
     fmt: str = FORMAT,
 ) -> None:
     """Check that every activation of the run `sizeup train` would train stays flat in width."""
-    output = Output(fmt)
-    judging = dict(
-        steps=steps,
-        seeds=seeds,
-        first_seed=first_seed,
-        same_batch=same_batch,
-        stat=stat,
-        tolerance=tolerance,
-        noise_z=noise_z,
-        progress=True,
-    )
-    if hf:
-        result = _hf_result(hf, given, widths, modules, judging)
-    elif depths:
-        result = _depth_result(given, ints("depths", depths), depth_scaling, judging)
-    else:
-        from sizeup.cli.train import optimizer_notes
-        from sizeup.diagnostics.coord_check import coord_check
+    from sizeup.cli.train import optimizer_notes
+    from sizeup.diagnostics.coord_check import coord_check
 
+    output = Output(fmt)
+    if first_seed is not None:  # its old name: the run's seed is the check's first seed
+        given = {**given, "seed": first_seed}
+    if hf:
+        result = _hf_result(hf, given, check)
+    else:
+        run = _run_config(cfg, given, check, depth_scaling)
         with optimizer_notes(True):  # a batch transfer or a large decay: one line each
-            result = coord_check(
-                config=cfg(),
-                widths=ints("widths", widths) if widths else None,
-                modules=modules.split(",") if modules else None,
-                **judging,
-            )
+            result = coord_check(run, check, progress=True)
     with output:
-        _report(output, result, noise_z, out)
+        _report(output, result, check.noise_z, out)
     if not result.passed:
         # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
         # where click turns typer.Exit into a return value and the exit code would be lost.
         raise SystemExit(1)
 
 
-def _depth_result(
-    flags: dict[str, Any],
-    depths: list[int],
-    depth_scaling: bool,
-    judging: dict[str, Any],
-) -> Any:
-    """Depth mode: the built-in GPT family (not a RunConfig) across ``depths`` at --width."""
-    from sizeup.diagnostics.coord_check import depth_check
-
-    if flags["config"] is not None or flags["sets"]:
-        raise ConfigError(
-            "depths", depths, "no --config/--set: depth mode checks the built-in GPT family"
-        )
-    given = {k: v for k, v in flags.items() if v is not None and k in ("rule", "optimizer", "lr")}
-    judging = {**judging, "first_seed": judging["first_seed"] or 0}
-    return depth_check(
-        flags["model"] or "gpt",
-        depths=depths,
-        depth_scaling=depth_scaling,
-        width=flags["width"] or 64,
-        base_width=flags["base_width"],
-        **given,
-        **judging,
-    )
+def _run_config(
+    cfg: Callable[[], RunConfig], given: dict[str, Any], check: CheckSpec, scaling: bool
+) -> RunConfig:
+    """The RunConfig checked: the command line's, its seed the one given, and in depth mode
+    with the residual branches scaled from the smallest depth unless told otherwise."""
+    run = cfg()
+    if "seed" in given:
+        run = run.replace(seed=given["seed"])
+    if check.axis == "depth" and scaling and run.parametrization.base_depth is None:
+        run = run.replace(base_depth=check.depths[0])
+    return run
 
 
-def _hf_result(
-    arch: str,
-    flags: dict[str, Any],
-    widths: str | None,
-    modules: str | None,
-    judging: dict[str, Any],
-) -> Any:
-    """--hf: the transformers family ``arch`` with ``--set`` config overrides."""
+def _hf_result(arch: str, given: dict[str, Any], check: CheckSpec) -> Any:
+    """--hf: the transformers family ``arch`` with ``--set`` config overrides; the
+    parametrization and optimizer fields given on the command line over the HF defaults."""
     from sizeup.diagnostics.hf_check import hf_coord_check
 
-    if flags["config"] is not None:
+    if given["config"] is not None:
         raise ConfigError("--hf", arch, "no --config: --hf checks a transformers architecture")
-    given = {k: v for k, v in flags.items() if v is not None and k in ("optimizer", "lr")}
-    judging = {**judging, "first_seed": judging["first_seed"] or 0}
+    spec_fields = {i.flat: i.name for i in ParamSpec.field_info()}
+    opt_fields = {i.flat: i.name for i in OptimSpec.field_info()}
+    param = {spec_fields[k]: v for k, v in given.items() if k in spec_fields}
+    opt = {opt_fields[k]: v for k, v in given.items() if k in opt_fields}
     return hf_coord_check(
         arch,
-        flags["rule"] or "mup",
-        overrides=hf_overrides(flags["sets"]),
-        widths=ints("widths", widths) if widths else None,
-        modules=modules.split(",") if modules else None,
-        base_width=flags["base_width"],
-        **given,
-        **judging,
+        check=check,
+        parametrization=ParamSpec(**param) if param else None,
+        optimizer=OptimSpec(**{"lr": 1e-2, **opt}),
+        overrides=hf_overrides(given["sets"]),
+        progress=True,
     )
 
 

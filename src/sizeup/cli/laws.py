@@ -3,7 +3,7 @@ data-constrained) and `sizeup flops`. Each fit writes DIR/fit.json and PNG plots
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import json
 import math
 from pathlib import Path
@@ -12,9 +12,11 @@ from typing import Any
 import typer
 
 from sizeup.choices import HOLDOUTS, RESAMPLES, choices_help
-from sizeup.cli.options import writable
+from sizeup.cli.options import field_parameters, take_fields, writable
 from sizeup.cli.output import FORMAT, Output, Table
+from sizeup.config import ModelSpec
 from sizeup.errors import ConfigError, SizeupError, check_choice
+from sizeup.plan.records import PLAN_MODEL, ShapeRule
 
 fit_app = typer.Typer(
     help="Fit scaling laws to run data (CSV, Parquet, JSON or a sizeup study).",
@@ -612,102 +614,110 @@ def _per_name(text: str | None, names: list[str], default: float, option: str) -
     return np.array([out[n] for n in names])
 
 
-def _shape_default(name: str) -> Any:
-    """A shape option's default, read from the planner's record (one default for both)."""
-    from sizeup.plan.records import DEFAULT_VOCAB, ShapeOptions
+# `sizeup flops` takes the shape options `sizeup plan` takes (ModelSpec's fields, d_ff's rounding),
+# with the plan's defaults, plus the shapes the built-in GPT cannot build (MLA) and a measured
+# throughput.
+FLOPS_FIELDS = [i for i in ModelSpec.field_info() if i.name != "name"] + [
+    i for i in ShapeRule.field_info() if i.name == "ffn_multiple"
+]
+FLOPS_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "router_bias": (
+        bool,
+        typer.Option(
+            False,
+            "--router-bias/--no-router-bias",
+            help="gpt MoE: a bias per expert (DeepSeek-V3).",
+        ),
+    ),
+    "kv_lora_rank": (int | None, typer.Option(None, help="gpt: MLA latent size.")),
+    "q_lora_rank": (int | None, typer.Option(None, help="gpt MLA: query rank.")),
+    "rope_head_dim": (int | None, typer.Option(None, help="gpt MLA: RoPE part of a head.")),
+    "v_head_dim": (int | None, typer.Option(None, help="gpt MLA: value head size.")),
+    "tokens_per_s": (
+        float | None,
+        typer.Option(None, help="Measured throughput: report MFU."),
+    ),
+    "gpu": (str, typer.Option("H100", help="GPU name from the table, or FLOP/s.")),
+    "n_gpus": (int, typer.Option(1, help="GPUs the throughput was measured on.")),
+    "fmt": (str | None, FORMAT),
+}
 
-    if name == "vocab_size":
-        return DEFAULT_VOCAB
-    return ShapeOptions.__dataclass_fields__[name].default
 
-
-def flops_cmd(
-    formula: str = typer.Argument(
-        "gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."
-    ),
-    n_layer: int = typer.Option(..., "--n-layer", help="Number of blocks."),
-    d_model: int = typer.Option(..., "--d-model", help="Model width."),
-    seq_len: int = typer.Option(_shape_default("seq_len"), "--seq-len"),
-    vocab_size: int = typer.Option(
-        _shape_default("vocab_size"), "--vocab-size", help="Vocabulary size (as `sizeup plan`)."
-    ),
-    n_head: int = typer.Option(
-        None, "--n-head", help="Attention heads (default d_model / head_dim)."
-    ),
-    head_dim: int = typer.Option(_shape_default("head_dim"), "--head-dim"),
-    n_kv_head: int = typer.Option(None, "--n-kv-head", help="Key/value heads (GQA)."),
-    ffn_multiple: int = typer.Option(
-        _shape_default("ffn_multiple"),
-        "--ffn-multiple",
-        help="gpt: d_ff = 8/3 d_model rounded up to a multiple of this (as `sizeup plan`).",
-    ),
-    d_ff: int = typer.Option(None, "--d-ff", help="gpt: the dense SwiGLU hidden size, as given."),
-    n_experts: int = typer.Option(0, "--n-experts", help="gpt MoE: routed experts per block."),
-    top_k: int = typer.Option(2, "--top-k", help="gpt MoE: experts per token."),
-    n_shared: int = typer.Option(0, "--n-shared-experts", help="gpt MoE: always-active experts."),
-    expert_hidden: int = typer.Option(None, "--expert-hidden", help="gpt MoE: expert size."),
-    first_dense: int = typer.Option(0, "--first-dense", help="gpt MoE: leading dense blocks."),
-    router_bias: bool = typer.Option(
-        False, "--router-bias/--no-router-bias", help="gpt MoE: a bias per expert (DeepSeek-V3)."
-    ),
-    kv_lora_rank: int = typer.Option(None, "--kv-lora-rank", help="gpt: MLA latent size."),
-    q_lora_rank: int = typer.Option(None, "--q-lora-rank", help="gpt MLA: query rank."),
-    rope_dim: int = typer.Option(None, "--rope-head-dim", help="gpt MLA: RoPE part of a head."),
-    v_head_dim: int = typer.Option(None, "--v-head-dim", help="gpt MLA: value head size."),
-    tokens_per_s: float = typer.Option(
-        None, "--tokens-per-s", help="Measured throughput: report MFU."
-    ),
-    gpu: str = typer.Option("H100", "--gpu", help="GPU name from the table, or FLOP/s."),
-    n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs the throughput was measured on."),
-    fmt: str = FORMAT,
-) -> None:
+def flops_cmd(formula: str = "gpt", **options: Any) -> None:
     """Training FLOPs per token for a model shape (the options `sizeup plan` takes; an MoE:
     total and active parameters, FLOPs of the active ones), and MFU from a measured
     throughput."""
-    from sizeup.laws.flops import flops_per_token, mfu
-    from sizeup.plan.records import ShapeOptions
+    from sizeup.flops import flops_per_token, mfu
 
-    output = Output(fmt)
+    output = Output(options.pop("fmt"))
+    given = take_fields(options, FLOPS_FIELDS)
+    rule = ShapeRule(**{k: given.pop(k) for k in ("ffn_multiple",) if k in given})
+    model = _flops_model(given, rule)
     doc: dict[str, Any] = {"formula": formula}
     if formula == "gpt":
-        shape = ShapeOptions(
-            n_layer=n_layer,
-            d_model=d_model,
-            n_head=n_head,
-            head_dim=head_dim,
-            n_kv_head=n_kv_head,
-            vocab_size=vocab_size,
-            seq_len=seq_len,
-            ffn_multiple=1 if d_ff else ffn_multiple,
-            mlp_ratio=d_ff / d_model if d_ff else 8 / 3,
-            n_experts=n_experts,
-            top_k=top_k,
-            n_shared_experts=n_shared,
-            expert_hidden=expert_hidden,
-            first_dense=first_dense,
-        ).explicit()
-        assert shape is not None
         mla = dict(
-            router_bias=router_bias,
-            kv_lora_rank=kv_lora_rank,
-            q_lora_rank=q_lora_rank,
-            qk_rope_head_dim=rope_dim,
-            v_head_dim=v_head_dim,
+            router_bias=options["router_bias"],
+            kv_lora_rank=options["kv_lora_rank"],
+            q_lora_rank=options["q_lora_rank"],
+            qk_rope_head_dim=options["rope_head_dim"],
+            v_head_dim=options["v_head_dim"],
         )
-        f, n, rows = _gpt_rows({**dataclasses.asdict(shape), "mlp_hidden": shape.d_ff, **mla})
-        rows[0] = (rows[0][0], f"{n:,} ({shape.rounding()})")
-        doc.update(shape=shape.to_dict(), params=n)
+        f, n, rows = _gpt_rows(model, mla)
+        rows[0] = (rows[0][0], f"{n:,} ({_rounding(model, given, rule)})")
+        doc.update(model=model.to_dict(), params=n)
     else:
-        f = flops_per_token(formula, n_layer, d_model, seq_len, vocab_size, n_head=n_head)
+        f = flops_per_token(
+            formula, model.depth, model.width, model.seq_len, model.vocab_size, n_head=model.heads
+        )
         rows = [("FLOPs/token (train)", f"{f:.4g}")]
     doc["flops_per_token"] = f
-    if tokens_per_s:
-        peak: str | float = _number_or_name(gpu)
-        doc["mfu"] = mfu(tokens_per_s, f, peak, n_gpus)
-        rows.append(("MFU", f"{doc['mfu']:.1%} ({tokens_per_s:g} tokens/s on {n_gpus} x {gpu})"))
+    if options["tokens_per_s"]:
+        tps, gpu, n_gpus = options["tokens_per_s"], options["gpu"], options["n_gpus"]
+        doc["mfu"] = mfu(tps, f, _number_or_name(gpu), n_gpus)
+        rows.append(("MFU", f"{doc['mfu']:.1%} ({tps:g} tokens/s on {n_gpus} x {gpu})"))
     with output:
         output.table(_table(f"FLOPs ({formula})", rows))
         output.data(doc)
+
+
+def _flops_model(given: dict[str, Any], rule: ShapeRule) -> Any:
+    """The ModelSpec the flags describe, as `sizeup plan` reads an explicit shape: the plan's
+    defaults (heads of 128, a 2048 context, a 32k vocabulary), d_ff rounded up to a multiple of
+    ffn_multiple unless given."""
+    from sizeup.plan.records import rounded
+    from sizeup.plan.stages import model_template
+
+    for name in ("width", "depth"):
+        if name not in given:
+            raise ConfigError(name, None, f"given (--{name}): the shape to count")
+    return rounded(model_template(given, None), rule)
+
+
+def _rounding(model: Any, given: dict[str, Any], rule: ShapeRule) -> str:
+    from sizeup.plan.records import rounding_text
+    from sizeup.plan.stages import model_template
+
+    return rounding_text(model, model_template(given, None), rule)
+
+
+flops_cmd.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            "formula",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=typer.Argument(
+                "gpt", help="kaplan | chinchilla | deepseek | megatron | gpt (exact count)."
+            ),
+            annotation=str,
+        )
+    ]
+    + field_parameters(FLOPS_FIELDS, PLAN_MODEL)
+    + [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
+        for k, (ann, opt) in FLOPS_OPTIONS.items()
+    ]
+)
+flops_cmd.__annotations__ = {}
 
 
 def _number_or_name(text: str) -> str | float:
@@ -718,16 +728,16 @@ def _number_or_name(text: str) -> str | float:
         return text
 
 
-def _gpt_rows(kw: dict[str, Any]) -> tuple[float, int, list[tuple[str, str]]]:
+def _gpt_rows(model: Any, mla: dict[str, Any]) -> tuple[float, int, list[tuple[str, str]]]:
     """The exact count: FLOPs per token, parameters, and their rows (total parameters, active
     ones for an MoE, FLOPs per token)."""
-    from sizeup.laws.flops import gpt_exact_flops_per_token, gpt_params
+    from sizeup.flops import gpt_exact_flops_per_token, gpt_params
 
-    f = gpt_exact_flops_per_token(**kw)
-    n = gpt_params(**kw)
+    f = gpt_exact_flops_per_token(model, **mla)
+    n = gpt_params(model, **mla)
     rows = [("params", f"{n:,}")]
-    if kw["n_experts"]:
-        rows.append(("active params", f"{gpt_params(**kw, active=True):,}"))
+    if model.n_experts:
+        rows.append(("active params", f"{gpt_params(model, **mla, active=True):,}"))
     rows.append(("FLOPs/token (train)", f"{f:.4g}"))
     return f, n, rows
 

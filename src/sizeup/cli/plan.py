@@ -1,23 +1,25 @@
-"""`sizeup plan`: print the plan for a target run as a rich table, and write plan.json and
-plan.md with --out.
+"""`sizeup plan`: print the plan for a target run as a rich table, and write plan.json, plan.md
+and run.json with --out.
 
-The options are not listed here: they are generated from the planner's input records
-(``sizeup.plan.options.option_specs``: every record field is an option, named and documented
-where the field is declared), and the values given go back to ``plan()`` by the same names.
+The options are not listed here: they are generated from the records (the plan's own,
+``sizeup.plan.records``, and the ModelSpec, ParamSpec, OptimSpec and ScheduleSpec fields it
+shares with `sizeup train`, by the same names: sizeup.plan.options.option_fields), and the
+values given go back to ``plan()`` by the same names.
 Everything heavy is imported inside the command so `sizeup --help` stays fast.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from sizeup.cli.options import field_parameters, take_fields
 from sizeup.cli.output import FORMAT, Output, Table
-from sizeup.plan.options import OptionSpec, option_specs
+from sizeup.plan.options import option_fields
+from sizeup.plan.records import PLAN_MODEL, PLAN_OPTIMIZER
 
 # Options of the command itself (not planner inputs).
 COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -40,8 +42,8 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
         Path | None,
         typer.Option(
             None,
-            help="Write DIR/plan.json and DIR/plan.md (and DIR/compare_lr.png with "
-            "--compare-laws).",
+            help="Write DIR/plan.json, DIR/plan.md and DIR/run.json (`sizeup train -c "
+            "DIR/run.json`; DIR/compare_lr.png with --compare-laws).",
         ),
     ),
     "explain": (
@@ -50,6 +52,9 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
     ),
     "fmt": (str | None, FORMAT),
 }
+FIELDS = option_fields()
+# The plan's own defaults where they differ from a run's, shown in the help.
+SHOWN = {**PLAN_MODEL, **PLAN_OPTIMIZER, "schedule": "wsd", "warmup": None}
 
 
 def register(app: typer.Typer) -> None:
@@ -57,55 +62,31 @@ def register(app: typer.Typer) -> None:
     app.command("plan")(plan_command)
 
 
-def _cli_type(t: Any) -> type:
-    """The command-line type of a record field: int, float or bool when the field is one of
-    those (or None), else text that the record parses (choices, 'c,e' laws, 'fan_in', ...)."""
-    args = [a for a in (typing.get_args(t) or (t,)) if a is not type(None)]
-    if len(args) == 1 and args[0] in (int, float, bool):
-        return args[0]
-    return str
-
-
-def _parameter(spec: OptionSpec) -> inspect.Parameter:
-    """One typer option for a record field; its default stays the record's (None = not given)."""
-    decl = spec.flag or "--" + spec.name.replace("_", "-")
-    shown = spec.default
-    if isinstance(shown, float):
-        shown = f"{shown:g}"
-    text = spec.help + (f" (default {shown})" if spec.default is not None else "")
-    return inspect.Parameter(
-        spec.name,
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, decl, help=text, show_default=False),
-        annotation=_cli_type(spec.type) | None,
-    )
-
-
 def plan_command(**options: Any) -> None:
     """Plan a target run: shape, tokens, FLOPs, batch, peak lr, schedule, per-layer table, loss, time."""
     from sizeup.errors import ConfigError
-    from sizeup.plan import Proxy, plan
+    from sizeup.plan import plan, read_study
 
     study, group = options.pop("from_study"), options.pop("from_study_group")
     out, explain, fmt = options.pop("out"), options.pop("explain"), options.pop("fmt")
     output = Output(fmt)
     if group is not None and study is None:
         raise ConfigError("from_study_group", group, "given only with --from-study")
-    proxy = Proxy.from_study(study, group) if study is not None else None
-    p = plan(proxy=proxy, **options)
+    given = take_fields(options, FIELDS)
+    p = plan(study=read_study(study, group) if study is not None else None, **given)
     with output:
         _print(output, p, explain)
         output.data(p.to_dict())
         if out is not None:
             path = p.save(out)
-            written = [path, path.with_name("plan.md")]
+            written = [path, path.with_name("plan.md"), path.with_name("run.json")]
             if p.comparison is not None:
                 written.append(path.with_name("compare_lr.png"))
             output.wrote(*written)
 
 
 plan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [_parameter(s) for s in option_specs()]
+    field_parameters(FIELDS, SHOWN)
     + [
         inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
         for k, (ann, opt) in COMMAND_OPTIONS.items()

@@ -109,7 +109,7 @@ def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:
     trials = s.trials()
     varied = list(s.axes) + [k for group in s.zips for k in group]
     for c in trials:
-        point = ", ".join(f"{k}={getattr(c, k)}" for k in varied) or "base"
+        point = ", ".join(f"{k}={c.get(k)}" for k in varied) or "base"
         console.line(f"  {c.trial_id()}  {point}")
     console.line(f"{len(trials)} trials in {path}")
     try:
@@ -150,7 +150,9 @@ def transfer(
     ),
     level: float = typer.Option(0.9, "--level", help="Interval level (bootstrap over seeds)."),
     plot: Path = typer.Option(None, "--plot", help="Write the loss-vs-lr figure (PNG)."),
-    json_out: Path = typer.Option(None, "--json", help="Write the full analysis as JSON."),
+    # 0.1's file option, hidden: `--format json` prints the same document (one name per
+    # concept: JSON output is --format's)
+    json_out: Path = typer.Option(None, "--json", hidden=True),
     fmt: str = FORMAT,
 ) -> None:
     """Optimal lr per width (or depth, batch, steps) with intervals over seeds, its drift in
@@ -193,7 +195,7 @@ def _plot(rep: Any, study: Path, path: Path) -> None:
     from sizeup.sweep.store import Store
 
     with Store(study, readonly=True) as st:
-        models = {t.config.model for t in st.trials()}
+        models = {t.config.model.name for t in st.trials()}
     model = models.pop() if len(models) == 1 else None
     fig = plot_lr_curves(
         replace(rep, groups=rule_off_first(rep.groups)), ylabel=loss_label(rep.metric, model)

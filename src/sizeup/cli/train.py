@@ -13,10 +13,10 @@ from typing import Any
 
 import typer
 
-from sizeup.choices import SCHEDULES, choices_help
 from sizeup.cli.options import run_options
 from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
+from sizeup.registry import get_optimizer
 
 
 def register(app: typer.Typer) -> None:
@@ -25,23 +25,13 @@ def register(app: typer.Typer) -> None:
     app.command("parametrize")(parametrize_cmd)
 
 
-@run_options("steps", "batch_size", "schedule", "data", "seed")
+@run_options()
 def train_cmd(
     cfg: RunConfig,
-    steps: int = typer.Option(None, help="Optimizer steps."),
-    batch_size: int = typer.Option(None, help="Sequences (GPT) or examples (MLP) per step."),
-    schedule: str = typer.Option(None, help=choices_help(SCHEDULES)),
-    data: str = typer.Option(
-        None, help="builtin | teacher | a text file | a .bin token file or dir."
-    ),
-    seed: int = typer.Option(None),
     out: Path = typer.Option(
         None, "--out", help="Directory for result.json (and checkpoints/ with checkpointing)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    fsdp: bool = typer.Option(False, "--fsdp", help="Shard with FSDP2 (under torchrun)."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    autocast: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights stay fp32)."),
     checkpoint_every: int = typer.Option(
         0, "--checkpoint-every", help="Save the run's state every N steps (and at the end)."
     ),
@@ -58,15 +48,10 @@ def train_cmd(
     ),
     fmt: str = FORMAT,
 ) -> None:
-    """Run one training run and print a summary (and write OUT/result.json). Under torchrun:
-    DDP, or FSDP2 with --fsdp. With --checkpoint-every (or --resume) the run saves its state in
-    OUT/checkpoints and --resume continues a killed run from the newest one."""
-    # flags that only switch a RunConfig field on (a config file's True is not undone)
-    switched = {
-        k: True for k, on in (("fsdp", fsdp), ("compile", compile_), ("autocast", autocast)) if on
-    }
-    if switched:
-        cfg = cfg.replace(**switched)
+    """Run one training run and print a summary (and write OUT/result.json). Every RunConfig
+    field is an option (grouped by section below), or comes from --config FILE or --set. Under
+    torchrun: DDP, or FSDP2 with --fsdp. With --checkpoint-every (or --resume) the run saves its
+    state in OUT/checkpoints and --resume continues a killed run from the newest one."""
     from sizeup.train import run, run_distributed
     from sizeup.train.distributed import launched
 
@@ -216,55 +201,77 @@ def parametrize_cmd(
 
 def run_header(cfg: RunConfig) -> str:
     """One line: width, base width, depth, rule and optimizer of the run."""
-    depth = f"depth {cfg.depth}"
-    if cfg.base_depth:
-        depth += f" (base depth {cfg.base_depth})"
+    m, p = cfg.model, cfg.parametrization
+    depth = f"depth {m.depth}"
+    if p.base_depth:
+        depth += f" (base depth {p.base_depth})"
     return (
-        f"{cfg.model}: width {cfg.width}, base width {cfg.base_width} "
-        f"(x{cfg.width / cfg.base_width:g}), {depth}, rule {cfg.rule}, optimizer "
-        f"{cfg.optimizer} (lr {cfg.lr:g})"
+        f"{m.name}: width {m.width}, base width {p.base_width} (x{m.width / p.base_width:g}), "
+        f"{depth}, rule {p.rule}, optimizer {cfg.optimizer.name} (lr {cfg.optimizer.lr:g})"
     )
 
 
-def rule_settings(c: dict[str, Any]) -> str:
+def rule_settings(cfg: RunConfig) -> str:
     """The parametrization's key settings in words: what the rule scales from and how."""
-    if c["rule"] == "sp":
-        return f"sp (the model as written), attention {c['attn_scale']}, init {c['init_std']}"
+    m, p = cfg.model, cfg.parametrization
+    if p.rule == "sp":
+        return f"sp (the model as written), attention {m.attn_scale}, init {p.sigma}"
     parts = [
-        f"{c['rule']} from base width {c['base_width']} (width x{c['width'] / c['base_width']:g})",
-        f"init std {c['init_std']}",
-        f"attention {c['attn_scale']}",
-        "Adam eps per tensor" if c["scale_eps"] else "Adam eps fixed",
+        f"{p.rule} from base width {p.base_width} (width x{m.width / p.base_width:g})",
+        f"init std {p.sigma}",
+        f"attention {m.attn_scale}",
+        "Adam eps per tensor" if p.scale_eps else "Adam eps fixed",
     ]
-    parts += ["zero readout"] if c["zero_readout"] else []
-    parts += ["zero query"] if c["zero_query"] else []
-    if c.get("base_depth"):
-        parts.append(f"depth scaling from base depth {c['base_depth']} (^-{c['depth_exponent']:g})")
+    parts += ["Table 8 readout"] if p.readout_form == "table8" else []
+    parts += [name.replace("_", " ") for name in _ZEROS if getattr(p, name)]
+    if p.base_depth:
+        parts.append(f"depth scaling from base depth {p.base_depth} (^-{p.depth_exponent:g})")
     return ", ".join(parts)
 
 
-def optimizer_settings(c: dict[str, Any]) -> str:
-    """Optimizer, lr and the settings it reads, as given (the batch transfer row says if moved)."""
-    text = f"{c['optimizer']} lr={c['lr']:g}, weight decay {c['weight_decay']:g}"
-    if c["optimizer"] != "sgd":
-        text += f", betas ({c['beta1']:g}, {c['beta2']:g}), eps {c['eps']:g}"
-    if c["optimizer"] in ("sgd", "muon"):
-        text += f", momentum {c['momentum']:g}"
+_ZEROS = ("zero_readout", "zero_query", "zero_router")
+
+
+def optimizer_settings(cfg: RunConfig) -> str:
+    """Optimizer, lr and the settings it reads (its registry entry), as given (the batch
+    transfer row says if any moved)."""
+    o = cfg.optimizer
+    reads = get_optimizer(o.name).reads
+    text = f"{o.name} lr={o.lr:g}, weight decay {o.weight_decay:g}"
+    if "beta1" in reads:
+        text += f", betas ({o.beta1:g}, {o.beta2:g})"
+    if "eps" in reads:
+        text += f", eps {o.eps:g}"
+    if "momentum" in reads:
+        text += f", momentum {o.momentum:g}"
     return text
+
+
+def batch_settings(cfg: RunConfig, world_size: int = 1) -> str:
+    """'64 per step (4 micro-batches of 16; base batch 32)': the full batch of an optimizer
+    step, the forward/backward passes each rank takes for it (gradient accumulation) and the
+    base batch the batch transfer starts from."""
+    d = cfg.data
+    notes = []
+    local = d.batch_size // max(1, world_size)
+    if d.micro_batch_size and d.micro_batch_size < local:
+        ranks = f" on each of {world_size} ranks" if world_size > 1 else ""
+        notes.append(f"{local // d.micro_batch_size} micro-batches of {d.micro_batch_size}{ranks}")
+    if cfg.optimizer.base_batch_size:
+        notes.append(f"base batch {cfg.optimizer.base_batch_size}")
+    return f"{d.batch_size} per step" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def summary_table(r: Any, notes: list[str] | None = None) -> Table:
     """The run's summary: model, parametrization, optimizer (and what the batch transfer moved),
     sizes, losses and cost."""
-    c = r.config
+    cfg = RunConfig.from_dict(r.config)
+    m = cfg.model
     t = Table("sizeup train: result", ["quantity", "value"], right=("value",))
-    t.add("model", f"{c['model']} width={c['width']} depth={c['depth']}")
-    t.add("parametrization", rule_settings(c))
-    t.add("optimizer", optimizer_settings(c))
-    batch = f"{c['batch_size']} per step"
-    if c.get("base_batch_size"):
-        batch += f" (base batch {c['base_batch_size']})"
-    t.add("batch", batch)
+    t.add("model", f"{m.name} width={m.width} depth={m.depth}")
+    t.add("parametrization", rule_settings(cfg))
+    t.add("optimizer", optimizer_settings(cfg))
+    t.add("batch", batch_settings(cfg, r.world_size))
     for note in notes or []:
         t.add("batch transfer", note.rsplit("): ", 1)[-1])
     t.add("params (non-embedding)", f"{r.params:,}")

@@ -23,12 +23,13 @@ from sizeup.cli.options import ints, run_options, writable
 from sizeup.cli.output import Output
 from sizeup.config import RunConfig
 from sizeup.errors import SizeupError
+from sizeup.registry import get_model
 
 # The documented example, measured to bracket the compute-optimal width on the built-in corpus
 # (docs/laws.md, "WSD isoFLOPs"): a family of tiny GPTs (head_dim 8, muP from base width 8 at
 # lr 0.01), whose narrow members saturate within a few thousand steps. The command's own
 # RunConfig defaults, under any config file, flag or --set.
-WSD_DEFAULTS = {"head_dim": 8, "base_width": 8, "lr": 0.01}
+WSD_DEFAULTS = {"head_dim": 8, "base_width": 8, "lr": 0.01, "cooldown": "1-sqrt"}
 DEFAULT_WIDTHS = "8,16,24,32"
 DEFAULT_STEPS = "160,320,640,1280,2560"
 
@@ -38,13 +39,11 @@ def register(app: typer.Typer) -> None:
     app.command("wsd")(wsd_cmd)
 
 
-@run_options(defaults=WSD_DEFAULTS)
+@run_options(exclude=("steps", "schedule"), defaults=WSD_DEFAULTS)
 def wsd_cmd(
     cfg: RunConfig,
     widths: str = typer.Option(DEFAULT_WIDTHS, help="Model widths (one stable run each)."),
     steps: str = typer.Option(DEFAULT_STEPS, help="Total steps of each cooldown branch."),
-    decay_frac: float = typer.Option(0.2, help="Cooldown fraction of each branch."),
-    cooldown: str = typer.Option("1-sqrt", help="linear | 1-sqrt | exponential"),
     workers: int = typer.Option(
         None, help="Widths trained at once (default: one process per core, at most one per width)."
     ),
@@ -58,7 +57,9 @@ def wsd_cmd(
     """Train one WSD trunk per width with cooldown branches; fit the compute-optimal size.
 
     The defaults are the measured example that brackets the optimum in minutes on 2 cores.
-    They train tiny GPTs (head_dim 8, base width 8, lr 0.01) of widths 8 to 32.
+    They train tiny GPTs (head_dim 8, base width 8, lr 0.01) of widths 8 to 32. Each branch
+    cools down over --decay-frac of its steps in the --cooldown shape (the run's schedule
+    fields).
     """
     import pandas as pd
 
@@ -67,6 +68,7 @@ def wsd_cmd(
     writable("out", out, folder=True)
     ws, totals = ints("widths", widths), ints("steps", steps)
     configs = [cfg.replace(width=w) for w in ws]  # every width checked before any training
+    decay_frac, cooldown = cfg.schedule.decay_frac, cfg.schedule.cooldown
     branch_schedules(cfg, totals, decay_frac, cooldown)
     output = Output()
     points = _train(configs, totals, decay_frac, cooldown, workers, output, save_trunk)
@@ -83,7 +85,7 @@ def wsd_cmd(
 
 def _trunk_dir(root: Path | None, cfg: RunConfig) -> Path | None:
     """Where --save-trunk keeps one width's trunk checkpoints (ROOT/width_W)."""
-    return None if root is None else Path(root) / f"width_{cfg.width}"
+    return None if root is None else Path(root) / f"width_{cfg.model.width}"
 
 
 def _train(
@@ -125,16 +127,16 @@ def _train(
     )
     output.line(f"training {len(configs)} widths, {n} at a time (one process per core)", err=True)
     points: list[dict[str, Any]] = []
-    widest_first = sorted(configs, key=lambda c: -c.width)
+    widest_first = sorted(configs, key=lambda c: -c.model.width)
     with Progress("WSD widths", len(configs)) as bar:
         for event in LocalExecutor(workers=n).run(widest_first, runner):
             if event[0] != "end":
                 continue
             cfg, result, error, seconds = event[1:]
             if error is not None:
-                raise SizeupError(f"WSD branches of width {cfg.width} failed: {error}")
+                raise SizeupError(f"WSD branches of width {cfg.model.width} failed: {error}")
             points += result.diagnostics["wsd_points"]
-            bar.advance(1, info=f"width {cfg.width} done in {seconds:.0f}s")
+            bar.advance(1, info=f"width {cfg.model.width} done in {seconds:.0f}s")
     return points
 
 
@@ -263,9 +265,12 @@ def _suggestion(ok: Any, cfg: RunConfig, law: Any) -> str:
     # width from N along the trained widths (log-log, extrapolated straight)
     slope, icpt = np.polyfit(np.log(pairs.to_numpy(float)), np.log(pairs.index.to_numpy(float)), 1)
     w_opt = math.exp(icpt + slope * math.log(n_opt))
-    unit = cfg.head_dim if cfg.model == "gpt" else 1
+    unit = cfg.model.head_dim if get_model(cfg.model.name).heads else 1
     widths = sorted(
-        {max(unit, cfg.base_width, unit * round(w_opt * f / unit)) for f in (0.5, 1, 2)}
+        {
+            max(unit, cfg.parametrization.base_width, unit * round(w_opt * f / unit))
+            for f in (0.5, 1, 2)
+        }
     )
     n_of = [math.exp((math.log(w) - icpt) / slope) for w in widths]
     tokens = cfg.tokens_per_step

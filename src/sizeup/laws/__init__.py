@@ -2,6 +2,13 @@
 intervals, holdout checks, hyperparameter laws, critical batch size, downstream accuracy,
 data-constrained scaling and data mixing laws."""
 
+from sizeup.flops import (
+    GPU_PEAK_FLOPS,
+    flops_per_token,
+    gpt_exact_flops_per_token,
+    gpt_params,
+    mfu,
+)
 from sizeup.laws.chinchilla import (
     AllocationFit,
     Approach3Fit,
@@ -18,13 +25,6 @@ from sizeup.laws.critical_batch import (
 )
 from sizeup.laws.data_constrained import DataConstrainedLaw, fit_data_constrained
 from sizeup.laws.downstream import SigmoidLaw, fit_sigmoid
-from sizeup.laws.flops import (
-    GPU_PEAK_FLOPS,
-    flops_per_token,
-    gpt_exact_flops_per_token,
-    gpt_params,
-    mfu,
-)
 from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw, HPLawFit, fit_free_form, fit_hp_laws
 from sizeup.laws.mixing import MixingFit, MixingLaw, fit_mixing

@@ -995,7 +995,6 @@ def fit_approach2(
     (fewer than 3 sizes, lowest loss at the smallest or largest model, a downward parabola) is
     left out of the power laws and kept in ``skipped`` with the reason.
     """
-    from sizeup.errors import check_choice
 
     check_choice("method", method, APPROACH2_METHODS)
     N, D, L = _check_points(N, D, L, min_points=3)

@@ -7,14 +7,14 @@ user's own column names work through `--params-col`, `--tokens-col` and friends.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sizeup.config import RunConfig
 from sizeup.errors import DataError, StoreError
+from sizeup.sweep.store import Store
 
 # column names tried, in order, when the user names none
 GUESSES: dict[str, tuple[str, ...]] = {
@@ -77,25 +77,21 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
     """Flatten a sizeup study: one row per finished trial with params, tokens, loss, flops, lr,
     batch (tokens per step) and every config field under `config.<name>`.
 
-    Read through sizeup.sweep.Store (the one reader of study files). Diverged or failed
-    trials are left out unless include_diverged=True; the count left out is kept in
-    `df.attrs["skipped"]` so callers can say so.
+    Read through ``Store.to_frame`` (sizeup.sweep.store: the one reader of a study's rows).
+    Diverged or failed trials are left out unless include_diverged=True; the count left out is
+    kept in `df.attrs["skipped"]` so callers can say so.
     """
-    from sizeup.sweep.store import Store
-
     try:
         with Store(path, readonly=True) as st:
-            trials = [t for t in st.trials() if t.result is not None]
+            frame = st.to_frame()
     except StoreError as e:
         raise DataError(f"study={str(path)!r} is not allowed: {e}") from e
-    out, skipped = [], 0
-    for t in trials:
-        bad = t.result.diverged or not math.isfinite(t.result.loss)
-        if bad and not include_diverged:
-            skipped += 1
-            continue
-        out.append(_study_row(t.config, t.result))
-    df = pd.DataFrame(out)
+    frame = frame[frame["params"].notna()] if "params" in frame else frame.iloc[0:0]
+    skipped = 0
+    if len(frame) and not include_diverged:  # the trials with a result, without the diverged
+        bad = frame["diverged"].astype(bool) | ~np.isfinite(frame["loss"].astype(float))
+        frame, skipped = frame[~bad], int(bad.sum())
+    df = _study_rows(frame) if len(frame) else pd.DataFrame()
     df.attrs["skipped"] = skipped
     if df.empty:
         raise DataError(
@@ -105,20 +101,24 @@ def load_study(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
     return df
 
 
-def _study_row(cfg: Any, res: Any) -> dict[str, Any]:
-    """One trial as a row: its result's numbers, lr, batch in tokens and every config field."""
-    row: dict[str, Any] = {
-        "params": res.params,
-        "tokens": res.tokens,
-        "loss": res.loss if math.isfinite(res.loss) else None,
-        "flops": res.flops,
-        "lr": cfg.lr,
-        "batch_tokens": cfg.tokens_per_step,
-        "steps": cfg.steps,
-        "diverged": bool(res.diverged),
-    }
-    row.update({f"config.{k}": v for k, v in cfg.to_dict().items()})
-    return row
+def _study_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials as rows: their result's numbers, lr, batch in tokens, steps and
+    every config field (flat name) as `config.<name>`."""
+    loss = frame["loss"].astype(float)
+    out = pd.DataFrame(
+        {
+            "params": frame.get("params"),
+            "tokens": frame.get("tokens"),
+            "loss": loss.where(np.isfinite(loss), None),
+            "flops": frame.get("flops"),
+            "lr": frame.get("lr"),
+            "batch_tokens": frame.get("tokens_per_step"),
+            "steps": frame.get("steps"),
+            "diverged": frame.get("diverged"),
+        }
+    )
+    config = pd.DataFrame({f"config.{k}": frame[k] for k in RunConfig.field_names() if k in frame})
+    return pd.concat([out, config], axis=1).reset_index(drop=True)
 
 
 def pick_column(

@@ -1,45 +1,21 @@
-"""Reference models: a modern byte-level GPT and a ReLU MLP, built from a RunConfig."""
+"""Reference models: a modern byte-level GPT and a ReLU MLP, built from a ModelSpec through the
+model registry (sizeup.registry), so a family someone registers is built the same way."""
 
 from __future__ import annotations
 
 import torch.nn as nn
 
-from sizeup.config import RunConfig
-from sizeup.models.gpt import GPT, GPTConfig
+from sizeup.config.model import ModelSpec
+from sizeup.models.gpt import GPT, GPTConfig, gpt_config
 from sizeup.models.mlp import MLP
+from sizeup.registry import get_model
 
 __all__ = ["GPT", "GPTConfig", "MLP", "build_model", "gpt_config", "num_params"]
 
 
-def gpt_config(cfg: RunConfig, width: int | None = None, depth: int | None = None) -> GPTConfig:
-    """The GPTConfig a RunConfig describes (width/depth override cfg.width/cfg.depth)."""
-    return GPTConfig(
-        d_model=cfg.width if width is None else width,
-        n_layer=cfg.depth if depth is None else depth,
-        head_dim=cfg.head_dim,
-        vocab_size=cfg.vocab_size,
-        seq_len=cfg.seq_len,
-        mlp_ratio=cfg.mlp_ratio,
-        attn_scale=cfg.attn_scale,
-        qk_norm=cfg.qk_norm,
-        tie_embeddings=cfg.tie_embeddings,
-        z_loss=cfg.z_loss,
-    )
-
-
-def build_model(cfg: RunConfig, width: int | None = None, depth: int | None = None) -> nn.Module:
-    """The model cfg.model names, at cfg's shape unless width/depth override it (plain init)."""
-    if cfg.model == "gpt":
-        return GPT(gpt_config(cfg, width, depth))
-    from sizeup.data import teacher_dims
-
-    in_dim, n_classes = teacher_dims(cfg)
-    return MLP(
-        in_dim,
-        cfg.width if width is None else width,
-        cfg.depth if depth is None else depth,
-        n_classes,
-    )
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The model a ModelSpec describes (its family's registered builder; plain init)."""
+    return get_model(spec.name).builder()(spec)
 
 
 def num_params(model: nn.Module, non_embedding: bool = False) -> int:

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sizeup.choices import ATTN_SCALES
+from sizeup.config.model import ModelSpec
 from sizeup.errors import ConfigError, check_choice, check_positive
 
 INIT_STD = 0.02  # the default GPTConfig.init_std (GPT-2's)
@@ -405,3 +406,31 @@ class GPT(nn.Module):
                 nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)
         return idx
+
+
+def gpt_config(spec: ModelSpec) -> GPTConfig:
+    """The GPTConfig a ModelSpec describes, at its width: heads, GQA and hidden sizes resolved
+    by the spec (ModelSpec.at says how they change with width)."""
+    return GPTConfig(
+        d_model=spec.width,
+        n_layer=spec.depth,
+        n_head=spec.heads,
+        n_kv_head=spec.kv_heads,
+        vocab_size=spec.vocab_size,
+        seq_len=spec.seq_len,
+        mlp_ratio=spec.ffn_hidden / spec.width,
+        attn_scale=spec.attn_scale,
+        qk_norm=spec.qk_norm,
+        tie_embeddings=spec.tie_embeddings,
+        z_loss=spec.z_loss,
+        n_experts=spec.n_experts,
+        top_k=spec.top_k,
+        n_shared_experts=spec.n_shared_experts,
+        expert_hidden=spec.expert_hidden if spec.n_experts else None,
+        first_dense=spec.first_dense,
+    )
+
+
+def from_spec(spec: ModelSpec) -> GPT:
+    """The GPT a ModelSpec describes (its registry builder, sizeup.registry)."""
+    return GPT(gpt_config(spec))

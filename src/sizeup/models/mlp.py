@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sizeup.config.model import ModelSpec
+from sizeup.data import TEACHER_CLASSES, TEACHER_IN_DIM
 from sizeup.errors import check_positive
 
 
@@ -62,3 +64,20 @@ class MLP(nn.Module):
         logits = self.readout(h)
         loss = None if targets is None else F.cross_entropy(logits, targets)
         return logits, loss
+
+
+def from_spec(spec: ModelSpec) -> MLP:
+    """The MLP a ModelSpec describes, sized for the teacher task (its registry builder)."""
+    return MLP(TEACHER_IN_DIM, spec.width, spec.depth, TEACHER_CLASSES)
+
+
+def params(spec: ModelSpec) -> int:
+    """The MLP's parameters (weights and biases): in x w + w, (depth - 1)(w^2 + w), w x out + out."""
+    w = spec.width
+    hidden = (spec.depth - 1) * (w * w + w)
+    return TEACHER_IN_DIM * w + w + hidden + w * TEACHER_CLASSES + TEACHER_CLASSES
+
+
+def flops_per_example(spec: ModelSpec) -> float:
+    """Training FLOPs per example: 6 x parameters (2 per multiply-add, x3 for backward)."""
+    return 6.0 * params(spec)

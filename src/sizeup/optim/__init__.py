@@ -3,15 +3,18 @@ SGD with torch's decoupled weight decay (lr x lambda per step, the same at every
 (Newton-Schulz) with AdamW for the rest, batch-size transfer of lr, betas and eps, and the
 per-tensor table read back from the groups."""
 
+from sizeup.optim.builders import SGDW
 from sizeup.optim.groups import (
-    SGDW,
     BatchTransferWarning,
+    BuildContext,
     DecayWarning,
     TensorScaling,
+    batch_transferred,
     build_optimizer,
     decay_per_step,
     decay_warning,
     group_table,
+    optimizer_spec,
     param_groups,
 )
 from sizeup.optim.muon import NS_COEFFICIENTS, Muon, muon_scale, newton_schulz
@@ -22,8 +25,10 @@ __all__ = [
     "NS_COEFFICIENTS",
     "SGDW",
     "BatchTransferWarning",
+    "BuildContext",
     "DecayWarning",
     "Muon",
+    "batch_transferred",
     "build_optimizer",
     "collapse",
     "decay_per_step",
@@ -33,6 +38,7 @@ __all__ = [
     "group_values",
     "muon_scale",
     "newton_schulz",
+    "optimizer_spec",
     "param_groups",
     "tensor_class",
     "tensor_table",

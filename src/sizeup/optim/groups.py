@@ -24,18 +24,19 @@ transferred lr, as it would in torch. Vectors (gains, biases) have wd_mult 0.
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from sizeup.choices import MUON_SCALES, OPTIMIZERS
-from sizeup.errors import ConfigError, check_choice
-from sizeup.optim.muon import Muon, muon_scale
+from sizeup.config.optimizer import OptimSpec
+from sizeup.errors import ConfigError
+from sizeup.optim.muon import muon_scale
 from sizeup.optim.transfer import transfer_batch
+from sizeup.registry import get_optimizer
 from sizeup.wrapping import canonical_name
 
 # A decay that removes more than this fraction of a weight per step at peak is almost always a
@@ -109,36 +110,6 @@ class TensorScaling(Protocol):
     muon: bool
 
 
-class SGDW(torch.optim.SGD):
-    """torch.optim.SGD with decoupled weight decay: W <- W(1 - lr*wd) before the SGD step.
-
-    torch's SGD adds wd*W to the gradient (so it also flows through momentum); the group's
-    ``weight_decay`` here means the decoupled form, exactly as in AdamW.
-    """
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Decay each group's parameters, then take torch's SGD step without coupled decay."""
-        loss = None
-        if closure is not None:
-            # The gradient is taken at the current weights, as in AdamW, then the decay applies.
-            with torch.enable_grad():
-                loss = closure()
-        saved = [g["weight_decay"] for g in self.param_groups]
-        for group in self.param_groups:
-            wd = group["weight_decay"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if wd != 0 and params:
-                torch._foreach_mul_(params, 1.0 - group["lr"] * wd)
-            group["weight_decay"] = 0.0
-        try:
-            super().step()
-        finally:
-            for group, wd in zip(self.param_groups, saved):
-                group["weight_decay"] = wd
-        return loss
-
-
 def param_groups(
     model: nn.Module,
     scalings: Mapping[str, TensorScaling],
@@ -205,193 +176,134 @@ def param_groups(
     return list(groups.values())
 
 
-def _check_args(
-    name: str,
-    lr: float,
-    weight_decay: float,
-    betas: Sequence[float],
-    eps: float,
-    momentum: float,
-    muon_scale_mode: str,
-    batch_size: int | None,
-    base_batch_size: int | None,
-) -> None:
-    check_choice("optimizer", name, OPTIMIZERS)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError("lr", lr, "a finite positive number")
-    if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-        raise ConfigError("weight_decay", weight_decay, "a number >= 0")
-    if len(betas) != 2:
-        raise ConfigError("betas", betas, "a pair (beta1, beta2)")
-    for i, b in enumerate(betas):
-        if not 0.0 <= b < 1.0:
-            raise ConfigError(f"beta{i + 1}", b, "a number in [0, 1)")
-    if not eps > 0:
-        raise ConfigError("eps", eps, "a positive number")
-    if not 0.0 <= momentum < 1.0:
-        raise ConfigError("momentum", momentum, "a number in [0, 1)")
-    check_choice("muon_scale", muon_scale_mode, MUON_SCALES)
-    if base_batch_size is not None and batch_size is None:
+@dataclass(frozen=True)
+class BuildContext:
+    """What building an optimizer needs beyond its OptimSpec: the run's batch (the batch
+    transfer moves the spec from ``spec.base_batch_size`` to it), torch's kernel choices
+    (``fused`` on CUDA, ``foreach``) and schedule-free AdamW's own warmup steps."""
+
+    batch_size: int | None = None
+    fused: bool | None = None
+    foreach: bool | None = None
+    warmup_steps: int = 0
+
+
+# build_optimizer's keyword settings that are not OptimSpec fields.
+_CONTEXT = tuple(f.name for f in fields(BuildContext))
+
+
+def optimizer_spec(name: str, lr: Any = None, **settings: Any) -> tuple[OptimSpec, BuildContext]:
+    """(OptimSpec, BuildContext) from torch-style keyword settings: OptimSpec's fields, plus
+    ``betas=(b1, b2)``, a torch dtype for ``ns_dtype``, and BuildContext's fields."""
+    settings = dict(settings)
+    ctx = {k: settings.pop(k) for k in _CONTEXT if k in settings}
+    if "betas" in settings:
+        betas = settings.pop("betas")
+        if len(betas) != 2:
+            raise ConfigError("betas", betas, "a pair (beta1, beta2)")
+        settings["beta1"], settings["beta2"] = float(betas[0]), float(betas[1])
+    dtype = settings.get("ns_dtype", "")
+    if dtype is not None and not isinstance(dtype, str):
+        settings["ns_dtype"] = str(dtype).removeprefix("torch.")
+    if lr is None:
+        raise ConfigError("lr", lr, "a finite positive number (the base model's eta)")
+    spec = OptimSpec(name=name, lr=lr, **settings)
+    context = BuildContext(**ctx)
+    if spec.base_batch_size is not None and context.batch_size is None:
         raise ConfigError(
             "batch_size",
-            batch_size,
-            f"a positive integer when base_batch_size={base_batch_size} is given",
+            None,
+            f"a positive integer when base_batch_size={spec.base_batch_size} is given",
         )
+    return spec, context
 
 
-def _warn_decay(lr: float, muon_lr: float | None, weight_decay: float) -> None:
+def _warn_decay(spec: OptimSpec, orthogonal: bool) -> None:
     """Warn (DecayWarning, one line) for each base lr whose decay per step exceeds 1%."""
-    for base_lr in dict.fromkeys(x for x in (lr, muon_lr) if x is not None):
-        msg = decay_warning(base_lr, weight_decay)
+    lrs = (spec.lr, spec.muon_lr if orthogonal else None)
+    for base_lr in dict.fromkeys(x for x in lrs if x is not None):
+        msg = decay_warning(base_lr, spec.weight_decay)
         if msg is not None:
-            warnings.warn(msg, DecayWarning, stacklevel=3)
+            warnings.warn(msg, DecayWarning, stacklevel=4)
 
 
-def _transfer(
-    name: str,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    momentum: float,
-    muon_lr: float | None,
-    batch_size: int,
-    base_batch_size: int,
-) -> tuple[float, tuple[float, ...], float, float, float | None]:
-    """Move lr, betas, eps, momentum (and Muon's lr) from base_batch_size to batch_size, and say
-    so (BatchTransferWarning) when anything the optimizer uses moved."""
-    new_lr, new_betas, new_eps = transfer_batch(lr, betas, eps, batch_size, base_batch_size)
-    new_muon = muon_lr * new_lr / lr if muon_lr is not None else None
-    new_mom = momentum
-    if momentum > 0:
-        _, (new_mom,), _ = transfer_batch(1.0, (momentum,), 1.0, batch_size, base_batch_size)
-    before: dict[str, Any] = {"lr": lr}
+def batch_transferred(spec: OptimSpec, batch_size: int) -> OptimSpec:
+    """``spec`` moved from its base_batch_size to ``batch_size`` by the square-root rule
+    (sizeup.optim.transfer_batch), moving what the optimizer's registry entry says it moves
+    (lr, betas, eps, momentum; Muon's lr with the lr), and saying so (BatchTransferWarning)
+    when anything it reads moved. Unchanged without a base batch."""
+    base = spec.base_batch_size
+    if base is None:
+        return spec
+    entry = get_optimizer(spec.name)
+    moves = entry.batch_moves or ()
+    new_lr, new_betas, new_eps = transfer_batch(
+        spec.lr, spec.betas if "betas" in moves else (), spec.eps, batch_size, base
+    )
+    before: dict[str, Any] = {"lr": spec.lr}
     after: dict[str, Any] = {"lr": new_lr}
-    if name != "sgd":
-        before.update(betas=tuple(betas), eps=eps)
-        after.update(betas=new_betas, eps=new_eps)
-    if name in ("sgd", "muon"):
-        before["momentum"], after["momentum"] = momentum, new_mom
-    if name == "muon" and muon_lr is not None:
-        before["muon_lr"], after["muon_lr"] = muon_lr, new_muon
-    msg = transfer_message(before, after, batch_size, base_batch_size)
+    changes: dict[str, Any] = {"lr": new_lr}
+    if "betas" in moves:
+        before["betas"], after["betas"] = spec.betas, new_betas
+        changes.update(beta1=new_betas[0], beta2=new_betas[1])
+    if "eps" in moves:
+        before["eps"], after["eps"] = spec.eps, new_eps
+        changes["eps"] = new_eps
+    if "momentum" in moves and spec.momentum > 0:
+        _, (mom,), _ = transfer_batch(1.0, (spec.momentum,), 1.0, batch_size, base)
+        before["momentum"], after["momentum"] = spec.momentum, mom
+        changes["momentum"] = mom
+    if entry.orthogonal and spec.muon_lr is not None:
+        changes["muon_lr"] = spec.muon_lr * new_lr / spec.lr
+        before["muon_lr"], after["muon_lr"] = spec.muon_lr, changes["muon_lr"]
+    msg = transfer_message(before, after, batch_size, base)
     if msg is not None:
-        warnings.warn(msg, BatchTransferWarning, stacklevel=3)
-    return new_lr, new_betas, new_eps, new_mom, new_muon
+        warnings.warn(msg, BatchTransferWarning, stacklevel=4)
+    return spec.replace(base_batch_size=None, **changes)
 
 
 def build_optimizer(
     model: nn.Module,
     scalings: Mapping[str, TensorScaling],
-    name: str,
-    lr: float,
-    weight_decay: float = 0.0,
-    betas: tuple[float, float] = (0.9, 0.95),
-    eps: float = 1e-8,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    muon_scale: str = "spectral",
-    batch_size: int | None = None,
-    base_batch_size: int | None = None,
-    *,
-    muon_lr: float | None = None,
-    foreach: bool | None = None,
-    fused: bool | None = None,
-    ns_dtype: torch.dtype | None = torch.bfloat16,
-    warmup_steps: int = 0,
+    spec: OptimSpec | str,
+    context: BuildContext | None = None,
+    **settings: Any,
 ) -> torch.optim.Optimizer:
-    """A torch optimizer ("adamw", "sgd", "muon" or "adamw_schedulefree") whose groups carry each
-    tensor's lr/wd multipliers.
+    """The torch optimizer ``spec`` names (sizeup.registry) over param groups that carry each
+    tensor's lr / weight-decay / eps multipliers. ``spec``: an OptimSpec, or a registered name
+    with torch-style ``settings`` (lr=..., betas=..., batch_size=...: ``optimizer_spec``).
 
-    lr is the base model's eta; each group gets eta * lr_mult. weight_decay is lambda in
-    torch.optim.AdamW's sense at the base width: every matrix loses eta_t * lambda of itself per
-    step, at every width (module doc); a DecayWarning says when that exceeds 1% at peak. With
-    both batch sizes, lr, betas, eps (and SGD/Muon momentum, by the beta rule) are first moved
-    from base_batch_size to batch_size (transfer_batch), and the decay follows the moved lr.
-    "muon" updates the tensors whose Scaling says muon=True with Muon (lr ``muon_lr`` if given,
-    else lr) and everything else with AdamW, in one optimizer. "adamw_schedulefree" is
-    schedule-free AdamW (Defazio et al. 2024, the ``schedulefree`` package; its decay, lr x
-    lambda per step at y, has AdamW's meaning), with its own linear warmup over
-    ``warmup_steps``; it is returned in train mode (call ``.eval()`` before evaluating).
-    ``fused``: torch's fused AdamW kernel (AdamW, and Muon's AdamW groups; the train stage asks
-    for it on CUDA); SGD and schedule-free AdamW ignore it. ``ns_dtype``: Muon's Newton-Schulz
-    precision (bf16 as torch.optim.Muon).
+    ``spec.lr`` is the base model's eta; each group gets eta x lr_mult. ``spec.weight_decay`` is
+    lambda in torch.optim.AdamW's sense at the base width: every matrix loses eta_t x lambda of
+    itself per step, at every width (module doc); a DecayWarning says when that exceeds 1% at
+    peak. With a base batch (``spec.base_batch_size`` and ``context.batch_size``) the spec is
+    first moved to the run's batch (``batch_transferred``), and the decay follows the moved lr.
+    An optimizer whose entry is ``orthogonal`` (Muon) updates the tensors whose Scaling says
+    muon=True with its orthogonalised update (lr ``muon_lr`` if given) and the rest with its
+    Adam side, in one optimizer. Adam-like optimizers (they read eps) get eps per tensor
+    (rules.eps_mult). Schedule-free AdamW is returned in train mode.
     """
-    _check_args(
-        name, lr, weight_decay, betas, eps, momentum, muon_scale, batch_size, base_batch_size
-    )
-    if batch_size is not None and base_batch_size is not None:
-        lr, betas, eps, momentum, muon_lr = _transfer(
-            name, lr, betas, eps, momentum, muon_lr, batch_size, base_batch_size
-        )
-    _warn_decay(lr, muon_lr if name == "muon" else None, weight_decay)
-    betas = (float(betas[0]), float(betas[1]))
+    if isinstance(spec, str):
+        spec, context = optimizer_spec(spec, **settings)
+    context = context or BuildContext()
+    entry = get_optimizer(spec.name)
+    if context.batch_size is not None:
+        spec = batch_transferred(spec, context.batch_size)
+    _warn_decay(spec, entry.orthogonal)
     groups = param_groups(
         model,
         scalings,
-        lr,
-        weight_decay,
-        use_muon=(name == "muon"),
-        muon_lr=muon_lr,
-        muon_scale_mode=muon_scale,
+        spec.lr,
+        spec.weight_decay,
+        use_muon=entry.orthogonal,
+        muon_lr=spec.muon_lr,
+        muon_scale_mode=spec.muon_scale,
     )
-    if name != "sgd":  # Adam's eps follows each tensor's gradient scale (rules.eps_mult)
-        for g in groups:
-            g["eps"] = eps * g["eps_mult"]
-    if name == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, foreach=foreach, fused=fused
-        )
-    if name == "adamw_schedulefree":
-        return schedule_free_adamw(groups, lr, betas, eps, warmup_steps)
-    if name == "sgd":
-        # torch refuses nesterov without momentum; plain SGD is what momentum=0 asks for.
-        return SGDW(
-            groups,
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov and momentum > 0,
-            weight_decay=0.0,
-            foreach=foreach,
-        )
-    return Muon(
-        groups,
-        lr=lr,
-        momentum=momentum,
-        nesterov=nesterov,
-        scale_mode=muon_scale,
-        betas=betas,
-        eps=eps,
-        foreach=foreach,
-        fused=fused,
-        ns_dtype=ns_dtype,
-    )
-
-
-def schedule_free_adamw(
-    groups: list[dict[str, Any]],
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    warmup_steps: int = 0,
-) -> torch.optim.Optimizer:
-    """schedulefree.AdamWScheduleFree over sizeup's param groups, in train mode. The package is
-    an optional extra: without it, a ConfigError says how to get it."""
-    try:
-        from schedulefree import AdamWScheduleFree
-    except ImportError:
-        raise ConfigError(
-            "optimizer",
-            "adamw_schedulefree",
-            "available once the schedulefree package is installed (pip install "
-            "'sizeup[schedulefree]')",
-        ) from None
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ConfigError("warmup_steps", warmup_steps, "an integer >= 0")
-    opt = AdamWScheduleFree(
-        groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, warmup_steps=warmup_steps
-    )
-    opt.train()
-    return opt
+    for g in groups:
+        g["update"] = spec.name if g.get("use_muon") or not entry.orthogonal else "adamw"
+        if "eps" in get_optimizer(g["update"]).reads and not g.get("use_muon"):
+            g["eps"] = spec.eps * g["eps_mult"]
+    return entry.builder()(groups, spec, context)
 
 
 def group_table(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:

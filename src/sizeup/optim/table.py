@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sizeup.optim.groups import decay_per_step
+from sizeup.registry import get_optimizer
 from sizeup.wrapping import canonical_name
 
 # Columns of the joined table that come from the optimizer's param groups.
@@ -25,30 +26,38 @@ GROUP_COLUMNS = ("update", "lr", "weight_decay", "decay_per_step", "beta1", "bet
 _INDEX = re.compile(r"(^|\.)\d+(?=\.|$)")
 
 
-def _update_kind(group: Mapping[str, Any]) -> str:
-    """Which update a group gets: "muon" (orthogonalised), "sgd", or "adamw"."""
+def _reads(group: Mapping[str, Any]) -> tuple[str, ...]:
+    """The settings a group's update reads (its optimizer's registry entry; an orthogonalised
+    group reads no betas or eps)."""
     if group.get("use_muon"):
-        return "muon"
-    return "sgd" if "betas" not in group else "adamw"
+        return ()
+    return get_optimizer(group.get("update", "adamw")).reads
+
+
+def _number(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def group_values(optimizer: Any) -> dict[str, dict[str, Any]]:
-    """Canonical parameter name -> what its param group says: update kind, lr, weight_decay,
-    decay per step at peak (lr x weight_decay), Adam betas and eps (None where the update
-    has none: Muon's orthogonalised matrices, SGD)."""
+    """Canonical parameter name -> what its param group says: update (the optimizer that moves
+    it: its registry name, "muon" for an orthogonalised matrix), the peak lr (before a
+    scheduler's warmup), weight_decay, decay per step at peak (lr x weight_decay), and the betas
+    and eps where the update reads them (None elsewhere: Muon's orthogonalised matrices, SGD)."""
     out: dict[str, dict[str, Any]] = {}
     for g in optimizer.param_groups:
-        kind = _update_kind(g)
-        adam = kind == "adamw"
-        betas = g.get("betas") if adam else None
+        reads = _reads(g)
+        # torch keeps (beta1, beta2) as "betas"; an optimizer may keep them on their own
+        betas = g.get("betas") or (g.get("beta1"), g.get("beta2"))
+        # the peak lr: a scheduler keeps it as initial_lr while its warmup scales "lr"
+        lr = float(g.get("initial_lr", g["lr"]))
         vals = {
-            "update": kind,
-            "lr": float(g["lr"]),
+            "update": g.get("update", "adamw"),
+            "lr": lr,
             "weight_decay": float(g["weight_decay"]),
-            "decay_per_step": decay_per_step(float(g["lr"]), float(g["weight_decay"])),
-            "beta1": float(betas[0]) if betas is not None else None,
-            "beta2": float(betas[1]) if betas is not None else None,
-            "eps": float(g["eps"]) if adam and g.get("eps") is not None else None,
+            "decay_per_step": decay_per_step(lr, float(g["weight_decay"])),
+            "beta1": _number(betas[0]) if "beta1" in reads else None,
+            "beta2": _number(betas[1]) if "beta2" in reads else None,
+            "eps": float(g["eps"]) if "eps" in reads and g.get("eps") is not None else None,
         }
         for n in g.get("names", []):
             out[canonical_name(n)] = vals

@@ -11,30 +11,23 @@ as ``model._sizeup``; so it survives deepcopy, state_dict round trips and wrappi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sizeup.choices import (
-    ATTN_SCALES,
-    INIT_STD_MODES,
-    OPT_FAMILIES,
-    OPTIMIZERS,
-    READOUT_FORMS,
-    ROLES,
-    RULES,
-    InitStd,
-    optimizer_family,
-)
-from sizeup.errors import ConfigError, ShapeError, check_choice, check_number_or_choice
+from sizeup.choices import ATTN_SCALES, OPT_FAMILIES, ROLES
+from sizeup.config.optimizer import OptimSpec
+from sizeup.config.parametrization import ParamSpec
+from sizeup.errors import ConfigError, ShapeError, check_choice
 from sizeup.models.hf import hints as model_hints
-from sizeup.optim import build_optimizer
+from sizeup.optim import BuildContext, build_optimizer, optimizer_spec
 from sizeup.parametrization import rules
 from sizeup.parametrization.attention import AttnScale, apply_scales, plan_scales
 from sizeup.parametrization.export import export as export_model
@@ -51,6 +44,8 @@ from sizeup.parametrization.layout import fans as _fans
 from sizeup.parametrization.layout import is_conv1d, is_expert_tensor
 from sizeup.parametrization.rules import Scaling
 from sizeup.parametrization.shapes import BaseRef, load_base
+from sizeup.registry import get_optimizer, optimizer_family
+from sizeup.schedules import make_schedule
 from sizeup.wrapping import canonical_name, unwrap
 
 _DIGITS = re.compile(r"\.\d+\.")
@@ -77,11 +72,11 @@ class Parametrization:
         self.attention: dict[str, AttnScale] = {}  # attention module -> its logit scale
         self.tied: dict[str, str] = {}  # tied readout module -> the parameter it shares
         self.hints: dict[str, Any] = {}  # the model's sizeup_hints as parametrize read them
+        self.spec: ParamSpec = ParamSpec()  # the options record parametrize was given
 
     def __deepcopy__(self, memo: dict) -> Parametrization:
         # The model owns this object (model._sizeup); copying the model copies the records but
         # must point at the copied model, which deepcopy's memo provides.
-        import copy
 
         new = Parametrization.__new__(Parametrization)
         memo[id(self)] = new
@@ -94,6 +89,7 @@ class Parametrization:
         new.attention = dict(self.attention)
         new.tied = dict(self.tied)
         new.hints = copy.deepcopy(self.hints, memo)
+        new.spec = self.spec
         return new
 
     def install_hooks(self) -> None:
@@ -130,7 +126,7 @@ class Parametrization:
             s,
             multiplier=s.multiplier * theta,
             init_std=std,
-            lr_mult=s.lr_mult / (theta**2 if self.options["optimizer"] == "sgd" else theta),
+            lr_mult=s.lr_mult / (theta**2 if self.family == "sgd" else theta),
             eps_mult=s.eps_mult * theta if self.options.get("scale_eps", True) else s.eps_mult,
         )
         for fam, col in self.lr_table.items():
@@ -140,6 +136,11 @@ class Parametrization:
         with torch.no_grad():
             dict(self.model.named_parameters())[self._param_key(name)].div_(theta)
         self.install_hooks()
+
+    @property
+    def family(self) -> str:
+        """The rules-table column of the default optimizer (sizeup.registry)."""
+        return optimizer_family(self.options["optimizer"])
 
     def _param_key(self, name: str) -> str:
         for n, _ in self.model.named_parameters():
@@ -166,7 +167,6 @@ class Parametrization:
         sizeup.schedules.make_schedule(schedule, steps, warmup, **kwargs). It scales every
         group's lr (each already eta x lr_mult) by the same factor, so the per-tensor ratios
         hold at every step; it plugs into transformers.Trainer(optimizers=(opt, sched))."""
-        from sizeup.schedules import make_schedule
 
         fn = make_schedule(schedule, steps, warmup=warmup, **kwargs)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
@@ -180,25 +180,29 @@ class Parametrization:
 
     def optimizer(
         self,
-        name: str = "adamw",
+        name: str | OptimSpec = "adamw",
         lr: float = 1e-3,
         *,
         model: nn.Module | None = None,
-        **kwargs: Any,
+        **settings: Any,
     ) -> torch.optim.Optimizer:
         """A torch optimizer whose param groups carry this parametrization's multipliers.
 
-        ``model`` may be a wrapped version (DDP, torch.compile) of the parametrized model.
-        Extra kwargs: weight_decay, betas, eps, momentum, nesterov, muon_scale, batch_size,
-        base_batch_size (see sizeup.optim.build_optimizer).
+        ``name``: a registered optimizer (sizeup.registry) with ``lr`` and torch-style settings
+        (weight_decay, betas, eps, momentum, nesterov, muon_scale, muon_lr, ns_dtype,
+        base_batch_size; and batch_size, fused, foreach, warmup_steps for building), or a whole
+        OptimSpec (a run's ``cfg.optimizer``; then ``settings`` are BuildContext's). ``model``
+        may be a wrapped version (DDP, torch.compile) of the parametrized model.
         """
-        return build_optimizer(
-            model if model is not None else self.model, self.scalings_for(name), name, lr, **kwargs
-        )
+        if isinstance(name, OptimSpec):
+            spec, context = name, BuildContext(**settings)
+        else:
+            spec, context = optimizer_spec(name, lr, **settings)
+        target = model if model is not None else self.model
+        return build_optimizer(target, self.scalings_for(spec.name), spec, context)
 
     def scalings_for(self, optimizer: str) -> dict[str, Scaling]:
-        """The scalings with the lr column of ``optimizer`` (adamw, sgd or muon)."""
-        check_choice("optimizer", optimizer, OPTIMIZERS)
+        """The scalings with the lr column of ``optimizer`` (its rules-table family)."""
         fam = optimizer_family(optimizer)
         col = self.lr_table.get(fam)
         if col is None:
@@ -247,7 +251,7 @@ class Parametrization:
     def table_cells(self) -> tuple[list[str], list[list[str]], str]:
         """(columns, rows, caption) of the compact per-tensor table: what `print_table` and
         `sizeup parametrize` show. The Muon mark and its footnote appear only under Muon."""
-        muon = self.options["optimizer"] == "muon"
+        muon = get_optimizer(self.options["optimizer"]).orthogonal
         columns = ["tensor", "role", "shape", "sigma0", "init", "mult", "lr x", "wd x", "eps x"]
         rows = [
             [
@@ -302,29 +306,56 @@ def get_parametrization(model: nn.Module) -> Parametrization | None:
     return getattr(unwrap(model), ATTR, None)
 
 
-# --- options ---------------------------------------------------------------------------------
+# --- options ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelHints:
+    """What parametrize assumes about a model's structure beyond its shapes. Each None falls
+    back to the model's own ``sizeup_hints`` (or its transformers family's, sizeup.models.hf):
+    ``roles`` (fnmatch pattern over parameter or module names -> role), the module patterns of
+    residual-branch outputs (``residual_out``, for depth scaling), queries (``query``, for
+    zero_query), blocks (``block``) and MoE routers (``router``); ``attn_scale`` sets the logit
+    scale of every attention module, anchored at the base's head dim (None: the model's own)."""
+
+    roles: Mapping[str, str] | None = None
+    residual_out: Sequence[str] | None = None
+    query: Sequence[str] | None = None
+    block: Sequence[str] | None = None
+    router: Sequence[str] | None = None
+    attn_scale: str | None = None
+
+    def __post_init__(self) -> None:
+        for pat, r in (self.roles or {}).items():
+            if r not in ROLES:
+                raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
+        if self.attn_scale is not None:
+            check_choice("attn_scale", self.attn_scale, ATTN_SCALES)
+
+
+_HINT_FIELDS = tuple(f.name for f in dataclasses.fields(ModelHints))
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ParamSpec))
+
+
 @dataclasses.dataclass
 class _Options:
-    """parametrize's options, checked, with the model's sizeup_hints filled in."""
+    """parametrize's options resolved: the ParamSpec (its fields read through), the default
+    optimizer, the model's depth, and the hints with the model's sizeup_hints filled in."""
 
-    rule: str
-    sigma: float | str
-    zero_readout: bool
-    zero_query: bool
-    zero_router: bool
-    base_depth: int | None
-    depth: int | None
-    depth_exponent: float
-    readout_form: str
+    spec: ParamSpec
     optimizer: str
-    scale_eps: bool
+    depth: int | None
     residual_out: list[str]
     query: list[str]
     block: list[str]
+    router: list[str]
     roles: dict[str, str]
-    attn_scale: str | None = None
-    router: list[str] = dataclasses.field(default_factory=list)
+    attn_scale: str | None
     init_hint: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        # rule, sigma, zero_readout, base_depth, depth_exponent, ...: the ParamSpec's fields
+        if name == "spec":
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
     @property
     def family(self) -> str:
@@ -333,49 +364,57 @@ class _Options:
 
     def public(self) -> dict[str, Any]:
         """The options the Parametrization records (the call's own arguments)."""
-        keys = (
-            "rule",
-            "sigma",
-            "zero_readout",
-            "zero_query",
-            "zero_router",
-            "base_depth",
-            "depth",
-            "depth_exponent",
-            "readout_form",
-            "optimizer",
-            "scale_eps",
-            "attn_scale",
-        )
-        return {k: getattr(self, k) for k in keys}
+        spec = {k: v for k, v in self.spec.to_dict().items() if k != "base_width"}
+        return {
+            **spec,
+            "depth": self.depth,
+            "optimizer": self.optimizer,
+            "attn_scale": self.attn_scale,
+        }
 
 
-def _resolve_options(inner: nn.Module, **kw: Any) -> _Options:
-    """Check the arguments (a ConfigError names the first bad one) and merge the model's
-    sizeup_hints: explicit arguments win, then hints, then defaults."""
-    check_choice("rule", kw["rule"], RULES)
-    check_choice("readout_form", kw["readout_form"], READOUT_FORMS)
-    check_choice("optimizer", kw["optimizer"], OPTIMIZERS)
-    if kw["attn_scale"] is not None:
-        check_choice("attn_scale", kw["attn_scale"], ATTN_SCALES)
-    kw["sigma"] = check_number_or_choice("sigma", kw["sigma"], INIT_STD_MODES)
-    if not kw["depth_exponent"] > 0:
-        raise ConfigError("depth_exponent", kw["depth_exponent"], "a positive number (0.5 or 1.0)")
-    for pat, r in (kw["roles"] or {}).items():
-        if r not in ROLES:
-            raise ConfigError(f"roles[{pat!r}]", r, "one of " + ", ".join(ROLES))
-    hints = model_hints(inner)
+def _split_settings(
+    options: ParamSpec | None, hints: ModelHints | None, settings: Mapping[str, Any]
+) -> tuple[ParamSpec, ModelHints]:
+    """The ParamSpec and ModelHints: the records given, with keyword settings (either record's
+    field names) laid over them; an unknown keyword is named."""
+    for k, v in settings.items():
+        if k not in _SPEC_FIELDS + _HINT_FIELDS:
+            raise ConfigError(
+                k, v, "a parametrize option: " + ", ".join(_SPEC_FIELDS + _HINT_FIELDS)
+            )
+    spec_kw = {k: v for k, v in settings.items() if k in _SPEC_FIELDS}
+    hint_kw = {k: v for k, v in settings.items() if k in _HINT_FIELDS}
+    spec = (options or ParamSpec()).replace(**spec_kw) if spec_kw or options else ParamSpec()
+    hints = dataclasses.replace(hints or ModelHints(), **hint_kw)
+    return spec, hints
+
+
+def _resolve_options(
+    inner: nn.Module, spec: ParamSpec, hints: ModelHints, optimizer: str, depth: int | None
+) -> _Options:
+    """The options with the model's sizeup_hints filled in: explicit hints win, then the
+    model's, then defaults."""
+    get_optimizer(optimizer)  # a ConfigError names the registered ones
+    own = model_hints(inner)
+    lists = {}
     for key, default in (
         ("residual_out", []),
         ("query", []),
         ("block", ["blocks.*"]),
         ("router", []),
     ):
-        if kw[key] is None:
-            kw[key] = hints.get(key, default)
-    kw["roles"] = {**(hints.get("roles") or {}), **(kw["roles"] or {})}
-    kw["init_hint"] = check_hint(hints.get("init_std"))
-    return _Options(**kw)
+        given = getattr(hints, key)
+        lists[key] = list(given) if given is not None else own.get(key, default)
+    return _Options(
+        spec=spec,
+        optimizer=optimizer,
+        depth=depth,
+        roles={**(own.get("roles") or {}), **(hints.roles or {})},
+        attn_scale=hints.attn_scale,
+        init_hint=check_hint(own.get("init_std")),
+        **lists,
+    )
 
 
 def _resolve_depth(opts: _Options, names: list[str]) -> float:
@@ -720,72 +759,42 @@ def _add_branch_multipliers(
 def parametrize(
     model: nn.Module,
     base: nn.Module | str | Path | Mapping | None = None,
+    options: ParamSpec | None = None,
     *,
-    rule: str = "mup",
     delta: nn.Module | str | Path | Mapping | None = None,
-    roles: Mapping[str, str] | None = None,
-    sigma: InitStd = "model",
-    zero_readout: bool = False,
-    zero_query: bool = False,
-    zero_router: bool = False,
-    base_depth: int | None = None,
-    depth: int | None = None,
-    depth_exponent: float = 0.5,
-    readout_form: str = "table3",
+    hints: ModelHints | None = None,
     optimizer: str = "adamw",
-    residual_out: list[str] | None = None,
-    query: list[str] | None = None,
-    block: list[str] | None = None,
+    depth: int | None = None,
     init: bool = True,
-    scale_eps: bool = True,
-    attn_scale: str | None = None,
-    router: list[str] | None = None,
+    **settings: Any,
 ) -> Parametrization:
-    """Apply ``rule`` to ``model`` in place, relative to the smaller ``base``, and return the
+    """Apply a rule to ``model`` in place, relative to the smaller ``base``, and return the
     Parametrization (table, optimizers).
 
-    rule: "sp", "mup" (Tensor Programs V, Table 3 form), "mup_simple" (SP init, hidden lr / m),
-    "spectral" (Yang-Simon-Bernstein 2023). base: a smaller instance of the same architecture,
-    a base-shapes file or dict; None means the model is its own base. delta: a second small
-    instance that tells which dimensions are width when base alone cannot. roles: fnmatch
-    pattern (parameter or module name) -> role override. sigma: the base init std; "model"
-    (default) is what the base model's own init gives each tensor (its sizeup_hints["init_std"],
-    else measured on the base: sizeup.parametrization.init), so at the base width nothing
-    changes; a number, or "fan_in" for 1/sqrt(fan_in), sets it. The init is applied by
-    rescaling each tensor the model made (its distribution's shape is kept); the model may be
-    on the meta device (nothing is initialised, the table is computed). base_depth: enables
-    residual-branch depth scaling (L/base_depth)^-depth_exponent. optimizer: which lr column
-    (adamw/sgd/muon) the table shows; p.optimizer() may ask for another, so this only sets the
-    default. scale_eps: Adam's eps follows each tensor's gradient scale (rules.eps_mult; False
-    keeps one eps, as microsoft/mup). attn_scale: "1/d" or "1/sqrt(d)" sets the logit scale of
-    every attention module (transformers' ``scaling``, sizeup's GPT ``scale``), anchored at the
-    base's head dim (sizeup.parametrization.attention); None keeps the model's. router: module
-    patterns of MoE routers (readouts over a fixed number of experts; zeroed by zero_router,
-    not zero_readout). residual_out, query, block, router default to the model's sizeup_hints, or
-    its transformers family's (sizeup.models.hf). Expert tensors (experts, out, in) scale
+    ``options``: a ParamSpec (sizeup.config; a run's ``cfg.parametrization``), or its fields as
+    keywords (``rule="mup"``, ``sigma=0.02``, ...; over ``options`` when both are given):
+    rule "sp", "mup" (Tensor Programs V, Table 3 form), "mup_simple" (SP init, hidden lr / m) or
+    "spectral" (Yang-Simon-Bernstein 2023); sigma, the base init std: "model" (default) is what
+    the base model's own init gives each tensor (its sizeup_hints["init_std"], else measured on
+    the base: sizeup.parametrization.init), so at the base width nothing changes; a number, or
+    "fan_in" for 1/sqrt(fan_in), sets it; zero_readout / zero_query / zero_router; base_depth
+    enables residual-branch depth scaling (L/base_depth)^-depth_exponent; readout_form;
+    scale_eps (Adam's eps follows each tensor's gradient scale, rules.eps_mult). ``hints``:
+    ModelHints (or its fields as keywords: roles, residual_out, query, block, router,
+    attn_scale), by default the model's own sizeup_hints.
+
+    base: a smaller instance of the same architecture, a base-shapes file or dict; None means
+    the model is its own base. delta: a second small instance that tells which dimensions are
+    width when base alone cannot. The init is applied by rescaling each tensor the model made
+    (its distribution's shape is kept); the model may be on the meta device (nothing is
+    initialised, the table is computed). optimizer: which lr column the table shows (its
+    registry family); p.optimizer() may ask for another. depth: the model's blocks for depth
+    scaling (default: counted from the block patterns). Expert tensors (experts, out, in) scale
     expert by expert (sizeup.parametrization.layout).
     """
     inner = unwrap(model)
-    opts = _resolve_options(
-        inner,
-        rule=rule,
-        sigma=sigma,
-        zero_readout=zero_readout,
-        zero_query=zero_query,
-        zero_router=zero_router,
-        base_depth=base_depth,
-        depth=depth,
-        depth_exponent=depth_exponent,
-        readout_form=readout_form,
-        optimizer=optimizer,
-        scale_eps=scale_eps,
-        residual_out=residual_out,
-        query=query,
-        block=block,
-        roles=roles,
-        attn_scale=attn_scale,
-        router=router,
-    )
+    spec, model_hints_ = _split_settings(options, hints, settings)
+    opts = _resolve_options(inner, spec, model_hints_, optimizer, depth)
     named = [(canonical_name(n), p) for n, p in inner.named_parameters()]
     ref = _load_reference(base, delta, inner, [n for n, _ in named])
     branch_mult = _resolve_depth(opts, [n for n, _ in named])
@@ -804,6 +813,7 @@ def parametrize(
         if opts.zero_query:
             _zero_fused_queries(inner, model_hints(inner).get("fused_query", []))
     par = Parametrization(inner, scalings, opts.rule, mults, opts.public())
+    par.spec = spec
     par.lr_table, par.attention, par.tied = lr_table, attention, tied
     par.hints = model_hints(inner)
     apply_scales(inner, attention)

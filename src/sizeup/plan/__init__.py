@@ -14,17 +14,16 @@ _EXPORTS = {
     "Plan": "planner",
     "plan": "planner",
     "compare_laws": "compare",
+    "BatchOptions": "records",
     "Checks": "records",
     "Hardware": "records",
     "Laws": "records",
     "Proxy": "records",
-    "Recipe": "records",
-    "ScheduleOptions": "records",
-    "Shape": "records",
-    "ShapeOptions": "records",
+    "ShapeRule": "records",
     "Target": "records",
     "shape_for": "records",
     "layer_table": "table",
+    "read_study": "study",
 }
 
 __all__ = sorted(_EXPORTS)

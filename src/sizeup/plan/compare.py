@@ -1,6 +1,6 @@
 """The published laws side by side for one target run.
 
-``compare_laws(plan, names, recipe, schedule)`` evaluates every named preset (sizeup.laws.presets)
+``compare_laws(plan, names, options)`` evaluates every named preset (sizeup.laws.presets)
 at the plan's model and tokens, each in its own variables (N as its paper counted it, D, C in
 its convention, a loss, the width), and returns one row per law: peak lr, batch in tokens
 (rounded to whole sequences as the planner rounds), steps, warmup, the schedule the law was
@@ -16,15 +16,18 @@ Chinchilla's; its row says which. ``plot_comparison`` draws each law's lr agains
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sizeup.errors import ConfigError
-from sizeup.plan.records import Recipe, ScheduleOptions, Shape
-from sizeup.plan.stages import build_schedule, law_point, round_batch, schedule_kind
+from sizeup.figures import pyplot
+from sizeup.laws.presets import get_preset
+from sizeup.plan.records import BatchOptions
+from sizeup.plan.stages import law_point, round_batch
+from sizeup.registry import get_optimizer
+from sizeup.schedules import make_schedule, phases
 
 LOSS_FALLBACK_PRESET = "chinchilla"  # predicts the loss a loss-read law needs, if nothing else does
 TARGET_FAMILY = "sizeup GPT (pre-norm RMSNorm, RoPE, SwiGLU)"
@@ -124,43 +127,32 @@ def _fmt(v: float | None) -> str:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def compare_laws(
-    plan: Any, names: tuple[str, ...], recipe: Recipe, options: ScheduleOptions
-) -> Comparison:
-    """Every named preset at the plan's model and tokens (see the module doc)."""
-    from sizeup.laws.presets import get_preset
-
-    shape = _shape(plan.shape)
+def compare_laws(plan: Any, names: tuple[str, ...], options: BatchOptions) -> Comparison:
+    """Every named preset at the plan's model and tokens (see the module doc); the plan's
+    recipe is its run's (``plan.run``)."""
+    model = plan.run.model
     presets = [get_preset(n) for n in names]
-    loss, source = _target_loss(plan, presets, shape)
-    point = law_point(shape, plan.tokens, loss)
+    loss, source = _target_loss(plan, presets, model)
+    point = law_point(model, plan.tokens, loss)
     target = {
         **{k: getattr(point, k) for k in ("params", "params_non_embedding", "tokens")},
         "flops_per_token_md": point.flops_per_token_md,
         "width": point.width,
-        "schedule": schedule_kind(options, recipe),
+        "schedule": plan.run.schedule.name,
     }
-    rows = [_row(p, point, plan, recipe, options, source) for p in presets]
+    rows = [_row(p, point, plan, options, source) for p in presets]
     return Comparison(target, loss, source, rows)
 
 
-def _shape(d: dict[str, Any]) -> Shape:
-    """The plan's shape record back from its dict."""
-    fields = {f.name for f in dataclasses.fields(Shape)}
-    return Shape(**{k: v for k, v in d.items() if k in fields})
-
-
-def _target_loss(plan: Any, presets: list[Any], shape: Shape) -> tuple[float | None, str]:
+def _target_loss(plan: Any, presets: list[Any], model: Any) -> tuple[float | None, str]:
     """The loss a loss-read law is evaluated at: the plan's, else the first compared preset's
     prediction, else Chinchilla's (sizeup.laws.presets)."""
     if plan.loss is not None:
         return plan.loss, f"the plan's {plan.preset['name']} prediction"
-    from sizeup.laws.presets import get_preset
-
     fallback = get_preset(LOSS_FALLBACK_PRESET)
     for p in [*presets, fallback]:
         if p.loss_law is not None:
-            N = p.variables(law_point(shape, plan.tokens))["N"]
+            N = p.variables(law_point(model, plan.tokens))["N"]
             return float(p.loss_law.loss(N, plan.tokens)), f"{p.name}'s prediction"
     return None, "none"
 
@@ -177,14 +169,7 @@ def _value(law: Any, kind: str, point: Any, notes: list[str]) -> float | None:
         return None
 
 
-def _row(
-    law: Any,
-    point: Any,
-    plan: Any,
-    recipe: Recipe,
-    options: ScheduleOptions,
-    loss_source: str,
-) -> LawRow:
+def _row(law: Any, point: Any, plan: Any, options: BatchOptions, loss_source: str) -> LawRow:
     row = LawRow(law.name, law.source, list(law.provides))
     row.peak_lr = _value(law, "lr", point, row.notes)
     row.lr_formula = law.formula("lr")
@@ -193,17 +178,18 @@ def _row(
     _loss(row, law, point)
     if row.peak_lr is not None and row.batch_tokens is not None:
         _schedule(row, law, plan, options)
-        if recipe.weight_decay > 0:
+        wd = plan.run.optimizer.weight_decay
+        if wd > 0:
             # Bergsma et al. 2025: tau = B / (eta lambda D), the fraction of the run over which
             # AdamW's decay averages the updates.
-            row.tau = row.batch_tokens / (row.peak_lr * recipe.weight_decay * point.tokens)
+            row.tau = row.batch_tokens / (row.peak_lr * wd * point.tokens)
     if any("L" in law.needs(k) for k in ("batch", "critical_batch")):
         row.notes.append(f"read at L = {_fmt(point.loss)} ({loss_source})")
-    row.differs = differences(law, point, plan, recipe)
+    row.differs = differences(law, point, plan)
     return row
 
 
-def _batch(row: LawRow, law: Any, point: Any, plan: Any, options: ScheduleOptions) -> None:
+def _batch(row: LawRow, law: Any, point: Any, plan: Any, options: BatchOptions) -> None:
     """The law's batch, else its critical batch (Kaplan et al. 2020 advise training near
     B_crit), in whole sequences as the planner rounds it, and the steps it makes."""
     raw = _value(law, "batch", point, row.notes)
@@ -213,7 +199,7 @@ def _batch(row: LawRow, law: Any, point: Any, plan: Any, options: ScheduleOption
         row.notes.append("batch = the critical batch (Kaplan et al.: train near B_crit)")
     if raw is None:
         return
-    seq_len = plan.shape["seq_len"]
+    seq_len = plan.run.model.seq_len
     row.batch_tokens = round_batch(raw, seq_len, options.batch_multiple)[0]
     row.steps = math.ceil(point.tokens / row.batch_tokens)
 
@@ -224,7 +210,7 @@ def _loss(row: LawRow, law: Any, point: Any) -> None:
         row.loss = float(law.loss_law.loss(law.variables(point)["N"], point.tokens))
 
 
-def _schedule(row: LawRow, law: Any, plan: Any, options: ScheduleOptions) -> None:
+def _schedule(row: LawRow, law: Any, plan: Any, options: BatchOptions) -> None:
     """The schedule the law's lr belongs to (its setup's lr_schedule; the planner's warmup rule
     where the paper gave no warmup in steps), as a plan schedule dict."""
     spec = dict(law.setup.lr_schedule) if law.setup is not None else {}
@@ -232,20 +218,20 @@ def _schedule(row: LawRow, law: Any, plan: Any, options: ScheduleOptions) -> Non
     steps = row.steps
     wu = spec.pop("warmup_steps", None)
     if wu is None:
-        wu = options.warmup if options.warmup is not None else round(options.warmup_frac * steps)
+        wu = round(options.warmup_frac * steps)
         row.notes.append("warmup: sizeup's rule (the paper gives none in steps)")
     wu = int(min(max(1, wu), steps - 1))
     min_ratio = spec.pop("min_ratio", 0.0)
     if "min_lr" in spec:
         min_ratio = min(spec.pop("min_lr") / row.peak_lr, 0.99)
-    decay_frac = spec.get("decay_frac", options.decay_frac)
-    decay = steps - wu if kind == "cosine" else int(round(decay_frac * steps))
+    decay_frac = spec.get("decay_frac", plan.run.schedule.decay_frac)
+    ph = phases(kind, steps, wu, decay_frac)
     row.warmup_steps = wu
     row.schedule = {
         "kind": kind,
         "warmup_steps": wu,
-        "stable_steps": max(0, steps - wu - decay),
-        "decay_steps": decay,
+        "stable_steps": ph.stable,
+        "decay_steps": ph.decay,
         "cooldown": spec.get("cooldown", "linear"),
         "decay_frac": decay_frac,
         "min_ratio": min_ratio,
@@ -254,7 +240,7 @@ def _schedule(row: LawRow, law: Any, plan: Any, options: ScheduleOptions) -> Non
     }
 
 
-def differences(law: Any, point: Any, plan: Any, recipe: Recipe) -> list[str]:
+def differences(law: Any, point: Any, plan: Any) -> list[str]:
     """Where the law's fitting setup differs from this run: schedule, what N counts, the batch
     unit, the model family, the optimizer, and the data it was fitted on."""
     st = law.setup
@@ -270,8 +256,9 @@ def differences(law: Any, point: Any, plan: Any, recipe: Recipe) -> list[str]:
     if st.batch_unit != "tokens":
         out.append(f"batch fitted in {st.batch_unit}")
     out.append(f"model: {st.model_family}; this plan: {TARGET_FAMILY}")
-    if recipe.optimizer not in ("adamw", "adamw_schedulefree") or "Adam" not in st.optimizer:
-        out.append(f"optimizer: fitted with {st.optimizer}; this plan: {recipe.optimizer}")
+    name = plan.run.optimizer.name
+    if get_optimizer(name).family != "adam" or "Adam" not in st.optimizer:
+        out.append(f"optimizer: fitted with {st.optimizer}; this plan: {name}")
     out.append(f"data: {st.data}")
     return out
 
@@ -282,13 +269,11 @@ def differences(law: Any, point: Any, plan: Any, recipe: Recipe) -> list[str]:
 def plot_comparison(comparison: dict[str, Any], path: str | Path, n_points: int = 400) -> Path:
     """Each law's lr against tokens seen (its own batch, steps, warmup and schedule) in one
     PNG; laws without an lr or a batch are left out (their rows say so)."""
-    from sizeup.figures import pyplot
-
     fig, ax = pyplot().subplots(figsize=(7, 4))
     for r in comparison["rows"]:
         if r["schedule"] is None:
             continue
-        sched = build_schedule(r["schedule"], r["steps"], r["batch_tokens"])
+        sched = _law_schedule(r["schedule"], r["steps"], r["batch_tokens"])
         stride = max(1, r["steps"] // n_points)
         xs = list(range(0, r["steps"] + 1, stride))
         ax.plot(
@@ -305,3 +290,21 @@ def plot_comparison(comparison: dict[str, Any], path: str | Path, n_points: int 
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
     return Path(path)
+
+
+def _law_schedule(sched: dict[str, Any], steps: int, batch_tokens: int) -> Any:
+    """A law's schedule dict as a sizeup.schedules.Schedule, to draw its lr."""
+    kw: dict[str, Any] = {}
+    if sched["kind"] == "multistep":
+        kw.update(
+            milestones=tuple(tuple(m) for m in sched["milestones"]), batch_tokens=batch_tokens
+        )
+    return make_schedule(
+        sched["kind"],
+        steps,
+        warmup=sched["warmup_steps"],
+        decay_frac=sched["decay_frac"],
+        cooldown=sched["cooldown"],
+        min_ratio=sched.get("min_ratio", 0.0),
+        **kw,
+    )

@@ -1,10 +1,16 @@
 """The target-run planner: from a tuned proxy and fitted (or published) laws to a complete plan.
 
 "I tuned at 40M; what do I run at 7B on 2T tokens?" ``plan(...)`` answers with the model shape,
-parameters, tokens, FLOPs, batch, steps, peak lr, warmup and WSD schedule, the per-layer table
-(init std, multiplier, lr, Adam betas and eps, weight decay per step), the predicted loss, wall
-time and cost, and warnings. Every number carries its derivation (formula and inputs) for
-``--explain``.
+parameters, tokens, FLOPs, batch (and the micro-batch that fits the GPU), steps, peak lr, warmup
+and WSD schedule, the per-layer table (init std, multiplier, lr, Adam betas and eps, weight
+decay per step), the predicted loss, wall time and cost, and warnings. Every number carries its
+derivation (formula and inputs) for ``--explain``.
+
+The plan's decisions are one RunConfig (``Plan.run``, written as run.json): the ModelSpec it
+chose, the ParamSpec and OptimSpec of the recipe (the lr, betas and eps moved to the target's
+batch and length), the ScheduleSpec and the batch. `sizeup train -c run.json` trains exactly it,
+and the per-layer table is read off it as `sizeup train` builds it, so the plan and the run
+cannot disagree (tests/test_plan_roundtrip.py).
 
 ``plan()`` only composes stages (``sizeup.plan.stages`` and ``sizeup.plan.table``), each of
 which returns its value and its derivation:
@@ -15,36 +21,44 @@ which returns its value and its derivation:
 * batch: an explicit batch, else the law's B(C) (or B in its own variables, e.g. Step Law's
   B(D)), else a user B(D) law, else a fallback B(C); optionally a ramp-up to it;
 * peak lr: a user eta(N, D) law, else transfer from the proxy (eta_base b^1/2 d^alpha_data),
-  else the law's eta(C) (or eta in its own variables);
+  else an lr given for the target, else the law's eta(C) (or eta in its own variables);
 * schedule: WSD by default; constant, cosine, multistep or power;
-* per-layer table: ``sizeup.parametrize`` on the target (meta device) relative to the proxy,
-  then ``Parametrization.optimizer`` with the batch transfer, read back per tensor;
+* the run: the RunConfig of these decisions, with the micro-batch that fits the GPU's memory;
+* per-layer table: that run built on the meta device (``sizeup.train.build.parametrized``);
 * loss, time and cost, and the checks that warn.
 
-Its inputs are records (``sizeup.plan.records``: Target, ShapeOptions, Proxy, Recipe, Laws,
-ScheduleOptions, Hardware, Checks); flat options (``base_lr=...``) map onto their fields.
+Its inputs are the plan's records (``sizeup.plan.records``) and the fields of the shared
+ModelSpec, ParamSpec, OptimSpec and ScheduleSpec it is given (``sizeup.plan.options``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sizeup.plan.options import PlanInputs
+from sizeup.config import DataSpec, ModelSpec, OptimSpec, ParamSpec, RunConfig
+from sizeup.flops import gpu_memory_gib
+from sizeup.plan.compare import compare_laws, plot_comparison, to_markdown
+from sizeup.plan.options import PlanInputs, Study
 from sizeup.plan.records import (
+    PLAN_OPTIMIZER,
+    BatchOptions,
     Checks,
     Hardware,
     Laws,
     Proxy,
-    Recipe,
-    ScheduleOptions,
-    Shape,
-    ShapeOptions,
+    ShapeRule,
     Target,
+    params,
+    rounding_text,
 )
 from sizeup.plan.stages import (
+    Batch,
+    LearningRate,
+    ProxyView,
     Stage,
     batch_stage,
     budget_stage,
@@ -52,20 +66,27 @@ from sizeup.plan.stages import (
     cost_stage,
     loss_stage,
     lr_stage,
+    model_template,
+    note,
     ramp_stage,
     ratio_stage,
+    schedule_dict,
     schedule_stage,
     size_stage,
 )
-from sizeup.plan.table import ModelFactory, table_stage
+from sizeup.plan.table import table_stage
+from sizeup.train.build import memory_estimate
 
 
 @dataclass
 class Plan:
-    """A complete plan for the target run; every number has an entry in ``explain``."""
+    """A complete plan for the target run; every number has an entry in ``explain``. ``run``
+    is the RunConfig that trains it (run.json); the other fields are what the plan decided
+    and why."""
 
+    run: RunConfig
     preset: dict[str, Any]
-    shape: dict[str, Any]
+    model: dict[str, Any]  # run.model with its derived sizes (heads, head size, d_ff)
     params: int
     params_non_embedding: int
     tokens: float
@@ -84,11 +105,10 @@ class Plan:
     width_ratio: float
     batch_ratio: float
     data_ratio: float
-    data_exponent: float
-    readout_form: str
-    rule: str
     layers: list[dict[str, Any]]
-    recipe: dict[str, Any] = field(default_factory=dict)  # the parametrization and optimizer
+    # the parametrization the run uses (base: the proxy, else the target) and the proxy's
+    # optimizer settings before the transfers
+    recipe: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] | None = None  # what was transferred from (and its source)
     loss: float | None = None
     loss_interval: tuple[float, float] | None = None
@@ -103,108 +123,46 @@ class Plan:
     comparison: dict[str, Any] | None = None  # compare_laws: one row per preset
     batch_transfer: dict[str, Any] | None = None  # what the proxy->target batch transfer moved
     size_target: dict[str, Any] | None = None  # the size the family rule aimed at, and what it is
+    rounding: str = ""  # how d_ff and the heads came out, in words
     warnings: list[str] = field(default_factory=list)
     explain: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def rule(self) -> str:
+        """The parametrization's rule."""
+        return self.run.parametrization.rule
+
+    @property
+    def readout_form(self) -> str:
+        """The muP readout form of the table."""
+        return self.run.parametrization.readout_form
+
     def lr_schedule(self) -> Any:
         """The planned lr multiplier per step (sizeup.schedules.Schedule), counting tokens
-        through the batch ramp when there is one."""
-        from sizeup.plan.stages import build_schedule
-
-        return build_schedule(self.schedule, self.steps, self.batch_tokens, self.ramp())
+        through the batch ramp when there is one: the run's own (RunConfig.lr_schedule)."""
+        return self.run.lr_schedule()
 
     def ramp(self) -> Any:
-        """The planned batch ramp (sizeup.schedules.BatchRamp), or None."""
-        if not self.batch_ramp:
-            return None
-        from sizeup.schedules import BatchRamp
+        """The planned batch ramp in tokens (sizeup.schedules.BatchRamp), or None."""
+        return self.run.ramp()
 
-        return BatchRamp(
-            tuple((r["switch_tokens"], int(r["batch_tokens"])) for r in self.batch_ramp)
-        )
-
-    def run_config(self) -> dict[str, Any]:
-        """The RunConfig fields that train this plan with `sizeup train` (sizeup's GPT): the
-        shape (width, depth, head_dim, seq_len, vocab_size, tie_embeddings), the recipe (rule,
-        base width and depth, init, optimizer, betas, eps, weight decay, momentum), the batch
-        (batch_size in sequences, the ramp's stages as batch_ramp), steps, lr = the planned
-        peak and the schedule with its warmup and parameters. The peak already carries the batch
-        transfer, so base_batch_size is None and betas, eps and momentum are the transferred
-        ones the per-layer table shows. ``mlp_ratio`` is the target's d_ff / d_model, so the run
-        builds the planned d_ff (and its base the same ratio, as the plan's table assumes). Not
-        RunConfig fields, so not carried: GQA (n_kv_head) and the Table 8 readout form."""
-        s, r, sched = self.shape, self.recipe, self.schedule
-        seq = s["seq_len"]
-        out: dict[str, Any] = dict(
-            model="gpt",
-            width=s["d_model"],
-            depth=s["n_layer"],
-            head_dim=s["head_dim"],
-            seq_len=seq,
-            vocab_size=s["vocab_size"],
-            mlp_ratio=s["d_ff"] / s["d_model"],
-            tie_embeddings=s["tie_embeddings"],
-            rule=r["rule"],
-            init_std=r["sigma"] if r["sigma"] is not None else "model",
-            optimizer=r["optimizer"],
-            lr=self.peak_lr,
-            weight_decay=r["weight_decay"],
-            scale_eps=r["scale_eps"],
-            batch_size=self.batch_sequences,
-            base_batch_size=None,
-            batch_ramp=None,
-            steps=self.steps,
-            warmup=sched["warmup_steps"],
-            schedule=sched["kind"],
-            decay_frac=sched["decay_frac"],
-            cooldown=sched["cooldown"],
-            milestones=sched.get("milestones"),
-            power_a=sched.get("power_a"),
-            power_b=sched.get("power_b"),
-        )
-        if self.batch_ramp:
-            out["batch_ramp"] = [
-                [row["switch_tokens"], int(row["batch_tokens"]) // seq] for row in self.batch_ramp
-            ]
-        out.update(self._run_recipe())
-        return out
-
-    def _run_recipe(self) -> dict[str, Any]:
-        """The recipe's base (the proxy when its lr transferred, else the target itself),
-        depth scaling, and betas, eps, momentum and Muon lr moved to the target batch as the
-        table's optimizer moves them."""
-        r, px = self.recipe, self.proxy
-        transferred = px is not None and self.lr_source == "transfer from the proxy"
-        scaled = transferred and bool(px.get("depth")) and r["depth_exponent"] is not None
-        out: dict[str, Any] = dict(
-            base_width=px["width"] if transferred else self.shape["d_model"],
-            base_depth=px["depth"] if scaled else None,
-            beta1=r["beta1"],
-            beta2=r["beta2"],
-            eps=r["eps"],
-            momentum=r["momentum"],
-            muon_lr=None,
-        )
-        if scaled:
-            out["depth_exponent"] = r["depth_exponent"]
-        if transferred and r["muon_lr"] is not None and px.get("lr"):
-            out["muon_lr"] = r["muon_lr"] * self.peak_lr / px["lr"]
-        if transferred and px.get("batch_tokens") and px["batch_tokens"] != self.batch_tokens:
-            from sizeup.plan.stages import batch_transfer
-
-            recipe = Recipe(**r)
-            _, betas, eps, mom = batch_transfer(recipe, 1.0, self.batch_tokens, px["batch_tokens"])
-            mom = mom if r["momentum"] > 0 else r["momentum"]  # as build_optimizer moves it
-            out.update(beta1=betas[0], beta2=betas[1], eps=eps, momentum=mom)
-        return out
+    def run_config(self) -> RunConfig:
+        """The RunConfig that trains this plan with `sizeup train` (sizeup's GPT): its ModelSpec
+        (GQA, MoE, tied embeddings, d_ff as planned), the recipe's ParamSpec (the proxy as the
+        base when its lr transferred, else the target itself; the Table 8 readout), the
+        OptimSpec at the planned peak (betas, eps, momentum and Muon's lr moved to the target's
+        batch, so base_batch_size is None), the ScheduleSpec, and the batch in sequences with
+        its ramp and micro-batch."""
+        return self.run
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; the keys "peak_lr", "batch_tokens", "params", "tokens", "flops" and
-        "layers" are the command-line contract; "run_config" is ``run_config()``."""
-        d = asdict(self)
+        "layers" are the command-line contract; "run_config" is the run in its sections (what
+        run.json holds)."""
+        d = {k: v for k, v in asdict(self).items() if k != "run"}
         if d["loss_interval"] is not None:
             d["loss_interval"] = list(d["loss_interval"])
-        d["run_config"] = self.run_config()
+        d["run_config"] = self.run.sections()
         return d
 
     def to_json(self) -> str:
@@ -224,11 +182,7 @@ class Plan:
                 f"{self.flops:.3e} FLOPs ({self.flops_formula}); every matmul of this GPT "
                 f"counted: {self.flops_exact:.3e}",
             ),
-            (
-                "batch",
-                f"{_fmt(self.batch_tokens)} tokens = {self.batch_sequences} sequences "
-                f"({self.batch_rounding})",
-            ),
+            ("batch", self._batch_text()),
             ("steps", f"{self.steps:,}"),
             ("peak lr", f"{self.peak_lr:.4g} ({self.lr_source})"),
             ("schedule", schedule_text(self.schedule)),
@@ -250,21 +204,32 @@ class Plan:
         return next((e for e in self.explain if e["name"] == name), None)
 
     def _shape_text(self) -> str:
-        """Layers, width as heads x head_dim, d_ff with its rounding, vocabulary and context."""
-        s = self.shape
-        kv = f", {s['n_kv_head']} key/value heads" if s["n_kv_head"] != s["n_head"] else ""
-        d_ff = f"d_ff {s['d_ff']:,}"
-        if s.get("ffn_multiple", 1) > 1:
-            exact = s["mlp_ratio"] * s["d_model"]
-            how = "," if abs(exact - s["d_ff"]) < 1e-6 else f" = {exact:,.1f} rounded up to"
-            d_ff += f" ({s['mlp_ratio']:.4g} x d_model{how} a multiple of {s['ffn_multiple']})"
+        """Depth, width as heads x head size, d_ff with its rounding, MoE, vocabulary, context."""
+        m = self.run.model
+        kv = f", {m.kv_heads} key/value heads" if m.kv_heads != m.heads else ""
+        moe = ""
+        if m.n_experts:
+            moe = (
+                f", MoE {m.n_experts} experts (top {m.top_k}, {m.n_shared_experts} shared, "
+                f"hidden {m.moe_hidden:,}, first {m.first_dense} dense)"
+            )
         vocab = self._explained("vocab_size")
         source = f" ({vocab['formula']})" if vocab else ""
         return (
-            f"{s['n_layer']} layers, d_model {s['d_model']:,} ({s['n_head']} heads x "
-            f"{s['head_dim']}{kv}), {d_ff}, vocabulary {s['vocab_size']:,}{source}, context "
-            f"{s['seq_len']:,}"
+            f"depth {m.depth}, width {m.width:,} ({m.heads} heads x {m.head_size}{kv}), "
+            f"{self.rounding.split('; ')[0]}{moe}, vocabulary {m.vocab_size:,}{source}, "
+            f"context {m.seq_len:,}"
         )
+
+    def _batch_text(self) -> str:
+        text = (
+            f"{_fmt(self.batch_tokens)} tokens = {self.batch_sequences} sequences "
+            f"({self.batch_rounding})"
+        )
+        micro = self.run.data.micro_batch_size
+        if micro is not None:
+            text += f"; micro-batches of {micro} sequences per GPU (gradient accumulation)"
+        return text
 
     def _params_text(self) -> str:
         text = (
@@ -297,8 +262,8 @@ class Plan:
         """The target against the proxy, in words (or why nothing was transferred)."""
         if self.proxy is None:
             return (
-                "none: no proxy given (--base-width, --base-lr, --base-batch, --base-tokens), "
-                "so the lr comes from the laws and the table is the target's own"
+                "none: no proxy given (--base-width, --lr, --base-batch-tokens, --base-tokens), "
+                "so the lr comes from the laws (or --lr) and the table is the target's own"
             )
         parts = [f"{self.width_ratio:.4g}x the proxy's width"]
         if self.proxy.get("batch_tokens"):
@@ -306,8 +271,9 @@ class Plan:
         if self.proxy.get("tokens"):
             parts.append(f"{self.data_ratio:.4g}x its tokens")
         text = ", ".join(parts)
-        if self.data_exponent:
-            text += f"; lr x (tokens ratio)^{self.data_exponent:g}"
+        alpha = self.recipe.get("optimizer", {}).get("data_exponent", 0.0)
+        if alpha:
+            text += f"; lr x (tokens ratio)^{alpha:g}"
         return text
 
     def _loss_text(self) -> str:
@@ -363,8 +329,8 @@ class Plan:
         """What the per-layer table is (shared by Markdown and rich)."""
         form = "Table 8 (readout multiplier 1/n)" if self.readout_form == "table8" else "Table 3"
         return (
-            f"rule {self.rule}, {self.recipe.get('optimizer', 'adamw')}, readout in the {form} "
-            "form; sizeup.parametrize on the target, values from its optimizer"
+            f"rule {self.rule}, {self.run.optimizer.name}, readout in the {form} form; the "
+            "plan's run as `sizeup train` builds it, values from its optimizer"
             + (" (* updated by Muon)" if any(r["optimizer"] == "muon" for r in self.layers) else "")
         )
 
@@ -377,8 +343,6 @@ class Plan:
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in self.layer_rows()]
         if self.comparison is not None:
-            from sizeup.plan.compare import to_markdown
-
             out += ["", to_markdown(self.comparison).rstrip("\n")]
         if self.warnings:
             out += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
@@ -391,17 +355,15 @@ class Plan:
         return "\n".join(out) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write out_dir/plan.json, out_dir/plan.md and out_dir/run.json (``run_config()``:
-        `sizeup train -c out_dir/run.json`), and with a comparison of laws
+        """Write out_dir/plan.json, out_dir/plan.md and out_dir/run.json (the run in its
+        sections: `sizeup train -c out_dir/run.json`), and with a comparison of laws
         out_dir/compare_lr.png (each law's lr against tokens); return the JSON path."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "plan.json").write_text(self.to_json())
         (d / "plan.md").write_text(self.to_markdown())
-        (d / "run.json").write_text(json.dumps(self.run_config(), indent=2))
+        (d / "run.json").write_text(json.dumps(self.run.sections(), indent=2))
         if self.comparison is not None:
-            from sizeup.plan.compare import plot_comparison
-
             plot_comparison(self.comparison, d / "compare_lr.png")
         return d / "plan.json"
 
@@ -461,7 +423,7 @@ def _fmt(x: float) -> str:
 def _proxy_row(proxy: dict[str, Any]) -> str:
     """The proxy in one line: base width and depth, tuned lr, batch, tokens and source."""
     parts = [f"base width {proxy['width']}"]
-    parts += [f"depth {proxy['depth']}"] if proxy.get("depth") else []
+    parts += [f"base depth {proxy['depth']}"] if proxy.get("depth") else []
     parts += [f"lr {proxy['lr']:.4g}"] if proxy.get("lr") else []
     parts += [f"batch {_fmt(proxy['batch_tokens'])} tokens"] if proxy.get("batch_tokens") else []
     parts += [f"{_fmt(proxy['tokens'])} tokens"] if proxy.get("tokens") else []
@@ -484,79 +446,225 @@ def _fmt_inputs(inputs: dict[str, Any]) -> str:
 def plan(
     target: Target | None = None,
     *,
-    shape: Shape | ShapeOptions | None = None,
+    model: ModelSpec | None = None,
+    parametrization: ParamSpec | None = None,
+    optimizer: OptimSpec | str | None = None,
+    shape_rule: ShapeRule | None = None,
     proxy: Proxy | None = None,
-    recipe: Recipe | None = None,
     laws: Laws | None = None,
-    schedule: ScheduleOptions | None = None,
+    batch: BatchOptions | None = None,
     hardware: Hardware | None = None,
     checks: Checks | None = None,
-    model: ModelFactory | None = None,
+    study: Study | None = None,
     **options: Any,
 ) -> Plan:
     """Plan the target run: shape, tokens, FLOPs, batch, steps, peak lr, schedule, per-layer
     table, predicted loss, time and cost, with warnings and the derivation of every number.
 
-    Inputs are records (``shape`` may be an explicit Shape) and/or flat options that fill their
-    fields: ``compute``/``params``/``tokens``/``tokens_per_param`` (Target); ``n_layer``,
-    ``d_model``, ... (ShapeOptions); ``base_width``, ``base_lr``, ... (Proxy); ``rule``,
-    ``optimizer``, ``readout_form``, ``weight_decay``, ... (Recipe, shared by proxy and
-    target); ``preset``, ``lr_law``, ``data_exponent``, ... (Laws); ``batch_tokens``,
-    ``warmup``, ... (ScheduleOptions); ``gpu``, ``n_gpus``, ... (Hardware);
-    ``critical_batch``, ... (Checks). ``model``: a factory ``(Shape) -> nn.Module`` for the
-    per-layer table (default the built-in GPT). A proxy from ``Proxy.from_study`` brings its
-    recipe.
+    Inputs are records and/or flat options that fill their fields (sizeup.plan.options): the
+    target (``compute``, ``params``, ``tokens``, ``tokens_per_param``); the model's ModelSpec
+    fields (``width`` and ``depth`` for an explicit shape, ``n_kv_head``, ``d_ff``, the MoE
+    fields, ...; a ModelSpec given whole is an explicit shape); the recipe's ParamSpec fields
+    (``rule``, ``base_width``: the proxy, ``base_depth``, ``readout_form``, ...) and OptimSpec
+    fields (``optimizer``, ``lr``: the proxy's tuned lr, or the target's own without a proxy,
+    ``weight_decay``, ``base_tokens``, ``data_exponent``, ...); the ScheduleSpec fields
+    (``schedule``, ``warmup``, ...); and the plan's own records: ShapeRule (``aspect_ratio``,
+    ...), Proxy (``batch_tokens``, the proxy's batch), Laws (``preset``, ``lr_law``, ...),
+    BatchOptions (``batch_tokens``, ``ramp``, ...), Hardware (``gpu``, ``n_gpus``, ...),
+    Checks. ``study``: a sweep study read as the proxy (``sizeup.plan.study.read_study``).
+    A record's fields count as given where its author named them (``Record.given``).
     """
-    if isinstance(shape, Shape):
-        shape = ShapeOptions.of(shape)
+    if isinstance(optimizer, str):  # its main field, as RunConfig(optimizer="muon") takes it
+        options, optimizer = {**options, "optimizer": optimizer}, None
     given = dict(
         target=target,
-        shape=shape,
+        model=model,
+        parametrization=parametrization,
+        optimizer=optimizer,
+        shape_rule=shape_rule,
         proxy=proxy,
-        recipe=recipe,
         laws=laws,
-        schedule=schedule,
+        batch=batch,
         hardware=hardware,
         checks=checks,
     )
-    inp = PlanInputs.build(given, options)
+    if model is not None:  # a ModelSpec given whole is an explicit shape
+        options = {"width": model.width, "depth": model.depth, **options}
+    inp = PlanInputs.build(given, options, study)
+    return _plan(inp)
+
+
+def _plan(inp: PlanInputs) -> Plan:
+    """The stages in order (module doc), then the Plan record."""
     law = inp.laws.resolve()
-    size = size_stage(inp.target, inp.shape, law)
-    sh = size.value.shape
+    size = size_stage(inp.target, inp.model, inp.shape_rule, law)
+    model = size.value.model
     budget = budget_stage(inp.target, size.value, law, inp.checks)
-    batch = batch_stage(inp.schedule, inp.laws, law, budget.value, sh)
-    ramp = ramp_stage(inp.schedule, law, batch.value, budget.value, sh)
+    batch = batch_stage(inp.batch, inp.laws, law, budget.value, model)
+    ramp = ramp_stage(inp.batch, law, batch.value, budget.value, model)
     steps = ramp.value.steps if ramp.value is not None else batch.value.steps
-    ratios = ratio_stage(inp.proxy, sh, batch.value, budget.value, inp.checks.extrapolation_limit)
-    lr = lr_stage(inp.laws, law, budget.value, sh, batch.value, inp.proxy, inp.recipe, ratios.value)
-    sched = schedule_stage(inp.schedule, inp.recipe, steps, lr.value.peak)
-    table = table_stage(sh, inp.recipe, inp.proxy, lr.value, batch.value, model)
+    opt_given = {**PLAN_OPTIMIZER, **inp.optimizer}
+    proxy = _proxy_view(inp, opt_given)
+    # the recipe's optimizer; its lr is a placeholder until the lr stage decides one
+    recipe_opt = OptimSpec(**{**opt_given, "lr": opt_given.get("lr", 1.0)})
+    ratios = ratio_stage(proxy, model, batch.value, budget.value, inp.checks.extrapolation_limit)
+    lr = lr_stage(
+        inp.laws,
+        law,
+        budget.value,
+        model,
+        batch.value,
+        (proxy, opt_given.get("lr")),
+        recipe_opt,
+        ratios.value,
+    )
+    sched = schedule_stage(inp.schedule, inp.batch, lr.value.optimizer.name, steps)
+    run = run_stage(inp, model, lr.value, sched.value, batch.value, ramp.value, proxy)
+    table = table_stage(run.value)
     loss = loss_stage(law, size.value.params, budget.value.tokens)
     cost = cost_stage(inp.hardware, budget.value.flops_exact)
     predicted = loss.value[0] if loss.value is not None else None
     verdict = checks_stage(
         inp.checks, inp.laws, law, budget.value, size.value, batch.value, predicted
     )
-    stages = [size, budget, batch, ramp, ratios, lr, sched, table, loss, cost, verdict]
-    p = _assemble(inp, law, stages)
+    stages = [size, budget, batch, ramp, ratios, lr, sched, run, table, loss, cost, verdict]
+    p = _assemble(inp, law, stages, proxy, recipe_opt)
     if inp.laws.compare_laws:
-        from sizeup.plan.compare import compare_laws
-
-        p.comparison = compare_laws(p, inp.laws.compare_laws, inp.recipe, inp.schedule).to_dict()
+        p.comparison = compare_laws(p, inp.laws.compare_laws, inp.batch).to_dict()
     return p
 
 
-def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
+def _proxy_view(inp: PlanInputs, opt: dict[str, Any]) -> ProxyView | None:
+    """The proxy as the stages read it: the ParamSpec's base width, the OptimSpec's lr and
+    tokens, the Proxy record's batch in tokens (None without a proxy)."""
+    if inp.proxy is None:
+        return None
+    return ProxyView(
+        width=inp.parametrization["base_width"],
+        depth=inp.parametrization.get("base_depth"),
+        lr=opt.get("lr"),
+        batch_tokens=inp.proxy.batch_tokens,
+        tokens=opt.get("base_tokens"),
+        record=inp.proxy,
+    )
+
+
+def run_stage(
+    inp: PlanInputs,
+    model: ModelSpec,
+    lr: LearningRate,
+    sched: Any,
+    batch: Batch,
+    ramp: Any,
+    proxy: ProxyView | None,
+) -> Stage[RunConfig]:
+    """The RunConfig of the plan's decisions: the model, the recipe's parametrization (the
+    proxy as its base when its lr transferred, else the target itself: a law's lr is the
+    target's own; depth scaling only with a transfer), the optimizer at the target, the
+    schedule and the batch in sequences with its ramp and the micro-batch that fits."""
+    param = {**inp.parametrization}
+    if not lr.transferred:
+        param.update(base_width=model.width, base_depth=None, base_head_dim=None)
+    else:
+        param.setdefault("base_head_dim", _base_head_dim(model, param["base_width"]))
+    seq = model.seq_len
+    # every stage of the ramp (the run may end before its last: the table shows those reached)
+    stages = None if ramp is None else tuple((t, int(b) // seq) for t, b in ramp.ramp.stages)
+    warns = []
+    if stages is not None and stages[-1][1] != batch.sequences:
+        warns.append(
+            f"the batch ramp stops at {stages[-1][1] * seq:,} tokens, short of the planned "
+            f"{batch.tokens:,}: the critical batch never reaches it in this run, so the run "
+            "trains at the ramp's last batch"
+        )
+    data = DataSpec(batch_size=stages[-1][1] if stages else batch.sequences, batch_ramp=stages)
+    run = RunConfig(
+        model=model,
+        parametrization=ParamSpec(**param),
+        optimizer=lr.optimizer,
+        schedule=sched,
+        data=data,
+        fsdp=inp.hardware.gpu is not None and inp.hardware.n_gpus > 1,
+    )
+    micro, ex, micro_warns = _micro_batch(run, inp.hardware, inp.data)
+    run = run.replace(micro_batch_size=micro) if micro is not None else run
+    return Stage(run, ex, warns + micro_warns)
+
+
+def _base_head_dim(model: ModelSpec, base_width: int) -> int | None:
+    """The base's head size when the target's does not divide the base width: the largest
+    power-of-two fraction of it that does (a narrow proxy); None when it divides."""
+    hd = model.head_dim
+    if base_width % hd == 0 or model.n_head is not None:
+        return None
+    while base_width % hd and hd > 2:
+        hd //= 2
+    return hd
+
+
+def _micro_batch(
+    run: RunConfig, hw: Hardware, given: dict[str, Any]
+) -> tuple[int | None, list[dict[str, Any]], list[str]]:
+    """The micro-batch (sequences per GPU per pass): given, else with --gpu the largest divisor
+    of every per-GPU batch whose training memory (sizeup.train.build.memory_estimate: weights,
+    gradients and Adam state, sharded over the GPUs with FSDP, plus the pass's activations)
+    fits 90% of the GPU's memory; None when the whole per-GPU batch fits, or without a GPU."""
+    if "micro_batch_size" in given:
+        m = given["micro_batch_size"]
+        return m, [note("micro_batch_size", m, "given")], []
+    memory = hw.gpu_memory or (gpu_memory_gib(hw.gpu) if hw.gpu is not None else None)
+    if memory is None:
+        return None, [], []
+    per_gpu = [b // hw.n_gpus for b in run.data.batches() if b % hw.n_gpus == 0]
+    if len(per_gpu) != len(run.data.batches()):
+        return None, [], [f"the batch does not split evenly over {hw.n_gpus} GPUs"]
+    budget = 0.9 * memory * 2**30
+    common = math.gcd(*per_gpu)
+    for m in sorted((d for d in range(1, common + 1) if common % d == 0), reverse=True):
+        _, need = memory_estimate(run.replace(micro_batch_size=m), world_size=hw.n_gpus)
+        if need <= budget:
+            micro = None if m == max(per_gpu) else m
+            ex = note(
+                "micro_batch_size",
+                micro or "the whole per-GPU batch",
+                "largest divisor of the per-GPU batch whose memory fits 90% of the GPU "
+                "(sizeup.train.build.memory_estimate)",
+                per_gpu=max(per_gpu),
+                gib_needed=round(need / 2**30, 2),
+                gib_per_gpu=memory,
+            )
+            return micro, [ex], []
+    return (
+        None,
+        [],
+        [
+            f"even one sequence per pass does not fit {memory:g} GiB per GPU (weights, gradients "
+            "and Adam state alone): use more GPUs or a smaller model"
+        ],
+    )
+
+
+def _assemble(
+    inp: PlanInputs, law: Any, stages: list[Stage], proxy: ProxyView | None, recipe: OptimSpec
+) -> Plan:
     """The Plan record from the stages' values; explain and warnings in stage order."""
-    size, budget, batch, ramp, ratios, lr, sched, table, loss, cost, verdict = (
+    size, budget, batch, ramp, ratios, lr, sched, run, table, loss, cost, verdict = (
         s.value for s in stages
     )
+    model = run.model
     return Plan(
+        run=run,
         preset=law.to_dict(),
-        shape=size.shape.to_dict(),
+        model={
+            **model.to_dict(),
+            "heads": model.heads,
+            "head_size": model.head_size,
+            "kv_heads": model.kv_heads,
+            "d_ff": model.ffn_hidden,
+        },
         params=size.params,
         params_non_embedding=size.params_non_embedding,
-        params_active=size.shape.params(active=True) if size.shape.n_experts else None,
+        params_active=params(model, active=True) if model.n_experts else None,
         tokens=budget.tokens,
         tokens_per_param=budget.tokens_per_param,
         flops=budget.flops,
@@ -565,20 +673,20 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         batch_tokens=batch.tokens,
         batch_sequences=batch.sequences,
         batch_rounding=batch.rounding,
-        steps=ramp.steps if ramp is not None else batch.steps,
-        peak_lr=lr.peak,
+        steps=run.schedule.steps,
+        peak_lr=run.optimizer.lr,
         lr_source=lr.source,
-        warmup_steps=sched["warmup_steps"],
-        schedule=sched,
+        warmup_steps=run.schedule.warmup,
+        schedule=schedule_dict(run.schedule, run.optimizer.lr),
         width_ratio=ratios.width,
         batch_ratio=ratios.batch,
         data_ratio=ratios.data,
-        data_exponent=inp.laws.data_exponent,
-        readout_form=inp.recipe.readout_form,
-        rule=inp.recipe.rule,
         layers=table,
-        recipe=asdict(inp.recipe),
-        proxy=inp.proxy.to_dict() if inp.proxy is not None else None,
+        recipe={
+            "parametrization": run.parametrization.to_dict(),  # as run: its base is the proxy
+            "optimizer": {**recipe.to_dict(), "lr": proxy.lr if proxy is not None else None},
+        },
+        proxy=_proxy_dict(proxy),
         loss=loss[0] if loss is not None else None,
         loss_interval=loss[1] if loss is not None else None,
         time_s=cost.time_s if cost is not None else None,
@@ -590,6 +698,25 @@ def _assemble(inp: PlanInputs, law: Any, stages: list[Stage]) -> Plan:
         batch_ramp=ramp.table if ramp is not None else None,
         batch_transfer=lr.moved,
         size_target=None if size.target is None else {"size": size.target, "is": size.target_is},
+        rounding=rounding_text(model, model_template(inp.model, law), inp.shape_rule),
         warnings=[w for s in stages for w in s.warnings],
         explain=[e for s in stages for e in s.explain],
     )
+
+
+def _proxy_dict(proxy: ProxyView | None) -> dict[str, Any] | None:
+    """The proxy as plan.json records it."""
+    if proxy is None:
+        return None
+    r = proxy.record
+    return {
+        "width": proxy.width,
+        "depth": proxy.depth,
+        "lr": proxy.lr,
+        "batch_tokens": proxy.batch_tokens,
+        "tokens": proxy.tokens,
+        "tuned_width": r.tuned_width,
+        "seq_len": r.seq_len,
+        "vocab_size": r.vocab_size,
+        "source": r.source,
+    }

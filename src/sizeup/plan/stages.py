@@ -14,20 +14,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sizeup.config import ModelSpec, OptimSpec, ScheduleSpec
 from sizeup.errors import ConfigError
+from sizeup.flops import peak_flops, spec_flops_per_token, training_time_s
 from sizeup.optim.transfer import transfer_batch, transfer_horizon
 from sizeup.plan.records import (
+    DEFAULT_VOCAB,
+    PLAN_MODEL,
+    BatchOptions,
     Checks,
     Hardware,
     Laws,
     Proxy,
-    Recipe,
-    ScheduleOptions,
-    Shape,
-    ShapeOptions,
+    ShapeRule,
     Target,
+    flops_per_token,
+    params,
+    rounded,
     shape_for,
 )
+from sizeup.registry import get_optimizer
+from sizeup.schedules import DEEPSEEK_LLM_MILESTONES, loss_ramp, token_ramp
 
 T = TypeVar("T")
 
@@ -61,17 +68,17 @@ def _fallback_law() -> Any:
     return get_preset(FALLBACK_PRESET)
 
 
-def law_point(shape: Shape, tokens: float, loss: float | None = None) -> Any:
+def law_point(model: ModelSpec, tokens: float, loss: float | None = None) -> Any:
     """The run as the laws read it (sizeup.laws.presets.LawPoint): total and non-embedding
     parameters, DeepSeek's M, tokens, width and, when known, a loss."""
     from sizeup.laws.presets import LawPoint
 
     return LawPoint(
-        params=shape.params(),
-        params_non_embedding=shape.params(embeddings=False),
-        flops_per_token_md=shape.flops_per_token("MD"),
+        params=params(model),
+        params_non_embedding=params(model, embeddings=False),
+        flops_per_token_md=flops_per_token(model, "MD"),
         tokens=tokens,
-        width=shape.d_model,
+        width=model.width,
         loss=loss,
     )
 
@@ -92,7 +99,7 @@ def _law_value(law: Any, kind: str, point: Any) -> tuple[float, str] | None:
 class Size:
     """The model: its shape, parameter counts, and whether the user fixed its size."""
 
-    shape: Shape
+    model: ModelSpec
     params: int
     params_non_embedding: int
     fixed: bool  # an explicit shape or params: compute must then agree with it
@@ -100,47 +107,67 @@ class Size:
     target_is: str = ""  # what that size is (params, N_opt(C), M_opt(C), ...)
 
 
-def size_stage(target: Target, options: ShapeOptions, law: Any) -> Stage[Size]:
-    """An explicit shape, or the family shape closest to the target size (params, C / D,
-    sqrt(C / 6r), or the law's compute-optimal size at C). The vocabulary is the user's, else
-    the preset's, else the default; d_ff is rounded up to a multiple of ffn_multiple."""
-    given = options.vocab_size
-    options = options.with_vocab(getattr(law, "vocab_size", None))
-    vocab = _vocab_note(given, options.vocab_size or 0, law)
-    explicit = options.explicit()
-    if explicit is not None:
-        st = _explicit_size(explicit, target)
-        st.explain[:0] = [vocab, _shape_note(explicit)]
+def model_template(given: dict[str, Any], law: Any) -> ModelSpec:
+    """The architecture the plan is for: the ModelSpec fields given over the planner's defaults
+    (heads of 128, a 2048 context, the preset's vocabulary else 32k). Width and depth are the
+    explicit shape when both are given, placeholders otherwise (the family rule picks them). A
+    head count given sets the head size of the explicit shape (width / n_head), which the
+    base then keeps."""
+    fields = {**PLAN_MODEL, "vocab_size": getattr(law, "vocab_size", None) or DEFAULT_VOCAB}
+    fields.update(given)
+    n_head = fields.pop("n_head", None)
+    if n_head is not None:
+        # heads at the target's width: its head size (the base keeps it, as train builds it)
+        if "width" not in given:
+            raise ConfigError("n_head", n_head, "given with an explicit shape (width and depth)")
+        if given["width"] % n_head:
+            raise ConfigError("width", given["width"], f"a multiple of n_head={n_head}")
+        fields["head_dim"] = given["width"] // n_head
+    # placeholders, valid for the heads given (the family rule replaces them)
+    fields.setdefault("width", fields["head_dim"] * (fields.get("n_kv_head") or 1))
+    fields.setdefault("depth", 1)
+    return ModelSpec(**fields)
+
+
+def size_stage(target: Target, given: dict[str, Any], rule: ShapeRule, law: Any) -> Stage[Size]:
+    """An explicit shape (width and depth given), or the family shape closest to the target
+    size (params, C / D, sqrt(C / 6r), or the law's compute-optimal size at C). The vocabulary
+    is the user's, else the preset's, else the default; d_ff is rounded up to a multiple of
+    ffn_multiple."""
+    if ("width" in given) != ("depth" in given):
+        raise ConfigError(
+            "width/depth",
+            (given.get("width"), given.get("depth")),
+            "both given for an explicit shape (or neither)",
+        )
+    template = model_template(given, law)
+    vocab = _vocab_note(given.get("vocab_size"), template.vocab_size, law)
+    if "width" in given:
+        model = rounded(template, rule)
+        st = _explicit_size(model, target)
+        st.explain[:0] = [vocab, _shape_note(model, template, rule)]
         return st
     size, what, convention, ex = _size_target(target, law)
-    shape = shape_for(
-        size,
-        convention=convention,
-        aspect_ratio=options.aspect_ratio,
-        head_dim=options.head_dim,
-        n_kv_head=options.n_kv_head,
-        head_multiple=options.head_multiple,
-        **options.family(),
-    )
-    N = shape.params()
-    got = N if convention == "6ND" else shape.flops_per_token("MD")
+    model = shape_for(size, template, rule, convention)
+    N = params(model)
+    got = N if convention == "6ND" else flops_per_token(model, "MD")
     ex += [
         vocab,
-        _shape_note(shape),
+        _shape_note(model, template, rule),
         note(
             "params",
             N,
-            f"family shape (d_model ~ {options.aspect_ratio:g} n_layer, head_dim "
-            f"{options.head_dim}, heads a multiple of {options.head_multiple} or a power of two "
+            f"family shape (width ~ {rule.aspect_ratio:g} depth, head_dim "
+            f"{template.head_dim}, heads a multiple of {rule.head_multiple} or a power of two "
             f"below it) closest to the target {what}: {got / size - 1:+.1%} off it",
             target=size,
-            n_layer=shape.n_layer,
-            d_model=shape.d_model,
-            n_head=shape.n_head,
+            depth=model.depth,
+            width=model.width,
+            n_head=model.heads,
         ),
     ]
     return Stage(
-        Size(shape, N, shape.params(embeddings=False), target.params is not None, size, what),
+        Size(model, N, params(model, embeddings=False), target.params is not None, size, what),
         ex,
     )
 
@@ -159,32 +186,30 @@ def _vocab_note(given: int | None, vocab: int, law: Any) -> dict[str, Any]:
     return note("vocab_size", vocab, source)
 
 
-def _shape_note(shape: Shape) -> dict[str, Any]:
-    """How d_ff and d_model were rounded."""
+def _shape_note(model: ModelSpec, template: ModelSpec, rule: ShapeRule) -> dict[str, Any]:
+    """How d_ff was rounded."""
+    if template.d_ff is not None:
+        return note("d_ff", model.ffn_hidden, "given")
     return note(
         "d_ff",
-        shape.d_ff,
-        f"ceil(mlp_ratio x d_model / {shape.ffn_multiple}) x {shape.ffn_multiple}",
-        mlp_ratio=shape.mlp_ratio,
-        d_model=shape.d_model,
+        model.ffn_hidden,
+        f"ceil(mlp_ratio x width / {rule.ffn_multiple}) x {rule.ffn_multiple}",
+        mlp_ratio=template.mlp_ratio,
+        width=model.width,
     )
 
 
-def _explicit_size(shape: Shape, target: Target) -> Stage[Size]:
-    N = shape.params()
+def _explicit_size(model: ModelSpec, target: Target) -> Stage[Size]:
+    N = params(model)
     if target.params is not None and abs(math.log(N / target.params)) > math.log(1.1):
         raise ConfigError(
             "params",
             target.params,
             f"within 10% of the explicit shape's {N:,} parameters (or leave params out)",
         )
-    ex = note(
-        "params",
-        N,
-        "sum of the GPT's tensors (sizeup.laws.flops.gpt_params)",
-        **{k: v for k, v in shape.to_dict().items() if v is not None},
-    )
-    return Stage(Size(shape, N, shape.params(embeddings=False), True), [ex])
+    shown = {k: v for k, v in model.to_dict().items() if v is not None and k != "name"}
+    ex = note("params", N, "sum of the GPT's tensors (sizeup.flops.gpt_params)", **shown)
+    return Stage(Size(model, N, params(model, embeddings=False), True), [ex])
 
 
 def _size_target(target: Target, law: Any) -> tuple[float, str, str, list[dict[str, Any]]]:
@@ -194,7 +219,7 @@ def _size_target(target: Target, law: Any) -> tuple[float, str, str, list[dict[s
         return float(target.params), "params", "6ND", []
     if C is None:
         raise ConfigError(
-            "target", None, "one of compute, params, or an explicit shape (n_layer and d_model)"
+            "target", None, "one of compute, params, or an explicit shape (width and depth)"
         )
     if target.tokens is not None:
         return C / target.tokens / (6.0 if conv == "6ND" else 1.0), "C / D", conv, []
@@ -235,8 +260,8 @@ class Budget:
 def budget_stage(target: Target, size: Size, law: Any, checks: Checks) -> Stage[Budget]:
     """Tokens (given, C / per-token FLOPs, r N, or compute-optimal for the size), the compute
     they cost under the law's convention, and the exact GPT count."""
-    shape, N, conv = size.shape, size.params, law.compute
-    per_token = shape.flops_per_token(conv)
+    model, N, conv = size.model, size.params, law.compute
+    per_token = flops_per_token(model, conv)
     D, ex = _tokens(target, N, per_token, law)
     C = per_token * D
     formula = compute_formula(conv)
@@ -247,13 +272,14 @@ def budget_stage(target: Target, size: Size, law: Any, checks: Checks) -> Stage[
         note("tokens_per_param", r, "D / N", D=D, N=N),
     ]
     _check_tokens_per_param(r, C, N, D, conv, checks.min_tokens_per_param)
-    exact = shape.exact_flops_per_token() * D
+    exact_per_token = spec_flops_per_token(model)
+    exact = exact_per_token * D
     ex.append(
         note(
             "flops_exact",
             exact,
             "every matmul of the GPT, causal attention, x3 for backward",
-            per_token=shape.exact_flops_per_token(),
+            per_token=exact_per_token,
             D=D,
         )
     )
@@ -339,14 +365,14 @@ class Batch:
 
 
 def batch_stage(
-    schedule: ScheduleOptions, laws: Laws, law: Any, budget: Budget, shape: Shape
+    options: BatchOptions, laws: Laws, law: Any, budget: Budget, model: ModelSpec
 ) -> Stage[Batch]:
     """Given > user B(C) > the law's B(C) > user B(D) > the fallback B(C), rounded to whole
     sequences (a multiple of batch_multiple), and the steps ceil(D / B)."""
-    raw, source, ex, warns = _raw_batch(schedule, laws, law, budget, shape)
-    m = schedule.batch_multiple
-    B, seqs = round_batch(raw, shape.seq_len, m)
-    rounding = f"{raw / shape.seq_len:.1f} sequences of {shape.seq_len} rounded to {seqs}, a multiple of {m}"
+    raw, source, ex, warns = _raw_batch(options, laws, law, budget, model)
+    m, seq = options.batch_multiple, model.seq_len
+    B, seqs = round_batch(raw, seq, m)
+    rounding = f"{raw / seq:.1f} sequences of {seq} rounded to {seqs}, a multiple of {m}"
     steps = int(math.ceil(budget.tokens / B))
     if budget.tokens < B:
         raise ConfigError("tokens", budget.tokens, f"at least one batch ({B:,} tokens)")
@@ -356,7 +382,7 @@ def batch_stage(
             B,
             "round(B / seq_len / m) * m * seq_len",
             B=raw,
-            seq_len=shape.seq_len,
+            seq_len=seq,
             m=m,
         ),
         note("steps", steps, "ceil(D / B)", D=budget.tokens, B=B),
@@ -371,11 +397,11 @@ def round_batch(raw: float, seq_len: int, multiple: int) -> tuple[int, int]:
 
 
 def _raw_batch(
-    schedule: ScheduleOptions, laws: Laws, law: Any, budget: Budget, shape: Shape
+    options: BatchOptions, laws: Laws, law: Any, budget: Budget, model: ModelSpec
 ) -> tuple[float, str, list[dict[str, Any]], list[str]]:
     C, D = budget.flops, budget.tokens
-    if schedule.batch_tokens is not None:
-        B = float(schedule.batch_tokens)
+    if options.batch_tokens is not None:
+        B = float(options.batch_tokens)
         return B, "given", [note("batch_raw", B, "given")], []
     if laws.batch_law is not None:
         c, e = laws.batch_law
@@ -385,7 +411,7 @@ def _raw_batch(
             [note("batch_raw", c * C**e, "B = c C^e (user)", c=c, e=e, C=C)],
             [],
         )
-    own = _law_value(law, "batch", law_point(shape, D))
+    own = _law_value(law, "batch", law_point(model, D))
     if own is not None:
         B, formula = own
         return (
@@ -404,7 +430,7 @@ def _raw_batch(
         )
     # No batch law: a published B(C) beats reusing the proxy's (far too small) batch.
     fb = _fallback_law()
-    C_md = shape.flops_per_token("MD") * D
+    C_md = flops_per_token(model, "MD") * D
     B = fb.batch_tokens(C_md)
     formula = (
         f"B = {fb.batch_law.coef:g} C^{fb.batch_law.exponent:g} with C = M D (DeepSeek LLM; no "
@@ -429,29 +455,42 @@ class Ratios:
     data: float = 1.0
 
 
+@dataclass(frozen=True)
+class ProxyView:
+    """The proxy as the stages read it: its width (the parametrization's base), batch in
+    tokens, tokens, tuned lr (None: the laws give the lr) and what else it records."""
+
+    width: int
+    depth: int | None
+    lr: float | None
+    batch_tokens: int | None
+    tokens: float | None
+    record: Proxy
+
+
 def ratio_stage(
-    proxy: Proxy | None, shape: Shape, batch: Batch, budget: Budget, limit: float
+    proxy: ProxyView | None, model: ModelSpec, batch: Batch, budget: Budget, limit: float
 ) -> Stage[Ratios]:
-    """n = d_model / base_width, b = B / B_base, d = D / D_base; a warning when the target is
+    """n = width / base_width, b = B / B_base, d = D / D_base; a warning when the target is
     more than 10 x ``limit`` times wider than the widest model tuned."""
     if proxy is None:
         return Stage(Ratios())
-    if shape.d_model < proxy.width:
-        raise ConfigError("base_width", proxy.width, f"at most the target d_model={shape.d_model}")
+    if model.width < proxy.width:
+        raise ConfigError("base_width", proxy.width, f"at most the target width={model.width}")
     B, D = batch.tokens, budget.tokens
-    r = Ratios(shape.d_model / proxy.width, B / (proxy.batch_tokens or B), D / (proxy.tokens or D))
+    r = Ratios(model.width / proxy.width, B / (proxy.batch_tokens or B), D / (proxy.tokens or D))
     ex = [
         note(
             "width_ratio",
             r.width,
-            "n = d_model / base_width",
-            d_model=shape.d_model,
+            "n = width / base_width",
+            width=model.width,
             base_width=proxy.width,
         ),
         note("batch_ratio", r.batch, "b = B / B_base", B=B, B_base=proxy.batch_tokens or B),
         note("data_ratio", r.data, "d = D / D_base", D=D, D_base=proxy.tokens or D),
     ]
-    tuned = shape.d_model / (proxy.tuned_width or proxy.width)
+    tuned = model.width / (proxy.record.tuned_width or proxy.width)
     warns = []
     if tuned > limit * 10:
         warns.append(
@@ -466,17 +505,16 @@ def ratio_stage(
 
 @dataclass
 class LearningRate:
-    """The peak lr and what the optimizer is handed to reach it.
+    """The peak lr, where it came from, and what the batch transfer moved.
 
-    ``eta`` is the lr given to ``Parametrization.optimizer``: with a transfer, the proxy's eta x
-    d^alpha_data, and the optimizer applies the batch transfer b^1/2 itself; otherwise the peak.
-    """
+    ``optimizer`` is the run's OptimSpec at the target: lr = the peak, and with a transfer the
+    proxy's betas, eps, momentum and Muon lr moved by the square-root rule (clipped at 0 past
+    its range), so `sizeup train` runs exactly what the plan's table shows."""
 
     peak: float
     source: str
     transferred: bool
-    eta: float
-    muon_lr: float | None = None
+    optimizer: OptimSpec
     moved: dict[str, Any] | None = None  # what the batch transfer moved: name -> [before, after]
 
 
@@ -484,28 +522,39 @@ def lr_stage(
     laws: Laws,
     law: Any,
     budget: Budget,
-    shape: Shape,
+    model: ModelSpec,
     batch: Batch,
-    proxy: Proxy | None,
-    recipe: Recipe,
+    given: tuple[ProxyView | None, float | None],
+    optimizer: OptimSpec,
     ratios: Ratios,
 ) -> Stage[LearningRate]:
-    """A user eta(N, D) law, else transfer from the proxy, else the law's eta(C), else the
-    fallback eta(C)."""
+    """A user eta(N, D) law, else transfer from the proxy, else the lr given for the target,
+    else the law's eta(C), else the fallback eta(C). ``given``: the proxy (None without one)
+    and the lr given (the proxy's tuned lr, or without a proxy the target's own); the
+    optimizer's own lr is a placeholder."""
+    proxy, given_lr = given
     C = budget.flops
-    law_lr = _law_lr(laws, law, C, law_point(shape, budget.tokens))
+    law_lr = _law_lr(laws, law, C, law_point(model, budget.tokens))
     if laws.lr_nd_law is not None:
         c, a, b = laws.lr_nd_law
-        N, D = shape.params(), budget.tokens
+        N, D = params(model), budget.tokens
         lr = c * N**a * D**b
         ex = note("peak_lr", lr, "eta = c N^a D^b (user)", c=c, a=a, b=b, N=N, D=D)
-        return Stage(LearningRate(lr, "user eta(N, D)", False, lr), [ex])
+        return Stage(_at(optimizer, lr, "user eta(N, D)"), [ex])
     if proxy is not None and proxy.lr is not None:
-        return _transferred_lr(proxy, recipe, batch, ratios, laws.data_exponent, law_lr)
+        return _transferred_lr(proxy, optimizer, batch, ratios, law_lr)
+    if proxy is None and given_lr is not None:
+        ex = note("peak_lr", given_lr, "given (the target's own lr: no proxy)")
+        return Stage(_at(optimizer, given_lr, "given"), [ex])
     if law_lr is not None:
         lr, source, formula = law_lr
-        return Stage(LearningRate(lr, source, False, lr), [note("peak_lr", lr, formula, C=C)])
-    return _fallback_lr(law, shape, budget)
+        return Stage(_at(optimizer, lr, source), [note("peak_lr", lr, formula, C=C)])
+    return _fallback_lr(law, model, budget, optimizer)
+
+
+def _at(optimizer: OptimSpec, lr: float, source: str) -> LearningRate:
+    """The target's own lr (no transfer): the optimizer at it."""
+    return LearningRate(lr, source, False, optimizer.replace(lr=lr, base_tokens=None))
 
 
 def _law_lr(laws: Laws, law: Any, C: float, point: Any) -> tuple[float, str, str] | None:
@@ -522,25 +571,26 @@ def _law_lr(laws: Laws, law: Any, C: float, point: Any) -> tuple[float, str, str
 
 
 def _transferred_lr(
-    proxy: Proxy,
-    recipe: Recipe,
+    proxy: ProxyView,
+    optimizer: OptimSpec,
     batch: Batch,
     ratios: Ratios,
-    alpha: float,
     law_lr: tuple[float, str, str] | None,
 ) -> Stage[LearningRate]:
     """eta = eta_base b^1/2 d^alpha: the square-root batch rule (sizeup.optim.transfer_batch)
-    and the data exponent on the proxy's global eta (the per-layer multipliers come from the
-    parametrization)."""
+    and the horizon rule (sizeup.optim.transfer_horizon, data_exponent) on the proxy's global
+    eta (the per-layer multipliers come from the parametrization)."""
     assert proxy.lr is not None
+    alpha = optimizer.data_exponent
     # the horizon rule's one formula (train applies the same to a run's lr): (D / D_proxy)^alpha
     d_factor = transfer_horizon(1.0, ratios.data, 1.0, alpha)
-    batched, moved = proxy.lr, None
+    moved_opt, moved = optimizer.replace(lr=proxy.lr), None
     if proxy.batch_tokens is not None:
-        batched = batch_transfer(recipe, proxy.lr, batch.tokens, proxy.batch_tokens)[0]
-        moved = moved_by_batch(recipe, proxy.lr, batch.tokens, proxy.batch_tokens)
-    lr = batched * d_factor
-    muon = recipe.muon_lr * d_factor if recipe.muon_lr is not None else None
+        moved_opt = batch_transfer(moved_opt, batch.tokens, proxy.batch_tokens)
+        moved = moved_by_batch(optimizer.replace(lr=proxy.lr), moved_opt, batch.tokens, proxy)
+    lr = moved_opt.lr * d_factor
+    muon = moved_opt.muon_lr * d_factor if moved_opt.muon_lr is not None else None
+    target = moved_opt.replace(lr=lr, muon_lr=muon, base_tokens=None)
     ex = note(
         "peak_lr",
         lr,
@@ -549,24 +599,22 @@ def _transferred_lr(
         b=ratios.batch,
         d=ratios.data,
         alpha_data=alpha,
-        proxy=proxy.source,
+        proxy=proxy.record.source,
     )
-    warns = []
+    warns = _clipped(optimizer, batch.tokens, proxy.batch_tokens)
     if law_lr is not None and max(lr / law_lr[0], law_lr[0] / lr) > 2:
         warns.append(
             f"the transferred peak lr {lr:.3g} differs from the law's {law_lr[0]:.3g} by more "
             "than 2x; check the proxy's tuning or the law's range."
         )
-    return Stage(
-        LearningRate(lr, "transfer from the proxy", True, proxy.lr * d_factor, muon, moved),
-        [ex],
-        warns,
-    )
+    return Stage(LearningRate(lr, "transfer from the proxy", True, target, moved), [ex], warns)
 
 
-def _fallback_lr(law: Any, shape: Shape, budget: Budget) -> Stage[LearningRate]:
+def _fallback_lr(
+    law: Any, model: ModelSpec, budget: Budget, optimizer: OptimSpec
+) -> Stage[LearningRate]:
     fb = _fallback_law()
-    C_md = shape.flops_per_token("MD") * budget.tokens
+    C_md = flops_per_token(model, "MD") * budget.tokens
     lr = fb.lr(C_md)
     ex = note(
         "peak_lr",
@@ -580,143 +628,135 @@ def _fallback_lr(law: Any, shape: Shape, budget: Budget) -> Stage[LearningRate]:
         f"comes from {FALLBACK_PRESET}'s eta(C). Pass a proxy (base lr, width, batch, tokens) "
         "to transfer your own tuning."
     )
-    return Stage(LearningRate(lr, f"{FALLBACK_PRESET} eta(C) (fallback)", False, lr), [ex], [warn])
+    source = f"{FALLBACK_PRESET} eta(C) (fallback)"
+    return Stage(_at(optimizer, lr, source), [ex], [warn])
 
 
-def batch_transfer(
-    recipe: Recipe, lr: float, batch: int, base_batch: int
-) -> tuple[float, tuple[float, float], float, float]:
-    """(lr, betas, eps, momentum) moved from base_batch to batch by the square-root rule,
-    betas and momentum clipped at 0 past the rule's range (sizeup.optim.transfer_batch)."""
-    t_lr, betas, eps = transfer_batch(lr, recipe.betas, recipe.eps, batch, base_batch, clip=True)
-    _, (mom,), _ = transfer_batch(1.0, (recipe.momentum,), 1.0, batch, base_batch, clip=True)
-    return t_lr, (betas[0], betas[1]), eps, mom
+def batch_transfer(optimizer: OptimSpec, batch: int, base_batch: int) -> OptimSpec:
+    """``optimizer`` moved from base_batch to batch by the square-root rule
+    (sizeup.optim.transfer_batch), moving what its registry entry says (lr, betas, eps,
+    momentum; Muon's lr with the lr), betas and momentum clipped at 0 past the rule's range."""
+    moves = get_optimizer(optimizer.name).batch_moves or ()
+    o = optimizer
+    lr, betas, eps = transfer_batch(o.lr, o.betas, o.eps, batch, base_batch, clip=True)
+    changes: dict[str, Any] = {"lr": lr}
+    if "betas" in moves:
+        changes.update(beta1=betas[0], beta2=betas[1])
+    if "eps" in moves:
+        changes["eps"] = eps
+    if "momentum" in moves and o.momentum > 0:
+        changes["momentum"] = transfer_batch(1.0, (o.momentum,), 1.0, batch, base_batch, clip=True)[
+            1
+        ][0]
+    if o.muon_lr is not None and get_optimizer(o.name).orthogonal:
+        changes["muon_lr"] = o.muon_lr * lr / o.lr
+    return o.replace(**changes)
 
 
-def moved_by_batch(recipe: Recipe, lr: float, batch: int, base_batch: int) -> dict[str, Any] | None:
-    """What the batch transfer moves from the proxy's batch to the target's: the batches, and
+def _clipped(optimizer: OptimSpec, batch: int, base_batch: int | None) -> list[str]:
+    """A warning when the square-root rule pushes a beta or the momentum the optimizer reads
+    below 0 (they are clipped there)."""
+    if base_batch is None:
+        return []
+    kappa = batch / base_batch
+    reads = get_optimizer(optimizer.name).reads
+    shown = [
+        n
+        for n in ("beta1", "beta2", "momentum")
+        if n in reads and 1 - kappa * (1 - getattr(optimizer, n)) < 0
+    ]
+    if not shown:
+        return []
+    return [
+        f"the batch ratio b={kappa:.3g} pushes 1 - b(1 - beta) below 0 for "
+        f"{', '.join(f'{n}={getattr(optimizer, n)}' for n in shown)}; those are clipped to 0 "
+        "(the square-root rule only holds for moderate batch ratios; tune at a closer proxy "
+        "batch)."
+    ]
+
+
+def moved_by_batch(
+    before: OptimSpec, after: OptimSpec, batch: int, proxy: ProxyView
+) -> dict[str, Any] | None:
+    """What the batch transfer moved from the proxy's batch to the target's: the batches, and
     [given, transferred] for the lr and each setting the optimizer reads (None when the batches
     are equal: nothing moves)."""
-    if batch == base_batch:
+    if batch == proxy.batch_tokens:
         return None
-    t_lr, betas, eps, mom = batch_transfer(recipe, lr, batch, base_batch)
-    out: dict[str, Any] = {"base_batch": base_batch, "batch": batch, "lr": [lr, t_lr]}
-    if recipe.optimizer != "sgd":
-        out.update(beta1=[recipe.beta1, betas[0]], beta2=[recipe.beta2, betas[1]])
-        out["eps"] = [recipe.eps, eps]
-    if recipe.optimizer in ("sgd", "muon"):
-        out["momentum"] = [recipe.momentum, mom]
+    out: dict[str, Any] = {"base_batch": proxy.batch_tokens, "batch": batch}
+    reads = get_optimizer(before.name).reads
+    for name in ("lr", "beta1", "beta2", "eps", "momentum"):
+        if name == "lr" or name in reads:
+            out[name] = [getattr(before, name), getattr(after, name)]
     return out
 
 
 # ----------------------------------------------------------------------------- schedule
 
 
-DEFAULT_MILESTONES_PRESET = "deepseek-v1"  # multistep without milestones: DeepSeek LLM's
-
-
-def schedule_kind(options: ScheduleOptions, recipe: Recipe) -> str:
-    """The plan's schedule: the one asked for, else WSD; schedule-free AdamW has no schedule to
-    decay (Defazio et al. 2024), so it gets constant after warmup unless told otherwise."""
-    if options.schedule is not None:
-        return options.schedule
-    return "constant" if recipe.optimizer == "adamw_schedulefree" else "wsd"
-
-
-def _phases(kind: str, steps: int, wu: int, options: ScheduleOptions) -> tuple[int, int]:
-    """(stable, decay) steps after warmup for a schedule kind."""
-    if kind == "constant":
-        return steps - wu, 0
-    if kind == "cosine":
-        return 0, steps - wu
-    decay = int(round(options.decay_frac * steps))
-    return max(0, steps - wu - decay), decay
-
-
-def _kind_args(kind: str, options: ScheduleOptions) -> dict[str, Any]:
-    """What a multistep or power schedule reads besides the common fields."""
-    if kind == "multistep":
-        from sizeup.laws.presets import get_preset
-
-        ms = options.milestones
-        if ms is None:
-            ms = get_preset(DEFAULT_MILESTONES_PRESET).setup.lr_schedule["milestones"]
-        return {"milestones": [list(m) for m in ms]}
-    if kind == "power":
-        if options.power_a is None or options.power_b is None:
-            raise ConfigError(
-                "power_a/power_b",
-                (options.power_a, options.power_b),
-                "both given with --schedule power (lr = min(peak, a n^b), n tokens seen; "
-                "Shen et al. 2024 fit a and b on their runs)",
-            )
-        return {"power_a": options.power_a, "power_b": options.power_b}
-    return {}
-
-
-def build_schedule(sched: dict[str, Any], steps: int, batch_tokens: int, ramp: Any = None) -> Any:
-    """The plan's schedule as a sizeup.schedules.Schedule (the lr multiplier per step), counting
-    tokens through the batch ramp when there is one."""
-    from sizeup.schedules import Schedule
-
-    kind = sched["kind"]
-    kw: dict[str, Any] = {}
-    if kind == "multistep":
-        kw["milestones"] = tuple(tuple(m) for m in sched["milestones"])
-    if kind == "power":
-        kw.update(power_a=sched["power_a"], power_b=sched["power_b"], peak_lr=sched["peak_lr"])
-    if kind in ("multistep", "power"):
-        kw.update(batch_tokens=batch_tokens, ramp=ramp)
-    return Schedule(
-        kind,
-        steps,
-        warmup=sched["warmup_steps"],
-        decay_frac=sched["decay_frac"],
-        cooldown=sched["cooldown"],
-        min_ratio=sched.get("min_ratio", 0.0),
-        **kw,
-    )
+def schedule_name(given: dict[str, Any], optimizer: str) -> str:
+    """The plan's schedule: the one asked for, else WSD; an optimizer with nothing to decay
+    (schedule-free AdamW, Defazio et al. 2024: its registry entry says so) gets constant after
+    warmup unless told otherwise."""
+    if "name" in given:
+        return given["name"]
+    return "constant" if get_optimizer(optimizer).constant_schedule else "wsd"
 
 
 def schedule_stage(
-    options: ScheduleOptions, recipe: Recipe, steps: int, peak_lr: float
-) -> Stage[dict[str, Any]]:
-    """Warmup (given, or warmup_frac of the steps), then the schedule: WSD (stable, a
-    decay_frac cooldown) by default, or constant, cosine, multistep or power."""
-    wu = options.warmup
+    given: dict[str, Any], options: BatchOptions, optimizer: str, steps: int
+) -> Stage[ScheduleSpec]:
+    """The run's ScheduleSpec: warmup (given, or warmup_frac of the steps), then the schedule:
+    WSD (stable, a decay_frac cooldown) by default, or constant, cosine, multistep (DeepSeek
+    LLM's milestones unless given) or power (its a and b given)."""
+    wu = given.get("warmup")
     if wu is None:
         wu = max(1, int(round(options.warmup_frac * steps)))
     if not 0 <= wu < steps:
-        raise ConfigError("warmup", options.warmup, f"a number of steps in [0, {steps})")
-    kind = schedule_kind(options, recipe)
-    stable, decay = _phases(kind, steps, wu, options)
-    sched = {
-        "kind": kind,
-        "warmup_steps": wu,
-        "stable_steps": stable,
-        "decay_steps": decay,
-        "cooldown": options.cooldown,
-        "decay_frac": options.decay_frac,
-        "peak_lr": peak_lr,
-        **_kind_args(kind, options),
-    }
+        raise ConfigError("warmup", given.get("warmup"), f"a number of steps in [0, {steps})")
+    name = schedule_name(given, optimizer)
+    fields = {**given, "name": name, "steps": steps, "warmup": wu}
+    if name == "multistep" and fields.get("milestones") is None:
+        fields["milestones"] = DEEPSEEK_LLM_MILESTONES
+    spec = ScheduleSpec(**fields)
+    ph = spec.phases()
     ex = [
         note(
             "warmup_steps",
             wu,
-            "given" if options.warmup is not None else "round(warmup_frac * steps)",
+            "given" if "warmup" in given else "round(warmup_frac * steps)",
             warmup_frac=options.warmup_frac,
             steps=steps,
         ),
         note(
             "schedule",
-            f"{kind} {wu}/{stable}/{decay}",
-            "warmup / stable / decay steps; WSD and power decay = round(decay_frac * steps)",
-            decay_frac=options.decay_frac,
-            optimizer=recipe.optimizer,
+            f"{name} {ph.warmup}/{ph.stable}/{ph.decay}",
+            "warmup / stable / decay steps (sizeup.schedules.phases); WSD and power decay = "
+            "round(decay_frac * steps)",
+            decay_frac=spec.decay_frac,
+            optimizer=optimizer,
         ),
     ]
-    return Stage(sched, ex)
+    return Stage(spec, ex)
+
+
+def schedule_dict(spec: ScheduleSpec, peak_lr: float) -> dict[str, Any]:
+    """The schedule as plan.json and the summary show it: kind, its phases and what it reads."""
+    ph = spec.phases()
+    out: dict[str, Any] = {
+        "kind": spec.name,
+        "warmup_steps": ph.warmup,
+        "stable_steps": ph.stable,
+        "decay_steps": ph.decay,
+        "cooldown": spec.cooldown,
+        "decay_frac": spec.decay_frac,
+        "peak_lr": peak_lr,
+    }
+    if spec.name == "multistep":
+        out["milestones"] = [list(m) for m in spec.milestones or DEEPSEEK_LLM_MILESTONES]
+    if spec.name == "power":
+        out.update(power_a=spec.power_a, power_b=spec.power_b)
+    return out
 
 
 # ----------------------------------------------------------------------------- batch ramp
@@ -733,25 +773,23 @@ class Ramp:
 
 
 def ramp_stage(
-    options: ScheduleOptions, law: Any, batch: Batch, budget: Budget, shape: Shape
+    options: BatchOptions, law: Any, batch: Batch, budget: Budget, model: ModelSpec
 ) -> Stage[Ramp | None]:
     """The batch doubling from ramp_start_batch up to the planned batch: evenly over
     ramp_tokens ("tokens"), or where the critical batch of the predicted loss reaches each
     doubling ("loss": the preset's loss law at n tokens, the critical-batch law at that loss).
     Batches are whole multiples of batch_multiple sequences."""
-    if options.batch_ramp is None:
+    if options.ramp is None:
         return Stage(None)
-    from sizeup.schedules import loss_ramp, token_ramp
-
-    unit = shape.seq_len * options.batch_multiple
+    unit = model.seq_len * options.batch_multiple
     start = max(unit, int(round(options.ramp_start_batch / unit)) * unit)
     D = budget.tokens
-    if options.batch_ramp == "tokens":
+    if options.ramp == "tokens":
         ramp = token_ramp(start, batch.tokens, options.ramp_tokens)
         formula = "double from the start batch at evenly spaced tokens up to ramp_tokens"
     else:
         ramp, formula = (
-            loss_ramp(start, batch.tokens, _critical_batch_of_tokens(law, shape), D),
+            loss_ramp(start, batch.tokens, _critical_batch_of_tokens(law, model), D),
             ("double where B_crit(L(N, n)) first reaches the doubled batch (bisection in n)"),
         )
     steps = ramp.steps_for(D)
@@ -765,24 +803,24 @@ def ramp_stage(
         ramp_tokens=options.ramp_tokens or "-",
         steps=steps,
     )
-    return Stage(Ramp(ramp, steps, table, options.batch_ramp), [ex])
+    return Stage(Ramp(ramp, steps, table, options.ramp), [ex])
 
 
-def _critical_batch_of_tokens(law: Any, shape: Shape) -> Any:
+def _critical_batch_of_tokens(law: Any, model: ModelSpec) -> Any:
     """n -> critical batch at the loss the preset predicts after n tokens (its loss law at this
     model's N; its own critical-batch law, else Kaplan et al.'s)."""
     if law.loss_law is None or law.compute != "6ND":
         raise ConfigError(
-            "batch_ramp",
+            "ramp",
             "loss",
             f"a preset with a loss law L(N, D) to predict the loss (preset {law.name!r} has "
-            "none; try --preset chinchilla or --batch-ramp tokens)",
+            "none; try --preset chinchilla or --ramp tokens)",
         )
-    N = shape.params()
+    N = params(model)
 
     def crit(n: float) -> float:
         L = float(law.loss_law.loss(N, n))
-        own = law.value("critical_batch", law_point(shape, n, L))
+        own = law.value("critical_batch", law_point(model, n, L))
         return own if own is not None else kaplan_critical_batch(L)[0]
 
     return crit
@@ -814,8 +852,6 @@ def cost_stage(hw: Hardware, flops_exact: float) -> Stage[Cost | None]:
     """time = flops_exact / (n_gpus * peak * mfu); cost = GPU-hours x price."""
     if hw.gpu is None:
         return Stage(None)
-    from sizeup.laws.flops import peak_flops, training_time_s
-
     peak = peak_flops(hw.gpu)
     t = training_time_s(flops_exact, hw.gpu, hw.mfu, hw.n_gpus)
     hours = t / 3600 * hw.n_gpus
@@ -869,7 +905,7 @@ def checks_stage(
 ) -> Stage[Verdict]:
     """Batch above the critical batch, tokens per parameter far from the law's optimum, and
     compute far outside the law's fitted range."""
-    point = law_point(size.shape, budget.tokens, loss)
+    point = law_point(size.model, budget.tokens, loss)
     crit = _critical_batch_check(checks.critical_batch, law, budget.flops, point, batch.tokens)
     opt = _optimum_check(law, budget, size, checks.optimum_tolerance)
     rng = _range_check(laws.fit_range or _fit_range(law), budget.flops, checks.extrapolation_limit)
@@ -948,7 +984,7 @@ def _optimum_check(law: Any, budget: Budget, size: Size, tolerance: float) -> St
         "compute": C,
         "size_is": "N, total parameters" if conv == "6ND" else "M, FLOPs per token",
     }
-    # An MD law's optimum is in FLOPs per token M: in parameters at this shape's N / M.
+    # An MD law's optimum is in FLOPs per token M: in parameters at this model's N / M.
     params_opt = size_opt if conv == "6ND" else size_opt * size.params / budget.flops_per_token
     r_opt, r_now = d_opt / params_opt, budget.tokens / size.params
     optimum.update(params=params_opt, tokens_per_param=r_opt)

@@ -3,8 +3,8 @@
 The study is read only through ``sizeup.sweep.Store`` and ``sizeup.sweep.transfer``: the lr is
 the transfer analysis' optimal lr (a parabola in log2 lr around the best grid point) at the
 widest width of one group of trials, which is the number `sizeup transfer` prints; shape,
-batch, tokens and recipe come from that group's trials at that width. Returns plain fields
-(no planner records), so this module needs nothing from the rest of ``sizeup.plan``.
+batch, tokens and recipe come from that group's trials at that width: the Proxy record and the
+ParamSpec and OptimSpec fields the trials fixed (sizeup.plan.options.Study).
 """
 
 from __future__ import annotations
@@ -13,21 +13,24 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sizeup.config import RunConfig
 from sizeup.errors import ConfigError
+from sizeup.plan.options import Study
+from sizeup.plan.records import Proxy
+from sizeup.registry import get_model
+from sizeup.sweep.store import Store
+from sizeup.sweep.transfer import analyze_transfer
 
 FIELD = "from_study"
 
 
-def study_proxy(path: str | Path, group: str | dict[str, Any] | None = None) -> dict[str, Any]:
-    """Proxy fields (with a nested "recipe") from the study at ``path``.
+def read_study(path: str | Path, group: str | dict[str, Any] | None = None) -> Study:
+    """The study at ``path`` as the plan's proxy.
 
     Refuses (ConfigError) a missing file, a study without finished trials, a non-GPT study,
     an ambiguous or unknown group, and an optimum at the edge of the lr grid (the best lr is
     then a bound, not a value).
     """
-    from sizeup.sweep.store import Store
-    from sizeup.sweep.transfer import analyze_transfer
-
     p = Path(path)
     if not p.exists():
         raise ConfigError(FIELD, str(p), "an existing study file written by `sizeup sweep`")
@@ -47,7 +50,7 @@ def study_proxy(path: str | Path, group: str | dict[str, Any] | None = None) -> 
             f"{max(point.lrs):.3g}, a bound rather than a value; extend the grid past it",
         )
     cfg = _representative(done, g.group, point.value)
-    return _proxy_fields(cfg, point.opt_lr, point.value, f"{p.name} ({g.label})")
+    return _study(cfg, point.opt_lr, point.value, f"{p.name} ({g.label})")
 
 
 def parse_group(text: str | dict[str, Any] | None) -> dict[str, str] | None:
@@ -86,44 +89,35 @@ def _representative(trials: list[Any], group: dict[str, Any], width: Any) -> Any
     mine = [
         t
         for t in trials
-        if t.config.width == width
-        and all(str(getattr(t.config, k)) == str(v) for k, v in group.items())
+        if t.config.model.width == width
+        and all(str(t.config.get(k)) == str(v) for k, v in group.items())
     ]
     return min(mine, key=lambda t: t.loss if math.isfinite(t.loss) else math.inf).config
 
 
-def _proxy_fields(cfg: Any, lr: float, width: int, source: str) -> dict[str, Any]:
-    """Proxy fields from a trial's RunConfig. The proxy's width is the trials' base width: the
-    tuned lr is the global eta of a parametrization relative to that base, and so is the plan's
-    table. The batch is the one eta applies at (base_batch_size when the trials transferred)."""
-    from sizeup.train.build import sigma_for
-
-    if cfg.model != "gpt":
-        raise ConfigError(FIELD, cfg.model, "a study of the built-in GPT (model=gpt)")
-    depth_scaled = cfg.base_depth is not None
-    sigma = sigma_for(cfg)
-    return dict(
-        width=cfg.base_width,
-        depth=cfg.base_depth if depth_scaled else cfg.depth,
-        head_dim=cfg.head_dim,
-        lr=float(lr),
-        batch_tokens=(cfg.base_batch_size or cfg.batch_size) * cfg.seq_len,
-        tokens=float(cfg.tokens_for(cfg.steps)),
+def _study(cfg: RunConfig, lr: float, width: int, source: str) -> Study:
+    """The proxy from a trial's RunConfig. Its width is the trials' base width: the tuned lr is
+    the global eta of a parametrization relative to that base, and so is the plan's table. The
+    batch is the one eta applies at (base_batch_size when the trials transferred); its tokens
+    the trial's. The trials' ParamSpec (less nothing: a plan takes the base with it) and the
+    OptimSpec settings they were tuned with are the plan's recipe."""
+    if get_model(cfg.model.name).data != "tokens" or cfg.model.name != "gpt":
+        raise ConfigError(FIELD, cfg.model.name, "a study of the built-in GPT (model=gpt)")
+    o, m = cfg.optimizer, cfg.model
+    proxy = Proxy(
+        batch_tokens=(o.base_batch_size or cfg.data.batch_size) * m.seq_len,
         tuned_width=int(width),
-        seq_len=cfg.seq_len,
-        vocab_size=cfg.vocab_size,
-        source=f"{source}: optimum at width {width}, depth {cfg.depth}",
-        recipe=dict(
-            rule=cfg.rule,
-            optimizer=cfg.optimizer,
-            scale_eps=cfg.scale_eps,
-            sigma=sigma,
-            beta1=cfg.beta1,
-            beta2=cfg.beta2,
-            eps=cfg.eps,
-            weight_decay=cfg.weight_decay,
-            momentum=cfg.momentum,
-            depth_exponent=cfg.depth_exponent if depth_scaled else None,
-            muon_lr=cfg.muon_lr,
-        ),
+        seq_len=m.seq_len,
+        vocab_size=m.vocab_size,
+        source=f"{source}: optimum at width {width}, depth {m.depth}",
     )
+    param = cfg.parametrization.to_dict()
+    if param["base_head_dim"] is None:
+        param["base_head_dim"] = m.head_dim  # the trials' heads, whatever the target's
+    optim = {
+        k: v
+        for k, v in o.to_dict().items()
+        if k not in ("base_batch_size", "grad_clip", "ns_dtype") and v is not None
+    }
+    optim.update(lr=float(lr), base_tokens=int(cfg.tokens_for(cfg.schedule.steps)))
+    return Study(proxy, param, optim)

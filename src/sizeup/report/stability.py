@@ -1,4 +1,4 @@
-"""Figures of the stability monitors (sizeup.diagnostics.stability) over an lr sweep: the
+"""Figures of the stability monitors (sizeup.train.monitors.stability) over an lr sweep: the
 largest attention logit and the output logits' log Z at the end of training, against the lr,
 one line per variant (Wortsman et al. 2023, figs. of attention-logit growth and output-logit
 divergence)."""
@@ -19,9 +19,9 @@ def final_monitors(trials: list[Any], field: str, value: Any) -> dict[tuple, dic
     acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for t in trials:
         r = t.result
-        if r is None or r.diverged or getattr(t.config, field) != value:
+        if r is None or r.diverged or t.config.get(field) != value:
             continue
-        key = (t.config.qk_norm, t.config.z_loss, t.config.lr)
+        key = (t.config.model.qk_norm, t.config.model.z_loss, t.config.optimizer.lr)
         attn = r.diagnostics.get("attn_logits") or []
         out = r.diagnostics.get("output_logits") or []
         if attn and attn[-1].get("max") is not None:

@@ -15,8 +15,15 @@ import math
 from typing import Any
 
 from sizeup.report.html import Report
+from sizeup.report.stability import plot_monitors
 from sizeup.sweep.estimate import Estimate
-from sizeup.sweep.plots import loss_label, loss_unit
+from sizeup.sweep.plots import (
+    loss_label,
+    loss_unit,
+    plot_lr_curves,
+    plot_optimal_lr,
+    plot_transfer_curves,
+)
 
 _HOW_TO_READ = (
     "Each number comes with its 90% interval over seeds in brackets (a bootstrap over seeds "
@@ -224,7 +231,7 @@ def _model_text(b: dict, field: str) -> str:
 
 
 def _data_text(trials: list[Any]) -> str:
-    data = {t.config.data for t in trials}
+    data = {t.config.data.source for t in trials}
     if data == {"builtin"}:
         return "the built-in corpus (Shakespeare, byte-level tokens)"
     return ", ".join(sorted(data)) or "—"
@@ -245,7 +252,7 @@ def _fields_text(fields: dict[str, Any]) -> str:
 
 def _per_value(trials: list[Any], s: Any) -> list[dict[str, Any]]:
     """Steps, batch and tokens at each axis value, read off the trials that ran."""
-    configs = {getattr(t.config, s.field): t.config for t in trials}
+    configs = {t.config.get(s.field): t.config for t in trials}
     rows = []
     for v in s.values:
         c = configs.get(v)
@@ -254,10 +261,10 @@ def _per_value(trials: list[Any], s: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 s.field: v,
-                "steps": f"{c.steps:,}",
-                "batch": f"{c.batch_size} x {c.tokens_per_sequence} tokens",
+                "steps": f"{c.schedule.steps:,}",
+                "batch": f"{c.data.batch_size} x {c.tokens_per_sequence} tokens",
                 "tokens per step": f"{c.tokens_per_step:,}",
-                "tokens per run": f"{c.tokens_for(c.steps):,}",
+                "tokens per run": f"{c.tokens_for(c.schedule.steps):,}",
             }
         )
     return rows
@@ -265,7 +272,6 @@ def _per_value(trials: list[Any], s: Any) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- figures
 def _figures(page: Report, analysis: Any, trials: list[Any], s: Any, names: dict) -> None:
-    from sizeup.sweep.plots import plot_lr_curves, plot_optimal_lr, plot_transfer_curves
 
     ylabel = loss_label(analysis.metric, s.base.get("model"))
     page.heading("Loss against learning rate")
@@ -295,7 +301,6 @@ def _figures(page: Report, analysis: Any, trials: list[Any], s: Any, names: dict
 
 
 def _stability(page: Report, trials: list[Any], s: Any) -> None:
-    from sizeup.report.stability import plot_monitors
 
     page.heading("Stability monitors (Wortsman et al. 2023)")
     page.text(

@@ -194,7 +194,7 @@ def _say_waiting(n: int, lease_s: float, progress: bool, said: set[int]) -> None
 
 def estimated_cost(c: RunConfig) -> float:
     """Relative cost of a trial: ~ parameters x tokens (width^2 * depth * steps * batch)."""
-    return float(c.width) ** 2 * c.depth * c.tokens_for(c.steps)
+    return float(c.model.width) ** 2 * c.model.depth * c.tokens_for(c.schedule.steps)
 
 
 @dataclass
@@ -230,9 +230,12 @@ def estimate_wall_time(
     if not configs:
         raise ConfigError("spec", 0, "at least one trial to estimate")
     run_one = runner or default_runner
-    per_step = sorted(configs, key=lambda c: estimated_cost(c) / c.steps)
+    per_step = sorted(configs, key=lambda c: estimated_cost(c) / c.schedule.steps)
     ends = [per_step[0], per_step[-1]]
-    if estimated_cost(ends[0]) / ends[0].steps == estimated_cost(ends[1]) / ends[1].steps:
+    if (
+        estimated_cost(ends[0]) / ends[0].schedule.steps
+        == estimated_cost(ends[1]) / ends[1].schedule.steps
+    ):
         ends = ends[:1]
     _timed(run_one, _probe(ends[0], 1))  # warm up: imports, data, allocator
     probes, overhead = [], 0.0
@@ -240,8 +243,8 @@ def estimate_wall_time(
         t1 = _timed(run_one, _probe(c, 1))
         step_s = max((_timed(run_one, _probe(c, 1 + probe_steps)) - t1) / probe_steps, 1e-9)
         overhead = max(overhead, t1 - step_s)
-        probes.append({"trial": c.trial_id(), "width": c.width, "step_s": step_s})
-    per_trial = [overhead + c.steps * _step_seconds(c, ends, probes) for c in configs]
+        probes.append({"trial": c.trial_id(), "width": c.model.width, "step_s": step_s})
+    per_trial = [overhead + c.schedule.steps * _step_seconds(c, ends, probes) for c in configs]
     total = float(sum(per_trial))
     return TimeEstimate(max(total / workers, max(per_trial)), total, workers, overhead, probes)
 
@@ -259,8 +262,8 @@ def _timed(runner: Runner, cfg: RunConfig) -> float:
 
 def _step_seconds(c: RunConfig, ends: list[RunConfig], probes: list[dict[str, Any]]) -> float:
     """Seconds per step of ``c``: a power law in cost per step through the probes."""
-    unit = [estimated_cost(e) / e.steps for e in ends]
-    x = estimated_cost(c) / c.steps
+    unit = [estimated_cost(e) / e.schedule.steps for e in ends]
+    x = estimated_cost(c) / c.schedule.steps
     if len(probes) == 1 or unit[1] == unit[0]:
         return probes[0]["step_s"] * x / unit[0]
     p = math.log(probes[1]["step_s"] / probes[0]["step_s"]) / math.log(unit[1] / unit[0])

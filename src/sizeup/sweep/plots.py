@@ -214,7 +214,7 @@ def plot_optimal_lr(report: TransferReport, labels: dict[str, str] | None = None
 
 def plot_curves(store_df: Any, group: dict[str, Any], lr: float, axis: str = "width") -> Any:
     """Training loss curves at one lr, one colour per axis value (a line per seed; needs
-    to_dataframe(curves=True))."""
+    to_frame(curves=True))."""
     plt = pyplot()
     df = store_df
     for k, v in group.items():
@@ -254,8 +254,8 @@ def _chosen(trials: list[Any], group: dict[str, Any], lr: float) -> list[Any]:
         t
         for t in trials
         if t.result is not None
-        and all(getattr(t.config, k) == v for k, v in group.items())
-        and math.isclose(t.config.lr, lr, rel_tol=1e-9)
+        and all(t.config.get(k) == v for k, v in group.items())
+        and math.isclose(t.config.optimizer.lr, lr, rel_tol=1e-9)
     ]
 
 
@@ -266,8 +266,8 @@ def _trial_panel(
     per-step losses are too noisy to compare). Whether anything was drawn."""
     seen: set = set()
     chosen = _chosen(trials, group, lr)
-    for t in sorted(chosen, key=lambda t: (getattr(t.config, axis), t.config.seed)):
-        v = getattr(t.config, axis)
+    for t in sorted(chosen, key=lambda t: (t.config.get(axis), t.config.run.seed)):
+        v = t.config.get(axis)
         y = np.asarray(t.result.train_loss, dtype=float)
         if len(y) == 0:
             continue
@@ -283,7 +283,7 @@ def _trial_panel(
 
 def _axis_colors(trials: list[Any], axis: str) -> dict[Any, Any]:
     cmap = pyplot().get_cmap("viridis")
-    values = sorted({getattr(t.config, axis) for t in trials})
+    values = sorted({t.config.get(axis) for t in trials})
     return {v: cmap(i / max(1, len(values) - 1) * 0.9) for i, v in enumerate(values)}
 
 

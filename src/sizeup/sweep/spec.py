@@ -21,7 +21,6 @@ fast with a ConfigError naming the field.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -30,16 +29,20 @@ from typing import Any
 
 import numpy as np
 
-from sizeup.config import RunConfig, load_mapping
+from sizeup.config import RunConfig, field_for, load_mapping
 from sizeup.errors import ConfigError
 
-FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+FIELDS = RunConfig.field_names()  # the flat view's names (sizeup.config)
 _AXIS_GENERATORS = ("values", "log2", "linspace", "range")
 
 
 def _check_field(name: str, value: Any) -> None:
-    if name not in FIELDS:
-        raise ConfigError(name, value, "a RunConfig field: " + ", ".join(sorted(FIELDS)))
+    field_for(name, value)  # a flat, dotted or old name, else a ConfigError listing them
+
+
+def _flat(name: str) -> str:
+    """An axis' name in the flat view (``model.width`` and ``width`` are one axis)."""
+    return field_for(name).flat
 
 
 MAX_AXIS = 10_000  # values one axis may expand to (a typo such as log2: [-10, 10000] stops here)
@@ -161,7 +164,12 @@ class SweepSpec:
             if not isinstance(grid, dict):
                 raise ConfigError("axes.grid", grid, "a mapping of field: values")
             axes.update(grid)
-        self.axes = axes
+        for k, v in axes.items():
+            _check_field(k, v)
+        self.axes = {_flat(k): v for k, v in axes.items()}
+        self.zips = [
+            {_flat(k): v for k, v in g.items()} if isinstance(g, dict) else g for g in self.zips
+        ]
         self._add_seeds()
         self.validate()
 
@@ -221,8 +229,7 @@ class SweepSpec:
         """Raise ConfigError for an unknown field, an empty axis or any invalid trial."""
         if not isinstance(self.base, dict):
             raise ConfigError("base", self.base, "a mapping of RunConfig field: value")
-        for k, v in self.base.items():
-            _check_field(k, v)
+        RunConfig.from_dict(self.base)  # names an unknown field (flat, dotted or a section)
         for k, v in self.axes.items():
             expand_axis(k, v)
         for i, group in enumerate(self.zips):
@@ -266,7 +273,7 @@ class SweepSpec:
         for point in self.points():
             d = {**self.base, **point}
             try:
-                cfg = RunConfig.from_dict(d)
+                cfg = RunConfig.from_dict(self.base).replace(**point)
             except ConfigError as e:
                 point_s = ", ".join(f"{k}={v!r}" for k, v in point.items())
                 raise ConfigError(

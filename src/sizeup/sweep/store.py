@@ -373,8 +373,10 @@ class Store:
     def __len__(self) -> int:
         return self._count()
 
-    def to_dataframe(self, curves: bool = False, *, salvage: bool = False) -> Any:
-        """A pandas DataFrame, one row per trial: id, status, every config field, result numbers.
+    def to_frame(self, curves: bool = False, *, salvage: bool = False) -> Any:
+        """The study as a pandas DataFrame, one row per trial: id, status, every config field
+        (flat names), ``tokens_per_step`` (the batch in tokens), and the result's numbers. The
+        one reader of a study's rows: transfer, the demo, `sizeup fit` and exports go through it.
 
         With curves=True the train/val loss curves come along as list columns.
         """
@@ -391,6 +393,7 @@ class Store:
                 "loss": t.loss,
             }
             row.update(t.config.to_dict())
+            row["tokens_per_step"] = t.config.tokens_per_step
             if t.result is not None:
                 r = t.result
                 row.update(
@@ -414,13 +417,15 @@ class Store:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    to_dataframe = to_frame  # its 0.1 name
+
     def export(self, path: str | Path, curves: bool = False, *, salvage: bool = False) -> Path:
         """Write the table to .csv or .parquet (chosen by suffix); return the path."""
         p = Path(path)
         suffix = p.suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise ConfigError("export", str(p), "a path ending in .csv or .parquet")
-        df = self.to_dataframe(curves=curves, salvage=salvage)
+        df = self.to_frame(curves=curves, salvage=salvage)
         if suffix == ".csv":
             if curves:  # CSV has no list type: keep the curves as JSON text
                 for c in ("steps", "train_loss", "val_steps", "val_loss"):

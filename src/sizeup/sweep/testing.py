@@ -6,7 +6,7 @@ one octave lower per doubling of width for SP, wider is better, and lr far above
 diverges. Knobs (environment, so they reach worker processes):
   SIZEUP_SYNTH_SLEEP  seconds each trial sleeps (default 0)
   SIZEUP_SYNTH_LOG    a file that gets "start <id>" / "end <id>" lines (to count executions)
-and config.data == "crash" raises, config.data == "die" kills the worker process.
+and config.data.source == "crash" raises, config.data.source == "die" kills the worker process.
 NoisySynthetic adds seed noise of a known size (tests of the seed axis and its intervals).
 """
 
@@ -22,15 +22,19 @@ from sizeup.config import RunConfig, RunResult
 
 def synthetic_opt_log2(config: RunConfig) -> float:
     """log2 of the synthetic optimal lr: fixed under muP, 1/width under SP."""
-    shift = 0.0 if config.rule != "sp" else math.log2(config.width / config.base_width)
+    shift = (
+        0.0
+        if config.parametrization.rule != "sp"
+        else math.log2(config.model.width / config.parametrization.base_width)
+    )
     return -8.0 - shift
 
 
 def synthetic_loss(config: RunConfig) -> float:
     """Loss of the synthetic model: 2 + 0.1*(octaves from optimum)^2 + 4/width + seed noise."""
-    d = math.log2(config.lr) - synthetic_opt_log2(config)
-    noise = 1e-4 * ((config.seed * 7919) % 13 - 6)  # deterministic, tiny
-    return 2.0 + 0.1 * d * d + 4.0 / config.width + noise
+    d = math.log2(config.optimizer.lr) - synthetic_opt_log2(config)
+    noise = 1e-4 * ((config.run.seed * 7919) % 13 - 6)  # deterministic, tiny
+    return 2.0 + 0.1 * d * d + 4.0 / config.model.width + noise
 
 
 def _log(line: str) -> None:
@@ -48,13 +52,13 @@ def synthetic_run(config: RunConfig) -> RunResult:
     """A fake training run with the shape of a real lr sweep (see the module docstring)."""
     tid = config.trial_id()
     _log(f"start {tid}")
-    if config.data == "crash":
+    if config.data.source == "crash":
         raise RuntimeError("synthetic crash")
-    if config.data == "die":
+    if config.data.source == "die":
         os._exit(3)
     time.sleep(float(os.environ.get("SIZEUP_SYNTH_SLEEP", "0")))
     final = synthetic_loss(config)
-    diverged = math.log2(config.lr) - synthetic_opt_log2(config) > 3.0
+    diverged = math.log2(config.optimizer.lr) - synthetic_opt_log2(config) > 3.0
     n = 5
     init = 5.5
     curve = [init + (final - init) * (i + 1) / n for i in range(n)]
@@ -70,7 +74,7 @@ def synthetic_run(config: RunConfig) -> RunResult:
         initial_val_loss=init,
         final_train_loss=math.nan if diverged else final,
         final_val_loss=math.nan if diverged else final,
-        tokens=config.tokens_for(config.steps),
+        tokens=config.tokens_for(config.schedule.steps),
         diverged=diverged,
         diverged_step=n - 1 if diverged else None,
         error="loss diverged" if diverged else None,

@@ -39,10 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sizeup.config import json_safe
 from sizeup.errors import ConfigError, DataError
 from sizeup.sweep.estimate import MISSING, Estimate, t_interval
+from sizeup.sweep.spec import FIELDS
+from sizeup.sweep.store import Store
 
 _NEVER_GROUP = {"lr", "seed", "trial", "id"}
 MIN_LRS = 3  # finished lrs an axis value needs for an optimum
@@ -312,9 +315,6 @@ class TransferReport:
 
 # --------------------------------------------------------------------------- reading a study
 def _frame(source: Any) -> Any:
-    import pandas as pd
-
-    from sizeup.sweep.store import Store
 
     if isinstance(source, pd.DataFrame):
         return source
@@ -322,9 +322,9 @@ def _frame(source: Any) -> Any:
         if not Path(source).exists():
             raise ConfigError("study", str(source), "an existing study file (.db)")
         with Store(source, readonly=True) as st:
-            return st.to_dataframe()
+            return st.to_frame()
     if isinstance(source, Store):
-        return source.to_dataframe()
+        return source.to_frame()
     raise ConfigError("study", type(source).__name__, "a Store, a .db path or a DataFrame")
 
 
@@ -365,7 +365,7 @@ def analyze_transfer(
     """Optimal lr per axis value with its interval over seeds, its drift in octaves, transfer
     regret, largest-is-best and the lr sensitivity (see the module docstring).
 
-    source: a Store, a study .db path or a DataFrame (Store.to_dataframe()).
+    source: a Store, a study .db path or a DataFrame (Store.to_frame()).
     group_by: fields that split the study into separate curves (default: every field that
     varies, except the axis, the lr, the seed and fields that move with the axis).
     Unfinished trials are counted (``report.counts``) and left out; a group without enough
@@ -404,7 +404,7 @@ class _Options:
     rng_seed: int
 
 
-def _norm(v: Any) -> Any:
+def group_value(v: Any) -> Any:
     """A group value as plain Python: numpy scalars unwrapped, NaN/None as None, 2.0 as 2."""
     v = _py(v)
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -418,7 +418,7 @@ def _split(df: Any, group_by: list[str]) -> list[tuple[dict[str, Any], Any]]:
     """(group dict, rows) per distinct combination of the group_by fields (None-safe)."""
     if not group_by:
         return [({}, df)]
-    keys = [tuple(_norm(v) for v in row) for row in df[group_by].itertuples(index=False)]
+    keys = [tuple(group_value(v) for v in row) for row in df[group_by].itertuples(index=False)]
     df = df.assign(_g=[repr(k) for k in keys])
     out = {}
     for k in keys:
@@ -428,7 +428,6 @@ def _split(df: Any, group_by: list[str]) -> list[tuple[dict[str, Any], Any]]:
 
 
 def _auto_groups(df: Any, axis: str, lr_field: str) -> list[str]:
-    from sizeup.sweep.spec import FIELDS
 
     out = []
     for f in FIELDS:

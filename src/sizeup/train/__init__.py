@@ -2,7 +2,16 @@
 or FSDP2), checkpoint and resume it, log its metrics, and WSD cooldown branches from one stable
 trunk, all through one step (sizeup.train.step)."""
 
-from sizeup.train.build import DTYPES, Built, Callback, build, build_models, sigma_for
+from sizeup.train.build import (
+    DTYPES,
+    Built,
+    Callback,
+    build,
+    build_models,
+    optimizer_for,
+    parametrize_run,
+    parametrized,
+)
 from sizeup.train.distributed import run_distributed
 from sizeup.train.loggers import (
     JsonlLogger,
@@ -30,6 +39,8 @@ __all__ = [
     "forward_loss",
     "make_logger",
     "run",
+    "optimizer_for",
+    "parametrize_run",
+    "parametrized",
     "run_distributed",
-    "sigma_for",
 ]

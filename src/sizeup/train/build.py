@@ -1,6 +1,7 @@
 """Everything a run is made of, built from its RunConfig: the model and its base, the
 parametrization, the optimizer, the schedule and the data. The trainer, the WSD branches, the
-coordinate check and `sizeup parametrize` all build through here, so they see the same model.
+coordinate check, `sizeup parametrize`, `sizeup export` and the planner's per-layer table all
+build through here, so they see the same model.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from sizeup.choices import InitStd
 from sizeup.config import RunConfig
+from sizeup.data import make_data
 from sizeup.errors import ConfigError
+from sizeup.models import build_model, num_params
+from sizeup.optim import BuildContext, transfer_horizon
 from sizeup.parametrization import Parametrization, parametrize
+from sizeup.train.fsdp import shard
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
@@ -38,43 +42,43 @@ class Built:
     data: Any
 
 
-def sigma_for(cfg: RunConfig) -> InitStd:
-    """The base init std the parametrization uses: "model" (the model's own init), "fan_in" or
-    a number (cfg.init_std)."""
-    return cfg.init_std
-
-
 # Bytes per parameter while training: the weight, its gradient and two Adam moments.
 _STATES_PER_PARAM = 4
 _BYTES = {"float32": 4, "float64": 8, "bfloat16": 2}
 
 
-def memory_estimate(cfg: RunConfig) -> tuple[int, float]:
-    """(parameters, bytes) a run of ``cfg`` needs at least: weights, gradients and Adam state,
-    plus the activations of one step (about 16 values per token, width and block, and the
-    logits); counted on the meta device, so nothing is allocated."""
-    from sizeup.models import build_model, num_params
-
+def memory_estimate(cfg: RunConfig, world_size: int = 1) -> tuple[int, float]:
+    """(parameters, bytes per rank) a run of ``cfg`` needs at least: weights, gradients and
+    Adam state (sharded over the ranks with FSDP), plus the activations of one forward pass
+    (about 16 values per token, width and block, and the logits) of the largest pass it makes:
+    a micro-batch, else its rank's share of the largest batch (a ramp's stages included).
+    Counted on the meta device, so nothing is allocated; the planner sizes its micro-batch
+    with it."""
     with torch.device("meta"):
-        n = num_params(build_model(cfg))
-    b = _BYTES[cfg.dtype]
-    per = cfg.tokens_per_sequence  # the largest batch the run takes (a ramp's stages included)
-    tokens = max([cfg.batch_size] + [batch for _, batch in cfg.batch_ramp or ()]) * per
-    acts = tokens * (16 * cfg.width * cfg.depth + 2 * cfg.vocab_size) * b
-    return n, float(n * _STATES_PER_PARAM * b + acts)
+        n = num_params(build_model(cfg.model))
+    b = _BYTES[cfg.run.dtype]
+    m = cfg.model
+    per_pass = cfg.data.micro_batch_size or max(cfg.data.batches()) // world_size
+    tokens = max(1, per_pass) * cfg.tokens_per_sequence
+    acts = tokens * (16 * m.width * m.depth + 2 * m.vocab_size) * b
+    shards = world_size if cfg.run.fsdp else 1
+    return n, float(n * _STATES_PER_PARAM * b / shards + acts)
 
 
 def check_memory(cfg: RunConfig) -> None:
     """Refuse, with the estimate, a run that cannot fit in the memory this machine has free
     (a width of 10^7 would otherwise try to allocate tens of GB and die)."""
     n, need = memory_estimate(cfg)
-    have = _available_bytes(cfg.device)
+    have = _available_bytes(cfg.run.device)
     if have is not None and need > have:
+        states = n * _STATES_PER_PARAM * _BYTES[cfg.run.dtype]
+        hint = "; a smaller micro_batch_size (gradient accumulation) needs fewer activations"
         raise ConfigError(
             "width",
-            cfg.width,
+            cfg.model.width,
             f"a model that fits in memory: {n:,} parameters need about {need / 2**30:.1f} GiB "
-            f"(weights, gradients, Adam state, activations) and {have / 2**30:.1f} GiB is free",
+            f"(weights, gradients, Adam state, activations) and {have / 2**30:.1f} GiB is free"
+            + (hint if states < have else ""),
         )
 
 
@@ -91,98 +95,123 @@ def _available_bytes(device: str) -> float | None:
     return None
 
 
-def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The model (on cfg.device, in cfg.dtype), its base (real tensors on the CPU, so its init
-    std can be measured where the model does not declare it) and a delta (shapes only, on
-    meta)."""
-    from sizeup.models import build_model
+def base_blocks(cfg: RunConfig) -> int:
+    """The depth of the base model sizeup builds: base_depth with depth scaling, else the
+    model's own depth (parametrize reads every block's base from its first block, so a deeper
+    base only costs memory; the planner builds just the blocks that differ)."""
+    p = cfg.parametrization
+    return p.base_depth if p.base_depth is not None else cfg.model.depth
 
-    base_depth = cfg.base_depth if cfg.base_depth is not None else cfg.depth
+
+def build_models(cfg: RunConfig, meta: bool = False) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The model (on the run's device, in its dtype), its base at base_width (real tensors on
+    the CPU, so its init std can be measured where the model does not declare it) and a delta
+    at twice the base width (shapes only, on meta): ModelSpec.at gives both shapes.
+
+    ``meta``: the model too on the meta device (the planner's table of a 67B target), and the
+    base only as deep as needed (its first MoE block), on meta as well when it is the target's
+    own width with a declared sigma, where nothing needs measuring."""
+    spec, p = cfg.model, cfg.parametrization
+    depth = base_blocks(cfg)
+    if meta:
+        depth = min(depth, spec.first_dense + 1 if spec.n_experts else 1)
+    base_spec = spec.at(p.base_width, depth, p.base_head_dim)
+    base_on_meta = meta and (p.sigma != "model" or p.base_width == spec.width)
     # The base is small; building it draws random numbers, which fork_rng gives back, so the
     # model's own init (and so every seeded run) does not depend on whether a base was built.
     with torch.random.fork_rng(devices=[]):
-        base = build_model(cfg, width=cfg.base_width, depth=base_depth)
+        if base_on_meta:
+            with torch.device("meta"):
+                base = build_model(base_spec)
+        else:
+            base = build_model(base_spec)
     with torch.device("meta"):
         # A second width tells which dimensions are width even when the model is at the base
         # width (where nothing differs from the base), so roles - and so Muon - are the same
         # at every width.
-        delta = build_model(cfg, width=2 * cfg.base_width, depth=base_depth)
-    model = build_model(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
+        delta = build_model(spec.at(2 * p.base_width, depth, p.base_head_dim))
+        if meta:
+            return build_model(spec), base, delta
+    model = build_model(spec).to(device=cfg.run.device, dtype=DTYPES[cfg.run.dtype])
     return model, base, delta
 
 
 def parametrize_run(
-    cfg: RunConfig, model: nn.Module, base: nn.Module, delta: nn.Module
+    cfg: RunConfig, model: nn.Module, base: nn.Module, delta: nn.Module, init: bool = True
 ) -> Parametrization:
-    """``parametrize`` with the run's options (the model may already be sharded by FSDP2)."""
+    """``parametrize`` with the run's ParamSpec (the model may already be sharded by FSDP2);
+    ``init=False`` leaves trained weights as they are (export)."""
+    scaled = cfg.parametrization.base_depth is not None
     return parametrize(
         model,
         base,
+        cfg.parametrization,
         delta=delta,
-        rule=cfg.rule,
-        sigma=sigma_for(cfg),
-        zero_readout=cfg.zero_readout,
-        zero_query=cfg.zero_query,
-        base_depth=cfg.base_depth,
-        depth=cfg.depth if cfg.base_depth else None,
-        depth_exponent=cfg.depth_exponent,
-        optimizer=cfg.optimizer,
-        scale_eps=cfg.scale_eps,
+        optimizer=cfg.optimizer.name,
+        depth=cfg.model.depth if scaled else None,
+        init=init,
     )
+
+
+def horizon_lrs(cfg: RunConfig) -> tuple[float, float | None]:
+    """(lr, muon_lr) the optimizer gets: cfg's, moved to the run's horizon when base_tokens is
+    set (sizeup.optim.transfer_horizon; the batch transfer is the optimizer's own)."""
+    o = cfg.optimizer
+    if o.base_tokens is None:
+        return o.lr, o.muon_lr
+
+    def move(lr: float) -> float:
+        return transfer_horizon(
+            lr, cfg.tokens_for(cfg.schedule.steps), o.base_tokens, o.data_exponent
+        )
+
+    return move(o.lr), (move(o.muon_lr) if o.muon_lr is not None else None)
 
 
 def fused_adamw(cfg: RunConfig) -> bool | None:
     """torch's fused AdamW kernel on CUDA (one launch for all tensors of a group, the fastest
     AdamW torch has); elsewhere torch's default (foreach), which keeps CPU runs bit for bit
     what they were."""
-    return True if cfg.device.startswith("cuda") else None
+    return True if cfg.run.device.startswith("cuda") else None
 
 
-def horizon_lrs(cfg: RunConfig) -> tuple[float, float | None]:
-    """(lr, muon_lr) the optimizer gets: cfg's, moved to the run's horizon when base_tokens is
-    set (sizeup.optim.transfer_horizon; the batch transfer is the optimizer's own)."""
-    if cfg.base_tokens is None:
-        return cfg.lr, cfg.muon_lr
-    from sizeup.optim import transfer_horizon
+def optimizer_for(
+    cfg: RunConfig, p: Parametrization, model: nn.Module | None = None
+) -> torch.optim.Optimizer:
+    """The run's optimizer over ``p``'s param groups: its OptimSpec at the run's horizon (lr
+    moved by base_tokens), moved to the run's batch by the optimizer itself (base_batch_size),
+    with ``fused_adamw``'s kernel choice."""
+    lr, muon_lr = horizon_lrs(cfg)
+    spec = cfg.optimizer.replace(lr=lr, muon_lr=muon_lr, base_tokens=None)
+    context = BuildContext(
+        batch_size=cfg.data.batch_size,
+        fused=fused_adamw(cfg),
+    )
+    return p.optimizer(spec, model=model, **vars(context))
 
-    def move(lr: float) -> float:
-        return transfer_horizon(lr, cfg.tokens_for(cfg.steps), cfg.base_tokens, cfg.data_exponent)
 
-    return move(cfg.lr), (move(cfg.muon_lr) if cfg.muon_lr is not None else None)
+def parametrized(cfg: RunConfig, meta: bool = False) -> tuple[Parametrization, Any]:
+    """(Parametrization, optimizer) of ``cfg`` without data or seeding: the per-tensor table
+    as the run will hold it (the planner builds its target this way, on meta)."""
+    model, base, delta = build_models(cfg, meta=meta)
+    p = parametrize_run(cfg, model, base, delta)
+    return p, optimizer_for(cfg, p)
 
 
 def build(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> Built:
-    """Seed, build model + base, parametrize (then shard with FSDP2 when cfg.fsdp), optimizer,
-    schedule (``cfg.lr_schedule()``) and data (following cfg.batch_ramp) for ``cfg``."""
-    from sizeup.data import make_data
-
-    if cfg.device == "cpu":
-        torch.set_num_threads(cfg.threads)
-    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", cfg.device, "'cpu' (no CUDA device is available here)")
+    """Seed, build model + base, parametrize (then shard with FSDP2 when run.fsdp), optimizer,
+    schedule (``cfg.lr_schedule()``) and data (following the batch ramp) for ``cfg``."""
+    if cfg.run.device == "cpu":
+        torch.set_num_threads(cfg.run.threads)
+    elif cfg.run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", cfg.run.device, "'cpu' (no CUDA device is available here)")
     check_memory(cfg)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.run.seed)
     model, base, delta = build_models(cfg)
     p = parametrize_run(cfg, model, base, delta)
-    if cfg.fsdp:  # parametrize first (on whole tensors), then shard, then the optimizer
-        from sizeup.train.fsdp import shard
-
+    if cfg.run.fsdp:  # parametrize first (on whole tensors), then shard, then the optimizer
         shard(model)
-    lr, muon_lr = horizon_lrs(cfg)
-    opt = p.optimizer(
-        cfg.optimizer,
-        lr=lr,
-        weight_decay=cfg.weight_decay,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        momentum=cfg.momentum,
-        muon_scale=cfg.muon_scale,
-        batch_size=cfg.batch_size,
-        base_batch_size=cfg.base_batch_size,
-        muon_lr=muon_lr,
-        fused=fused_adamw(cfg),
-        ns_dtype=DTYPES[cfg.ns_dtype],
-    )
+    opt = optimizer_for(cfg, p)
     # The one lr schedule of the run (warmup included, also for schedule-free AdamW, whose own
     # warmup (k+1)/warmup_steps is the same formula and is left at 0).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_schedule())

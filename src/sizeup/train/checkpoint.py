@@ -35,11 +35,12 @@ from typing import IO, Any
 import torch
 
 from sizeup.config import RunConfig, json_safe
-from sizeup.errors import CheckpointError
+from sizeup.errors import CheckpointError, ConfigError
 
 FORMAT, VERSION = "sizeup-checkpoint", 1
 # Fields a resumed run may set differently: how it is run and watched, not what it computes
-# (FSDP and the number of processes change float summation order only; see docs/training.md).
+# (FSDP, the number of processes and gradient accumulation change float summation order only;
+# see docs/training.md): a run resumes on a machine with less memory at a smaller micro-batch.
 MAY_CHANGE = (
     "threads",
     "log_every",
@@ -50,6 +51,7 @@ MAY_CHANGE = (
     "compile",
     "fsdp",
     "peak_flops",
+    "micro_batch_size",
 )
 # A WSD branch follows its own schedule from a stable-phase checkpoint.
 SCHEDULE_FIELDS = (
@@ -266,8 +268,11 @@ def _verify(pt: Path, record: dict) -> None:
 def config_diff(saved: dict, config: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
     """'field: checkpoint value vs this run's' for each field that differs (ignoring MAY_CHANGE
     and ``ignore``)."""
-    # Pairs (milestones, batch_ramp) compare as JSON would write them: tuples and lists alike.
-    saved, now = _plain(saved), _plain(config.to_dict())
+    # A checkpoint of an older sizeup names its fields by their old flat names (init_std):
+    # read back through RunConfig, every field compares under today's name, and one added
+    # since compares at its default. Pairs (milestones, batch_ramp) compare as JSON would
+    # write them: tuples and lists alike.
+    saved, now = _plain(_current(saved)), _plain(config.to_dict())
     skip = set(MAY_CHANGE) | set(ignore)
     keys = sorted((set(saved) | set(now)) - skip)
     return [
@@ -277,15 +282,24 @@ def config_diff(saved: dict, config: RunConfig, ignore: tuple[str, ...] = ()) ->
     ]
 
 
+def _current(saved: dict) -> dict:
+    """A stored config in today's flat view (as stored when it no longer reads as a config)."""
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except ConfigError:
+        return saved
+
+
 def _plain(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-def read(path: str | Path, config: RunConfig, ignore: tuple[str, ...] = ()) -> dict:
-    """Load and check a checkpoint (a sidecar, its .pt file, or a folder: its newest) for a run
-    of ``config``: intact (size and SHA-256), a sizeup checkpoint of this version, and written by
-    the same config (but MAY_CHANGE and ``ignore``). Any failure is a CheckpointError naming the
-    file and the problem; nothing is changed."""
+def load(path: str | Path) -> tuple[Path, dict]:
+    """(the .pt file, its state) of a checkpoint (a sidecar, its .pt file, or a folder: its
+    newest), checked to be intact (size and SHA-256) and a sizeup checkpoint of this version, but
+    not against a config: ``read`` adds that for a resume; `sizeup export` compares the config
+    itself, to say what differs in its own terms. Any failure is a CheckpointError naming the
+    file and the problem."""
     pt, record = _sidecar(Path(path))
     _verify(pt, record)
     try:
@@ -299,6 +313,15 @@ def read(path: str | Path, config: RunConfig, ignore: tuple[str, ...] = ()) -> d
             f"checkpoint file {pt} has format version {state.get('version')}; this sizeup "
             f"reads version {VERSION}"
         )
+    return pt, state
+
+
+def read(path: str | Path, config: RunConfig, ignore: tuple[str, ...] = ()) -> dict:
+    """Load and check a checkpoint (a sidecar, its .pt file, or a folder: its newest) for a run
+    of ``config``: intact (size and SHA-256), a sizeup checkpoint of this version (``load``), and
+    written by the same config (but MAY_CHANGE and ``ignore``). Any failure is a CheckpointError
+    naming the file and the problem; nothing is changed."""
+    pt, state = load(path)
     diff = config_diff(state["config"], config, ignore)
     if diff:
         raise CheckpointError(

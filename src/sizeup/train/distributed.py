@@ -1,5 +1,5 @@
 """Entry point under ``torchrun``: one process group, each rank a slice of the global batch
-(DDP), or a shard of every tensor as well (FSDP2, ``cfg.fsdp``)."""
+(DDP), or a shard of every tensor as well (FSDP2, ``cfg.run.fsdp``)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ def _init_group(cfg: RunConfig, world: int) -> bool:
     import torch
     import torch.distributed as dist
 
-    if dist.is_initialized() or not launched() or (world == 1 and not cfg.fsdp):
+    if dist.is_initialized() or not launched() or (world == 1 and not cfg.run.fsdp):
         return False
-    if cfg.device.startswith("cuda"):
+    if cfg.run.device.startswith("cuda"):
         # "cuda" then means this rank's GPU (torch.device("cuda") is the current device).
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+    dist.init_process_group("nccl" if cfg.run.device.startswith("cuda") else "gloo")
     return True
 
 

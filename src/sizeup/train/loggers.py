@@ -5,7 +5,9 @@
 
     train/loss             the step's loss (mean over ranks), every log_every steps
     train/tokens           with it, the tokens seen after the step (through the batch ramp)
-    val/loss               at each evaluation (logged at the step count it was taken after)
+    val/loss               at every evaluation, logged at the step count it was taken after:
+                           the initial one (step 0), every eval_every steps, the final one
+                           (RunResult's initial_val_loss, val_steps and val_loss)
     lr/<i>.<role>          the lr param group i used at the step (role: input, hidden, ...)
     perf/tokens_per_s      over the steps since the last log (all ranks together)
     perf/mfu               model FLOPs utilisation against the devices' peak, where known
@@ -15,7 +17,9 @@
 Only rank 0 logs. TensorBoard and W&B are optional extras (``pip install "sizeup[logging]"``);
 W&B honours its own environment (``WANDB_MODE=offline`` writes a local run folder that
 ``wandb sync`` uploads later). A resumed run logs on from its checkpoint step: the JSONL file
-drops the lines at or past it, TensorBoard purges the events past it (``purge_step``).
+drops the lines at or past it, TensorBoard purges the events at or past it (``purge_step``), and
+the run logs again the validation loss it took at that step, so each is logged once. The run
+flushes the loggers at each checkpoint, so a killed run's log holds everything before it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from sizeup.errors import ConfigError
 
 
 class MetricsLogger(Protocol):
-    """A sink for one run's metrics."""
+    """A sink for one run's metrics. A logger that buffers may also have ``flush()``, which the
+    run calls after each checkpoint (so a killed run's log reaches its newest checkpoint)."""
 
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
 
@@ -93,6 +98,10 @@ class TensorBoardLogger:
         """One scalar per metric at ``step``."""
         for k, v in _finite(metrics).items():
             self._w.add_scalar(k, v, global_step=step)
+
+    def flush(self) -> None:
+        """Write the buffered events to disk (the run calls it at each checkpoint)."""
+        self._w.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""

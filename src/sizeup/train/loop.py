@@ -8,7 +8,9 @@ run by default, and a fixed seed reproduces a run bit for bit.
 
 Under ``torchrun`` each rank takes its slice of the global batch and DDP (gloo on CPU) averages
 the gradients, so N processes follow the same trajectory as one process on the whole batch; with
-``cfg.fsdp`` FSDP2 shards the model as well (sizeup.train.fsdp). With a ``Checkpointing`` the run
+``run.fsdp`` FSDP2 shards the model as well (sizeup.train.fsdp). With ``data.micro_batch_size``
+each step accumulates gradients over micro-batches (sizeup.train.step); tokens, FLOPs, MFU and
+the noise-scale monitor still count the full batch of a step. With a ``Checkpointing`` the run
 saves its whole state every few steps and at the end, and resumes from the newest checkpoint
 (sizeup.train.checkpoint); loggers get the metrics (sizeup.train.loggers). RunResult records the
 median step time and the MFU against the device's peak.
@@ -27,11 +29,16 @@ from typing import Any
 import torch
 
 from sizeup.config import RunConfig, RunResult
+from sizeup.flops import device_peak_flops
 from sizeup.models import num_params
 from sizeup.progress import Progress
+from sizeup.registry import get_model
 from sizeup.train import checkpoint as ckpt
 from sizeup.train.build import Built, Callback, build
 from sizeup.train.loggers import MetricsLogger
+from sizeup.train.monitors.noise_scale import NoiseScaleMonitor
+from sizeup.train.monitors.spectral import SpectralMonitor
+from sizeup.train.monitors.stability import AttentionLogitMonitor, OutputLogitMonitor
 from sizeup.train.step import Trainer, evaluate
 
 __all__ = ["Checkpointing", "evaluate", "run"]
@@ -64,7 +71,6 @@ def run(
     """Train one run from ``cfg`` and return its RunResult (a diverged run is recorded, not
     raised). ``loggers`` get the metrics (pass them on rank 0 only); ``checkpoint`` saves and
     resumes (see Checkpointing)."""
-    cfg.validate()
     if checkpoint is not None and not checkpoint.resume:
         ckpt.check_fresh(checkpoint.directory)  # before any work: nothing is overwritten
     t0 = time.perf_counter()
@@ -72,21 +78,25 @@ def run(
     if on_built is not None:
         on_built(built)
     trainer = Trainer.from_built(cfg, built, world_size=world_size)
-    trainer.callbacks = list(callbacks or ()) + _monitors(cfg, built, built.data.val_batches())
+    monitors = _monitors(cfg, built, built.data.val_batches(), world_size)
+    trainer.callbacks = list(callbacks or ()) + monitors
     res = RunResult(config=cfg.to_dict(), world_size=world_size)
     res.params = num_params(built.model, non_embedding=True)
     if not _resume(cfg, trainer, res, checkpoint):
         res.initial_val_loss = trainer.start()
-    meter = _Meter(cfg, world_size, _flops_per_token(cfg, built.model))
-    label = f"{cfg.model} w={cfg.width} d={cfg.depth} {cfg.rule} lr={cfg.lr:g}"
-    with Progress(label, cfg.steps, enabled=progress and rank == 0) as bar:
+    sinks = list(loggers)
+    _log_validations(sinks, trainer, res)
+    meter = _Meter(cfg, world_size, _flops_per_token(cfg))
+    m = cfg.model
+    label = f"{m.name} w={m.width} d={m.depth} {cfg.parametrization.rule} lr={cfg.optimizer.lr:g}"
+    with Progress(label, cfg.schedule.steps, enabled=progress and rank == 0) as bar:
         bar.advance(trainer.step)
-        step_fn = _on_step(cfg, trainer, res, bar, list(loggers), meter, checkpoint)
-        trainer.advance(cfg.steps, on_step=step_fn)
+        step_fn = _on_step(cfg, trainer, res, bar, sinks, meter, checkpoint)
+        trainer.advance(cfg.schedule.steps, on_step=step_fn)
     if checkpoint is not None and res.resumed_from != trainer.step:
         # Before the final evaluation, which a resumed finished run then takes again.
-        ckpt.save(trainer, cfg, checkpoint.directory, res, checkpoint.keep)
-    _finish(cfg, trainer, res)
+        _save(trainer, cfg, checkpoint, res, sinks)
+    _finish(cfg, trainer, res, sinks)
     res.wall_time = time.perf_counter() - t0
     res.tokens_per_s = res.tokens / res.wall_time if res.wall_time > 0 else 0.0
     meter.record(res)
@@ -111,14 +121,11 @@ def _resume(
     return True
 
 
-def _flops_per_token(cfg: RunConfig, model: torch.nn.Module) -> float:
-    """Training FLOPs per token (or example): the GPT's exact matmul count (attention and LM
-    head included), 6 x parameters for the MLP."""
-    from sizeup.laws.flops import gpt_exact_flops_per_token
-
-    if cfg.model == "gpt":
-        return gpt_exact_flops_per_token(cfg)
-    return 6.0 * num_params(model)
+def _flops_per_token(cfg: RunConfig) -> float:
+    """Training FLOPs per token (or example) of the run's model: its family's count
+    (sizeup.registry; the GPT's exact matmul count, attention and LM head included; 6 x
+    parameters for the MLP)."""
+    return get_model(cfg.model.name).flops(cfg.model)
 
 
 def device_name(device: str) -> str:
@@ -129,12 +136,10 @@ def device_name(device: str) -> str:
 
 
 def peak_of(cfg: RunConfig) -> float:
-    """One device's peak FLOP/s: cfg.peak_flops, else from the device's name (NaN: unknown)."""
-    from sizeup.laws.flops import device_peak_flops
-
-    if cfg.peak_flops is not None:
-        return float(cfg.peak_flops)
-    peak = device_peak_flops(device_name(cfg.device))
+    """One device's peak FLOP/s: cfg.run.peak_flops, else from the device's name (NaN: unknown)."""
+    if cfg.run.peak_flops is not None:
+        return float(cfg.run.peak_flops)
+    peak = device_peak_flops(device_name(cfg.run.device))
     return math.nan if peak is None else peak
 
 
@@ -173,12 +178,12 @@ class _Meter:
         full batch, tokens per step / median step time; a ramped run's steps take different
         batches, so its MFU is their tokens over their time."""
         times = self.times[1:] or self.times
-        res.device_name = device_name(self.cfg.device)
+        res.device_name = device_name(self.cfg.run.device)
         res.peak_flops = self.peak
         if times:
             res.step_time = statistics.median(times)
             rate = self.cfg.tokens_per_step / res.step_time
-            if self.cfg.batch_ramp is not None:
+            if self.cfg.data.batch_ramp is not None:
                 rate = sum(self.tokens[-len(times) :]) / sum(times)
             res.mfu = self.mfu(rate)
 
@@ -213,9 +218,13 @@ def _on_step(
     def on_step(step: int, loss: float) -> None:
         seen = cfg.tokens_for(step + 1)
         meter.tick(seen - cfg.tokens_for(step))
-        last = step == cfg.steps - 1
+        last = step == cfg.schedule.steps - 1
         metrics = _flat(trainer.last)
-        if step % cfg.log_every == 0 or last or (trainer.diverged and res.steps[-1] != step):
+        if (
+            step % cfg.monitor.log_every == 0
+            or last
+            or (trainer.diverged and res.steps[-1] != step)
+        ):
             res.steps.append(step)
             res.train_loss.append(loss)
             lrs = _lrs(trainer)
@@ -223,14 +232,14 @@ def _on_step(
         _log(loggers, step, metrics)
         if trainer.diverged:
             return
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not last:
+        if cfg.data.eval_every and (step + 1) % cfg.data.eval_every == 0 and not last:
             res.val_steps.append(step + 1)
             res.val_loss.append(trainer.evaluate())
             _log(loggers, step + 1, {"val/loss": res.val_loss[-1]})
         bar.advance(1, info=f"loss {loss:.4f}")
         every = checkpoint.every if checkpoint is not None else 0
         if every and trainer.step % every == 0 and not last:
-            ckpt.save(trainer, cfg, checkpoint.directory, res, checkpoint.keep)
+            _save(trainer, cfg, checkpoint, res, loggers)
 
     return on_step
 
@@ -241,8 +250,38 @@ def _log(loggers: list[MetricsLogger], step: int, metrics: dict[str, Any]) -> No
             lg.log(step, metrics)
 
 
-def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult) -> None:
-    """Tokens and FLOPs of the steps taken, the final evaluation and the divergence record."""
+def _log_validations(loggers: list[MetricsLogger], trainer: Trainer, res: RunResult) -> None:
+    """Log the validation losses the loggers do not hold yet at the start: a fresh run's initial
+    one (step 0); a resumed run's at its checkpoint step, taken before the checkpoint was saved,
+    whose line or event the resumed loggers dropped (they keep only the steps before it)."""
+    if not trainer.data.val_batches():
+        return
+    start = res.resumed_from or 0
+    taken = [(0, res.initial_val_loss), *zip(res.val_steps, res.val_loss)]
+    for step, loss in taken:
+        if step >= start:
+            _log(loggers, step, {"val/loss": loss})
+
+
+def _save(
+    trainer: Trainer,
+    cfg: RunConfig,
+    checkpoint: Checkpointing,
+    res: RunResult,
+    loggers: list[MetricsLogger],
+) -> None:
+    """Checkpoint the run, and flush the loggers that can (TensorBoard buffers its events): a
+    killed run's logs then hold everything up to its newest checkpoint, where a resume logs on."""
+    ckpt.save(trainer, cfg, checkpoint.directory, res, checkpoint.keep)
+    for lg in loggers:
+        flush = getattr(lg, "flush", None)
+        if callable(flush):
+            flush()
+
+
+def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult, loggers: list[MetricsLogger]) -> None:
+    """Tokens and FLOPs of the steps taken, the final evaluation (logged, as every evaluation
+    is) and the divergence record."""
     done = trainer.step  # a diverged run stops after the step that blew up
     res.tokens = cfg.tokens_for(done)  # through the batch ramp when there is one
     res.flops = 6.0 * res.params * res.tokens
@@ -253,51 +292,70 @@ def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult) -> None:
             trainer.diverged_step = done - 1
         res.val_steps.append(done)
         res.val_loss.append(res.final_val_loss)
+        _log(loggers, done, {"val/loss": res.final_val_loss})
     res.diverged, res.diverged_step = trainer.diverged, trainer.diverged_step
     tail = res.train_loss[-10:]
     res.final_train_loss = sum(tail) / len(tail) if tail and not res.diverged else math.nan
 
 
-def _monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
+def _probe(cfg: RunConfig, val: Sequence) -> Any:
+    """The monitors' probe inputs: the first val batch, cut to one micro-batch when the run
+    accumulates gradients (a probe pass then needs no more memory than a training pass)."""
+    return val[0][0][: cfg.data.micro_batch_size].to(cfg.run.device) if val else None
+
+
+def _monitors(cfg: RunConfig, built: Built, val: Sequence, world_size: int = 1) -> list[Callback]:
     """The diagnostics monitors that cfg asks for (spectral norms, gradient noise scale,
     attention and output logits)."""
     out: list[Any] = []
-    if cfg.spectral_every:
-        from sizeup.diagnostics import SpectralMonitor
-
+    if cfg.monitor.spectral_every:
         mon = SpectralMonitor(
             built.model,
-            every=cfg.spectral_every,
-            probe=val[0][0].to(cfg.device) if val else None,
+            every=cfg.monitor.spectral_every,
+            probe=_probe(cfg, val),
             parametrization=built.parametrization,
         )
         mon.name = "spectral"
         out.append(mon)
-    if cfg.noise_every:
-        from sizeup.diagnostics import NoiseScaleMonitor
-
-        # Draw the noise-scale batches far from the training stream's steps, so measuring
-        # does not change which batches the run trains on.
-        counter = iter(range(2**40, 2**41))
-
-        def batches() -> Any:
-            x, y = built.data.batch_at(next(counter))
-            return x.to(cfg.device), y.to(cfg.device)
-
-        ns = NoiseScaleMonitor(batches, every=cfg.noise_every)
-        ns.name = "noise_scale"
-        out.append(ns)
+    if cfg.monitor.noise_every:
+        out.append(_noise_monitor(cfg, built, world_size))
     return out + _stability_monitors(cfg, built, val)
 
 
-def _stability_monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
-    """Attention- and output-logit monitors (Wortsman et al. 2023) on the first val batch."""
-    from sizeup.diagnostics import AttentionLogitMonitor, OutputLogitMonitor
+def _noise_monitor(cfg: RunConfig, built: Built, world_size: int) -> Callback:
+    """The gradient-noise-scale monitor (sizeup.train.monitors.noise_scale) on full training
+    batches: B_big is the global batch of a step (each rank measures its slice, one all-reduce
+    joins them) and B_small the run's micro-batch when it accumulates gradients (k passes per
+    rank, each the size of a training pass), else a quarter of a rank's batch."""
+    # Draw the noise-scale batches far from the training stream's steps, so measuring does not
+    # change which batches the run trains on.
+    counter = iter(range(2**40, 2**41))
+    device = cfg.run.device
 
-    probe = val[0][0].to(cfg.device) if val else None
+    def batches() -> Any:
+        x, y = built.data.batch_at(next(counter))
+        return x.to(device), y.to(device)
+
+    local = cfg.data.batch_size // world_size
+    micro = cfg.data.micro_batch_size
+    passes = local // micro if micro else 1
+    ns = NoiseScaleMonitor(
+        batches,
+        microbatches=passes if passes > 1 else 4,
+        every=cfg.monitor.noise_every,
+        world_size=world_size,
+    )
+    ns.name = "noise_scale"
+    return ns
+
+
+def _stability_monitors(cfg: RunConfig, built: Built, val: Sequence) -> list[Callback]:
+    """Attention- and output-logit monitors (Wortsman et al. 2023) on the first val batch (one
+    micro-batch of it when the run accumulates gradients)."""
+    probe = _probe(cfg, val)
     out: list[Any] = []
-    if cfg.attn_logits_every:
-        out.append(AttentionLogitMonitor(built.model, cfg.attn_logits_every, probe))
-    if cfg.output_logits_every:
-        out.append(OutputLogitMonitor(cfg.output_logits_every, probe))
+    if cfg.monitor.attn_logits_every:
+        out.append(AttentionLogitMonitor(built.model, cfg.monitor.attn_logits_every, probe))
+    if cfg.monitor.output_logits_every:
+        out.append(OutputLogitMonitor(cfg.monitor.output_logits_every, probe))
     return out

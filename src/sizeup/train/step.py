@@ -2,10 +2,21 @@
 
 `sizeup train` (sizeup.train.loop), the WSD trunk and its cooldown branches (sizeup.train.wsd)
 and the coordinate check (sizeup.diagnostics.coord_check) all advance a model through
-``Trainer.train_step``: forward through ``forward_loss``, backward, gradient clipping, optimizer
-step, scheduler step, zero_grad, the world-size mean of the loss, callbacks and the divergence
-test. One step means a WSD branch *is* the `sizeup train` run of its length (clipping and
-divergence included), and the coordinate check measures the run you are about to start.
+``Trainer.train_step``: forward through ``forward_loss`` and backward (once, or once per
+micro-batch with gradient accumulation), gradient clipping, optimizer step, scheduler step,
+zero_grad, the world-size mean of the loss, callbacks and the divergence test. One step means a
+WSD branch *is* the `sizeup train` run of its length (clipping and divergence included), and the
+coordinate check measures the run you are about to start.
+
+Gradient accumulation (``micro_batch_size``): a step's batch is cut into k equal micro-batches,
+each forward/backward pass is weighted by 1/k (its share of the batch), and the gradients add up
+in ``.grad``. Every loss sizeup trains on is a mean over the batch's tokens (examples), so with
+equal micro-batches the weighted sum of their means is the batch's mean, and the step (clipping,
+optimizer, schedule: once) is the one-pass step to float rounding (tested in float64 to ~1e-12).
+Under DDP (``no_sync``) and FSDP2 (``set_requires_gradient_sync(False)``) only the last pass
+reduces gradients over the ranks, so a step costs one collective however many passes it takes.
+This is the standard recipe: PyTorch's DDP ``no_sync`` and FSDP2 ``set_requires_gradient_sync``
+docs, and nanoGPT's ``gradient_accumulation_steps`` (loss / k, sync on the last micro-step).
 
 A Trainer holds the state of a run (model, optimizer, scheduler, data, step). It can advance,
 be forked (model, optimizer and scheduler copied together, optionally onto a new schedule from
@@ -27,8 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from sizeup.train import checkpoint
+from sizeup.wrapping import is_fully_sharded
 
 if TYPE_CHECKING:  # pragma: no cover
     from sizeup.config import RunConfig
@@ -72,7 +88,6 @@ def all_mean(value: float, world_size: int) -> float:
     """Mean of a float over the ranks of the process group (itself with one process)."""
     if world_size == 1:
         return value
-    import torch.distributed as dist
 
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
@@ -87,18 +102,38 @@ def autocast(device: str, enabled: bool) -> Any:
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled)
 
 
+def micro_batches(
+    x: torch.Tensor, y: torch.Tensor, size: int | None
+) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(x, y, share) for each pass over batch (x, y) in slices of ``size`` examples (sequences):
+    consecutive slices, each weighted by its share of the batch (1/k for k equal ones), so the
+    shares times the slices' mean losses sum to the batch's mean loss. One slice of share 1 when
+    ``size`` is None or covers the batch."""
+    n = int(x.shape[0])
+    if size is None or size >= n:
+        return [(x, y, 1.0)]
+    return [(xs, ys, xs.shape[0] / n) for xs, ys in zip(x.split(size), y.split(size))]
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Sequence[Batch], device: str = "cpu", amp: bool = False
+    model: nn.Module,
+    batches: Sequence[Batch],
+    device: str = "cpu",
+    amp: bool = False,
+    micro_batch_size: int | None = None,
 ) -> float:
-    """Mean loss over fixed validation batches (eval mode, no gradients; bf16 with ``amp``)."""
+    """Mean loss over fixed validation batches (eval mode, no gradients; bf16 with ``amp``),
+    each taken in passes of ``micro_batch_size`` examples (None: the whole batch at once), so a
+    run that accumulates gradients also evaluates in the memory of a micro-batch."""
     was_training = model.training
     model.eval()
     total = 0.0
     for x, y in batches:
-        with autocast(device, amp):
-            _, loss = forward_loss(model, x.to(device), y.to(device))
-        total += float(loss)
+        for xs, ys, share in micro_batches(x, y, micro_batch_size):
+            with autocast(device, amp):
+                _, loss = forward_loss(model, xs.to(device), ys.to(device))
+            total += share * float(loss)
     model.train(was_training)
     return total / max(1, len(batches))
 
@@ -138,16 +173,25 @@ def _wrap(model: nn.Module, world_size: int, compile: bool = False) -> nn.Module
     one process or when FSDP2 sharded it (it then reduce-scatters gradients itself); compiled
     in place with ``compile`` (``nn.Module.compile``: parameter names and state dicts are
     unchanged, so checkpoints and the parametrization table do not see it)."""
-    from sizeup.wrapping import is_fully_sharded
 
     out = model
     if world_size > 1 and not is_fully_sharded(model):
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         out = DDP(model)
     if compile:
         out.compile()
     return out
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module) -> Iterator[None]:
+    """Within the block FSDP2 keeps gradients on each rank unreduced (they accumulate in its
+    unsharded gradient buffers); after it the next backward reduce-scatters them with its own
+    (``FSDPModule.set_requires_gradient_sync``, FSDP2's equivalent of FSDP1/DDP ``no_sync``)."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 @dataclass
@@ -172,6 +216,7 @@ class Trainer:
     callbacks: list[Callback] = field(default_factory=list)
     autocast: bool = False  # bf16 autocast of forward and backward
     compile: bool = False  # torch.compile the module the step calls
+    micro_batch_size: int | None = None  # examples per forward/backward pass (None: the batch)
     step: int = 0
     reference: float = math.nan
     diverged_step: int | None = None
@@ -192,12 +237,13 @@ class Trainer:
             optimizer=built.optimizer,
             scheduler=built.scheduler,
             data=built.data,
-            grad_clip=cfg.grad_clip,
-            diverge_factor=cfg.diverge_factor,
-            device=cfg.device,
+            grad_clip=cfg.optimizer.grad_clip,
+            diverge_factor=cfg.run.diverge_factor,
+            device=cfg.run.device,
             world_size=world_size,
-            autocast=cfg.autocast,
-            compile=cfg.compile,
+            autocast=cfg.run.autocast,
+            compile=cfg.run.compile,
+            micro_batch_size=cfg.data.micro_batch_size,
         )
 
     @property
@@ -209,13 +255,20 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One optimizer step on batch (x, y); returns its loss (mean over ranks).
 
-        The loss is the forward pass *before* the update, as every trainer logs it. A step whose
-        loss is not finite, or above diverge_factor x reference, marks the run diverged.
+        The loss is the forward pass *before* the update, as every trainer logs it: with
+        ``micro_batch_size`` the micro-batches' losses weighted by their shares, the mean over
+        the whole batch. A step whose loss is not finite, or above diverge_factor x reference,
+        marks the run diverged.
         """
         self.model.train()
-        with autocast(self.device, self.autocast):
-            _, loss = forward_loss(self.train_model, x.to(self.device), y.to(self.device))
-        loss.backward()
+        parts = micro_batches(x, y, self.micro_batch_size)
+        losses = []
+        for i, (xs, ys, share) in enumerate(parts):
+            with self._sync(last=i == len(parts) - 1):
+                with autocast(self.device, self.autocast):
+                    _, loss = forward_loss(self.train_model, xs.to(self.device), ys.to(self.device))
+                (loss if share == 1.0 else loss * share).backward()
+            losses.append((share, loss.detach()))  # read after the loop: no sync in it
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.lrs = [g["lr"] for g in self.optimizer.param_groups]  # what this step uses
@@ -223,16 +276,32 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        value = all_mean(float(loss.detach()), self.world_size)
+        value = all_mean(sum(share * float(loss) for share, loss in losses), self.world_size)
         self._after_step(value)
         return value
+
+    def _sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Where a micro-batch's backward runs: the last pass of a step reduces the gradients
+        over the ranks as usual; the earlier ones keep them local (DDP ``no_sync``, FSDP2
+        ``set_requires_gradient_sync(False)``) to be reduced, summed, with the last."""
+        if last:
+            return contextlib.nullcontext()
+
+        if isinstance(self.train_model, DDP):
+            return self.train_model.no_sync()
+        if is_fully_sharded(self.model):
+            return _fsdp_no_sync(self.model)
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """The loss on (x, y) without a step (no gradients; the model stays as it is)."""
-        with autocast(self.device, self.autocast):
-            _, loss = forward_loss(self.model, x.to(self.device), y.to(self.device))
-        return float(loss)
+        total = 0.0
+        for xs, ys, share in micro_batches(x, y, self.micro_batch_size):
+            with autocast(self.device, self.autocast):
+                _, loss = forward_loss(self.model, xs.to(self.device), ys.to(self.device))
+            total += share * float(loss)
+        return total
 
     def _after_step(self, value: float) -> None:
         """Callbacks, then the divergence test, then count the step."""
@@ -257,7 +326,7 @@ class Trainer:
         if not val:
             return math.nan
         with averaged_weights(self.model, self.optimizer):
-            loss = evaluate(self.model, val, self.device, self.autocast)
+            loss = evaluate(self.model, val, self.device, self.autocast, self.micro_batch_size)
         return all_mean(loss, self.world_size)
 
     def start(self) -> float:
@@ -298,6 +367,7 @@ class Trainer:
             world_size=self.world_size,
             autocast=self.autocast,
             compile=self.compile,
+            micro_batch_size=self.micro_batch_size,
             step=self.step,
             reference=self.reference,
             diverged_step=self.diverged_step,
@@ -309,7 +379,6 @@ class Trainer:
     ) -> Path | None:
         """Checkpoint this trainer at its step into ``directory`` (sizeup.train.checkpoint;
         every rank calls it, rank 0 writes). Returns the checkpoint's sidecar on rank 0."""
-        from sizeup.train import checkpoint
 
         return checkpoint.save(self, config, directory, result, keep)
 
@@ -317,7 +386,6 @@ class Trainer:
         """Restore a checkpoint (a sidecar, a .pt file or a folder's newest) written by a run
         of ``config`` (fields in ``ignore`` may differ) into this trainer, built from
         ``config``; returns the checkpoint's contents."""
-        from sizeup.train import checkpoint
 
         state = checkpoint.read(path, config, ignore)
         checkpoint.restore(self, state)

@@ -52,7 +52,7 @@ def branch_schedules(
 ) -> list[Schedule]:
     """The WSD schedule of each branch, in the order the trunk reaches their cooldowns.
 
-    Every branch shares the trunk's warmup, so a total shorter than cfg.warmup has no WSD run to
+    Every branch shares the trunk's warmup, so a total shorter than cfg.schedule.warmup has no WSD run to
     equal (`sizeup train` rejects warmup > steps too) and is refused.
     """
     totals = sorted({int(t) for t in total_steps})
@@ -62,12 +62,14 @@ def branch_schedules(
         raise ConfigError(
             "decay_frac", decay_frac, "a fraction in (0, 1] (the cooldown needs some steps)"
         )
-    if totals[0] < cfg.warmup:
+    if totals[0] < cfg.schedule.warmup:
         raise ConfigError(
-            "total_steps", totals, f"step counts of at least warmup={cfg.warmup} each"
+            "total_steps", totals, f"step counts of at least warmup={cfg.schedule.warmup} each"
         )
     scheds = [
-        make_schedule("wsd", T, warmup=cfg.warmup, decay_frac=decay_frac, cooldown=cooldown)
+        make_schedule(
+            "wsd", T, warmup=cfg.schedule.warmup, decay_frac=decay_frac, cooldown=cooldown
+        )
         for T in totals
     ]
     return sorted(scheds, key=lambda s: s.decay_start)
@@ -90,8 +92,8 @@ def wsd_branches(
     the trunk or the branch diverged). With ``save_dir`` the trunk is checkpointed at each
     branch point (``branch_from_checkpoint`` starts a branch from one later).
     """
-    f = cfg.decay_frac if decay_frac is None else decay_frac
-    shape = cfg.cooldown if cooldown is None else cooldown
+    f = cfg.schedule.decay_frac if decay_frac is None else decay_frac
+    shape = cfg.schedule.cooldown if cooldown is None else cooldown
     scheds = branch_schedules(cfg, total_steps, f, shape)
     # The trunk: the stable phase (with cfg's warmup) of every branch, at the peak lr.
     trunk_cfg = cfg.replace(schedule="constant", steps=max(s.steps for s in scheds))
@@ -100,7 +102,7 @@ def wsd_branches(
     n_params = num_params(trunk.model, non_embedding=True)
     total = sum(s.steps - s.decay_start for s in scheds) + scheds[-1].decay_start
     points = []
-    with Progress(f"WSD branches w={cfg.width}", total, enabled=progress) as bar:
+    with Progress(f"WSD branches w={cfg.model.width}", total, enabled=progress) as bar:
         for sched in scheds:
             loss = _branch(trunk, sched, bar, trunk_cfg, save_dir)
             points.append(_point(cfg, n_params, sched, loss))
@@ -139,9 +141,9 @@ def branch_from_checkpoint(
     branch's cooldown start if the checkpoint is earlier, forked onto WSD(total_steps) and
     cooled down. Bit for bit the branch ``wsd_branches`` takes in memory. A checkpoint past the
     cooldown start, or outside a stable phase, is a CheckpointError."""
-    f = cfg.decay_frac if decay_frac is None else decay_frac
+    f = cfg.schedule.decay_frac if decay_frac is None else decay_frac
     (sched,) = branch_schedules(
-        cfg, [total_steps], f, cfg.cooldown if cooldown is None else cooldown
+        cfg, [total_steps], f, cfg.schedule.cooldown if cooldown is None else cooldown
     )
     trunk_cfg = cfg.replace(schedule="constant", steps=sched.steps)
     trunk = Trainer.from_built(trunk_cfg, build(trunk_cfg))
@@ -157,8 +159,8 @@ def _point(cfg: RunConfig, n_params: int, sched: Schedule, loss: float) -> Branc
     """A branch's point: its tokens (through the run's batch ramp) and C = 6 N D."""
     tokens = cfg.tokens_for(sched.steps)
     return BranchPoint(
-        width=cfg.width,
-        depth=cfg.depth,
+        width=cfg.model.width,
+        depth=cfg.model.depth,
         params=n_params,
         branch_step=sched.decay_start,
         steps=sched.steps,
@@ -228,7 +230,7 @@ def branch_run(
     ``diagnostics["wsd_points"]``): the shape a sweep executor runs, so the widths of a WSD
     study train in parallel worker processes (sizeup.sweep.executors)."""
     t0 = time.perf_counter()
-    save_dir = None if save_root is None else Path(save_root) / f"width_{cfg.width}"
+    save_dir = None if save_root is None else Path(save_root) / f"width_{cfg.model.width}"
     points = wsd_branches(
         cfg, total_steps, decay_frac=decay_frac, cooldown=cooldown, save_dir=save_dir
     )

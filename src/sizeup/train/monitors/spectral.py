@@ -16,16 +16,15 @@ measurement costs a few matrix-vector products per tensor; it runs every ``every
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from sizeup.errors import ConfigError, check_positive
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
+from sizeup.wrapping import full_tensor, select_names
 
 
 def spectral_norm(
@@ -33,7 +32,6 @@ def spectral_norm(
 ) -> tuple[float, torch.Tensor]:
     """Largest singular value of a matrix by power iteration; returns (sigma, right vector) so
     the next call can warm-start from it. The estimate never exceeds the true value."""
-    import torch
 
     check_positive("iters", iters, integer=True)
     w = w.detach().float()
@@ -84,7 +82,6 @@ class SpectralMonitor:
         first_iters: int = 50,
         parametrization: Any = None,
     ):
-        from torch import nn
 
         check_positive("every", every, integer=True)
         check_positive("iters", iters, integer=True)
@@ -95,16 +92,7 @@ class SpectralMonitor:
         if names is None:
             chosen = list(linears)
         else:
-            chosen = []
-            for pat in names:
-                hits = [n for n in linears if fnmatch.fnmatchcase(n, pat)]
-                if not hits:
-                    raise ConfigError(
-                        "names",
-                        pat,
-                        "names (or fnmatch patterns) of Linear modules: " + ", ".join(linears),
-                    )
-                chosen += [h for h in hits if h not in chosen]
+            chosen = select_names(list(linears), names, "names", "Linear modules")
         if not chosen:
             raise ConfigError("model", type(model).__name__, "a model with nn.Linear weights")
         self.names = chosen
@@ -120,7 +108,6 @@ class SpectralMonitor:
         self._take_snapshot(model, -1)  # weights before step 0: dw at step 0 is the first update
 
     def _weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        from sizeup.wrapping import full_tensor
 
         mods = dict(model.named_modules())
         # full_tensor: FSDP2 shards each weight over the ranks (a collective; all ranks measure)
@@ -132,7 +119,6 @@ class SpectralMonitor:
 
     def _probe_inputs(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Inputs each monitored Linear sees on the probe batch (flattened to (-1, fan_in))."""
-        import torch
 
         if self.probe is None:
             return {}

@@ -3,13 +3,17 @@ mixture-of-experts, with grouped-query or multi-head latent attention), and mode
 utilisation (MFU).
 
 Every function returns *training* FLOPs per token (forward + backward = 3 x forward), the
-quantity that multiplies tokens to give a run's compute C.
+quantity that multiplies tokens to give a run's compute C. The counts take a ModelSpec (the one
+shape record: a run's, a plan's, `sizeup flops`'s) or GPTConfig-like keywords (for shapes the
+built-in GPT cannot build, such as MLA). Below the trainer and the laws (docs/architecture.md,
+"Layering"): MFU, the planner and the laws all count here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sizeup.config.model import ModelSpec
 from sizeup.errors import ConfigError, check_choice, check_positive
 
 FORMULAS = ("kaplan", "chinchilla", "deepseek", "megatron", "gpt")
@@ -37,6 +41,40 @@ GPU_PEAK_FLOPS: dict[str, float] = {
     "TPUv5e": 197e12,
     "TPUv5p": 459e12,
 }
+
+
+# Memory per device in GiB (datasheets; the larger variant where there are two), for the
+# planner's micro-batch.
+GPU_MEMORY_GIB: dict[str, float] = {
+    "V100": 32,
+    "T4": 16,
+    "A10": 24,
+    "A10G": 24,
+    "A100": 80,
+    "A100-tf32": 80,
+    "L4": 24,
+    "L40S": 48,
+    "RTX4090": 24,
+    "H100-PCIe": 80,
+    "H100": 80,
+    "H100-SXM": 80,
+    "H200": 141,
+    "B200": 192,
+    "MI250X": 128,
+    "MI300X": 192,
+    "TPUv4": 32,
+    "TPUv5e": 16,
+    "TPUv5p": 95,
+}
+
+
+def gpu_memory_gib(device: str | float) -> float | None:
+    """A GPU's memory in GiB from GPU_MEMORY_GIB by its table name; None for a number (a peak
+    FLOP/s says nothing of memory) or an unknown name."""
+    if not isinstance(device, str):
+        return None
+    key = device.replace(" ", "").replace("_", "-").lower()
+    return next((v for k, v in GPU_MEMORY_GIB.items() if k.lower() == key), None)
 
 
 # Device names (as torch.cuda.get_device_name reports them) -> GPU_PEAK_FLOPS keys, checked in
@@ -232,9 +270,32 @@ def _mlp_matmul_params(g: dict[str, Any], layer: int, active: bool) -> int:
     return d * g["E"] + routed + 3 * d * g["shared"] * g["moe_hidden"]
 
 
+def spec_shape(spec: ModelSpec) -> dict[str, Any]:
+    """The count's keywords for a ModelSpec at its width: heads, GQA and hidden sizes resolved
+    by the spec itself (so a count and the model built from the spec cannot disagree)."""
+    return dict(
+        d_model=spec.width,
+        n_layer=spec.depth,
+        n_head=spec.heads,
+        head_dim=spec.head_size,
+        n_kv_head=spec.kv_heads,
+        mlp_hidden=spec.ffn_hidden,
+        vocab_size=spec.vocab_size,
+        seq_len=spec.seq_len,
+        tie_embeddings=spec.tie_embeddings,
+        n_experts=spec.n_experts,
+        top_k=spec.top_k,
+        n_shared_experts=spec.n_shared_experts,
+        expert_hidden=spec.moe_hidden,
+        first_dense=spec.first_dense,
+    )
+
+
 def _as_kwargs(cfg: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if cfg is None:
         return dict(kwargs)
+    if isinstance(cfg, ModelSpec):
+        return {**spec_shape(cfg), **kwargs}
     src = cfg if isinstance(cfg, dict) else vars(cfg)
     return {**src, **kwargs}
 
@@ -280,6 +341,28 @@ def gpt_exact_flops_per_token(cfg: Any = None, *, causal: bool = True, **kwargs:
     return 3.0 * forward
 
 
+def spec_flops_per_token(spec: ModelSpec) -> float:
+    """Training FLOPs per token of the built-in GPT a ModelSpec describes (the exact count,
+    causal attention): what MFU and the planner's exact compute use."""
+    return gpt_exact_flops_per_token(spec, causal=True)
+
+
+def md_flops_per_token(spec: ModelSpec) -> float:
+    """DeepSeek LLM's non-embedding FLOPs per token M (Bi et al. 2024, eq. 2: M = 72 n_layer
+    d^2 + 12 n_layer d l_seq, its d_ff = 8/3 d GPT). An MoE has no such closed form: its M is
+    counted the same way, exactly, from what a token uses: 6 x (attention weights + router +
+    top_k routed and the shared experts' weights) per layer, plus the same 12 n_layer d l_seq
+    attention term (DeepSeek-MoE's convention; the dense formula undercounts its experts)."""
+    if not spec.n_experts:
+        return flops_per_token("deepseek", spec.depth, spec.width, spec.seq_len)
+    g = _gpt_shape(spec_shape(spec))
+    weights = sum(
+        _attn_matmul_params(g) + _mlp_matmul_params(g, layer, active=True)
+        for layer in range(g["L"])
+    )
+    return 6.0 * weights + 12.0 * g["L"] * g["d"] * g["s"]
+
+
 def peak_flops(device: str | float) -> float:
     """Peak FLOP/s of a device name from GPU_PEAK_FLOPS, or a user-given positive number."""
     if isinstance(device, (int, float)) and not isinstance(device, bool):
@@ -307,9 +390,7 @@ def tokens_per_s_at_mfu(
 ) -> float:
     """Throughput a run reaches at a given MFU (for planning wall time)."""
     check_positive("flops_per_token", flops_per_token)
-    if not 0 < mfu <= 1:
-        raise ConfigError("mfu", mfu, "a fraction in (0, 1]")
-    return mfu * peak_flops(peak) * n_devices / flops_per_token
+    return _check_mfu(mfu) * peak_flops(peak) * n_devices / flops_per_token
 
 
 def training_time_s(
@@ -317,21 +398,30 @@ def training_time_s(
 ) -> float:
     """Wall time in seconds to spend `total_flops` at the given MFU."""
     check_positive("total_flops", total_flops)
+    return total_flops / (_check_mfu(mfu) * peak_flops(peak) * n_devices)
+
+
+def _check_mfu(mfu: float) -> float:
     if not 0 < mfu <= 1:
         raise ConfigError("mfu", mfu, "a fraction in (0, 1]")
-    return total_flops / (mfu * peak_flops(peak) * n_devices)
+    return mfu
 
 
 __all__ = [
     "FORMULAS",
     "GPU_PEAK_FLOPS",
+    "GPU_MEMORY_GIB",
     "device_peak_flops",
+    "gpu_memory_gib",
     "flops_per_token",
     "gpt_exact_flops_per_token",
     "gpt_params",
     "kaplan_params",
+    "md_flops_per_token",
     "mfu",
     "peak_flops",
+    "spec_flops_per_token",
+    "spec_shape",
     "tokens_per_s_at_mfu",
     "training_time_s",
 ]

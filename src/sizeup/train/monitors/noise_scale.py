@@ -13,9 +13,14 @@ batches stop paying off (the critical batch size is ~B_simple). Single estimates
 |G|^2 can come out negative, so (as the paper advises) we keep an exponential moving average of
 the numerator and the denominator separately and report their ratio.
 
-On one process, B_big is the whole batch and B_small a micro-batch: we average |G_small|^2 over
-the micro-batches (it is the same unbiased quantity, with less variance). Under data parallelism
-B_small is one rank's batch and B_big the global one.
+B_big is the whole (global) batch of a step and B_small a micro-batch of it: we average
+|G_small|^2 over the micro-batches (it is the same unbiased quantity, with less variance). Under
+data parallelism (``world_size`` > 1) each rank takes its micro-batches of its slice of the
+batch, and one all-reduce sums the micro-batch gradients and their squared norms over the ranks,
+so B_big is the global batch, as the step that trains on it sees it. In a run
+(``sizeup.train.loop``) the batch is a full training batch drawn from the run's stream far from
+its own steps, and B_small is the run's ``micro_batch_size`` when it accumulates gradients (the
+monitor's passes then need no more memory than the step's), else a quarter of a rank's batch.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
 
 from sizeup.errors import ConfigError, check_positive
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
 
 
 def noise_scale_terms(
@@ -52,14 +57,16 @@ def gradient_sq_norms(
     batch: Sequence[Any],
     microbatches: int,
     params: Sequence[torch.Tensor] | None = None,
+    world_size: int = 1,
 ) -> tuple[float, float, int, int]:
     """(mean |G_small|^2 over micro-batches, |G_big|^2, B_small, B_big) for one batch.
 
     ``batch`` is a tuple of tensors sharing the first (example) dimension; ``loss_fn(model,
     micro_batch)`` must return the *mean* loss over its examples. Uses torch.autograd.grad, so
-    the parameters' ``.grad`` (the trainer's) are left untouched.
+    the parameters' ``.grad`` (the trainer's) are left untouched. With ``world_size`` > 1 (a
+    process group) ``batch`` is this rank's slice and every rank must call this: the result is
+    the global batch's (B_big = world_size x this rank's batch), the same on every rank.
     """
-    import torch
 
     check_positive("microbatches", microbatches, integer=True)
     if microbatches < 2:
@@ -80,9 +87,25 @@ def gradient_sq_norms(
                 acc += g.double()
                 sq += float(g.double().pow(2).sum())
         g2_small += sq / microbatches
+    if world_size > 1:
+        g2_small = _sum_over_ranks(total, g2_small) / world_size
     # The full-batch mean gradient is the mean of the micro-batch mean gradients.
-    g2_big = float(sum((t / microbatches).pow(2).sum() for t in total))
-    return g2_small, g2_big, b_small, n
+    count = microbatches * world_size
+    g2_big = float(sum((t / count).pow(2).sum() for t in total))
+    return g2_small, g2_big, b_small, n * world_size
+
+
+def _sum_over_ranks(total: Sequence[torch.Tensor], g2_small: float) -> float:
+    """Sum ``total`` (in place) and ``g2_small`` over the ranks in one all-reduce; returns the
+    summed g2_small."""
+
+    flat = torch.cat([t.reshape(-1) for t in total] + [total[0].new_tensor([g2_small])])
+    dist.all_reduce(flat)
+    offset = 0
+    for t in total:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return float(flat[-1])
 
 
 @dataclass
@@ -131,7 +154,9 @@ class NoiseScale:
 
 class NoiseScaleMonitor:
     """Trainer callback: every ``every`` steps draw a batch from ``batches()``, measure gradient
-    norms over ``microbatches`` micro-batches and the whole batch, and log the EMA B_simple."""
+    norms over ``microbatches`` micro-batches and the whole batch, and log the EMA B_simple.
+    With ``world_size`` > 1, ``batches()`` gives this rank's slice and B_big is the global batch
+    (``gradient_sq_norms``)."""
 
     def __init__(
         self,
@@ -140,10 +165,13 @@ class NoiseScaleMonitor:
         microbatches: int = 4,
         every: int = 10,
         ema: float = 0.95,
+        world_size: int = 1,
     ):
         check_positive("every", every, integer=True)
         check_positive("microbatches", microbatches, integer=True)
+        check_positive("world_size", world_size, integer=True)
         self.batches, self.microbatches, self.every = batches, microbatches, every
+        self.world_size = world_size
         self.loss_fn = loss_fn or default_loss
         self.estimator = NoiseScale(ema=ema)
 
@@ -153,7 +181,9 @@ class NoiseScaleMonitor:
         """Measure every ``every`` steps; return {"noise/g2", "noise/trace", "noise/b_simple"}."""
         if step % self.every:
             return None
-        g2s, g2b, bs, bb = gradient_sq_norms(model, self.loss_fn, self.batches(), self.microbatches)
+        g2s, g2b, bs, bb = gradient_sq_norms(
+            model, self.loss_fn, self.batches(), self.microbatches, world_size=self.world_size
+        )
         rec = self.estimator.update(g2s, g2b, bs, bb, step=step)
         return {f"noise/{k}": v for k, v in rec.items() if k != "step"}
 

@@ -19,13 +19,12 @@ and draw no random numbers, so a monitored run trains exactly as an unmonitored 
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from sizeup.errors import ConfigError, check_positive
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
 
 ATTN_LOGITS = "*attn.logits"  # sizeup's GPT: blocks.{i}.attn.logits sees the scores
 
@@ -64,7 +63,6 @@ class AttentionLogitMonitor:
 
     def measure(self, step: int, model: nn.Module) -> dict[str, Any]:
         """Measure now: {"<block>/max": .., "max": .., "min_entropy": ..}."""
-        import torch
 
         scores: dict[str, torch.Tensor] = {}
         mods = dict(model.named_modules())
@@ -91,7 +89,6 @@ class AttentionLogitMonitor:
         return self._summarise(step, scores)
 
     def _summarise(self, step: int, scores: dict[str, torch.Tensor]) -> dict[str, Any]:
-        import torch
 
         out: dict[str, Any] = {"step": step}
         entropies = []
@@ -130,7 +127,6 @@ class OutputLogitMonitor:
 
     def measure(self, step: int, model: nn.Module) -> dict[str, Any]:
         """Measure now: {"max_abs", "mean", "log_z_mean", "log_z_abs_max"}."""
-        import torch
 
         with torch.no_grad():
             logits = _outputs(model, self.probe).float()

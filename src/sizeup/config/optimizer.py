@@ -1,0 +1,86 @@
+"""OptimSpec: the optimizer, its settings at the base model, and the rules that move them.
+
+``lr`` is the base model's eta: the parametrization gives each tensor its multiple of it, the
+batch transfer (``base_batch_size``) and the horizon transfer (``base_tokens``,
+``data_exponent``) move it to the run's batch and length. ``name`` is an entry of the optimizer
+registry (sizeup.registry), which says which of these settings the optimizer reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sizeup.choices import DType, MuonScale
+from sizeup.config.fields import Record, non_negative, positive, spec
+from sizeup.errors import ConfigError
+from sizeup.registry import get_optimizer, optimizer_names
+
+
+@dataclass(frozen=True)
+class OptimSpec(Record):
+    """The optimizer of a run (or a plan's recipe) and its transfer rules."""
+
+    SECTION = "optimizer"
+    SHORTHAND = "name"
+
+    name: str = spec(
+        "adamw",
+        "Optimizer (sizeup.registry): adamw, sgd, muon, adamw_schedulefree, or one you registered.",
+        flat="optimizer",
+        choices=optimizer_names,
+    )
+    lr: float = spec(
+        3e-3,
+        "Base learning rate eta (the base model's, at its batch and length).",
+        aliases=("base_lr",),
+    )
+    weight_decay: float = spec(
+        0.0, "Weight decay lambda, torch AdamW's at the base width: lr x lambda per step."
+    )
+    beta1: float = spec(0.9, "Adam beta1.")
+    beta2: float = spec(0.95, "Adam beta2.")
+    eps: float = spec(1e-8, "Adam eps of the base model (scaled per tensor with scale_eps).")
+    momentum: float = spec(0.9, "SGD and Muon momentum.")
+    nesterov: bool = spec(True, "Nesterov momentum (SGD, Muon).")
+    muon_scale: MuonScale = spec(
+        "spectral", "Muon's update scale: spectral sqrt(fan_out/fan_in), original or rms."
+    )
+    muon_lr: float | None = spec(None, "Muon's lr for the hidden matrices (None: lr).")
+    ns_dtype: DType | None = spec(
+        "bfloat16",
+        "Newton-Schulz precision (bf16 as torch.optim.Muon; float32 makes DDP/FSDP agree to "
+        "float32 rounding; None: the gradient's own).",
+    )
+    grad_clip: float = spec(0.0, "Clip the gradient norm to this (0: off).")
+    base_batch_size: int | None = spec(
+        None, "Batch transfer: the batch lr, betas, eps were tuned at (square-root rule)."
+    )
+    base_tokens: int | None = spec(
+        None, "Horizon transfer: the tokens lr was tuned at; lr x (D / base_tokens)^alpha."
+    )
+    data_exponent: float = spec(
+        0.0, "Horizon transfer exponent alpha_data (< 0: longer runs, smaller lr; Bjorck 2024)."
+    )
+
+    def check(self) -> None:
+        """Finite positive rates, betas and momentum in [0, 1), positive transfer bases."""
+        positive(self, "lr", "eps", "muon_lr")
+        if not math.isfinite(self.lr):
+            raise ConfigError("lr", self.lr, "a finite positive number")
+        non_negative(self, "weight_decay", "grad_clip")
+        for name in ("beta1", "beta2", "momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(name, getattr(self, name), "a number in [0, 1)")
+        positive(self, "base_batch_size", "base_tokens", integer=True)
+        if self.base_batch_size is not None and get_optimizer(self.name).batch_moves is None:
+            raise ConfigError(
+                "base_batch_size",
+                self.base_batch_size,
+                f"None for optimizer={self.name!r} (no batch-transfer rule is known for it)",
+            )
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """(beta1, beta2)."""
+        return (self.beta1, self.beta2)

@@ -1,0 +1,237 @@
+"""The registries: every optimizer and every model family sizeup can train, each registered once.
+
+An entry is data plus the implementation it points at. The data (a name, which column of the
+rules table an optimizer reads, what the batch transfer moves, which settings its tables show, a
+model family's data kind) is what validation, command-line help, the planner and the coordinate
+check read, without importing torch; the implementation is a callable, or its "module:function"
+path, imported the first time something is built (so ``sizeup --help`` stays fast).
+
+Adding an optimizer is one new module with its ``build(groups, spec, context)`` plus one call
+
+    register_optimizer(OptimizerEntry("lion", "mypkg.lion:build", family="adam",
+                                      reads=("beta1", "beta2"), batch_moves=("lr",)))
+
+and `sizeup train --set optimizer=lion`, the coordinate check, sweeps and the planner's table take
+it (docs/architecture.md, "Registries"); a model family is one ``register_model`` call. sizeup's
+own entries are registered at the bottom of this file, the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sizeup.choices import OPT_FAMILIES, OptFamily
+from sizeup.errors import ConfigError, check_choice
+
+# OptimSpec settings an optimizer's update may read besides lr and weight_decay; the batch
+# transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
+# "momentum".
+HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
+TRANSFERABLE = ("lr", "betas", "eps", "momentum")
+
+
+def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
+    """A callable, or the one a "package.module:function" path names (imported now)."""
+    if callable(target):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """One optimizer: how to build it and what the rest of sizeup needs to know about it.
+
+    ``build(groups, spec, context)`` returns the torch optimizer over sizeup's param groups (each
+    group already holds its lr, weight_decay and, where the optimizer reads it, eps; context:
+    ``sizeup.optim.BuildContext``). ``family``: the column of the rules table its per-tensor lr
+    multipliers come from ("adam" for sign-like updates, "sgd" for raw gradients, "muon" for an
+    orthogonalised update on hidden matrices with Adam's column elsewhere). ``reads``: the
+    OptimSpec settings its update reads (shown in the tables, moved by the batch transfer where
+    ``batch_moves`` says). ``batch_moves``: what the square-root batch transfer moves (a subset
+    of TRANSFERABLE), or None where no rule is known (a batch transfer is then refused).
+    ``orthogonal``: hidden matrices get an orthogonalised update (Muon's groups, muon_lr).
+    ``switches_modes``: it trains at one point and evaluates at another (schedule-free AdamW).
+    ``extra``: the pip extra its implementation needs. ``constant_schedule``: it needs no decay
+    (the planner's default schedule is then constant)."""
+
+    name: str
+    build: Callable[..., Any] | str
+    family: OptFamily
+    reads: tuple[str, ...] = ()
+    batch_moves: tuple[str, ...] | None = ("lr",)
+    orthogonal: bool = False
+    switches_modes: bool = False
+    constant_schedule: bool = False
+    extra: str | None = None
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("family", self.family, OPT_FAMILIES)
+        for r in self.reads:
+            check_choice("reads", r, HYPERPARAMETERS)
+        for m in self.batch_moves or ():
+            check_choice("batch_moves", m, TRANSFERABLE)
+
+    @property
+    def adam_like(self) -> bool:
+        """Its update reads Adam's betas and eps (tables show them; eps follows the gradient)."""
+        return "eps" in self.reads
+
+    def builder(self) -> Callable[..., Any]:
+        """The build function, imported on first use; a missing extra is named."""
+        try:
+            return resolve(self.build)
+        except ImportError as e:
+            hint = f" (pip install 'sizeup[{self.extra}]')" if self.extra else ""
+            raise ConfigError(
+                "optimizer", self.name, f"available once its package is installed{hint}: {e}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model family: how to build it from a ModelSpec and what its data and FLOPs are.
+
+    ``build(spec)`` returns the model (plain init; sizeup.parametrize rescales it).
+    ``data``: "tokens" (next-token prediction on text or token files, sequences of seq_len) or
+    "teacher" (the synthetic classification task, one example per row). ``heads``: its width
+    splits into attention heads, so the ModelSpec's head, GQA, MLP and MoE fields apply.
+    ``flops_per_token(spec)``: training FLOPs per token (or example), forward and backward.
+    ``check_widths``: the widths a coordinate check sweeps by default (wide enough that the
+    first steps are more than noise)."""
+
+    name: str
+    build: Callable[..., Any] | str
+    flops_per_token: Callable[..., float] | str
+    data: str = "tokens"
+    heads: bool = True
+    check_widths: tuple[int, ...] = (64, 128, 256, 512)
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("data", self.data, ("tokens", "teacher"))
+
+    def builder(self) -> Callable[..., Any]:
+        """The build function ``(ModelSpec) -> nn.Module``, imported on first use."""
+        return resolve(self.build)
+
+    def flops(self, spec: Any) -> float:
+        """Training FLOPs per token (or example) of the model ``spec`` describes."""
+        return float(resolve(self.flops_per_token)(spec))
+
+
+_OPTIMIZERS: dict[str, OptimizerEntry] = {}
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_optimizer(entry: OptimizerEntry) -> OptimizerEntry:
+    """Add (or replace) an optimizer under ``entry.name``."""
+    _OPTIMIZERS[entry.name] = entry
+    return entry
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    """Add (or replace) a model family under ``entry.name``."""
+    _MODELS[entry.name] = entry
+    return entry
+
+
+def optimizer_names() -> tuple[str, ...]:
+    """Every registered optimizer's name, in registration order."""
+    return tuple(_OPTIMIZERS)
+
+
+def model_names() -> tuple[str, ...]:
+    """Every registered model family's name, in registration order."""
+    return tuple(_MODELS)
+
+
+def get_optimizer(name: str) -> OptimizerEntry:
+    """The optimizer registered as ``name``, else a ConfigError listing them."""
+    check_choice("optimizer", name, optimizer_names())
+    return _OPTIMIZERS[name]
+
+
+def get_model(name: str) -> ModelEntry:
+    """The model family registered as ``name``, else a ConfigError listing them."""
+    check_choice("model", name, model_names())
+    return _MODELS[name]
+
+
+def optimizer_family(name: str) -> OptFamily:
+    """The column of the rules table an optimizer reads (AdamW, schedule-free AdamW: "adam")."""
+    return get_optimizer(name).family
+
+
+# --- sizeup's own entries -------------------------------------------------------------------
+_ADAM = ("beta1", "beta2", "eps")
+register_optimizer(
+    OptimizerEntry(
+        "adamw",
+        "sizeup.optim.builders:adamw",
+        family="adam",
+        reads=_ADAM,
+        batch_moves=("lr", "betas", "eps"),
+        summary="torch.optim.AdamW (decay with torch's meaning at the base width)",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "sgd",
+        "sizeup.optim.builders:sgd",
+        family="sgd",
+        reads=("momentum", "nesterov"),
+        batch_moves=("lr", "momentum"),
+        summary="SGD with (Nesterov) momentum and decoupled weight decay",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "muon",
+        "sizeup.optim.builders:muon",
+        family="muon",
+        reads=(*_ADAM, "momentum", "nesterov", "muon_scale", "muon_lr"),
+        batch_moves=("lr", "betas", "eps", "momentum"),
+        orthogonal=True,
+        summary="Muon (Newton-Schulz) on hidden matrices, AdamW elsewhere",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "adamw_schedulefree",
+        "sizeup.optim.builders:adamw_schedulefree",
+        family="adam",
+        reads=_ADAM,
+        batch_moves=("lr", "betas", "eps"),
+        switches_modes=True,
+        constant_schedule=True,
+        extra="schedulefree",
+        summary="schedule-free AdamW (Defazio et al. 2024), evaluated at its average",
+    )
+)
+register_model(
+    ModelEntry(
+        "gpt",
+        "sizeup.models.gpt:from_spec",
+        "sizeup.flops:spec_flops_per_token",
+        data="tokens",
+        heads=True,
+        # at width 64 a GPT's heads are few, or narrow, and its first steps mostly noise
+        check_widths=(128, 256, 512, 1024),
+        summary="byte-level GPT: RMSNorm, RoPE, SwiGLU, GQA, optional QK-norm and MoE",
+    )
+)
+register_model(
+    ModelEntry(
+        "mlp",
+        "sizeup.models.mlp:from_spec",
+        "sizeup.models.mlp:flops_per_example",
+        data="teacher",
+        heads=False,
+        summary="ReLU MLP on the synthetic teacher task",
+    )
+)
