@@ -69,3 +69,8 @@ def check_number_or_choice(field: str, value: Any, choices: tuple | list) -> flo
         return float(value)
     allowed = "a positive number or one of " + ", ".join(repr(c) for c in choices)
     raise ConfigError(field, raw, allowed)
+
+
+class StoreWarning(UserWarning):
+    """A study's rows that a reader had to leave out (a damaged or hand-edited row); the CLI
+    prints it as one 'warning:' line."""

@@ -4,10 +4,12 @@ wires them together and turns a SizeupError into a clear message and a non-zero 
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Any
 
 import typer
 
-from sizeup.errors import SizeupError
+from sizeup.errors import SizeupError, StoreWarning
 
 app = typer.Typer(
     name="sizeup",
@@ -46,8 +48,10 @@ for _module in (train, wsd, plan, sweep, coord_check, laws, export):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a SizeupError prints its message and exits with code 2."""
     try:
-        # Non-standalone click returns the code of a typer.Exit instead of exiting: pass it on.
-        rc = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line(warnings.showwarning)
+            # Non-standalone click returns the code of a typer.Exit instead of exiting: pass it on.
+            rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except SizeupError as e:
@@ -71,6 +75,19 @@ def main(argv: list[str] | None = None) -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def _one_line(default: Any) -> Any:
+    """showwarning that prints a StoreWarning (rows a reader left out) as one 'warning:' line
+    on stderr, and every other warning as Python does."""
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, StoreWarning):
+            typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
 
 
 def _is_click_usage_error(e: BaseException) -> bool:

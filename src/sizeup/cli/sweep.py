@@ -121,18 +121,17 @@ def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:
 
 
 def _salvage_if_damaged(console: Output, store: Path, export: Path) -> bool:
-    """With --export on a damaged store: write what is readable, say what was lost; True then."""
-    from sizeup.errors import StoreError
+    """With --export on a damaged store (any damage Store.damage finds: the open's check or a
+    row that does not decode): write what is readable, say what was lost; True then."""
     from sizeup.sweep import Store
 
     if not store.is_file():
         return False
-    try:
-        Store(store, readonly=True).close()
-        return False
-    except StoreError as e:
-        console.line((str(e), "red"))
     with Store(store, readonly=True, check=False) as st:
+        why = st.damage()
+        if why is None:
+            return False
+        console.line((why, "red"))
         path = st.export(export, salvage=True)
         console.line(
             f"salvaged into {path}: the trials that could be read "
