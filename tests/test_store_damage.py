@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_inputs import assert_named, cli
 
 from sizeup.cli import main
 from sizeup.errors import StoreError
 from sizeup.sweep import Store, run_sweep
 from sizeup.sweep import store as store_module
 from sizeup.sweep.testing import synthetic_run
-from test_inputs import assert_named, cli
 
 SPEC = {
     "base": {"steps": 5, "head_dim": 16},
@@ -91,7 +91,7 @@ def test_a_truncated_file_is_named_and_export_salvages_it(intact, tmp_path):
     db = _copy(intact, tmp_path)
     os.truncate(db, db.stat().st_size - 1000)  # a half-copied file
     spec = tmp_path / "spec.yaml"
-    for name, args in {"sweep": ["sweep", spec, "--store", db], **_readers(db, tmp_path)}.items():
+    for _name, args in {"sweep": ["sweep", spec, "--store", db], **_readers(db, tmp_path)}.items():
         r = cli(*args)
         assert_named(r, "study.db", "shorter than", "--export")
     out = tmp_path / "salvaged.csv"
