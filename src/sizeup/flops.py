@@ -236,6 +236,15 @@ def _mla_shape(kw: dict[str, Any], head_dim: int) -> dict[str, Any]:
     )
 
 
+def _layer_kinds(g: dict[str, Any]) -> list[tuple[int, int]]:
+    """(a block's index, how many blocks are like it): the leading dense blocks and the MoE
+    blocks after them. Every block of a kind has the same count, so a count is a product,
+    not a loop over the depth (the planner's shape search counts thousands of shapes)."""
+    L = g["L"]
+    dense = min(g["first_dense"], L) if g["E"] else L
+    return [(i, n) for i, n in ((0, dense), (dense, L - dense)) if n > 0]
+
+
 def _attn_matmul_params(g: dict[str, Any]) -> int:
     """Weights of one attention block's projections (GQA, or MLA)."""
     d, nh, hd = g["d"], g["n_head"], g["head_dim"]
@@ -310,10 +319,11 @@ def gpt_params(
     g = _gpt_shape(_as_kwargs(cfg, kwargs))
     d = g["d"]
     body = d  # final norm
-    for layer in range(g["L"]):
+    for layer, n in _layer_kinds(g):
         moe = g["E"] and layer >= g["first_dense"]
-        body += _attn_matmul_params(g) + _attn_vectors(g) + 2 * d  # + two RMSNorm gains
-        body += _mlp_matmul_params(g, layer, active) + (g["E"] if moe and g["router_bias"] else 0)
+        block = _attn_matmul_params(g) + _attn_vectors(g) + 2 * d  # + two RMSNorm gains
+        block += _mlp_matmul_params(g, layer, active) + (g["E"] if moe and g["router_bias"] else 0)
+        body += n * block
     if not embeddings:
         return body
     return body + g["V"] * d * (1 if g["tied"] else 2)
@@ -335,9 +345,9 @@ def gpt_exact_flops_per_token(cfg: Any = None, *, causal: bool = True, **kwargs:
     s = g["s"]
     ctx = (s + 1) / 2.0 if causal else float(s)
     forward = 2.0 * g["d"] * g["V"]  # the head
-    for layer in range(g["L"]):
+    for layer, n in _layer_kinds(g):
         weights = _attn_matmul_params(g) + _mlp_matmul_params(g, layer, active=True)
-        forward += 2.0 * weights + _attn_context_flops(g, ctx)
+        forward += n * (2.0 * weights + _attn_context_flops(g, ctx))
     return 3.0 * forward
 
 
@@ -357,10 +367,23 @@ def md_flops_per_token(spec: ModelSpec) -> float:
         return flops_per_token("deepseek", spec.depth, spec.width, spec.seq_len)
     g = _gpt_shape(spec_shape(spec))
     weights = sum(
-        _attn_matmul_params(g) + _mlp_matmul_params(g, layer, active=True)
-        for layer in range(g["L"])
+        n * (_attn_matmul_params(g) + _mlp_matmul_params(g, layer, active=True))
+        for layer, n in _layer_kinds(g)
     )
     return 6.0 * weights + 12.0 * g["L"] * g["d"] * g["s"]
+
+
+def available_memory() -> float | None:
+    """Bytes of memory this machine can still give a process (Linux's MemAvailable), None
+    where it does not say: what a run's or a bootstrap's memory check compares against."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def peak_flops(device: str | float) -> float:
@@ -409,6 +432,7 @@ def _check_mfu(mfu: float) -> float:
 
 __all__ = [
     "FORMULAS",
+    "available_memory",
     "GPU_PEAK_FLOPS",
     "GPU_MEMORY_GIB",
     "device_peak_flops",

@@ -237,6 +237,8 @@ def writable(field: str, path: Path | None, folder: bool = False) -> Path | None
         return None
     if not folder and path.is_dir():
         raise ConfigError(field, str(path), "a file path, not a folder")
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(field, str(path), "a folder (this is a file): another path, or remove it")
     probe = path if folder else path.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sizeup.cli.options import run_options
+from sizeup.cli.options import run_options, writable
 from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import RunConfig
 from sizeup.registry import get_optimizer
@@ -57,6 +57,7 @@ def train_cmd(
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    writable("out", out, folder=True)  # before any step: the result must have somewhere to go
     plan = _checkpointing(out, checkpoint_every, resume, keep)
     loggers = _loggers(logs, cfg, plan, out) if rank == 0 else []
     kw: dict[str, Any] = dict(progress=not quiet, loggers=loggers, checkpoint=plan)
@@ -168,6 +169,7 @@ def parametrize_cmd(
     from sizeup.optim import tensor_table
     from sizeup.train import build
 
+    writable("out", out, folder=True)
     with Output(fmt) as output:
         with optimizer_notes(True) as notes:
             built = build(cfg)

@@ -4,7 +4,7 @@ without importing torch (docs/architecture.md, "Records and registries")."""
 
 from sizeup.config.check import CheckSpec
 from sizeup.config.data import DataSpec
-from sizeup.config.fields import FieldInfo, Record, load_mapping, parse, spec
+from sizeup.config.fields import FieldInfo, Record, load_mapping, parse, read_document, spec
 from sizeup.config.model import ModelSpec
 from sizeup.config.optimizer import OptimSpec
 from sizeup.config.parametrization import ParamSpec
@@ -33,5 +33,6 @@ __all__ = [
     "json_safe",
     "load_mapping",
     "parse",
+    "read_document",
     "spec",
 ]

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,9 +44,11 @@ def spec(
     choices: Callable[[], tuple[str, ...]] | None = None,
     cli: bool = True,
     switch: str | None = None,
+    bounds: Bounds | None = None,
 ) -> Any:
     """A record field with its help, flat name, old names and (registry) choices; ``switch``:
-    a boolean's command-line spelling ("--same-batch/--fresh-batches")."""
+    a boolean's command-line spelling ("--same-batch/--fresh-batches"); ``bounds``: the range
+    a number must lie in, and why (checked wherever the value comes from)."""
     meta = {
         "help": help,
         "flat": flat,
@@ -53,8 +56,68 @@ def spec(
         "choices": choices,
         "cli": cli,
         "switch": switch,
+        "bounds": bounds,
     }
     return dataclasses.field(default=default, metadata=meta)
+
+
+def _num(x: float) -> str:
+    """A bound as a reader takes it in: 2**63-1 as such, big round numbers as 1e+06."""
+    if x == 2**63 - 1:
+        return "2**63-1"
+    if isinstance(x, int) and x >= 2**16 and x & (x - 1) == 0:
+        return f"2**{x.bit_length() - 1}"
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range a numeric field's value must lie in (``None``: unbounded on that side; open
+    ends exclude the bound itself) and ``why``: the reason, told to whoever gives a value
+    outside it."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+
+    def holds(self, x: float) -> bool:
+        """Whether ``x`` lies within the bounds."""
+        above = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        below = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return above and below
+
+    def text(self, integer: bool = False) -> str:
+        """'an integer from 0 to 2**63-1', 'a number < 0', ..."""
+        what = "an integer" if integer else "a number"
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None and not self.lo_open and not self.hi_open:
+            return f"{what} from {_num(lo)} to {_num(hi)}"
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {_num(lo)}")
+        if hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {_num(hi)}")
+        return f"{what} " + " and ".join(parts)
+
+    def check(self, name: str, raw: Any, x: float, integer: bool = False) -> None:
+        """A ConfigError naming the field, the range and why, unless ``x`` is within it."""
+        if not self.holds(x):
+            why = f" ({self.why})" if self.why else ""
+            raise ConfigError(name, raw, self.text(integer) + why)
+
+
+# Every integer field fits a signed 64-bit integer (torch's int64, SQLite's INTEGER, numpy):
+# a larger one would overflow far from where it was given.
+INT64 = Bounds(-(2**63) + 1, 2**63 - 1, why="a 64-bit integer")
+
+# The largest size of one tensor dimension (width, d_ff, vocabulary, context, a check's
+# widths): a 2**24 x 2**24 matrix alone has 2**48 entries (1 PiB in float32), more than any
+# machine holds, while products of such sizes still fit 64 bits, so the memory check can count
+# the model on the meta device and say how much it would need.
+MAX_DIM = 2**24
+DIM = Bounds(1, MAX_DIM, why="one tensor dimension; 2**24 x 2**24 is 1 PiB in float32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +135,7 @@ class FieldInfo:
     choices: Callable[[], tuple[str, ...]] | None
     cli: bool
     switch: str | None = None
+    bounds: Bounds | None = None
 
     def allowed(self) -> tuple[str, ...] | None:
         """The allowed values of a choice field (from its Literal type or its registry)."""
@@ -209,6 +273,7 @@ def _field_info(cls: type) -> tuple[FieldInfo, ...]:
                     choices=meta.get("choices"),
                     cli=meta.get("cli", True),
                     switch=meta.get("switch"),
+                    bounds=meta.get("bounds"),
                 )
             )
         _INFO[cls] = tuple(out)
@@ -231,7 +296,11 @@ def parse(info: FieldInfo, value: Any) -> Any:
     if kind is bool:
         return _parse_bool(name, value)
     if kind in (int, float):
-        return _parse_number(name, value, kind)
+        x = _parse_number(name, value, kind)
+        bounds = info.bounds or (INT64 if kind is int else None)
+        if bounds is not None:
+            bounds.check(name, value, x, integer=kind is int)
+        return x
     if kind in _SPECIAL:
         return _SPECIAL[kind](name, value)
     allowed = info.allowed()
@@ -256,6 +325,8 @@ def parse_sizes(name: str, value: Any) -> tuple[int, ...]:
         raise ConfigError(name, value, what) from None
     if len(sizes) < 2 or min(sizes) < 1 or any(b <= a for a, b in zip(sizes, sizes[1:])):
         raise ConfigError(name, value, what)
+    if max(sizes) > MAX_DIM:
+        raise ConfigError(name, value, f"sizes of at most {_num(MAX_DIM)} ({DIM.why})")
     return sizes
 
 
@@ -339,25 +410,45 @@ def fraction(name: str, value: float, lo_open: bool = False, hi: float = 1.0) ->
 
 # --- files ------------------------------------------------------------------------------------
 def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML, TOML or JSON file into a dict; a file that is missing, not UTF-8 text or
-    not valid in its format gets a ConfigError naming it and the parser's first complaint."""
+    """Read a YAML, TOML or JSON config or spec file into a dict (``read_document``), naming
+    the file unless it holds a mapping at the top level."""
+    data = read_document(path, "config")
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(path), "a mapping of field: value at the top level")
+    return data
+
+
+def read_document(path: str | Path, field: str, suffixes: tuple[str, ...] | None = None) -> Any:
+    """The one reader of sizeup's YAML, TOML and JSON files (configs, sweep specs, fit data,
+    fit.json, base shapes), by the file's suffix (``suffixes``: those allowed, default all):
+    a file that is missing, not UTF-8 text, not valid in its format or nested deeper than
+    Python's parsers recurse gets a ConfigError naming ``field``, the file and the parser's
+    first complaint, never a traceback."""
     p = Path(path)
+    allowed = suffixes or tuple(_PARSERS)
+    names = ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
     if not p.is_file():
-        raise ConfigError("config", str(p), "an existing .yaml, .yml, .toml or .json file")
+        raise ConfigError(field, str(p), f"an existing {names} file")
     suffix = p.suffix.lower()
-    if suffix not in _PARSERS:
-        raise ConfigError("config", str(p), "a file ending in .yaml, .yml, .toml or .json")
+    if suffix not in allowed or suffix not in _PARSERS:
+        raise ConfigError(field, str(p), f"a file ending in {names}")
     kind, parse_text = _PARSERS[suffix]
     try:
-        data = parse_text(p.read_text(encoding="utf-8"))
+        return parse_text(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError("config", str(p), f"UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise ConfigError(field, str(p), f"UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        # json's and yaml's parsers recurse once per level: a 100,000-deep list exhausts
+        # Python's stack long before it means anything to sizeup
+        raise ConfigError(
+            field,
+            str(p),
+            f"valid {kind} nested fewer than {sys.getrecursionlimit()} levels deep (Python's "
+            "parsers stop there)",
+        ) from None
     except ValueError as e:  # json, tomllib and yaml (via _yaml) all raise ValueErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError("config", str(p), f"valid {kind} ({first})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(p), "a mapping of field: value at the top level")
-    return data
+        raise ConfigError(field, str(p), f"valid {kind} ({first})") from None
 
 
 def _yaml(text: str) -> Any:

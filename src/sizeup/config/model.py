@@ -14,9 +14,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from sizeup.choices import AttnScale
-from sizeup.config.fields import Record, non_negative, positive, spec
+from sizeup.config.fields import DIM, Bounds, Record, non_negative, positive, spec
 from sizeup.errors import ConfigError
 from sizeup.registry import get_model, model_names
+
+# The deepest model: twice the deepest transformer trained (DeepNet, 1,000 layers); the memory
+# check counts a model block by block on the meta device, which takes seconds per thousand.
+MAX_DEPTH = 2048
+DEPTH = Bounds(1, MAX_DEPTH, why="twice the deepest transformer trained, DeepNet's 1,000 layers")
 
 
 @dataclass(frozen=True)
@@ -32,25 +37,32 @@ class ModelSpec(Record):
         flat="model",
         choices=model_names,
     )
-    width: int = spec(128, "d_model (GPT) or hidden width (MLP).", aliases=("d_model",))
-    depth: int = spec(2, "Transformer blocks, or hidden layers of the MLP.", aliases=("n_layer",))
-    head_dim: int = spec(32, "Head size; width / head_dim heads at every width (unless n_head).")
+    width: int = spec(128, "d_model (GPT) or hidden width (MLP).", aliases=("d_model",), bounds=DIM)
+    depth: int = spec(
+        2, "Transformer blocks, or hidden layers of the MLP.", aliases=("n_layer",), bounds=DEPTH
+    )
+    head_dim: int = spec(
+        32, "Head size; width / head_dim heads at every width (unless n_head).", bounds=DIM
+    )
     n_head: int | None = spec(
         None,
         "A fixed number of heads instead: head_dim = width / n_head grows with width "
         "(muP's infinite-width limit).",
+        bounds=DIM,
     )
     n_kv_head: int | None = spec(
         None,
         "Key/value heads (GQA) at this width (None: one per head); other widths keep the ratio.",
+        bounds=DIM,
     )
-    seq_len: int = spec(128, "Context length in tokens.")
-    vocab_size: int = spec(256, "Vocabulary size (256: bytes).")
+    seq_len: int = spec(128, "Context length in tokens.", bounds=DIM)
+    vocab_size: int = spec(256, "Vocabulary size (256: bytes).", bounds=DIM)
     mlp_ratio: float = spec(8 / 3, "SwiGLU hidden size / width (unless d_ff).")
     d_ff: int | None = spec(
         None,
         "SwiGLU hidden size at this width (None: round(mlp_ratio x width)); other widths "
         "scale it in proportion.",
+        bounds=DIM,
     )
     attn_scale: AttnScale = spec("1/d", "Attention logit scale: 1/d (muP) or 1/sqrt(d) (SP).")
     qk_norm: bool = spec(False, "RMSNorm on queries and keys (per head).")
@@ -60,7 +72,7 @@ class ModelSpec(Record):
     top_k: int = spec(2, "MoE: experts per token.")
     n_shared_experts: int = spec(0, "MoE: always-active (shared) experts.")
     expert_hidden: int | None = spec(
-        None, "MoE: each expert's hidden size at this width (None: the dense d_ff)."
+        None, "MoE: each expert's hidden size at this width (None: the dense d_ff).", bounds=DIM
     )
     first_dense: int = spec(0, "MoE: leading blocks that stay dense.")
 

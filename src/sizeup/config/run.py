@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sizeup.choices import DType
-from sizeup.config.fields import Record, non_negative, positive, spec
+from sizeup.config.fields import Bounds, Record, non_negative, positive, spec
+
+# Seeds: numpy's generators take only non-negative seeds; below 2**63 a seed, and the seed + k
+# of a check's k-th seed, stays within torch.manual_seed's 64 bits and SQLite's integers.
+MAX_SEED = 2**63 - 1
+SEED_WHY = "numpy takes non-negative seeds; torch and the study store 64-bit integers"
+# Threads: the largest two-socket servers have 768 hardware threads; more threads than the
+# machine has only make every op wait on the others (and a config may travel to another host,
+# so the cap is not this machine's count).
+MAX_THREADS = 1024
+THREADS_WHY = "the largest machines have 768 hardware threads"
 
 
 @dataclass(frozen=True)
@@ -18,10 +28,18 @@ class RunSpec(Record):
 
     SECTION = "run"
 
-    seed: int = spec(0, "Seed of the init and the data order.")
+    seed: int = spec(
+        0,
+        "Seed of the init and the data order.",
+        bounds=Bounds(0, MAX_SEED, why=SEED_WHY),
+    )
     device: str = spec("cpu", "Torch device: cpu, cuda, cuda:N or mps.")
     dtype: DType = spec("float32", "Weights' dtype: float32, float64 or bfloat16.")
-    threads: int = spec(1, "Torch threads per run on CPU.")
+    threads: int = spec(
+        1,
+        "Torch threads per run on CPU.",
+        bounds=Bounds(1, MAX_THREADS, why=THREADS_WHY),
+    )
     diverge_factor: float = spec(3.0, "A loss above this x the initial loss counts as diverged.")
     fsdp: bool = spec(False, "Shard parameters, gradients and optimizer state with FSDP2.")
     compile: bool = spec(False, "torch.compile the model the step calls.")

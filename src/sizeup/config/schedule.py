@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sizeup.choices import Cooldown, Schedule
-from sizeup.config.fields import Record, fraction, positive, spec
+from sizeup.config.fields import Bounds, Record, fraction, positive, spec
 from sizeup.errors import ConfigError
 from sizeup.schedules import (
     DEEPSEEK_LLM_MILESTONES,
@@ -45,8 +45,16 @@ class ScheduleSpec(Record):
         "multistep: 'q:m,q:m' (after fraction q of the tokens, lr x m); None: DeepSeek LLM's "
         "0.8:0.316,0.9:0.1.",
     )
-    power_a: float | None = spec(None, "power: a in lr = min(lr, a n^b), n the tokens seen.")
-    power_b: float | None = spec(None, "power: the exponent b (< 0).")
+    power_a: float | None = spec(
+        None,
+        "power: a in lr = min(lr, a n^b), n the tokens seen.",
+        bounds=Bounds(0, lo_open=True, why="a learning rate's coefficient"),
+    )
+    power_b: float | None = spec(
+        None,
+        "power: the exponent b (< 0).",
+        bounds=Bounds(hi=0, hi_open=True, why="the lr decays as the tokens seen grow"),
+    )
 
     def check(self) -> None:
         """Positive steps, warmup within them, a fraction for decay_frac, power's a and b."""

@@ -11,6 +11,7 @@ from sizeup.choices import RESAMPLES
 from sizeup.errors import ConfigError, DataError, check_choice, check_positive
 from sizeup.laws.forms import PowerLaw, group_budgets
 from sizeup.laws.intervals import (
+    check_resampling,
     line_prediction_interval,
     noise_draws,
     noise_scale,
@@ -604,14 +605,14 @@ def resample_kind(resample: str, n_points: int, n_params: int) -> str:
     return "points" if n_points >= POINTS_PER_PARAM_FOR_CASES * n_params else "parametric"
 
 
-def _check_approach3_options(delta: float, bootstrap: int, level: float, resample: str) -> None:
+def _check_approach3_options(
+    delta: float, bootstrap: int, seed: int, level: float, resample: str, n: int, starts: int
+) -> None:
     check_choice("resample", resample, RESAMPLES)
-    if not delta > 0:
-        raise ConfigError("delta", delta, "a Huber threshold > 0")
-    if bootstrap < 0:
-        raise ConfigError("bootstrap", bootstrap, "an integer >= 0")
-    if not 0 < level < 1:
-        raise ConfigError("level", level, "a fraction in (0, 1)")
+    if not 0 < delta < np.inf:
+        raise ConfigError("delta", delta, "a finite Huber threshold > 0")
+    # each resample x start holds its weights, log losses and L-BFGS state over the n points
+    check_resampling(bootstrap, seed, level, bytes_each=8.0 * max(1, starts) * (12 * n + 64))
 
 
 def _prepare_points(
@@ -656,7 +657,7 @@ def fit_approach3(
     distinct full-data optima; `resample` says how (resample_kind). The measured noise is kept
     for prediction intervals either way.
     """
-    _check_approach3_options(delta, bootstrap, level, resample)
+    _check_approach3_options(delta, bootstrap, seed, level, resample, np.size(L), boot_starts)
     n_par = 4 if tie_exponents else 5
     N, D, L, w, dropped, warns = _prepare_points(N, D, L, weights, drop_highest_k, n_par)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
@@ -901,6 +902,11 @@ class AllocationFit:
         return d
 
 
+# Bytes per resample and point of _bootstrap_exponent: its indices, both logs, their
+# deviations and products (float64), with temporaries.
+_EXPONENT_BYTES = 8 * 8
+
+
 def _bootstrap_exponent(
     C: np.ndarray, y: np.ndarray, n_boot: int, seed: int, level: float
 ) -> tuple[float, float] | None:
@@ -935,6 +941,7 @@ def fit_approach1(
     of the loss-vs-FLOPs curves); with n_bins, only the lowest loss per log-spaced bin is kept.
     """
     N, D, L = _check_points(N, D, L, min_points=3)
+    check_resampling(bootstrap, seed, level, bytes_each=_EXPONENT_BYTES * N.size)
     C = 6.0 * N * D if C is None else np.asarray(C, dtype=float)
     order = np.argsort(C, kind="stable")
     best = np.inf
@@ -997,7 +1004,14 @@ def fit_approach2(
     """
 
     check_choice("method", method, APPROACH2_METHODS)
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1
+    ):
+        raise ConfigError(
+            "window", window, "an integer >= 1: points either side of the lowest (3+ in all)"
+        )
     N, D, L = _check_points(N, D, L, min_points=3)
+    check_resampling(bootstrap, seed, level, bytes_each=_EXPONENT_BYTES * N.size)
     if np.unique(N).size < 2:
         raise DataError(
             f"model sizes={np.unique(N).tolist()} is not allowed: approach 2 needs several model "

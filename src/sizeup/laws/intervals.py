@@ -13,9 +13,47 @@ give its nonlinear form).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
-from sizeup.errors import DataError
+from sizeup.config import RunSpec
+from sizeup.errors import ConfigError, DataError
+from sizeup.flops import available_memory
+
+# Resamples a fit's bootstrap may take: percentile intervals settle at 1,000-2,000 (Efron &
+# Tibshirani 1993, ch. 19); 100,000 is fifty times that, and a fit that refits every resample
+# in turn (the mixing law) would take hours beyond it.
+MAX_BOOTSTRAP = 100_000
+
+
+def check_resampling(bootstrap: Any, seed: Any, level: Any, bytes_each: float) -> None:
+    """The options every fit's bootstrap reads, checked before any work: ``bootstrap`` an
+    integer from 0 to MAX_BOOTSTRAP whose arrays (``bytes_each`` per resample) fit in the
+    memory free now, ``seed`` a seed as a run's (RunSpec.seed's bounds), ``level`` in (0, 1)."""
+    integer = isinstance(bootstrap, (int, np.integer)) and not isinstance(bootstrap, bool)
+    if not integer or not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(
+            "bootstrap",
+            bootstrap,
+            f"an integer from 0 to {MAX_BOOTSTRAP:,} (percentile intervals settle at 1,000-2,000)",
+        )
+    seed_field = next(i for i in RunSpec.field_info() if i.name == "seed")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError("seed", seed, "an integer")
+    if seed_field.bounds is not None:
+        seed_field.bounds.check("seed", seed, int(seed), integer=True)
+    if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level < 1):
+        raise ConfigError("level", level, "a fraction in (0, 1), e.g. 0.9")
+    need, have = bootstrap * bytes_each, available_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            "bootstrap",
+            bootstrap,
+            f"fewer resamples: {bootstrap:,} need about {need / 2**30:.1f} GiB and "
+            f"{have / 2**30:.1f} GiB is free (at most {int(have // bytes_each):,})",
+        )
 
 
 def normalized_weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -6,14 +6,13 @@ user's own column names work through `--params-col`, `--tokens-col` and friends.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sizeup.config import RunConfig
-from sizeup.errors import DataError, StoreError
+from sizeup.config import RunConfig, read_document
+from sizeup.errors import DataError, SizeupError, StoreError
 from sizeup.sweep.store import Store
 
 # column names tried, in order, when the user names none
@@ -52,7 +51,7 @@ def load_table(path: str | Path, include_diverged: bool = False) -> pd.DataFrame
                 f"data={str(p)!r} is not allowed: a .csv, .parquet, .json, .jsonl or study .db file"
             )
     except (ValueError, OSError) as e:
-        if isinstance(e, DataError):
+        if isinstance(e, SizeupError):  # already names the file and what is wrong
             raise
         raise DataError(f"data={str(p)!r} is not allowed: a readable table ({e})") from e
     if df.empty:
@@ -67,7 +66,7 @@ def _is_sqlite(p: Path) -> bool:
 
 def _read_json(p: Path) -> pd.DataFrame:
     """A list of records, a dict of columns, or {"points": [...]}."""
-    data = json.loads(p.read_text())
+    data = read_document(p, "data", (".json",))
     if isinstance(data, dict) and "points" in data:
         data = data["points"]
     return pd.DataFrame(data)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sizeup.errors import ConfigError, DataError
-from sizeup.laws.intervals import noise_scale, percentile_interval
+from sizeup.laws.intervals import check_resampling, noise_scale, percentile_interval
 
 
 @dataclass(frozen=True)
@@ -288,6 +288,7 @@ def fit_mixing(
     refits on parametric resamples (each run's losses redrawn from the fitted laws with their
     measured log-loss noise) and reports the spread of the best mixture."""
     P, Y = _check_mixing_data(P, losses)
+    check_resampling(bootstrap, seed, level, bytes_each=8.0 * P.shape[1])  # one optimum each
     R, M = P.shape
     T = Y.shape[1]
     domains = list(domains) if domains else [f"domain{j}" for j in range(M)]

@@ -15,7 +15,6 @@ primary source is not here (docs/laws.md lists them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from sizeup.choices import (
     LawKind,
     NDefinition,
 )
+from sizeup.config import read_document
 from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
 from sizeup.laws.forms import LogLaw, PowerLaw
@@ -452,10 +452,7 @@ def load_fit(path: str | Path) -> LawPreset:
         raise DataError(
             f"fit={str(p)!r} is not allowed: an existing fit.json written by `sizeup fit`"
         )
-    try:
-        d = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"fit={str(p)!r} is not allowed: valid JSON ({e})") from None
+    d = read_document(p, "fit", (".json",))
     if not isinstance(d, dict):
         raise DataError(
             f"fit={str(p)!r} is not allowed: a fit.json object written by `sizeup fit` "

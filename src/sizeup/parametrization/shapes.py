@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sizeup.config import read_document
 from sizeup.errors import ConfigError
 from sizeup.wrapping import canonical_name, full_tensor
 
@@ -82,10 +83,7 @@ def load_base(obj: Any, field: str) -> BaseRef | None:
 def _read_json(path: Path, field: str) -> Mapping:
     if not path.exists():
         raise ConfigError(field, str(path), "a model or an existing base-shapes JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(field, str(path), f"a JSON base-shapes file ({e})") from e
+    data = read_document(path, field, (".json",))
     if not isinstance(data, Mapping):
         raise ConfigError(field, str(path), "a JSON object of name -> shape")
     return data

@@ -164,6 +164,16 @@ def flops_per_token(model: ModelSpec, convention: str) -> float:
     return md_flops_per_token(model)
 
 
+# The deepest family shape the planner searches (deeper than any transformer trained: DeepNet's
+# 1,000 layers); a larger target needs an explicit --width and --depth.
+MAX_FAMILY_DEPTH = 2000
+
+
+def _band(centre: float) -> tuple[int, int]:
+    """The head counts tried around ``centre`` (the aspect ratio's): within a factor 1.25."""
+    return max(1, math.floor(centre / 1.25)), max(1, math.ceil(centre * 1.25))
+
+
 def shape_for(
     size: float,
     template: ModelSpec,
@@ -189,12 +199,23 @@ def shape_for(
         )
         return rounded(s, rule)
 
+    deepest = at(MAX_FAMILY_DEPTH, _band(rule.aspect_ratio * MAX_FAMILY_DEPTH / hd)[1], None)
+    if size > 1.25 * measure(deepest):
+        # beyond the deepest shape the rule builds, the search would try every depth and
+        # heads count up to it (minutes) and return a shape far smaller than asked
+        unit = "parameters" if convention == "6ND" else "FLOPs per token (M)"
+        raise ConfigError(
+            "size",
+            f"{size:.4g}",
+            f"at most {1.25 * measure(deepest):.3g} {unit} for a family shape (the rule's "
+            f"deepest, depth {MAX_FAMILY_DEPTH} x width {deepest.width:,}, has "
+            f"{measure(deepest):.3g}); give --width and --depth for a larger model",
+        )
     best: tuple[float, ModelSpec] | None = None
-    for L in range(1, 2001):
+    for L in range(1, MAX_FAMILY_DEPTH + 1):
         # widths in head_dim steps (of the allowed head counts) within a band around the
         # aspect ratio; over the depths this lands within a few % of the target.
-        centre = rule.aspect_ratio * L / hd
-        lo, hi = max(1, math.floor(centre / 1.25)), max(1, math.ceil(centre * 1.25))
+        lo, hi = _band(rule.aspect_ratio * L / hd)
         for heads in range(lo, hi + 1):
             if (kv is not None and heads % kv) or not friendly_heads(heads, rule.head_multiple):
                 continue
@@ -275,7 +296,10 @@ class Laws(Record):
             if v is not None and not v[0] > 0:
                 raise ConfigError(name, getattr(self, name), what)
             object.__setattr__(self, name, v)
-        rng = _numbers("fit_range", self.fit_range, 2, "'Cmin,Cmax' in FLOPs")
+        what = "'Cmin,Cmax' in FLOPs, 0 < Cmin < Cmax (finite)"
+        rng = _numbers("fit_range", self.fit_range, 2, what)
+        if rng is not None and not 0 < rng[0] < rng[1] < math.inf:
+            raise ConfigError("fit_range", self.fit_range, what)
         object.__setattr__(self, "fit_range", rng)
         object.__setattr__(self, "compare_laws", _preset_list(self.compare_laws))
 

@@ -148,7 +148,17 @@ def size_stage(target: Target, given: dict[str, Any], rule: ShapeRule, law: Any)
         st.explain[:0] = [vocab, _shape_note(model, template, rule)]
         return st
     size, what, convention, ex = _size_target(target, law)
-    model = shape_for(size, template, rule, convention)
+    try:
+        model = shape_for(size, template, rule, convention)
+    except ConfigError as e:
+        if e.field != "size":
+            raise
+        # name what the user gave, not the size the planner derived from it
+        field = "params" if target.params is not None else "compute"
+        value = target.params if target.params is not None else target.compute
+        raise ConfigError(
+            field, value, f"a target whose {what} ({e.value}) is {e.allowed}"
+        ) from None
     N = params(model)
     got = N if convention == "6ND" else flops_per_token(model, "MD")
     ex += [

@@ -15,6 +15,7 @@ from torch import nn
 from sizeup.config import RunConfig
 from sizeup.data import make_data
 from sizeup.errors import ConfigError
+from sizeup.flops import available_memory
 from sizeup.models import build_model, num_params
 from sizeup.optim import BuildContext, transfer_horizon
 from sizeup.parametrization import Parametrization, parametrize
@@ -85,14 +86,7 @@ def check_memory(cfg: RunConfig) -> None:
 def _available_bytes(device: str) -> float | None:
     if device.startswith("cuda"):
         return float(torch.cuda.mem_get_info(torch.device(device))[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_memory()
 
 
 def base_blocks(cfg: RunConfig) -> int:
