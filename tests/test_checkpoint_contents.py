@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from small_configs import SMALL_GPT
+from test_inputs import assert_named, cli
 
 from sizeup.config import RunConfig
 from sizeup.errors import CheckpointError
 from sizeup.train import Checkpointing, run
 from sizeup.train import checkpoint as ckpt
-from test_inputs import assert_named, cli
 
 TINY = RunConfig(
     **{**SMALL_GPT, "width": 32, "steps": 2, "batch_size": 4, "eval_every": 0, "eval_batches": 1}

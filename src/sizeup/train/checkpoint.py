@@ -317,17 +317,17 @@ def load(path: str | Path) -> tuple[Path, dict]:
         raise CheckpointError(
             refusal(pt, f"cannot be read by torch.load(weights_only=True): {_torch_reason(e)}")
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or not _equal(state.get("format"), FORMAT):
         raise CheckpointError(refusal(pt, "is not a sizeup checkpoint"))
     saved = state.get("config")
     if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
         raise CheckpointError(refusal(pt, f"holds config={_kind(saved)}, not a run config"))
-    if state.get("version") != VERSION:
+    if not _equal(state.get("version"), VERSION):
         raise CheckpointError(
             f"checkpoint file {pt} has format version {state.get('version')!r}; this sizeup "
             f"reads version {VERSION}"
         )
-    if state.get("step") != record.get("step"):
+    if not (_is_int(state.get("step")) and _equal(state.get("step"), record.get("step"))):
         raise CheckpointError(
             refusal(
                 pt, f"holds step={state.get('step')!r} but its sidecar says {record.get('step')!r}"
@@ -388,6 +388,14 @@ def read(
 # traceback from deep inside torch halfway through a restore.
 SECTIONS = ("step", "config", "model", "optimizer", "scheduler", "trainer", "result", "rng")
 HISTORY = ("steps", "train_loss", "val_steps", "val_loss")  # the loss curves a resume continues
+# An optimizer param group's values are set from the run config, and a checkpoint's must equal
+# the resuming run's (a beta above 1 would overflow torch's bias correction), except those that
+# change as a run goes - the lr (its schedule), schedule-free AdamW's step count, weight sum and
+# largest lr - which are checked for their kind, and the kernel choice (foreach, fused), which is
+# the resuming machine's (the device may change between a checkpoint and its resume).
+RUNNING = ("lr", "k", "weight_sum", "lr_max", "scheduled_lr", "train_mode")
+KERNELS = ("foreach", "fused")
+LARGEST_INT = 2**53  # a counter beyond this is no run's (and floats cannot hold it exactly)
 
 
 class _Bad(Exception):
@@ -444,8 +452,8 @@ def check(
             raise _Bad(f"holds model weights that do not fit the model ({problem})")
         _check_optimizer(state["optimizer"], model, optimizer)
         _check_scheduler(state["scheduler"], scheduler)
-        _check_trainer(state["trainer"])
-        _check_result(state["result"])
+        _check_trainer(state["trainer"], state["step"])
+        _check_result(state["result"], state["step"])
         _check_rng(state["rng"])
     except _Bad as e:
         raise CheckpointError(refusal(pt, str(e))) from None
@@ -506,13 +514,42 @@ def _check_optimizer(saved: Any, model: nn.Module, optimizer: Any) -> None:
         names = {id(p): canonical_name(n) for n, p in model.named_parameters()}
         for i, (g, own) in enumerate(zip(groups, live)):
             own = {**own, "params": [names.get(id(p), "?") for p in own["params"]]}
-            _same_kind(g, own, f"optimizer['param_groups'][{i}]")
+            _check_group(g, own, f"optimizer['param_groups'][{i}]")
     for i, g in enumerate(groups):
         names = g.get("params")
         ok = isinstance(names, list) and all(isinstance(n, str) and n in params for n in names)
         where = f"optimizer['param_groups'][{i}]['params']"
         _need(ok, where, names, "a list of the model's parameter names")
     _check_state(saved["state"], groups, params)
+
+
+def _check_group(saved: Mapping, own: dict, where: str) -> None:
+    """One param group against the live optimizer's: every key there; the values that change as
+    a run goes (``RUNNING``) and the kernel choice (``KERNELS``) of the kinds the live group
+    holds, every other value (set from the config, and the parameters' names) equal to it."""
+    for k, v in own.items():
+        at = f"{where}[{k!r}]"
+        _need(k in saved, at, None, f"a value like {_kind(v)}")
+        if k in RUNNING or k in KERNELS:
+            _same_kind(saved[k], v, at)
+        else:
+            _need(
+                _equal(saved[k], v), at, saved[k], f"{_kind(v)} (this run's, set from its config)"
+            )
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """a equals b, of the same type (a tuple and a list alike: torch.save may turn one into the
+    other)."""
+    if isinstance(b, (list, tuple)):
+        return (
+            isinstance(a, (list, tuple))
+            and len(a) == len(b)
+            and all(_equal(x, y) for x, y in zip(a, b))
+        )
+    if torch.is_tensor(b):
+        return _fits(a, b) and bool(torch.equal(a, b))
+    return type(a) is type(b) and a == b
 
 
 def _check_state(state: Any, groups: list, params: dict[str, torch.Tensor]) -> None:
@@ -568,7 +605,8 @@ def _slots(entry: Any, param: torch.Tensor, where: str) -> list[tuple[str, str]]
 
 def _same_kind(saved: Any, live: Any, where: str) -> None:
     """``saved`` holds the kind of value ``live`` does (recursively): a bool (or None) for a
-    flag, an integer for an integer (>= 0 for one >= 0), a finite number for a finite float,
+    flag, an integer for an integer (in [0, LARGEST_INT] for one >= 0), a finite number for a
+    float (>= 0 for one >= 0),
     the same string (names and choices do not change within a run), a sequence as long, a
     tensor of the same shape and dtype, a dict with every key."""
     if isinstance(live, (list, tuple)):
@@ -589,9 +627,10 @@ def _same_scalar(saved: Any, live: Any) -> bool:
     if live is None or isinstance(live, bool):
         return saved is None or isinstance(saved, bool)
     if _is_int(live):
-        return _is_int(saved) and (saved >= 0 or live < 0)
+        return _is_int(saved) and abs(saved) <= LARGEST_INT and (saved >= 0 or live < 0)
     if isinstance(live, float):
-        return _is_number(saved) and (math.isfinite(saved) or not math.isfinite(live))
+        finite = _is_number(saved) and math.isfinite(saved)
+        return finite and (saved >= 0 or live < 0)
     if isinstance(live, str):
         return saved == live
     if torch.is_tensor(live):
@@ -603,9 +642,9 @@ def _scalar_kind(live: Any) -> str:
     if live is None or isinstance(live, bool):
         return "True, False or None"
     if _is_int(live):
-        return "an integer" + (" >= 0" if live >= 0 else "")
+        return "an integer" + (f" in [0, {LARGEST_INT}]" if live >= 0 else "")
     if isinstance(live, float):
-        return "a finite number"
+        return "a finite number" + (" >= 0" if live >= 0 else "")
     if isinstance(live, str) or torch.is_tensor(live):
         return _kind(live)
     return f"a {type(live).__name__}"
@@ -622,16 +661,16 @@ def _check_scheduler(saved: Any, scheduler: Any) -> None:
     _same_kind(saved, own, "scheduler")
 
 
-def _check_trainer(t: Any) -> None:
-    """The divergence reference (a number or None), the diverged step (an integer >= 0 or
-    None) and the monitors' history (lists of records by monitor)."""
+def _check_trainer(t: Any, step: int) -> None:
+    """The divergence reference (a number or None), the diverged step (a step before ``step``,
+    or None) and the monitors' history (lists of records by monitor)."""
     keys = ("reference", "diverged_step", "diagnostics")
     ok = isinstance(t, Mapping) and all(k in t for k in keys)
     _need(ok, "trainer", t, "a dict of " + ", ".join(keys))
     ref, div, diag = t["reference"], t["diverged_step"], t["diagnostics"]
     _need(ref is None or _is_number(ref), "trainer['reference']", ref, "a number or None")
-    ok = div is None or (_is_int(div) and div >= 0)
-    _need(ok, "trainer['diverged_step']", div, "an integer >= 0 or None")
+    ok = div is None or (_is_int(div) and 0 <= div <= step)
+    _need(ok, "trainer['diverged_step']", div, f"a step in [0, {step}] or None")
     ok = diag is None or (
         isinstance(diag, Mapping)
         and all(
@@ -641,16 +680,17 @@ def _check_trainer(t: Any) -> None:
     _need(ok, "trainer['diagnostics']", diag, "a dict of lists of records by monitor")
 
 
-def _check_result(result: Any) -> None:
+def _check_result(result: Any, step: int) -> None:
     """None (a checkpoint of a WSD trunk holds no loss curves), or the run's loss curves so
-    far: steps (integers >= 0) with a loss (a number or None) each, the initial validation loss."""
+    far: steps (in [0, ``step``]) with a loss (a number or None) each, the initial validation
+    loss."""
     if result is None:
         return
     _need(isinstance(result, Mapping), "result", result, "the run's result so far (a dict)")
     for steps, losses in (("steps", "train_loss"), ("val_steps", "val_loss")):
         s, v = result.get(steps), result.get(losses)
-        ok = isinstance(s, list) and all(_is_int(x) and x >= 0 for x in s)
-        _need(ok, f"result[{steps!r}]", s, "a list of steps >= 0")
+        ok = isinstance(s, list) and all(_is_int(x) and 0 <= x <= step for x in s)
+        _need(ok, f"result[{steps!r}]", s, f"a list of steps in [0, {step}]")
         ok = isinstance(v, list) and len(v) == len(s) and all(x is None or _is_number(x) for x in v)
         _need(ok, f"result[{losses!r}]", v, f"a list of {len(s)} losses (one per {steps})")
     v = result.get("initial_val_loss")
@@ -694,7 +734,7 @@ def history(state: dict) -> dict[str, Any]:
 
 
 def restore(trainer: Any, state: dict) -> None:
-    """Put a checked checkpoint into ``trainer`` (built from the same config): weights,
+    """Put a checkpoint ``read`` checked into ``trainer`` (built from the same config): weights,
     optimizer, scheduler, step, divergence record, monitor history and generator states. Every
     rank calls it with the full state (FSDP2 keeps its own shard)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
@@ -705,6 +745,8 @@ def restore(trainer: Any, state: dict) -> None:
     state_of = trainer.optimizer.state
     for p in [p for p, st in state_of.items() if not st]:
         del state_of[p]
+    groups = trainer.optimizer.param_groups
+    kernels = [{k: g[k] for k in KERNELS if k in g} for g in groups]
     set_state_dict(
         trainer.model,
         trainer.optimizer,
@@ -712,6 +754,8 @@ def restore(trainer: Any, state: dict) -> None:
         optim_state_dict=state["optimizer"],
         options=StateDictOptions(full_state_dict=True),
     )
+    for g, own in zip(trainer.optimizer.param_groups, kernels):
+        g.update(own)  # this machine's kernels (a GPU run's fused AdamW resumes on a CPU)
     if trainer.scheduler is not None and state["scheduler"] is not None:
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(trainer.scheduler.lr_lambdas)
