@@ -195,11 +195,11 @@ def _from_run(cfg: RunConfig, weights: tuple[str, Path]) -> Any:
     from sizeup.train.build import build_models, parametrize_run
 
     field, path = weights
+    model, base, delta = build_models(cfg)
     if field == "checkpoint" or _is_checkpoint(path):
-        state = _checkpoint_weights(field, path, cfg)
+        state = _checkpoint_weights(field, path, cfg, model)
     else:
         state = _state_dict(field, path)
-    model, base, delta = build_models(cfg)
     p = parametrize_run(cfg, model, base, delta, init=False)
     _load_into(model, state, field, path)
     return p
@@ -211,15 +211,16 @@ def _is_checkpoint(path: Path) -> bool:
     return path.is_dir() or path.suffix == ".json" or path.with_suffix(".json").is_file()
 
 
-def _checkpoint_weights(field: str, path: Path, cfg: RunConfig) -> dict[str, Any]:
+def _checkpoint_weights(field: str, path: Path, cfg: RunConfig, model: Any) -> dict[str, Any]:
     """The model state of the checkpoint at ``path``, read and verified by the checkpoint
-    module (weights_only, size and SHA-256, format) and written by ``cfg``."""
+    module (weights_only, size and SHA-256, format), written by ``cfg``, and its contents checked
+    by the same check a resume makes (sizeup.train.checkpoint.check, with ``model``)."""
     from sizeup.train import checkpoint as ckpt
 
+    allowed = CHECKPOINT if field == "checkpoint" else EXPORTABLE
     try:
         pt, state = ckpt.load(path)
     except CheckpointError as e:
-        allowed = CHECKPOINT if field == "checkpoint" else EXPORTABLE
         raise ConfigError(field, str(path), f"{allowed}; {e}") from None
     diff = ckpt.config_diff(state["config"], cfg)
     if diff:
@@ -229,6 +230,10 @@ def _checkpoint_weights(field: str, path: Path, cfg: RunConfig) -> dict[str, Any
             f"a checkpoint of the run -c describes: {pt} was written by another run config "
             f"({'; '.join(diff)}); export with the config that trained it (-c, --set FIELD=VALUE)",
         )
+    try:
+        ckpt.check(pt, state, model)
+    except CheckpointError as e:
+        raise ConfigError(field, str(path), f"{allowed}; {e}") from None
     return state["model"]
 
 
@@ -256,18 +261,11 @@ def _state_dict(field: str, path: Path) -> dict[str, Any]:
 
 
 def _load_into(model: Any, state: dict[str, Any], field: str, path: Path) -> None:
-    """Load ``state`` into the model -c describes; keys or shapes that do not match are named."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
-            if keys
-        ]
-        raise ConfigError(
-            field, str(path), f"a state_dict of the model -c describes ({'; '.join(parts)})"
-        )
+    """Load ``state`` into the model -c describes; keys, shapes or dtypes that do not match are
+    named (sizeup.train.checkpoint.model_problem: the check a resume makes)."""
+    from sizeup.train.checkpoint import model_problem
+
+    problem = model_problem(state, model)
+    if problem:
+        raise ConfigError(field, str(path), f"a state_dict of the model -c describes ({problem})")
     model.load_state_dict(state)

@@ -112,11 +112,10 @@ def _resume(
     side = ckpt.latest(checkpoint.directory)
     if side is None:
         return False
-    state = ckpt.read(side, cfg)
+    state = ckpt.read(side, cfg, trainer=trainer)  # every part checked before any is applied
     ckpt.restore(trainer, state)
-    before = RunResult.from_dict(state["result"])
-    for k in ("steps", "train_loss", "val_steps", "val_loss", "initial_val_loss"):
-        setattr(res, k, getattr(before, k))
+    for k, v in ckpt.history(state).items():
+        setattr(res, k, v)
     res.resumed_from = trainer.step
     return True
 

@@ -387,7 +387,7 @@ class Trainer:
         of ``config`` (fields in ``ignore`` may differ) into this trainer, built from
         ``config``; returns the checkpoint's contents."""
 
-        state = checkpoint.read(path, config, ignore)
+        state = checkpoint.read(path, config, ignore, trainer=self)
         checkpoint.restore(self, state)
         return state
 
