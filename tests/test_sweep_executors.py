@@ -189,3 +189,51 @@ def test_workers_print_each_sizeup_warning_kind_once():
     ]
     assert len([t for t in text if t.startswith("decay")]) == 1
     assert len([t for t in text if t.startswith("someone else's")]) == 3
+
+
+# issue 23, item 12: a worker's death is said with its cause, not only counted in attempts
+def test_a_killed_worker_s_cause_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIZEUP_SYNTH_LOG", str(tmp_path / "log.txt"))
+
+    def sweep(name, sources):
+        spec = {"axes": {"lr": [2.0**-8], "data": sources}}
+        rep = run_sweep(spec, tmp_path / name, runner=synthetic_run, workers=2, progress=False)
+        with Store(tmp_path / name) as st:
+            return rep, {t.config.data.source: t for t in st.trials()}
+
+    # dies on its first start (SIGKILL, as the out-of-memory killer), finishes when run again
+    # alone: done, and why it took two attempts is in its error column
+    rep, trials = sweep("once.db", ["builtin", "kill_once"])
+    once = trials["kill_once"]
+    assert once.status == "done" and once.attempts == 2 and not rep.failed
+    assert "attempt 1: a worker of its pool exited with signal 9 (SIGKILL)" in once.error
+    assert any("signal 9" in c for c in rep.deaths[once.id])
+    # dies every time: failed, with its own worker's exit status
+    rep, trials = sweep("dead.db", ["kill", "die"])
+    killed, died = trials["kill"], trials["die"]
+    assert killed.status == "failed" and "its worker exited with signal 9 (SIGKILL)" in killed.error
+    assert died.status == "failed" and "its worker exited with code 3" in died.error
+    assert set(rep.failed) == {killed.id, died.id}
+    assert "signal 9 (SIGKILL)" in rep.failed[killed.id]
+
+
+def test_sweep_exits_1_and_names_the_failed_trials(tmp_path):
+    # issue 23, item 12: `sizeup sweep` exited 0 with a failed trial in the study
+    import numpy as np
+    import yaml
+    from test_inputs import cli
+
+    np.full(2000, 60000, dtype=np.uint16).tofile(tmp_path / "bad.bin")  # ids past the vocab
+    base = dict(width=16, base_width=16, depth=1, head_dim=8, seq_len=16, batch_size=4, steps=2)
+    spec = {"base": {**base, "eval_batches": 1}, "axes": {"data": ["builtin", "bad.bin"]}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    r = cli("sweep", "spec.yaml", "--store", "s.db", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    with Store(tmp_path / "s.db") as st:
+        (bad,) = st.trials("failed")
+        assert len(st.trials("done")) == 1  # the good trial still ran
+    assert "1 trial(s) of this spec failed" in r.stdout and "--retry-failed" in r.stdout
+    assert f"  {bad.id}: DataError: data='bad.bin': token id 60000 is >= vocab_size" in r.stdout
+    # run again: nothing to run, the failed trial is still there, still exit 1
+    again = cli("sweep", "spec.yaml", "--store", "s.db", cwd=tmp_path)
+    assert again.returncode == 1 and bad.id in again.stdout

@@ -51,6 +51,54 @@ def test_nan_lr_run_is_recorded_as_diverged(tmp_path):
     assert blown.diverged and blown.train_loss[-1] > 100
 
 
+# issue 23, item 12: a run that collapses to the uniform predictor (ln 256 on the byte corpus)
+# is diverged, not done; a run that merely learns slowly is not.
+COLLAPSE = dict(SMALL, width=32, base_width=32, depth=1, steps=10)
+
+
+@pytest.mark.parametrize("fields", [{}, dict(rule="sp", sigma="fan_in")])
+def test_a_run_collapsed_to_the_uniform_loss_is_diverged(fields):
+    # lr 1e6: up to ln 256 from the init's 5.537, or down to it from an SP fan_in init's 6.01
+    r = run(RunConfig(**COLLAPSE, **fields, lr=1e6))
+    assert r.train_loss[-1] == pytest.approx(math.log(256), abs=1e-5)  # the uniform loss
+    assert r.diverged and r.diverged_step == 1  # from the first update on
+    assert math.isnan(r.final_val_loss) and math.isnan(r.loss)
+    assert r.val_loss[-1] == pytest.approx(math.log(256), abs=1e-5)  # the curve keeps it
+    assert "collapsed to the uniform predictor's loss ln 256" in r.error
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(lr=1e-6, steps=5),  # learns nothing measurable: ends near its start, not uniform
+        dict(lr=1e-6, steps=5, zero_readout=True),  # starts at exactly ln 256, moves 5e-5 down
+        dict(lr=2**-13, steps=5),  # the low edge of a tiny study's grid
+        dict(lr=1e-6, steps=5, rule="sp", sigma="fan_in"),  # starts above ln 256 (6.01)
+        dict(lr=2**-9, steps=30),
+    ],
+)
+def test_slow_or_tiny_runs_are_not_collapsed(fields):
+    r = run(RunConfig(**{**COLLAPSE, **fields}))
+    assert not r.diverged and r.error is None and math.isfinite(r.final_val_loss)
+
+
+def test_collapse_criterion_on_recorded_curves():
+    from sizeup.train.loop import COLLAPSE_TOL, collapsed
+
+    u = math.log(256)
+    flat = RunResult(config={}, steps=list(range(6)), train_loss=[5.53] + [u] * 5)
+    flat.initial_val_loss, flat.final_val_loss = 5.5366, u
+    assert collapsed(flat, u) == 1
+    # the same curve but the last batch scores differently: the output depends on the input
+    moved = RunResult(**{**flat.__dict__, "train_loss": [5.53] + [u] * 4 + [u - 10 * COLLAPSE_TOL]})
+    assert collapsed(moved, u) is None
+    # came down to it from above (an SP fan_in init starts at 6.01): collapsed all the same
+    assert collapsed(RunResult(**{**flat.__dict__, "initial_val_loss": 6.01}), u) == 1
+    near = RunResult(**{**flat.__dict__, "final_val_loss": u - 2 * COLLAPSE_TOL})
+    assert collapsed(near, u) is None
+    assert collapsed(RunResult(config={}), u) is None  # nothing measured
+
+
 def test_mlp_teacher_run():
     r = run(
         RunConfig(

@@ -148,3 +148,43 @@ def test_wsd_example_reduced_brackets_the_optimum(tmp_path, capsys):
     assert fit["approach"] == 2 and len(fit["optima"]) >= 2 and 0.2 < fit["a"] < 0.8
     assert (tmp_path / "isoflops.png").stat().st_size > 1000
     assert "approach 2 on" in capsys.readouterr().out
+
+
+def test_wsd_suggests_as_many_widths_as_approach2_needs(tmp_path, monkeypatch, capsys):
+    # issue 23, item 13: an optimum below the base width merged the suggestion to --widths 8 (8,16),
+    # which approach 2 cannot use (a profile needs PROFILE_SIZES sizes)
+    import re
+
+    import sizeup.cli.wsd as wsd_cli
+    from sizeup.cli import main
+    from sizeup.laws import ChinchillaLaw
+    from sizeup.laws.chinchilla import PROFILE_SIZES
+
+    # a law whose optimum is far narrower than the narrowest width allowed (the base width 8)
+    law = ChinchillaLaw(E=1.0, A=40.0, B=4000.0, alpha=0.34, beta=0.36)
+
+    def fake_train(configs, totals, *args):
+        points = _synthetic_points([c.model.width for c in configs], totals)
+        return [{**p, "loss": float(law.loss(p["params"], p["tokens"]))} for p in points]
+
+    monkeypatch.setattr(wsd_cli, "_train", fake_train)
+    main(["wsd", "--widths", "32,48,64", "--steps", "16,32,64,128", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    found = re.search(r"try --widths ([0-9,]+) --steps", out)
+    assert found, out
+    widths = [int(w) for w in found.group(1).split(",")]
+    assert len(set(widths)) == len(widths) >= PROFILE_SIZES, out
+    assert all(w % 8 == 0 and w >= 8 for w in widths)  # head size 8, base width 8
+
+
+def test_bracketing_widths_never_name_fewer_sizes_than_a_profile_needs():
+    from sizeup.cli.wsd import WSD_DEFAULTS, bracketing_widths
+    from sizeup.config import RunConfig
+    from sizeup.laws.chinchilla import PROFILE_SIZES
+
+    cfg = RunConfig(**WSD_DEFAULTS)
+    for w_opt in (0.1, 3.0, 8.0, 12.0, 40.0, 1e4):
+        widths = bracketing_widths(w_opt, cfg)
+        assert len(set(widths)) >= PROFILE_SIZES and widths == sorted(widths)
+        assert min(widths) >= 8 and all(w % 8 == 0 for w in widths)
+    assert bracketing_widths(64.0, cfg) == [32, 64, 128]  # centred where the floor allows

@@ -92,6 +92,7 @@ def sweep(
 
         with Store(store, readonly=True) as st:
             console.wrote(st.export(export))
+    _say_failures(console, rep)
     if rep.unfinished:
         console.line(
             (f"{rep.unfinished} trial(s) of this spec are unfinished", "red"),
@@ -99,7 +100,29 @@ def sweep(
             "running in other drivers); run the same command again to finish them, or add "
             "--requeue-running if their drivers are gone",
         )
+    # 1, not 2: the input was fine, the study is not complete (as with unfinished trials)
+    if rep.unfinished or rep.failed:
         raise SystemExit(1)
+
+
+SHOWN_FAILURES = 10  # failed trials listed one a line; the export has every one
+
+
+def _say_failures(console: Output, rep: Any) -> None:
+    """Which trials' workers died (and why) and which trials failed (id and the first line of
+    the error), so a sweep that exits 1 says what to look at."""
+    for tid, causes in rep.deaths.items():
+        console.line(f"  trial {tid}: " + "; ".join(causes) + " (it ran again)")
+    if not rep.failed:
+        return
+    console.line(
+        (f"{len(rep.failed)} trial(s) of this spec failed", "red"),
+        ": `--retry-failed` runs them again; `--export OUT.csv` has each one's whole error",
+    )
+    for tid, error in list(rep.failed.items())[:SHOWN_FAILURES]:
+        console.line(f"  {tid}: {error}")
+    if len(rep.failed) > SHOWN_FAILURES:
+        console.line(f"  ... and {len(rep.failed) - SHOWN_FAILURES} more")
 
 
 def _list_trials(console: Output, path: Path, s: Any, workers: int) -> None:

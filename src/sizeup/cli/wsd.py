@@ -167,12 +167,16 @@ def _fit(df: Any, cfg: RunConfig, out: Path, output: Output) -> list[Path]:
     return [out / "fit.json", png]
 
 
-def common_budgets(N: Any, D: Any, n: int = 8, least: int = 3) -> Any:
+def common_budgets(N: Any, D: Any, n: int = 8, least: int | None = None) -> Any:
     """``n`` compute budgets, evenly spaced in log, over the range where at least ``least``
-    model sizes' branches reach (fewer where none does): the budgets an isoFLOP profile can
-    bracket, none wasted where one size alone was trained."""
+    model sizes' branches reach (fewer where none does; default: the PROFILE_SIZES approach 2
+    needs): the budgets an isoFLOP profile can bracket, none wasted where one size alone was
+    trained."""
     import numpy as np
 
+    from sizeup.laws.chinchilla import PROFILE_SIZES
+
+    least = PROFILE_SIZES if least is None else least
     sizes = np.unique(N)
     lo = np.array([6 * s * D[N == s].min() for s in sizes])
     hi = np.array([6 * s * D[N == s].max() for s in sizes])
@@ -250,7 +254,27 @@ def _where_minima_sit(ok: Any) -> str:
             "the widest width has the lowest loss at every shared budget: the optimum is "
             "wider (or the wide widths need shorter branches)"
         )
-    return "the minimum sits inside too few budgets (each needs 3+ widths around it)"
+    from sizeup.laws.chinchilla import PROFILE_SIZES
+
+    return f"the minimum sits inside too few budgets (each needs {PROFILE_SIZES}+ widths around it)"
+
+
+def bracketing_widths(w_opt: float, cfg: RunConfig) -> list[int]:
+    """The widths to try around ``w_opt``: PROFILE_SIZES of them (what approach 2 needs per
+    budget, sizeup.laws.chinchilla), doublings centred on it, multiples of the head size and
+    no narrower than the base width. Where the floor merges the narrow ones (an optimum below
+    the base), the list goes on doubling upwards, so it never names fewer sizes than approach
+    2 needs."""
+    from sizeup.laws.chinchilla import PROFILE_SIZES
+
+    unit = cfg.model.head_dim if get_model(cfg.model.name).heads else 1
+    floor = max(unit, cfg.parametrization.base_width)
+    half = (PROFILE_SIZES - 1) / 2
+    factors = [2.0 ** (k - half) for k in range(PROFILE_SIZES)]
+    widths = sorted({max(floor, unit * round(w_opt * f / unit)) for f in factors})
+    while len(widths) < PROFILE_SIZES:
+        widths.append(2 * widths[-1])
+    return widths
 
 
 def _suggestion(ok: Any, cfg: RunConfig, law: Any) -> str:
@@ -265,13 +289,7 @@ def _suggestion(ok: Any, cfg: RunConfig, law: Any) -> str:
     # width from N along the trained widths (log-log, extrapolated straight)
     slope, icpt = np.polyfit(np.log(pairs.to_numpy(float)), np.log(pairs.index.to_numpy(float)), 1)
     w_opt = math.exp(icpt + slope * math.log(n_opt))
-    unit = cfg.model.head_dim if get_model(cfg.model.name).heads else 1
-    widths = sorted(
-        {
-            max(unit, cfg.parametrization.base_width, unit * round(w_opt * f / unit))
-            for f in (0.5, 1, 2)
-        }
-    )
+    widths = bracketing_widths(w_opt, cfg)
     n_of = [math.exp((math.log(w) - icpt) / slope) for w in widths]
     tokens = cfg.tokens_per_step
     lo = max(1, round(mid / 4 / (6 * n_of[-1] * tokens)))

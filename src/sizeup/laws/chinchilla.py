@@ -980,6 +980,12 @@ def fit_approach1(
 APPROACH2_METHODS = ("parabola", "akima")
 
 
+# Model sizes an isoFLOP profile needs for a minimum (approach 2): a parabola in log N has
+# three coefficients, so three sizes, the lowest loss between the other two. The one number
+# every check and suggestion of approach 2 reads (`sizeup wsd` suggests this many widths).
+PROFILE_SIZES = 3
+
+
 def fit_approach2(
     N: np.ndarray,
     D: np.ndarray,
@@ -1037,7 +1043,7 @@ def fit_approach2(
     if len(Cs) < 2:
         raise DataError(
             f"isoFLOP budgets with a bracketed minimum={len(Cs)} is not allowed: at least 2 "
-            "(each needs 3+ model sizes with the lowest loss in the interior)"
+            f"(each needs {PROFILE_SIZES}+ model sizes with the lowest loss in the interior)"
         )
     Cn, Nn = np.array(Cs), np.array(Ns)
     Dn = Cn / (6.0 * Nn)
@@ -1067,8 +1073,8 @@ def _isoflop_minimum(
 
     x = np.log(n)
     y = np.log(loss) if (log_loss or method == "akima") else loss
-    if np.unique(x).size < 3:
-        return f"{np.unique(x).size} model sizes (a profile needs 3)"
+    if np.unique(x).size < PROFILE_SIZES:
+        return f"{np.unique(x).size} model sizes (a profile needs {PROFILE_SIZES})"
     i = int(np.argmin(y))
     if i in (0, x.size - 1):
         end = "smallest" if i == 0 else "largest"

@@ -115,11 +115,13 @@ def given_fields(record: Record | None) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Study:
     """A sweep study read as the proxy (sizeup.plan.study): the Proxy record and the
-    ParamSpec and OptimSpec fields its trials fixed."""
+    ParamSpec and OptimSpec fields its trials fixed, and what the study supports only in part
+    (warnings the plan prints and records)."""
 
     proxy: Proxy
     parametrization: dict[str, Any]
     optimizer: dict[str, Any]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

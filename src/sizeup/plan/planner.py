@@ -491,7 +491,10 @@ def plan(
     if model is not None:  # a ModelSpec given whole is an explicit shape
         options = {"width": model.width, "depth": model.depth, **options}
     inp = PlanInputs.build(given, options, study)
-    return _plan(inp)
+    p = _plan(inp)
+    if study is not None:  # what the study supports only in part, first (sizeup.plan.study)
+        p.warnings[:0] = list(study.warnings)
+    return p
 
 
 def _plan(inp: PlanInputs) -> Plan:

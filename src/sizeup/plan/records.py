@@ -244,7 +244,8 @@ def shape_for(
 class Proxy(Record):
     """What the plan knows of the proxy beyond its ParamSpec (base width, depth, head size) and
     OptimSpec (its tuned lr, tokens): the batch its lr was tuned at, in tokens, and, from a
-    study, the widest width tuned, its context, vocabulary and where it came from."""
+    study, the widest width tuned, the depth, context and vocabulary it was tuned at and where
+    it came from."""
 
     SECTION = "proxy"
 
@@ -255,13 +256,16 @@ class Proxy(Record):
         aliases=("base_batch",),
     )
     tuned_width: int | None = spec(None, "The widest width tuned (a study's).", cli=False)
+    depth: int | None = spec(None, "The depth the proxy was tuned at (a study's).", cli=False)
     seq_len: int | None = spec(None, "The proxy's context (a study's).", cli=False)
     vocab_size: int | None = spec(None, "The proxy's vocabulary (a study's).", cli=False)
     source: str = spec("given", "Where the proxy came from.", cli=False)
 
     def check(self) -> None:
         """Positive sizes."""
-        positive(self, "batch_tokens", "tuned_width", "seq_len", "vocab_size", integer=True)
+        positive(
+            self, "batch_tokens", "tuned_width", "depth", "seq_len", "vocab_size", integer=True
+        )
 
 
 # ----------------------------------------------------------------------------- laws

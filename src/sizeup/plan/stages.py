@@ -507,7 +507,25 @@ def ratio_stage(
             f"width ratio {tuned:.3g} over the widest tuned model: transfer from a proxy this "
             "small is unverified; check with a coordinate check at an intermediate width."
         )
-    return Stage(r, ex, warns)
+    return Stage(r, ex, warns + _depth_jump(proxy, model))
+
+
+def _depth_jump(proxy: ProxyView, model: ModelSpec) -> list[str]:
+    """A warning when the target's depth is not the depth the proxy was tuned at (known from a
+    study) and the recipe has no depth scaling (no base_depth): the lr then transfers across
+    width only, and the study says nothing of another depth (the optimal lr moves with depth
+    without depth-muP's 1/L^alpha branch multipliers, Yang et al. 2023, Bordelon et al.
+    2023). Flagged, not refused: a plan at another depth is a choice the user may make."""
+    tuned = proxy.record.depth
+    if tuned is None or proxy.depth is not None or model.depth == tuned:
+        return []
+    return [
+        f"the target has {model.depth} layers and the proxy was tuned at depth {tuned}, "
+        f"without depth scaling (no --base-depth): the lr transfers across width only, so "
+        f"this {model.depth / tuned:.3g}x depth jump is unsupported by the proxy; add "
+        f"--base-depth {tuned} (depth scaling of the residual branches) or tune at the "
+        "target's depth"
+    ]
 
 
 # ----------------------------------------------------------------------------- peak lr
@@ -612,6 +630,7 @@ def _transferred_lr(
         proxy=proxy.record.source,
     )
     warns = _clipped(optimizer, batch.tokens, proxy.batch_tokens)
+    warns += _batch_extrapolation(optimizer, lr, batch.tokens, proxy, bool(warns))
     if law_lr is not None and max(lr / law_lr[0], law_lr[0] / lr) > 2:
         warns.append(
             f"the transferred peak lr {lr:.3g} differs from the law's {law_lr[0]:.3g} by more "
@@ -682,6 +701,36 @@ def _clipped(optimizer: OptimSpec, batch: int, base_batch: int | None) -> list[s
         f"{', '.join(f'{n}={getattr(optimizer, n)}' for n in shown)}; those are clipped to 0 "
         "(the square-root rule only holds for moderate batch ratios; tune at a closer proxy "
         "batch)."
+    ]
+
+
+# Without a beta or momentum to clip, the square-root rule's range is taken as Adam's default
+# beta1 0.9 gives it: 1 - b (1 - 0.9) >= 0, a batch ratio up to 10.
+BATCH_RATIO_LIMIT = 10.0
+
+
+def _batch_extrapolation(
+    optimizer: OptimSpec, lr: float, batch: int, proxy: ProxyView, clipped: bool
+) -> list[str]:
+    """A warning naming the peak lr when the square-root rule moved it from a batch far from
+    the target's: where the rule clipped a beta or the momentum (it is past its own range,
+    ``_clipped``), or, for an optimizer with none, where b > BATCH_RATIO_LIMIT. Flagged, not
+    refused: the rule's lr is still a guess a user may want, but not one the proxy supports."""
+    if proxy.batch_tokens is None or proxy.lr is None:
+        return []
+    b = batch / proxy.batch_tokens
+    if not clipped and b <= BATCH_RATIO_LIMIT:
+        return []
+    why = (
+        "past the rule's range (it clipped the settings above)"
+        if clipped
+        else (f"past the ratio {BATCH_RATIO_LIMIT:g} the rule is used for")
+    )
+    return [
+        f"the peak lr {lr:.3g} is the proxy's {proxy.lr:.3g} moved x{math.sqrt(b):.3g} by the "
+        f"square-root rule over the batch ratio b = {b:.4g} ({proxy.batch_tokens:,} -> "
+        f"{batch:,} tokens), {why}: an extrapolation, not a tuned lr; tune the proxy at a "
+        "batch closer to the target's"
     ]
 
 

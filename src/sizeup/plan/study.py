@@ -18,10 +18,18 @@ from sizeup.errors import ConfigError
 from sizeup.plan.options import Study
 from sizeup.plan.records import Proxy
 from sizeup.registry import get_model
-from sizeup.sweep.store import Store
-from sizeup.sweep.transfer import analyze_transfer
+from sizeup.sweep.store import FINISHED, Store
+from sizeup.sweep.transfer import MIN_LRS, analyze_transfer
 
 FIELD = "from_study"
+# How far (in octaves) the finished lrs next to the best grid point may be. The optimum is the
+# vertex of a parabola through the best point and its neighbours: with a neighbour g octaves
+# away it can sit anywhere in those g octaves, so a gap bounds how well the lr is known. Up to
+# GAP_FLAG a grid is ordinary (the demo's grids are 1 octave apart); up to GAP_REFUSE it is
+# coarse but still brackets the optimum (a decade grid, 1e-4, 1e-3, 1e-2, is 3.3 octaves):
+# said; beyond, the vertex is an extrapolation across the gap, not a measurement: refused.
+GAP_FLAG = 2.0
+GAP_REFUSE = 4.0
 
 
 def read_study(path: str | Path, group: str | dict[str, Any] | None = None) -> Study:
@@ -39,18 +47,112 @@ def read_study(path: str | Path, group: str | dict[str, Any] | None = None) -> S
         if not done:
             raise ConfigError(FIELD, str(p), f"a study with finished trials (it has {st.counts()})")
         report = analyze_transfer(st, axis="width")
+        everything = st.trials()
     g = pick_group(report.groups, group)
     point = g.points[-1]  # the widest width
+    mine = _of_group(everything, g.group, point.value)
+    _check_widest(str(p), g.label, point, mine)
+    warns = [_unfinished(report.counts)] if _unfinished(report.counts) else []
+    warns += _check_gap(str(p), g.label, point, mine)
+    cfg = _representative(done, g.group, point.value)
+    study = _study(cfg, point.opt_lr, point.value, f"{p.name} ({g.label})")
+    return Study(study.proxy, study.parametrization, study.optimizer, tuple(warns))
+
+
+def _of_group(trials: list[Any], group: dict[str, Any], width: Any) -> list[Any]:
+    """The trials of one group at one width (any status)."""
+    return [
+        t
+        for t in trials
+        if t.config.model.width == width
+        and all(str(t.config.get(k)) == str(v) for k, v in group.items())
+    ]
+
+
+def _statuses(trials: list[Any]) -> str:
+    """'queued 7, failed 1': how many trials have each status."""
+    n: dict[str, int] = {}
+    for t in trials:
+        n[t.status] = n.get(t.status, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(n.items()))
+
+
+def _check_widest(path: str, label: str, point: Any, trials: list[Any]) -> None:
+    """Refuse a widest width without an optimum: no finished trial, fewer than MIN_LRS
+    finished lrs, or its best lr at the edge of the grid. Refused, not flagged: the study's
+    number is then not a value at all (NaN, or a bound), and the plan's lr would be made up."""
+    width = point.value
+    lrs = {t.config.optimizer.lr for t in trials if t.status in FINISHED}
+    if not lrs:
+        raise ConfigError(
+            FIELD,
+            path,
+            f"a study whose widest width has finished trials: width {width} has no finished "
+            f"trial ({label}: {_statuses(trials)}); finish them (`sizeup sweep SPEC --store "
+            f"{Path(path).name}`) or choose a study without that width",
+        )
+    if len(lrs) < MIN_LRS:
+        raise ConfigError(
+            FIELD,
+            path,
+            f"an optimum at the widest width: width {width} has {len(lrs)} finished lrs, at "
+            f"least {MIN_LRS} are needed ({label}: {_statuses(trials)}); finish its trials",
+        )
     if point.at_edge or not math.isfinite(point.opt_lr):
         raise ConfigError(
             FIELD,
-            str(p),
-            f"an lr grid that brackets the optimum at width {point.value} ({g.label}): its best "
+            path,
+            f"an lr grid that brackets the optimum at width {width} ({label}): its best "
             f"lr {point.best_grid_lr:.3g} is at the edge of the grid {min(point.lrs):.3g}.."
             f"{max(point.lrs):.3g}, a bound rather than a value; extend the grid past it",
         )
-    cfg = _representative(done, g.group, point.value)
-    return _study(cfg, point.opt_lr, point.value, f"{p.name} ({g.label})")
+
+
+def _unfinished(counts: dict[str, int]) -> str:
+    """A warning when some of the study's trials are not finished (queued, running, failed):
+    flagged, not refused, since the optimum (checked on its own) comes from finished trials
+    alone; the plan says that it does."""
+    rest = {k: v for k, v in counts.items() if k not in FINISHED and v}
+    if not rest:
+        return ""
+    total, left = sum(counts.values()), sum(rest.values())
+    what = ", ".join(f"{k} {v}" for k, v in rest.items())
+    return (
+        f"{left} of {total} trials of the study are unfinished ({what}): the plan uses only "
+        f"the {total - left} finished ones; finish the sweep and plan again to use them all"
+    )
+
+
+def _check_gap(path: str, label: str, point: Any, trials: list[Any]) -> list[str]:
+    """The finished lrs either side of the best grid point must lie within GAP_REFUSE octaves
+    (refused beyond: where in the gap the optimum lies is unknown) and are said beyond
+    GAP_FLAG. A diverged lr counts: it bounds the optimum from above."""
+    x = sorted({math.log2(t.config.optimizer.lr) for t in trials if t.status in FINISHED})
+    best = math.log2(point.best_grid_lr)
+    lower = max((v for v in x if v < best), default=None)
+    upper = min((v for v in x if v > best), default=None)
+    sides = [(best - lower, lower) if lower is not None else None]
+    sides += [(upper - best, upper) if upper is not None else None]
+    gap, far = max((s for s in sides if s is not None), default=(0.0, best))
+    if gap <= GAP_FLAG:
+        return []
+    where = (
+        f"the optimum at width {point.value} ({label}) lies next to a gap of {gap:.3g} octaves "
+        f"in the finished lrs, between its best grid lr 2^{best:.3g} and 2^{far:.3g}"
+    )
+    if gap > GAP_REFUSE:
+        raise ConfigError(
+            FIELD,
+            path,
+            f"an lr grid with finished lrs within {GAP_REFUSE:g} octaves either side of the "
+            f"optimum: {where}, so where in it the optimum lies is unknown (this study would "
+            f"have planned from lr {point.opt_lr:.4g}); add lrs between 2^{best:.3g} and "
+            f"2^{far:.3g}",
+        )
+    return [
+        f"{where}: the tuned lr {point.opt_lr:.4g} is known only to within that gap; a finer "
+        "grid there would pin it down"
+    ]
 
 
 def parse_group(text: str | dict[str, Any] | None) -> dict[str, str] | None:
@@ -86,12 +188,7 @@ def pick_group(groups: list[Any], group: str | dict[str, Any] | None) -> Any:
 
 def _representative(trials: list[Any], group: dict[str, Any], width: Any) -> Any:
     """The config of the group's best finished trial at the widest width."""
-    mine = [
-        t
-        for t in trials
-        if t.config.model.width == width
-        and all(str(t.config.get(k)) == str(v) for k, v in group.items())
-    ]
+    mine = _of_group(trials, group, width)
     return min(mine, key=lambda t: t.loss if math.isfinite(t.loss) else math.inf).config
 
 
@@ -107,6 +204,7 @@ def _study(cfg: RunConfig, lr: float, width: int, source: str) -> Study:
     proxy = Proxy(
         batch_tokens=(o.base_batch_size or cfg.data.batch_size) * m.seq_len,
         tuned_width=int(width),
+        depth=m.depth,
         seq_len=m.seq_len,
         vocab_size=m.vocab_size,
         source=f"{source}: optimum at width {width}, depth {m.depth}",

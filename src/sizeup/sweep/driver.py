@@ -15,7 +15,13 @@ from sizeup.choices import SWEEP_ORDERS
 from sizeup.config import RunConfig
 from sizeup.errors import ConfigError, check_choice
 from sizeup.progress import Progress
-from sizeup.sweep.executors import LoggedRunner, Runner, default_runner, make_executor
+from sizeup.sweep.executors import (
+    LoggedRunner,
+    Runner,
+    default_runner,
+    first_line,
+    make_executor,
+)
 from sizeup.sweep.spec import SweepSpec, load_spec
 from sizeup.sweep.store import FINISHED, LEASE_S, Lease, Store
 
@@ -33,6 +39,11 @@ class SweepReport:
     wall_time: float = 0.0
     unfinished: int = 0  # this spec's trials still queued or running when the call returned
     tally: dict[str, int] = field(default_factory=lambda: {"done": 0, "diverged": 0, "failed": 0})
+    # this spec's failed trials when the call returned (earlier calls' too): id -> the first
+    # line of its error
+    failed: dict[str, str] = field(default_factory=dict)
+    # trials whose worker died this call: id -> why, each attempt (they ran again)
+    deaths: dict[str, list[str]] = field(default_factory=dict)
 
 
 def run_sweep(
@@ -154,6 +165,7 @@ def _run(
                 time.sleep(POLL_S)
     report.counts = st.counts()
     report.unfinished = sum(st.unfinished(wanted).values())
+    report.failed = {t.id: first_line(t.error) for t in st.trials("failed") if t.id in wanted}
     return report
 
 
@@ -163,10 +175,22 @@ def _round(
     """Run the trials of ``todo`` this driver manages to claim, recording each outcome."""
     for event in ex.run(_claimed(st, todo), runner):
         kind, cfg = event[0], event[1]
+        tid = cfg.trial_id()
         if kind == "retry":
-            st.retried(cfg.trial_id())
+            st.retried(tid)
+            cause = event[2] if len(event) > 2 else "worker process died"
+            report.deaths.setdefault(tid, []).append(cause)
         elif kind == "end":
-            status = st.record(cfg.trial_id(), event[2], event[3], event[4])
+            result, error = event[2], event[3]
+            if result is not None and tid in report.deaths:
+                # the attempt that finished says nothing of the ones whose worker died: the
+                # store's error column keeps why (attempts alone would only count them)
+                note = "; ".join(
+                    f"attempt {i}: {c}, so it ran again"
+                    for i, c in enumerate(report.deaths[tid], 1)
+                )
+                error = "; ".join(x for x in (result.error, note) if x)
+            status = st.record(tid, result, error, event[4])
             report.ran += 1
             report.tally[status] = report.tally.get(status, 0) + 1
             bar.advance(1, info=" ".join(f"{k} {v}" for k, v in report.tally.items()))

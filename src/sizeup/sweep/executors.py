@@ -2,6 +2,7 @@
 
 Each executor is an iterator of events over a list of configs:
     ("start", config)                              a trial was handed to a worker
+    ("retry", config, cause)                       its worker died (cause, in words); it runs again
     ("end", config, result | None, error | None, seconds)
 so the driver (sizeup.sweep.run_sweep) can keep the store and the progress bar up to date the
 same way for every executor. A runner is any picklable `Callable[[RunConfig], RunResult]`;
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 import traceback
@@ -66,6 +68,37 @@ def _format_error(e: BaseException) -> str:
     tb = traceback.format_exception(type(e), e, e.__traceback__)
     # the message first (what a user reads), then the last frames (where it happened)
     return f"{type(e).__name__}: {e}\n" + "".join(tb[-3:])
+
+
+def first_line(error: str | None) -> str:
+    """The first line of a recorded error (the message; the frames follow it)."""
+    return (error or "").strip().splitlines()[0] if (error or "").strip() else ""
+
+
+def exit_cause(code: int | None) -> str:
+    """A dead worker's exit status in words: 'signal 9 (SIGKILL)' or 'code 3'."""
+    if code is None:
+        return "cause unknown"
+    if code < 0:
+        try:
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _death_cause(pool: ProcessPoolExecutor, alone: bool = False) -> str:
+    """Why a pool broke: the exit status of its worker(s) that died (``alone``: the trial's
+    own worker; else any worker of the pool it shared). The pool terminates its other workers
+    (SIGTERM) once one dies, so those are left out unless nothing else is there.
+    ``_processes`` is the pool's own table (CPython; the pool forgets it only at shutdown)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    codes = [p.exitcode for p in procs if p.exitcode is not None]
+    dead = [c for c in codes if c != -signal.SIGTERM] or codes
+    who = "its worker" if alone else "a worker of its pool"
+    if not dead:
+        return f"{who} died (cause unknown)"
+    return f"{who} exited with " + ", ".join(sorted({exit_cause(c) for c in dead}))
 
 
 def _call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str | None, float]:
@@ -206,21 +239,26 @@ class LocalExecutor:
             # workers fork from a server that has torch imported already: fast worker start
             ctx.set_forkserver_preload(["torch", "sizeup.config"])
         while True:
-            broken: list[RunConfig] = []
+            broken: list[tuple[RunConfig, str]] = []
             yield from self._fill_pool(ctx, source, runner, broken)
             # a worker died (killed, segfault, out of memory) and took the pool down: we cannot
             # tell which trial did it, so each trial that was in flight runs again alone; the
             # one that kills its worker again is recorded failed, the innocent ones finish
-            for cfg in broken:
-                yield from self._run_alone(ctx, cfg, runner)
+            for cfg, cause in broken:
+                yield from self._run_alone(ctx, cfg, runner, cause)
             if not broken:
                 return  # the source ran dry with nothing in flight
 
     def _fill_pool(
-        self, ctx: Any, source: Iterator[RunConfig], runner: Runner, broken: list[RunConfig]
+        self,
+        ctx: Any,
+        source: Iterator[RunConfig],
+        runner: Runner,
+        broken: list[tuple[RunConfig, str]],
     ) -> Iterator[Event]:
         """Keep exactly ``workers`` trials in flight on one pool until the source is empty or
-        the pool breaks (the trials it took down are appended to ``broken``)."""
+        the pool breaks (the trials it took down are appended to ``broken``, each with why the
+        pool broke)."""
         pool = self._pool(ctx, self.workers)
         inflight: dict[Future, RunConfig] = {}
         try:
@@ -239,28 +277,30 @@ class LocalExecutor:
                     try:
                         yield ("end", cfg, *fut.result())
                     except BrokenProcessPool:
-                        broken.append(cfg)
+                        broken.append((cfg, _death_cause(pool)))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run_alone(self, ctx: Any, cfg: RunConfig, runner: Runner) -> Iterator[Event]:
+    def _run_alone(self, ctx: Any, cfg: RunConfig, runner: Runner, cause: str) -> Iterator[Event]:
+        """``cfg`` again in a pool of its own (``cause``: why its pool broke), while retries
+        last; a trial whose worker dies every time is recorded failed with the last cause
+        (alone in its pool, the dead worker is its own)."""
         for _ in range(self.retries):
             pool = self._pool(ctx, 1)
             try:
-                yield ("retry", cfg)
+                yield ("retry", cfg, cause)
                 out = pool.submit(_call, runner, cfg).result()
                 yield ("end", cfg, *out)
                 return
             except BrokenProcessPool:
-                pass  # died again: try again while retries last, then record it failed
+                cause = _death_cause(pool, alone=True)  # died again: retry, then fail
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         yield (
             "end",
             cfg,
             None,
-            f"worker process died (tried {self.retries + 1}x, the last "
-            "time alone): BrokenProcessPool",
+            f"worker process died (tried {self.retries + 1}x, the last time alone): {cause}",
             0.0,
         )
 
@@ -386,7 +426,7 @@ class RayExecutor:
         except Exception as e:  # noqa: BLE001 - the worker died, or Ray failed the task
             if tries < self.max_retries:
                 inflight[task.remote(runner_ref, cfg)] = (cfg, tries + 1)
-                yield ("retry", cfg)
+                yield ("retry", cfg, first_line(_format_error(e)))
                 return
             yield (
                 "end",

@@ -6,7 +6,9 @@ one octave lower per doubling of width for SP, wider is better, and lr far above
 diverges. Knobs (environment, so they reach worker processes):
   SIZEUP_SYNTH_SLEEP  seconds each trial sleeps (default 0)
   SIZEUP_SYNTH_LOG    a file that gets "start <id>" / "end <id>" lines (to count executions)
-and config.data.source == "crash" raises, config.data.source == "die" kills the worker process.
+and config.data.source == "crash" raises, config.data.source == "die" kills the worker process
+(exit code 3), "kill" SIGKILLs it (as the out-of-memory killer does), "kill_once" SIGKILLs it on
+the trial's first start only (SIZEUP_SYNTH_LOG counts the starts).
 NoisySynthetic adds seed noise of a known size (tests of the seed axis and its intervals).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -48,6 +51,15 @@ def _log(line: str) -> None:
             os.close(fd)
 
 
+def _starts(tid: str) -> int:
+    """How many times trial ``tid`` has started (SIZEUP_SYNTH_LOG; 0 without the log)."""
+    path = os.environ.get("SIZEUP_SYNTH_LOG")
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return sum(line.split() == ["start", tid] for line in f)
+
+
 def synthetic_run(config: RunConfig) -> RunResult:
     """A fake training run with the shape of a real lr sweep (see the module docstring)."""
     tid = config.trial_id()
@@ -56,6 +68,8 @@ def synthetic_run(config: RunConfig) -> RunResult:
         raise RuntimeError("synthetic crash")
     if config.data.source == "die":
         os._exit(3)
+    if config.data.source == "kill" or (config.data.source == "kill_once" and _starts(tid) < 2):
+        os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(os.environ.get("SIZEUP_SYNTH_SLEEP", "0")))
     final = synthetic_loss(config)
     diverged = math.log2(config.optimizer.lr) - synthetic_opt_log2(config) > 3.0

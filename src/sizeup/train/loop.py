@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from sizeup.config import RunConfig, RunResult
+from sizeup.data import TEACHER_CLASSES
 from sizeup.flops import device_peak_flops
 from sizeup.models import num_params
 from sizeup.progress import Progress
@@ -41,7 +42,21 @@ from sizeup.train.monitors.spectral import SpectralMonitor
 from sizeup.train.monitors.stability import AttentionLogitMonitor, OutputLogitMonitor
 from sizeup.train.step import Trainer, evaluate
 
-__all__ = ["Checkpointing", "evaluate", "run"]
+__all__ = ["Checkpointing", "collapsed", "evaluate", "run", "uniform_loss"]
+
+# A run that ends at the loss of the uniform predictor has collapsed (e.g. lr 1e6: every output
+# saturates, and the model answers every input with the same uniform distribution): its loss is
+# ln(classes) on every batch, to float32 rounding (9.7e-7 nats from ln 256 measured on the byte
+# corpus). A model whose output still depends on its input scores differently on different
+# batches, by orders of magnitude more (~1e-2 nats at init in the tests' tiny GPTs; 1e-5 nats
+# after five steps at lr 1e-6 even from a zero readout, which starts at exactly ln 256). So:
+# within COLLAPSE_TOL of ln(classes) on the final evaluation and on each of the last
+# COLLAPSE_TAIL train batches after the first update, whether it came up (the byte corpus' init,
+# 5.537) or down (an SP fan_in init, 6.01) to it. Recorded as diverged (sizeup.sweep: not a point
+# of the lr curve). A zero-readout run whose loss moves less than COLLAPSE_TOL in its whole run
+# learned nothing measurable and cannot be told from a collapsed one: it counts as collapsed.
+COLLAPSE_TOL = 1e-5
+COLLAPSE_TAIL = 3
 
 
 @dataclass
@@ -292,9 +307,47 @@ def _finish(cfg: RunConfig, trainer: Trainer, res: RunResult, loggers: list[Metr
         res.val_steps.append(done)
         res.val_loss.append(res.final_val_loss)
         _log(loggers, done, {"val/loss": res.final_val_loss})
+    onset = None if trainer.diverged else collapsed(res, uniform_loss(cfg))
+    if onset is not None:
+        trainer.diverged_step = onset
+        res.final_val_loss = math.nan  # a diverged run has no final loss (the curve keeps it)
+        res.error = (
+            f"collapsed to the uniform predictor's loss ln {_classes(cfg)} = "
+            f"{uniform_loss(cfg):.4f} from step {onset} (its output no longer depends on "
+            "its input): counted as diverged"
+        )
     res.diverged, res.diverged_step = trainer.diverged, trainer.diverged_step
     tail = res.train_loss[-10:]
     res.final_train_loss = sum(tail) / len(tail) if tail and not res.diverged else math.nan
+
+
+def _classes(cfg: RunConfig) -> int:
+    """How many outcomes the model predicts among: the vocabulary, or the teacher's classes."""
+    return cfg.model.vocab_size if get_model(cfg.model.name).data == "tokens" else TEACHER_CLASSES
+
+
+def uniform_loss(cfg: RunConfig) -> float:
+    """The cross-entropy of the uniform predictor, ln(classes): what a collapsed model scores."""
+    return math.log(_classes(cfg))
+
+
+def collapsed(res: RunResult, uniform: float, tol: float = COLLAPSE_TOL) -> int | None:
+    """The step from which the run sits at the ``uniform`` loss when it ended there (module
+    comment at COLLAPSE_TOL: the final evaluation, when there is one, and the last
+    COLLAPSE_TAIL train losses after the first update all within ``tol`` of it); None
+    otherwise."""
+    after = [(s, v) for s, v in zip(res.steps, res.train_loss, strict=False) if s >= 1]
+    ends = [v for _, v in after[-COLLAPSE_TAIL:]]
+    if math.isfinite(res.final_val_loss):
+        ends.append(res.final_val_loss)
+    if not ends or not all(abs(v - uniform) <= tol for v in ends):
+        return None
+    onset = after[-1][0] + 1 if after else 1
+    for s, v in reversed(after):
+        if abs(v - uniform) > tol:
+            break
+        onset = s
+    return onset
 
 
 def _probe(cfg: RunConfig, val: Sequence) -> Any:
