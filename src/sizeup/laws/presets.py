@@ -107,6 +107,11 @@ class LawPreset:
     # The vocabulary of the paper's models: a plan built on this preset uses it unless the user
     # gives one (None: the paper does not state one sizeup could read from a primary source).
     vocab_size: int | None = None
+    # The compute (FLOPs, in the preset's convention) its laws were fitted on, and where the
+    # paper says so (None: the paper states no range sizeup could read from a primary source);
+    # a plan far outside it says how far it extrapolates (sizeup.plan.stages).
+    fit_range: tuple[float, float] | None = None
+    fit_range_source: str = ""
 
     def __post_init__(self) -> None:
         check_choice("compute", self.compute, COMPUTE_CONVENTIONS)
@@ -235,6 +240,8 @@ class LawPreset:
             "hp": {k: {**v.to_dict(), "formula": v.formula()} for k, v in self.hp.items()},
             "setup": law(self.setup),
             "vocab_size": self.vocab_size,
+            "fit_range": None if self.fit_range is None else list(self.fit_range),
+            "fit_range_source": self.fit_range_source,
             "notes": self.notes,
         }
 
@@ -252,6 +259,16 @@ KAPLAN_VOCAB = 50_257
 # MiniCPM-2.4B (Hu et al. 2024, Table of model configurations; openbmb/MiniCPM-2B config.json):
 # a vocabulary of 122,753.
 MINICPM_VOCAB = 122_753
+
+# Hoffmann et al. 2022, section 3.2 (approach 2, Figure 3): nine isoFLOP budgets "ranging from
+# 6 x 10^18 to 3 x 10^21 FLOPs"; approach 3 refits those runs with approach 1's (section 3.3).
+# Besiroglu et al. 2024 refit the same points (read off Hoffmann et al.'s Figure 4).
+CHINCHILLA_FIT_RANGE = (6e18, 3e21)
+CHINCHILLA_FIT_SOURCE = "Hoffmann et al. 2022, section 3.2: isoFLOP budgets 6e18 to 3e21 FLOPs"
+# DeepSeek LLM (Bi et al. 2024), section 3.2: the isoFLOP profiles' compute budgets, 1e17 to
+# 3e20 FLOPs (C = M D), on which eq. (4)'s allocation was fitted.
+DEEPSEEK_FIT_RANGE = (1e17, 3e20)
+DEEPSEEK_FIT_SOURCE = "Bi et al. 2024 (DeepSeek LLM), section 3.2: budgets 1e17 to 3e20 FLOPs"
 
 # The architecture of Hoffmann et al.'s and Besiroglu et al.'s points (Gopher-family Transformers).
 _CHINCHILLA_SETUP = Setup(
@@ -276,6 +293,8 @@ def _chinchilla() -> LawPreset:
         notes="Approach-3 fit as published; C = 6ND.",
         setup=_CHINCHILLA_SETUP,
         vocab_size=CHINCHILLA_VOCAB,
+        fit_range=CHINCHILLA_FIT_RANGE,
+        fit_range_source=CHINCHILLA_FIT_SOURCE,
     )
 
 
@@ -288,6 +307,8 @@ def _epoch() -> LawPreset:
         notes="Refit of Hoffmann et al.'s Figure 4 data; C = 6ND.",
         setup=_CHINCHILLA_SETUP,
         vocab_size=CHINCHILLA_VOCAB,
+        fit_range=CHINCHILLA_FIT_RANGE,
+        fit_range_source=CHINCHILLA_FIT_SOURCE + " (the points Besiroglu et al. refit)",
     )
 
 
@@ -318,6 +339,8 @@ def _deepseek() -> LawPreset:
             },
         ),
         vocab_size=DEEPSEEK_VOCAB,
+        fit_range=DEEPSEEK_FIT_RANGE,
+        fit_range_source=DEEPSEEK_FIT_SOURCE,
     )
 
 

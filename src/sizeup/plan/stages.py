@@ -967,7 +967,8 @@ def checks_stage(
     point = law_point(size.model, budget.tokens, loss)
     crit = _critical_batch_check(checks.critical_batch, law, budget.flops, point, batch.tokens)
     opt = _optimum_check(law, budget, size, checks.optimum_tolerance)
-    rng = _range_check(laws.fit_range or _fit_range(law), budget.flops, checks.extrapolation_limit)
+    given = (laws.fit_range, "the given --fit-range") if laws.fit_range else None
+    rng = _range_check(law, given or _fit_range(law), budget.flops, checks.extrapolation_limit)
     return Stage(
         Verdict(crit.value, opt.value),
         crit.explain + opt.explain,
@@ -1059,28 +1060,38 @@ def _optimum_check(law: Any, budget: Budget, size: Size, tolerance: float) -> St
     return Stage(optimum, [ex], warns)
 
 
-def _range_check(fit_range: tuple[float, ...] | None, C: float, limit: float) -> Stage[None]:
+def _range_check(
+    law: Any, fit_range: tuple[tuple[float, ...], str] | None, C: float, limit: float
+) -> Stage[None]:
+    """One warning, with the factor, when C is more than ``limit`` x outside the compute the
+    law was fitted on (``fit_range``: the range and where it comes from). Flagged, not
+    refused: a plan past the data is what a scaling law is for, but how far past is the
+    reader's to judge."""
     if fit_range is None:
         return Stage(None)
-    lo, hi = fit_range
+    (lo, hi), source = fit_range
     if lo / limit <= C <= limit * hi:
         return Stage(None)
+    side, factor = ("above", C / hi) if C > hi else ("below", lo / C)
     return Stage(
         None,
         warnings=[
-            f"C={C:.3g} is more than {limit:g}x outside the law's fitted range [{lo:.3g}, "
-            f"{hi:.3g}] FLOPs: the plan extrapolates."
+            f"C={C:.3g} FLOPs is {factor:.2g}x {side} the fitted range of {law.name} "
+            f"({lo:.3g} to {hi:.3g} FLOPs; {source}): the plan extrapolates its laws by that factor."
         ],
     )
 
 
-def _fit_range(law: Any) -> tuple[float, float] | None:
-    """The compute range a law was fitted on, when its record says (fit.json: C_min/C_max)."""
+def _fit_range(law: Any) -> tuple[tuple[float, float], str] | None:
+    """The compute range a law was fitted on and its source: the preset's (its paper), else
+    its record's (fit.json: C_min/C_max, or fit_range)."""
+    if getattr(law, "fit_range", None) is not None:
+        return tuple(law.fit_range), law.fit_range_source or "its record"
     extra = getattr(law, "extra", None) or {}
     for lo_k, hi_k in (("C_min", "C_max"), ("compute_min", "compute_max")):
         if extra.get(lo_k) and extra.get(hi_k):
-            return float(extra[lo_k]), float(extra[hi_k])
+            return (float(extra[lo_k]), float(extra[hi_k])), "its fit.json"
     rng = extra.get("fit_range") or extra.get("compute_range")
     if isinstance(rng, (list, tuple)) and len(rng) == 2:
-        return float(rng[0]), float(rng[1])
+        return (float(rng[0]), float(rng[1])), "its fit.json"
     return None

@@ -3,8 +3,9 @@
 The loop is deliberately plain (nanoGPT-style): build (sizeup.train.build), then step, log,
 evaluate. Every step is ``Trainer.train_step`` (sizeup.train.step), the one step the WSD branches
 and the coordinate check take too. A run that blows up (NaN/inf, or a loss far above where it
-started) stops early and is recorded as diverged rather than raised. On CPU one torch thread per
-run by default, and a fixed seed reproduces a run bit for bit.
+started) stops early and is recorded as diverged rather than raised; a run that ends collapsed
+to the uniform predictor's loss is recorded diverged too (``collapsed``). On CPU one torch
+thread per run by default, and a fixed seed reproduces a run bit for bit.
 
 Under ``torchrun`` each rank takes its slice of the global batch and DDP (gloo on CPU) averages
 the gradients, so N processes follow the same trajectory as one process on the whole batch; with
