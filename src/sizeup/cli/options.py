@@ -46,6 +46,8 @@ def _help(info: FieldInfo, default: Any) -> str:
     text = info.help
     if allowed is not None and not any(a in text for a in allowed):
         text += " (" + " | ".join(allowed) + ")"
+    if info.bounds is not None:
+        text += f" ({info.bounds.text(integer=info.kind is int)})"
     if default is not None:
         shown = f"{default:g}" if isinstance(default, float) else default
         text += f" [default: {shown}]"

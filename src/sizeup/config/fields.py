@@ -118,6 +118,10 @@ INT64 = Bounds(-(2**63) + 1, 2**63 - 1, why="a 64-bit integer")
 # the model on the meta device and say how much it would need.
 MAX_DIM = 2**24
 DIM = Bounds(1, MAX_DIM, why="one tensor dimension; 2**24 x 2**24 is 1 PiB in float32")
+# The deepest model: twice the deepest transformer trained (DeepNet, 1,000 layers); the memory
+# check counts a model block by block on the meta device, which takes seconds per thousand.
+MAX_DEPTH = 2048
+DEPTH = Bounds(1, MAX_DEPTH, why="twice the deepest transformer trained, DeepNet's 1,000 layers")
 
 
 @dataclasses.dataclass(frozen=True)

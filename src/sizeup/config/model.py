@@ -14,14 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from sizeup.choices import AttnScale
-from sizeup.config.fields import DIM, Bounds, Record, non_negative, positive, spec
+from sizeup.config.fields import DEPTH, DIM, MAX_DIM, Record, non_negative, positive, spec
 from sizeup.errors import ConfigError
 from sizeup.registry import get_model, model_names
-
-# The deepest model: twice the deepest transformer trained (DeepNet, 1,000 layers); the memory
-# check counts a model block by block on the meta device, which takes seconds per thousand.
-MAX_DEPTH = 2048
-DEPTH = Bounds(1, MAX_DEPTH, why="twice the deepest transformer trained, DeepNet's 1,000 layers")
 
 
 @dataclass(frozen=True)
@@ -107,6 +102,13 @@ class ModelSpec(Record):
             raise ConfigError("n_kv_head", self.n_kv_head, f"a divisor of n_head={self.heads}")
 
     def _check_ffn(self) -> None:
+        for name, hidden in (("mlp_ratio", self.ffn_hidden), ("expert_hidden", self.moe_hidden)):
+            if hidden > MAX_DIM:  # d_ff from mlp_ratio x width is a tensor dimension too
+                raise ConfigError(
+                    name,
+                    getattr(self, name),
+                    f"a hidden size of at most {MAX_DIM:,} ({DIM.why}; it is {hidden:,})",
+                )
         if self.d_ff is None or self.mlp_ratio == _default("mlp_ratio"):
             return
         if round(self.mlp_ratio * self.width) != self.d_ff:

@@ -12,9 +12,14 @@ import math
 from dataclasses import dataclass
 
 from sizeup.choices import DType, MuonScale
-from sizeup.config.fields import Record, non_negative, positive, spec
+from sizeup.config.fields import Bounds, Record, non_negative, positive, spec
 from sizeup.errors import ConfigError
 from sizeup.registry import get_optimizer, optimizer_names
+
+# Learning rates: torch's optimizers apply lr x a tensor's multiplier (up to width / base width,
+# at most 2**24) as a float32 scalar, which overflows past 3.4e38; 1e10 is far past any rate
+# that trains and leaves every multiplier and schedule inside float32.
+RATE = Bounds(0, 1e10, lo_open=True, why="torch applies lr x multiplier as a float32")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class OptimSpec(Record):
         3e-3,
         "Base learning rate eta (the base model's, at its batch and length).",
         aliases=("base_lr",),
+        bounds=RATE,
     )
     weight_decay: float = spec(
         0.0, "Weight decay lambda, torch AdamW's at the base width: lr x lambda per step."
@@ -46,7 +52,7 @@ class OptimSpec(Record):
     muon_scale: MuonScale = spec(
         "spectral", "Muon's update scale: spectral sqrt(fan_out/fan_in), original or rms."
     )
-    muon_lr: float | None = spec(None, "Muon's lr for the hidden matrices (None: lr).")
+    muon_lr: float | None = spec(None, "Muon's lr for the hidden matrices (None: lr).", bounds=RATE)
     ns_dtype: DType | None = spec(
         "bfloat16",
         "Newton-Schulz precision (bf16 as torch.optim.Muon; float32 makes DDP/FSDP agree to "

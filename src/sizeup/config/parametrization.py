@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sizeup.choices import InitStd, ReadoutForm, Rule
-from sizeup.config.fields import Record, positive, spec
+from sizeup.config.fields import DEPTH, DIM, Record, positive, spec
 from sizeup.errors import ConfigError
 
 
@@ -26,12 +26,14 @@ class ParamSpec(Record):
         "Rule: sp (the model as written), mup (Tensor Programs V, Table 3), mup_simple (SP "
         "init, hidden lr / m), spectral (Yang-Simon-Bernstein 2023).",
     )
-    base_width: int = spec(32, "Width of the base (proxy) model the rule scales from.")
+    base_width: int = spec(32, "Width of the base (proxy) model the rule scales from.", bounds=DIM)
     base_head_dim: int | None = spec(
-        None, "The base model's head size (None: the model's head_dim)."
+        None, "The base model's head size (None: the model's head_dim).", bounds=DIM
     )
     base_depth: int | None = spec(
-        None, "Depth scaling: the base's blocks; residual branches x (L / base_depth)^-alpha."
+        None,
+        "Depth scaling: the base's blocks; residual branches x (L / base_depth)^-alpha.",
+        bounds=DEPTH,
     )
     depth_exponent: float = spec(
         0.5, "Depth scaling exponent alpha: 0.5 Depth-muP, 1.0 CompleteP (with base_depth)."

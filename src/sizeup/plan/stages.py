@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sizeup.config import ModelSpec, OptimSpec, ScheduleSpec
+from sizeup.config import ModelSpec, OptimSpec, ScheduleSpec, parse
 from sizeup.errors import ConfigError
 from sizeup.flops import peak_flops, spec_flops_per_token, training_time_s
 from sizeup.optim.transfer import transfer_batch, transfer_horizon
@@ -117,6 +117,8 @@ def model_template(given: dict[str, Any], law: Any) -> ModelSpec:
     fields.update(given)
     n_head = fields.pop("n_head", None)
     if n_head is not None:
+        # read as the record reads it (an integer within its bounds) before dividing by it
+        n_head = parse(next(i for i in ModelSpec.field_info() if i.name == "n_head"), n_head)
         # heads at the target's width: its head size (the base keeps it, as train builds it)
         if "width" not in given:
             raise ConfigError("n_head", n_head, "given with an explicit shape (width and depth)")
