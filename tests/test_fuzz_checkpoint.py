@@ -33,14 +33,21 @@ SETTINGS = settings(
 DROP = "<drop>"  # a mutation that deletes the key (or list item) instead of replacing it
 
 
+class Base(tuple):
+    """(state, folder, model) with a short repr: hypothesis prints its arguments on a failure."""
+
+    def __repr__(self) -> str:
+        return f"<the step-1 checkpoint of TINY in {self[1]}>"
+
+
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> tuple[dict, Path, torch.nn.Module]:
+def base(tmp_path_factory) -> Base:
     """The step-1 checkpoint of a 2-step run (so a resume takes one more step through every
     restored part), a folder for the altered copies, and the run's model (export's check)."""
     d = tmp_path_factory.mktemp("fuzz")
     run(TINY, checkpoint=Checkpointing(d / "run", every=1, keep=None))
     state = torch.load(d / "run" / "step_00000001.pt", weights_only=True)
-    return state, d, build(TINY).model
+    return Base((state, d, build(TINY).model))
 
 
 def _paths(node: object, prefix: tuple = ()) -> list[tuple]:

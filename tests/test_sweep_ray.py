@@ -1,12 +1,18 @@
 """The Ray executor: same losses as the local executor for the same seeds; dead workers are
-retried once then recorded failed."""
+retried once then recorded failed; every Ray flag is checked before the store is touched (issue
+23, item 9): a number out of range, an --address nothing answers at and a --ray-host that is not
+this machine's are one line and exit code 2 without starting Ray, and a request no node can
+satisfy is refused before the store is created."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import time
 
 import pytest
+from test_inputs import assert_named, cli
 
 from sizeup.sweep import RayExecutor, Store, run_sweep
 from sizeup.sweep.testing import synthetic_run
@@ -72,8 +78,7 @@ def test_an_impossible_request_fails_with_the_reason(tmp_path, ray_local):
 
     with pytest.raises(ConfigError, match="gpus_per_trial.*no node of this Ray cluster has 1 GPU"):
         run_sweep(SPEC, tmp_path / "s.db", executor="ray", num_gpus=1, progress=False)
-    with Store(tmp_path / "s.db") as st:
-        assert st.counts()["running"] == 0  # nothing left marked running
+    assert not (tmp_path / "s.db").exists()  # refused before the store was created
 
 
 @pytest.mark.slow
@@ -105,3 +110,64 @@ def test_ray_records_crashes_and_dead_workers(tmp_path, ray_local):
 def st_attempts(path, data):
     with Store(path) as st:
         return next(t.attempts for t in st.trials() if t.config.data.source == data)
+
+
+# (flags, the field the refusal names): each refused before Ray starts or the store is opened
+BAD_FLAGS = [
+    (["--gpus-per-trial", "nan"], "gpus_per_trial"),
+    (["--gpus-per-trial", "-1"], "gpus_per_trial"),
+    (["--cpus-per-trial", "inf"], "cpus_per_trial"),
+    (["--cpus-per-trial", "0"], "cpus_per_trial"),
+    (["--address", "127.0.0.1:1"], "address"),  # nothing listens there: refused at once
+    (["--address", "not an address"], "address"),
+    (["--address", "ray://127.0.0.1:99999"], "address"),
+    (["--ray-host", "999.1.1.1"], "ray_host"),
+    (["--ray-host", "no-such-host.invalid"], "ray_host"),
+    (["--ray-host", "192.0.2.1"], "ray_host"),  # a valid address (TEST-NET-1), not this machine's
+    (["--ray-host", "127.0.0.1", "--address", "auto"], "ray_host"),
+]
+
+
+@pytest.mark.parametrize("flags,field", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_ray_flags_are_one_line_before_the_store_is_created(tmp_path, flags, field):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    t0 = time.perf_counter()
+    r = cli(
+        "sweep", tmp_path / "spec.json", "--store", tmp_path / "s.db", "--executor", "ray", *flags
+    )
+    assert_named(r, f"{field}=")
+    assert time.perf_counter() - t0 < 30  # no Ray retries, no cluster start
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_bad_ray_flags_leave_an_existing_store_unchanged(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    Store(tmp_path / "s.db").close()
+    before = (tmp_path / "s.db").read_bytes()
+    r = cli(
+        "sweep",
+        tmp_path / "spec.json",
+        "--store",
+        tmp_path / "s.db",
+        "--executor",
+        "ray",
+        "--gpus-per-trial",
+        "nan",
+    )
+    assert_named(r, "gpus_per_trial=nan")
+    assert (tmp_path / "s.db").read_bytes() == before
+
+
+def test_ray_flags_without_the_ray_executor_are_refused(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    r = cli("sweep", tmp_path / "spec.json", "--store", tmp_path / "s.db", "--address", "auto")
+    assert_named(r, "address=", "--executor ray")
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_ray_host_of_this_machine_is_accepted_without_ray():
+    from sizeup.sweep.executors import check_address, local_address
+
+    assert local_address("127.0.0.1") == "127.0.0.1"
+    assert local_address("localhost") in ("127.0.0.1", "::1")
+    check_address("auto")  # Ray finds the cluster itself

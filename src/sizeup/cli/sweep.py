@@ -71,7 +71,11 @@ def sweep(
         raise SystemExit(1)
     kw: dict = {}
     if executor == "ray":
+        # checked (numbers, --ray-host, --address) by the executor, before the store is opened
         kw = dict(address=address, num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, host=ray_host)
+    elif address is not None or ray_host is not None:
+        flag, value = ("address", address) if address is not None else ("ray_host", ray_host)
+        raise ConfigError(flag, value, "used with --executor ray only")
     rep = run_sweep(
         s,
         store,

@@ -11,9 +11,11 @@ it defaults to sizeup.train.run, so everything here can be tested with a stand-i
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -23,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sizeup.config import RunConfig, RunResult
 from sizeup.errors import ConfigError
@@ -316,13 +319,22 @@ def _ray_call(runner: Runner, config: RunConfig) -> tuple[RunResult | None, str 
 _RAY_LOCAL_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+# How long `--address` may take to accept a TCP connection before the sweep is refused (a
+# cluster's head answers in milliseconds; Ray itself would retry for 20 s, then raise).
+CONNECT_TIMEOUT_S = 3.0
+ADDRESSES = "auto, HOST:PORT of a running Ray cluster's head, or ray://HOST:PORT (Ray Client)"
+
+
 class RayExecutor:
     """Run trials as Ray tasks, on a running cluster (``address=...``) or a local one.
 
     A local cluster listens on 127.0.0.1 only, unless ``host`` names the address to use. A trial
     whose Ray worker dies is run again up to ``max_retries`` times (each counted as an attempt).
-    A resource request no node of the cluster can satisfy is refused before anything runs (Ray
-    itself would wait for it forever).
+    Every setting is checked when the executor is made (a run_sweep makes it before it opens its
+    store): the numbers, that ``host`` is an address of this machine and that ``address``
+    accepts a connection, without starting Ray; then the cluster is joined (or started), and a
+    resource request no node of it can satisfy is refused (Ray itself would wait forever).
+    Errors name the settings as `sizeup sweep` does (cpus_per_trial for ``num_cpus``, ...).
     """
 
     def __init__(
@@ -341,13 +353,27 @@ class RayExecutor:
             raise ConfigError(
                 "executor", "ray", 'an installed extra: pip install "sizeup[ray]"'
             ) from None
-        if num_cpus <= 0 and num_gpus <= 0:
-            raise ConfigError("num_cpus", num_cpus, "a positive number (or num_gpus > 0)")
-        if num_gpus < 0:
-            raise ConfigError("num_gpus", num_gpus, "a number >= 0")
-        self.address, self.num_cpus, self.num_gpus, self.host = address, num_cpus, num_gpus, host
+        _check_share("cpus_per_trial", num_cpus)
+        _check_share("gpus_per_trial", num_gpus)
+        if num_cpus == 0 and num_gpus == 0:
+            raise ConfigError(
+                "cpus_per_trial", num_cpus, "a positive number (or gpus_per_trial > 0)"
+            )
+        _check_count("max_retries", max_retries, 0)
+        _check_count("workers", local_cpus, 1)  # `sizeup sweep --workers` sizes a local cluster
+        _check_count("max_in_flight", max_in_flight, 1)
+        if host is not None and address:
+            raise ConfigError(
+                "ray_host", host, "only without --address (where a local cluster listens)"
+            )
+        self.host = None if host is None else local_address(host)
+        if address:
+            check_address(address)
+        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
         self.max_retries, self.local_cpus = max_retries, local_cpus
         self.max_in_flight = max_in_flight
+        self._init()
+        self._check_resources()
 
     def _init(self) -> None:
         import ray
@@ -358,7 +384,11 @@ class RayExecutor:
             include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
         )
         if self.address:
-            ray.init(address=self.address, **kw)
+            try:
+                ray.init(address=self.address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                reason = " ".join(str(e).split())[:200]
+                raise ConfigError("address", self.address, f"{ADDRESSES} ({reason})") from None
             return
         if self.host:
             kw["_node_ip_address"] = self.host
@@ -437,6 +467,72 @@ class RayExecutor:
             )
         else:
             yield ("end", cfg, *out)
+
+
+def _check_share(field: str, value: Any) -> None:
+    """A finite number >= 0 of a resource per trial (Ray's fractions allowed)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= 0):
+        raise ConfigError(field, value, "a finite number >= 0 (a fraction shares a device)")
+
+
+def _check_count(field: str, value: Any, least: int) -> None:
+    """None (the default) or an integer >= least."""
+    ok = value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= least
+    )
+    if not ok:
+        raise ConfigError(field, value, f"an integer >= {least}")
+
+
+def local_address(host: str) -> str:
+    """The IP address of this machine that ``host`` (an IP address or a host name) names, for a
+    local Ray cluster to listen on: checked by resolving it and binding a socket to it, without
+    starting Ray (which, given an address no interface here has, waits past a minute)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as e:
+        raise ConfigError(
+            "ray_host",
+            host,
+            f"an IP address or host name of this machine (it does not resolve: {e})",
+        ) from None
+    for family, _, _, _, where in found:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((where[0], 0))
+            return str(where[0])
+        except OSError:
+            continue
+    ips = ", ".join(sorted({str(w[0]) for *_, w in found}))
+    raise ConfigError(
+        "ray_host", host, f"an address of this machine: {ips} is not one of its interfaces'"
+    )
+
+
+def check_address(address: str) -> None:
+    """``address`` is 'auto' or 'local' (Ray finds or starts the cluster itself), or HOST:PORT /
+    ray://HOST:PORT that accepts a TCP connection within CONNECT_TIMEOUT_S: an address nothing
+    answers at is refused at once, not after Ray's 20 s of retries and warnings."""
+    if address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if parts.scheme not in ("tcp", "ray") or not host or port is None:
+        raise ConfigError("address", address, ADDRESSES)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, UnicodeError, ValueError) as e:
+        raise ConfigError(
+            "address",
+            address,
+            f"a running Ray cluster's address: nothing accepted a connection at {host}:{port} "
+            f"within {CONNECT_TIMEOUT_S:g} s ({getattr(e, 'strerror', None) or e}); start the "
+            "cluster (ray start --head) or check the address",
+        ) from None
 
 
 def _ray_loopback_only() -> None:

@@ -324,13 +324,14 @@ def load(path: str | Path) -> tuple[Path, dict]:
         raise CheckpointError(refusal(pt, f"holds config={_kind(saved)}, not a run config"))
     if not _equal(state.get("version"), VERSION):
         raise CheckpointError(
-            f"checkpoint file {pt} has format version {state.get('version')!r}; this sizeup "
+            f"checkpoint file {pt} has format version {_kind(state.get('version'))}; this sizeup "
             f"reads version {VERSION}"
         )
     if not (_is_int(state.get("step")) and _equal(state.get("step"), record.get("step"))):
         raise CheckpointError(
             refusal(
-                pt, f"holds step={state.get('step')!r} but its sidecar says {record.get('step')!r}"
+                pt,
+                f"holds step={_kind(state.get('step'))} but its sidecar says {_kind(record.get('step'))}",
             )
         )
     return pt, state
@@ -406,7 +407,7 @@ def _kind(x: Any) -> str:
     """A value as a refusal shows it: a tensor by shape and dtype, else its repr (or type)."""
     if torch.is_tensor(x):
         return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
-    text = repr(x)
+    text = " ".join(repr(x).split())  # one line, whatever the value's repr
     return text if len(text) <= 40 else f"a {type(x).__name__}"
 
 
@@ -707,9 +708,9 @@ def _check_rng(rng: Any) -> None:
     ok = torch.is_tensor(t) and t.dtype == torch.uint8 and t.shape == own.shape
     _need(ok, "rng['torch']", t, f"torch's generator state ({_kind(own)})")
     try:
-        random.Random().setstate(_as_tuple(rng["python"]))
+        random.Random().setstate(_as_tuple(rng["python"]))  # a throwaway generator: a probe
         ok = True
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # noqa: BLE001 - setstate raises many kinds (KeyError for a dict, ...)
         ok = False
     _need(ok, "rng['python']", rng["python"], "Python's random.getstate()")
     cuda = rng.get("cuda", [])
