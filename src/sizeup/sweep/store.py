@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import socket
 import sqlite3
 import threading
@@ -250,7 +251,7 @@ SALVAGE = "`sizeup sweep SPEC --store {path} --export OUT.csv` salvages the tria
 def _damaged(path: Path, why: str) -> str:
     return (
         f"store={str(path)!r} is damaged or not a SQLite study file ({why}): nothing was run; "
-        + SALVAGE.format(path=path)
+        + SALVAGE.format(path=shlex.quote(str(path)))
     )
 
 
@@ -314,9 +315,15 @@ def _named(e: sqlite3.Error, path: Path, writing: bool, timeout: float) -> Store
             if not writing
             else f"{where} cannot be opened ({text}): a writable file path"
         )
-    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
+    if (
+        code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in text
+        or "not a database" in text
+    ):
         return StoreError(_damaged(path, text))
-    return StoreError(f"{where} could not be used ({text}); {SALVAGE.format(path=path)}")
+    return StoreError(
+        f"{where} could not be used ({text}); " + SALVAGE.format(path=shlex.quote(str(path)))
+    )
 
 
 def _read_only(path: Path, why: str) -> str:
@@ -720,10 +727,11 @@ class Store:
         return good
 
     def _refuse(self, bad: _BadRow) -> None:
+        path = shlex.quote(str(self.path))
         raise StoreError(
             f"store={str(self.path)!r} has a damaged row ({bad}): nothing was run; "
-            + SALVAGE.format(path=self.path)
-            + f', and deleting that row (sqlite3 {self.path} "DELETE FROM trials WHERE '
+            + SALVAGE.format(path=path)
+            + f', and deleting that row (sqlite3 {path} "DELETE FROM trials WHERE '
             f'rowid={bad.rowid}") lets sweep run its trial again'
         )
 
