@@ -309,12 +309,15 @@ def _named(e: sqlite3.Error, path: Path, writing: bool, timeout: float) -> Store
     if code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         if writing and path.is_file():  # the file is there: its folder takes no -wal file
             return StoreError(_read_only(path, f"{text}: its folder is read-only"))
-        return StoreError(
-            f"{where} cannot be opened ({text}): a readable study file (with a -wal file beside "
-            "it, in a folder SQLite can write its -shm file to)"
-            if not writing
-            else f"{where} cannot be opened ({text}): a writable file path"
-        )
+        if writing:
+            return StoreError(f"{where} cannot be opened ({text}): a writable file path")
+        if Path(f"{path}-wal").exists():
+            return StoreError(
+                f"{where} cannot be opened ({text}): reading its -wal file takes a -shm file "
+                "beside it, which this folder does not let SQLite make; copy the study with its "
+                "-wal file to a writable folder and read the copy"
+            )
+        return StoreError(f"{where} cannot be opened ({text}): a readable study file")
     if (
         code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
         or "malformed" in text
