@@ -192,6 +192,32 @@ def test_a_read_only_store_refuses_writers_and_serves_readers(intact, tmp_path):
     assert sorted(p.name for p in db.parent.iterdir()) == ["study.db"]
 
 
+def test_a_wal_in_a_read_only_folder_is_named(intact, tmp_path):
+    """A sweep killed in a read-only folder's study leaves a -wal (recent trials) that SQLite
+    can read only with a -shm file it cannot make there: one line saying to copy both."""
+    db = _copy(intact, tmp_path)
+    writer = subprocess.run(
+        [sys.executable, "-c", KILLED, str(db)], capture_output=True, text=True, timeout=60
+    )
+    assert writer.returncode == 0, writer.stderr
+    (db.parent / "study.db-shm").unlink()
+    _immutable(db.parent, True)
+    try:
+        with pytest.raises(StoreError, match="cannot be opened.*-wal file.*copy the study"):
+            Store(db, readonly=True)
+    finally:
+        _immutable(db.parent, False)
+
+
+KILLED = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("UPDATE trials SET error='late' WHERE rowid=1")
+os._exit(0)  # killed: its -wal and -shm stay
+"""
+
+
 def test_a_study_on_a_read_only_mount_is_read(intact, tmp_path):
     """The issue's case itself: a read-only bind mount (in a private mount namespace)."""
     db = _copy(intact, tmp_path)

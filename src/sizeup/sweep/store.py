@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import socket
 import sqlite3
 import threading
@@ -250,7 +251,7 @@ SALVAGE = "`sizeup sweep SPEC --store {path} --export OUT.csv` salvages the tria
 def _damaged(path: Path, why: str) -> str:
     return (
         f"store={str(path)!r} is damaged or not a SQLite study file ({why}): nothing was run; "
-        + SALVAGE.format(path=path)
+        + SALVAGE.format(path=shlex.quote(str(path)))
     )
 
 
@@ -308,15 +309,24 @@ def _named(e: sqlite3.Error, path: Path, writing: bool, timeout: float) -> Store
     if code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         if writing and path.is_file():  # the file is there: its folder takes no -wal file
             return StoreError(_read_only(path, f"{text}: its folder is read-only"))
-        return StoreError(
-            f"{where} cannot be opened ({text}): a readable study file (with a -wal file beside "
-            "it, in a folder SQLite can write its -shm file to)"
-            if not writing
-            else f"{where} cannot be opened ({text}): a writable file path"
-        )
-    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
+        if writing:
+            return StoreError(f"{where} cannot be opened ({text}): a writable file path")
+        if Path(f"{path}-wal").exists():
+            return StoreError(
+                f"{where} cannot be opened ({text}): reading its -wal file takes a -shm file "
+                "beside it, which this folder does not let SQLite make; copy the study with its "
+                "-wal file to a writable folder and read the copy"
+            )
+        return StoreError(f"{where} cannot be opened ({text}): a readable study file")
+    if (
+        code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in text
+        or "not a database" in text
+    ):
         return StoreError(_damaged(path, text))
-    return StoreError(f"{where} could not be used ({text}); {SALVAGE.format(path=path)}")
+    return StoreError(
+        f"{where} could not be used ({text}); " + SALVAGE.format(path=shlex.quote(str(path)))
+    )
 
 
 def _read_only(path: Path, why: str) -> str:
@@ -720,10 +730,11 @@ class Store:
         return good
 
     def _refuse(self, bad: _BadRow) -> None:
+        path = shlex.quote(str(self.path))
         raise StoreError(
             f"store={str(self.path)!r} has a damaged row ({bad}): nothing was run; "
-            + SALVAGE.format(path=self.path)
-            + f', and deleting that row (sqlite3 {self.path} "DELETE FROM trials WHERE '
+            + SALVAGE.format(path=path)
+            + f', and deleting that row (sqlite3 {path} "DELETE FROM trials WHERE '
             f'rowid={bad.rowid}") lets sweep run its trial again'
         )
 
