@@ -118,6 +118,7 @@ BAD_FLAGS = [
     (["--gpus-per-trial", "-1"], "gpus_per_trial"),
     (["--cpus-per-trial", "inf"], "cpus_per_trial"),
     (["--cpus-per-trial", "0"], "cpus_per_trial"),
+    (["--workers", "0"], "workers"),
     (["--address", "127.0.0.1:1"], "address"),  # nothing listens there: refused at once
     (["--address", "not an address"], "address"),
     (["--address", "ray://127.0.0.1:99999"], "address"),

@@ -549,6 +549,7 @@ def make_executor(kind: str = "local", workers: int = 1, **kwargs: Any) -> Any:
     if kind == "local":
         return LocalExecutor(workers=workers, **kwargs)
     if kind == "ray":
-        kwargs.setdefault("local_cpus", workers if workers > 1 else None)
+        # --workers sizes a local Ray cluster (1, the default: every CPU); checked there
+        kwargs.setdefault("local_cpus", None if workers == 1 else workers)
         return RayExecutor(**kwargs)
     raise ConfigError("executor", kind, "one of 'local', 'ray'")
