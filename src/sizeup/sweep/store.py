@@ -565,7 +565,8 @@ class Store:
         with self._db:  # one transaction
             self._db.execute("BEGIN IMMEDIATE")  # a writer from the start: no upgrade deadlock
             seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials").fetchone()[0]
-            seq0 = seq0 if isinstance(seq0, int) else self._count()  # a damaged seq
+            if not isinstance(seq0, int) or seq0 + len(configs) >= 2**63 - 1:
+                seq0 = self._count()  # a damaged seq (text, or too large to count on from)
             before = self._count()
             for i, cfg in enumerate(configs):
                 self._db.execute(
