@@ -109,7 +109,7 @@ def _short(value: Any, n: int = 40) -> str:
 
 def _is_number(v: Any) -> bool:
     """A real number as SQLite or JSON gives one (bools are not numbers here); ints beyond
-    float64 are not (pandas and numpy cannot hold them)."""
+    int64 are not (a pandas column of them is an object column the analyses cannot use)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     return not isinstance(v, int) or abs(v) < 2**63
@@ -267,12 +267,19 @@ def _short_by(db: sqlite3.Connection, path: Path) -> int:
     for _ in range(2):
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         page = db.execute("PRAGMA page_size").fetchone()[0]
-        size = path.stat().st_size
-        wal = Path(f"{path}-wal")
-        if (wal.exists() and wal.stat().st_size > 0) or pages * page <= size:
+        size = _size(path)
+        if _size(Path(f"{path}-wal")) > 0 or pages * page <= size:
             return 0
         time.sleep(0.05)
     return pages * page - size
+
+
+def _size(path: Path) -> int:
+    """A file's size; 0 when it is not there (a -wal its last connection just removed)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _ro_uri(path: Path) -> str:
@@ -295,8 +302,9 @@ def _named(e: sqlite3.Error, path: Path, writing: bool, timeout: float) -> Store
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in text:
         return StoreError(
             f"{where} is locked by another process (for more than {timeout:g} s: another "
-            "driver's long write, or a sqlite3 shell with a transaction open): nothing was "
-            "changed; run the command again once that process has finished or been stopped"
+            "driver's long write, or a sqlite3 shell with a transaction open); the trials recorded "
+            "so far are kept: run the command again once that process has finished or been "
+            "stopped"
         )
     if code == "SQLITE_FULL" or "is full" in text:
         return StoreError(
@@ -557,7 +565,8 @@ class Store:
         with self._db:  # one transaction
             self._db.execute("BEGIN IMMEDIATE")  # a writer from the start: no upgrade deadlock
             seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM trials").fetchone()[0]
-            seq0 = seq0 if isinstance(seq0, int) else self._count()  # a damaged seq
+            if not isinstance(seq0, int) or seq0 + len(configs) >= 2**63 - 1:
+                seq0 = self._count()  # a damaged seq (text, or too large to count on from)
             before = self._count()
             for i, cfg in enumerate(configs):
                 self._db.execute(
