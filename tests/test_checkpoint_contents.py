@@ -242,3 +242,24 @@ def test_an_intact_checkpoint_still_resumes(trained, tmp_path):
         (d / f"step_00000002{suffix}").unlink()
     res = run(TINY, checkpoint=Checkpointing(d, every=1, resume=True))
     assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
+
+
+def test_a_param_group_key_an_older_torch_did_not_write_takes_this_runs(trained, tmp_path):
+    """A newer torch adds keys to its optimizers' param groups (2.x added Adam's
+    `decoupled_weight_decay`); a checkpoint from before lacks them and still resumes, bit for bit,
+    taking this run's value. A running value (the lr) missing is refused."""
+    d = _copy(trained, tmp_path)
+    for suffix in (".pt", ".json"):
+        (d / f"step_00000002{suffix}").unlink()
+    state = torch.load(d / "step_00000001.pt", weights_only=True)
+    for g in state["optimizer"]["param_groups"]:
+        del g["amsgrad"]
+    write_as(state, d, 1)
+    res = run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+    assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
+    del state["optimizer"]["param_groups"][0]["lr"]
+    for suffix in (".pt", ".json"):
+        (d / f"step_00000002{suffix}").unlink(missing_ok=True)  # the resumed run's last
+    write_as(state, d, 1)
+    with pytest.raises(CheckpointError, match="lr"):
+        run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))

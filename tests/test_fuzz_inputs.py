@@ -233,6 +233,11 @@ COMMANDS: dict[tuple[str, ...], list[str]] = {
 }
 ALLOWED_EXITS = {("coord-check",): {0, 1, 2}, ("sweep",): {0, 1, 2}, ("transfer",): {0, 1, 2}}
 EXAMPLE_SECONDS = 120  # a command that runs longer than this on its tiny base hangs
+# FUZZ_N examples in all, shared by the commands (FUZZ_N=10000: about 700 per command)
+CLI_SETTINGS = settings(
+    SETTINGS,
+    max_examples=max(10, int(os.environ.get("FUZZ_N", "400")) // len(COMMANDS)),
+)
 
 
 def numeric_options(path: tuple[str, ...]) -> list[str]:
@@ -368,7 +373,7 @@ def test_every_numeric_option_at_its_extremes(path, cli_inputs):
         unique_by=lambda t: t[0],
     )
 
-    @SETTINGS
+    @CLI_SETTINGS
     @given(changes)
     def check(chosen):
         argv = [*path, *base]

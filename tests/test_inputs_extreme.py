@@ -169,3 +169,22 @@ def test_shape_counts_do_not_loop_over_the_depth():
     dense, moe = small.replace(depth=3), small
     one_moe_block = gpt_params(moe) - gpt_params(small.replace(depth=4))
     assert gpt_params(moe) - gpt_params(dense) == 2 * one_moe_block
+
+
+def test_wsd_without_a_validation_loss_says_so_and_keeps_the_points(tmp_path):
+    # found by the numeric-option fuzz: --val-frac 0 left nothing to fit (a numpy traceback)
+    args = ["--depth", "1", "--seq-len", "8", "--batch-size", "2", "--eval-batches", "1"]
+    args += ["--head-dim", "8", "--widths", "8,16", "--steps", "4,8", "--workers", "1"]
+    r = cli("wsd", *args, "--val-frac", "0", "--out", tmp_path / "w")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # after the progress bars of the runs it kept
+    assert last.startswith("error: ") and "validation loss" in last and "val_frac" in last
+    assert (tmp_path / "w" / "points.csv").exists()
+
+
+def test_flops_and_plan_read_sizes_by_their_fields():
+    # found by the fuzz: --n-head 0 divided by zero, --base-width 0 too
+    assert_named(cli("flops", "--width", "256", "--depth", "2", "--n-head", "0"), "n_head=")
+    assert_named(cli("plan", "--compute", "1e21", "--base-width", "0"), "base_width=")
+    assert_named(cli("train", *TINY, "--mlp-ratio", "1e300"), "mlp_ratio=")
+    assert_named(cli("train", *TINY, "--lr", "1e300"), "lr=")

@@ -22,7 +22,7 @@ import typer
 from sizeup.cli.options import ints, run_options, writable
 from sizeup.cli.output import Output
 from sizeup.config import RunConfig
-from sizeup.errors import SizeupError
+from sizeup.errors import DataError, SizeupError
 from sizeup.registry import get_model
 
 # The documented example, measured to bracket the compute-optimal width on the built-in corpus
@@ -152,6 +152,11 @@ def _fit(df: Any, cfg: RunConfig, out: Path, output: Output) -> list[Path]:
     from sizeup.laws.plots import plot_isoflops
 
     ok = df[np.isfinite(df["loss"])]
+    if ok.empty:  # points.csv is written: the runs are kept, only the fit has nothing to fit
+        raise DataError(
+            f"no branch point has a finite validation loss ({out / 'points.csv'}): every "
+            "branch diverged, or the data has no validation split (val_frac > 0, or val.bin)"
+        )
     N, D, L = (ok[k].to_numpy(float) for k in ("params", "tokens", "loss"))
     try:
         iso = isoflop_from_curves(N, D, L, budgets=common_budgets(N, D))

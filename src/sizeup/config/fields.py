@@ -113,11 +113,11 @@ class Bounds:
 INT64 = Bounds(-(2**63) + 1, 2**63 - 1, why="a 64-bit integer")
 
 # The largest size of one tensor dimension (width, d_ff, vocabulary, context, a check's
-# widths): a 2**24 x 2**24 matrix alone has 2**48 entries (1 PiB in float32), more than any
+# widths): a 2**26 x 2**26 matrix alone has 2**52 entries (16 PiB in float32), more than any
 # machine holds, while products of such sizes still fit 64 bits, so the memory check can count
 # the model on the meta device and say how much it would need.
-MAX_DIM = 2**24
-DIM = Bounds(1, MAX_DIM, why="one tensor dimension; 2**24 x 2**24 is 1 PiB in float32")
+MAX_DIM = 2**26
+DIM = Bounds(1, MAX_DIM, why="one tensor dimension; 2**26 x 2**26 is 16 PiB in float32")
 # The deepest model: twice the deepest transformer trained (DeepNet, 1,000 layers); the memory
 # check counts a model block by block on the meta device, which takes seconds per thousand.
 MAX_DEPTH = 2048

@@ -530,7 +530,12 @@ def _check_group(saved: Mapping, own: dict, where: str) -> None:
     holds, every other value (set from the config, and the parameters' names) equal to it."""
     for k, v in own.items():
         at = f"{where}[{k!r}]"
-        _need(k in saved, at, None, f"a value like {_kind(v)}")
+        if k not in saved:
+            # A key a newer torch adds to its optimizers (as 2.x added `decoupled_weight_decay`
+            # to Adam) is missing from an older torch's checkpoint: it must equal this run's
+            # anyway, so ``restore`` takes this run's. A running value cannot be made up.
+            _need(k not in RUNNING, at, None, f"a value like {_kind(v)}")
+            continue
         if k in RUNNING or k in KERNELS:
             _same_kind(saved[k], v, at)
         else:
@@ -747,7 +752,12 @@ def restore(trainer: Any, state: dict) -> None:
     for p in [p for p, st in state_of.items() if not st]:
         del state_of[p]
     groups = trainer.optimizer.param_groups
-    kernels = [{k: g[k] for k in KERNELS if k in g} for g in groups]
+    saved_groups = state["optimizer"]["param_groups"]
+    # this machine's kernels, and what an older torch's checkpoint lacks (``_check_group``)
+    kept = [
+        {k: v for k, v in g.items() if k in KERNELS or (k != "params" and k not in saved)}
+        for g, saved in zip(groups, saved_groups)
+    ]
     set_state_dict(
         trainer.model,
         trainer.optimizer,
@@ -755,8 +765,8 @@ def restore(trainer: Any, state: dict) -> None:
         optim_state_dict=state["optimizer"],
         options=StateDictOptions(full_state_dict=True),
     )
-    for g, own in zip(trainer.optimizer.param_groups, kernels):
-        g.update(own)  # this machine's kernels (a GPU run's fused AdamW resumes on a CPU)
+    for g, own in zip(trainer.optimizer.param_groups, kept):
+        g.update(own)  # a GPU run's fused AdamW resumes on a CPU; an older torch's on this one
     if trainer.scheduler is not None and state["scheduler"] is not None:
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(trainer.scheduler.lr_lambdas)
