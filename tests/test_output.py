@@ -81,7 +81,7 @@ def test_coord_check_off_a_terminal_prints_every_module_whole(tmp_path):
     r = sizeup(
         "coord-check", "--widths", "32,64", "--steps", "1", "--seeds", "1", "--out", tmp_path
     )
-    assert r.returncode in (0, 1), r.stderr
+    assert r.returncode in (0, 1, 3), r.stderr  # a verdict: pass, fail or inconclusive
     modules = json.loads((tmp_path / "coord_check.json").read_text())["modules"]
     shown = {c.rstrip("*") for c in cells(r.stdout)}
     assert {m["name"] for m in modules} <= shown
@@ -174,7 +174,7 @@ def test_format_json_parses_for_every_table_command(tmp_path, capsys):
         main(
             ["coord-check", "--widths", "32,64", "--steps", "1", "--seeds", "1", "--format", "json"]
         )
-    assert e.value.code in (0, 1, None)
+    assert e.value.code in (0, 1, 3, None)
     assert json.loads(capsys.readouterr().out)["sizes"] == [32, 64]
 
 

@@ -1,4 +1,6 @@
-"""`sizeup coord-check`: a coordinate check with a verdict; exit code 1 when it fails (CI gate).
+"""`sizeup coord-check`: a coordinate check with a verdict, as its exit code (a CI gate): 0 when
+it passes, 1 when it fails, 3 when it is inconclusive (too few seeds to tell a slope outside the
+band from seed noise: run more seeds), 2 for bad input (as every command).
 
 It checks the run `sizeup train` would train from the same config file, flags and `--set`s (every
 RunConfig field is an option, sizeup.cli.options): that model, init, parametrization and
@@ -22,6 +24,9 @@ from sizeup.cli.options import run_options
 from sizeup.cli.output import FORMAT, Output, Table
 from sizeup.config import CheckSpec, OptimSpec, ParamSpec, RunConfig
 from sizeup.errors import ConfigError
+
+# The exit code of each verdict (docs/diagnostics.md); 2 is bad input, as for every command.
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 
 # The check runs the config's peak lr, constant, for its own steps: the schedule is not an option.
 SCHEDULE_FIELDS = ("steps", "schedule", "warmup", "decay_frac", "cooldown", "milestones")
@@ -69,11 +74,11 @@ def coord_check_cmd(
         with optimizer_notes(True):  # a batch transfer or a large decay: one line each
             result = coord_check(run, check, progress=True)
     with output:
-        _report(output, result, check.noise_z, out)
+        _report(output, result, out)
     if not result.passed:
         # SystemExit, not typer.Exit: sizeup.cli.main runs click with standalone_mode=False,
         # where click turns typer.Exit into a return value and the exit code would be lost.
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CODES[result.verdict])
 
 
 def _run_config(
@@ -124,9 +129,10 @@ def hf_overrides(sets: list[str]) -> dict[str, Any]:
     return out
 
 
-def _report(output: Output, result: Any, noise_z: float, out: Path | None) -> None:
-    """The table (every module), the worst module, the noisy ones, and the JSON + figure under
-    ``out``; with --format json the check's JSON document."""
+def _report(output: Output, result: Any, out: Path | None) -> None:
+    """The table (every module), the worst module, the noisy ones, what to do when the verdict
+    is inconclusive, and the JSON + figure under ``out``; with --format json the check's JSON
+    document."""
     title, columns, rows, caption = result.table_cells()
     output.table(Table(title, columns, rows, caption, right=tuple(columns[2:-1])))
     output.data(result.to_dict())
@@ -144,9 +150,11 @@ def _report(output: Output, result: Any, noise_z: float, out: Path | None) -> No
         verb = "lies" if len(noisy) == 1 else "lie"
         output.line(
             ("noisy", "yellow"),
-            f": {', '.join(noisy)} {verb} outside the band but within "
-            f"{noise_z:g} standard errors of the seed noise; more --seeds settle it.",
+            f": {', '.join(noisy)} {verb} outside the band but within the seed noise "
+            f"({result.seeds} seeds); more --seeds settle it.",
         )
+    if result.advice:
+        output.line((result.advice, "yellow"))
     if out is not None:
         from sizeup.diagnostics.plots import plot_coord_check
 

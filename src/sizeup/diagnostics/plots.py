@@ -87,7 +87,11 @@ def coord_check_figure(result: CoordCheckResult, stat: str | None = None) -> Any
 
 def _title(result: CoordCheckResult) -> str:
     s = result.settings
-    verdict = "PASSED" if result.passed else f"FAILED (worst: {result.worst.get('module')})"
+    verdict = {
+        "pass": "PASSED",
+        "fail": f"FAILED (worst: {result.worst.get('module')})",
+        "inconclusive": f"INCONCLUSIVE ({result.seeds} seed(s): run more seeds)",
+    }[result.verdict]
     what = f"{s.get('model')} {s.get('rule')} {s.get('optimizer')} lr={s.get('lr')}"
     return (
         f"coord check over {result.axis}: {what}: {verdict}\n"
@@ -201,7 +205,7 @@ def _legend_entries(result: CoordCheckResult, colors: dict) -> tuple[list, list[
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    mods = result.failing() + [m for m in result.modules if m.passed]
+    mods = result.failing() + result.inconclusive() + [m for m in result.modules if m.passed]
     noisy = [m for m in mods if not m.passed or m.noisy(result.judge_from)]
     shown = mods if len(mods) <= MAX_LEGEND else noisy
     handles: list[Any] = []
@@ -210,7 +214,8 @@ def _legend_entries(result: CoordCheckResult, colors: dict) -> tuple[list, list[
         bad = not m.passed
         style = dict(color=colors[m.name], lw=1.8 if bad else 0.9, ls="--" if m.vanishes else "-")
         handles.append(Line2D([], [], **style))
-        verdict = "  FAIL" if bad else ("  noisy" if m.noisy(result.judge_from) else "")
+        verdict = {"fail": "  FAIL", "inconclusive": "  inconclusive"}.get(m.verdict, "")
+        verdict = verdict or ("  noisy" if m.noisy(result.judge_from) else "")
         slope = _worst_slope(m, result.judge_from)
         labels.append(f"{m.name}{'*' if m.vanishes else ''}  {slope:+.2f}{verdict}")
     handles.append(Patch(color="0.5", alpha=0.3, lw=0))

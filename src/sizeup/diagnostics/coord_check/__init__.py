@@ -17,11 +17,16 @@ The package is split by concern: ``record`` (hooks and the training loop), ``jud
 and the verdict), ``result`` (the result records, table and JSON), ``constants``.
 
 The slope is fitted to the seed-averaged sizes; its standard error comes from the spread of the
-per-seed slopes (each seed is a full replicate of the width sweep). A module fails only when its
-slope lies outside the band by more than ``noise_z`` (2) standard errors; one that is outside,
-but within that noise, passes and is shown as "noisy": more seeds settle it. A few seeds of a
-GPT at widths 128..1024 give standard errors of 0.01-0.08, so real failures (SP: +0.5 to +2.8;
-1/sqrt(d) attention: +0.35 and up) stand far outside; with one seed the band alone decides.
+per-seed slopes (each seed is a full replicate of the width sweep), so with k seeds it has
+k - 1 degrees of freedom. A module fails only when its slope lies outside the band by more than
+the seed noise allows: Student's t_{k-1} quantile at the normal's coverage of ``noise_z`` (2)
+standard errors (result.noise_multiplier: 14.0 with 2 seeds, 4.5 with 3, 3.3 with 4). One that
+is outside, but within that noise, passes and is shown as "noisy" when at least MIN_SEEDS (3)
+seeds measured the noise; with fewer it is INCONCLUSIVE ("run more seeds"), since one or two
+seeds cannot tell a slope outside the band from noise (constants.MIN_SEEDS), while a slope
+outside even the t allowance, or an infinite one, still fails. A few seeds of a GPT at widths
+128..1024 give standard errors of 0.01-0.08, so real failures (SP: +0.5 to +2.8) stand far
+outside. ``noise_z`` 0 is the strict band: it alone decides, whatever the seeds.
 
 Step t = 0 is the forward pass at initialisation; step t >= 1 is the forward pass after t updates.
 Step 0 is recorded but not judged.
