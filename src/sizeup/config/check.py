@@ -12,6 +12,21 @@ from sizeup.choices import CoordStat
 from sizeup.config.fields import Names, Record, Sizes, positive, spec
 from sizeup.errors import ConfigError
 
+# Seeds a check needs before a slope outside the band but within its seed noise may pass (as
+# "noisy"). The standard error of a slope comes from the spread of the per-seed slopes, so with
+# k seeds it has k - 1 degrees of freedom and the noise allowance is Student's t_{k-1} quantile
+# times it (diagnostics.coord_check.result.noise_multiplier): 14.0 standard errors with 2 seeds, 4.5 with 3, 3.3 with 4,
+# against 2.0 for a known spread. The sweeps need only 2 seeds for an interval
+# (sizeup.sweep.estimate.t_interval), because there a wide interval makes a check fail safe: no
+# claim passes that the interval does not exclude. Here a wide allowance fails open: a module
+# passes unless shown outside the band, and with 2 seeds (one degree of freedom) nearly any
+# slope would pass that way. So with fewer than MIN_SEEDS seeds a slope outside the band within
+# its allowance is INCONCLUSIVE ("run more seeds") instead of a pass, while one outside even the
+# t allowance still FAILs. 3 is the CheckSpec default: the smallest count whose t allowance
+# (4.5 standard errors) still separates real failures (SP: +0.5 to +2.8, standard errors of
+# 0.01-0.08) from a flat module, as docs/diagnostics.md measures.
+MIN_SEEDS = 3
+
 
 @dataclass(frozen=True)
 class CheckSpec(Record):
@@ -26,7 +41,11 @@ class CheckSpec(Record):
         None, "Depth mode: increasing depths (e.g. 2,4,8,16,32) at the config's width."
     )
     steps: int = spec(4, "Training steps; t = 0..steps are recorded.")
-    seeds: int = spec(3, "Seeds averaged per size (the run's seed onwards).")
+    seeds: int = spec(
+        MIN_SEEDS,
+        f"Seeds averaged per size (the run's seed onwards); fewer than {MIN_SEEDS} give no "
+        "verdict on a module outside the band within its seed noise (inconclusive).",
+    )
     same_batch: bool = spec(
         True,
         "Repeat the first batch every step, or train on batch t at step t as `train` does.",
@@ -38,7 +57,8 @@ class CheckSpec(Record):
     noise_z: float = spec(
         2.0,
         "Fail only when outside the band by more than this many standard errors of the seed "
-        "noise (0: strict).",
+        "noise, at the same coverage under Student's t for the seeds' degrees of freedom "
+        "(0: strict).",
     )
     modules: Names | None = spec(None, "Only these modules (fnmatch patterns).")
 
