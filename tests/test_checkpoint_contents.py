@@ -263,3 +263,26 @@ def test_a_param_group_key_an_older_torch_did_not_write_takes_this_runs(trained,
     write_as(state, d, 1)
     with pytest.raises(CheckpointError, match="lr"):
         run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+
+
+@pytest.mark.parametrize("lr", [6.465364586132048e37, 1e-30, 0.0])
+def test_a_groups_lr_is_the_schedules_at_the_saved_step(trained, tmp_path, lr):
+    """Found by the fuzz: a param group's lr of 6.5e37 (a running value, so only its kind was
+    checked) overflowed the next Adam step's float32 update. The lr a restore gives each group
+    is the schedule's at the saved step (from the config's base lrs, which must be this run's),
+    so the resumed run equals the uninterrupted one whatever lr the file held."""
+    d = _copy(trained, tmp_path)
+    for suffix in (".pt", ".json"):
+        (d / f"step_00000002{suffix}").unlink()
+    state = torch.load(d / "step_00000001.pt", weights_only=True)
+    for g in state["optimizer"]["param_groups"]:
+        g["lr"] = lr
+    write_as(state, d, 1)
+    res = run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+    assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
+    state["scheduler"]["base_lrs"] = [1e37] * len(state["scheduler"]["base_lrs"])
+    for suffix in (".pt", ".json"):
+        (d / f"step_00000002{suffix}").unlink(missing_ok=True)
+    write_as(state, d, 1)
+    with pytest.raises(CheckpointError, match="base_lrs"):
+        run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))

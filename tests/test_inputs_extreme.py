@@ -188,3 +188,17 @@ def test_flops_and_plan_read_sizes_by_their_fields():
     assert_named(cli("plan", "--compute", "1e21", "--base-width", "0"), "base_width=")
     assert_named(cli("train", *TINY, "--mlp-ratio", "1e300"), "mlp_ratio=")
     assert_named(cli("train", *TINY, "--lr", "1e300"), "lr=")
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["train", "--depth", "1e300"], ["--depth", "integer", "sizeup train --help"]),
+        (["flops", "gpt", "--layers", "3"], ["No such option: --layers", "--help"]),
+        (["nosuch"], ["No such command", "sizeup --help"]),
+    ],
+)
+def test_a_bad_option_or_command_is_one_line(args, words):
+    """Click's usage errors are one line too (click prints usage, a hint and the message on
+    three): the message and where the options are listed, exit 2."""
+    assert_named(cli(*args), *words)

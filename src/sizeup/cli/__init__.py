@@ -70,9 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as e:
         # Usage errors (unknown option, bad value) from click, or from the click that typer
-        # vendors (typer._click): print click's own message, not a traceback.
+        # vendors (typer._click): click's own message as one line, not a traceback.
         if _is_click_usage_error(e):
-            e.show()
+            line = _usage_line(e)
+            if line:  # empty: click showed the help (a group called with nothing)
+                typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
             sys.exit(e.exit_code)
         raise
 
@@ -88,6 +90,16 @@ def _one_line(default: Any) -> Any:
             default(message, category, *args, **kwargs)
 
     return show
+
+
+def _usage_line(e: Any) -> str:
+    """Click's message for a bad option or value as one line (click prints a usage block, a
+    hint and the message on three), with where the command's options are listed."""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if not message or ctx is None:
+        return message
+    return f"{message} (`{ctx.command_path} --help` lists what it takes)"
 
 
 def _is_click_usage_error(e: BaseException) -> bool:

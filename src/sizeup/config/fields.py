@@ -101,11 +101,11 @@ class Bounds:
             parts.append(f"{'<' if self.hi_open else '<='} {_num(hi)}")
         return f"{what} " + " and ".join(parts)
 
-    def check(self, name: str, raw: Any, x: float, integer: bool = False) -> None:
+    def check(self, name: str, x: float, integer: bool = False) -> None:
         """A ConfigError naming the field, the range and why, unless ``x`` is within it."""
         if not self.holds(x):
             why = f" ({self.why})" if self.why else ""
-            raise ConfigError(name, raw, self.text(integer) + why)
+            raise ConfigError(name, x, self.text(integer) + why)
 
 
 # Every integer field fits a signed 64-bit integer (torch's int64, SQLite's INTEGER, numpy):
@@ -303,7 +303,7 @@ def parse(info: FieldInfo, value: Any) -> Any:
         x = _parse_number(name, value, kind)
         bounds = info.bounds or (INT64 if kind is int else None)
         if bounds is not None:
-            bounds.check(name, value, x, integer=kind is int)
+            bounds.check(name, x, integer=kind is int)  # the number as read
         return x
     if kind in _SPECIAL:
         return _SPECIAL[kind](name, value)

@@ -43,7 +43,7 @@ def check_resampling(bootstrap: Any, seed: Any, level: Any, bytes_each: float) -
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError("seed", seed, "an integer")
     if seed_field.bounds is not None:
-        seed_field.bounds.check("seed", seed, int(seed), integer=True)
+        seed_field.bounds.check("seed", int(seed), integer=True)
     if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level < 1):
         raise ConfigError("level", level, "a fraction in (0, 1), e.g. 0.9")
     need, have = bootstrap * bytes_each, available_memory()

@@ -665,6 +665,12 @@ def _check_scheduler(saved: Any, scheduler: Any) -> None:
     own = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     _need(isinstance(saved, Mapping), "scheduler", saved, "the lr scheduler's state (a dict)")
     _same_kind(saved, own, "scheduler")
+    # The base lrs are set from the config (so `restore` can give each group the lr of the
+    # schedule at the saved step, whatever lr a group holds): they must be this run's.
+    base = saved.get("base_lrs")
+    _need(_equal(base, own["base_lrs"]), "scheduler['base_lrs']", base, "this run's base lrs")
+    epoch = saved.get("last_epoch")
+    _need(_is_int(epoch) and 0 <= epoch <= LARGEST_INT, "scheduler['last_epoch']", epoch, ">= 0")
 
 
 def _check_trainer(t: Any, step: int) -> None:
@@ -754,8 +760,10 @@ def restore(trainer: Any, state: dict) -> None:
     groups = trainer.optimizer.param_groups
     saved_groups = state["optimizer"]["param_groups"]
     # this machine's kernels, and what an older torch's checkpoint lacks (``_check_group``)
+    # ... and, without a scheduler (the lr is then the config's throughout), the lr
+    own = KERNELS + (("lr",) if trainer.scheduler is None else ())
     kept = [
-        {k: v for k, v in g.items() if k in KERNELS or (k != "params" and k not in saved)}
+        {k: v for k, v in g.items() if k in own or (k != "params" and k not in saved)}
         for g, saved in zip(groups, saved_groups)
     ]
     set_state_dict(
@@ -771,6 +779,14 @@ def restore(trainer: Any, state: dict) -> None:
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(trainer.scheduler.lr_lambdas)
         trainer.scheduler.load_state_dict(sched)
+        # each group's lr is the schedule's at the saved step, as LambdaLR.get_lr computes it
+        # (the saved one is that same number, unless the file was altered: an lr of 1e38 would
+        # overflow the next step's float32 update)
+        sc = trainer.scheduler
+        lrs = [b * f(sc.last_epoch) for b, f in zip(sc.base_lrs, sc.lr_lambdas, strict=True)]
+        for g, lr in zip(trainer.optimizer.param_groups, lrs, strict=True):
+            g["lr"] = lr
+        sc._last_lr = lrs
     t = state["trainer"]
     trainer.step = state["step"]
     trainer.reference = float("nan") if t["reference"] is None else t["reference"]
