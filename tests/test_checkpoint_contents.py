@@ -244,25 +244,32 @@ def test_an_intact_checkpoint_still_resumes(trained, tmp_path):
     assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
 
 
+def _resume_from_step_1(d: Path, state: dict) -> object:
+    """Write ``state`` as the only checkpoint (step 1) in ``d`` and resume TINY from it."""
+    for suffix in (".pt", ".json"):
+        (d / f"step_00000002{suffix}").unlink(missing_ok=True)  # a resumed run's last
+    write_as(state, d, 1)
+    return run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+
+
+def _step_1(trained: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the trained run's folder and its step-1 state."""
+    d = _copy(trained, tmp_path)
+    return d, torch.load(d / "step_00000001.pt", weights_only=True)
+
+
 def test_a_param_group_key_an_older_torch_did_not_write_takes_this_runs(trained, tmp_path):
     """A newer torch adds keys to its optimizers' param groups (2.x added Adam's
     `decoupled_weight_decay`); a checkpoint from before lacks them and still resumes, bit for bit,
     taking this run's value. A running value (the lr) missing is refused."""
-    d = _copy(trained, tmp_path)
-    for suffix in (".pt", ".json"):
-        (d / f"step_00000002{suffix}").unlink()
-    state = torch.load(d / "step_00000001.pt", weights_only=True)
+    d, state = _step_1(trained, tmp_path)
     for g in state["optimizer"]["param_groups"]:
         del g["amsgrad"]
-    write_as(state, d, 1)
-    res = run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+    res = _resume_from_step_1(d, state)
     assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
     del state["optimizer"]["param_groups"][0]["lr"]
-    for suffix in (".pt", ".json"):
-        (d / f"step_00000002{suffix}").unlink(missing_ok=True)  # the resumed run's last
-    write_as(state, d, 1)
     with pytest.raises(CheckpointError, match="lr"):
-        run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+        _resume_from_step_1(d, state)
 
 
 @pytest.mark.parametrize("lr", [6.465364586132048e37, 1e-30, 0.0])
@@ -271,18 +278,11 @@ def test_a_groups_lr_is_the_schedules_at_the_saved_step(trained, tmp_path, lr):
     checked) overflowed the next Adam step's float32 update. The lr a restore gives each group
     is the schedule's at the saved step (from the config's base lrs, which must be this run's),
     so the resumed run equals the uninterrupted one whatever lr the file held."""
-    d = _copy(trained, tmp_path)
-    for suffix in (".pt", ".json"):
-        (d / f"step_00000002{suffix}").unlink()
-    state = torch.load(d / "step_00000001.pt", weights_only=True)
+    d, state = _step_1(trained, tmp_path)
     for g in state["optimizer"]["param_groups"]:
         g["lr"] = lr
-    write_as(state, d, 1)
-    res = run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+    res = _resume_from_step_1(d, state)
     assert res.resumed_from == 1 and res.train_loss == run(TINY).train_loss
     state["scheduler"]["base_lrs"] = [1e37] * len(state["scheduler"]["base_lrs"])
-    for suffix in (".pt", ".json"):
-        (d / f"step_00000002{suffix}").unlink(missing_ok=True)
-    write_as(state, d, 1)
     with pytest.raises(CheckpointError, match="base_lrs"):
-        run(TINY, checkpoint=Checkpointing(d, every=0, resume=True))
+        _resume_from_step_1(d, state)

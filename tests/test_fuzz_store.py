@@ -23,12 +23,12 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from test_store_damage import study_runner  # noqa: E402
 
 from sizeup.errors import SizeupError, StoreWarning  # noqa: E402
 from sizeup.laws.io import load_study  # noqa: E402
 from sizeup.plan.study import read_study  # noqa: E402
 from sizeup.sweep import Store, run_sweep  # noqa: E402
-from sizeup.sweep.testing import synthetic_run  # noqa: E402
 from sizeup.sweep.transfer import analyze_transfer  # noqa: E402
 
 SPEC = {
@@ -123,17 +123,10 @@ def edits(draw):
     return out
 
 
-def _runner(cfg):
-    r = synthetic_run(cfg)
-    r.params = 12 * cfg.model.depth * cfg.model.width**2
-    r.flops = 6.0 * r.params * r.tokens
-    return r
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz") / "study.db"
-    run_sweep(SPEC, db, runner=_runner, progress=False)
+    run_sweep(SPEC, db, runner=study_runner, progress=False)
     return db
 
 
@@ -183,7 +176,7 @@ def _read_everything(db: Path, out: Path) -> None:
         _tried(lambda: load_study(db))
         _tried(lambda: read_study(db))
     # last, as it writes: the sweep resuming this study (without waiting on 'running' rows)
-    _tried(lambda: run_sweep(SPEC, db, runner=_runner, progress=False, wait=False))
+    _tried(lambda: run_sweep(SPEC, db, runner=study_runner, progress=False, wait=False))
 
 
 def _tried(read):

@@ -37,7 +37,7 @@ SPEC_YAML = (
 PLAN = ["--tokens", "1e9", "--width", "256", "--depth", "4", "--head-dim", "16"]
 
 
-def _runner(cfg):
+def study_runner(cfg):
     """synthetic_run with params and FLOPs, so the laws' fits have something to fit."""
     r = synthetic_run(cfg)
     r.params = 12 * cfg.model.depth * cfg.model.width**2
@@ -49,7 +49,7 @@ def _runner(cfg):
 def intact(tmp_path_factory):
     """A finished study, closed (no -wal beside it), copied by each test that changes it."""
     db = tmp_path_factory.mktemp("intact") / "study.db"
-    run_sweep(SPEC, db, runner=_runner, progress=False)
+    run_sweep(SPEC, db, runner=study_runner, progress=False)
     assert sorted(p.name for p in db.parent.iterdir()) == ["study.db"]
     return db
 
@@ -249,7 +249,7 @@ def test_a_full_disk_is_named_and_nothing_is_half_recorded(tmp_path, monkeypatch
         return record(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "record", filling)
-    monkeypatch.setattr("sizeup.sweep.driver.default_runner", _runner)
+    monkeypatch.setattr("sizeup.sweep.driver.default_runner", study_runner)
     with pytest.raises(SystemExit) as e:
         main(["sweep", str(spec), "--store", str(db)])
     assert e.value.code == 2
@@ -263,7 +263,7 @@ def test_a_full_disk_is_named_and_nothing_is_half_recorded(tmp_path, monkeypatch
         assert all((t.result is None) == (t.status in ("queued", "running")) for t in trials)
         assert any(t.status == "running" for t in trials)  # the one that could not be recorded
     # space again: the trial left running (by this very process) runs again with the rest
-    run_sweep(SPEC, db, runner=_runner, progress=False, requeue_running=True)
+    run_sweep(SPEC, db, runner=study_runner, progress=False, requeue_running=True)
     with Store(db, readonly=True) as st:
         assert st.counts()["done"] + st.counts()["diverged"] == 20
 
@@ -310,7 +310,7 @@ def test_sweep_keeps_out_of_an_sqlite_file_that_is_not_a_study(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "spec.yaml"]
     empty = tmp_path / "empty.db"
     empty.touch()  # an empty file is a new study
-    run_sweep(SPEC, empty, runner=_runner, progress=False)
+    run_sweep(SPEC, empty, runner=study_runner, progress=False)
     with Store(empty, readonly=True) as st:
         assert len(st) == 20
 
