@@ -211,10 +211,14 @@ def test_a_killed_worker_s_cause_is_recorded(tmp_path, monkeypatch):
     # dies every time: failed, with its own worker's exit status
     rep, trials = sweep("dead.db", ["kill", "die"])
     killed, died = trials["kill"], trials["die"]
-    assert killed.status == "failed" and "its worker exited with signal 9 (SIGKILL)" in killed.error
+    # The forkserver reports 255 when it lost a child's status (CPython's
+    # multiprocessing.popen_forkserver.Popen.poll on EOF): seen once in 2 runs of the suite
+    # under load, for the SIGKILLed worker. Either is its own worker's exit, named.
+    sigkill = ("its worker exited with signal 9 (SIGKILL)", "its worker exited with code 255")
+    assert killed.status == "failed" and any(c in killed.error for c in sigkill), killed.error
     assert died.status == "failed" and "its worker exited with code 3" in died.error
     assert set(rep.failed) == {killed.id, died.id}
-    assert "signal 9 (SIGKILL)" in rep.failed[killed.id]
+    assert any(c.split("with ")[1] in rep.failed[killed.id] for c in sigkill)
 
 
 def test_sweep_exits_1_and_names_the_failed_trials(tmp_path):
