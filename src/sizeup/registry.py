@@ -56,7 +56,9 @@ class OptimizerEntry:
     ``orthogonal``: hidden matrices get an orthogonalised update (Muon's groups, muon_lr).
     ``switches_modes``: it trains at one point and evaluates at another (schedule-free AdamW).
     ``extra``: the pip extra its implementation needs. ``constant_schedule``: it needs no decay
-    (the planner's default schedule is then constant)."""
+    (the planner's default schedule is then constant). ``typical_lr``: a base lr at which
+    sizeup's small study GPT trains well with it (its paper's or library's default, or a pilot
+    run's; say which beside the entry): the demo centres its lr grid there (None: AdamW's grid)."""
 
     name: str
     build: Callable[..., Any] | str
@@ -67,6 +69,7 @@ class OptimizerEntry:
     switches_modes: bool = False
     constant_schedule: bool = False
     extra: str | None = None
+    typical_lr: float | None = None
     summary: str = ""
 
     def __post_init__(self) -> None:
