@@ -14,8 +14,10 @@ from typing import Literal, Union, get_args
 Rule = Literal["sp", "mup", "mup_simple", "spectral"]
 Role = Literal["input", "hidden", "readout", "vector"]
 ReadoutForm = Literal["table3", "table8"]
-# Which column of the rules table an optimizer reads (AdamW and Muon's AdamW side share "adam").
-OptFamily = Literal["adam", "sgd", "muon"]
+# Which column of the rules table an optimizer reads (AdamW and Muon's AdamW side share "adam";
+# "lmo": the optimizer's own per-role norm already makes every update width-correct, as Scion's
+# LMOs and AGD's layer-normalised steps do, so the table's lr column is 1 for every tensor).
+OptFamily = Literal["adam", "sgd", "muon", "lmo"]
 # The base init std sigma: "model" (what the base model's own init gives each tensor: declared by
 # the model's sizeup_hints["init_std"], else measured), "fan_in" (1/sqrt(base fan_in)), or a
 # positive number. A model's hint takes a number or "fan_in" (InitStdHint).
@@ -98,11 +100,6 @@ BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
 RESAMPLES: tuple[Resample, ...] = get_args(Resample)
 HOLDOUTS: tuple[Holdout, ...] = get_args(Holdout)
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
-
-
-def optimizer_family(optimizer: Optimizer) -> OptFamily:
-    """The column of the rules table an optimizer reads (AdamW, schedule-free AdamW -> "adam")."""
-    return "adam" if optimizer in ("adamw", "adamw_schedulefree") else optimizer
 
 
 def choices_help(choices: tuple[str, ...]) -> str:

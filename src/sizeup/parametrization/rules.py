@@ -17,6 +17,10 @@ muP for Adam, Tensor Programs V (Yang et al. 2022), Table 3 form:
     readout  sigma / m_in    1            eta / m_in  eta / m_in          eps
     vector   (unchanged)     1            eta         eta * m             eps / m
 
+An optimizer of the "lmo" family (Scion, AGD) takes eta for every tensor: its update is a
+norm ball's extreme point whose per-role scale (sqrt(fan_out/fan_in) for hidden matrices, ...)
+already carries the width, so the rule changes only the init and the multipliers.
+
 (The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
 
 SP and mup_simple initialise every tensor as the model's author did, at every width
@@ -33,7 +37,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sizeup.choices import OPT_FAMILIES, ROLES, RULES, optimizer_family
+from sizeup.choices import OPT_FAMILIES, ROLES, RULES
+from sizeup.registry import optimizer_family
 
 __all__ = [
     "OPT_FAMILIES",
@@ -129,6 +134,12 @@ def uses_sigma(rule: str) -> bool:
 
 def lr_mult(rule: str, role: str, family: str, m_in: float, m_out: float, muon: bool) -> float:
     """Per-tensor learning-rate multiplier relative to the base model's lr eta."""
+    if family == "lmo":
+        # The update is the extreme point of a norm ball chosen per role, scaled so that its
+        # effect on a layer's output is width-independent (Pethick et al. 2025, "Training Deep
+        # Learning Models with Norm-Constrained LMOs", Table 2; Bernstein et al. 2023, AGD,
+        # sqrt(fan_out / fan_in) per layer): the optimizer carries the width, eta is shared.
+        return 1.0
     if family == "muon" and muon:
         # Muon's orthogonalised update already has unit spectral norm; the optimizer's scale
         # mode (spectral sqrt(fan_out/fan_in), ...) makes it width-correct, so eta is shared.
@@ -185,7 +196,7 @@ def table8_shift(role: str, m_in: float, family: str) -> tuple[float, float]:
     with theta = m_in: multiplier x 1/theta, init x theta, Adam lr x theta, SGD lr x theta^2)."""
     if role != "readout":
         return 1.0, 1.0
-    return m_in, (m_in if family in ("adam", "muon") else m_in**2)
+    return m_in, (m_in if family in ("adam", "muon", "lmo") else m_in**2)
 
 
 def depth_factors(
@@ -200,5 +211,5 @@ def depth_factors(
     if base_depth is None or depth == base_depth:
         return 1.0, 1.0
     r = depth / base_depth
-    lr = r ** (exponent - 1.0) if family in ("adam", "muon") else 1.0
+    lr = r ** (exponent - 1.0) if family in ("adam", "muon", "lmo") else 1.0
     return r ** (-exponent), lr
