@@ -71,6 +71,10 @@ class OptimizerEntry:
     extra: str | None = None
     typical_lr: float | None = None
     summary: str = ""
+    # --- conformance (tests/test_optim_conformance.py): the model families it trains ---
+    # None: every registered family; else the families its paper covers (AGD: fully-connected
+    # nets), which the conformance suite then trains it on.
+    models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("family", self.family, OPT_FAMILIES)

@@ -153,19 +153,35 @@ def averaged_weights(model: nn.Module, optimizer: Any) -> Iterator[None]:
     after it the optimizer is back in train mode and the weights are the training point y
     exactly as before (restored from a copy: ``optimizer.train()``'s interpolation back would
     round, so evaluating would nudge the run). The copy lives while gradients are freed, so it
-    adds nothing to the training step's peak memory. Other optimizers: nothing happens."""
+    adds nothing to the training step's peak memory. Other optimizers: nothing happens.
+
+    The weights switched and restored are the optimizer's own parameters (under FSDP2 the
+    shards, DTensors: after a forward without backward the model's root unit still lists its
+    gathered full tensors), and FSDP2's gathered weights are freed after the block
+    (``reshard``) so the next forward gathers y again rather than reusing the average."""
     if not switches_modes(optimizer):
         yield
         return
-    saved = [p.detach().clone() for p in model.parameters()]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    saved = [p.detach().clone() for p in params]
     optimizer.eval()
     try:
         yield
     finally:
+        reshard(model)
         optimizer.train()
         with torch.no_grad():
-            for p, y in zip(model.parameters(), saved):
+            for p, y in zip(params, saved):
                 p.copy_(y)
+
+
+def reshard(model: nn.Module) -> None:
+    """Free the full parameters FSDP2 gathered (each fully_shard unit's ``reshard``); a no-op
+    for a model that is not sharded. An evaluation's forward leaves the root unit gathered
+    (it reshards after backward, and an evaluation has none)."""
+    for m in model.modules():
+        if is_fully_sharded(m):
+            m.reshard()
 
 
 def _wrap(model: nn.Module, world_size: int, compile: bool = False) -> nn.Module:
