@@ -245,13 +245,13 @@ def test_export_gives_the_trained_logits(trained, name):
     torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-5)
 
 
-def _fsdp_worker(name: str, rank: int, world: int, store: str, out: str) -> None:
+def _fsdp_worker(entry, rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
     from sizeup.train import run
 
     torch.set_num_threads(1)
-    registry.register_optimizer(SIGNUM)  # a spawned process: register the toy again
+    name = registry.register_optimizer(entry).name  # a spawned process: the toy is not there
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"file://{store}")
     try:
         r = run(fsdp_config(name).replace(fsdp=True), rank=rank, world_size=world)
@@ -275,12 +275,12 @@ def test_fsdp_two_processes_match_one(name, tmp_path):
     final validation losses within FSDP_TOL (float32)."""
     from sizeup.train import run
 
-    if family_of(name) != "gpt":
-        pytest.skip(f"FSDP2 shards the GPT's blocks; {name} trains {get_optimizer(name).models}")
     ctx = mp.get_context("spawn")
     out = str(tmp_path / "rank")
     procs = [
-        ctx.Process(target=_fsdp_worker, args=(name, r, 2, str(tmp_path / "store"), out))
+        ctx.Process(
+            target=_fsdp_worker, args=(get_optimizer(name), r, 2, str(tmp_path / "store"), out)
+        )
         for r in range(2)
     ]
     for p in procs:
