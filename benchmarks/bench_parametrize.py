@@ -13,21 +13,16 @@ import argparse
 import copy
 
 import torch
-from alternating import byte_batches, median_step_times
+from alternating import byte_batches, median_step_times, reference_gpt
 
-from sizeup.models import GPT, GPTConfig
 from sizeup.parametrization import parametrize
-
-
-def _gpt(width: int) -> GPT:
-    return GPT(GPTConfig(d_model=width, n_layer=4, head_dim=64, vocab_size=256, seq_len=128))
 
 
 def _variants(lr: float = 3e-3):
     torch.manual_seed(0)
-    plain = _gpt(256)
+    plain = reference_gpt(256)
     ours = copy.deepcopy(plain)
-    p = parametrize(ours, _gpt(64), rule="mup")
+    p = parametrize(ours, reference_gpt(64), rule="mup")
     out = {
         "plain": (plain, torch.optim.AdamW(plain.parameters(), lr=lr, weight_decay=0.0)),
         "sizeup-mup": (ours, p.optimizer("adamw", lr=lr)),
@@ -40,7 +35,7 @@ def _variants(lr: float = 3e-3):
             mod._forward_pre_hooks.clear()
             mod._forward_hooks.clear()
         theirs.lm_head = mup.MuReadout(256, 256, bias=False)
-        base = _gpt(64)
+        base = reference_gpt(64)
         base.lm_head = mup.MuReadout(64, 256, bias=False)
         mup.set_base_shapes(theirs, base)
         out["microsoft-mup"] = (theirs, mup.MuAdamW(theirs.parameters(), lr=lr, weight_decay=0.0))
