@@ -7,6 +7,9 @@
 3. Muon step: sizeup.optim.Muon / torch.optim.Muon on the reference GPT's hidden matrices
    (alternating, same gradients; "original" scale, which both define).
 4. A 4-width coordinate check (GPT, widths 128-1024, 4 steps, 3 seeds) on the device.
+5. Every registered optimizer's training step ÷ plain torch AdamW's on the reference GPT (muP
+   from base width 256, bf16 autocast, not compiled), A/B alternating, median ratio over rounds
+   (benchmarks/bench_optim.py's code, with a device sync around each block of steps).
 
     python benchmarks/gpu.py                       # CUDA: writes benchmarks/results/gpu-<device>.json
     python benchmarks/gpu.py --cpu-smoke           # tiny sizes on the CPU, no compile: CI runs this
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from alternating import byte_batches
+from bench_optim import gpt_maker, optimizer_ratios, table
 
 from sizeup.config import RunConfig, json_safe
 from sizeup.train import run
@@ -132,6 +137,30 @@ def coordinate_check(smoke: bool, device: str) -> dict[str, Any]:
     return {"coord_widths": list(widths), "coord_passed": res.passed, "coord_worst": res.worst}
 
 
+def optimizer_step_ratios(smoke: bool, device: str) -> dict[str, Any]:
+    """Each registered optimizer's step time ÷ plain AdamW's (bench_optim.optimizer_ratios) on
+    the reference GPT, bf16 autocast on CUDA."""
+    shape = SMOKE if smoke else REFERENCE
+    dims = dict(width=shape["width"], n_layer=shape["depth"], head_dim=shape["head_dim"])
+    dims.update(seq_len=shape["seq_len"], base_width=32 if smoke else 256)
+    rounds, steps, batch = (2, 2, 4) if smoke else (5, 5, 16)
+    dev = torch.device(device)
+    batches = [
+        (x.to(dev), y.to(dev)) for x, y in byte_batches(steps, batch=batch, seq=shape["seq_len"])
+    ]
+
+    def loss_fn(model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            return model(x, y)[1]
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rows = optimizer_ratios(gpt_maker(dims, device), batches, rounds, loss_fn, sync)
+    return {
+        "optim_step_ratios": {k: r.get("ratio", r.get("skipped")) for k, r in rows.items()},
+        "optim_steps": rows,
+    }
+
+
 def device_label(device: str) -> str:
     """The device's name, e.g. "NVIDIA H100 80GB HBM3", or "cpu"."""
     from sizeup.train.loop import device_name
@@ -156,6 +185,7 @@ def main() -> None:
         ("mfu", mfu_and_mup_overhead),
         ("muon", muon_ratio),
         ("coord", coordinate_check),
+        ("optimizers", optimizer_step_ratios),
     ):
         t = time.perf_counter()
         got = fn(smoke, device)
@@ -177,6 +207,8 @@ def _report(figures: dict[str, Any], out: Path) -> None:
     print(f"  muP overhead (mup / sp step) {figures['mup_overhead']:.3f}")
     print(f"  Muon step sizeup / torch {figures['muon_vs_torch']:.3f}")
     print(f"  coordinate check {figures['coord_widths']}: passed={figures['coord_passed']}")
+    print("  step time ÷ plain AdamW, per optimizer:")
+    print(table(figures["optim_steps"]))
     print(f"  wall {figures['wall_s']:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", figures["device"]).strip("-").lower()

@@ -15,6 +15,7 @@ import torch
 
 from sizeup.config import RunConfig, RunResult
 from sizeup.flops import device_peak_flops, gpt_exact_flops_per_token
+from sizeup.registry import optimizer_names
 from sizeup.train import run
 from sizeup.train.build import fused_adamw
 
@@ -102,6 +103,9 @@ def test_gpu_benchmark_runs_in_cpu_smoke_mode(tmp_path):
     assert figures["device"] == "cpu" and figures["smoke"] is True
     assert figures["mup_overhead"] > 0 and figures["muon_vs_torch"] > 0
     assert figures["muon_identical"] is True and len(figures["coord_widths"]) == 4
+    # every optimizer the subprocess registers, each with its ratio to plain AdamW (or a reason)
+    ratios = figures["optim_step_ratios"]
+    assert list(ratios) == list(optimizer_names()) and all(ratios.values())
 
 
 @pytest.mark.slow
