@@ -225,7 +225,7 @@ def test_resume_is_bit_identical(tmp_path):
         assert torch.equal(p, wa[n]), n
 
 
-FSDP = dict(GPT, depth=2, steps=6, optimizer="agd", lr=1.0, rule="spectral", weight_decay=0.1)
+FSDP = dict(GPT, depth=2, steps=5, optimizer="agd", lr=1.0, rule="spectral", weight_decay=0.005)
 
 
 def _fsdp_worker(rank: int, world: int, store: str, out: str) -> None:
@@ -243,9 +243,11 @@ def _fsdp_worker(rank: int, world: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_fsdp_two_processes_match_one(tmp_path):
     """FSDP2 shards every matrix by rows: each ||g||_F must be the global norm (else each rank
-    takes its own eta and the shards drift apart). 2 gloo processes equal 1 process."""
+    takes its own eta and the shards drift apart). 2 gloo processes equal 1 process (with each
+    rank's local shard norms instead, the training losses differ by 5.6e-3: this test fails)."""
     from sizeup.train import run
 
     ctx = mp.get_context("spawn")
@@ -262,6 +264,6 @@ def test_fsdp_two_processes_match_one(tmp_path):
     for r in range(2):
         assert os.path.exists(f"{out}.{r}.json"), f"rank {r} wrote nothing"
         got = json.loads((tmp_path / f"rank.{r}.json").read_text())
-        assert len(got["train"]) == len(single.train_loss) == 6
+        assert len(got["train"]) == len(single.train_loss) == 5
         assert max(abs(a - b) for a, b in zip(got["train"], single.train_loss)) <= 1e-5
         assert abs(got["val"] - single.final_val_loss) <= 1e-5
