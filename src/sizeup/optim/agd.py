@@ -7,10 +7,11 @@ For an L-layer network with weights W_l of shape d_l x d_{l-1} (fan_out x fan_in
     eta = log((1 + sqrt(1 + 4 G)) / 2)                            (automatic step size)
     W_l <- W_l - (eta / L) sqrt(d_l / d_{l-1}) grad W_l / ||grad W_l||_F
 
-No learning rate, no momentum, no schedule: eta is the paper's solution of its majorise-minimise
-bound on the loss for a deep fully-connected net (its Lemma on the bounded relative change of
-every layer; the step is the same for every layer's spectral norm relative to its init,
-||W_l||_2 = sqrt(d_l / d_{l-1})). Its init is orthogonal x sqrt(d_l / d_{l-1}) (see below).
+No learning rate, no momentum, no schedule: eta minimises the paper's majorisation of the loss
+for a deep fully-connected net (a functional expansion with its "deep relative trust" bound on
+how the output moves when every layer moves). Every layer's update has spectral norm at most
+(eta / L) sqrt(d_l / d_{l-1}), i.e. a relative change of at most eta / L against its init's
+spectral norm. Its init is orthogonal x sqrt(d_l / d_{l-1}) (see below).
 
 sizeup's use of it:
 
@@ -30,12 +31,13 @@ sizeup's use of it:
   one-hot inputs of norm 1, not the paper's normalised inputs of norm sqrt(d_0): its d_{l-1} is
   1, as in the rules table's spectral init (rules.init_std, ``one_hot``).
 - **Extension beyond the paper: L on a residual network.** The paper's L is the depth of a chain.
-  sizeup takes L = the number of matrices in the model (the authors' release also divides by its
-  count of parameter tensors). On a residual net, perturbations of parallel branches (q, k, v;
-  gate, up) add, and the bound's product over a path of (1 + eta/L) factors stays below
-  exp(eta) when every matrix's step is eta / (all matrices): counting only the longest path would
-  give parallel branches a larger total change than the bound allows. Conservative: steps are
-  smaller than the longest-path count would give.
+  sizeup takes L = the number of matrices in the model. Why: it is the authors' release's own
+  count (it divides by its number of parameter tensors); it is conservative (L is at least the
+  length of every path through the net, so along any path the product of (1 + eta/L) factors
+  stays at most exp(eta), as in the paper's bound, and parallel branches such as q, k, v or
+  gate, up, whose perturbations add, are each counted); and it needs only the groups, no graph
+  of the model. The longest path (2 matrices per residual branch) would give larger steps; the
+  gain sweep and the transfer study judge whether all-matrices is too cautious.
 - **Extension: vectors** (biases, norm gains), which the paper does not have (its release refuses
   biases). A vector is a layer with fan_in 1 (a bias is a weight on a constant input 1, the
   spectral condition's view, Yang, Simon & Bernstein 2023): it takes the step
