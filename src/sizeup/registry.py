@@ -220,6 +220,21 @@ register_optimizer(
         summary="schedule-free AdamW (Defazio et al. 2024), evaluated at its average",
     )
 )
+# --- AGD ---
+register_optimizer(
+    OptimizerEntry(
+        "agd",
+        "sizeup.optim.agd:build",
+        family="lmo",
+        reads=(),
+        # no batch rule is known: the paper's step size is computed from the gradient each step
+        batch_moves=None,
+        # Algorithm 1 of Bernstein et al. 2023 has no schedule (the step size is automatic)
+        constant_schedule=True,
+        typical_lr=1.0,  # the paper: lr is a gain on the automatic step, 1 = Algorithm 1
+        summary="AGD, automatic gradient descent (Bernstein et al. 2023); lr is a gain, 1 = paper",
+    )
+)
 register_model(
     ModelEntry(
         "gpt",

@@ -3,6 +3,7 @@ SGD with torch's decoupled weight decay (lr x lambda per step, the same at every
 (Newton-Schulz) with AdamW for the rest, batch-size transfer of lr, betas and eps, and the
 per-tensor table read back from the groups."""
 
+from sizeup.optim.agd import AGD, automatic_step
 from sizeup.optim.builders import SGDW
 from sizeup.optim.groups import (
     BatchTransferWarning,
@@ -44,4 +45,7 @@ __all__ = [
     "tensor_table",
     "transfer_batch",
     "transfer_horizon",
+    # AGD
+    "AGD",
+    "automatic_step",
 ]

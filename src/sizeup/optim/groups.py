@@ -303,6 +303,13 @@ def build_optimizer(
         g["update"] = spec.name if g.get("use_muon") or not entry.orthogonal else "adamw"
         if "eps" in get_optimizer(g["update"]).reads and not g.get("use_muon"):
             g["eps"] = spec.eps * g["eps_mult"]
+    # --- AGD (lmo family): each tensor's (fan_out, fan_in), for the optimizer's own per-layer
+    # scale sqrt(fan_out / fan_in) (sizeup.optim.agd)
+    if entry.family == "lmo":
+        table = {canonical_name(k): v for k, v in scalings.items()}
+        for g in groups:
+            rows = [table[canonical_name(n)] for n in g["names"]]
+            g["fans"] = [(s.fan_out, s.fan_in) for s in rows]
     return entry.builder()(groups, spec, context)
 
 

@@ -745,6 +745,20 @@ def history(state: dict) -> dict[str, Any]:
     return out
 
 
+# --- AGD: an optimizer that keeps no state -----------------------------------------------------
+def _restore_stateless(trainer: Any, state: dict) -> None:
+    """Weights and param groups of a checkpoint whose optimizer state is empty (AGD keeps none):
+    torch's loader would run a step to create state, find no tensor to read a device from, and
+    fail; an empty state needs no loading, only the groups' settings (in the live order)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(
+        trainer.model, state["model"], options=StateDictOptions(full_state_dict=True)
+    )
+    for g, saved in zip(trainer.optimizer.param_groups, state["optimizer"]["param_groups"]):
+        g.update({k: v for k, v in saved.items() if k != "params"})
+
+
 def restore(trainer: Any, state: dict) -> None:
     """Put a checkpoint ``read`` checked into ``trainer`` (built from the same config): weights,
     optimizer, scheduler, step, divergence record, monitor history and generator states. Every
@@ -766,13 +780,16 @@ def restore(trainer: Any, state: dict) -> None:
         {k: v for k, v in g.items() if k in own or (k != "params" and k not in saved)}
         for g, saved in zip(groups, saved_groups)
     ]
-    set_state_dict(
-        trainer.model,
-        trainer.optimizer,
-        model_state_dict=state["model"],
-        optim_state_dict=state["optimizer"],
-        options=StateDictOptions(full_state_dict=True),
-    )
+    if state["optimizer"]["state"]:
+        set_state_dict(
+            trainer.model,
+            trainer.optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
+    else:
+        _restore_stateless(trainer, state)
     for g, own in zip(trainer.optimizer.param_groups, kept):
         g.update(own)  # a GPU run's fused AdamW resumes on a CPU; an older torch's on this one
     if trainer.scheduler is not None and state["scheduler"] is not None:
