@@ -30,6 +30,8 @@ from sizeup.errors import ConfigError, check_choice
 # transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
 # "momentum".
 HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
+# Scion settings (sizeup.optim.scion)
+HYPERPARAMETERS += ("scion_constrained", "scion_radius", "scion_readout_radius")
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
 
@@ -214,6 +216,21 @@ register_optimizer(
         constant_schedule=True,
         extra="schedulefree",
         summary="schedule-free AdamW (Defazio et al. 2024), evaluated at its average",
+    )
+)
+# Scion (Pethick et al. 2025, arXiv:2502.07529): an LMO per role, eta shared by every tensor.
+# typical_lr: TODO pilot. batch_moves None: the paper gives no batch-size rule for lr, momentum
+# or the radii (its nanoGPT runs keep the batch), and the square-root rule's SDE argument
+# (Malladi et al. 2022) is for Adam's and SGD's update, not for an LMO's fixed-norm step.
+register_optimizer(
+    OptimizerEntry(
+        "scion",
+        "sizeup.optim.scion:build",
+        family="lmo",
+        reads=("momentum", "scion_constrained", "scion_radius", "scion_readout_radius"),
+        batch_moves=None,
+        typical_lr=None,
+        summary="Scion (Pethick et al. 2025): norm-ball LMO per role, (un)constrained",
     )
 )
 register_model(

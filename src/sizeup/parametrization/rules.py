@@ -79,6 +79,8 @@ class Scaling:
     eps_mult: float = 1.0  # Adam's eps for this tensor is eps * eps_mult (see eps_mult())
     sigma_base: float | None = None
     sigma_source: str | None = None
+    # Scion: an embedding table (one-hot inputs, stored (fan_in, fan_out)); its LMO is ColNorm
+    one_hot: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for tables and JSON."""
