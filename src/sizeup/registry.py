@@ -219,9 +219,13 @@ register_optimizer(
     )
 )
 # Scion (Pethick et al. 2025, arXiv:2502.07529): an LMO per role, eta shared by every tensor.
-# typical_lr: TODO pilot. batch_moves None: the paper gives no batch-size rule for lr, momentum
-# or the radii (its nanoGPT runs keep the batch), and the square-root rule's SDE argument
-# (Malladi et al. 2022) is for Adam's and SGD's update, not for an LMO's fixed-norm step.
+# typical_lr 2**-12: the paper's nanoGPT lr (github.com/LIONS-EPFL/scion README) and the best
+# of a pilot on the demo's study GPT: for LR in 2**-14 .. 2**-8, sizeup.train.run(RunConfig(
+# **sizeup.demo.study_base(), optimizer="scion", width=64, lr=LR, rule="mup")), seed 0, final
+# val loss 2.146, 2.123, 2.095 (2**-12), 2.125, 2.123, diverged at 2**-8.
+# batch_moves None: the paper states no batch-size rule for lr, momentum or the radii (its
+# nanoGPT runs keep one batch), and the square-root rule's SDE argument (Malladi et al. 2022)
+# is made for Adam's and SGD's updates, not for an LMO's fixed-norm step.
 register_optimizer(
     OptimizerEntry(
         "scion",
@@ -229,7 +233,7 @@ register_optimizer(
         family="lmo",
         reads=("momentum", "scion_constrained", "scion_radius", "scion_readout_radius"),
         batch_moves=None,
-        typical_lr=None,
+        typical_lr=2.0**-12,
         summary="Scion (Pethick et al. 2025): norm-ball LMO per role, (un)constrained",
     )
 )
