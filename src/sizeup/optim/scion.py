@@ -16,10 +16,10 @@ sizeup's ``momentum`` is 1 - alpha (the reference code's ``momentum`` argument i
 for every tensor (rules family "lmo": the ball's per-role scale carries the width). The
 unconstrained form also applies the group's decoupled weight decay, W <- W (1 - lr * wd) first,
 with torch AdamW's meaning (sizeup.optim.groups); the constrained form's (1 - lr) shrink is its
-decay (the paper's Section 3: SCG is uSCG with weight decay 1/rho on the scaled iterate), so it
-takes no other.
+decay (W <- W - lr (W - lmo(d)): decoupled decay of rate 1, the connection the paper's Section 3
+and the reference README draw), so it takes no other.
 
-The norms per role (the paper's Table 2 operator norms and Table 3 choices; the reference code
+The norms per role (the paper's operator norms and LMOs, its Table 2; the reference code
 github.com/LIONS-EPFL/scion names them as below). Each LMO is -rho times a direction:
 
     role     norm (operator norm of the layer)          lmo(d) / rho

@@ -30,9 +30,9 @@ then moves each layer's output by lr x rho, independent of width, which is why o
 one radius per role) transfers: the paper tunes them on a small proxy, as muP tunes its
 multipliers. Under "lmo" the rules differ only in the init and multipliers (``sp``: the model's
 own init; ``mup``/``spectral``: theirs); the lr column is 1 under every rule. Depth: with
-residual branches x (L/L0)^-1 (``depth_exponent=1``, the 1/L scaling Scion's depth transfer
-is reported with) ``depth_factors`` keeps the block lr, as the paper's shared lr does; with
-1/2 the block lr moves as Adam's, by the same argument (a fixed-norm step per block).
+residual branches x 1/L (``depth_exponent=1``, the branch scaling Scion's depth transfer is
+claimed with) ``depth_factors`` keeps the block lr, one lr at every depth as the paper uses;
+with 1/2 the block lr moves as Adam's, by the same argument (a fixed-norm step per block).
 
 (The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
 
