@@ -30,6 +30,8 @@ from sizeup.errors import ConfigError, check_choice
 # transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
 # "momentum".
 HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
+# Scion settings (sizeup.optim.scion)
+HYPERPARAMETERS += ("scion_constrained", "scion_radius", "scion_readout_radius")
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
 
@@ -233,6 +235,25 @@ register_optimizer(
         constant_schedule=True,
         typical_lr=1.0,  # the paper: lr is a gain on the automatic step, 1 = Algorithm 1
         summary="AGD, automatic gradient descent (Bernstein et al. 2023); lr is a gain, 1 = paper",
+    )
+)
+# Scion (Pethick et al. 2025, arXiv:2502.07529): an LMO per role, eta shared by every tensor.
+# typical_lr 2**-12: the paper's nanoGPT lr (github.com/LIONS-EPFL/scion README) and the best
+# of a pilot on the demo's study GPT: for LR in 2**-14 .. 2**-8, sizeup.train.run(RunConfig(
+# **sizeup.demo.study_base(), optimizer="scion", width=64, lr=LR, rule="mup")), seed 0, final
+# val loss 2.146, 2.123, 2.095 (2**-12), 2.125, 2.123, diverged at 2**-8.
+# batch_moves None: the paper states no batch-size rule for lr, momentum or the radii (its
+# nanoGPT runs keep one batch), and the square-root rule's SDE argument (Malladi et al. 2022)
+# is made for Adam's and SGD's updates, not for an LMO's fixed-norm step.
+register_optimizer(
+    OptimizerEntry(
+        "scion",
+        "sizeup.optim.scion:build",
+        family="lmo",
+        reads=("momentum", "scion_constrained", "scion_radius", "scion_readout_radius"),
+        batch_moves=None,
+        typical_lr=2.0**-12,
+        summary="Scion (Pethick et al. 2025): norm-ball LMO per role, (un)constrained",
     )
 )
 register_model(

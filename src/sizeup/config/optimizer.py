@@ -58,6 +58,22 @@ class OptimSpec(Record):
         "Newton-Schulz precision (bf16 as torch.optim.Muon; float32 makes DDP/FSDP agree to "
         "float32 rounding; None: the gradient's own).",
     )
+    # Scion settings (Pethick et al. 2025, sizeup.optim.scion): the form and the norm balls' radii
+    scion_constrained: bool = spec(
+        False,
+        "Scion's constrained form (Frank-Wolfe: W <- (1-lr) W + lr rho lmo(d); weight_decay "
+        "must then be 0) instead of the unconstrained one (W <- W + lr rho lmo(d)).",
+    )
+    scion_radius: float = spec(
+        50.0,
+        "Scion's radius rho of the input, hidden and vector norm balls (the paper's GPT: 50).",
+        bounds=Bounds(0, 1e30, lo_open=True, why="a norm ball's radius is positive"),
+    )
+    scion_readout_radius: float = spec(
+        3000.0,
+        "Scion's radius rho of the readout's norm ball (the paper's GPT: 60 x 50 = 3000).",
+        bounds=Bounds(0, 1e30, lo_open=True, why="a norm ball's radius is positive"),
+    )
     grad_clip: float = spec(0.0, "Clip the gradient norm to this (0: off).")
     base_batch_size: int | None = spec(
         None, "Batch transfer: the batch lr, betas, eps were tuned at (square-root rule)."

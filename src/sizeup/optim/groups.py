@@ -145,7 +145,9 @@ def param_groups(
                 f"shape {tuple(p.shape)}",
             )
         scale = muon_scale(muon_scale_mode, s.fan_out, s.fan_in) if muon else None
-        key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult)
+        # Scion: embedding tables in their own groups, marked one_hot (sizeup.optim.scion)
+        one_hot = bool(getattr(s, "one_hot", False))
+        key = (s.role, s.lr_mult, s.wd_mult, muon, scale, s.eps_mult, one_hot)
         if key not in groups:
             eta = (muon_lr if muon and muon_lr is not None else lr) * s.lr_mult
             wd = weight_decay * s.wd_mult / s.lr_mult if s.lr_mult > 0 else 0.0
@@ -161,6 +163,8 @@ def param_groups(
             )
             if use_muon:
                 g.update(use_muon=muon, update_scale=scale)
+            if one_hot:
+                g["one_hot"] = True
             groups[key] = g
         groups[key]["params"].append(p)
         groups[key]["names"].append(name)

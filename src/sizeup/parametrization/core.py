@@ -710,6 +710,7 @@ def _scaling(
         eps_mult=eps_f,
         sigma_base=init.sigma_base,
         sigma_source=init.source,
+        one_hot=isinstance(t.module, nn.Embedding),
     )
     return scaling, lrs, init.step
 

@@ -21,6 +21,19 @@ An optimizer of the "lmo" family (Scion, AGD) takes eta for every tensor: its up
 norm ball's extreme point whose per-role scale (sqrt(fan_out/fan_in) for hidden matrices, ...)
 already carries the width, so the rule changes only the init and the multipliers.
 
+Scion (Pethick et al. 2025, "Training Deep Learning Models with Norm-Constrained LMOs",
+sizeup.optim.scion) is that family's first member: hidden matrices step along sqrt(fan_out /
+fan_in) U V^T (the RMS -> RMS operator norm's ball), an embedding table along ColNorm (each
+token's weights at RMS 1: 1 -> RMS for one-hot inputs), the readout along sign / fan_in (a
+max-norm ball, so ||dW h||_inf stays O(1) at every width), gains along d / RMS(d). Every step
+then moves each layer's output by lr x rho, independent of width, which is why one eta (and
+one radius per role) transfers: the paper tunes them on a small proxy, as muP tunes its
+multipliers. Under "lmo" the rules differ only in the init and multipliers (``sp``: the model's
+own init; ``mup``/``spectral``: theirs); the lr column is 1 under every rule. Depth: with
+residual branches x 1/L (``depth_exponent=1``, the branch scaling Scion's depth transfer is
+claimed with) ``depth_factors`` keeps the block lr, one lr at every depth as the paper uses;
+with 1/2 the block lr moves as Adam's, by the same argument (a fixed-norm step per block).
+
 (The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
 
 SP and mup_simple initialise every tensor as the model's author did, at every width
@@ -79,6 +92,8 @@ class Scaling:
     eps_mult: float = 1.0  # Adam's eps for this tensor is eps * eps_mult (see eps_mult())
     sigma_base: float | None = None
     sigma_source: str | None = None
+    # Scion: an embedding table (one-hot inputs, stored (fan_in, fan_out)); its LMO is ColNorm
+    one_hot: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for tables and JSON."""
