@@ -11,7 +11,8 @@ over members: member k's gradient is d loss_k / d theta_k exactly, the members s
 and the optimizer updates every member in one batched update per tensor with each member's own
 hyperparameters (``BATCHED``: AdamW, SGD and Muon, whose Newton-Schulz is batched over members).
 
-What a member is made of comes from the run's own pieces, so a member *is* its unstacked run:
+Which trials may stack is sizeup.config.stacking's (MEMBER_FIELDS, ``stack_key``: torch-free,
+so the executor groups trials before building any). What a member is made of comes from the run's own pieces, so a member *is* its unstacked run:
 
 - each member is built by ``sizeup.train.build`` from its config (its seed's init, its
   parametrization, its param groups with their lr / weight decay / eps per tensor, its lr
@@ -43,51 +44,15 @@ from torch.func import functional_call
 
 from sizeup.config import RunConfig, RunResult
 from sizeup.config.run_config import flat_diff
+from sizeup.config.stacking import MEMBER_FIELDS, UNSTACKED_SETTINGS, stack_key
 from sizeup.errors import ConfigError
 from sizeup.models import num_params
 from sizeup.optim.muon import _dtype, _newton_schulz_batched, muon_scale
 from sizeup.progress import Progress
-from sizeup.train.build import Built, build, memory_estimate
-from sizeup.train.loop import _finish, _Meter, _on_step, _flops_per_token
+from sizeup.train.build import Built, _available_bytes, build, memory_estimate
+from sizeup.train.loop import _finish, _flops_per_token, _Meter, _on_step
 from sizeup.train.step import Trainer, autocast, forward_loss
 
-# The fields in which the members of one stack may differ (flat names, sizeup.config): what
-# each member's build reads for its own init, data order, param groups and lr schedule. Every
-# other field (the model, its parametrization, the batch, the steps, the device and precision)
-# is the stack's: ``stack_key``.
-MEMBER_FIELDS = (
-    "seed",
-    "lr",
-    "muon_lr",
-    "weight_decay",
-    "beta1",
-    "beta2",
-    "eps",
-    "momentum",
-    "grad_clip",
-    "base_batch_size",
-    "base_tokens",
-    "data_exponent",
-    "schedule",
-    "warmup",
-    "decay_frac",
-    "cooldown",
-    "milestones",
-    "power_a",
-    "power_b",
-    "diverge_factor",
-)
-# Settings a stacked run does not do (yet): each must have its default. Monitors watch one
-# model; FSDP, compile and gradient accumulation change the step itself.
-UNSTACKED_SETTINGS = (
-    "fsdp",
-    "compile",
-    "micro_batch_size",
-    "spectral_every",
-    "noise_every",
-    "attn_logits_every",
-    "output_logits_every",
-)
 # Most members one stack holds when the size is chosen from memory (``auto_stack_size``).
 MAX_AUTO_STACK = 8
 # The share of free memory a stack chosen from memory may take.
@@ -96,12 +61,6 @@ AUTO_MEMORY_SHARE = 0.5
 
 class NotStackable(ConfigError):
     """These trials cannot train as one stack (say why); each can still train alone."""
-
-
-def stack_key(cfg: RunConfig) -> str:
-    """What the members of one stack share: the config without MEMBER_FIELDS (JSON text)."""
-    shared = {k: v for k, v in cfg.to_dict().items() if k not in MEMBER_FIELDS}
-    return json.dumps(shared, sort_keys=True, default=str)
 
 
 def check_stackable(cfgs: Sequence[RunConfig]) -> None:
@@ -134,22 +93,12 @@ def check_stackable(cfgs: Sequence[RunConfig]) -> None:
             )
 
 
-def group_stacks(cfgs: Sequence[RunConfig], size: int) -> list[list[RunConfig]]:
-    """``cfgs`` cut into stacks of at most ``size`` trials that share a ``stack_key``, in the
-    order the trials come (a stack is taken where its first trial stands)."""
-    by_key: dict[str, list[RunConfig]] = {}
-    for cfg in cfgs:
-        by_key.setdefault(stack_key(cfg), []).append(cfg)
-    out = []
-    for members in by_key.values():
-        out += [members[i : i + size] for i in range(0, len(members), size)]
-    order = {id(c): i for i, c in enumerate(cfgs)}
-    return sorted(out, key=lambda s: order[id(s[0])])
-
-
-def auto_stack_size(cfg: RunConfig, available: float | None) -> int:
-    """How many members of ``cfg``'s shape fit in AUTO_MEMORY_SHARE of ``available`` bytes, by
-    a member's ``memory_estimate`` (sizeup.train.build), between 1 and MAX_AUTO_STACK."""
+def auto_stack_size(cfg: RunConfig, available: float | None = -1.0) -> int:
+    """How many members of ``cfg``'s shape fit in AUTO_MEMORY_SHARE of ``available`` bytes
+    (default: what is free on its device now), by a member's ``memory_estimate``
+    (sizeup.train.build), between 1 and MAX_AUTO_STACK; 1 when the memory is unknown."""
+    if available == -1.0:
+        available = _available_bytes(cfg.run.device)
     if available is None:
         return 1
     _, need = memory_estimate(cfg)
@@ -417,14 +366,19 @@ class StackedTrainer:
                 self._stack(left, old)
 
 
-def run_stack(cfgs: Sequence[RunConfig]) -> list[RunResult]:
+def run_stack(
+    cfgs: Sequence[RunConfig], on_built: Callable[[StackedTrainer], None] | None = None
+) -> list[RunResult]:
     """Train ``cfgs`` as one stack (``check_stackable``) and return each member's RunResult,
     the one ``sizeup.train.run`` gives it alone (its curves, evaluations, divergence and final
     losses), with wall_time its share of the stack's (diagnostics["stack"]: the stack's size
-    and wall time). Callbacks, loggers and checkpoints are not taken: a stack is a study's."""
+    and wall time). Callbacks, loggers and checkpoints are not taken: a stack is a study's.
+    ``on_built`` sees the stack once built (as ``run``'s sees a run's pieces)."""
     check_stackable(cfgs)
     t0 = time.perf_counter()
     stack = StackedTrainer.build(cfgs)
+    if on_built is not None:
+        on_built(stack)
     results, steps = [], []
     for cfg, trainer in zip(cfgs, stack.trainers):
         res = RunResult(config=cfg.to_dict(), world_size=1)
@@ -454,13 +408,10 @@ def member_state(stack: StackedTrainer, k: int) -> dict[str, Tensor]:
 
 __all__ = [
     "BATCHED",
-    "MEMBER_FIELDS",
     "NotStackable",
     "StackedTrainer",
     "auto_stack_size",
     "check_stackable",
-    "group_stacks",
     "member_state",
     "run_stack",
-    "stack_key",
 ]
