@@ -3,7 +3,8 @@ executor groups a study's trials by ``stack_key`` before anything is built.
 
 Members of one stack share the model's shape and everything a step does with it; they differ
 only in MEMBER_FIELDS, what each member's own build reads for its init, data order, param
-groups (lr, weight decay, betas, eps, momentum per tensor) and lr schedule.
+groups (lr, weight decay, betas, eps, momentum per tensor) and lr schedule, and a GPT's
+z-loss coefficient.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ MEMBER_FIELDS = (
     "power_a",
     "power_b",
     "diverge_factor",
+    "z_loss",  # the GPT's loss takes each member's (sizeup.models.gpt.lm_loss)
 )
 # Settings a stack does not take (yet): each must keep its default. The monitors watch one
 # model; FSDP, compile and gradient accumulation change the step itself.

@@ -47,6 +47,7 @@ from sizeup.config.run_config import flat_diff
 from sizeup.config.stacking import MEMBER_FIELDS, UNSTACKED_SETTINGS, stack_key
 from sizeup.errors import ConfigError
 from sizeup.models import num_params
+from sizeup.models.gpt import lm_loss
 from sizeup.optim.muon import _dtype, _newton_schulz_batched, muon_scale
 from sizeup.progress import Progress
 from sizeup.train.build import Built, _available_bytes, build, memory_estimate
@@ -80,6 +81,12 @@ def check_stackable(cfgs: Sequence[RunConfig]) -> None:
     for name in UNSTACKED_SETTINGS:
         if first.get(name) != default.get(name):
             raise NotStackable(name, first.get(name), f"{default.get(name)!r} to train stacked")
+    if len({c.model.z_loss for c in cfgs}) > 1 and first.model.name != "gpt":
+        raise NotStackable(
+            "z_loss",
+            [c.model.z_loss for c in cfgs],
+            "one value in a stack of a model other than sizeup's GPT",
+        )
     for cfg in cfgs[1:]:
         if stack_key(cfg) != stack_key(first):
             diff = {k: v for k, v in flat_diff(first, cfg).items() if k not in MEMBER_FIELDS}
@@ -246,14 +253,19 @@ def clip_stacked(grads: Sequence[Tensor], max_norms: Sequence[float]) -> None:
 
 
 class _Loss(nn.Module):
-    """``forward_loss`` as a module (so functional_call can give it a member's parameters)."""
+    """``forward_loss`` as a module (so functional_call can give it a member's parameters);
+    with ``z``, each member's z-loss coefficient, a GPT's logits and ``lm_loss`` (the loss
+    its forward takes, with the member's coefficient)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return forward_loss(self.model, x, y)[1]
+    def forward(self, x: Tensor, y: Tensor, z: Tensor | None = None) -> Tensor:
+        if z is None:
+            return forward_loss(self.model, x, y)[1]
+        logits, _ = self.model(x)
+        return lm_loss(logits, y, z)
 
 
 class StackedTrainer:
@@ -274,6 +286,8 @@ class StackedTrainer:
         self.state: dict[int, dict[str, Any]] = {}
         self.params: dict[str, Tensor] = {}
         self._stack(self.alive)
+        z = [c.model.z_loss for c in cfgs]
+        self.z_loss = None if len(set(z)) == 1 else z  # one coefficient: the model's own
 
     @classmethod
     def build(cls, cfgs: Sequence[RunConfig]) -> StackedTrainer:
@@ -328,7 +342,13 @@ class StackedTrainer:
         x = torch.stack([b[0] for b in batches]).to(device)
         y = torch.stack([b[1] for b in batches]).to(device)
         with autocast(device, members[0].autocast):
-            losses = torch.vmap(self._member_loss)(self.params, x, y)
+            if self.z_loss is None:
+                losses = torch.vmap(self._member_loss)(self.params, x, y)
+            else:
+                # in the weights' dtype, as the model's Python float is taken in its forward
+                dtype = next(iter(self.params.values())).dtype
+                z = torch.tensor([self.z_loss[k] for k in self.alive], dtype=dtype, device=device)
+                losses = torch.vmap(self._member_loss)(self.params, x, y, z)
         losses.sum().backward()
         leaves = list(self.params.values())
         clip_stacked([p.grad for p in leaves], [t.grad_clip for t in members])
@@ -347,8 +367,10 @@ class StackedTrainer:
             t._after_step(v)  # the Trainer's divergence test, and its step count
         return values
 
-    def _member_loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        return functional_call(self.loss, (params, self.buffers), (x, y))
+    def _member_loss(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, z: Tensor | None = None
+    ) -> Tensor:
+        return functional_call(self.loss, (params, self.buffers), (x, y, z))
 
     def advance(self, until: int, on_step: Sequence[Callable[[int, float], None]]) -> None:
         """Train every member on its own ``batch_at(step)`` up to step ``until`` (exclusive)
