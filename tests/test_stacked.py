@@ -18,6 +18,7 @@ from sizeup.config.stacking import stack_key
 from sizeup.errors import ConfigError
 from sizeup.sweep import Store, run_sweep
 from sizeup.sweep.executors import LocalExecutor, stacks
+from sizeup.sweep.testing import StackedSynthetic, synthetic_run
 from sizeup.train import run
 from sizeup.train.stacked import NotStackable, StackedTrainer, check_stackable, run_stack
 
@@ -213,3 +214,26 @@ def test_sweep_with_stack_3_writes_the_rows_of_stack_1(tmp_path) -> None:
         assert _close([three.loss], [one.loss], 1e-5)
         assert three.result.diagnostics["stack"]["size"] == 3
         assert "stack" not in one.result.diagnostics
+
+
+def test_a_pool_runs_stacks_and_records_every_member(tmp_path) -> None:
+    spec = {
+        "base": {"model": "mlp", "steps": 5},
+        "axes": {"width": [32, 64], "lr": {"log2": [-10, -6]}},
+        "seeds": 2,
+    }
+    one = run_sweep(spec, tmp_path / "one.db", runner=synthetic_run, progress=False)
+    rep = run_sweep(
+        spec, tmp_path / "pool.db", runner=StackedSynthetic(), workers=2, stack=4, progress=False
+    )
+    assert rep.ran == one.ran == 20 and rep.counts == one.counts
+    with (
+        Store(tmp_path / "one.db", readonly=True) as a,
+        Store(tmp_path / "pool.db", readonly=True) as b,
+    ):
+        want = {t.id: t.loss for t in a.trials()}
+        got = {t.id: t for t in b.trials()}
+    assert want == {tid: t.loss for tid, t in got.items()}
+    # 10 trials per width: stacks of 4, 4 and 2 (a width's trials never share a stack)
+    sizes = sorted(t.result.diagnostics["stack"]["size"] for t in got.values())
+    assert sizes == sorted([4] * 16 + [2] * 4)
