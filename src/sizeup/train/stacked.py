@@ -125,6 +125,20 @@ def _column(values: Sequence[float], like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.ndim - 1)))
 
 
+class _Columns:
+    """``_column`` once per (name, ndim) in one group's update: a group's tensors share their
+    members' scalars, so each is made once per step, not once per tensor."""
+
+    def __init__(self) -> None:
+        self.made: dict[tuple[str, int], Tensor] = {}
+
+    def __call__(self, name: str, values: Callable[[], Sequence[float]], like: Tensor) -> Tensor:
+        key = (name, like.ndim)
+        if key not in self.made:
+            self.made[key] = _column(values(), like)
+        return self.made[key]
+
+
 def _same(groups: Sequence[dict[str, Any]], key: str) -> Any:
     """A group setting every member must share (a structural one: nesterov, ns_steps, ...)."""
     values = {json.dumps(g.get(key), default=str) for g in groups}
@@ -144,6 +158,8 @@ def adamw_update(
     b1 = [g["betas"][0] for g in groups]
     b2 = [g["betas"][1] for g in groups]
     eps = [g["eps"] for g in groups]
+    decay = any(w != 0 for w in wd)
+    col = _Columns()
     for p in params:
         s = state.setdefault(id(p), {})
         if not s:
@@ -153,13 +169,16 @@ def adamw_update(
         s["step"] += 1
         t = float(s["step"])
         grad = p.grad
-        if any(w != 0 for w in wd):
-            p.mul_(_column([1 - a * w for a, w in zip(lr, wd)], p))
-        s["exp_avg"].lerp_(grad, _column([1 - b for b in b1], p))
-        s["exp_avg_sq"].mul_(_column(b2, p)).add_(grad * grad * _column([1 - b for b in b2], p))
-        step_size = _column([a / (1 - b**t) for a, b in zip(lr, b1)], p)
-        bc2_sqrt = _column([(1 - b**t) ** 0.5 for b in b2], p)
-        denom = (s["exp_avg_sq"].sqrt() / bc2_sqrt).add_(_column(eps, p))
+        if decay:
+            p.mul_(col("decay", lambda: [1 - a * w for a, w in zip(lr, wd)], p))
+        s["exp_avg"].lerp_(grad, col("1-b1", lambda: [1 - b for b in b1], p))
+        s["exp_avg_sq"].mul_(col("b2", lambda: b2, p)).add_(
+            grad * grad * col("1-b2", lambda: [1 - b for b in b2], p)
+        )
+        # the step count is every tensor's of the group (they start together)
+        step_size = col(f"step{t}", lambda t=t: [a / (1 - b**t) for a, b in zip(lr, b1)], p)
+        bc2_sqrt = col(f"bc2{t}", lambda t=t: [(1 - b**t) ** 0.5 for b in b2], p)
+        denom = (s["exp_avg_sq"].sqrt() / bc2_sqrt).add_(col("eps", lambda: eps, p))
         p.sub_(step_size * (s["exp_avg"] / denom))
 
 
