@@ -17,7 +17,7 @@ from sizeup.config import RunConfig, RunResult
 from sizeup.config.stacking import stack_key
 from sizeup.errors import ConfigError
 from sizeup.sweep import Store, run_sweep
-from sizeup.sweep.executors import LocalExecutor, stacks
+from sizeup.sweep.executors import LocalExecutor, make_executor, stacks
 from sizeup.sweep.testing import StackedSynthetic, synthetic_run
 from sizeup.train import run
 from sizeup.train.stacked import NotStackable, StackedTrainer, check_stackable, run_stack
@@ -158,6 +158,8 @@ def test_executor_groups_trials_by_shape() -> None:
     assert all(len({stack_key(c) for c in s}) == 1 for s in got)
     with pytest.raises(ConfigError, match="stack=-1"):
         LocalExecutor(stack=-1)
+    with pytest.raises(ConfigError, match="stack=2.*ray"):
+        make_executor("ray", stack=2)
 
 
 class _Refusing:

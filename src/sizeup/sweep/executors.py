@@ -670,10 +670,9 @@ def make_executor(kind: str = "local", workers: int = 1, **kwargs: Any) -> Any:
     """An executor by name: 'local' (sequential or process pool) or 'ray'."""
     if kind == "local":
         return LocalExecutor(workers=workers, **kwargs)
-    if kwargs.pop("stack", 1) != 1:
-        raise ConfigError(
-            "stack", kwargs.get("stack"), "1 with executor='ray' (stacks run locally)"
-        )
+    stack = kwargs.pop("stack", 1)
+    if stack != 1:
+        raise ConfigError("stack", stack, "1 with executor='ray' (stacks run locally)")
     if kind == "ray":
         # --workers sizes a local Ray cluster (1, the default: every CPU); checked there
         kwargs.setdefault("local_cpus", None if workers == 1 else workers)

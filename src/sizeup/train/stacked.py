@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -360,7 +361,10 @@ class StackedTrainer:
         device = members[0].device
         x = torch.stack([b[0] for b in batches]).to(device)
         y = torch.stack([b[1] for b in batches]).to(device)
-        with autocast(device, members[0].autocast):
+        with autocast(device, members[0].autocast), warnings.catch_warnings():
+            # torch's note that vmap runs CPU flash attention member by member (no batching
+            # rule yet): a fact about speed, said once here rather than to every user
+            warnings.filterwarnings("ignore", "There is a performance drop", UserWarning)
             if self.z_loss is None:
                 losses = torch.vmap(self._member_loss)(self.params, x, y)
             else:
@@ -380,7 +384,16 @@ class StackedTrainer:
         for p in leaves:
             p.grad = None
         for t in members:
-            t.scheduler.step()
+            if t.scheduler._step_count == 1:
+                # torch warns at a schedule's first step when its optimizer's step() was not
+                # called: here the batched update stepped in its place
+                with warnings.catch_warnings():
+                    warnings.filterwarnings(
+                        "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                    )
+                    t.scheduler.step()
+            else:
+                t.scheduler.step()
         values = [float(v) for v in losses.detach().tolist()]
         for t, v in zip(members, values):
             t._after_step(v)  # the Trainer's divergence test, and its step count
