@@ -41,8 +41,9 @@ LRS = {"adamw": (1e-3, 3e-3, 1e-2), "sgd": (0.1, 0.3, 1.0), "muon": (0.01, 0.03,
 
 
 def _members(optimizer: str, dtype: str = "float64") -> list[RunConfig]:
-    """Three members: different lr and seed, one clipped harder, one not clipped; for AdamW
-    also different betas, weight decay, eps and z-loss. Muon's Newton-Schulz in the run's own dtype (bf16
+    """Three members: different lr and seed, one clipped harder, one not clipped, one on
+    another schedule; for AdamW also different betas, weight decay, eps and z-loss, for SGD and
+    Muon a different momentum. Muon's Newton-Schulz in the run's own dtype (bf16
     would round both runs alike only up to bf16's 3 digits)."""
     extra = {"ns_dtype": None} if optimizer == "muon" else {}
     base = RunConfig.from_dict({**TINY, "optimizer": optimizer, "dtype": dtype, **extra})
@@ -52,6 +53,9 @@ def _members(optimizer: str, dtype: str = "float64") -> list[RunConfig]:
         base.replace(lr=lrs[1], seed=1),
         base.replace(lr=lrs[2], seed=2, grad_clip=0.2),
     ]
+    cfgs[1] = cfgs[1].replace(schedule="wsd", warmup=3)  # its own lr schedule
+    if optimizer != "adamw":
+        cfgs[2] = cfgs[2].replace(momentum=0.8)
     if optimizer == "adamw":
         cfgs[1] = cfgs[1].replace(beta1=0.8, beta2=0.99, weight_decay=0.1)
         cfgs[2] = cfgs[2].replace(weight_decay=0.05, eps=1e-6, z_loss=1e-3)
