@@ -20,7 +20,15 @@ from sizeup.sweep import Store, run_sweep
 from sizeup.sweep.executors import LocalExecutor, make_executor, stacks
 from sizeup.sweep.testing import StackedSynthetic, synthetic_run
 from sizeup.train import run
-from sizeup.train.stacked import NotStackable, StackedTrainer, check_stackable, run_stack
+from sizeup.train.build import memory_estimate
+from sizeup.train.stacked import (
+    MAX_AUTO_STACK,
+    NotStackable,
+    StackedTrainer,
+    auto_stack_size,
+    check_stackable,
+    run_stack,
+)
 
 TINY = dict(
     model="gpt",
@@ -243,3 +251,14 @@ def test_a_pool_runs_stacks_and_records_every_member(tmp_path) -> None:
     # 10 trials per width: stacks of 4, 4 and 2 (a width's trials never share a stack)
     sizes = sorted(t.result.diagnostics["stack"]["size"] for t in got.values())
     assert sizes == sorted([4] * 16 + [2] * 4)
+
+
+def test_the_stack_size_from_memory() -> None:
+    cfg = RunConfig.from_dict(TINY)
+    _, need = memory_estimate(cfg)
+    # half the free memory over a member's estimate, between 1 and MAX_AUTO_STACK
+    assert auto_stack_size(cfg, 10 * need) == 5
+    assert auto_stack_size(cfg, 1e6 * need) == MAX_AUTO_STACK == 8
+    assert auto_stack_size(cfg, need) == 1 and auto_stack_size(cfg, None) == 1
+    got = list(stacks(iter([cfg.replace(seed=s) for s in range(7)]), 0, size_for=lambda c: 3))
+    assert [len(s) for s in got] == [3, 3, 1]

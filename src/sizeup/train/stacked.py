@@ -194,20 +194,24 @@ def sgd_update(
     mu = [g["momentum"] for g in groups]
     damp = [g["dampening"] for g in groups]
     nesterov = _same(groups, "nesterov")
+    decay, momentum = any(w != 0 for w in wd), any(m != 0 for m in mu)
+    col = _Columns()
     for p in params:
         grad = p.grad
-        if any(w != 0 for w in wd):
-            p.mul_(_column([1 - a * w for a, w in zip(lr, wd)], p))
-        if any(m != 0 for m in mu):
+        if decay:
+            p.mul_(col("decay", lambda: [1 - a * w for a, w in zip(lr, wd)], p))
+        if momentum:
             s = state.setdefault(id(p), {})
             if "momentum_buffer" not in s:
                 s["momentum_buffer"] = grad.detach().clone()
             else:
                 buf = s["momentum_buffer"]
-                buf.mul_(_column(mu, p)).add_(grad * _column([1 - d for d in damp], p))
+                buf.mul_(col("mu", lambda: mu, p)).add_(
+                    grad * col("1-dampening", lambda: [1 - d for d in damp], p)
+                )
             buf = s["momentum_buffer"]
-            grad = grad + buf * _column(mu, p) if nesterov else buf
-        p.sub_(grad * _column(lr, p))
+            grad = grad + buf * col("mu", lambda: mu, p) if nesterov else buf
+        p.sub_(grad * col("lr", lambda: lr, p))
 
 
 def muon_update(
@@ -228,25 +232,28 @@ def muon_update(
     nesterov = _same(groups, "nesterov")
     steps, coefficients = _same(groups, "ns_steps"), _same(groups, "ns_coefficients")
     ns_eps, ns_dtype = _same(groups, "ns_eps"), _same(groups, "ns_dtype")
+    scale_given = _same(groups, "update_scale")
+    decay = any(w != 0 for w in wd)
+    col = _Columns()
     for p in params:
         grad = p.grad
         s = state.setdefault(id(p), {})
         if "momentum_buffer" not in s:
             s["momentum_buffer"] = torch.zeros_like(grad)
         buf = s["momentum_buffer"]
-        buf.lerp_(grad, _column([1 - m for m in mu], p))
-        u = grad.lerp(buf, _column(mu, p)) if nesterov else buf
+        buf.lerp_(grad, col("1-mu", lambda: [1 - m for m in mu], p))
+        u = grad.lerp(buf, col("mu", lambda: mu, p)) if nesterov else buf
         shape = u.shape
         # every member's matrix (an MoE's every expert of every member) in one batch
         o = _newton_schulz_batched(
             u.reshape(-1, *shape[-2:]), steps, coefficients, ns_eps, _dtype(ns_dtype)
         ).reshape(shape)
-        scale = _same(groups, "update_scale")
+        scale = scale_given
         if scale is None:
             scale = muon_scale(g0["scale_mode"], shape[-2], shape[-1])
-        if any(w != 0 for w in wd):
-            p.mul_(_column([1 - a * w for a, w in zip(lr, wd)], p))
-        p.sub_(o * _column([a * scale for a in lr], p))
+        if decay:
+            p.mul_(col("decay", lambda: [1 - a * w for a, w in zip(lr, wd)], p))
+        p.sub_(o * _column([a * scale for a in lr], p))  # the scale is the tensor's own
 
 
 # The optimizers that train stacked: registry name -> its batched update (one per group).
