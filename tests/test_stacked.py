@@ -259,6 +259,7 @@ def test_the_stack_size_from_memory() -> None:
     # half the free memory over a member's estimate, between 1 and MAX_AUTO_STACK
     assert auto_stack_size(cfg, 10 * need) == 5
     assert auto_stack_size(cfg, 1e6 * need) == MAX_AUTO_STACK == 8
-    assert auto_stack_size(cfg, need) == 1 and auto_stack_size(cfg, None) == 1
+    assert auto_stack_size(cfg, need) == 1 and auto_stack_size(cfg, 0.0) == 1
+    assert 1 <= auto_stack_size(cfg) <= MAX_AUTO_STACK  # this machine's free memory
     got = list(stacks(iter([cfg.replace(seed=s) for s in range(7)]), 0, size_for=lambda c: 3))
     assert [len(s) for s in got] == [3, 3, 1]

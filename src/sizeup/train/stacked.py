@@ -12,23 +12,27 @@ and the optimizer updates every member in one batched update per tensor with eac
 hyperparameters (``BATCHED``: AdamW, SGD and Muon, whose Newton-Schulz is batched over members).
 
 Which trials may stack is sizeup.config.stacking's (MEMBER_FIELDS, ``stack_key``: torch-free,
-so the executor groups trials before building any). What a member is made of comes from the run's own pieces, so a member *is* its unstacked run:
+so the executor groups trials before building any). What a member is made of comes from the
+run's own pieces, so a member *is* its unstacked run:
 
 - each member is built by ``sizeup.train.build`` from its config (its seed's init, its
   parametrization, its param groups with their lr / weight decay / eps per tensor, its lr
   schedule, its data order) and held by a ``Trainer`` (sizeup.train.step) whose model's
   parameters are views into the stacked tensors (the optimizer's groups and the LambdaLR
   schedule then read and move that member's hyperparameters, as in a solo run);
-- the loss is ``forward_loss`` (z-loss included: the model's own); the divergence test, the
-  evaluations (``Trainer.evaluate``: the member's own validation batches), the curves and the
-  final record are the Trainer's and ``sizeup.train.loop``'s (``_on_step``, ``_finish``);
-- gradient clipping is torch's ``clip_grad_norm_`` per member (its own threshold), computed
-  over the stack at once.
+- the loss is ``forward_loss`` (z-loss included: the model's own; members of a GPT stack with
+  different z-loss coefficients take the GPT's ``lm_loss`` with their own); the divergence
+  test, the evaluations (``Trainer.evaluate``: the member's own validation batches), the
+  curves and the final record are the Trainer's and ``sizeup.train.loop``'s (``_on_step``,
+  ``_finish``);
+- gradient clipping is torch's ``clip_grad_norm_`` formula per member (its own threshold),
+  computed over the stack at once (``clip_stacked``).
 
 A member that diverges is taken out of the stack after the step that blew up (its parameters
 keep that step's values, as the unstacked run stops there); the others go on. Each member's
 RunResult equals its unstacked run's to float rounding (the batched kernels reduce in another
-order): tests/test_stacked.py shows it to ~1e-10 in float64.
+order): tests/test_stacked.py shows it to ~1e-10 in float64 and ~1e-5 in float32 (under bf16
+autocast, to bf16's rounding).
 """
 
 from __future__ import annotations
@@ -101,11 +105,11 @@ def check_stackable(cfgs: Sequence[RunConfig]) -> None:
             )
 
 
-def auto_stack_size(cfg: RunConfig, available: float | None = -1.0) -> int:
+def auto_stack_size(cfg: RunConfig, available: float | None = None) -> int:
     """How many members of ``cfg``'s shape fit in AUTO_MEMORY_SHARE of ``available`` bytes
-    (default: what is free on its device now), by a member's ``memory_estimate``
+    (None: what is free on its device now), by a member's ``memory_estimate``
     (sizeup.train.build), between 1 and MAX_AUTO_STACK; 1 when the memory is unknown."""
-    if available == -1.0:
+    if available is None:
         available = _available_bytes(cfg.run.device)
     if available is None:
         return 1
