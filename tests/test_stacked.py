@@ -152,6 +152,8 @@ def test_what_cannot_stack_is_refused_naming_the_field() -> None:
         check_stackable([base.replace(optimizer="adamw_schedulefree")])
     with pytest.raises(NotStackable, match="width=128.*64"):
         check_stackable([base, base.replace(width=128, lr=1e-2)])
+    with pytest.raises(NotStackable, match="n_experts=4"):
+        check_stackable([base.replace(n_experts=4)])
     with pytest.raises(NotStackable, match="spectral_every"):
         check_stackable([base.replace(spectral_every=2)])
     assert isinstance(NotStackable("x", 1, "y"), ConfigError)

@@ -72,7 +72,7 @@ class NotStackable(ConfigError):
 def check_stackable(cfgs: Sequence[RunConfig]) -> None:
     """NotStackable, naming the field, unless ``cfgs`` can train as one stack: an optimizer
     with a batched update (``BATCHED``), the same shared fields (``stack_key``), one process,
-    and none of UNSTACKED_SETTINGS."""
+    a dense model (an MoE's routing does not vmap) and none of UNSTACKED_SETTINGS."""
     if not cfgs:
         raise NotStackable("stack", 0, "at least one trial")
     first = cfgs[0]
@@ -86,6 +86,9 @@ def check_stackable(cfgs: Sequence[RunConfig]) -> None:
     for name in UNSTACKED_SETTINGS:
         if first.get(name) != default.get(name):
             raise NotStackable(name, first.get(name), f"{default.get(name)!r} to train stacked")
+    if first.model.n_experts:
+        # token routing picks each member's tokens by value (nonzero), which vmap cannot batch
+        raise NotStackable("n_experts", first.model.n_experts, "0 (a dense model) to train stacked")
     if len({c.model.z_loss for c in cfgs}) > 1 and first.model.name != "gpt":
         raise NotStackable(
             "z_loss",
@@ -248,7 +251,7 @@ def muon_update(
         buf.lerp_(grad, col("1-mu", lambda: [1 - m for m in mu], p))
         u = grad.lerp(buf, col("mu", lambda: mu, p)) if nesterov else buf
         shape = u.shape
-        # every member's matrix (an MoE's every expert of every member) in one batch
+        # every member's matrix in one batch
         o = _newton_schulz_batched(
             u.reshape(-1, *shape[-2:]), steps, coefficients, ns_eps, _dtype(ns_dtype)
         ).reshape(shape)
