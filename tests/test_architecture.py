@@ -131,6 +131,8 @@ LATE_IMPORTS = {
     ("sizeup.sweep.driver", "sizeup.train.loggers"),
     ("sizeup.sweep.executors", "sizeup.train"),
     ("sizeup.sweep.executors", "sizeup.train.loggers"),
+    # stacked trials (issue 24): the default stack runner and the stack size from memory
+    ("sizeup.sweep.executors", "sizeup.train.stacked"),
 }
 
 

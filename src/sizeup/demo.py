@@ -269,10 +269,12 @@ def run_demo(
     progress: bool = True,
     axis: str | None = None,
     seeds: list[int] | None = None,
+    stack: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) one study, analyse transfer, write report.html and summary.json.
 
-    ``seeds`` replaces the study's seed set (the docs measure three disjoint sets).
+    ``seeds`` replaces the study's seed set (the docs measure three disjoint sets). ``stack``:
+    trials of one shape trained together (run_sweep's ``stack``; 1: one at a time).
     """
 
     s = settings or settings_for(axis or "width", quick)
@@ -285,7 +287,13 @@ def run_demo(
     # the study lives next to the report, so an interrupted demo resumes where it stopped
     db = out / store_name(s.axis, quick and settings is None)
     rep = run_sweep(
-        spec, db, workers=workers, runner=runner, progress=progress, order="largest_first"
+        spec,
+        db,
+        workers=workers,
+        runner=runner,
+        progress=progress,
+        order="largest_first",
+        stack=stack,
     )
     ids = {c.trial_id() for c in spec.trials()}
     analysis, trials = _analyse(db, ids, s)

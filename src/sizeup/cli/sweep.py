@@ -19,6 +19,16 @@ def _fmt_lr(v: float) -> str:
     return "—" if not math.isfinite(v) else f"{v:.3g} (2^{math.log2(v):.1f})"
 
 
+# --stack on `sizeup sweep` and `sizeup demo` (issue 24): off (1) by default until stacking's
+# speed is measured side by side on a quiet machine.
+STACK_HELP = (
+    "Train up to N trials of one shape (lr, seed, betas, decay, schedule may differ) together "
+    "as one stacked model; each stays its own trial. 1 (the default, until stacking's speed "
+    "is measured): one at a time; 0: as many as fit in half the free memory (a trial's "
+    "memory estimate), up to 8. AdamW, SGD and Muon stack; others run one at a time."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the sweep, transfer and demo commands to the sizeup app."""
     app.command()(sweep)
@@ -53,6 +63,7 @@ def sweep(
         "--log",
         help="Log every trial under its id: jsonl:DIR | tensorboard:DIR | wandb:PROJECT.",
     ),
+    stack: int = typer.Option(1, "--stack", help=STACK_HELP),
 ) -> None:
     """Run or resume a study: every trial of SPEC ends done, diverged or failed in --store."""
     from sizeup.sweep import load_spec, run_sweep
@@ -85,6 +96,7 @@ def sweep(
         requeue_running=requeue_running,
         wait=wait,
         log=logs,
+        stack=stack,
         **kw,
     )
     console.line(
@@ -297,6 +309,7 @@ def demo(
         None, "--seeds", help="Comma-separated seeds (default 0,1,2), e.g. 3,4,5."
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
+    stack: int = typer.Option(1, "--stack", help=STACK_HELP),
 ) -> None:
     """Does the lr tuned small stay optimal big? One axis, the rule on and off, with seeds:
     optimal lr per value with intervals, drift, regret (report.html, summary.json)."""
@@ -314,7 +327,7 @@ def demo(
         else Path("sizeup-demo" if axis == "width" else f"sizeup-demo-{axis}")
     )
     writable("out", out, folder=True)
-    summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list)
+    summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list, stack=stack)
     c = Console()
     s = settings_for(axis, quick)
     c.print(verdict_sentence(summary), markup=False, highlight=False, soft_wrap=True)

@@ -376,12 +376,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None
-        flat = logits.view(-1, logits.shape[-1])
-        loss = F.cross_entropy(flat, targets.reshape(-1))
-        if self.config.z_loss:
-            # z-loss (PaLM, Chowdhery et al. 2022, sec. 5): keeps log Z near 0 for stability.
-            loss = loss + self.config.z_loss * flat.logsumexp(dim=-1).square().mean()
-        return logits, loss
+        return logits, lm_loss(logits, targets, self.config.z_loss)
 
     @torch.no_grad()
     def generate(
@@ -406,6 +401,20 @@ class GPT(nn.Module):
                 nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)
         return idx
+
+
+def lm_loss(
+    logits: torch.Tensor, targets: torch.Tensor, z_loss: float | torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (..., vocab) against ``targets``, plus z-loss x mean
+    lse^2 when z_loss is not 0 (a tensor, as a stack of trials gives each member's, is always
+    added: 0 x lse^2 adds exactly nothing)."""
+    flat = logits.view(-1, logits.shape[-1])
+    loss = F.cross_entropy(flat, targets.reshape(-1))
+    if isinstance(z_loss, torch.Tensor) or z_loss:
+        # z-loss (PaLM, Chowdhery et al. 2022, sec. 5): keeps log Z near 0 for stability.
+        loss = loss + z_loss * flat.logsumexp(dim=-1).square().mean()
+    return loss
 
 
 def gpt_config(spec: ModelSpec) -> GPTConfig:

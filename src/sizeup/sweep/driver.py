@@ -60,6 +60,7 @@ def run_sweep(
     lease_s: float = LEASE_S,
     wait: bool = True,
     log: Sequence[str] = (),
+    stack: int = 1,
     **executor_kwargs: Any,
 ) -> SweepReport:
     """Run (or resume) a sweep: every trial ends done, diverged or failed in the store.
@@ -74,7 +75,9 @@ def run_sweep(
     finished, also those other drivers are running; without, when nothing is left to claim.
     ``log``: `--log` specs (jsonl:DIR, tensorboard:DIR, wandb:PROJECT) every trial logs to,
     each under its trial id (``LoggedRunner``; the default trainer only).
-    Every argument is checked before the store is touched.
+    ``stack``: up to this many trials of one shape train together as one stacked model
+    (sizeup.train.stacked; 1: one at a time; 0: as many as memory holds); each is still its own
+    trial in the store. Every argument is checked before the store is touched.
     """
     check_choice("order", order, SWEEP_ORDERS)
     runner = _logged(runner, log, store)
@@ -83,8 +86,10 @@ def run_sweep(
     configs = spec if isinstance(spec, list) else load_spec(spec).trials()
     if not all(isinstance(c, RunConfig) for c in configs):
         raise ConfigError("spec", type(spec).__name__, "a SweepSpec, a sweep file or RunConfigs")
+    if not isinstance(executor, str) and stack != 1:
+        raise ConfigError("stack", stack, "1 with an executor object (give it its own stack)")
     ex = (
-        make_executor(executor, workers=workers, **executor_kwargs)
+        make_executor(executor, workers=workers, stack=stack, **executor_kwargs)
         if isinstance(executor, str)
         else executor
     )

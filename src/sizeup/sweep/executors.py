@@ -7,6 +7,13 @@ Each executor is an iterator of events over a list of configs:
 so the driver (sizeup.sweep.run_sweep) can keep the store and the progress bar up to date the
 same way for every executor. A runner is any picklable `Callable[[RunConfig], RunResult]`;
 it defaults to sizeup.train.run, so everything here can be tested with a stand-in runner.
+
+Stacked trials (``LocalExecutor(stack=N)``): trials that share a ``stack_key`` (the same model
+and step; lr, seed, betas, decay, schedule may differ: sizeup.config.stacking) are grouped, as
+they come, into stacks of up to N that train together in one process (sizeup.train.stacked).
+Each member is still its own trial, with its own start and end events and its own store row.
+A stack the trainer refuses (an optimizer without a batched update) or that fails runs its
+members one at a time instead, so every trial claimed for a stack runs.
 """
 
 from __future__ import annotations
@@ -28,10 +35,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sizeup.config import RunConfig, RunResult
+from sizeup.config.stacking import stack_key
 from sizeup.errors import ConfigError
 
 Runner = Callable[[RunConfig], RunResult]
+StackRunner = Callable[[list[RunConfig]], list[RunResult]]
 Event = tuple
+Outcome = tuple[RunResult | None, str | None, float]
+# Trials claimed and waiting for their stack to fill, at most this many stacks' worth: a stack
+# whose shape comes no more is started part-full rather than holding its trials back.
+OPEN_STACKS = 2
 
 
 def default_runner(config: RunConfig) -> RunResult:
@@ -65,6 +78,81 @@ class LoggedRunner:
         finally:
             for lg in loggers:
                 lg.close()
+
+
+def default_stack_runner(configs: list[RunConfig]) -> list[RunResult]:
+    """The real trainer for a stack (sizeup.train.stacked.run_stack), imported lazily as
+    ``default_runner`` imports the trainer."""
+    from sizeup.train.stacked import run_stack
+
+    return run_stack(configs)
+
+
+def auto_stack_size(config: RunConfig) -> int:
+    """The stack size for trials of ``config``'s shape chosen from the memory free on its
+    device (sizeup.train.stacked.auto_stack_size: a member's memory_estimate)."""
+    from sizeup.train.stacked import auto_stack_size as from_memory
+
+    return from_memory(config)
+
+
+def stack_runner_for(runner: Runner) -> StackRunner | None:
+    """How ``runner``'s trials train stacked: the real trainer's ``default_stack_runner``, a
+    runner's own ``stack`` attribute (a callable taking a list of configs), else None (its
+    trials run one at a time)."""
+    if runner is default_runner:
+        return default_stack_runner
+    stack = getattr(runner, "stack", None)
+    return stack if callable(stack) else None
+
+
+def stacks(
+    source: Iterable[RunConfig], size: int, size_for: Callable[[RunConfig], int] = auto_stack_size
+) -> Iterator[list[RunConfig]]:
+    """The configs of ``source``, as they come, grouped into stacks of up to ``size`` that
+    share a ``stack_key`` (``size`` 0: ``size_for`` the stack's first config). A stack is
+    handed on when full, when more than OPEN_STACKS stacks wait (the fullest goes), and at the
+    end. A source that claims trials as it is read thus never holds many back."""
+    open_: dict[str, list[RunConfig]] = {}
+    limit: dict[str, int] = {}
+    for cfg in source:
+        key = stack_key(cfg)
+        if key not in open_:
+            open_[key] = []
+            limit[key] = size or max(1, size_for(cfg))
+        open_[key].append(cfg)
+        if len(open_[key]) >= limit[key]:
+            yield open_.pop(key)
+        elif len(open_) > OPEN_STACKS:
+            yield open_.pop(max(open_, key=lambda k: len(open_[k])))
+    yield from open_.values()
+
+
+def _call_stack(
+    stack_runner: StackRunner, runner: Runner, configs: list[RunConfig]
+) -> list[Outcome]:
+    """Run ``configs`` as one stack: each member's (result, error, seconds), its seconds and
+    CPU seconds its share of the stack's. A stack refused or failed runs each member alone
+    (``_call``), the stack's error kept in each result's diagnostics["sweep"]."""
+    if len(configs) == 1:
+        return [_call(runner, configs[0])]
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        results = stack_runner(configs)
+        if len(results) != len(configs) or not all(isinstance(r, RunResult) for r in results):
+            raise TypeError(f"stack runner returned {results!r:.80}, expected a RunResult each")
+    except Exception as e:  # noqa: BLE001 - the members still run, alone
+        why = first_line(_format_error(e))
+        outs = [_call(runner, c) for c in configs]
+        for result, _, _ in outs:
+            if result is not None:
+                result.diagnostics.setdefault("sweep", {})["unstacked"] = why
+        return outs
+    share = (time.perf_counter() - t0) / len(configs)
+    cpu = (time.process_time() - c0) / len(configs)
+    for result in results:
+        result.diagnostics.setdefault("sweep", {})["cpu_s"] = cpu
+    return [(r, None, share) for r in results]
 
 
 def _format_error(e: BaseException) -> str:
@@ -204,11 +292,19 @@ def _check_main_is_guarded(workers: int) -> None:
 
 
 class LocalExecutor:
-    """Run trials in this process (workers=1) or in N spawned worker processes."""
+    """Run trials in this process (workers=1) or in N spawned worker processes; with
+    ``stack`` N > 1 up to N trials of one shape at a time as one stacked model (module doc;
+    0: as many as the memory holds, ``auto_stack_size``)."""
 
-    def __init__(self, workers: int = 1, context: str = "forkserver", retries: int = 1):
+    def __init__(
+        self, workers: int = 1, context: str = "forkserver", retries: int = 1, stack: int = 1
+    ):
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError("workers", workers, "a positive integer")
+        if not isinstance(stack, int) or isinstance(stack, bool) or stack < 0:
+            raise ConfigError(
+                "stack", stack, "an integer >= 0 (1: one trial at a time; 0: from memory)"
+            )
         if context not in ("spawn", "forkserver"):
             # fork would copy the driver's torch thread pools and SQLite handle into workers
             raise ConfigError("context", context, "'spawn' or 'forkserver'")
@@ -217,16 +313,27 @@ class LocalExecutor:
         if workers > 1:
             _check_main_is_guarded(workers)
         self.workers, self.context, self.retries = workers, context, retries
+        self.stack = stack
 
     def run(self, configs: Iterable[RunConfig], runner: Runner) -> Iterator[Event]:
         """Yield start/end events while running every config. ``configs`` is consumed lazily,
-        one config each time a worker is free (a driver claims a trial as it hands it over)."""
+        one config (or one stack's) each time a worker is free (a driver claims a trial as it
+        hands it over)."""
+        stack_runner = stack_runner_for(runner) if self.stack != 1 else None
+        units = ([c] for c in configs) if stack_runner is None else stacks(configs, self.stack)
         if self.workers == 1:
-            for cfg in configs:
-                yield ("start", cfg)
-                yield ("end", cfg, *_call(runner, cfg))
+            for unit in units:
+                for cfg in unit:
+                    yield ("start", cfg)
+                outs = (
+                    [_call(runner, unit[0])]
+                    if len(unit) == 1
+                    else _call_stack(stack_runner, runner, unit)
+                )
+                for cfg, out in zip(unit, outs):
+                    yield ("end", cfg, *out)
             return
-        yield from self._run_pool(iter(configs), runner)
+        yield from self._run_pool(iter(units), runner, stack_runner)
 
     def _pool(self, ctx: Any, n: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -236,14 +343,19 @@ class LocalExecutor:
             initargs=(dict(os.environ), os.getpid()),
         )
 
-    def _run_pool(self, source: Iterator[RunConfig], runner: Runner) -> Iterator[Event]:
+    def _run_pool(
+        self,
+        source: Iterator[list[RunConfig]],
+        runner: Runner,
+        stack_runner: StackRunner | None = None,
+    ) -> Iterator[Event]:
         ctx = mp.get_context(self.context)
         if self.context == "forkserver":
             # workers fork from a server that has torch imported already: fast worker start
             ctx.set_forkserver_preload(["torch", "sizeup.config"])
         while True:
             broken: list[tuple[RunConfig, str]] = []
-            yield from self._fill_pool(ctx, source, runner, broken)
+            yield from self._fill_pool(ctx, source, runner, broken, stack_runner)
             # a worker died (killed, segfault, out of memory) and took the pool down: we cannot
             # tell which trial did it, so each trial that was in flight runs again alone; the
             # one that kills its worker again is recorded failed, the innocent ones finish
@@ -255,32 +367,42 @@ class LocalExecutor:
     def _fill_pool(
         self,
         ctx: Any,
-        source: Iterator[RunConfig],
+        source: Iterator[list[RunConfig]],
         runner: Runner,
         broken: list[tuple[RunConfig, str]],
+        stack_runner: StackRunner | None = None,
     ) -> Iterator[Event]:
-        """Keep exactly ``workers`` trials in flight on one pool until the source is empty or
-        the pool breaks (the trials it took down are appended to ``broken``, each with why the
-        pool broke)."""
+        """Keep exactly ``workers`` trials (or stacks) in flight on one pool until the source
+        is empty or the pool breaks (the trials it took down are appended to ``broken``, each
+        with why the pool broke; a stack's every member)."""
         pool = self._pool(ctx, self.workers)
-        inflight: dict[Future, RunConfig] = {}
+        inflight: dict[Future, list[RunConfig]] = {}
         try:
             while True:
                 while len(inflight) < self.workers and not broken:
-                    cfg = next(source, None)
-                    if cfg is None:
+                    unit = next(source, None)
+                    if unit is None:
                         break
-                    inflight[pool.submit(_call, runner, cfg)] = cfg
-                    yield ("start", cfg)
+                    if len(unit) == 1:
+                        fut = pool.submit(_call, runner, unit[0])
+                    else:
+                        fut = pool.submit(_call_stack, stack_runner, runner, unit)
+                    inflight[fut] = unit
+                    for cfg in unit:
+                        yield ("start", cfg)
                 if not inflight:
                     return
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    cfg = inflight.pop(fut)
+                    unit = inflight.pop(fut)
                     try:
-                        yield ("end", cfg, *fut.result())
+                        out = fut.result()
                     except BrokenProcessPool:
-                        broken.append((cfg, _death_cause(pool)))
+                        broken.extend((cfg, _death_cause(pool)) for cfg in unit)
+                        continue
+                    outs = [out] if len(unit) == 1 else out
+                    for cfg, one in zip(unit, outs):
+                        yield ("end", cfg, *one)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -548,6 +670,9 @@ def make_executor(kind: str = "local", workers: int = 1, **kwargs: Any) -> Any:
     """An executor by name: 'local' (sequential or process pool) or 'ray'."""
     if kind == "local":
         return LocalExecutor(workers=workers, **kwargs)
+    stack = kwargs.pop("stack", 1)
+    if stack != 1:
+        raise ConfigError("stack", stack, "1 with executor='ray' (stacks run locally)")
     if kind == "ray":
         # --workers sizes a local Ray cluster (1, the default: every CPU); checked there
         kwargs.setdefault("local_cpus", None if workers == 1 else workers)

@@ -130,3 +130,19 @@ class NoisySynthetic:
         res.val_loss[-1] = final
         res.train_loss[-1] = final
         return res
+
+
+@dataclass(frozen=True)
+class StackedSynthetic:
+    """synthetic_run that also takes stacks (the executor's ``stack`` path): each member's
+    result is its synthetic_run, marked with the stack's size in diagnostics["stack"], so a
+    test sees which trials ran stacked. Picklable, so pools take it."""
+
+    def __call__(self, config: RunConfig) -> RunResult:
+        return synthetic_run(config)
+
+    def stack(self, configs: list[RunConfig]) -> list[RunResult]:
+        out = [synthetic_run(c) for c in configs]
+        for r in out:
+            r.diagnostics["stack"] = {"size": len(configs)}
+        return out
