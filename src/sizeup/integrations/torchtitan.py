@@ -114,7 +114,9 @@ class LlamaShape:
         if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
             raise ConfigError("n_kv_heads", self.n_kv_heads, f"a divisor of n_heads={self.n_heads}")
         if self.attn_backend not in ATTN_BACKENDS:
-            raise ConfigError("attn_backend", self.attn_backend, "one of " + ", ".join(ATTN_BACKENDS))
+            raise ConfigError(
+                "attn_backend", self.attn_backend, "one of " + ", ".join(ATTN_BACKENDS)
+            )
 
     @property
     def head_dim(self) -> int:
