@@ -219,23 +219,24 @@ def test_coord_check_passes_on_torchtitan_model():
 
     factory = ModelFactory(
         build=lambda w: converted(w, seed=torch.initial_seed()),
-        data=lambda seed: batches(seed, 1),
+        data=few_tokens,
         parametrization=None,
         optimizer=optimizer,
         causal=True,
         name="torchtitan llama3",
     )
     r = coord_check(factory, widths=(32, 64, 128), steps=3, seeds=3)
-    # Every module but the SwiGLU output passes. feed_forward.w2's output starts tiny (its input
-    # silu(w1 x) * w3 x is a product of two 0.02-scale projections: 4e-4 at every width, flat at
-    # t = 0), so by step 3 it is mostly update, judged two-sided as a total. It shrinks with
-    # width, never grows, and less at wider widths (measured: slope -0.31 over 32..128, -0.18
-    # over 64..256, 3 seeds): the finite-width crosstalk of an update (module doc of
-    # sizeup.diagnostics.coord_check), not a muP failure, which is growth (SP: +0.5 and more).
-    w2 = [m for m in r.modules if m.name.endswith("feed_forward.w2")]
-    others = [m for m in r.modules if m not in w2]
-    assert all(m.passed for m in others), [m.name for m in others if not m.passed]
-    assert all(-0.5 < m.slopes[-1] < 0.1 for m in w2), [m.slopes for m in w2]
+    assert r.passed, r.worst
+
+
+def few_tokens(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One sequence of 8 tokens: fewer tokens than the narrowest width. With 64 tokens (4 x 16)
+    at widths 32..128 the hidden outputs shrank (slopes -0.14 to -0.31 at step 3, 3 seeds;
+    -0.18 for feed_forward.w2 over 64..256): the crosstalk of an update over many tokens, which
+    fades as width^-1/2 (sizeup.diagnostics.coord_check's module doc), not growth."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    tokens = torch.randint(0, VOCAB, (1, 9), generator=g)
+    return [(tokens[:, :-1], tokens[:, 1:])]
 
 
 # --- the job ------------------------------------------------------------------------------------
