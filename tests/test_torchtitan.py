@@ -317,3 +317,36 @@ def test_plan_emit_needs_out():
         timeout=300,
     )
     assert r.returncode == 2 and "--out" in r.stderr, r.stderr
+
+
+# --- torchtitan's own flavours and checkpoints ---------------------------------------------------
+def test_stock_flavour_takes_the_converter():
+    """torchtitan's own model_registry("debugmodel", converters=[...]) (dim 256, 16 heads,
+    6 blocks, flex attention; only initialised here): the table is sizeup's, against a base of
+    width 128 with the same head size (8 heads)."""
+    from torchtitan.models.llama3 import model_registry
+
+    conv = tt.SizeupConverter.Config(parametrization={"rule": "mup", "base_width": 128})
+    model = materialize(model_registry("debugmodel", converters=[conv]).model)
+    rows = {r["name"]: r for r in get_parametrization(model).rows()}
+    assert rows["layers.5.feed_forward.w2.weight"]["role"] == "hidden"
+    assert rows["layers.5.feed_forward.w2.weight"]["lr_mult"] == 0.5
+    assert rows["lm_head.weight"]["init_std"] == pytest.approx(128**-0.5 / 2, rel=1e-12)
+
+
+def test_separate_qkv_and_optimizer_checkpoint():
+    """fuse_qkv=False gives wq/wk/wv (the query hint's names); the container's state_dict is
+    torchtitan's FQN-keyed one (its groups carry param_names)."""
+    conv = tt.SizeupConverter.Config(parametrization=MUP, attn_scale="1/d")
+    model = materialize(tt.model_spec(shape(64, fuse_qkv=False), [conv]).model)
+    rows = {r["name"]: r for r in get_parametrization(model).rows()}
+    assert rows["layers.0.attention.qkv_linear.wq.weight"]["role"] == "hidden"
+    opts = tt.SizeupOptimizers.Config(optimizer={"name": "muon", "lr": 0.02}).build(
+        model_parts=[model]
+    )
+    losses(model, opts, batches(0, 1))
+    state = opts.state_dict()
+    assert any(k.startswith("state.layers.0.attention.qkv_linear.wq.weight") for k in state), (
+        list(state)[:5]
+    )
+    opts.load_state_dict(state)

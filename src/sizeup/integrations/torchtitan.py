@@ -226,7 +226,10 @@ def titan_hints(config: Llama3Model.Config) -> dict[str, Any]:
         if std is None or not fqn:
             continue
         fan_in = getattr(cfg, "in_features", None)
-        stds[fqn] = "fan_in" if fan_in and abs(std * fan_in**0.5 - 1) < 1e-12 else float(std)
+        value = "fan_in" if fan_in and abs(std * fan_in**0.5 - 1) < 1e-12 else float(std)
+        # QKVLinear (fuse_qkv=False) builds both wk and wv from its one config field wkv
+        names = [fqn[:-1], fqn[:-2] + "v"] if fqn.endswith(".wkv") else [fqn]
+        stds.update(dict.fromkeys(names, value))
     return {
         "block": ["layers.*"],
         "residual_out": ["layers.*.attention.wo", "layers.*.feed_forward.w2"],
