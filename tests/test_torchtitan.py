@@ -289,15 +289,14 @@ def test_job_refuses_what_torchtitan_llama_lacks():
 def test_plan_emit_torchtitan(tmp_path, monkeypatch):
     """`sizeup plan --emit torchtitan --out DIR` writes DIR/torchtitan_job.py beside run.json,
     and that job is the run's (the same sections)."""
+    from typer.testing import CliRunner
+
+    from sizeup.cli import app
+
     out = tmp_path / "plan"
-    r = subprocess.run(
-        [sys.executable, "-m", "sizeup", "plan", "--params", "2e7", "--out", out]
-        + ["--emit", "torchtitan"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
+    args = ["plan", "--params", "2e7", "--out", str(out), "--emit", "torchtitan"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
     monkeypatch.syspath_prepend(str(out))
     sys.modules.pop("torchtitan_job", None)
     job = importlib.import_module("torchtitan_job")
