@@ -198,6 +198,28 @@ def test_optimizers_need_the_converter():
         tt.SizeupOptimizers.Config().build(model_parts=[plain])
 
 
+def test_what_the_converter_refuses():
+    conv = tt.SizeupConverter.Config(parametrization=MUP)
+    with pytest.raises(ConfigError, match="enable_weight_tying"):
+        tt.model_spec(shape(64, tie_embeddings=True), [conv])
+    conv = tt.SizeupConverter.Config(parametrization={**MUP, "zero_query": True})
+    with pytest.raises(ConfigError, match="zero_query"):
+        tt.model_spec(shape(64), [conv])
+    tt.model_spec(shape(64, fuse_qkv=False), [conv])  # separate wq: zero_query applies
+
+
+def test_depth_scaling_multiplies_the_branches():
+    """base_depth 1 on 2 blocks: every residual branch output (wo, w2) x (2/1)^-1/2 (Depth-muP,
+    alpha 0.5), the same as parametrize's own path."""
+    model = converted(64, base_depth=1)
+    mults = get_parametrization(model).module_multipliers
+    for i in range(2):
+        for name in (f"layers.{i}.attention.wo", f"layers.{i}.feed_forward.w2"):
+            assert mults[name] == (1.0, pytest.approx(2**-0.5, rel=1e-12))
+    _, ref = own_path(64, base_depth=1)
+    assert ref.module_multipliers == mults
+
+
 def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="rule"):
         tt.SizeupConverter.Config(parametrization={"rule": "nope"})

@@ -294,7 +294,8 @@ class SizeupConverter(ModelConfigConverter):
         self.config = config
 
     def convert(self, model_config: Any) -> Any:
-        shape_of(model_config)  # a ConfigError unless a Llama 3 config
+        shape = shape_of(model_config)  # a ConfigError unless a Llama 3 config
+        _check_supported(shape, ParamSpec.from_dict(self.config.parametrization))
         for _, attn, _, _ in model_config.traverse(GQAttention.Config, recurse=True):
             if attn.head_dim is None:  # the same scale, now a float field (GQAttention.scaling)
                 attn.head_dim = model_config.dim // attn.n_heads
@@ -303,6 +304,23 @@ class SizeupConverter(ModelConfigConverter):
         values = {f.name: getattr(model_config, f.name) for f in fields(model_config) if f.init}
         values.pop("sizeup", None)
         return cls.Config(**values, sizeup=self.config)
+
+
+def _check_supported(shape: LlamaShape, spec: ParamSpec) -> None:
+    """ConfigError for what the converter cannot do (yet) on a torchtitan Llama."""
+    if shape.tie_embeddings:
+        # The shared tensor is sizeup's input (an Embedding, fan_in = vocabulary) but torchtitan
+        # initialises it as the readout, std dim^-1/2: no declared init describes both widths.
+        raise ConfigError(
+            "enable_weight_tying", True, "False (untied flavours: debugmodel, 8B, 70B, 405B)"
+        )
+    if spec.zero_query and shape.fuse_qkv:
+        raise ConfigError(
+            "zero_query",
+            True,
+            "False with the fused wqkv (its query rows interleave with k and v per group); "
+            "build the shape with fuse_qkv=False",
+        )
 
 
 @functools.cache
