@@ -286,6 +286,7 @@ def test_emitted_job_loads_in_torchtitan(tmp_path, monkeypatch):
     sys.modules.pop("torchtitan_job", None)
     cfg = ConfigManager().parse_args(
         ["--module", "torchtitan_job", "--config", "sizeup_plan", "--training.steps", "120"]
+        + ["--optimizer.optimizer.lr", "0.001"]  # sizeup's OptimSpec fields on its command line
     )
     assert cfg.training.steps == 120
     assert (cfg.training.global_batch_size, cfg.training.local_batch_size) == (16, 4)
@@ -293,7 +294,9 @@ def test_emitted_job_loads_in_torchtitan(tmp_path, monkeypatch):
     sched = cfg.lr_scheduler
     assert (sched.warmup_steps, sched.decay_ratio, sched.decay_type) == (5, 0.2, "linear")
     assert isinstance(cfg.optimizer, tt.SizeupOptimizers.Config)
-    assert cfg.optimizer.optimizer["lr"] == 2e-3
+    assert cfg.optimizer.optimizer["lr"] == 0.001
+    assert tt.job_config(run).optimizer.optimizer["lr"] == 2e-3
+    assert cfg.model_spec.pipelining_fn is None  # torchtitan refuses pipelining by name
     got = tt.shape_of(cfg.model_spec.model)
     assert (got.dim, got.n_layers, got.n_heads, got.hidden_dim) == (128, 2, 4, run.model.ffn_hidden)
     assert cfg.model_spec.model.sizeup.parametrization["base_width"] == 32

@@ -54,7 +54,6 @@ try:
     from torchtitan.components.loss import ChunkedLossWrapper, CrossEntropyLoss
     from torchtitan.components.optimizer import LRSchedulersContainer, OptimizersContainer
     from torchtitan.config import TrainingConfig
-    from torchtitan.distributed.pipeline_parallel import pipeline_llm
     from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm
     from torchtitan.models.common.attention import (
         FusedQKVLinear,
@@ -258,7 +257,7 @@ def model_spec(
     shape: LlamaShape, converters: list[Any] | None = None, flavor: str = "sizeup"
 ) -> ModelSpec:
     """torchtitan's ModelSpec for a Llama 3 of ``shape`` (what its ``model_registry`` returns
-    for a named flavour), with ``converters`` applied in order."""
+    for a named flavour, without pipelining), with ``converters`` applied in order."""
     config: Any = llama_config(shape)
     for c in converters or ():
         config = c.build().convert(config)
@@ -267,7 +266,9 @@ def model_spec(
         flavor=flavor,
         model=config,
         parallelize_fn=parallelize_llama,
-        pipelining_fn=pipeline_llm,
+        # None: torchtitan refuses pipeline parallelism by name (each stage would be
+        # parametrized as a whole model)
+        pipelining_fn=None,
         post_optimizer_build_fn=None,
         state_dict_adapter=Llama3StateDictAdapter,
     )
