@@ -5,13 +5,15 @@ GPT) on the same shape: width 1024, 12 blocks, head_dim 64, context 1024, byte v
 global batch 16 sequences, muP against a width-256 base, bf16, compiled.
 
     python benchmarks/gpu_torchtitan.py              # CUDA: benchmarks/results/torchtitan-<device>.json
-    python benchmarks/gpu_torchtitan.py --cpu-smoke  # CPU: everything but torchtitan's Trainer
+    python benchmarks/gpu_torchtitan.py --cpu-smoke  # CPU: the same path, tiny, in about a minute
 
-torchtitan 0.3.0's Trainer cannot start without a GPU (its device type falls back to "cuda" and
-it calls torch.cuda.set_device), so --cpu-smoke stops short of it: the emitted job loads through
-torchtitan's ConfigManager with this script's synthetic data and tokenizer, and the converted
-model trains two steps on the CPU through SizeupOptimizers and torchtitan's lr scheduler. Its
-figures mean nothing. The data are random tokens (no download: the device has no network).
+Both run torchtitan's own Trainer (``job.build()``, ``trainer.train()``) on the job loaded through
+torchtitan's ConfigManager, with this script's random tokens and byte tokenizer (no download:
+the device has no network). torchtitan 0.3.0's Trainer assumes a GPU (its device type falls
+back to "cuda"), so --cpu-smoke first applies ``cpu_shims`` (device type "cpu", a stand-in
+device module for the memory monitor, no process-group timeouts) and uses causal SDPA attention
+(flex attention compiles); its figures mean nothing, its losses and table show the job trains
+torchtitan's model with sizeup's parametrization.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,6 +37,7 @@ from torchtitan.config import ConfigManager
 
 from sizeup.config import RunConfig, json_safe
 from sizeup.integrations import torchtitan as tt
+from sizeup.parametrization import get_parametrization
 from sizeup.train import run
 
 REFERENCE = dict(model="gpt", width=1024, depth=12, head_dim=64, seq_len=1024, vocab_size=256)
@@ -119,12 +123,44 @@ def titan_job(cfg: RunConfig, smoke: bool) -> Any:
     job.training.mixed_precision_param = "bfloat16"
     job.compile.enable = not smoke
     job.dump_folder = tempfile.mkdtemp(prefix="titan-")
+    if smoke:  # causal SDPA: flex attention compiles; CUDA graphs need CUDA
+        shape = replace(tt.shape_of(job.model_spec.model), attn_backend="sdpa")
+        job.model_spec = tt.model_spec(shape, [job.model_spec.model.sizeup])
+        job.training.disable_cuda_graphs = True
     return job
 
 
-def titan_gpu(job: Any) -> dict[str, Any]:
-    """torchtitan's Trainer on one GPU: the median tokens/s and MFU of its logged steps after
-    the first two (compilation)."""
+def cpu_shims() -> None:
+    """Let torchtitan 0.3.0's Trainer run on a CPU (--cpu-smoke only): its modules' device type
+    "cpu" instead of the "cuda" it falls back to, a stand-in device module for the memory
+    monitor (no memory statistics on a CPU), and no process-group timeouts (torch's CPU build
+    has no torch.distributed.set_timeout)."""
+    import torchtitan.components.metrics  # noqa: F401  (imported so its globals are patched)
+    import torchtitan.distributed.parallel_dims  # noqa: F401
+    import torchtitan.distributed.utils as dist_utils
+
+    cpu = SimpleNamespace(
+        get_device_name=lambda *a: "cpu",
+        current_device=lambda: 0,
+        get_device_properties=lambda *a: SimpleNamespace(total_memory=2**34),
+        reset_peak_memory_stats=lambda *a: None,
+        empty_cache=lambda: None,
+        memory_stats=lambda *a: {},
+        set_device=lambda *a: None,
+        synchronize=lambda *a: None,
+    )
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("torchtitan") and getattr(mod, "device_type", None) == "cuda":
+            mod.device_type = "cpu"
+            if hasattr(mod, "device_module"):
+                mod.device_module = cpu
+    dist_utils.set_pg_timeouts = lambda *a, **k: None
+
+
+def titan_run(job: Any) -> dict[str, Any]:
+    """torchtitan's own Trainer (job.build(), trainer.train()) on one device: the median
+    tokens/s and MFU of its logged steps after the first two (compilation), its losses, and the
+    per-layer table of the model it trained (the converter's)."""
     for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "localhost",
                  "MASTER_PORT": "29512"}.items():  # fmt: skip
         os.environ.setdefault(k, v)
@@ -133,45 +169,20 @@ def titan_gpu(job: Any) -> dict[str, Any]:
     log = trainer.metrics_processor.logger.log
     trainer.metrics_processor.logger.log = lambda m, step: (logged.append(dict(m)), log(m, step))
     trainer.train()
+    par = get_parametrization(trainer.model_parts[0])
     trainer.close()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     steady = logged[2:] or logged
+    mfu = [m["mfu(%)"] / 100 for m in steady if "mfu(%)" in m]
     return {
         "steps": len(logged),
         "tokens_per_s": statistics.median(m["throughput(tps)"] for m in steady),
-        "mfu": statistics.median(m.get("mfu(%)", float("nan")) for m in steady) / 100,
-        "loss_first_last": [
-            logged[0]["loss_metrics/global_avg_loss"],
-            logged[-1]["loss_metrics/global_avg_loss"],
-        ],  # fmt: skip
+        "mfu": statistics.median(mfu) if mfu else None,
+        "losses": [m["loss_metrics/global_avg_loss"] for m in logged],
+        "optimizer": type(trainer.optimizers.optimizers[0]).__name__,
+        "table": par.rows() if par is not None else None,
     }
-
-
-def titan_cpu(job: Any) -> dict[str, Any]:
-    """Without a GPU: the job's converted model (causal SDPA: flex attention compiles) trains two
-    steps through SizeupOptimizers and torchtitan's lr scheduler."""
-    shape = tt.shape_of(job.model_spec.model)
-    conv = job.model_spec.model.sizeup
-    model_cfg = tt.model_spec(replace(shape, attn_backend="sdpa"), [conv]).model
-    with torch.device("meta"):
-        model = model_cfg.build()
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        model.init_weights()
-    opts = job.optimizer.build(model_parts=[model])
-    sched = job.lr_scheduler.build(optimizers=opts, training_steps=job.training.steps)
-    data = iter(job.dataloader.build(dp_rank=0, seq_len=job.training.seq_len,
-                                     local_batch_size=job.training.local_batch_size))  # fmt: skip
-    losses = []
-    for _ in range(2):
-        inputs, labels = next(data)
-        logits = model(inputs["input"])
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
-        opts.zero_grad()
-        loss.backward()
-        opts.step()
-        sched.step()
-        losses.append(loss.item())
-    return {"losses": losses, "note": "CPU smoke: torchtitan's Trainer needs a GPU"}
 
 
 def sizeup_own(cfg: RunConfig) -> dict[str, Any]:
@@ -186,6 +197,8 @@ def main() -> None:
     ap.add_argument("--cpu-smoke", action="store_true")
     args = ap.parse_args()
     smoke = args.cpu_smoke or not torch.cuda.is_available()
+    if smoke:
+        cpu_shims()
     cfg = run_config(smoke)
     job = titan_job(cfg, smoke)
     device = "cpu" if smoke else torch.cuda.get_device_name()
@@ -193,7 +206,7 @@ def main() -> None:
         "device": device,
         "torch": torch.__version__,
         "shape": SMOKE if smoke else REFERENCE,
-        "torchtitan": titan_cpu(job) if smoke else titan_gpu(job),
+        "torchtitan": titan_run(job),
         "sizeup": sizeup_own(cfg),
     }
     print(json.dumps(json_safe(out), indent=2))

@@ -13,6 +13,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -451,3 +452,24 @@ def test_fsdp2_two_processes_match_one(tmp_path):
         for g in got:
             assert g[name]["rows"] == rows
             assert max(abs(a - b) for a, b in zip(g[name]["losses"], ref)) <= 1e-5, name
+
+
+# --- torchtitan's own trainer -------------------------------------------------------------------
+@pytest.mark.slow
+def test_torchtitan_trainer_runs_the_emitted_job():
+    """benchmarks/gpu_torchtitan.py --cpu-smoke: torchtitan's own Trainer (job.build(),
+    trainer.train(), its FSDP-ready parallelize, init, loss, clipping and scheduler) runs 6 steps
+    of the emitted job on the CPU (with the script's device shims), through SizeupOptimizers, and
+    the model it trained carries the converter's table."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_torchtitan.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--cpu-smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)["torchtitan"]
+    assert out["steps"] == 6 and all(math.isfinite(v) for v in out["losses"])
+    assert out["optimizer"] == "AdamW"  # sizeup's adamw, built by SizeupOptimizers
+    rows = {row["name"]: row for row in out["table"]}
+    head = rows["lm_head.weight"]  # width 64 over base 32: Table 3 readout, Adam lr 1/m
+    assert (head["role"], head["lr_mult"]) == ("readout", 0.5)
+    assert head["init_std"] == pytest.approx(32**-0.5 / 2, rel=1e-12)
