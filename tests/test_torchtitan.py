@@ -226,6 +226,8 @@ def test_bad_settings_are_config_errors():
         tt.SizeupConverter.Config(parametrization={"rule": "nope"})
     with pytest.raises(ConfigError, match="attn_scale"):
         tt.SizeupConverter.Config(attn_scale="1/d^2")
+    with pytest.raises(ConfigError, match="schedule-free"):
+        tt.SizeupOptimizers.Config(optimizer={"name": "adamw_schedulefree"})
     with pytest.raises(ConfigError, match="sgd-nope"):
         tt.SizeupOptimizers.Config(optimizer={"name": "sgd-nope"})
 
@@ -302,6 +304,21 @@ def test_emitted_job_loads_in_torchtitan(tmp_path, monkeypatch):
     assert (got.dim, got.n_layers, got.n_heads, got.hidden_dim) == (128, 2, 4, run.model.ffn_hidden)
     assert cfg.model_spec.model.sizeup.parametrization["base_width"] == 32
     assert cfg.model_spec.model.sizeup.attn_scale == run.model.attn_scale
+
+
+def test_job_batch_over_data_parallel_ranks(tmp_path, monkeypatch):
+    """Without a micro batch the batch is split over the data-parallel ranks (the emitted module
+    reads torchrun's WORLD_SIZE); one that does not divide is refused by name."""
+    run = run_config().replace(data=run_config().data.replace(micro_batch_size=None))
+    assert tt.job_config(run, data_parallel=4).training.local_batch_size == 4
+    (tmp_path / "torchtitan_job.py").write_text(tt.job_module(run))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    sys.modules.pop("torchtitan_job", None)
+    job = importlib.import_module("torchtitan_job").sizeup_plan()
+    assert (job.training.local_batch_size, job.training.global_batch_size) == (2, 16)
+    with pytest.raises(ConfigError, match="local_batch_size"):
+        tt.job_config(run, data_parallel=3)
 
 
 def test_job_refuses_what_torchtitan_llama_lacks():

@@ -48,6 +48,7 @@ from sizeup.errors import ConfigError
 from sizeup.parametrization import ModelHints, get_parametrization, parametrize
 from sizeup.parametrization.attention import restore_scales
 from sizeup.parametrization.hooks import ATTR, remove_hooks
+from sizeup.registry import get_optimizer
 from sizeup.wrapping import canonical_name
 
 try:
@@ -394,7 +395,14 @@ class SizeupOptimizers(OptimizersContainer):
         optimizer: dict = field(default_factory=dict)
 
         def __post_init__(self) -> None:
-            OptimSpec.from_dict(self.optimizer)  # a ConfigError names a bad field
+            spec = OptimSpec.from_dict(self.optimizer)  # a ConfigError names a bad field
+            if get_optimizer(spec.name).switches_modes:
+                raise ConfigError(
+                    "optimizer.name",
+                    spec.name,
+                    "an optimizer that trains and evaluates at the same point: torchtitan's "
+                    "trainer never calls its train() / eval() (schedule-free)",
+                )
 
     def __init__(self, config: Config, *, model_parts: list[nn.Module]) -> None:
         spec = OptimSpec.from_dict(config.optimizer)
@@ -469,27 +477,38 @@ def _schedule(run: RunConfig) -> LRSchedulersContainer.Config:
 
 
 def job_config(
-    run: RunConfig | dict[str, Any], attn_backend: str = "flex", local_batch_size: int | None = None
+    run: RunConfig | dict[str, Any],
+    attn_backend: str = "flex",
+    local_batch_size: int | None = None,
+    data_parallel: int = 1,
 ) -> Trainer.Config:
     """torchtitan's whole job config (Trainer.Config) for a sizeup run (a plan's run.json):
     torchtitan's Llama 3 at the planned shape with SizeupConverter (the run's ParamSpec: the
     base; attn_scale) as its converter, SizeupOptimizers at the planned peak lr, the schedule,
-    steps, the global batch in sequences with ``local_batch_size`` (default: the run's micro
-    batch, else the whole batch) per rank and step, so torchtitan accumulates gradients over
-    global / (local x data-parallel ranks) micro-batches, the sequence length, float32 master
-    weights, gradient clipping at grad_clip (0: off). Data and tokenizer stay torchtitan's
-    defaults: set ``dataloader`` and ``hf_assets_path`` (a tokenizer whose vocabulary is the
-    plan's) on the returned config or its command line."""
+    steps, the global batch in sequences with ``local_batch_size`` per rank and micro-step
+    (default: the run's micro batch, else the batch over the ``data_parallel`` ranks), so
+    torchtitan accumulates gradients over global / (local x data-parallel ranks) micro-batches,
+    the sequence length, float32 master weights, gradient clipping at grad_clip (0: off). Data
+    and tokenizer stay torchtitan's defaults: set ``dataloader`` and ``hf_assets_path`` (a
+    tokenizer whose vocabulary is the plan's) on the returned config or its command line."""
     run = run if isinstance(run, RunConfig) else RunConfig.from_dict(run)
+    if run.data.batch_ramp is not None:
+        raise ConfigError(
+            "data.batch_ramp", run.data.batch_ramp, "None (torchtitan's batch is fixed)"
+        )
     shape = _shape(run, attn_backend)
     converter = SizeupConverter.Config(
         parametrization=run.parametrization.to_dict(), attn_scale=run.model.attn_scale
     )
     spec = model_spec(shape, [converter])
     batch = run.data.batch_size
-    local = local_batch_size or run.data.micro_batch_size or batch
-    if batch % local:
-        raise ConfigError("local_batch_size", local, f"a divisor of the batch ({batch} sequences)")
+    local = local_batch_size or run.data.micro_batch_size or batch // max(data_parallel, 1)
+    if not local or batch % (local * data_parallel):
+        raise ConfigError(
+            "local_batch_size",
+            local,
+            f"a divisor of the batch ({batch} sequences) over {data_parallel} data-parallel ranks",
+        )
     return Trainer.Config(
         model_spec=spec,
         loss=ChunkedLossWrapper.Config(
@@ -518,11 +537,14 @@ def job_module(run: RunConfig) -> str:
         "    python -m torchtitan.train --module torchtitan_job --config sizeup_plan \\\n"
         "        --hf_assets_path <tokenizer dir> --dataloader.dataset <dataset>\n"
         '(torchrun --nproc_per_node N -m torchtitan.train ... for N GPUs)."""\n\n'
+        "import os\n\n"
         "from sizeup.integrations.torchtitan import job_config\n\n"
         f"RUN = {sections}\n\n\n"
         "def sizeup_plan():\n"
-        '    """The planned run as torchtitan\'s Trainer.Config."""\n'
-        "    return job_config(RUN)\n"
+        '    """The planned run as torchtitan\'s Trainer.Config: every rank torchrun starts is a\n'
+        "    data-parallel rank (FSDP); with tensor or pipeline parallelism give\n"
+        '    --training.local_batch_size yourself."""\n'
+        '    return job_config(RUN, data_parallel=int(os.environ.get("WORLD_SIZE", "1")))\n'
     )
 
 
