@@ -24,6 +24,11 @@ fi
 constraint=$(mktemp)
 "$PY" -c "import torch; print('torch==' + torch.__version__)" > "$constraint"
 "$PY" -m pip install -e ".[dev,ray,schedulefree,logging,hf]" -c "$constraint"
+# torchtitan integration (issue 25): the torchtitan extra on its own, since torchtitan 0.3.0 pins
+# datasets<4.8, whose metadata pins huggingface-hub<2, which transformers>=5 refuses; then give
+# transformers its hub back (datasets 4.7 imports and loads with it; pip names the conflict).
+"$PY" -m pip install -e ".[torchtitan]" -c "$constraint"
+"$PY" -m pip install "huggingface_hub>=2.4,<3" -c "$constraint"
 rm -f "$constraint"
 # microsoft/mup (test-only, for the equivalence tests) declares torchvision, which would drag in
 # a CUDA torch; it never imports it, so install it without its dependencies.

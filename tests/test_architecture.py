@@ -115,6 +115,9 @@ LAYERS = [
 # The top-level package (sizeup/__init__.py: its parametrize) sits above parametrization and
 # below the demo and the command line, which print its version.
 LAYERS.insert(7, {"sizeup"})
+# torchtitan integration (issue 25): sizeup inside other trainers, above the planner (the
+# command line's `plan --emit` imports it when asked)
+LAYERS.insert(LAYERS.index({"plan"}) + 1, {"integrations"})
 
 # Imports of sizeup modules inside functions, outside sizeup.cli (whose commands import their
 # stage when run, so `sizeup --help` and a mistyped flag answer without importing torch): each

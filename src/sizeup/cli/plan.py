@@ -46,6 +46,16 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
             "DIR/run.json`; DIR/compare_lr.png with --compare-laws).",
         ),
     ),
+    # torchtitan integration (issue 25): one name per trainer a plan can be written for
+    "emit": (
+        str | None,
+        typer.Option(
+            None,
+            help="Also write the job for another trainer into --out: 'torchtitan' writes "
+            "DIR/torchtitan_job.py (torchtitan's config module: python -m torchtitan.train "
+            "--module torchtitan_job --config sizeup_plan; needs sizeup[torchtitan]).",
+        ),
+    ),
     "explain": (
         bool,
         typer.Option(False, "--explain", help="Show the formula and inputs of every number."),
@@ -64,14 +74,19 @@ def register(app: typer.Typer) -> None:
 
 def plan_command(**options: Any) -> None:
     """Plan a target run: shape, tokens, FLOPs, batch, peak lr, schedule, per-layer table, loss, time."""
-    from sizeup.errors import ConfigError
+    from sizeup.errors import ConfigError, check_choice
     from sizeup.plan import plan, read_study
 
     study, group = options.pop("from_study"), options.pop("from_study_group")
     out, explain, fmt = options.pop("out"), options.pop("explain"), options.pop("fmt")
+    emit = options.pop("emit")
     output = Output(fmt)
     if group is not None and study is None:
         raise ConfigError("from_study_group", group, "given only with --from-study")
+    if emit is not None:
+        check_choice("emit", emit, EMITS)
+        if out is None:
+            raise ConfigError("emit", emit, "given with --out DIR (where the job is written)")
     given = take_fields(options, FIELDS)
     p = plan(study=read_study(study, group) if study is not None else None, **given)
     with output:
@@ -82,6 +97,8 @@ def plan_command(**options: Any) -> None:
             written = [path, path.with_name("plan.md"), path.with_name("run.json")]
             if p.comparison is not None:
                 written.append(path.with_name("compare_lr.png"))
+            if emit is not None:
+                written.append(_emit(emit, p.run, Path(out)))
             output.wrote(*written)
 
 
@@ -93,6 +110,19 @@ plan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     ]
 )
 plan_command.__annotations__ = {}
+
+
+# torchtitan integration (issue 25): the trainers `--emit` writes a job for
+EMITS = ("torchtitan",)
+
+
+def _emit(trainer: str, run: Any, out: Path) -> Path:
+    """Write the plan's run as a job of ``trainer`` (EMITS) into ``out``; return its path."""
+    from sizeup.integrations.torchtitan import job_module
+
+    path = out / "torchtitan_job.py"
+    path.write_text(job_module(run))
+    return path
 
 
 def _print(output: Output, p: Any, explain: bool) -> None:
