@@ -4,6 +4,7 @@ study's wall time, the command line, and (slow) each study's direction on a redu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -158,11 +159,16 @@ def test_optimizer_moves_the_grid_and_reaches_the_runs(tmp_path, monkeypatch, ca
         return real(*args, **kw, runner=synthetic_run, progress=False)
 
     monkeypatch.setattr(demo, "run_demo", stand_in)
+    # the quick study's lr grid at two widths and two seeds (40 stand-in runs)
+    full, quick = demo.STUDIES["width"]
+    monkeypatch.setitem(
+        demo.STUDIES, "width", (full, replace(quick, values=[32, 64], seeds=[0, 1]))
+    )
     main(["demo", "--quick", "--optimizer", "muon", "--workers", "1", "--out", str(tmp_path)])
     capsys.readouterr()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["optimizer"] == "muon" and summary["settings"]["base"]["optimizer"] == "muon"
-    assert summary["command"] == "sizeup demo --axis width --quick --optimizer muon --seeds 0,1,2"
+    assert summary["command"] == "sizeup demo --axis width --quick --optimizer muon --seeds 0,1"
     assert "sizeup demo: width with muon" in (tmp_path / "report.html").read_text()
     # its own study file, never AdamW's
     assert demo.store_name("width", True, "muon") == "demo-muon-quick.db"

@@ -145,7 +145,11 @@ def test_the_study_recovers_b_noise_and_writes_its_page(tmp_path, monkeypatch):
     best = {(c["optimizer"], c["batch_size"]): c["best_log2_lr"] for c in on_disk["cells"]}
     assert best[("adamw", 4)] == pytest.approx(-8.0) and best[("muon", 32)] == pytest.approx(-4.5)
     assert on_disk["sentence"].startswith("B_crit (sequences of 64 tokens, 90% interval): adamw ")
-    assert "target loss" in on_disk["sentence"] and on_disk["trials"]["done"] == 24
+    assert "target loss" in on_disk["sentence"]
+    # every optimum sits on the top edge of its 3-lr grid (adamw at B = 4: 2^-8 in -10..-8), so
+    # each of the 8 cells got one lr beyond it, and then its best lr is inside what it tried
+    assert on_disk["trials"]["done"] == 24 + 8
+    assert not any(c["lr_at_grid_edge"] for c in on_disk["cells"])
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and on_disk["sentence"][:40] in html
     # a second call resumes: nothing runs again

@@ -73,7 +73,9 @@ class CritBatchSettings:
     A run at batch B takes ``min_steps + sequences / B`` steps (rounded up): the McCandlish
     shape itself with a generous guess, so small batches get the data they need and large ones
     the steps. ``centre``: log2 of AdamW's lr at ``ref_batch`` (other optimizers: moved by
-    ``lr_shift``); ``lr_offsets``: the grid around it in octaves."""
+    ``lr_shift``); ``lr_offsets``: the grid around it in octaves. ``extend``: rounds in which
+    a (optimizer, batch) whose best lr lies at the edge of the lrs it tried gets the next lr
+    beyond it (one grid step), so that a best lr is an optimum, not a bound, where it can be."""
 
     optimizers: list[str] = field(default_factory=default_optimizers)
     batch_sizes: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
@@ -88,6 +90,7 @@ class CritBatchSettings:
     target: float | None = None
     target_margin: float = 0.05
     level: float = 0.9
+    extend: int = 2
 
     def __post_init__(self) -> None:
         if not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
@@ -114,14 +117,23 @@ class CritBatchSettings:
         at = self.centre + lr_shift(optimizer, grid) + 0.5 * math.log2(batch / self.ref_batch)
         return [at + o for o in self.lr_offsets]
 
-    def spec(self) -> dict[str, Any]:
-        """The sweep spec: one zipped axis of every (optimizer, batch, steps, lr), x seeds."""
-        rows = [
-            (opt, b, self.steps_for(b), 2.0**e)
-            for opt in self.optimizers
-            for b in self.batch_sizes
-            for e in self.lr_exps(opt, b)
-        ]
+    @property
+    def lr_step(self) -> float:
+        """The grid's spacing in octaves (what an extension adds beyond an edge)."""
+        o = sorted(set(self.lr_offsets))
+        return min(b - a for a, b in zip(o, o[1:])) if len(o) > 1 else 1.0
+
+    def spec(self, cells: list[tuple[str, int, float]] | None = None) -> dict[str, Any]:
+        """The sweep spec: one zipped axis of every (optimizer, batch, steps, lr), x seeds;
+        ``cells``: only these (optimizer, batch, log2 lr) (an extension of the grid)."""
+        if cells is None:
+            cells = [
+                (opt, b, e)
+                for opt in self.optimizers
+                for b in self.batch_sizes
+                for e in self.lr_exps(opt, b)
+            ]
+        rows = [(opt, b, self.steps_for(b), 2.0**e) for opt, b, e in cells]
         cols = ("optimizer", "batch_size", "steps", "lr")
         return {
             "name": "demo-critical-batch",
@@ -207,6 +219,7 @@ class Cell:
     steps: list[float] = field(default_factory=list)
     at_grid_edge: bool = False
     reason: str = ""
+    tried: list[float] = field(default_factory=list)  # log2 of every lr it trained with
 
     @property
     def ok(self) -> bool:
@@ -277,10 +290,12 @@ def analyse(s: CritBatchSettings, trials: list[Any]) -> CritBatchAnalysis:
     for opt in s.optimizers:
         for b in s.batch_sizes:
             cell = Cell(opt, b)
-            lrs = [2.0**e for e in s.lr_exps(opt, b)]
+            # the lrs this cell tried: its grid and any extension beyond it
+            lrs = sorted(k[2] for k in runs if k[:2] == (opt, b))
+            cell.tried = lrs
             best = math.inf
             for i, lr in enumerate(lrs):
-                ts = runs.get((opt, b, _lr_key(lr)), [])
+                ts = runs[(opt, b, lr)]
                 S = [
                     steps_to_target(
                         t.result.steps, t.result.train_loss, target, _window_steps(s, b)
@@ -292,13 +307,25 @@ def analyse(s: CritBatchSettings, trials: list[Any]) -> CritBatchAnalysis:
                 score = float(np.mean(np.log(S)))
                 if score < best:
                     best = score
-                    cell.lr, cell.steps = lr, S
+                    cell.lr, cell.steps = 2.0**lr, S
                     cell.at_grid_edge = i in (0, len(lrs) - 1)
             if not cell.ok:
                 cell.reason = "no lr reached the target in every seed"
             cells.append(cell)
     fits = {opt: _fit(s, target, [c for c in cells if c.optimizer == opt]) for opt in s.optimizers}
     return CritBatchAnalysis(target, cells, fits)
+
+
+def extensions(s: CritBatchSettings, a: CritBatchAnalysis) -> list[tuple[str, int, float]]:
+    """(optimizer, batch, log2 lr) to try next: one grid step beyond each best lr that lies at
+    the edge of the lrs its cell tried."""
+    out = []
+    for c in a.cells:
+        if c.ok and c.at_grid_edge:
+            e, lrs = math.log2(c.lr), sorted(c.tried)
+            beyond = e + s.lr_step if e >= lrs[-1] else e - s.lr_step
+            out.append((c.optimizer, c.batch_size, beyond))
+    return out
 
 
 def _fit(s: CritBatchSettings, target: float, cells: list[Cell]) -> OptimizerFit:
@@ -348,16 +375,24 @@ def run_critical_batch(
         s = replace(s, seeds=list(seeds))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = SweepSpec.from_dict(s.spec())
     t0 = time.perf_counter()
     db = out / store_name(quick and settings is None)
-    rep = run_sweep(
-        spec, db, workers=workers, runner=runner, progress=progress, order="largest_first"
-    )
-    ids = {c.trial_id() for c in spec.trials()}
-    with Store(db, readonly=True) as st:
-        trials = [t for t in st.trials() if t.id in ids]
-    analysis = analyse(s, trials)
+    configs = SweepSpec.from_dict(s.spec()).trials()
+    ran = 0
+    for round_ in range(s.extend + 1):
+        rep = run_sweep(
+            configs, db, workers=workers, runner=runner, progress=progress, order="largest_first"
+        )
+        ran += rep.ran
+        ids = {c.trial_id() for c in configs}
+        with Store(db, readonly=True) as st:
+            trials = [t for t in st.trials() if t.id in ids]
+        analysis = analyse(s, trials)
+        more = extensions(s, analysis)
+        if not more or round_ == s.extend:
+            break
+        configs = configs + SweepSpec.from_dict(s.spec(more)).trials()
+    rep.ran = ran
     summary = _summary(analysis, s, rep, trials, time.perf_counter() - t0, quick)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     critical_batch_page(analysis, trials, summary, s).write(out / "report.html")
