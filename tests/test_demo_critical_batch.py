@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from test_report import html_problems
 
 from sizeup.cli import main
 from sizeup.config import RunConfig, RunResult
@@ -151,6 +152,7 @@ def test_the_study_recovers_b_noise_and_writes_its_page(tmp_path, monkeypatch):
     assert on_disk["trials"]["done"] == 24 + 8
     assert not any(c["lr_at_grid_edge"] for c in on_disk["cells"])
     html = (tmp_path / "report.html").read_text()
+    assert html_problems(html) == []
     assert html.count("data:image/png;base64,") == 2 and on_disk["sentence"][:40] in html
     # a second call resumes: nothing runs again
     again = run_critical_batch(tmp_path, settings=s, runner=stand_in, workers=1, progress=False)

@@ -79,7 +79,7 @@ class CritBatchSettings:
 
     optimizers: list[str] = field(default_factory=default_optimizers)
     batch_sizes: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
-    lr_offsets: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0])
+    lr_offsets: list[float] = field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0, 2.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     base: dict[str, Any] = field(default_factory=_base)
     sequences: int = 6400
@@ -144,10 +144,11 @@ class CritBatchSettings:
         }
 
 
-# FULL: five batch sizes, five lrs per half octave, three seeds (a GPU, or a long CPU night);
-# QUICK: <= 10 min on 2 cores for five optimizers (sized from single runs of ~0.006 + 0.0015 B
-# seconds a step on one loaded core: 5 optimizers x 4 batches x 3 lrs x 1 seed, ~30 s a
-# (optimizer, lr) over the batches).
+# FULL: five batch sizes, five lrs an octave apart, three seeds, two rounds of extension (a GPU,
+# or a long CPU night). QUICK: <= 10 min on 2 cores for five optimizers, sized from single runs
+# (one thread, the other core busy): ~0.006 + 0.0015 B s a step for AdamW, Muon ~1.7x that, so
+# 4 batches x (60 + 1600 / B) steps is ~21 s per lr for AdamW and ~35 s for Muon; 3 lrs, 1 seed
+# and one round of extension: ~7 min for adamw + four Muon-priced optimizers on 2 workers.
 FULL = CritBatchSettings()
 QUICK = CritBatchSettings(
     batch_sizes=[4, 8, 16, 32],
@@ -156,6 +157,7 @@ QUICK = CritBatchSettings(
     sequences=1600,
     min_steps=60,
     window=64,
+    extend=1,
 )
 
 
