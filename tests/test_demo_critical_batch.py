@@ -207,3 +207,36 @@ def test_cli_refuses_a_bad_optimizer_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert field in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_cli_quick_study_with_tiny_real_runs(tmp_path, monkeypatch, capsys):
+    # the real trainer through the command line on a tiny study (2 optimizers, 3 batch sizes,
+    # 12-24 steps): the files and the sentence, not the science
+    import sizeup.critbatch as critbatch
+
+    tiny = CritBatchSettings(
+        optimizers=["adamw", "sgd"],
+        batch_sizes=[2, 4, 8],
+        lr_offsets=[-1.0, 0.0, 1.0],
+        seeds=[0],
+        base={**critbatch.QUICK.base, "seq_len": 32, "eval_batches": 1},
+        sequences=32,
+        min_steps=8,
+        window=4,
+        extend=0,
+    )
+    monkeypatch.setattr(critbatch, "QUICK", tiny)
+    args = ["demo", "--axis", "critical-batch", "--quick", "--optimizers", "adamw,sgd"]
+    main([*args, "--out", str(tmp_path), "--workers", "2"])
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert out.startswith("B_crit (sequences of 32 tokens, 90% interval): adamw ")
+    assert out.splitlines()[0] == summary["sentence"]
+    assert summary["trials"]["done"] + summary["trials"]["diverged"] == 18
+    assert summary["command"] == (
+        "sizeup demo --axis critical-batch --quick --optimizers adamw,sgd --seeds 0"
+    )
+    assert {c["optimizer"] for c in summary["cells"]} == {"adamw", "sgd"}
+    assert (tmp_path / "demo-critical-batch-quick.db").exists()
+    assert html_problems((tmp_path / "report.html").read_text()) == []
