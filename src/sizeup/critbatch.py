@@ -61,7 +61,7 @@ def default_optimizers() -> list[str]:
 
 
 def _base() -> dict[str, Any]:
-    """The fixed model: the demo's study GPT at its base width (32: one head pair, 2 blocks),
+    """The fixed model: the demo's study GPT at its base width (32: one head of 32, 2 blocks),
     constant lr after a 5-step warmup, the loss logged at every step."""
     return {**study_base(), "width": 32, "rule": "mup", "warmup": 5, "eval_batches": 2}
 
