@@ -146,16 +146,17 @@ class CritBatchSettings:
 
 # FULL: five batch sizes, five lrs an octave apart, three seeds, two rounds of extension (a GPU,
 # or a long CPU night). QUICK: <= 10 min on 2 cores for five optimizers, sized from single runs
-# (one thread, the other core busy): ~0.006 + 0.0015 B s a step for AdamW, Muon ~1.7x that, so
-# 4 batches x (60 + 1600 / B) steps is ~21 s per lr for AdamW and ~35 s for Muon; 3 lrs, 1 seed
-# and one round of extension: ~7 min for adamw + four Muon-priced optimizers on 2 workers.
+# (one thread, the other core busy): ~0.006 + 0.0015 B s a step for AdamW, Muon ~1.5-2x that.
+# Measured once (loaded machine, ~3x slower than those runs): 2 optimizers (adamw, muon) at
+# 60 + 1600 / B steps took 641 s; these 50 + 1200 / B steps are ~0.76x that, so five
+# optimizers priced like Muon come to ~8 min at the single-run speed.
 FULL = CritBatchSettings()
 QUICK = CritBatchSettings(
     batch_sizes=[4, 8, 16, 32],
     lr_offsets=[-1.0, 0.0, 1.0],
     seeds=[0],
-    sequences=1600,
-    min_steps=60,
+    sequences=1200,
+    min_steps=50,
     window=64,
     extend=1,
 )
