@@ -376,6 +376,9 @@ def run_critical_batch(
     s = settings or settings_for(quick, optimizers)
     if seeds is not None:
         s = replace(s, seeds=list(seeds))
+    if runner is None:  # an optimizer whose extra is missing: one ConfigError naming it, now
+        for name in s.optimizers:
+            get_optimizer(name).builder()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
