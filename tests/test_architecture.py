@@ -109,7 +109,7 @@ LAYERS = [
     {"laws"},
     {"plan"},
     {"report"},
-    {"demo"},
+    {"demo", "critbatch"},  # critbatch: the critical-batch study (reads demo's study GPT)
     {"cli", "__main__"},
 ]
 # The top-level package (sizeup/__init__.py: its parametrize) sits above parametrization and

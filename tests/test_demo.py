@@ -4,6 +4,7 @@ study's wall time, the command line, and (slow) each study's direction on a redu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -137,3 +138,51 @@ def test_cli_bad_sweep_file_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "axes.lr" in err and "non-empty" in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_optimizer_moves_the_grid_and_reaches_the_runs(tmp_path, monkeypatch, capsys):
+    # muon's typical_lr 0.02: log2 = -5.64; the quick width grid 2^-11..2^-7 is centred on -9,
+    # so it moves round(-5.64 + 9) = 3 octaves, to 2^-8..2^-4; the full grid (centre -8) by
+    # round(2.36) = 2, to 2^-9..2^-3; AdamW's (typical_lr None) stays
+    from sizeup.registry import get_optimizer
+    from sizeup.sweep import Store
+
+    assert get_optimizer("muon").typical_lr == 0.02
+    assert demo.lr_shift("muon", [-11, -10, -9, -8, -7]) == 3
+    assert demo.settings_for("width", quick=True, optimizer="muon").lr_exps == [-8, -7, -6, -5, -4]
+    assert demo.settings_for("width", optimizer="muon").lr_exps == list(range(-9, -2))
+    assert demo.settings_for("width", quick=True) == demo.QUICK
+
+    real = demo.run_demo
+
+    def stand_in(*args, **kw):
+        return real(*args, **kw, runner=synthetic_run, progress=False)
+
+    monkeypatch.setattr(demo, "run_demo", stand_in)
+    # the quick study's lr grid at two widths and two seeds (40 stand-in runs)
+    full, quick = demo.STUDIES["width"]
+    monkeypatch.setitem(
+        demo.STUDIES, "width", (full, replace(quick, values=[32, 64], seeds=[0, 1]))
+    )
+    main(["demo", "--quick", "--optimizer", "muon", "--workers", "1", "--out", str(tmp_path)])
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["optimizer"] == "muon" and summary["settings"]["base"]["optimizer"] == "muon"
+    assert summary["command"] == "sizeup demo --axis width --quick --optimizer muon --seeds 0,1"
+    assert "sizeup demo: width with muon" in (tmp_path / "report.html").read_text()
+    # its own study file, never AdamW's
+    assert demo.store_name("width", True, "muon") == "demo-muon-quick.db"
+    assert not (tmp_path / "demo-quick.db").exists()
+    with Store(tmp_path / "demo-muon-quick.db", readonly=True) as st:
+        configs = [t.config for t in st.trials()]
+    assert {c.optimizer.name for c in configs} == {"muon"}
+    assert sorted({c.optimizer.lr for c in configs}) == [2.0**e for e in range(-8, -3)]
+
+
+def test_cli_refuses_a_bad_optimizer_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--optimizer", "adamx", "--out", str(tmp_path / "d")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "optimizer=" in err and "adamw" in err
+    assert not (tmp_path / "d").exists()

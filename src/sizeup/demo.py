@@ -34,6 +34,7 @@ from typing import Any
 from sizeup import __version__
 from sizeup.config import json_safe
 from sizeup.errors import ConfigError, check_choice
+from sizeup.registry import get_optimizer
 from sizeup.report.transfer import demo_page
 from sizeup.sweep import Store, SweepSpec, run_sweep
 from sizeup.sweep.executors import Runner
@@ -247,16 +248,47 @@ STUDIES: dict[str, tuple[DemoSettings, DemoSettings]] = {
 }
 
 
-def settings_for(axis: str = "width", quick: bool = False) -> DemoSettings:
-    """The study `sizeup demo --axis AXIS [--quick]` runs."""
+def lr_shift(optimizer: str, lr_exps: list[float]) -> int:
+    """Octaves to move a study's lr grid for ``optimizer``: round(log2(typical_lr) - the grid's
+    centre), with the registry entry's typical_lr (0 where it is None: the grid was made for
+    AdamW); the grid keeps its width and spacing."""
+    typical = get_optimizer(optimizer).typical_lr
+    if typical is None:
+        return 0
+    return round(math.log2(typical) - (min(lr_exps) + max(lr_exps)) / 2)
+
+
+def with_optimizer(s: DemoSettings, optimizer: str) -> DemoSettings:
+    """Study ``s`` with ``optimizer`` as its base optimizer and its lr grid moved by
+    ``lr_shift`` (the variants, values and seeds stay the study's)."""
+    if optimizer == s.base.get("optimizer", "adamw"):
+        return s
+    shift = lr_shift(optimizer, s.lr_exps)
+    return replace(
+        s, base={**s.base, "optimizer": optimizer}, lr_exps=[e + shift for e in s.lr_exps]
+    )
+
+
+def settings_for(
+    axis: str = "width", quick: bool = False, optimizer: str = "adamw"
+) -> DemoSettings:
+    """The study `sizeup demo --axis AXIS [--quick] [--optimizer NAME]` runs."""
     check_choice("axis", axis, AXES)
     full, fast = STUDIES[axis]
-    return fast if quick else full
+    return with_optimizer(fast if quick else full, optimizer)
 
 
-def store_name(axis: str, quick: bool) -> str:
-    """The study file inside the demo folder (the width names predate the other axes)."""
+def optimizer_of(s: DemoSettings) -> str:
+    """The study's base optimizer."""
+    return str(s.base.get("optimizer", "adamw"))
+
+
+def store_name(axis: str, quick: bool, optimizer: str = "adamw") -> str:
+    """The study file inside the demo folder (the width names predate the other axes; AdamW's
+    names predate the other optimizers, so studies of two optimizers never share a file)."""
     stem = "demo" if axis == "width" else f"demo-{axis}"
+    if optimizer != "adamw":
+        stem += f"-{optimizer}"
     return f"{stem}-quick.db" if quick else f"{stem}.db"
 
 
@@ -269,15 +301,17 @@ def run_demo(
     progress: bool = True,
     axis: str | None = None,
     seeds: list[int] | None = None,
+    optimizer: str = "adamw",
     stack: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) one study, analyse transfer, write report.html and summary.json.
 
-    ``seeds`` replaces the study's seed set (the docs measure three disjoint sets). ``stack``:
+    ``seeds`` replaces the study's seed set (the docs measure three disjoint sets);
+    ``optimizer`` picks the shipped study's base optimizer (``with_optimizer``). ``stack``:
     trials of one shape trained together (run_sweep's ``stack``; 1: one at a time).
     """
 
-    s = settings or settings_for(axis or "width", quick)
+    s = settings or settings_for(axis or "width", quick, optimizer)
     if seeds is not None:
         s = replace(s, seeds=list(seeds))
     out = Path(out)
@@ -285,7 +319,7 @@ def run_demo(
     spec = SweepSpec.from_dict(s.spec())
     t0 = time.perf_counter()
     # the study lives next to the report, so an interrupted demo resumes where it stopped
-    db = out / store_name(s.axis, quick and settings is None)
+    db = out / store_name(s.axis, quick and settings is None, optimizer_of(s))
     rep = run_sweep(
         spec,
         db,
@@ -426,11 +460,13 @@ def describe_checks(s: DemoSettings) -> dict[str, str]:
 def reproduce_command(s: DemoSettings, quick: bool) -> str | None:
     """The `sizeup demo` command that runs study ``s``, or None when ``s`` is not a shipped
     study (settings made in Python: run_demo(settings=...))."""
-    shipped = replace(settings_for(s.axis, quick), seeds=list(s.seeds))
+    opt = optimizer_of(s)
+    shipped = replace(settings_for(s.axis, quick, opt), seeds=list(s.seeds))
     if shipped != s:
         return None
     seeds = ",".join(str(x) for x in s.seeds)
-    return f"sizeup demo --axis {s.axis}{' --quick' if quick else ''} --seeds {seeds}"
+    named = "" if opt == "adamw" else f" --optimizer {opt}"
+    return f"sizeup demo --axis {s.axis}{' --quick' if quick else ''}{named} --seeds {seeds}"
 
 
 def _apart(small: Any, large: Any) -> bool:
@@ -448,6 +484,7 @@ def _summary(
     found = checks(s, groups) if analysis.enough else {}
     summary: dict[str, Any] = {
         "axis": s.axis,
+        "optimizer": optimizer_of(s),
         "field": s.field,
         "variants": {v.key: {"name": v.name, "rule_on": v.rule_on} for v in s.variants},
         "checks": found,

@@ -195,6 +195,10 @@ register_optimizer(
         family="sgd",
         reads=("momentum", "nesterov"),
         batch_moves=("lr", "momentum"),
+        # critbatch pilot: `sizeup sweep` of sizeup.demo.QUICK.base at width 64, rule mup, 300
+        # steps, seed 7, lr 2^-9, 2^-7, ..., 2^-1: val loss 3.15, 2.54, 2.34, 2.87, diverged:
+        # optimum ~2^-5.5, outside AdamW's quick width grid 2^-11..2^-7
+        typical_lr=0.02,
         summary="SGD with (Nesterov) momentum and decoupled weight decay",
     )
 )
@@ -206,6 +210,9 @@ register_optimizer(
         reads=(*_ADAM, "momentum", "nesterov", "muon_scale", "muon_lr"),
         batch_moves=("lr", "betas", "eps", "momentum"),
         orthogonal=True,
+        # Keller Jordan's default lr 0.02, and the critbatch pilot (as for sgd, lr 2^-11, 2^-9,
+        # ..., 2^-3): val loss 2.72, 2.20, 2.147, 2.112, 2.234: optimum ~2^-5.5, outside 2^-11..2^-7
+        typical_lr=0.02,
         summary="Muon (Newton-Schulz) on hidden matrices, AdamW elsewhere",
     )
 )

@@ -296,13 +296,15 @@ def _verdict_line(g: Any, axis: str) -> tuple[Any, ...]:
 
 def demo(
     axis: str = typer.Option(
-        "width", "--axis", help="width | depth | batch | steps | stability: what grows."
+        "width",
+        "--axis",
+        help="width | depth | batch | steps | stability | critical-batch: what grows.",
     ),
     out: Path = typer.Option(
         None,
         "--out",
         help="Folder for report.html, summary.json and the study (default: sizeup-demo, "
-        "sizeup-demo-AXIS for the other axes).",
+        "sizeup-demo-AXIS for the other axes, -OPTIMIZER appended for one other than adamw).",
     ),
     quick: bool = typer.Option(False, "--quick", help="The smaller study (< 10 min on 2 cores)."),
     seeds: str = typer.Option(
@@ -310,26 +312,67 @@ def demo(
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (one thread each)."),
     stack: int = typer.Option(1, "--stack", help=STACK_HELP),
+    optimizer: str = typer.Option(
+        "adamw",
+        "--optimizer",
+        help="The study's optimizer (a registered name); its lr grid is centred on the "
+        "optimizer's typical lr.",
+    ),
+    optimizers: str = typer.Option(
+        None,
+        "--optimizers",
+        help="critical-batch only: comma-separated optimizers (default adamw,muon and, where "
+        "registered, dion,scion,soap).",
+    ),
 ) -> None:
     """Does the lr tuned small stay optimal big? One axis, the rule on and off, with seeds:
-    optimal lr per value with intervals, drift, regret (report.html, summary.json)."""
+    optimal lr per value with intervals, drift, regret (report.html, summary.json). With
+    --axis critical-batch: steps to a target loss against batch size per optimizer, and
+    B_crit of each (McCandlish et al. 2018)."""
     from rich.console import Console
 
+    from sizeup.critbatch import AXIS as CRITICAL_BATCH
     from sizeup.demo import AXES, run_demo, settings_for
+    from sizeup.registry import optimizer_names
     from sizeup.report.transfer import verdict_sentence
     from sizeup.sweep.estimate import Estimate
 
-    check_choice("axis", axis, AXES)
+    check_choice("axis", axis, (*AXES, CRITICAL_BATCH))
+    check_choice("optimizer", optimizer, optimizer_names())
+    if axis == CRITICAL_BATCH:
+        if optimizer != "adamw":
+            raise ConfigError(
+                "optimizer",
+                optimizer,
+                "unset with --axis critical-batch (it compares --optimizers)",
+            )
+        _demo_critical_batch(out, quick, workers, seeds, optimizers)
+        return
+    if optimizers is not None:
+        raise ConfigError(
+            "optimizers",
+            optimizers,
+            "unset unless --axis critical-batch (the other axes take one --optimizer)",
+        )
     seed_list = _parse_seeds(seeds)
+    suffix = "" if optimizer == "adamw" else f"-{optimizer}"
     out = (
         out
         if out is not None
-        else Path("sizeup-demo" if axis == "width" else f"sizeup-demo-{axis}")
+        else Path(("sizeup-demo" if axis == "width" else f"sizeup-demo-{axis}") + suffix)
     )
     writable("out", out, folder=True)
-    summary = run_demo(out, quick=quick, workers=workers, axis=axis, seeds=seed_list, stack=stack)
+    summary = run_demo(
+        out,
+        quick=quick,
+        workers=workers,
+        axis=axis,
+        seeds=seed_list,
+        optimizer=optimizer,
+        stack=stack,
+    )
     c = Console()
-    s = settings_for(axis, quick)
+    s = settings_for(axis, quick, optimizer)
     c.print(verdict_sentence(summary), markup=False, highlight=False, soft_wrap=True)
     for key, v in summary["variants"].items():
         g = summary[key]
@@ -344,6 +387,30 @@ def demo(
         c.print(f"{v['name']}: optimal lr drifts {drift} octaves; regret at the largest {regret}")
     for k, ok in summary["checks"].items():
         c.print(f"{'pass' if ok else '[red]FAIL[/]'}: {k}")
+    c.print(
+        f"wrote {out / 'report.html'} and {out / 'summary.json'} "
+        f"(the study ran {summary['wall_time_s']:.0f} s)"
+    )
+
+
+def _demo_critical_batch(
+    out: Path | None, quick: bool, workers: int, seeds: str | None, optimizers: str | None
+) -> None:
+    """`sizeup demo --axis critical-batch`: run the study, print B_crit per optimizer."""
+    from rich.console import Console
+
+    from sizeup.critbatch import parse_optimizers, run_critical_batch
+
+    names = parse_optimizers(optimizers)
+    seed_list = _parse_seeds(seeds)
+    out = out if out is not None else Path("sizeup-demo-critical-batch")
+    writable("out", out, folder=True)
+    summary = run_critical_batch(
+        out, quick=quick, workers=workers, optimizers=names, seeds=seed_list
+    )
+    c = Console()
+    c.print(summary["sentence"], markup=False, highlight=False, soft_wrap=True)
+    c.print(f"target: {summary['target_rule']}", markup=False, highlight=False, soft_wrap=True)
     c.print(
         f"wrote {out / 'report.html'} and {out / 'summary.json'} "
         f"(the study ran {summary['wall_time_s']:.0f} s)"

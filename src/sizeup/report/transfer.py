@@ -51,7 +51,8 @@ def demo_page(
 ) -> Report:
     """The report of one demo study (``s``: its DemoSettings; ``names``: group label -> the
     variant's name)."""
-    page = Report(f"sizeup demo: {s.axis}")
+    opt = s.base.get("optimizer", "adamw")
+    page = Report(f"sizeup demo: {s.axis}" + ("" if opt == "adamw" else f" with {opt}"))
     page.text(verdict_sentence(summary), cls="lead")
     page.text(s.question)
     page.text(_HOW_TO_READ)
