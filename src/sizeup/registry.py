@@ -30,6 +30,8 @@ from sizeup.errors import ConfigError, check_choice
 # transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
 # "momentum".
 HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
+# Dion settings (sizeup.optim.dion): its rank as a fraction of min(fan_out, fan_in).
+HYPERPARAMETERS += ("dion_rank",)
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
 
@@ -71,6 +73,10 @@ class OptimizerEntry:
     extra: str | None = None
     typical_lr: float | None = None
     summary: str = ""
+    # Dion: ``state_shapes(param_shape, group) -> {slot: shape}`` (a callable or its
+    # "module:function" path) for the optimizer-state slots not of the parameter's shape (Dion's
+    # right factor Q), so a checkpoint's check knows them; None: every slot has the param's shape.
+    state_shapes: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         check_choice("family", self.family, OPT_FAMILIES)
@@ -214,6 +220,25 @@ register_optimizer(
         constant_schedule=True,
         extra="schedulefree",
         summary="schedule-free AdamW (Defazio et al. 2024), evaluated at its average",
+    )
+)
+# Dion (Ahn et al. 2025, arXiv 2504.05295): Muon's family and scale (its Algorithm 1 steps by
+# sqrt(fan_out/fan_in), Muon's "spectral" mode), so the rules table and muon_lr apply unchanged.
+# No batch-transfer rule of its own is published (the paper reports Dion's advantage over Muon
+# growing with the batch, not a rule): Muon's square-root rule, momentum included. typical_lr:
+# the demo GPT's pilot (docs/optim.md, "Dion").
+register_optimizer(
+    OptimizerEntry(
+        "dion",
+        "sizeup.optim.dion:build",
+        family="muon",
+        reads=(*_ADAM, "momentum", "muon_scale", "muon_lr", "dion_rank"),
+        batch_moves=("lr", "betas", "eps", "momentum"),
+        orthogonal=True,
+        typical_lr=None,
+        summary="Dion (low-rank power iteration, error feedback) on hidden matrices, AdamW "
+        "elsewhere",
+        state_shapes="sizeup.optim.dion:state_shapes",
     )
 )
 register_model(
