@@ -14,11 +14,12 @@ import multiprocessing as mp
 import pytest
 import torch
 from small_configs import SMALL_GPT
+from test_checkpoint_contents import write_as
 from test_muon import _model, _scalings
 from torch import nn
 
 from sizeup.config import RunConfig
-from sizeup.errors import ConfigError
+from sizeup.errors import CheckpointError, ConfigError
 from sizeup.optim import build_optimizer
 from sizeup.optim.dion import (
     Dion,
@@ -237,6 +238,17 @@ def test_resume_is_bit_identical(tmp_path):
     assert la == lb
     for p, q in zip(a.model.parameters(), c.model.parameters()):
         assert torch.equal(p, q)
+    # the checkpoint check knows Q's shape (fan_in x r: OptimizerEntry.state_shapes) and
+    # refuses another by name
+    pt = next(tmp_path.glob("*.pt"))
+    state = torch.load(pt, weights_only=False)
+    q = state["optimizer"]["state"]["blocks.0.attn.q.weight"]
+    assert q["Q"].shape == (64, 32)  # rank 1/2 of 64 x 64
+    q["Q"] = torch.zeros(64, 64)
+    bad = write_as(state, tmp_path / "bad", 3)
+    d = Trainer.from_built(cfg, build(cfg))
+    with pytest.raises(CheckpointError, match=r"\['Q'\].*shape \(64, 32\)"):
+        d.load(bad.with_suffix(".json"), cfg)
 
 
 FSDP = dict(SMALL_GPT, steps=6, rule="mup", weight_decay=0.1, grad_clip=1.0)
