@@ -97,6 +97,15 @@ def test_orthonormal_columns_and_a_rank_deficient_block():
     assert torch.equal(z, torch.zeros_like(z))
 
 
+def test_a_non_finite_gradient_gives_a_non_finite_step_not_an_error():
+    # a diverging run: the trainer's divergence test judges it, as with Muon
+    w = nn.Parameter(torch.zeros(6, 4))
+    opt = Dion([w], lr=0.01)
+    w.grad = torch.full((6, 4), float("nan"))
+    opt.step()
+    assert not torch.isfinite(w).any()
+
+
 def test_rank_r_update_and_error_feedback_by_hand():
     # B = diag(3, 2, 1) over a 4 x 3 matrix, r = 1, Q0 = e1 (hand computation of Algorithm 1):
     # P = B e1 / |B e1| = e1, R = B^T e1 = (3, 0, 0), Q = e1, P Q^T = E11, and with mu = 0.5

@@ -73,7 +73,7 @@ from sizeup.optim.muon import adamw_group_step, muon_scale
 from sizeup.wrapping import is_dtensor
 
 # Doubles the shift of a Cholesky factorisation that still fails (rounding past the shift), at
-# most this many times before giving up with an error.
+# most this many times (a non-finite Gram matrix fails every time).
 _SHIFT_RETRIES = 8
 
 
@@ -118,10 +118,9 @@ def orthonormal_columns(p: Tensor, rows: int, group: Any = None) -> Tensor:
             if not bool((info != 0).any()):
                 break
             shift = shift * 2.0
-        else:
-            raise ConfigError(
-                "dion", "a non-finite gradient", "finite gradients (Cholesky QR failed)"
-            )
+        # still failing: a non-finite B (a diverging run). The factor is then not finite and
+        # neither is the update, as with Muon's Newton-Schulz: the trainer's divergence test
+        # sees the run's loss, rather than an error ending a sweep's trial.
         # x L^-T: solve X L^T = x for X, L^T upper triangular
         x = torch.linalg.solve_triangular(chol.mT, x, upper=True, left=False)
     return x.to(p.dtype)
