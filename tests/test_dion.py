@@ -139,6 +139,25 @@ def test_rank_r_update_and_error_feedback_by_hand():
     assert torch.linalg.matrix_rank(w2.detach()).item() == 2
 
 
+def test_a_stack_of_expert_matrices_is_each_its_own_matrix():
+    # a 3-D (experts, out, in) parameter: each expert steps as the 2-D matrix it is
+    grads = _random(18, 4, 6).reshape(3, 6, 4)
+    qs = initial_q(4, 2, seed=7, experts=3)
+    stack = nn.Parameter(torch.zeros(3, 6, 4, **F64))
+    opt = Dion([stack], lr=0.1, momentum=0.8, dion_rank=0.5)
+    _preset(opt, stack, qs)
+    stack.grad = grads.clone()
+    opt.step()
+    for e in range(3):
+        w = nn.Parameter(torch.zeros(6, 4, **F64))
+        one = Dion([w], lr=0.1, momentum=0.8, dion_rank=0.5)
+        _preset(one, w, qs[e])
+        w.grad = grads[e].clone()
+        one.step()
+        torch.testing.assert_close(stack.detach()[e], w.detach(), rtol=0, atol=1e-15)
+        torch.testing.assert_close(opt.state[stack]["Q"][e], one.state[w]["Q"], rtol=0, atol=1e-15)
+
+
 def test_a_step_on_a_small_model_is_algorithm_1_by_hand():
     # Three steps of build_optimizer's Dion on the small MLP in float64 against Algorithm 1
     # written out with Householder QR (torch.linalg.qr) and Q0 from the documented seed: the
@@ -212,16 +231,17 @@ def test_bad_settings_are_refused_by_name():
         Dion([nn.Parameter(torch.zeros(3))])
 
 
-def test_sizeup_train_with_dion(tmp_path):
+def test_sizeup_train_with_dion(tmp_path, capsys):
     from sizeup.cli import main
 
     main(
         ["train", "--set", "optimizer=dion", "--set", "dion_rank=0.5", "--width", "64"]
         + ["--depth", "2", "--head-dim", "16", "--seq-len", "32", "--batch-size", "8"]
-        + ["--steps", "10", "--lr", "0.01", "-q", "--out", str(tmp_path)]
+        + ["--steps", "10", "--lr", "0.01", "--out", str(tmp_path)]
     )
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["config"]["optimizer"] == "dion"
+    assert "rank 0.5 of min(fan_out, fan_in)" in capsys.readouterr().out
     assert res["final_val_loss"] < res["initial_val_loss"] - 0.5 and not res["diverged"]
 
 
