@@ -30,7 +30,7 @@ from sizeup.optim.dion import (
     power_iteration,
 )
 from sizeup.registry import get_optimizer
-from sizeup.train import run
+from sizeup.train import Checkpointing, run
 
 F64 = dict(dtype=torch.float64)
 
@@ -290,17 +290,58 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"file://{store}")
     try:
-        r = run(RunConfig(**FSDP, **FSDP_RUN, fsdp=True), rank=rank, world_size=world)
+        cfg = RunConfig(**FSDP, **FSDP_RUN, fsdp=True)
+        r = run(cfg, rank=rank, world_size=world)
+        # interrupted after the checkpoint at step 3, then resumed from it (M and Q sharded and
+        # gathered by torch's full state dict)
+        ck = f"{out}.checkpoints"
+        try:
+            run(
+                cfg,
+                rank=rank,
+                world_size=world,
+                callbacks=[_Stop()],
+                checkpoint=Checkpointing(ck, 3),
+            )
+        except _Stopped:
+            pass
+        dist.barrier()
+        again = Checkpointing(ck, 3, resume=True)
+        resumed = run(cfg, rank=rank, world_size=world, checkpoint=again)
         with open(f"{out}.{rank}.json", "w") as f:
-            json.dump({"train": r.train_loss, "val": r.final_val_loss}, f)
+            json.dump(
+                {
+                    "train": r.train_loss,
+                    "val": r.final_val_loss,
+                    "resumed": resumed.train_loss,
+                    "resumed_val": resumed.final_val_loss,
+                    "resumed_from": resumed.resumed_from,
+                },
+                f,
+            )
     finally:
         dist.destroy_process_group()
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Stop:
+    """Interrupts a run at step 4 (after its checkpoint at step 3)."""
+
+    name = "stop"
+
+    def on_step(self, step, model, loss):
+        if step == 4:
+            raise _Stopped
 
 
 @pytest.mark.slow
 def test_fsdp_two_processes_match_one(tmp_path):
     # The sharded algorithm (module doc of sizeup.optim.dion): row shards, r x r and n x r
-    # all-reduces; equal to one process up to float32 sums in another order.
+    # all-reduces; equal to one process up to float32 sums in another order; and a sharded run
+    # resumed from its checkpoint is bit-identical.
     ctx = mp.get_context("spawn")
     out = str(tmp_path / "rank")
     procs = [
@@ -316,3 +357,6 @@ def test_fsdp_two_processes_match_one(tmp_path):
         assert len(g["train"]) == len(single.train_loss) == 6
         assert max(abs(a - b) for a, b in zip(g["train"], single.train_loss)) <= 1e-5
         assert abs(g["val"] - single.final_val_loss) <= 1e-5
+        # resumed under FSDP: bit for bit the uninterrupted sharded run
+        assert g["resumed_from"] == 3
+        assert g["resumed"] == g["train"] and g["resumed_val"] == g["val"]
