@@ -2,8 +2,8 @@
 singular vectors one step is Muon's U V^T exactly; its power iteration converges to U V^T; at
 rank r the update has rank r and the error feedback keeps the rest (a 4 x 3 hand check); a step
 on a small model is Algorithm 1 by hand; the groups are Muon's (rules table, muon_lr, scale);
-`sizeup train` trains with it; a resumed run is bit-identical; FSDP2 on 2 gloo processes equals
-one process."""
+`sizeup train` trains with it; a resumed run is bit-identical and the checkpoint check knows Q's
+shape; FSDP2 on 2 gloo processes equals one process, and resumes bit-identically."""
 
 from __future__ import annotations
 
