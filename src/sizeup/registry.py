@@ -29,9 +29,21 @@ from sizeup.errors import ConfigError, check_choice
 # OptimSpec settings an optimizer's update may read besides lr and weight_decay; the batch
 # transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
 # "momentum".
-HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
-# Scion settings (sizeup.optim.scion)
-HYPERPARAMETERS += ("scion_constrained", "scion_radius", "scion_readout_radius")
+HYPERPARAMETERS = (
+    "beta1",
+    "beta2",
+    "eps",
+    "momentum",
+    "nesterov",
+    "muon_scale",
+    "muon_lr",
+    # Scion (sizeup.optim.scion): its form and its norm balls' radii
+    "scion_constrained",
+    "scion_radius",
+    "scion_readout_radius",
+    # Dion (sizeup.optim.dion): its rank as a fraction of min(fan_out, fan_in)
+    "dion_rank",
+)
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
 
@@ -77,6 +89,10 @@ class OptimizerEntry:
     # None: every registered family; else the families its paper covers (AGD: fully-connected
     # nets), which the conformance suite then trains it on.
     models: tuple[str, ...] | None = None
+    # Dion: ``state_shapes(param_shape, group) -> {slot: shape}`` (a callable or its
+    # "module:function" path) for the optimizer-state slots not of the parameter's shape (Dion's
+    # right factor Q), so a checkpoint's check knows them; None: every slot has the param's shape.
+    state_shapes: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         check_choice("family", self.family, OPT_FAMILIES)
@@ -261,6 +277,26 @@ register_optimizer(
         batch_moves=None,
         typical_lr=2.0**-12,
         summary="Scion (Pethick et al. 2025): norm-ball LMO per role, (un)constrained",
+    )
+)
+# Dion (Ahn et al. 2025, arXiv 2504.05295): Muon's family and scale (its Algorithm 1 steps by
+# sqrt(fan_out/fan_in), Muon's "spectral" mode), so the rules table and muon_lr apply unchanged.
+# No batch-transfer rule of its own is published (the paper reports Dion's advantage over Muon
+# growing with the batch, not a rule): Muon's square-root rule, momentum included. typical_lr:
+# a pilot on the demo GPT (study_base, width 64, muP, 300 steps, seed 0): val loss 2.038, 1.997,
+# 1.986, 2.018, 2.008 at lr 2^-8 ... 2^-4, best at 2^-6 (docs/optim.md, "Dion").
+register_optimizer(
+    OptimizerEntry(
+        "dion",
+        "sizeup.optim.dion:build",
+        family="muon",
+        reads=(*_ADAM, "momentum", "muon_scale", "muon_lr", "dion_rank"),
+        batch_moves=("lr", "betas", "eps", "momentum"),
+        orthogonal=True,
+        typical_lr=2**-6,
+        summary="Dion (low-rank power iteration, error feedback) on hidden matrices, AdamW "
+        "elsewhere",
+        state_shapes="sizeup.optim.dion:state_shapes",
     )
 )
 register_model(

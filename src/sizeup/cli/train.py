@@ -246,6 +246,8 @@ def optimizer_settings(cfg: RunConfig) -> str:
         text += f", eps {o.eps:g}"
     if "momentum" in reads:
         text += f", momentum {o.momentum:g}"
+    if "dion_rank" in reads:  # Dion
+        text += f", rank {o.dion_rank:g} of min(fan_out, fan_in)"
     return text
 
 

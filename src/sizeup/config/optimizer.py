@@ -74,6 +74,13 @@ class OptimSpec(Record):
         "Scion's radius rho of the readout's norm ball (the paper's GPT: 60 x 50 = 3000).",
         bounds=Bounds(0, 1e30, lo_open=True, why="a norm ball's radius is positive"),
     )
+    # Dion settings (sizeup.optim.dion; its momentum mu is ``momentum``, its scale muon_scale)
+    dion_rank: float = spec(
+        1.0,
+        "Dion's rank as a fraction of min(fan_out, fan_in): r = ceil(fraction x min) (1: full "
+        "rank; the paper also runs 1/4 and 1/16). Dion's momentum mu is `momentum`.",
+        bounds=Bounds(0, 1, lo_open=True, why="a fraction of min(fan_out, fan_in)"),
+    )
     grad_clip: float = spec(0.0, "Clip the gradient norm to this (0: off).")
     base_batch_size: int | None = spec(
         None, "Batch transfer: the batch lr, betas, eps were tuned at (square-root rule)."

@@ -272,44 +272,54 @@ class Muon(torch.optim.Optimizer):
             p.add_(o, alpha=-lr * scale)
 
     def _adamw_group(self, group: dict[str, Any]) -> None:
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if not state:
-                # The same state layout as torch.optim.AdamW, so checkpoints read alike.
-                # torch.optim.AdamW's layout: the fused kernel wants the step on the device.
-                fused = bool(group["fused"])
-                state["step"] = torch.zeros(
-                    (), dtype=_get_scalar_dtype(is_fused=fused), device=p.device if fused else None
-                )
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
-        if not params:
-            return
-        beta1, beta2 = group["betas"]
-        _adam_kernel(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            foreach=group["foreach"],
-            fused=group["fused"],
-            decoupled_weight_decay=True,
-            amsgrad=False,
-            beta1=beta1,
-            beta2=beta2,
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=False,
-            has_complex=False,
-        )
+        adamw_group_step(self.state, group)
+
+
+def adamw_group_step(state: Any, group: dict[str, Any]) -> None:
+    """torch's functional AdamW kernel (decoupled weight decay) on one param group, with
+    torch.optim.AdamW's state layout (step, exp_avg, exp_avg_sq) kept in ``state`` (an
+    optimizer's per-parameter state): the AdamW side of every orthogonalised optimizer (Muon,
+    Dion) that keeps its embeddings, gains and readout in the same object.
+
+    Group keys: lr, weight_decay, betas, eps, foreach, fused."""
+    params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        st = state[p]
+        if not st:
+            # The same state layout as torch.optim.AdamW, so checkpoints read alike.
+            # torch.optim.AdamW's layout: the fused kernel wants the step on the device.
+            fused = bool(group["fused"])
+            st["step"] = torch.zeros(
+                (), dtype=_get_scalar_dtype(is_fused=fused), device=p.device if fused else None
+            )
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        params.append(p)
+        grads.append(p.grad)
+        exp_avgs.append(st["exp_avg"])
+        exp_avg_sqs.append(st["exp_avg_sq"])
+        steps.append(st["step"])
+    if not params:
+        return
+    beta1, beta2 = group["betas"]
+    _adam_kernel(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        foreach=group["foreach"],
+        fused=group["fused"],
+        decoupled_weight_decay=True,
+        amsgrad=False,
+        beta1=beta1,
+        beta2=beta2,
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=False,
+        has_complex=False,
+    )

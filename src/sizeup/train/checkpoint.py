@@ -41,6 +41,7 @@ from torch import nn
 
 from sizeup.config import RunConfig, json_safe
 from sizeup.errors import CheckpointError, ConfigError
+from sizeup.registry import get_optimizer, optimizer_names, resolve
 from sizeup.wrapping import canonical_name
 
 FORMAT, VERSION = "sizeup-checkpoint", 1
@@ -567,6 +568,7 @@ def _check_state(state: Any, groups: list, params: dict[str, torch.Tensor]) -> N
     if not state:
         return
     kind = {n: repr(g.get("update", i)) for i, g in enumerate(groups) for n in g["params"]}
+    group_of = {n: g for g in groups for n in g["params"]}
     for n in state:
         _need(n in kind, "optimizer['state'] key", n, "a parameter the groups name")
     first: dict[str, tuple[str, list]] = {}
@@ -574,7 +576,8 @@ def _check_state(state: Any, groups: list, params: dict[str, torch.Tensor]) -> N
         if n not in state:
             _need(not params[n].requires_grad, f"optimizer['state'][{n!r}]", None, "its state")
             continue
-        slots = _slots(state[n], params[n], f"optimizer['state'][{n!r}]")
+        factors = _factor_shapes(group_of[n], params[n])
+        slots = _slots(state[n], params[n], f"optimizer['state'][{n!r}]", factors)
         ref, ref_slots = first.setdefault(kind[n], (n, slots))
         if slots != ref_slots:
             raise _Bad(
@@ -587,8 +590,32 @@ def _slot_names(slots: list[tuple[str, str]]) -> str:
     return "(" + ", ".join(k if what == "full" else f"{k} (a count)" for k, what in slots) + ")"
 
 
-def _slots(entry: Any, param: torch.Tensor, where: str) -> list[tuple[str, str]]:
-    """(slot, 'full' or 'count') of one parameter's optimizer state, each checked."""
+def _factor_shapes(group: Mapping, param: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """The state slots an optimizer keeps in another shape than its parameter's (Dion's right
+    factor Q), as the registry entry of the group's ``update`` declares them
+    (``OptimizerEntry.state_shapes``); none for most optimizers, or for a group too damaged to
+    say (its slots are then held to the parameter's shape, and refused by name)."""
+    name = group.get("update")
+    if not isinstance(name, str) or name not in optimizer_names():
+        return {}
+    fn = get_optimizer(name).state_shapes
+    if fn is None:
+        return {}
+    try:
+        return {k: tuple(v) for k, v in resolve(fn)(tuple(param.shape), group).items()}
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def _slots(
+    entry: Any,
+    param: torch.Tensor,
+    where: str,
+    factors: Mapping[str, tuple[int, ...]] | None = None,
+) -> list[tuple[str, str]]:
+    """(slot, 'full' or 'count') of one parameter's optimizer state, each checked; a slot in
+    ``factors`` is a tensor of that shape (and the parameter's dtype)."""
+    factors = factors or {}
     ok = isinstance(entry, Mapping) and all(isinstance(k, str) for k in entry)
     _need(ok, where, entry, "a dict of named tensors")
     out = []
@@ -598,6 +625,12 @@ def _slots(entry: Any, param: torch.Tensor, where: str) -> list[tuple[str, str]]
             v = v.item()
         elif _is_number(v):
             out.append((key, "count"))
+        elif key in factors:
+            like = torch.empty(factors[key], dtype=param.dtype, device="meta")
+            allowed = f"a tensor of shape {factors[key]} and dtype {param.dtype}"
+            _need(_fits(v, like), f"{where}[{key!r}]", v, allowed)
+            out.append((key, "full"))
+            continue
         else:
             allowed = (
                 f"a tensor of the parameter's shape {tuple(param.shape)} and dtype {param.dtype}"
