@@ -75,6 +75,7 @@ from sizeup.plan.stages import (
     size_stage,
 )
 from sizeup.plan.table import table_stage
+from sizeup.registry import get_optimizer
 from sizeup.train.build import memory_estimate
 
 
@@ -320,7 +321,7 @@ class Plan:
 
         keys = ("init_std", "multiplier", "lr", "decay_per_step", "beta1", "beta2", "eps")
         return [
-            [r["tensor"], r["role"] + ("*" if r["optimizer"] == "muon" else "")]
+            [r["tensor"], r["role"] + ("*" if self._orthogonalised(r) else "")]
             + [g(r[k]) for k in keys]
             for r in self.layers
         ]
@@ -331,8 +332,18 @@ class Plan:
         return (
             f"rule {self.rule}, {self.run.optimizer.name}, readout in the {form} form; the "
             "plan's run as `sizeup train` builds it, values from its optimizer"
-            + (" (* updated by Muon)" if any(r["optimizer"] == "muon" for r in self.layers) else "")
+            + (
+                f" (* {self.run.optimizer.name}'s orthogonalised update)"
+                if any(self._orthogonalised(r) for r in self.layers)
+                else ""
+            )
         )
+
+    def _orthogonalised(self, row: dict[str, Any]) -> bool:
+        """Whether a layer row gets the run's orthogonalised update (Muon's, Dion's hidden
+        matrices) rather than its Adam side."""
+        name = self.run.optimizer.name
+        return get_optimizer(name).orthogonal and row["optimizer"] == name
 
     def to_markdown(self) -> str:
         """The plan as a Markdown document (summary, per-layer table, warnings, derivations)."""
