@@ -30,6 +30,14 @@ from sizeup.errors import ConfigError, check_choice
 # transfer (square-root rule, sizeup.optim.transfer) knows how to move "lr", "betas", "eps" and
 # "momentum".
 HYPERPARAMETERS = ("beta1", "beta2", "eps", "momentum", "nesterov", "muon_scale", "muon_lr")
+# Adafactor / SOAP / Shampoo settings (sizeup.optim.library, sizeup.optim.shampoo)
+HYPERPARAMETERS += (
+    "decay_rate",
+    "clip_threshold",
+    "precondition_frequency",
+    "shampoo_exponent",
+    "shampoo_damping",
+)
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
 
@@ -214,6 +222,83 @@ register_optimizer(
         constant_schedule=True,
         extra="schedulefree",
         summary="schedule-free AdamW (Defazio et al. 2024), evaluated at its average",
+    )
+)
+# --- lion, adafactor, soap, shampoo (sizeup.optim.library, sizeup.optim.shampoo) ------------
+register_optimizer(
+    OptimizerEntry(
+        "lion",
+        "sizeup.optim.library:lion",
+        # the update is a sign: entries +-1, as Adam's (Chen et al. 2023, sec. 2)
+        family="adam",
+        reads=("beta1", "beta2"),
+        # None: the square-root rule is derived from Adam's SDE (Malladi et al. 2022, "On the
+        # SDEs and Scaling Rules for Adaptive Gradient Algorithms"), whose update divides by
+        # sqrt(v); no batch rule has been derived for Lion's sign of an interpolation
+        batch_moves=None,
+        extra="optimizers",
+        # Chen et al. 2023, sec. 5: Lion's lr 3-10x smaller than AdamW's; AdamW's 3e-3 / 10
+        typical_lr=3e-4,
+        summary="Lion (Chen et al. 2023): sign of interpolated momentum, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "adafactor",
+        "sizeup.optim.library:adafactor",
+        # relative_step=False, scale_parameter=False: Adam with a factored second moment and
+        # update clipping (Shazeer & Stern 2018), entries of the update Theta(1) as Adam's
+        family="adam",
+        reads=("beta1", "beta2", "decay_rate", "clip_threshold"),
+        # Adam's square-root rule (Malladi et al. 2022) for lr and the betas (beta2 is the cap
+        # of its step-dependent decay); it reads no eps (its eps1 = 1e-30 is fixed)
+        batch_moves=("lr", "betas"),
+        extra="optimizers",
+        # None: AdamW's grid (with the group's lr it is Adam-like; BigVision's Adafactor runs
+        # at Adam's learning rates)
+        typical_lr=None,
+        summary="Adafactor (Shazeer & Stern 2018), external lr, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "soap",
+        "sizeup.optim.library:soap",
+        # Adam in Shampoo's eigenbasis (Vyas et al. 2024): the rotation keeps the update's
+        # Frobenius size Adam's (sizeup.parametrization.rules)
+        family="adam",
+        reads=("beta1", "beta2", "eps", "precondition_frequency"),
+        # Adam's square-root rule (Malladi et al. 2022) in the rotated coordinates, which do
+        # not depend on the gradient's scale
+        batch_moves=("lr", "betas", "eps"),
+        extra="optimizers",
+        # pytorch-optimizer's default lr for SOAP (Vyas et al. 2024 tune it on Adam's grid)
+        typical_lr=3e-3,
+        summary="SOAP (Vyas et al. 2024): Adam in Shampoo's eigenbasis, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "shampoo",
+        "sizeup.optim.shampoo:build",
+        # grafted onto Adam: each matrix's step has Adam's Frobenius norm (sizeup.optim.shampoo)
+        family="adam",
+        reads=(
+            "beta1",
+            "beta2",
+            "eps",
+            "precondition_frequency",
+            "shampoo_exponent",
+            "shampoo_damping",
+        ),
+        # None: the square-root rule is Adam's (Malladi et al. 2022); the preconditioner's
+        # direction has no derived batch rule
+        batch_moves=None,
+        # sizeup's own implementation: no extra
+        extra=None,
+        # None: AdamW's grid (the step size is Adam's, grafted)
+        typical_lr=None,
+        summary="Shampoo (Gupta et al. 2018), exponent 1/4, Adam grafting; sizeup's own",
     )
 )
 register_model(

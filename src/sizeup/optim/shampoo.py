@@ -1,0 +1,157 @@
+"""Shampoo with Adam grafting, written for sizeup (pytorch-optimizer's ``Shampoo`` has no
+grafting, accumulates an unnormalised sum with an absolute damping and mixes its momentum into
+the gradient it is given, and its ``ScalableShampoo`` keeps Python objects in its state, which
+a checkpoint cannot load with torch's weights_only reader).
+
+For a matrix W (fan_out x fan_in) with gradient G, each step (Gupta, Koren & Singer 2018,
+"Shampoo: Preconditioned Stochastic Tensor Optimization", Alg. 1, with the moving averages and
+grafting of Anil et al. 2020, "Scalable Second Order Optimization for Deep Learning", and
+Shi et al. 2023, "A Distributed Data-Parallel PyTorch Implementation of Distributed Shampoo"):
+
+    m <- beta1 m + (1 - beta1) G,   v <- beta2 v + (1 - beta2) G^2          (Adam's moments)
+    L <- beta2 L + (1 - beta2) G G^T,   R <- beta2 R + (1 - beta2) G^T G
+    every precondition_frequency steps (and the first):
+        L^-e = (L + d lmax(L) I)^-e,  R^-e = (R + d lmax(R) I)^-e             (e = 1/4, Alg. 1)
+    A = m_hat / (sqrt(v_hat) + eps)                                   (Adam's update, grafted)
+    D = L^-e m_hat R^-e                                              (Shampoo's direction)
+    W <- W (1 - lr wd) - lr ||A||_F / ||D||_F  D
+
+m_hat, v_hat are Adam's bias-corrected moments. Layer-wise grafting (Agarwal et al. 2020,
+"Disentangling Adaptive Gradient Methods from Learning Rates") takes each matrix's step size
+from Adam and only its direction from Shampoo. Vectors, stacks of expert matrices (3-D) and
+matrices with a side above MAX_PRECONDITION_DIM take Adam's update A itself (torch AdamW's
+formula). The damping d is relative to the largest eigenvalue, so scaling the gradient by any
+c leaves D's direction unchanged (the relative damping and the inverse roots move together),
+and the grafted norm is Adam's: the update scales with width exactly as Adam's does, which is
+why Shampoo reads the rules table's Adam column (sizeup.parametrization.rules) and Adam's
+per-tensor eps. The bias corrections of L and R cancel under grafting and are not applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sizeup.config.optimizer import OptimSpec
+from sizeup.optim.groups import BuildContext
+
+# A matrix with a side longer than this takes Adam's update (an eigendecomposition of a
+# 8192 x 8192 preconditioner every few steps costs more than the step it improves).
+MAX_PRECONDITION_DIM = 8192
+
+
+def inverse_root(a: torch.Tensor, exponent: float, damping: float) -> torch.Tensor:
+    """(a + damping x lmax(a) I)^-exponent of a symmetric positive semi-definite matrix, by
+    its eigendecomposition (negative eigenvalues from rounding count as 0); the identity when
+    a is 0 (no gradient yet)."""
+    evals, evecs = torch.linalg.eigh(a)
+    evals = evals.clamp_min(0.0)
+    top = evals.max()
+    if top <= 0:
+        return torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    scale = (evals + damping * top).pow(-exponent)
+    return (evecs * scale) @ evecs.T
+
+
+def preconditioned(p: torch.Tensor) -> bool:
+    """Whether ``p`` gets Shampoo's direction (a matrix, each side at most
+    MAX_PRECONDITION_DIM) rather than Adam's update."""
+    return p.ndim == 2 and max(p.shape) <= MAX_PRECONDITION_DIM
+
+
+class Shampoo(torch.optim.Optimizer):
+    """Shampoo (exponent e per side) with layer-wise Adam grafting and decoupled weight decay
+    (W <- W (1 - lr wd), torch AdamW's meaning); every group's lr, betas, eps and weight_decay
+    are its own (module doc)."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        precondition_frequency: int = 10,
+        exponent: float = 0.25,
+        damping: float = 1e-6,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            precondition_frequency=precondition_frequency,
+            exponent=exponent,
+            damping=damping,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One step of every group (module doc)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        grad = p.grad
+        beta1, beta2 = group["betas"]
+        lr, wd = group["lr"], group["weight_decay"]
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+            if preconditioned(p):
+                for side, n in (("left", p.shape[0]), ("right", p.shape[1])):
+                    state[side] = torch.zeros(n, n, dtype=p.dtype, device=p.device)
+                    state[side + "_root"] = torch.eye(n, dtype=p.dtype, device=p.device)
+        state["step"] += 1
+        t = state["step"]
+        if wd != 0:
+            p.mul_(1.0 - lr * wd)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(grad, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        bias1, bias2 = 1.0 - beta1**t, 1.0 - beta2**t
+        # Adam's update, as torch.optim.AdamW computes it (single-tensor form)
+        denom = (v.sqrt() / bias2**0.5).add_(group["eps"])
+        if not preconditioned(p):
+            p.addcdiv_(m, denom, value=-lr / bias1)
+            return
+        adam = m / denom / bias1
+        left, right = state["left"], state["right"]
+        left.lerp_(grad @ grad.T, 1.0 - beta2)
+        right.lerp_(grad.T @ grad, 1.0 - beta2)
+        if (t - 1) % group["precondition_frequency"] == 0:
+            e, d = group["exponent"], group["damping"]
+            state["left_root"] = inverse_root(left, e, d)
+            state["right_root"] = inverse_root(right, e, d)
+        direction = state["left_root"] @ (m / bias1) @ state["right_root"]
+        norm = torch.linalg.vector_norm(direction)
+        if norm > 0:
+            direction.mul_(torch.linalg.vector_norm(adam) / norm)
+        p.add_(direction, alpha=-lr)
+
+
+def build(groups: list[dict[str, Any]], spec: OptimSpec, ctx: BuildContext) -> Shampoo:
+    """The registry's build function: Shampoo over sizeup's param groups (each with its lr,
+    weight_decay and eps)."""
+    return Shampoo(
+        groups,
+        lr=spec.lr,
+        betas=spec.betas,
+        eps=spec.eps,
+        weight_decay=0.0,
+        precondition_frequency=spec.precondition_frequency,
+        exponent=spec.shampoo_exponent,
+        damping=spec.shampoo_damping,
+    )
