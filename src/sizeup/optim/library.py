@@ -18,7 +18,8 @@ Each library class was read for what it does with a group's numbers (pytorch-opt
   optimizer in the library, not per group, so sizeup does not read ``eps`` for it: 1e-30
   stays below any g^2 a float32 gradient of a model of any width can have (a gradient
   scaled by c would need eps1 x c^2 to keep its meaning; 1e-30 is negligible either way).
-  Its momentum is kept in float32 (the library's default is bfloat16).
+  Its momentum (beta1) averages the clipped, lr-scaled updates, without a bias correction (the
+  library's BigVision form), kept in the parameters' dtype (the library's default: bfloat16).
 - ``SOAP`` (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam", Alg. 3):
   Adam in the eigenbasis of Shampoo's preconditioners G G^T and G^T G (exponential moving
   averages with beta2), the eigenbasis refreshed every ``precondition_frequency`` steps (one
@@ -92,9 +93,15 @@ def adafactor(
         scale_parameter=False,
         relative_step=False,
         warmup_init=False,
-        momentum_dtype=torch.float32,
+        momentum_dtype=_param_dtype(groups),
         foreach=ctx.foreach,
     )
+
+
+def _param_dtype(groups: list[dict[str, Any]]) -> torch.dtype:
+    """The parameters' floating dtype (float32 when they mix dtypes or there are none)."""
+    dtypes = {p.dtype for g in groups for p in g["params"]}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
 def soap(groups: list[dict[str, Any]], spec: OptimSpec, ctx: BuildContext) -> torch.optim.Optimizer:
