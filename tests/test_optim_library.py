@@ -284,3 +284,17 @@ def test_settings_are_checked():
             RunConfig(optimizer="shampoo", **{field: bad})
     with pytest.raises(ConfigError, match="base_batch_size"):
         RunConfig(optimizer="lion", base_batch_size=8)  # no batch rule known for Lion
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_coordinate_check_passes_under_mup(name):
+    # the Adam column (sizeup.parametrization.rules) keeps every activation's size and update
+    # width-free; under sp the same check fails (measured, rules.py's docstring)
+    from sizeup.diagnostics import coord_check
+
+    lr = 1e-3 if name == "lion" else 1e-2
+    cfg = RunConfig(
+        model="mlp", optimizer=name, lr=lr, batch_size=64, base_width=64, precondition_frequency=2
+    )
+    r = coord_check(cfg, widths=(64, 128, 256), steps=4, seeds=3)  # MIN_SEEDS: a verdict
+    assert r.passed, r.worst
