@@ -237,8 +237,10 @@ register_optimizer(
         # sqrt(v); no batch rule has been derived for Lion's sign of an interpolation
         batch_moves=None,
         extra="optimizers",
-        # Chen et al. 2023, sec. 5: Lion's lr 3-10x smaller than AdamW's; AdamW's 3e-3 / 10
-        typical_lr=3e-4,
+        # a pilot (one seed each, sizeup.demo.study_base() at width 64, rule mup, 300 steps,
+        # lr 2^-13, -11, -9, -7; final val loss 3.96, 2.51, 2.17, 2.40): 2^-9, half of AdamW's
+        # best 2^-8 on the same grid (Chen et al. 2023 advise 3-10x smaller than AdamW's)
+        typical_lr=2.0**-9,
         summary="Lion (Chen et al. 2023): sign of interpolated momentum, pytorch-optimizer",
     )
 )
@@ -254,8 +256,8 @@ register_optimizer(
         # of its step-dependent decay); it reads no eps (its eps1 = 1e-30 is fixed)
         batch_moves=("lr", "betas"),
         extra="optimizers",
-        # None: AdamW's grid (with the group's lr it is Adam-like; BigVision's Adafactor runs
-        # at Adam's learning rates)
+        # None: AdamW's grid (the pilot, as Lion's, lr 2^-10, -8, -6, -4: final val loss 2.32,
+        # 2.12, 2.16, 2.28, best at AdamW's best 2^-8)
         typical_lr=None,
         summary="Adafactor (Shazeer & Stern 2018), external lr, pytorch-optimizer",
     )
@@ -272,8 +274,9 @@ register_optimizer(
         # not depend on the gradient's scale
         batch_moves=("lr", "betas", "eps"),
         extra="optimizers",
-        # pytorch-optimizer's default lr for SOAP (Vyas et al. 2024 tune it on Adam's grid)
-        typical_lr=3e-3,
+        # the pilot (as Lion's, lr 2^-10, -8, -6, -4: final val loss 3.93, 2.11, 2.03, 2.22):
+        # 2^-6, 4x AdamW's best 2^-8 there (pytorch-optimizer's default is 3e-3)
+        typical_lr=2.0**-6,
         summary="SOAP (Vyas et al. 2024): Adam in Shampoo's eigenbasis, pytorch-optimizer",
     )
 )
@@ -296,7 +299,8 @@ register_optimizer(
         batch_moves=None,
         # sizeup's own implementation: no extra
         extra=None,
-        # None: AdamW's grid (the step size is Adam's, grafted)
+        # None: AdamW's grid (the step size is Adam's, grafted; the pilot, as Lion's, lr 2^-10,
+        # -8, -6, -4: final val loss 2.13, 2.02, 2.11, 2.30, best at AdamW's best 2^-8)
         typical_lr=None,
         summary="Shampoo (Gupta et al. 2018), exponent 1/4, Adam grafting; sizeup's own",
     )

@@ -45,8 +45,12 @@ MAX_PRECONDITION_DIM = 8192
 def inverse_root(a: torch.Tensor, exponent: float, damping: float) -> torch.Tensor:
     """(a + damping x lmax(a) I)^-exponent of a symmetric positive semi-definite matrix, by
     its eigendecomposition (negative eigenvalues from rounding count as 0); the identity when
-    a is 0 (no gradient yet)."""
-    evals, evecs = torch.linalg.eigh(a)
+    a is 0 (no gradient yet). An eigendecomposition that does not converge in a's dtype is
+    retried in float64."""
+    try:
+        evals, evecs = torch.linalg.eigh(a)
+    except torch.linalg.LinAlgError:
+        evals, evecs = (x.to(a.dtype) for x in torch.linalg.eigh(a.double()))
     evals = evals.clamp_min(0.0)
     top = evals.max()
     if top <= 0:
