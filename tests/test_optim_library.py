@@ -298,3 +298,23 @@ def test_the_coordinate_check_passes_under_mup(name):
     )
     r = coord_check(cfg, widths=(64, 128, 256), steps=4, seeds=3)  # MIN_SEEDS: a verdict
     assert r.passed, r.worst
+
+
+@pytest.mark.parametrize("name", ("adafactor", "soap"))
+def test_fsdp_shards_are_refused_where_the_library_cannot_hold_them(name, tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import distribute_tensor
+
+    from sizeup.optim import library
+    from sizeup.optim.groups import BuildContext
+
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"file://{tmp_path}/s")
+    try:
+        w = distribute_tensor(torch.zeros(3, 4), init_device_mesh("cpu", (1,)))
+        groups = [{"params": [torch.nn.Parameter(w)], "lr": 1e-3, "weight_decay": 0.0}]
+        spec = RunConfig(optimizer=name).optimizer
+        with pytest.raises(ConfigError, match="fsdp"):
+            getattr(library, name)(groups, spec, BuildContext())
+    finally:
+        dist.destroy_process_group()

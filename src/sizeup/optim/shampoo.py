@@ -25,6 +25,12 @@ c leaves D's direction unchanged (the relative damping and the inverse roots mov
 and the grafted norm is Adam's: the update scales with width exactly as Adam's does, which is
 why Shampoo reads the rules table's Adam column (sizeup.parametrization.rules) and Adam's
 per-tensor eps. The bias corrections of L and R cancel under grafting and are not applied.
+
+Under FSDP2 (DTensor parameters) each matrix's gradient and momentum are all-gathered and every
+rank computes the same direction, keeping its own rows; L, R and their roots are whole on every
+rank (not sharded). Measured (2 gloo ranks against one process, the small GPT, 4 steps): the
+losses agree to 6e-5 at damping 1e-6 and to 2.4e-7 at damping 1e-2: the near-singular roots
+amplify the rounding of a gradient summed in another order.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.distributed.tensor import distribute_tensor
 
 from sizeup.config.optimizer import OptimSpec
 from sizeup.optim.groups import BuildContext
+from sizeup.wrapping import full_tensor, is_dtensor
 
 # A matrix with a side longer than this takes Adam's update (an eigendecomposition of a
 # 8192 x 8192 preconditioner every few steps costs more than the step it improves).
@@ -115,6 +123,7 @@ class Shampoo(torch.optim.Optimizer):
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
             if preconditioned(p):
+                # whole (not sharded) on every rank under FSDP2: a side's statistics mix all rows
                 for side, n in (("left", p.shape[0]), ("right", p.shape[1])):
                     state[side] = torch.zeros(n, n, dtype=p.dtype, device=p.device)
                     state[side + "_root"] = torch.eye(n, dtype=p.dtype, device=p.device)
@@ -132,17 +141,24 @@ class Shampoo(torch.optim.Optimizer):
             p.addcdiv_(m, denom, value=-lr / bias1)
             return
         adam = m / denom / bias1
+        # Under FSDP2 (DTensors) the preconditioners need whole matrices: the gradient and the
+        # momentum are all-gathered, every rank computes the same direction, keeps its shard.
+        whole = full_tensor(grad)
         left, right = state["left"], state["right"]
-        left.lerp_(grad @ grad.T, 1.0 - beta2)
-        right.lerp_(grad.T @ grad, 1.0 - beta2)
+        left.lerp_(whole @ whole.T, 1.0 - beta2)
+        right.lerp_(whole.T @ whole, 1.0 - beta2)
         if (t - 1) % group["precondition_frequency"] == 0:
             e, d = group["exponent"], group["damping"]
             state["left_root"] = inverse_root(left, e, d)
             state["right_root"] = inverse_root(right, e, d)
-        direction = state["left_root"] @ (m / bias1) @ state["right_root"]
+        direction = state["left_root"] @ full_tensor(m / bias1) @ state["right_root"]
         norm = torch.linalg.vector_norm(direction)
         if norm > 0:
-            direction.mul_(torch.linalg.vector_norm(adam) / norm)
+            direction.mul_(full_tensor(torch.linalg.vector_norm(adam)) / norm)
+        if is_dtensor(p):
+            direction = distribute_tensor(
+                direction, p.device_mesh, p.placements, src_data_rank=None
+            )
         p.add_(direction, alpha=-lr)
 
 
