@@ -318,3 +318,21 @@ def test_fsdp_shards_are_refused_where_the_library_cannot_hold_them(name, tmp_pa
             getattr(library, name)(groups, spec, BuildContext())
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_checkpoint_resumes_bit_for_bit(name, tmp_path):
+    # sizeup's own checkpoint (Trainer.save / load: train/checkpoint.py checks its contents)
+    from sizeup.train import Trainer
+
+    cfg = RunConfig(**SMALL, optimizer=name, eval_every=0, steps=8, precondition_frequency=2)
+    a = Trainer.from_built(cfg, build(cfg))
+    a.start()
+    a.advance(3)
+    side = a.save(tmp_path, cfg)
+    b = Trainer.from_built(cfg, build(cfg))
+    b.load(side, cfg)
+    la, lb = [], []
+    a.advance(6, on_step=lambda s, v: la.append(v))
+    b.advance(6, on_step=lambda s, v: lb.append(v))
+    assert la == lb and len(la) == 3
