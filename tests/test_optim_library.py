@@ -336,3 +336,19 @@ def test_a_checkpoint_resumes_bit_for_bit(name, tmp_path):
     a.advance(6, on_step=lambda s, v: la.append(v))
     b.advance(6, on_step=lambda s, v: lb.append(v))
     assert la == lb and len(la) == 3
+
+
+def test_adafactor_batch_transfer_moves_lr_and_betas_not_eps():
+    # the square-root rule (Malladi et al. 2022) from batch 2 to 8 (b = 4): lr x 2, beta ->
+    # 1 - 4 (1 - beta): (0.9, 0.95) -> (0.6, 0.8); Adafactor reads no eps, so none is moved
+    from sizeup.optim.groups import BatchTransferWarning
+
+    cfg = RunConfig(**{**SMALL, "batch_size": 8}, optimizer="adafactor", lr=1e-3)
+    cfg = cfg.replace(base_batch_size=2)
+    with pytest.warns(BatchTransferWarning) as w:
+        opt = build(cfg).optimizer
+    msg = str(w[0].message)
+    assert "lr 0.001 -> 0.002" in msg and "betas (0.9, 0.95) -> (0.6, 0.8)" in msg
+    assert "eps" not in msg.split(":")[-1]
+    g = _groups(opt)["blocks.0.attn.q.weight"]
+    assert g["lr"] == pytest.approx(2e-3 / 2) and g["betas"] == pytest.approx((0.6, 0.8))
