@@ -203,7 +203,8 @@ def test_shampoo_step_by_hand_and_the_library_direction():
     # d s_1^2)) V^T. Grafted onto Adam (Agarwal et al. 2020): ||D|| set to ||A||, A = G /
     # (|G| + eps) (Adam's first step with beta = 0); decay W (1 - lr wd) first.
     lr, wd, eps, d = 0.01, 0.1, 1e-8, 1e-6
-    got = _one_step(Shampoo, W, [G1], lr=lr, betas=(0.0, 0.0), eps=eps, weight_decay=wd, damping=d)
+    kw = dict(precondition_frequency=1, exponent=0.25, damping=d)
+    got = _one_step(Shampoo, W, [G1], lr=lr, betas=(0.0, 0.0), eps=eps, weight_decay=wd, **kw)
     u, s, vh = torch.linalg.svd(G1, full_matrices=False)
     direction = u @ torch.diag(s / torch.sqrt(s**2 + d * s[0] ** 2)) @ vh
     adam = G1 / (G1.abs() + eps)
@@ -225,7 +226,7 @@ def test_shampoo_vectors_are_adamw():
         for i in range(5)
     ]
     kw = dict(lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    ours = _one_step(Shampoo, b, grads, **kw)
+    ours = _one_step(Shampoo, b, grads, precondition_frequency=1, exponent=0.25, damping=1e-6, **kw)
     torchs = _one_step(torch.optim.AdamW, b, grads, foreach=False, **kw)
     assert torch.equal(ours, torchs)
 

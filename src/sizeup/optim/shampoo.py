@@ -81,14 +81,16 @@ class Shampoo(torch.optim.Optimizer):
     def __init__(
         self,
         params: Any,
+        *,
         lr: float,
-        betas: tuple[float, float] = (0.9, 0.95),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        precondition_frequency: int = 10,
-        exponent: float = 0.25,
-        damping: float = 1e-6,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+        precondition_frequency: int,
+        exponent: float,
+        damping: float,
     ):
+        # no defaults here: they are OptimSpec's (sizeup.config.optimizer), read by ``build``
         defaults = dict(
             lr=lr,
             betas=betas,
