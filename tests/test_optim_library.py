@@ -353,3 +353,24 @@ def test_adafactor_batch_transfer_moves_lr_and_betas_not_eps():
     assert "eps" not in msg.split(":")[-1]
     g = _groups(opt)["blocks.0.attn.q.weight"]
     assert g["lr"] == pytest.approx(2e-3 / 2) and g["betas"] == pytest.approx((0.6, 0.8))
+
+
+def test_soap_resumes_with_a_side_it_does_not_precondition(tmp_path, monkeypatch):
+    # a side longer than SOAP_MAX_PRECONDITION_DIM is left unrotated: the embedding's 256 rows
+    # get [] where a preconditioner would be ([[], tensor]), which a resume must keep
+    from sizeup.optim import library
+    from sizeup.train import Trainer
+
+    monkeypatch.setattr(library, "SOAP_MAX_PRECONDITION_DIM", 100)
+    cfg = RunConfig(**SMALL, optimizer="soap", eval_every=0, steps=8, precondition_frequency=2)
+    a = Trainer.from_built(cfg, build(cfg))
+    a.start()
+    a.advance(3)
+    assert [len(x) for x in a.optimizer.state[a.model.wte.weight]["GG"]] == [0, 64]
+    side = a.save(tmp_path, cfg)
+    b = Trainer.from_built(cfg, build(cfg))
+    b.load(side, cfg)
+    la, lb = [], []
+    a.advance(6, on_step=lambda s, v: la.append(v))
+    b.advance(6, on_step=lambda s, v: lb.append(v))
+    assert la == lb and len(la) == 3

@@ -24,7 +24,6 @@ agrees in every field except those that do not change the trajectory (``MAY_CHAN
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -803,7 +802,7 @@ def restore(trainer: Any, state: dict) -> None:
     )
     for g, own in zip(trainer.optimizer.param_groups, kept):
         g.update(own)  # a GPU run's fused AdamW resumes on a CPU; an older torch's on this one
-    _restore_tensorless(trainer, state["optimizer"]["state"])
+    _restore_lists(trainer, state["optimizer"]["state"])
     if trainer.scheduler is not None and state["scheduler"] is not None:
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(trainer.scheduler.lr_lambdas)
@@ -824,10 +823,12 @@ def restore(trainer: Any, state: dict) -> None:
     _set_rng(state["rng"])
 
 
-# --- soap: per-parameter state that holds no tensor --------------------------------------
-def _restore_tensorless(trainer: Any, saved: Mapping) -> None:
-    """Put back the per-parameter state entries ``set_state_dict`` drops because they hold no
-    tensor (SOAP's [[]]: no preconditioner for a vector), from the saved state as they are."""
+# --- soap: per-parameter state kept in lists -----------------------------------------------
+def _restore_lists(trainer: Any, saved: Mapping) -> None:
+    """Per-parameter state held in lists, taken from the saved state as it is (its tensors on
+    the parameter's device): ``set_state_dict`` drops a list with no tensor (SOAP's [[]]: no
+    preconditioner for a vector) and loses the empty lists beside tensors (SOAP's [[], Q]: a
+    side it does not rotate), which would shift the sides."""
     params = {canonical_name(n): p for n, p in trainer.model.named_parameters()}
     for name, entry in saved.items():
         p = params.get(name)
@@ -835,14 +836,15 @@ def _restore_tensorless(trainer: Any, saved: Mapping) -> None:
         if not live:
             continue
         for key, value in entry.items():
-            if key not in live and isinstance(value, (list, tuple)) and not _has_tensor(value):
-                live[key] = copy.deepcopy(value)
+            if isinstance(value, (list, tuple)):
+                live[key] = _on(value, p.device)
 
 
-def _has_tensor(value: Any) -> bool:
+def _on(value: Any, device: torch.device) -> Any:
+    """``value`` (lists of tensors and lists) copied, its tensors on ``device``."""
     if isinstance(value, (list, tuple)):
-        return any(_has_tensor(v) for v in value)
-    return torch.is_tensor(value)
+        return type(value)(_on(v, device) for v in value)
+    return value.detach().to(device, copy=True) if torch.is_tensor(value) else value
 
 
 def _set_rng(rng: dict[str, Any]) -> None:
