@@ -130,18 +130,20 @@ G1 = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_s
 G2 = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
 
 
-def test_lion_two_steps_by_hand():
+@pytest.mark.parametrize("foreach", [False, True])  # the library's two code paths (CUDA: foreach)
+def test_lion_two_steps_by_hand(foreach):
     # Chen et al. 2023, Program 1: u = sign(b1 m + (1 - b1) g); W <- W - lr (u + wd W)
     # (decoupled, lr x wd per step); m <- b2 m + (1 - b2) g.
     lr, wd, b1, b2 = 0.1, 0.5, 0.9, 0.99
-    got = _one_step(po.Lion, W, [G1, G2], lr=lr, betas=(b1, b2), weight_decay=wd)
+    got = _one_step(po.Lion, W, [G1, G2], lr=lr, betas=(b1, b2), weight_decay=wd, foreach=foreach)
     w1 = W * (1 - lr * wd) - lr * torch.sign((1 - b1) * G1)
     m1 = (1 - b2) * G1
     w2 = w1 * (1 - lr * wd) - lr * torch.sign(b1 * m1 + (1 - b1) * G2)
     assert torch.allclose(got, w2, rtol=0, atol=1e-15)
 
 
-def test_adafactor_step_by_hand():
+@pytest.mark.parametrize("foreach", [False, True])  # the library's two code paths (CUDA: foreach)
+def test_adafactor_step_by_hand(foreach):
     # Shazeer & Stern 2018, Alg. 4 (no momentum, beta1 = 0): beta2_t = 1 - t^-0.8 (0 at t = 1),
     # R = row sums and C = column sums of G^2 + eps1, V = R C / (1^T R), U = G / sqrt(V),
     # U / max(1, RMS(U) / d); decoupled decay first. Two steps, so beta2_2 = 1 - 2^-0.8 is used.
@@ -150,7 +152,7 @@ def test_adafactor_step_by_hand():
 
     spec = RunConfig(optimizer="adafactor", lr=lr, beta1=0.0, beta2=0.999).optimizer
     p = torch.nn.Parameter(W.clone())
-    opt = adafactor([{"params": [p], "lr": lr, "weight_decay": wd}], spec, _ctx())
+    opt = adafactor([{"params": [p], "lr": lr, "weight_decay": wd}], spec, _ctx(foreach))
     w, r, c = W.clone(), torch.zeros(3, dtype=W.dtype), torch.zeros(4, dtype=W.dtype)
     for t, g in enumerate((G1, G2), start=1):
         p.grad = g.clone()
@@ -165,10 +167,10 @@ def test_adafactor_step_by_hand():
         assert torch.allclose(p.detach(), w, rtol=0, atol=1e-14), t
 
 
-def _ctx():
+def _ctx(foreach: bool | None = None):
     from sizeup.optim.groups import BuildContext
 
-    return BuildContext()
+    return BuildContext(foreach=foreach)
 
 
 def test_soap_step_by_hand():
