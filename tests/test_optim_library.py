@@ -376,3 +376,21 @@ def test_soap_resumes_with_a_side_it_does_not_precondition(tmp_path, monkeypatch
     a.advance(6, on_step=lambda s, v: la.append(v))
     b.advance(6, on_step=lambda s, v: lb.append(v))
     assert la == lb and len(la) == 3
+
+
+def test_shampoo_trains_bfloat16_weights_and_resumes(tmp_path):
+    # torch.linalg.eigh has no bfloat16: the preconditioners are kept in float32
+    from sizeup.train import Trainer
+
+    cfg = RunConfig(**SMALL, optimizer="shampoo", dtype="bfloat16", eval_every=0, steps=6)
+    a = Trainer.from_built(cfg, build(cfg))
+    a.start()
+    a.advance(2)
+    assert a.optimizer.state[a.model.lm_head.weight]["left"].dtype == torch.float32
+    side = a.save(tmp_path, cfg)
+    b = Trainer.from_built(cfg, build(cfg))
+    b.load(side, cfg)
+    la, lb = [], []
+    a.advance(4, on_step=lambda s, v: la.append(v))
+    b.advance(4, on_step=lambda s, v: lb.append(v))
+    assert la == lb and len(la) == 2 and all(math.isfinite(v) for v in la)

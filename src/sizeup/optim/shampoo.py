@@ -48,6 +48,8 @@ from sizeup.wrapping import full_tensor, is_dtensor
 # A matrix with a side longer than this takes Adam's update (an eigendecomposition of a
 # 8192 x 8192 preconditioner every few steps costs more than the step it improves).
 MAX_PRECONDITION_DIM = 8192
+# A matrix's state besides Adam's moments: the sides' statistics and their inverse roots.
+PRECONDITIONERS = ("left", "right", "left_root", "right_root")
 
 
 def inverse_root(a: torch.Tensor, exponent: float, damping: float) -> torch.Tensor:
@@ -65,6 +67,11 @@ def inverse_root(a: torch.Tensor, exponent: float, damping: float) -> torch.Tens
         return torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     scale = (evals + damping * top).pow(-exponent)
     return (evecs * scale) @ evecs.T
+
+
+def _wide(p: torch.Tensor) -> torch.dtype:
+    """The preconditioners' dtype: the parameter's, at least float32 (eigh has no bfloat16)."""
+    return torch.promote_types(p.dtype, torch.float32)
 
 
 def preconditioned(p: torch.Tensor) -> bool:
@@ -102,6 +109,18 @@ class Shampoo(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load, which casts every floating state tensor to its parameter's dtype; the
+        preconditioners then get back their own (float32 for bfloat16 weights: ``_wide``)."""
+        super().load_state_dict(state_dict)
+        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(ids, params):
+            saved = state_dict["state"].get(i, {})
+            for key in PRECONDITIONERS:
+                if key in saved:
+                    self.state[p][key] = saved[key].to(device=p.device, dtype=_wide(p))
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One step of every group (module doc)."""
@@ -127,8 +146,8 @@ class Shampoo(torch.optim.Optimizer):
             if preconditioned(p):
                 # whole (not sharded) on every rank under FSDP2: a side's statistics mix all rows
                 for side, n in (("left", p.shape[0]), ("right", p.shape[1])):
-                    state[side] = torch.zeros(n, n, dtype=p.dtype, device=p.device)
-                    state[side + "_root"] = torch.eye(n, dtype=p.dtype, device=p.device)
+                    state[side] = torch.zeros(n, n, dtype=_wide(p), device=p.device)
+                    state[side + "_root"] = torch.eye(n, dtype=_wide(p), device=p.device)
         state["step"] += 1
         t = state["step"]
         if wd != 0:
@@ -145,7 +164,7 @@ class Shampoo(torch.optim.Optimizer):
         adam = m / denom / bias1
         # Under FSDP2 (DTensors) the preconditioners need whole matrices: the gradient and the
         # momentum are all-gathered, every rank computes the same direction, keeps its shard.
-        whole = full_tensor(grad)
+        whole = full_tensor(grad).to(_wide(p))
         left, right = state["left"], state["right"]
         left.lerp_(whole @ whole.T, 1.0 - beta2)
         right.lerp_(whole.T @ whole, 1.0 - beta2)
@@ -153,10 +172,12 @@ class Shampoo(torch.optim.Optimizer):
             e, d = group["exponent"], group["damping"]
             state["left_root"] = inverse_root(left, e, d)
             state["right_root"] = inverse_root(right, e, d)
-        direction = state["left_root"] @ full_tensor(m / bias1) @ state["right_root"]
+        momentum = full_tensor(m / bias1).to(_wide(p))
+        direction = state["left_root"] @ momentum @ state["right_root"]
         norm = torch.linalg.vector_norm(direction)
         if norm > 0:
-            direction.mul_(full_tensor(torch.linalg.vector_norm(adam)) / norm)
+            direction.mul_(full_tensor(torch.linalg.vector_norm(adam.to(_wide(p)))) / norm)
+        direction = direction.to(p.dtype)
         if is_dtensor(p):
             direction = distribute_tensor(
                 direction, p.device_mesh, p.placements, src_data_rank=None

@@ -621,8 +621,8 @@ def _slots(entry: Any, param: torch.Tensor, where: str) -> list[tuple[str, str]]
 
 # --- lion, adafactor, soap, shampoo: optimizer state that is not of the parameter's shape ------
 def _factor(saved: Any, own: torch.Tensor) -> bool:
-    """A factored or per-side state of ``own``: a dense tensor of its dtype whose every size is
-    one of its sizes (Adafactor's row and column moments, Shampoo's and SOAP's side x side
+    """A factored or per-side state of ``own``: a dense tensor of its dtype (or float32, for a
+    bfloat16 parameter: Shampoo's preconditioners) whose every size is one of its sizes (Adafactor's row and column moments, Shampoo's and SOAP's side x side
     preconditioners), or a list of such tensors and empty lists (SOAP keeps one per side, []
     for a side it does not precondition)."""
     if isinstance(saved, (list, tuple)):
@@ -630,7 +630,7 @@ def _factor(saved: Any, own: torch.Tensor) -> bool:
     return (
         torch.is_tensor(saved)
         and saved.layout == torch.strided
-        and saved.dtype == own.dtype
+        and saved.dtype in (own.dtype, torch.promote_types(own.dtype, torch.float32))
         and saved.ndim >= 1
         and all(n in own.shape for n in saved.shape)
     )
