@@ -32,7 +32,8 @@ Each library class was read for what it does with a group's numbers (pytorch-opt
   Its first step only gathers the preconditioner (the paper's code does the same).
 
 Under FSDP2 Lion trains as on one process (measured: 2 gloo ranks follow one process to 5e-7
-in 4 steps); Adafactor and SOAP are refused by name (their state is not sharded).
+in 4 steps; a checkpoint resumes bit for bit); Adafactor and SOAP are refused by name (their
+state is not sharded).
 """
 
 from __future__ import annotations

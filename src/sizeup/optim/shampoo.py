@@ -30,7 +30,8 @@ Under FSDP2 (DTensor parameters) each matrix's gradient and momentum are all-gat
 rank computes the same direction, keeping its own rows; L, R and their roots are whole on every
 rank (not sharded). Measured (2 gloo ranks against one process, the small GPT, 4 steps): the
 losses agree to 6e-5 at damping 1e-6 and to 2.4e-7 at damping 1e-2: the near-singular roots
-amplify the rounding of a gradient summed in another order.
+amplify the rounding of a gradient summed in another order. A checkpoint taken under FSDP2
+resumes bit for bit (measured, 2 gloo ranks, 3 steps on).
 """
 
 from __future__ import annotations
