@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh machine: CPU PyTorch first (so pip never pulls a multi-GB CUDA
 # build by accident), then sizeup with its dev, ray, schedulefree (schedule-free AdamW),
-# logging (TensorBoard, Weights & Biases) and hf (Hugging Face transformers) extras, editable,
+# logging (TensorBoard, Weights & Biases), hf (Hugging Face transformers) and optimizers
+# (pytorch-optimizer: Lion, Adafactor, SOAP) extras, editable,
 # so every extra's tests run.
 # For a CUDA build, install torch yourself first (e.g. `pip install torch`): an installed torch
 # is left alone.
@@ -23,7 +24,7 @@ fi
 # The installed torch is a constraint: no extra may swap it for another build.
 constraint=$(mktemp)
 "$PY" -c "import torch; print('torch==' + torch.__version__)" > "$constraint"
-"$PY" -m pip install -e ".[dev,ray,schedulefree,logging,hf]" -c "$constraint"
+"$PY" -m pip install -e ".[dev,ray,schedulefree,logging,hf,optimizers]" -c "$constraint"
 # torchtitan integration (issue 25): the torchtitan extra on its own, since torchtitan 0.3.0 pins
 # datasets<4.8, whose metadata pins huggingface-hub<2, which transformers>=5 refuses; then give
 # transformers its hub back (datasets 4.7 imports and loads with it; pip names the conflict).

@@ -43,6 +43,12 @@ HYPERPARAMETERS = (
     "scion_readout_radius",
     # Dion (sizeup.optim.dion): its rank as a fraction of min(fan_out, fan_in)
     "dion_rank",
+    # Adafactor / SOAP / Shampoo (sizeup.optim.library, sizeup.optim.shampoo)
+    "decay_rate",
+    "clip_threshold",
+    "precondition_frequency",
+    "shampoo_exponent",
+    "shampoo_damping",
 )
 TRANSFERABLE = ("lr", "betas", "eps", "momentum")
 
@@ -297,6 +303,87 @@ register_optimizer(
         summary="Dion (low-rank power iteration, error feedback) on hidden matrices, AdamW "
         "elsewhere",
         state_shapes="sizeup.optim.dion:state_shapes",
+    )
+)
+# --- lion, adafactor, soap, shampoo (sizeup.optim.library, sizeup.optim.shampoo) ------------
+register_optimizer(
+    OptimizerEntry(
+        "lion",
+        "sizeup.optim.library:lion",
+        # the update is a sign: entries +-1, as Adam's (Chen et al. 2023, sec. 2)
+        family="adam",
+        reads=("beta1", "beta2"),
+        # None: the square-root rule is derived from Adam's SDE (Malladi et al. 2022, "On the
+        # SDEs and Scaling Rules for Adaptive Gradient Algorithms"), whose update divides by
+        # sqrt(v); no batch rule has been derived for Lion's sign of an interpolation
+        batch_moves=None,
+        extra="optimizers",
+        # a pilot (one seed each, sizeup.demo.study_base() at width 64, rule mup, 300 steps,
+        # lr 2^-13, -11, -9, -7; final val loss 3.96, 2.51, 2.17, 2.40): 2^-9, half of AdamW's
+        # best 2^-8 on the same grid (Chen et al. 2023 advise 3-10x smaller than AdamW's)
+        typical_lr=2.0**-9,
+        summary="Lion (Chen et al. 2023): sign of interpolated momentum, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "adafactor",
+        "sizeup.optim.library:adafactor",
+        # relative_step=False, scale_parameter=False: Adam with a factored second moment and
+        # update clipping (Shazeer & Stern 2018), entries of the update Theta(1) as Adam's
+        family="adam",
+        reads=("beta1", "beta2", "decay_rate", "clip_threshold"),
+        # Adam's square-root rule (Malladi et al. 2022) for lr and the betas (beta2 is the cap
+        # of its step-dependent decay); it reads no eps (its eps1 = 1e-30 is fixed)
+        batch_moves=("lr", "betas"),
+        extra="optimizers",
+        # None: AdamW's grid (the pilot, as Lion's, lr 2^-10, -8, -6, -4: final val loss 2.32,
+        # 2.12, 2.16, 2.28, best at AdamW's best 2^-8)
+        typical_lr=None,
+        summary="Adafactor (Shazeer & Stern 2018), external lr, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "soap",
+        "sizeup.optim.library:soap",
+        # Adam in Shampoo's eigenbasis (Vyas et al. 2024): the rotation keeps the update's
+        # Frobenius size Adam's (sizeup.parametrization.rules)
+        family="adam",
+        reads=("beta1", "beta2", "eps", "precondition_frequency"),
+        # Adam's square-root rule (Malladi et al. 2022) in the rotated coordinates, which do
+        # not depend on the gradient's scale
+        batch_moves=("lr", "betas", "eps"),
+        extra="optimizers",
+        # the pilot (as Lion's, lr 2^-10, -8, -6, -4: final val loss 3.93, 2.11, 2.03, 2.22):
+        # 2^-6, 4x AdamW's best 2^-8 there (pytorch-optimizer's default is 3e-3)
+        typical_lr=2.0**-6,
+        summary="SOAP (Vyas et al. 2024): Adam in Shampoo's eigenbasis, pytorch-optimizer",
+    )
+)
+register_optimizer(
+    OptimizerEntry(
+        "shampoo",
+        "sizeup.optim.shampoo:build",
+        # grafted onto Adam: each matrix's step has Adam's Frobenius norm (sizeup.optim.shampoo)
+        family="adam",
+        reads=(
+            "beta1",
+            "beta2",
+            "eps",
+            "precondition_frequency",
+            "shampoo_exponent",
+            "shampoo_damping",
+        ),
+        # None: the square-root rule is Adam's (Malladi et al. 2022); the preconditioner's
+        # direction has no derived batch rule
+        batch_moves=None,
+        # sizeup's own implementation: no extra
+        extra=None,
+        # None: AdamW's grid (the step size is Adam's, grafted; the pilot, as Lion's, lr 2^-10,
+        # -8, -6, -4: final val loss 2.13, 2.02, 2.11, 2.30, best at AdamW's best 2^-8)
+        typical_lr=None,
+        summary="Shampoo (Gupta et al. 2018), exponent 1/4, Adam grafting; sizeup's own",
     )
 )
 register_model(

@@ -81,6 +81,34 @@ class OptimSpec(Record):
         "rank; the paper also runs 1/4 and 1/16). Dion's momentum mu is `momentum`.",
         bounds=Bounds(0, 1, lo_open=True, why="a fraction of min(fan_out, fan_in)"),
     )
+    # Adafactor / SOAP / Shampoo settings
+    decay_rate: float = spec(
+        -0.8,
+        "Adafactor: second-moment decay beta2_t = min(beta2, 1 - t^decay_rate) (Shazeer & Stern "
+        "2018, sec. 7.2).",
+        bounds=Bounds(-1, 0, hi_open=True, why="1 - t^c grows towards 1 only for c < 0"),
+    )
+    clip_threshold: float = spec(
+        1.0,
+        "Adafactor: update clipping d, the largest RMS of an update (Shazeer & Stern 2018, sec. 6).",
+        bounds=Bounds(0, None, lo_open=True, why="the update is divided by max(1, RMS / d)"),
+    )
+    precondition_frequency: int = spec(
+        10,
+        "SOAP and Shampoo: steps between recomputing the preconditioner (SOAP's eigenbasis, "
+        "Shampoo's inverse roots).",
+        bounds=Bounds(1, 2**63 - 1, why="a number of steps"),
+    )
+    shampoo_exponent: float = spec(
+        0.25,
+        "Shampoo: the update is L^-e G R^-e (Gupta et al. 2018: e = 1/4 for a matrix).",
+        bounds=Bounds(0, 0.5, lo_open=True, why="e = 1/2 already whitens each side fully"),
+    )
+    shampoo_damping: float = spec(
+        1e-6,
+        "Shampoo: damping relative to each preconditioner's largest eigenvalue (L + d lmax I).",
+        bounds=Bounds(0, 1, lo_open=True, why="a zero eigenvalue's inverse root is infinite"),
+    )
     grad_clip: float = spec(0.0, "Clip the gradient norm to this (0: off).")
     base_batch_size: int | None = spec(
         None, "Batch transfer: the batch lr, betas, eps were tuned at (square-root rule)."

@@ -36,6 +36,42 @@ with 1/2 the block lr moves as Adam's, by the same argument (a fixed-norm step p
 
 (The eps column is on by default, ``scale_eps=True``; microsoft/mup keeps one eps.)
 
+Lion, Adafactor, SOAP, Shampoo (sizeup.optim.library, sizeup.optim.shampoo) read the Adam
+column under sp, mup and spectral alike. What is taken from a paper and what is derived here:
+
+- Lion (Chen et al. 2023): its update is sign(.), entries +-1 as Adam's sign-like update, so
+  Tensor Programs V's Adam derivation applies as it stands. No eps.
+- Adafactor (Shazeer & Stern 2018) with an external lr (relative_step=False) and
+  scale_parameter=False is Adam with a factored second moment: V_ij = R_i C_j / sum(R) has the
+  scale of G^2 (R_i ~ n E[G^2], C_j ~ m E[G^2]), so the update's entries are Theta(1) and its
+  clipping (RMS <= d) is width-free: Adam column (derived). scale_parameter=True multiplies
+  each step by max(1e-3, RMS(W)); under muP RMS(W) already carries the init (sigma/sqrt(m_in)
+  for hidden, sigma/m_in for the readout), so the lr multipliers would become 1/sqrt(m_in)
+  for hidden, 1 for the readout, input and vectors (derived), and a zero-initialised readout
+  would be pinned to the 1e-3 floor, which does not scale: sizeup does not offer it.
+  relative_step=True replaces the group's lr by min(1e-2, 1/sqrt(t)), so no rule could act:
+  sizeup always builds it with the group's lr.
+- SOAP (Vyas et al. 2024) is Adam in the eigenbasis (Q_L, Q_R) of Shampoo's preconditioners:
+  the update is Q_L (M' / sqrt(V')) Q_R^T, and an orthogonal rotation keeps the Frobenius norm,
+  so with Theta(1) rotated entries the update has Adam's size, ||dW||_F ~ eta sqrt(fan_in
+  fan_out) (derived; Qiu et al. 2025, "Hyperparameter Transfer Enables Consistent Gains of
+  Matrix-Preconditioned Optimizers Across Scales", find muP's lr scaling transfers for SOAP
+  and Shampoo). G -> cG leaves Q alone and scales M' and V'^1/2 by c, so eps follows the
+  gradient exactly as Adam's does (the eps column).
+- Shampoo (Gupta et al. 2018), e_L = e_R = 1/4: ungrafted, one step is L^-1/4 G R^-1/4 = U V^T
+  for G = U S V^T, an orthogonalised update with spectral norm 1 whatever the width, which
+  would read Muon's column (Ishikawa & Karakida 2024, "On the Parameterization of Second-Order
+  Optimization Effective Towards the Infinite Width", ICLR, derive that ungrafted Shampoo's
+  muP lr depends on width and that its damping must scale with the gradient; their table's
+  exponents are not reproduced here). sizeup's Shampoo grafts each matrix's step
+  onto Adam's Frobenius norm (Agarwal et al. 2020) and damps relative to the largest
+  eigenvalue, so the direction is scale-free and the size is Adam's: the Adam column and
+  Adam's eps (derived).
+Measured: the coordinate check (sizeup.diagnostics) passes for all four under mup on the MLP
+(widths 64 to 512, 3 seeds; 4 steps for Lion and Adafactor, 8 for SOAP and Shampoo) and fails
+under sp (SOAP's sp fails at 8 steps, not yet at 4: its first step only gathers statistics);
+tests/test_optim_library.py runs the mup check at widths 64 to 256.
+
 SP and mup_simple initialise every tensor as the model's author did, at every width
 (``keeps_own_init``): SP is the model as written.
 

@@ -561,9 +561,10 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _check_state(state: Any, groups: list, params: dict[str, torch.Tensor]) -> None:
     """Empty (an optimizer that has not stepped), or state for every trained parameter the
-    groups name and for no other, each slot a tensor of its parameter's shape and dtype or a
-    finite count >= 0, and the same slots for every parameter updated alike (by the group's
-    ``update``: Muon's and AdamW's parameters keep different ones)."""
+    groups name and for no other, each slot a tensor of its parameter's shape and dtype, a
+    finite count >= 0 or a factored / per-side state (``_factor``), and the same slots for
+    every parameter of one shape updated alike (by the group's ``update``: Muon's and AdamW's
+    parameters keep different ones)."""
     _need(isinstance(state, Mapping), "optimizer['state']", state, "a dict by parameter name")
     if not state:
         return
@@ -571,23 +572,27 @@ def _check_state(state: Any, groups: list, params: dict[str, torch.Tensor]) -> N
     group_of = {n: g for g in groups for n in g["params"]}
     for n in state:
         _need(n in kind, "optimizer['state'] key", n, "a parameter the groups name")
-    first: dict[str, tuple[str, list]] = {}
+    first: dict[tuple[str, tuple[int, ...]], tuple[str, list]] = {}
     for n in kind:
         if n not in state:
             _need(not params[n].requires_grad, f"optimizer['state'][{n!r}]", None, "its state")
             continue
         factors = _factor_shapes(group_of[n], params[n])
         slots = _slots(state[n], params[n], f"optimizer['state'][{n!r}]", factors)
-        ref, ref_slots = first.setdefault(kind[n], (n, slots))
+        # one shape: an optimizer may keep other state for another (Adafactor factors a
+        # matrix's second moment, not a vector's; Shampoo preconditions matrices only)
+        ref, ref_slots = first.setdefault((kind[n], tuple(params[n].shape)), (n, slots))
         if slots != ref_slots:
             raise _Bad(
                 f"holds optimizer['state'] slots {_slot_names(slots)} for {n} but "
-                f"{_slot_names(ref_slots)} for {ref} (parameters updated alike keep alike state)"
+                f"{_slot_names(ref_slots)} for {ref} (parameters of one shape updated alike "
+                "keep alike state)"
             )
 
 
 def _slot_names(slots: list[tuple[str, str]]) -> str:
-    return "(" + ", ".join(k if what == "full" else f"{k} (a count)" for k, what in slots) + ")"
+    shown = {"full": "{}", "count": "{} (a count)", "factor": "{} (of the parameter's sides)"}
+    return "(" + ", ".join(shown[what].format(k) for k, what in slots) + ")"
 
 
 def _factor_shapes(group: Mapping, param: torch.Tensor) -> dict[str, tuple[int, ...]]:
@@ -613,8 +618,9 @@ def _slots(
     where: str,
     factors: Mapping[str, tuple[int, ...]] | None = None,
 ) -> list[tuple[str, str]]:
-    """(slot, 'full' or 'count') of one parameter's optimizer state, each checked; a slot in
-    ``factors`` is a tensor of that shape (and the parameter's dtype)."""
+    """(slot, 'full', 'count' or 'factor') of one parameter's optimizer state, each checked; a
+    slot in ``factors`` (declared by the optimizer's registry entry) is a tensor of that shape
+    (and the parameter's dtype); a tensor of the parameter's sides is a factored state."""
     factors = factors or {}
     ok = isinstance(entry, Mapping) and all(isinstance(k, str) for k in entry)
     _need(ok, where, entry, "a dict of named tensors")
@@ -630,16 +636,37 @@ def _slots(
             allowed = f"a tensor of shape {factors[key]} and dtype {param.dtype}"
             _need(_fits(v, like), f"{where}[{key!r}]", v, allowed)
             out.append((key, "full"))
+        elif _factor(v, param) and not _fits(v, param):
+            # adafactor, soap, shampoo: a factored or per-side state
+            out.append((key, "factor"))
             continue
         else:
             allowed = (
                 f"a tensor of the parameter's shape {tuple(param.shape)} and dtype {param.dtype}"
+                " (or, for a factored or preconditioned state, of its sides)"
             )
             _need(_fits(v, param), f"{where}[{key!r}]", v, allowed)
             out.append((key, "full"))
             continue
         _need(math.isfinite(v) and v >= 0, f"{where}[{key!r}]", v, "a finite count >= 0")
     return out
+
+
+# --- lion, adafactor, soap, shampoo: optimizer state that is not of the parameter's shape ------
+def _factor(saved: Any, own: torch.Tensor) -> bool:
+    """A factored or per-side state of ``own``: a dense tensor of its dtype (or float32, for a
+    bfloat16 parameter: Shampoo's preconditioners) whose every size is one of its sizes (Adafactor's row and column moments, Shampoo's and SOAP's side x side
+    preconditioners), or a list of such tensors and empty lists (SOAP keeps one per side, []
+    for a side it does not precondition)."""
+    if isinstance(saved, (list, tuple)):
+        return all(_factor(x, own) or (isinstance(x, (list, tuple)) and not x) for x in saved)
+    return (
+        torch.is_tensor(saved)
+        and saved.layout == torch.strided
+        and saved.dtype in (own.dtype, torch.promote_types(own.dtype, torch.float32))
+        and saved.ndim >= 1
+        and all(n in own.shape for n in saved.shape)
+    )
 
 
 def _same_kind(saved: Any, live: Any, where: str) -> None:
@@ -825,6 +852,7 @@ def restore(trainer: Any, state: dict) -> None:
         _restore_stateless(trainer, state)
     for g, own in zip(trainer.optimizer.param_groups, kept):
         g.update(own)  # a GPU run's fused AdamW resumes on a CPU; an older torch's on this one
+    _restore_lists(trainer, state["optimizer"]["state"])
     if trainer.scheduler is not None and state["scheduler"] is not None:
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(trainer.scheduler.lr_lambdas)
@@ -843,6 +871,30 @@ def restore(trainer: Any, state: dict) -> None:
     trainer.diverged_step = t["diverged_step"]
     trainer.diagnostics = dict(t["diagnostics"] or {})
     _set_rng(state["rng"])
+
+
+# --- soap: per-parameter state kept in lists -----------------------------------------------
+def _restore_lists(trainer: Any, saved: Mapping) -> None:
+    """Per-parameter state held in lists, taken from the saved state as it is (its tensors on
+    the parameter's device): ``set_state_dict`` drops a list with no tensor (SOAP's [[]]: no
+    preconditioner for a vector) and loses the empty lists beside tensors (SOAP's [[], Q]: a
+    side it does not rotate), which would shift the sides."""
+    params = {canonical_name(n): p for n, p in trainer.model.named_parameters()}
+    for name, entry in saved.items():
+        p = params.get(name)
+        live = trainer.optimizer.state.get(p) if p is not None else None
+        if not live:
+            continue
+        for key, value in entry.items():
+            if isinstance(value, (list, tuple)):
+                live[key] = _on(value, p.device)
+
+
+def _on(value: Any, device: torch.device) -> Any:
+    """``value`` (lists of tensors and lists) copied, its tensors on ``device``."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on(v, device) for v in value)
+    return value.detach().to(device, copy=True) if torch.is_tensor(value) else value
 
 
 def _set_rng(rng: dict[str, Any]) -> None:
