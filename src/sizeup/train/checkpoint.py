@@ -636,6 +636,7 @@ def _slots(
             allowed = f"a tensor of shape {factors[key]} and dtype {param.dtype}"
             _need(_fits(v, like), f"{where}[{key!r}]", v, allowed)
             out.append((key, "full"))
+            continue
         elif _factor(v, param) and not _fits(v, param):
             # adafactor, soap, shampoo: a factored or per-side state
             out.append((key, "factor"))
