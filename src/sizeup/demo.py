@@ -85,6 +85,9 @@ def study_base() -> dict[str, Any]:
         qk_norm=True,
         eval_batches=8,
         threads=1,
+        # Newton-Schulz (Muon, Dion, Scion) in float32: on a CPU without bf16 matrix units (this
+        # project's AMD EPYC) a bf16 768x256 iteration took 1.53 s against 0.055 s in float32
+        ns_dtype="float32",
     )
 
 
