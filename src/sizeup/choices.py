@@ -28,9 +28,6 @@ InitStdHint = Union[float, Literal["fan_in"]]
 InitSource = Literal["model hint", "measured", "given"]
 
 # --- optimizers and schedules (optim/, schedules.py) ----------------------------------------
-# "adamw_schedulefree": schedule-free AdamW (Defazio et al. 2024) from the `schedulefree` package;
-# the trainer switches it to its averaged weights around every evaluation (train/step.py).
-Optimizer = Literal["adamw", "sgd", "muon", "adamw_schedulefree"]
 MuonScale = Literal["spectral", "original", "rms"]
 # Learning-rate schedules (schedules.Schedule); "multistep": DeepSeek LLM's steps, "power": Shen
 # et al. 2024's Power scheduler (their parameters are RunConfig fields: milestones, power_a/b).
@@ -79,7 +76,6 @@ READOUT_FORMS: tuple[ReadoutForm, ...] = get_args(ReadoutForm)
 OPT_FAMILIES: tuple[OptFamily, ...] = get_args(OptFamily)
 INIT_STD_MODES: tuple[InitStdMode, ...] = get_args(InitStdMode)
 INIT_SOURCES: tuple[InitSource, ...] = get_args(InitSource)
-OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
 MUON_SCALES: tuple[MuonScale, ...] = get_args(MuonScale)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
 RAMP_MODES: tuple[RampMode, ...] = get_args(RampMode)

@@ -31,7 +31,7 @@ class OptimSpec(Record):
 
     name: str = spec(
         "adamw",
-        "Optimizer (sizeup.registry): adamw, sgd, muon, adamw_schedulefree, or one you registered.",
+        "Optimizer: a name in sizeup.registry (docs/optim.md has one section per optimizer).",
         flat="optimizer",
         choices=optimizer_names,
     )
