@@ -212,6 +212,9 @@ class TransferGroup:
     # allow, and the seeds drawn from (for paired comparisons between groups)
     resampled_drift: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
     seeds: list[Any] = field(default_factory=list, repr=False, compare=False)
+    # per seed resample (row 0: the estimate) and axis value: log2 of the optimal lr, NaN where
+    # it is a bound or missing (for fits across the axis: sizeup.sweep.exponents)
+    resampled_optima: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -687,6 +690,7 @@ def _summarise(
         reason=reason,
         resampled_drift=(dmin, dmax) if enough else None,
         seeds=list(cube.seeds),
+        resampled_optima=np.where((reps.where == _MID) & reps.ok[None, :], reps.xo, np.nan),
     )
 
 
