@@ -284,7 +284,10 @@ def _verdict_line(g: Any, axis: str) -> tuple[Any, ...]:
 
 def demo(
     axis: str = typer.Option(
-        "width", "--axis", help="width | depth | batch | steps | stability: what grows."
+        "width",
+        "--axis",
+        help="width | depth | batch | steps | stability: what grows; plan: the whole loop "
+        "(proxy, steps study, ladder, fit, plan, the planned run trained and scored).",
     ),
     out: Path = typer.Option(
         None,
@@ -306,7 +309,12 @@ def demo(
     from sizeup.report.transfer import verdict_sentence
     from sizeup.sweep.estimate import Estimate
 
-    check_choice("axis", axis, AXES)
+    from sizeup.loop import AXIS as LOOP_AXIS
+
+    check_choice("axis", axis, (*AXES, LOOP_AXIS))
+    if axis == LOOP_AXIS:
+        _loop(out, quick, workers, seeds)
+        return
     seed_list = _parse_seeds(seeds)
     out = (
         out
@@ -335,6 +343,27 @@ def demo(
         f"wrote {out / 'report.html'} and {out / 'summary.json'} "
         f"(the study ran {summary['wall_time_s']:.0f} s)"
     )
+
+
+def _loop(out: Path | None, quick: bool, workers: int, seeds: str | None) -> None:
+    """`sizeup demo --axis plan`: the loop (sizeup.loop), its verdict and where it wrote."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from sizeup.loop import run_loop, settings_for
+
+    out = out if out is not None else Path("sizeup-demo-plan")
+    writable("out", out, folder=True)
+    mode = "quick" if quick else "full"
+    s = settings_for(mode)
+    seed_list = _parse_seeds(seeds)
+    if seed_list is not None:  # a seed set: the studies' and the target's seeds
+        s = replace(s, seeds=seed_list, target_seeds=seed_list)
+    summary = run_loop(out, mode, settings=s if seed_list is not None else None, workers=workers)
+    c = Console()
+    c.print(summary["verdict"], markup=False, highlight=False, soft_wrap=True)
+    c.print(f"wrote {out / 'report.html'} and {out / 'summary.json'}")
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:

@@ -244,7 +244,8 @@ class LawPreset:
             return None
         E, A, B, al, be = self.samples.T
         ok = (A > 0) & (B > 0) & (al > 0) & (be > 0)  # a resample can degenerate
-        losses = (E + A / N**al + B / D**be)[ok]
+        with np.errstate(over="ignore"):  # a wild resample's law: inf, kept at the tail
+            losses = (E + A / N**al + B / D**be)[ok]
         draws = noise_draws(
             float(sigma), int(dof), losses.size, np.random.default_rng(PREDICTION_SEED)
         )
