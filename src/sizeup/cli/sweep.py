@@ -306,10 +306,9 @@ def demo(
     from rich.console import Console
 
     from sizeup.demo import AXES, run_demo, settings_for
+    from sizeup.loop import AXIS as LOOP_AXIS
     from sizeup.report.transfer import verdict_sentence
     from sizeup.sweep.estimate import Estimate
-
-    from sizeup.loop import AXIS as LOOP_AXIS
 
     check_choice("axis", axis, (*AXES, LOOP_AXIS))
     if axis == LOOP_AXIS:
