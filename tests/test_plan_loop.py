@@ -209,3 +209,50 @@ def test_a_measured_batch_exponent_replaces_the_square_root(tmp_path):
     # batch ratio 16: b^0.3 instead of b^0.5, a factor 16^-0.2 (by hand)
     assert measured.peak_lr / sqrt.peak_lr == pytest.approx(16**-0.2, rel=1e-9)
     assert measured.measured_rules[0]["replaces"] == 0.5
+
+
+def test_plan_cli_prints_the_measured_exponent(steps_study, tmp_path, capsys):
+    from sizeup.cli import main
+
+    proxy = _proxy_study(tmp_path / "proxy.db")
+    shape = ["--width", "256", "--depth", "2", "--head-dim", "16", "--seq-len", "64"]
+    shape += ["--vocab-size", "256", "--tokens", "1e8", "--batch-tokens", "512"]
+    main(["plan", "--from-study", str(proxy), "--horizon-study", str(steps_study), *shape])
+    out = capsys.readouterr().out
+    assert "measured rules" in out and "horizon exponent -0.3" in out and "extrapolation" in out
+    main(
+        [
+            "plan",
+            "--from-study",
+            str(proxy),
+            "--horizon-study",
+            str(steps_study),
+            *shape,
+            "--format",
+            "json",
+        ]
+    )
+    d = json.loads(capsys.readouterr().out)
+    assert d["measured_rules"][0]["replaces"] == 0.0
+    assert d["run_config"]["optimizer"]["lr"] == d["peak_lr"]
+    with pytest.raises(SystemExit):
+        main(["plan", "--horizon-study", str(steps_study), *shape])
+    assert "horizon_study" in capsys.readouterr().err
+
+
+def test_demo_axis_plan_runs_the_loop(monkeypatch, tmp_path, capsys):
+    import sizeup.loop as loop
+    from sizeup.cli import main
+
+    seen = {}
+
+    def fake(out, mode, *, settings=None, workers=2, **_):
+        seen.update(out=out, mode=mode, settings=settings, workers=workers)
+        return {"verdict": "The plan's lr was within 0.10 octaves of the best measured."}
+
+    monkeypatch.setattr(loop, "run_loop", fake)
+    main(["demo", "--axis", "plan", "--quick", "--out", str(tmp_path / "d"), "--workers", "1"])
+    assert seen["mode"] == "quick" and seen["settings"] is None and seen["workers"] == 1
+    assert "within 0.10 octaves" in capsys.readouterr().out
+    main(["demo", "--axis", "plan", "--quick", "--out", str(tmp_path / "d"), "--seeds", "3,4"])
+    assert seen["settings"].seeds == [3, 4] and seen["settings"].target_seeds == [3, 4]
