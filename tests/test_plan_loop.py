@@ -144,7 +144,7 @@ def test_steps_study_measures_the_horizon_exponent(steps_study):
     from sizeup.sweep.exponents import measure_exponent, save_exponent, study_exponent
 
     off = measure_exponent(steps_study, "steps")  # the group with the rule off
-    assert off.name == "horizon" and off.group == "data_exponent=0"
+    assert off.name == "horizon" and off.group == "base_tokens=None, data_exponent=0"
     assert off.value == pytest.approx(TRUE_ALPHA, abs=0.03)
     assert off.estimate.lo < TRUE_ALPHA < off.estimate.hi
     assert off.values == (100, 200, 400, 800)
@@ -256,3 +256,41 @@ def test_demo_axis_plan_runs_the_loop(monkeypatch, tmp_path, capsys):
     assert "within 0.10 octaves" in capsys.readouterr().out
     main(["demo", "--axis", "plan", "--quick", "--out", str(tmp_path / "d"), "--seeds", "3,4"])
     assert seen["settings"].seeds == [3, 4] and seen["settings"].target_seeds == [3, 4]
+
+
+TRUE_BATCH = 0.3  # the synthetic batch study's optima rise as B^0.3
+
+
+def _batch_runner(config):
+    """synthetic_run with the optimum at 2^-8 (B / 4)^0.3 in the lr the run trains with (the
+    square-root rule applied where the trial has a base_batch_size), no noise."""
+    from sizeup.sweep.testing import synthetic_run
+
+    res = synthetic_run(config)
+    lr, B = config.optimizer.lr, config.data.batch_size
+    if config.optimizer.base_batch_size is not None:
+        lr *= math.sqrt(B / config.optimizer.base_batch_size)
+    d = math.log2(lr) - (-8.0 + TRUE_BATCH * math.log2(B / 4))
+    final = 2.0 + 0.1 * d * d
+    res.final_val_loss = res.final_train_loss = res.val_loss[-1] = res.train_loss[-1] = final
+    res.diverged, res.error = False, None
+    return res
+
+
+def test_batch_study_measures_the_batch_exponent(tmp_path):
+    from sizeup.sweep import run_sweep
+    from sizeup.sweep.exponents import measure_exponent
+
+    spec = {
+        "base": {"head_dim": 16, "seq_len": 64, "rule": "mup"},
+        "axes": {"lr": {"log2": [-11, -5]}, "base_batch_size": [None, 4]},
+        "zip": [{"batch_size": [4, 8, 16, 32], "steps": [80, 40, 20, 10]}],  # fixed tokens
+    }
+    db = tmp_path / "batch.db"
+    run_sweep(spec, db, runner=_batch_runner, progress=False)
+    off = measure_exponent(db, "batch_size")  # the group without the rule
+    assert off.name == "batch" and off.value == pytest.approx(TRUE_BATCH, abs=1e-6)
+    # the rule-on group's base lr rises as B^(0.3 - 0.5): the rule's 1/2 is added back
+    on = measure_exponent(db, "batch_size", {"base_batch_size": 4})
+    assert on.value == pytest.approx(TRUE_BATCH, abs=1e-6)
+    assert not off.estimate.has_interval  # one seed: no interval claimed

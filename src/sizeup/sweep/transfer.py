@@ -436,11 +436,13 @@ def _auto_groups(df: Any, axis: str, lr_field: str) -> list[str]:
     for f in FIELDS:
         if f in (axis, lr_field) or f in _NEVER_GROUP or f not in df.columns:
             continue
+        # missing values count as one value (None next to a number is a group: a rule off and
+        # on); pandas' string dtype keeps NaN missing through astype(str)
         col = df[f].astype(str)
-        if col.nunique() <= 1:
+        if col.nunique(dropna=False) <= 1:
             continue
         # a field fixed by the axis value (e.g. batch_size zipped with width) is not a group
-        if df.assign(_c=col).groupby(axis)["_c"].nunique().max() <= 1:
+        if df.assign(_c=col).groupby(axis)["_c"].nunique(dropna=False).max() <= 1:
             continue
         out.append(f)
     return out
