@@ -43,6 +43,7 @@ from sizeup.errors import ConfigError, check_choice
 from sizeup.laws.chinchilla import fit_approach3
 from sizeup.plan import plan, read_study
 from sizeup.plan.records import params
+from sizeup.report.loop import loop_page
 from sizeup.sweep import Store, run_sweep
 from sizeup.sweep.estimate import Estimate, t_interval
 from sizeup.sweep.executors import Runner
@@ -362,8 +363,6 @@ def run_loop(
 ) -> dict[str, Any]:
     """Run (or resume: the studies are stores in ``out``) the loop; write summary.json,
     report.html, fit/fit.json, plan/ (plan.json, plan.md, run.json) and plan-fixed/."""
-    from sizeup.report.loop import loop_page
-
     s = settings or settings_for(mode)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from typing import Any
 
 from sizeup.config import DataSpec, ModelSpec, OptimSpec, ParamSpec, RunConfig
 from sizeup.flops import gpu_memory_gib
+from sizeup.optim.transfer import SQRT_RULE
 from sizeup.plan.compare import compare_laws, plot_comparison, to_markdown
 from sizeup.plan.options import PlanInputs, Study
 from sizeup.plan.records import (
@@ -76,7 +77,6 @@ from sizeup.plan.stages import (
     size_stage,
 )
 from sizeup.plan.table import table_stage
-from sizeup.sweep.exponents import SQRT_RULE
 from sizeup.train.build import memory_estimate
 
 

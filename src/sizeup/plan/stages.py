@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from sizeup.config import ModelSpec, OptimSpec, ScheduleSpec, parse
 from sizeup.errors import ConfigError
 from sizeup.flops import peak_flops, spec_flops_per_token, training_time_s
-from sizeup.optim.transfer import transfer_batch, transfer_horizon
+from sizeup.optim.transfer import SQRT_RULE, transfer_batch, transfer_horizon
 from sizeup.plan.records import (
     DEFAULT_VOCAB,
     PLAN_MODEL,
@@ -35,7 +35,6 @@ from sizeup.plan.records import (
 )
 from sizeup.registry import get_optimizer
 from sizeup.schedules import DEEPSEEK_LLM_MILESTONES, loss_ramp, token_ramp
-from sizeup.sweep.exponents import SQRT_RULE
 
 T = TypeVar("T")
 

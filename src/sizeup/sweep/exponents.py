@@ -29,13 +29,11 @@ from typing import Any
 import numpy as np
 
 from sizeup.errors import ConfigError
+from sizeup.optim.transfer import SQRT_RULE
 from sizeup.sweep.estimate import Estimate, t_interval
 from sizeup.sweep.store import FINISHED, Store
 from sizeup.sweep.transfer import LEVEL, analyze_transfer
 
-# The square-root rule's batch exponent: lr x (B / B0)^(1/2) (Malladi et al. 2022, the rule
-# sizeup.optim.transfer_batch applies).
-SQRT_RULE = 0.5
 # axis -> (the exponent's name, the rule it measures)
 MEASURED = {
     "steps": ("horizon", "lr x (D / D0)^alpha_data"),
