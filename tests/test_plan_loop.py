@@ -294,3 +294,14 @@ def test_batch_study_measures_the_batch_exponent(tmp_path):
     on = measure_exponent(db, "batch_size", {"base_batch_size": 4})
     assert on.value == pytest.approx(TRUE_BATCH, abs=1e-6)
     assert not off.estimate.has_interval  # one seed: no interval claimed
+
+
+def test_failed_bootstrap_rows_leave_the_intervals_alone(tmp_path):
+    # a resample that did not converge (NaN) or degenerated (alpha <= 0) is not a law: both
+    # intervals are those of the valid rows alone (here identical, so 3.1 by hand)
+    good = [LAW[k] for k in ("E", "A", "B", "alpha", "beta")]
+    rows = [good] * 50 + [[float("nan")] * 5, [2.0, 1000.0, 1000.0, -0.1, 0.5]]
+    noise = {"sigma_log_loss": 1e-9, "dof": 5}
+    law = load_fit(_fit_json(tmp_path, samples=rows, noise=noise))
+    assert law.loss_interval(1e6, 1e8) == pytest.approx((3.1, 3.1, 3.1))
+    assert law.prediction_interval(1e6, 1e8) == pytest.approx((3.1, 3.1))

@@ -223,10 +223,18 @@ class LawPreset:
         point = float(self.loss_law.loss(N, D))
         if self.samples is None or len(self.samples) < 2:
             return point, point, point
-        E, A, B, al, be = (self.samples[:, i] for i in range(5))
-        losses = E + A / N**al + B / D**be
+        E, A, B, al, be = self._valid_samples().T
+        with np.errstate(over="ignore"):  # a wild resample's law: inf, kept at the tail
+            losses = E + A / N**al + B / D**be
         q = (1 - level) / 2
         return point, float(np.quantile(losses, q)), float(np.quantile(losses, 1 - q))
+
+    def _valid_samples(self) -> np.ndarray:
+        """The bootstrap rows that are laws: finite, A, B, alpha, beta > 0 (a resample can
+        degenerate or fail to converge; Approach3Fit._valid drops the same)."""
+        s = self.samples
+        ok = np.isfinite(s).all(axis=1) & (s[:, 1:] > 0).all(axis=1)
+        return s[ok]
 
     def prediction_interval(
         self, N: float, D: float, level: float = 0.9
@@ -242,10 +250,9 @@ class LawPreset:
             return None
         if not sigma or not dof or not sigma > 0:
             return None
-        E, A, B, al, be = self.samples.T
-        ok = (A > 0) & (B > 0) & (al > 0) & (be > 0)  # a resample can degenerate
+        E, A, B, al, be = self._valid_samples().T
         with np.errstate(over="ignore"):  # a wild resample's law: inf, kept at the tail
-            losses = (E + A / N**al + B / D**be)[ok]
+            losses = E + A / N**al + B / D**be
         draws = noise_draws(
             float(sigma), int(dof), losses.size, np.random.default_rng(PREDICTION_SEED)
         )
