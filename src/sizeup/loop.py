@@ -341,9 +341,14 @@ def verdict(summary: dict[str, Any]) -> str:
     reg = Estimate.from_dict(sc["regret"])
     inside = "inside" if sc["inside_interval"] else "outside"
     fixed = Estimate.from_dict(summary["score"]["fixed_exponent"]["optimum_offset_octaves"])
+    where = (
+        f"was within {abs(off.value):.2f} octaves of the best measured (offset {off.text()})"
+        if off.bound == "="
+        else f"was at least {abs(off.value):.2f} octaves from the best measured, which lies "
+        f"beyond the lrs trained (offset {off.text()})"
+    )
     return (
-        f"The plan's lr was within {abs(off.value):.2f} octaves of the best measured "
-        f"(offset {off.text()}) and cost {reg.text('{:.4f}')} nats; the loss was predicted "
+        f"The plan's lr {where} and cost {reg.text('{:.4f}')} nats; the loss was predicted "
         f"within {abs(sc['loss_error_pct']):.1f}% ({inside} its 90% prediction interval); "
         f"with the fixed -1/2 horizon exponent the lr was {abs(fixed.value):.2f} octaves off."
     )
