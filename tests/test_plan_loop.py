@@ -185,6 +185,9 @@ def test_the_measured_horizon_exponent_moves_the_plan_lr(steps_study, tmp_path):
     assert measured.peak_lr > fixed.peak_lr
     assert measured.peak_lr / fixed.peak_lr == pytest.approx(d ** (alpha + 0.5), rel=1e-9)
     assert measured.run.optimizer.lr == measured.peak_lr
+    # measured over 100..800 steps (8x), applied over d: d / 8 past the measured span
+    assert (m["measured_over"], m["applied_over"]) == (8.0, pytest.approx(d))
+    assert m["factor"] == pytest.approx(d / 8)
     rows = dict(measured.summary_rows())
     assert (
         "horizon exponent -0.3" in rows["measured rules"]

@@ -578,13 +578,29 @@ def _proxy_view(inp: PlanInputs, opt: dict[str, Any]) -> ProxyView | None:
     )
 
 
-def measured_rules(measured: tuple[Any, ...]) -> list[dict[str, Any]]:
+def measured_rules(measured: tuple[Any, ...], ratios: Any) -> list[dict[str, Any]]:
     """The study's measured exponents as the plan records them: each with the default it
-    replaced (the horizon: OptimSpec's data_exponent; the batch: the square-root rule's 1/2)."""
+    replaced (the horizon: OptimSpec's data_exponent; the batch: the square-root rule's 1/2),
+    and how far the plan applies it against how far it was measured (``measured_over``: the
+    study's largest over smallest axis value; ``applied_over``: the plan's data or batch ratio
+    against the proxy; ``factor``: how far past the measured span, 1 within it)."""
     out = []
     for m in measured:
         default = OptimSpec().data_exponent if m.name == "horizon" else SQRT_RULE
-        out.append({**m.to_dict(), "replaces": default, "text": m.text(default)})
+        span = max(m.values) / min(m.values)
+        ratio = ratios.data if m.name == "horizon" else ratios.batch
+        applied = max(ratio, 1 / ratio)
+        text = m.text(default) + f"; measured over {span:.3g}x, applied over {applied:.3g}x"
+        out.append(
+            {
+                **m.to_dict(),
+                "replaces": default,
+                "measured_over": span,
+                "applied_over": applied,
+                "factor": max(1.0, applied / span),
+                "text": text,
+            }
+        )
     return out
 
 
@@ -730,7 +746,7 @@ def _assemble(
         loss_interval=loss.law_interval if loss is not None else None,
         loss_prediction_interval=loss.prediction_interval if loss is not None else None,
         extrapolation=verdict.extrapolation,
-        measured_rules=measured_rules(inp.measured),
+        measured_rules=measured_rules(inp.measured, ratios),
         time_s=cost.time_s if cost is not None else None,
         gpu_hours=cost.gpu_hours if cost is not None else None,
         cost=cost.cost if cost is not None else None,
