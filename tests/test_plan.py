@@ -731,7 +731,9 @@ def test_every_command_line_flag_is_a_record_field():
     assert set(OLD_FLAGS) <= names | old  # the old names are hidden aliases
     params = inspect.signature(plan_command).parameters
     flags = {n for n in params if "__alias__" not in n}
-    assert names | {"from_study", "from_study_group", "out", "explain", "fmt"} == flags
+    command = {"from_study", "from_study_group", "out", "explain", "fmt"}
+    command |= {"horizon_study", "batch_study"}  # measured exponents (sizeup.sweep.exponents)
+    assert names | command == flags
     # one name per concept: the plan's flags are train's where they share a record's field
     from sizeup.config import RunConfig
 
