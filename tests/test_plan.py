@@ -733,6 +733,7 @@ def test_every_command_line_flag_is_a_record_field():
     flags = {n for n in params if "__alias__" not in n}
     command = {"from_study", "from_study_group", "out", "explain", "fmt"}
     command |= {"emit"}  # torchtitan integration (issue 25): `--emit torchtitan`
+    command |= {"horizon_study", "batch_study"}  # measured exponents (sizeup.sweep.exponents)
     assert names | command == flags
     # one name per concept: the plan's flags are train's where they share a record's field
     from sizeup.config import RunConfig

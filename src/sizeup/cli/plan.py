@@ -38,6 +38,22 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any]] = {
             help="Which group of the study, e.g. rule=mup (default: the only one, else rule=mup).",
         ),
     ),
+    "horizon_study": (
+        Path | None,
+        typer.Option(
+            None,
+            help="With --from-study: a steps study (.db) whose measured horizon exponent "
+            "alpha_data replaces --data-exponent (sizeup.sweep.exponents).",
+        ),
+    ),
+    "batch_study": (
+        Path | None,
+        typer.Option(
+            None,
+            help="With --from-study: a batch study (.db) whose measured batch exponent replaces "
+            "the square-root rule's 1/2 for the lr.",
+        ),
+    ),
     "out": (
         Path | None,
         typer.Option(
@@ -78,6 +94,7 @@ def plan_command(**options: Any) -> None:
     from sizeup.plan import plan, read_study
 
     study, group = options.pop("from_study"), options.pop("from_study_group")
+    measured = {k: options.pop(k) for k in ("horizon_study", "batch_study")}
     out, explain, fmt = options.pop("out"), options.pop("explain"), options.pop("fmt")
     emit = options.pop("emit")
     output = Output(fmt)
@@ -87,8 +104,11 @@ def plan_command(**options: Any) -> None:
         check_choice("emit", emit, EMITS)
         if out is None:
             raise ConfigError("emit", emit, "given with --out DIR (where the job is written)")
+    for k, v in measured.items():
+        if v is not None and study is None:
+            raise ConfigError(k, str(v), "given only with --from-study")
     given = take_fields(options, FIELDS)
-    p = plan(study=read_study(study, group) if study is not None else None, **given)
+    p = plan(study=read_study(study, group, **measured) if study is not None else None, **given)
     with output:
         _print(output, p, explain)
         output.data(p.to_dict())

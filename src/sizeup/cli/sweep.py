@@ -298,7 +298,8 @@ def demo(
     axis: str = typer.Option(
         "width",
         "--axis",
-        help="width | depth | batch | steps | stability | critical-batch: what grows.",
+        help="width | depth | batch | steps | stability | critical-batch: what grows; plan: the "
+        "whole loop (proxy, steps study, ladder, fit, plan, the planned run trained and scored).",
     ),
     out: Path = typer.Option(
         None,
@@ -333,12 +334,15 @@ def demo(
 
     from sizeup.critbatch import AXIS as CRITICAL_BATCH
     from sizeup.demo import AXES, run_demo, settings_for
+    from sizeup.loop import AXIS as LOOP_AXIS
     from sizeup.registry import optimizer_names
     from sizeup.report.transfer import verdict_sentence
     from sizeup.sweep.estimate import Estimate
 
-    check_choice("axis", axis, (*AXES, CRITICAL_BATCH))
+    check_choice("axis", axis, (*AXES, CRITICAL_BATCH, LOOP_AXIS))
     check_choice("optimizer", optimizer, optimizer_names())
+    if axis in (CRITICAL_BATCH, LOOP_AXIS) and stack != 1:
+        raise ConfigError("stack", stack, f"1 with --axis {axis} (its runs are not stacked)")
     if axis == CRITICAL_BATCH:
         if optimizer != "adamw":
             raise ConfigError(
@@ -354,6 +358,11 @@ def demo(
             optimizers,
             "unset unless --axis critical-batch (the other axes take one --optimizer)",
         )
+    if axis == LOOP_AXIS:
+        if optimizer != "adamw":
+            raise ConfigError("optimizer", optimizer, "unset with --axis plan (its runs use AdamW)")
+        _loop(out, quick, workers, seeds)
+        return
     seed_list = _parse_seeds(seeds)
     suffix = "" if optimizer == "adamw" else f"-{optimizer}"
     out = (
@@ -415,6 +424,27 @@ def _demo_critical_batch(
         f"wrote {out / 'report.html'} and {out / 'summary.json'} "
         f"(the study ran {summary['wall_time_s']:.0f} s)"
     )
+
+
+def _loop(out: Path | None, quick: bool, workers: int, seeds: str | None) -> None:
+    """`sizeup demo --axis plan`: the loop (sizeup.loop), its verdict and where it wrote."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from sizeup.loop import run_loop, settings_for
+
+    out = out if out is not None else Path("sizeup-demo-plan")
+    writable("out", out, folder=True)
+    mode = "quick" if quick else "full"
+    s = settings_for(mode)
+    seed_list = _parse_seeds(seeds)
+    if seed_list is not None:  # a seed set: the studies' and the target's seeds
+        s = replace(s, seeds=seed_list, target_seeds=seed_list)
+    summary = run_loop(out, mode, settings=s if seed_list is not None else None, workers=workers)
+    c = Console()
+    c.print(summary["verdict"], markup=False, highlight=False, soft_wrap=True)
+    c.print(f"wrote {out / 'report.html'} and {out / 'summary.json'}")
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:

@@ -444,6 +444,9 @@ class Approach3Fit:
     noise: np.ndarray | None = None  # (n_boot,) noise draws sigma * T(dof), paired with samples
     resample: str = ""  # how the bootstrap resampled: "points" or "parametric"
     weighted: bool = False
+    # the ranges of the fitted points (after dropping): N, D and C = 6ND, each [min, max]; a
+    # plan past them says by how much it extrapolates (sizeup.plan.stages.extrapolation)
+    ranges: dict[str, list[float]] = field(default_factory=dict)
 
     def interval(self, values: np.ndarray) -> tuple[float, float]:
         """Central `level` percentile interval of bootstrap values."""
@@ -556,6 +559,7 @@ class Approach3Fit:
             # the observation noise that prediction intervals add (log-loss residual scale)
             "noise": {"sigma_log_loss": self.sigma, "dof": self.dof, "distribution": "student_t"},
             "warnings": list(self.warnings),
+            "fit_ranges": dict(self.ranges),
         }
         if self.samples is not None:
             d["bootstrap"] = int(len(self.samples))
@@ -633,6 +637,13 @@ def _prepare_points(
     return N, D, L, w, dropped, warns
 
 
+def point_ranges(N: np.ndarray, D: np.ndarray) -> dict[str, list[float]]:
+    """[min, max] of the fitted points' N, D and compute C = 6ND (Hoffmann et al. 2022's
+    convention): the range a law was fitted on, which a plan compares its target with."""
+    C = 6.0 * N * D
+    return {k: [float(v.min()), float(v.max())] for k, v in (("N", N), ("D", D), ("C", C))}
+
+
 def fit_approach3(
     N: np.ndarray,
     D: np.ndarray,
@@ -675,6 +686,7 @@ def fit_approach3(
         sigma=float(sigma),
         dof=dof,
         weighted=w is not None,
+        ranges=point_ranges(N, D),
     )
     if bootstrap:
         fit.resample = resample_kind(resample, N.size, n_par)

@@ -36,9 +36,13 @@ from sizeup.errors import ConfigError, DataError, check_choice
 from sizeup.laws.chinchilla import ChinchillaLaw
 from sizeup.laws.forms import LogLaw, PowerLaw
 from sizeup.laws.hp import FreeFormLaw
+from sizeup.laws.intervals import noise_draws, percentile_interval
 from sizeup.schedules import DEEPSEEK_LLM_MILESTONES
 
 HPLaw = FreeFormLaw | LogLaw  # a law in named variables (N, D, C, L, d)
+# The seed of the noise draws a preset's prediction interval pairs with its bootstrap samples
+# (fit.json keeps the noise's scale, not the draws): the same plan prints the same interval.
+PREDICTION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,9 @@ class LawPreset:
     # a plan far outside it says how far it extrapolates (sizeup.plan.stages).
     fit_range: tuple[float, float] | None = None
     fit_range_source: str = ""
+    # The fitted points' parameters N and tokens D, [min, max] each, when known (a `sizeup fit`
+    # fit.json's "fit_ranges"; a paper's when it states them): how far a plan extrapolates.
+    fit_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_choice("compute", self.compute, COMPUTE_CONVENTIONS)
@@ -216,10 +223,41 @@ class LawPreset:
         point = float(self.loss_law.loss(N, D))
         if self.samples is None or len(self.samples) < 2:
             return point, point, point
-        E, A, B, al, be = (self.samples[:, i] for i in range(5))
-        losses = E + A / N**al + B / D**be
+        E, A, B, al, be = self._valid_samples().T
+        with np.errstate(over="ignore"):  # a wild resample's law: inf, kept at the tail
+            losses = E + A / N**al + B / D**be
         q = (1 - level) / 2
         return point, float(np.quantile(losses, q)), float(np.quantile(losses, 1 - q))
+
+    def _valid_samples(self) -> np.ndarray:
+        """The bootstrap rows that are laws: finite, A, B, alpha, beta > 0 (a resample can
+        degenerate or fail to converge; Approach3Fit._valid drops the same)."""
+        s = self.samples
+        ok = np.isfinite(s).all(axis=1) & (s[:, 1:] > 0).all(axis=1)
+        return s[ok]
+
+    def prediction_interval(
+        self, N: float, D: float, level: float = 0.9
+    ) -> tuple[float, float] | None:
+        """(low, high) of the ``level`` prediction interval of a run's *measured* loss at
+        (N, D): each bootstrap law's loss times exp(sigma T), T ~ Student t(dof) with the fit's
+        measured log-loss noise (fit.json "noise"; sizeup.laws.intervals, as
+        Approach3Fit.prediction_interval). None without bootstrap samples or a noise scale
+        (a published preset: its paper gives no residual scale)."""
+        noise = self.extra.get("noise") or {}
+        sigma, dof = noise.get("sigma_log_loss"), noise.get("dof")
+        if self.loss_law is None or self.samples is None or len(self.samples) < 2:
+            return None
+        if not sigma or not dof or not sigma > 0:
+            return None
+        E, A, B, al, be = self._valid_samples().T
+        with np.errstate(over="ignore"):  # a wild resample's law: inf, kept at the tail
+            losses = E + A / N**al + B / D**be
+        draws = noise_draws(
+            float(sigma), int(dof), losses.size, np.random.default_rng(PREDICTION_SEED)
+        )
+        lo, hi = percentile_interval(losses * np.exp(draws), level)
+        return float(lo), float(hi)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (samples left out)."""
@@ -242,6 +280,7 @@ class LawPreset:
             "vocab_size": self.vocab_size,
             "fit_range": None if self.fit_range is None else list(self.fit_range),
             "fit_range_source": self.fit_range_source,
+            "fit_ranges": {k: list(v) for k, v in self.fit_ranges.items()},
             "notes": self.notes,
         }
 
@@ -485,6 +524,8 @@ def load_fit(path: str | Path) -> LawPreset:
     if all(k in d and d[k] is not None for k in ("E", "A", "B", "alpha", "beta")):
         loss_law = ChinchillaLaw(d["E"], d["A"], d["B"], d["alpha"], d["beta"])
     samples = np.asarray(d["samples"], dtype=float) if d.get("samples") else None
+    ranges = _fit_ranges(d.get("fit_ranges"))
+    c_range = ranges.pop("C", None)
     preset = LawPreset(
         name=d.get("name", p.parent.name or "fit"),
         source=f"sizeup fit ({d.get('kind', 'chinchilla')}, approach {d.get('approach', '-')}) from {p}",
@@ -497,5 +538,21 @@ def load_fit(path: str | Path) -> LawPreset:
         samples=samples,
         extra={k: v for k, v in d.items() if k not in ("samples",)},
         vocab_size=int(d["vocab_size"]) if d.get("vocab_size") else None,
+        fit_range=c_range,
+        fit_range_source="the fitted points (fit.json fit_ranges)" if c_range else "",
+        fit_ranges=ranges,
     )
     return preset
+
+
+def _fit_ranges(d: Any) -> dict[str, tuple[float, float]]:
+    """fit.json's "fit_ranges" ({"N": [min, max], "D": ..., "C": ...}) as tuples; a malformed
+    entry is left out (the plan then says nothing of that range)."""
+    if not isinstance(d, dict):
+        return {}
+    out = {}
+    for k in ("N", "D", "C"):
+        v = d.get(k)
+        if isinstance(v, (list, tuple)) and len(v) == 2 and 0 < float(v[0]) <= float(v[1]):
+            out[k] = (float(v[0]), float(v[1]))
+    return out

@@ -21,6 +21,10 @@ from collections.abc import Sequence
 
 from sizeup.errors import ConfigError, check_positive
 
+# The square-root rule's exponent: lr x (B / B0)^(1/2) (Malladi et al. 2022); a batch study may
+# measure another (sizeup.sweep.exponents), which a plan then uses in its place.
+SQRT_RULE = 0.5
+
 
 def transfer_batch(
     lr: float,

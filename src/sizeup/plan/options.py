@@ -122,6 +122,10 @@ class Study:
     parametrization: dict[str, Any]
     optimizer: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    # transfer exponents measured by steps / batch studies (sizeup.sweep.exponents), which
+    # replace the rules' defaults: the horizon one sets data_exponent, the batch one the lr's
+    # batch exponent
+    exponents: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class PlanInputs:
     optimizer: dict[str, Any]
     schedule: dict[str, Any]
     data: dict[str, Any]
+    measured: tuple[Any, ...] = ()  # the study's measured exponents (Study.exponents)
 
     @classmethod
     def build(
@@ -157,6 +162,7 @@ class PlanInputs:
         shared = {slot: {**given_fields(records.get(slot)), **flat[slot]} for slot in SHARED}
         if study is not None:
             _not_over_a_study(flat["proxy"])
+            _not_over_a_measurement(study, shared["optimizer"])
             for slot in ("parametrization", "optimizer"):
                 shared[slot] = _under_the_study(getattr(study, slot), shared[slot])
             own["proxy"] = study.proxy
@@ -165,7 +171,7 @@ class PlanInputs:
         else:
             _no_proxy(shared, own["proxy"])
             own["proxy"] = None
-        return cls(**own, **shared)
+        return cls(**own, **shared, measured=study.exponents if study is not None else ())
 
 
 def _own(slot: str, record: Record | None, fields: dict[str, Any]) -> Record | None:
@@ -199,6 +205,16 @@ def _not_over_a_study(fields: dict[str, Any]) -> None:
         name, value = next(iter(fields.items()))
         flat = next(i.flat for i in Proxy.field_info() if i.name == name)
         raise ConfigError(flat, value, "left out with --from-study (the study gives the proxy)")
+
+
+def _not_over_a_measurement(study: Study, optimizer: dict[str, Any]) -> None:
+    """A measured horizon exponent is the study's: a given data_exponent would contradict it."""
+    if "data_exponent" in optimizer and any(m.name == "horizon" for m in study.exponents):
+        raise ConfigError(
+            "data_exponent",
+            optimizer["data_exponent"],
+            "left out with a steps study (--horizon-study measures it)",
+        )
 
 
 def _under_the_study(study: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from typing import Any
 
 from sizeup.config import DataSpec, ModelSpec, OptimSpec, ParamSpec, RunConfig
 from sizeup.flops import gpu_memory_gib
+from sizeup.optim.transfer import SQRT_RULE
 from sizeup.plan.compare import compare_laws, plot_comparison, to_markdown
 from sizeup.plan.options import PlanInputs, Study
 from sizeup.plan.records import (
@@ -64,6 +65,7 @@ from sizeup.plan.stages import (
     budget_stage,
     checks_stage,
     cost_stage,
+    extrapolation_text,
     loss_stage,
     lr_stage,
     model_template,
@@ -113,6 +115,12 @@ class Plan:
     proxy: dict[str, Any] | None = None  # what was transferred from (and its source)
     loss: float | None = None
     loss_interval: tuple[float, float] | None = None
+    # where a run's measured loss will land (a fit with its noise measured; None: a preset)
+    loss_prediction_interval: tuple[float, float] | None = None
+    # compute, params and tokens against the law's fitted ranges (sizeup.plan.stages.extrapolation)
+    extrapolation: list[dict[str, Any]] = field(default_factory=list)
+    # transfer exponents a study measured, each with the default it replaced (sizeup.sweep.exponents)
+    measured_rules: list[dict[str, Any]] = field(default_factory=list)
     params_active: int | None = None  # an MoE's parameters per token (None: dense, all)
     time_s: float | None = None
     gpu_hours: float | None = None
@@ -161,8 +169,9 @@ class Plan:
         "layers" are the command-line contract; "run_config" is the run in its sections (what
         run.json holds)."""
         d = {k: v for k, v in asdict(self).items() if k != "run"}
-        if d["loss_interval"] is not None:
-            d["loss_interval"] = list(d["loss_interval"])
+        for k in ("loss_interval", "loss_prediction_interval"):
+            if d[k] is not None:
+                d[k] = list(d[k])
         d["run_config"] = self.run.sections()
         return d
 
@@ -195,8 +204,11 @@ class Plan:
             rows.append(("batch transfer", batch_transfer_text(self.batch_transfer)))
         if self.proxy is not None:
             rows.append(("proxy", _proxy_row(self.proxy)))
+        if self.measured_rules:
+            rows.append(("measured rules", "; ".join(m["text"] for m in self.measured_rules)))
         return rows + [
             ("predicted loss", self._loss_text()),
+            ("extrapolation", self._extrapolation_text()),
             ("time", self._time_text()),
             ("cost", self._cost_text()),
         ]
@@ -282,6 +294,13 @@ class Plan:
             band = ""
             if self.loss_interval is not None and self.loss_interval[0] != self.loss_interval[1]:
                 band = f" (90% bootstrap {self.loss_interval[0]:.4f}-{self.loss_interval[1]:.4f})"
+            if self.loss_prediction_interval is not None:
+                lo, hi = self.loss_prediction_interval
+                band = (
+                    f" (90% prediction interval {lo:.4f}-{hi:.4f}: where a run's measured loss "
+                    f"lands, the fit's noise included; the law itself "
+                    f"{self.loss_interval[0]:.4f}-{self.loss_interval[1]:.4f})"
+                )
             return f"{self.loss:.4f}{band}"
         name = self.preset["name"]
         if "loss" not in self.preset.get("provides", []):
@@ -290,6 +309,11 @@ class Plan:
                 "fit.json predicts one)"
             )
         return f"- (preset {name}'s loss law is not in C = 6ND terms)"
+
+    def _extrapolation_text(self) -> str:
+        if not self.extrapolation:
+            return "- (the laws state no fitted range; --fit-range Cmin,Cmax gives one)"
+        return extrapolation_text(self.extrapolation)
 
     def _time_text(self) -> str:
         if self.time_s is None or self.hardware is None:
@@ -537,7 +561,7 @@ def _plan(inp: PlanInputs) -> Plan:
     table = table_stage(run.value)
     loss = loss_stage(law, size.value.params, budget.value.tokens)
     cost = cost_stage(inp.hardware, budget.value.flops_exact)
-    predicted = loss.value[0] if loss.value is not None else None
+    predicted = loss.value.value if loss.value is not None else None
     verdict = checks_stage(
         inp.checks, inp.laws, law, budget.value, size.value, batch.value, predicted
     )
@@ -553,6 +577,7 @@ def _proxy_view(inp: PlanInputs, opt: dict[str, Any]) -> ProxyView | None:
     tokens, the Proxy record's batch in tokens (None without a proxy)."""
     if inp.proxy is None:
         return None
+    batch = next((m.value for m in inp.measured if m.name == "batch"), None)
     return ProxyView(
         width=inp.parametrization["base_width"],
         depth=inp.parametrization.get("base_depth"),
@@ -560,7 +585,34 @@ def _proxy_view(inp: PlanInputs, opt: dict[str, Any]) -> ProxyView | None:
         batch_tokens=inp.proxy.batch_tokens,
         tokens=opt.get("base_tokens"),
         record=inp.proxy,
+        batch_exponent=batch,
     )
+
+
+def measured_rules(measured: tuple[Any, ...], ratios: Any) -> list[dict[str, Any]]:
+    """The study's measured exponents as the plan records them: each with the default it
+    replaced (the horizon: OptimSpec's data_exponent; the batch: the square-root rule's 1/2),
+    and how far the plan applies it against how far it was measured (``measured_over``: the
+    study's largest over smallest axis value; ``applied_over``: the plan's data or batch ratio
+    against the proxy; ``factor``: how far past the measured span, 1 within it)."""
+    out = []
+    for m in measured:
+        default = OptimSpec().data_exponent if m.name == "horizon" else SQRT_RULE
+        span = max(m.values) / min(m.values)
+        ratio = ratios.data if m.name == "horizon" else ratios.batch
+        applied = max(ratio, 1 / ratio)
+        text = m.text(default) + f"; measured over {span:.3g}x, applied over {applied:.3g}x"
+        out.append(
+            {
+                **m.to_dict(),
+                "replaces": default,
+                "measured_over": span,
+                "applied_over": applied,
+                "factor": max(1.0, applied / span),
+                "text": text,
+            }
+        )
+    return out
 
 
 def run_stage(
@@ -701,8 +753,11 @@ def _assemble(
             "optimizer": {**recipe.to_dict(), "lr": proxy.lr if proxy is not None else None},
         },
         proxy=_proxy_dict(proxy),
-        loss=loss[0] if loss is not None else None,
-        loss_interval=loss[1] if loss is not None else None,
+        loss=loss.value if loss is not None else None,
+        loss_interval=loss.law_interval if loss is not None else None,
+        loss_prediction_interval=loss.prediction_interval if loss is not None else None,
+        extrapolation=verdict.extrapolation,
+        measured_rules=measured_rules(inp.measured, ratios),
         time_s=cost.time_s if cost is not None else None,
         gpu_hours=cost.gpu_hours if cost is not None else None,
         cost=cost.cost if cost is not None else None,

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from sizeup.config import ModelSpec, OptimSpec, ScheduleSpec, parse
 from sizeup.errors import ConfigError
 from sizeup.flops import peak_flops, spec_flops_per_token, training_time_s
-from sizeup.optim.transfer import transfer_batch, transfer_horizon
+from sizeup.optim.transfer import SQRT_RULE, transfer_batch, transfer_horizon
 from sizeup.plan.records import (
     DEFAULT_VOCAB,
     PLAN_MODEL,
@@ -478,6 +478,7 @@ class ProxyView:
     batch_tokens: int | None
     tokens: float | None
     record: Proxy
+    batch_exponent: float | None = None  # measured by a batch study (None: the 1/2 rule)
 
 
 def ratio_stage(
@@ -618,15 +619,22 @@ def _transferred_lr(
     if proxy.batch_tokens is not None:
         moved_opt = batch_transfer(moved_opt, batch.tokens, proxy.batch_tokens)
         moved = moved_by_batch(optimizer.replace(lr=proxy.lr), moved_opt, batch.tokens, proxy)
-    lr = moved_opt.lr * d_factor
-    muon = moved_opt.muon_lr * d_factor if moved_opt.muon_lr is not None else None
+    # a measured batch exponent e replaces the square-root rule's 1/2: lr x b^(e - 1/2) more
+    b_factor = 1.0
+    if proxy.batch_exponent is not None and proxy.batch_tokens is not None:
+        b_factor = ratios.batch ** (proxy.batch_exponent - SQRT_RULE)
+    lr = moved_opt.lr * d_factor * b_factor
+    muon = moved_opt.muon_lr * d_factor * b_factor if moved_opt.muon_lr is not None else None
     target = moved_opt.replace(lr=lr, muon_lr=muon, base_tokens=None)
+    e = SQRT_RULE if proxy.batch_exponent is None else proxy.batch_exponent
     ex = note(
         "peak_lr",
         lr,
-        "eta = eta_base * b^1/2 * d^alpha_data (global eta; per-layer multipliers in the table)",
+        f"eta = eta_base * b^{'1/2' if proxy.batch_exponent is None else 'e (measured)'} * "
+        "d^alpha_data (global eta; per-layer multipliers in the table)",
         eta_base=proxy.lr,
         b=ratios.batch,
+        e=e,
         d=ratios.data,
         alpha_data=alpha,
         proxy=proxy.record.source,
@@ -890,13 +898,40 @@ def _critical_batch_of_tokens(law: Any, model: ModelSpec) -> Any:
 # ----------------------------------------------------------------------------- loss, cost
 
 
-def loss_stage(law: Any, N: int, D: float) -> Stage[tuple[float, tuple[float, float]] | None]:
-    """L = E + A/N^alpha + B/D^beta with its bootstrap interval (6ND laws with a loss law)."""
+@dataclass
+class Loss:
+    """The predicted loss: the law's value, the law's own bootstrap interval (where the law
+    lies) and, from a fit that measured its noise, the prediction interval of a run's measured
+    loss (where the run will land: sizeup.laws.intervals)."""
+
+    value: float
+    law_interval: tuple[float, float]
+    prediction_interval: tuple[float, float] | None = None
+
+
+def loss_stage(law: Any, N: int, D: float) -> Stage[Loss | None]:
+    """L = E + A/N^alpha + B/D^beta with its bootstrap interval and, where the fit measured its
+    noise, its prediction interval (6ND laws with a loss law)."""
     if law.loss_law is None or law.compute != "6ND":
         return Stage(None)
     loss, lo, hi = law.loss_interval(N, D)
-    ex = note("loss", loss, "L = E + A / N^alpha + B / D^beta", **law.loss_law.to_dict(), N=N, D=D)
-    return Stage((loss, (lo, hi)), [ex])
+    pred = law.prediction_interval(N, D)
+    ex = [
+        note("loss", loss, "L = E + A / N^alpha + B / D^beta", **law.loss_law.to_dict(), N=N, D=D)
+    ]
+    if pred is not None:
+        noise = law.extra["noise"]
+        ex.append(
+            note(
+                "loss_prediction_interval",
+                list(pred),
+                "90% of L_b(N, D) exp(sigma T) over the bootstrap laws L_b, T ~ Student t(dof) "
+                "(the fit's measured log-loss noise; sizeup.laws.intervals)",
+                sigma=noise["sigma_log_loss"],
+                dof=noise["dof"],
+            )
+        )
+    return Stage(Loss(loss, (lo, hi), pred), ex)
 
 
 @dataclass
@@ -953,6 +988,7 @@ class Verdict:
 
     critical_batch: float | None
     optimum: dict[str, Any] | None
+    extrapolation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def checks_stage(
@@ -971,8 +1007,9 @@ def checks_stage(
     opt = _optimum_check(law, budget, size, checks.optimum_tolerance)
     given = (laws.fit_range, "the given --fit-range") if laws.fit_range else None
     rng = _range_check(law, given or _fit_range(law), budget.flops, checks.extrapolation_limit)
+    beyond = extrapolation(law, given or _fit_range(law), budget, size)
     return Stage(
-        Verdict(crit.value, opt.value),
+        Verdict(crit.value, opt.value, beyond),
         crit.explain + opt.explain,
         crit.warnings + opt.warnings + rng.warnings,
     )
@@ -1082,6 +1119,55 @@ def _range_check(
             f"({lo:.3g} to {hi:.3g} FLOPs; {source}): the plan extrapolates its laws by that factor."
         ],
     )
+
+
+def extrapolation(
+    law: Any, fit_range: tuple[tuple[float, ...], str] | None, budget: Budget, size: Size
+) -> list[dict[str, Any]]:
+    """Each of the plan's compute, parameters and tokens against the range the law was fitted
+    on, where known (compute: ``fit_range``, as _range_check reads it; N and D: the law's
+    ``fit_ranges``, a fit.json's points): the value, the range and its source, and ``factor``,
+    how far outside it the value lies (1 inside; C / C_max above, C_min / C below)."""
+    ranges: list[tuple[str, float, tuple[float, ...], str]] = []
+    if fit_range is not None:
+        ranges.append(("compute", budget.flops, fit_range[0], fit_range[1]))
+    own = getattr(law, "fit_ranges", None) or {}
+    for key, name, value in (("N", "params", size.params), ("D", "tokens", budget.tokens)):
+        if key in own:
+            ranges.append((name, float(value), own[key], "the fitted points"))
+    out = []
+    for name, value, (lo, hi), source in ranges:
+        side, factor = "inside", 1.0
+        if value > hi:
+            side, factor = "above", value / hi
+        elif value < lo:
+            side, factor = "below", lo / value
+        out.append(
+            {
+                "quantity": name,
+                "value": value,
+                "fitted": [lo, hi],
+                "source": source,
+                "side": side,
+                "factor": factor,
+            }
+        )
+    return out
+
+
+def extrapolation_text(rows: list[dict[str, Any]]) -> str:
+    """The extrapolation rows in words: 'compute 1e+22 is 1e+03x above the fitted 1e+18 to
+    1e+19 (source); params ... inside ...'."""
+    parts = []
+    for r in rows:
+        lo, hi = r["fitted"]
+        where = (
+            f"inside the fitted {lo:.3g} to {hi:.3g}"
+            if r["side"] == "inside"
+            else f"{r['factor']:.3g}x {r['side']} the fitted {lo:.3g} to {hi:.3g}"
+        )
+        parts.append(f"{r['quantity']} {r['value']:.3g} {where} ({r['source']})")
+    return "; ".join(parts)
 
 
 def _fit_range(law: Any) -> tuple[tuple[float, float], str] | None:

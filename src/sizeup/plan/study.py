@@ -18,6 +18,7 @@ from sizeup.errors import ConfigError
 from sizeup.plan.options import Study
 from sizeup.plan.records import Proxy
 from sizeup.registry import get_model
+from sizeup.sweep.exponents import study_exponent
 from sizeup.sweep.store import FINISHED, Store
 from sizeup.sweep.transfer import MIN_LRS, analyze_transfer
 
@@ -32,8 +33,15 @@ GAP_FLAG = 2.0
 GAP_REFUSE = 4.0
 
 
-def read_study(path: str | Path, group: str | dict[str, Any] | None = None) -> Study:
-    """The study at ``path`` as the plan's proxy.
+def read_study(
+    path: str | Path,
+    group: str | dict[str, Any] | None = None,
+    horizon_study: str | Path | None = None,
+    batch_study: str | Path | None = None,
+) -> Study:
+    """The study at ``path`` as the plan's proxy; with ``horizon_study`` (a steps study) and
+    ``batch_study`` (a batch study), the transfer exponents they measured replace the rules'
+    defaults (sizeup.sweep.exponents: stored with each study).
 
     Refuses (ConfigError) a missing file, a study without finished trials, a non-GPT study,
     an ambiguous or unknown group, and an optimum at the edge of the lr grid (the best lr is
@@ -56,7 +64,16 @@ def read_study(path: str | Path, group: str | dict[str, Any] | None = None) -> S
     warns += _check_gap(str(p), g.label, point, mine)
     cfg = _representative(done, g.group, point.value)
     study = _study(cfg, point.opt_lr, point.value, f"{p.name} ({g.label})")
-    return Study(study.proxy, study.parametrization, study.optimizer, tuple(warns))
+    exponents = tuple(
+        study_exponent(s, axis)
+        for s, axis in ((horizon_study, "steps"), (batch_study, "batch_size"))
+        if s is not None
+    )
+    optim = dict(study.optimizer)
+    for m in exponents:
+        if m.name == "horizon":
+            optim["data_exponent"] = m.value
+    return Study(study.proxy, study.parametrization, optim, tuple(warns), exponents)
 
 
 def _of_group(trials: list[Any], group: dict[str, Any], width: Any) -> list[Any]:

@@ -212,6 +212,9 @@ class TransferGroup:
     # allow, and the seeds drawn from (for paired comparisons between groups)
     resampled_drift: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
     seeds: list[Any] = field(default_factory=list, repr=False, compare=False)
+    # per seed resample (row 0: the estimate) and axis value: log2 of the optimal lr, NaN where
+    # it is a bound or missing (for fits across the axis: sizeup.sweep.exponents)
+    resampled_optima: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -433,11 +436,13 @@ def _auto_groups(df: Any, axis: str, lr_field: str) -> list[str]:
     for f in FIELDS:
         if f in (axis, lr_field) or f in _NEVER_GROUP or f not in df.columns:
             continue
+        # missing values count as one value (None next to a number is a group: a rule off and
+        # on); pandas' string dtype keeps NaN missing through astype(str)
         col = df[f].astype(str)
-        if col.nunique() <= 1:
+        if col.nunique(dropna=False) <= 1:
             continue
         # a field fixed by the axis value (e.g. batch_size zipped with width) is not a group
-        if df.assign(_c=col).groupby(axis)["_c"].nunique().max() <= 1:
+        if df.assign(_c=col).groupby(axis)["_c"].nunique(dropna=False).max() <= 1:
             continue
         out.append(f)
     return out
@@ -687,6 +692,7 @@ def _summarise(
         reason=reason,
         resampled_drift=(dmin, dmax) if enough else None,
         seeds=list(cube.seeds),
+        resampled_optima=np.where((reps.where == _MID) & reps.ok[None, :], reps.xo, np.nan),
     )
 
 
