@@ -4,12 +4,15 @@ table, `sizeup train` and the command line's help."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 import toy_optim
 
 import sizeup.registry as registry
 from sizeup.config import RunConfig
-from sizeup.registry import ModelEntry, OptimizerEntry, optimizer_names
+from sizeup.registry import ModelEntry, OptimizerEntry, get_optimizer, optimizer_names
 
 SIGNUM = OptimizerEntry(
     "signum",
@@ -106,3 +109,24 @@ def test_a_registered_model_family(monkeypatch):
     assert r.final_val_loss < r.initial_val_loss
     check = coord_check(cfg, widths=(64, 128), steps=1, seeds=1)
     assert {m.name for m in check.modules} >= {"input", "hidden.0", "readout"}
+
+
+def test_the_optimizer_table_in_the_docs_is_the_registry():
+    """docs/optim.md's "The optimizers" table says what each entry says (rules column, batch
+    moves, typical lr, extra, summary), one row per registered optimizer, in registry order."""
+
+    def lr(e):
+        if e.typical_lr is None:
+            return "AdamW's grid"
+        x = math.log2(e.typical_lr)
+        return f"2^{x:.0f}" if abs(x - round(x)) < 1e-9 else f"{e.typical_lr:g}"
+
+    want = []
+    for n in optimizer_names():
+        e = get_optimizer(n)
+        moves = ", ".join(e.batch_moves) if e.batch_moves else "none known (refused)"
+        want.append(f"| `{n}` | {e.family} | {moves} | {lr(e)} | {e.extra or '-'} | {e.summary} |")
+    doc = (Path(__file__).parents[1] / "docs" / "optim.md").read_text()
+    section = doc.split("## The optimizers", 1)[1].split("\n## ", 1)[0]
+    got = [line for line in section.splitlines() if line.startswith("| `")]
+    assert got == want
