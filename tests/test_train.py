@@ -127,7 +127,7 @@ def test_other_optimizers_train(opt):
     [
         ("width", -8),
         ("rule", "mupp"),
-        ("optimizer", "lion"),
+        ("optimizer", "adamm"),
         ("lr", 0.0),
         ("base_width", 128),
         ("schedule", "step"),
