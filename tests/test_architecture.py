@@ -109,7 +109,8 @@ LAYERS = [
     {"laws"},
     {"plan"},
     {"report"},
-    {"demo", "critbatch"},  # critbatch: the critical-batch study (reads demo's study GPT)
+    # critbatch: the critical-batch study (reads demo's study GPT); loop: `demo --axis plan`
+    {"demo", "critbatch", "loop"},
     {"cli", "__main__"},
 ]
 # The top-level package (sizeup/__init__.py: its parametrize) sits above parametrization and
