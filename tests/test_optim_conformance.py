@@ -265,14 +265,38 @@ def fsdp_config(name: str) -> RunConfig:
     """The FSDP run: muP, clipping, Newton-Schulz in float32 (in bf16 two ranks' summation
     order flips roundings; test_fsdp.py)."""
     return config(
-        name, steps=FSDP_STEPS, eval_every=2, rule="mup", grad_clip=1.0, ns_dtype="float32"
+        name,
+        steps=FSDP_STEPS,
+        eval_every=2,
+        rule="mup",
+        grad_clip=1.0,
+        ns_dtype="float32",
+        **CONDITIONED.get(name, {}),
     )
+
+
+# Settings that keep an optimizer's own linear algebra well conditioned on this tiny model, so
+# that two ranks' different summation orders stay at float32 rounding: at full rank Dion
+# orthonormalises and column-normalises directions the 64-token gradient barely has (its rank
+# is below the matrix's), which turns rounding into unit-norm updates (9.5e-3 apart after 4
+# steps, measured); a quarter rank keeps to the gradient's strong directions (the paper also
+# runs 1/4). Shampoo's inverse fourth roots at damping 1e-6 amplify rounding to 1.2e-5 (2.4e-7
+# at 1e-2, measured on its own tests).
+CONDITIONED: dict[str, dict] = {
+    "dion": {"dion_rank": 0.25},
+    "shampoo": {"shampoo_damping": 1e-2},
+}
+# Refused under FSDP2 with a ConfigError naming fsdp (tests/test_optim_library.py checks the
+# message): pytorch-optimizer's Adafactor and SOAP read their parameters' full shapes.
+FSDP_REFUSED = {"adafactor", "soap"}
 
 
 @pytest.mark.slow
 def test_fsdp_two_processes_match_one(name, tmp_path):
     """FSDP2 on 2 gloo processes follows the one-process run (same global batch): train and
     final validation losses within FSDP_TOL (float32)."""
+    if name in FSDP_REFUSED:
+        pytest.skip(f"{name} is refused under FSDP2 by name (FSDP_REFUSED)")
     from sizeup.train import run
 
     ctx = mp.get_context("spawn")
