@@ -69,7 +69,7 @@ from sizeup.choices import MUON_SCALES
 from sizeup.config.optimizer import OptimSpec
 from sizeup.errors import ConfigError, check_choice
 from sizeup.optim.groups import BuildContext
-from sizeup.optim.muon import adamw_group_step, muon_scale
+from sizeup.optim.muon import adamw_group_step, momentum_buffer, muon_scale
 from sizeup.wrapping import is_dtensor
 
 # Doubles the shift of a Cholesky factorisation that still fails (rounding past the shift), at
@@ -254,14 +254,10 @@ class Dion(torch.optim.Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse or torch.is_complex(p):
-                raise ConfigError("params", tuple(p.shape), "dense real tensors for Dion")
-            row_group = _row_group(p)
             state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(
-                    p.grad, memory_format=torch.preserve_format
-                )
+            buffer = momentum_buffer(state, p, "Dion")
+            row_group = _row_group(p)
+            if "Q" not in state:
                 experts = p.shape[0] if p.ndim == 3 else None
                 q = initial_q(
                     p.shape[-1],
@@ -270,7 +266,7 @@ class Dion(torch.optim.Optimizer):
                     experts,
                 )
                 state["Q"] = q.to(device=_local(p).device, dtype=p.dtype)
-            b = _local(state["momentum_buffer"])
+            b = _local(buffer)
             q = state["Q"]
             b.add_(_local(p.grad))  # B = M + G, in M's storage
             pf, rf = power_iteration(b, q, p.shape[-2], row_group)

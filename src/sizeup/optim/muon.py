@@ -148,6 +148,16 @@ def _dtype(name: torch.dtype | str | None) -> torch.dtype | None:
     return getattr(torch, name) if isinstance(name, str) else name
 
 
+def momentum_buffer(state: dict[str, Any], p: Tensor, optimizer: str) -> Tensor:
+    """p's momentum buffer in its optimizer ``state`` (zeros of the gradient's shape and layout
+    the first time), for a dense real p (Muon, Dion and Scion average dense gradients only)."""
+    if p.grad.is_sparse or torch.is_complex(p):
+        raise ConfigError("params", tuple(p.shape), f"dense real tensors for {optimizer}")
+    if "momentum_buffer" not in state:
+        state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+    return state["momentum_buffer"]
+
+
 class Muon(torch.optim.Optimizer):
     """Muon on param groups with ``use_muon=True`` (2-D matrices, or 3-D stacks of expert
     matrices orthogonalised expert by expert), AdamW on the others, as one optimizer.
@@ -236,16 +246,9 @@ class Muon(torch.optim.Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse or torch.is_complex(p):
-                raise ConfigError("params", tuple(p.shape), "dense real tensors for Muon")
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(
-                    p.grad, memory_format=torch.preserve_format
-                )
             params.append(p)
             grads.append(p.grad)
-            bufs.append(state["momentum_buffer"])
+            bufs.append(momentum_buffer(self.state[p], p, "Muon"))
         if not params:
             return
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]

@@ -61,7 +61,7 @@ from sizeup.config.optimizer import OptimSpec
 from sizeup.errors import ConfigError, check_choice
 from sizeup.optim.builders import DTYPES
 from sizeup.optim.groups import BuildContext
-from sizeup.optim.muon import NS_COEFFICIENTS, NS_STEPS, orthogonalise
+from sizeup.optim.muon import NS_COEFFICIENTS, NS_STEPS, momentum_buffer, orthogonalise
 
 # The LMOs this module knows, and the one each role takes (module doc).
 LMOS = ("spectral", "spectral_max", "colnorm", "sign", "rms")
@@ -243,14 +243,7 @@ class Scion(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse or torch.is_complex(p):
-                    raise ConfigError("params", tuple(p.shape), "dense real tensors for Scion")
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p.grad, memory_format=torch.preserve_format
-                    )
-                buf = state["momentum_buffer"]
+                buf = momentum_buffer(self.state[p], p, "Scion")
                 buf.lerp_(p.grad, 1.0 - mu)  # d <- (1 - alpha) d + alpha g, alpha = 1 - mu
                 kind = group["lmo"] or lmo_kind(role, p.ndim, one_hot)
                 u = direction(buf, kind, one_hot, **ns)
