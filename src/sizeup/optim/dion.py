@@ -58,7 +58,7 @@ checkpoint (optimizer state "Q", with "momentum_buffer" for M).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -69,7 +69,7 @@ from sizeup.choices import MUON_SCALES
 from sizeup.config.optimizer import OptimSpec
 from sizeup.errors import ConfigError, check_choice
 from sizeup.optim.groups import BuildContext
-from sizeup.optim.muon import adamw_group_step, momentum_buffer, muon_scale
+from sizeup.optim.muon import MatrixAndAdamW, momentum_buffer, muon_scale
 from sizeup.wrapping import is_dtensor
 
 # Doubles the shift of a Cholesky factorisation that still fails (rounding past the shift), at
@@ -166,7 +166,7 @@ def _row_group(p: Tensor) -> Any:
     return p.device_mesh.get_group()
 
 
-class Dion(torch.optim.Optimizer):
+class Dion(MatrixAndAdamW):
     """Dion on param groups with ``use_muon=True`` (2-D matrices, or 3-D stacks of expert
     matrices, each its own matrix), AdamW on the others, as one optimizer (module doc).
 
@@ -230,26 +230,12 @@ class Dion(torch.optim.Optimizer):
                     )
                 dion_rank_of(group, p)  # the fraction is checked now, not at the first step
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One optimisation step over every group (Dion or AdamW by the group's use_muon)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            if group["use_muon"]:
-                self._dion_group(group)
-            else:
-                adamw_group_step(self.state, group)
-        return loss
-
     def _position(self, param: Tensor) -> int:
         """param's position among all the optimizer's parameters (Q's seed, module doc)."""
         flat = (p for g in self.param_groups for p in g["params"])
         return next(i for i, p in enumerate(flat) if p is param)
 
-    def _dion_group(self, group: dict[str, Any]) -> None:
+    def _matrix_group(self, group: dict[str, Any]) -> None:
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
         for p in group["params"]:
             if p.grad is None:

@@ -158,7 +158,30 @@ def momentum_buffer(state: dict[str, Any], p: Tensor, optimizer: str) -> Tensor:
     return state["momentum_buffer"]
 
 
-class Muon(torch.optim.Optimizer):
+class MatrixAndAdamW(torch.optim.Optimizer):
+    """An optimizer of two halves, as Muon and Dion are: groups marked use_muon take the
+    subclass's step on matrices (``_matrix_group``), every other group AdamW's
+    (``adamw_group_step``), in one optimizer."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One optimisation step over every group (matrix step or AdamW by its use_muon)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group["use_muon"]:
+                self._matrix_group(group)
+            else:
+                adamw_group_step(self.state, group)
+        return loss
+
+    def _matrix_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class Muon(MatrixAndAdamW):
     """Muon on param groups with ``use_muon=True`` (2-D matrices, or 3-D stacks of expert
     matrices orthogonalised expert by expert), AdamW on the others, as one optimizer.
 
@@ -227,21 +250,7 @@ class Muon(torch.optim.Optimizer):
                             "in a use_muon=False group)",
                         )
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One optimisation step over every group (Muon or AdamW by the group's use_muon)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            if group["use_muon"]:
-                self._muon_group(group)
-            else:
-                self._adamw_group(group)
-        return loss
-
-    def _muon_group(self, group: dict[str, Any]) -> None:
+    def _matrix_group(self, group: dict[str, Any]) -> None:
         params, grads, bufs = [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -273,9 +282,6 @@ class Muon(torch.optim.Optimizer):
             if wd != 0:
                 p.mul_(1.0 - lr * wd)
             p.add_(o, alpha=-lr * scale)
-
-    def _adamw_group(self, group: dict[str, Any]) -> None:
-        adamw_group_step(self.state, group)
 
 
 def adamw_group_step(state: Any, group: dict[str, Any]) -> None:
