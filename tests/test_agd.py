@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+from resume_harness import straight_and_resumed
 from torch import nn
 
 from sizeup.config import RunConfig
@@ -203,22 +204,8 @@ def test_cli_trains_with_agd(family, tmp_path):
 def test_resume_is_bit_identical(tmp_path):
     """6 steps in one go equal 3 steps, save, load into a fresh trainer, 3 more (AGD keeps no
     state: the groups alone come back)."""
-    from sizeup.train import Trainer, build
-
     cfg = RunConfig(**GPT, optimizer="agd", lr=0.5, rule="spectral", eval_every=0, steps=6)
-    a = Trainer.from_built(cfg, build(cfg))
-    a.start()
-    la: list[float] = []
-    a.advance(6, on_step=lambda s, v: la.append(v))
-    b = Trainer.from_built(cfg, build(cfg))
-    b.start()
-    lb: list[float] = []
-    b.advance(3, on_step=lambda s, v: lb.append(v))
-    side = b.save(tmp_path, cfg)
-    c = Trainer.from_built(cfg, build(cfg))
-    c.load(side, cfg)
-    assert c.step == 3
-    c.advance(6, on_step=lambda s, v: lb.append(v))
+    a, la, c, lb = straight_and_resumed(cfg, tmp_path, 3)
     assert la == lb
     wa = dict(a.model.named_parameters())
     for n, p in c.model.named_parameters():

@@ -13,6 +13,7 @@ import multiprocessing as mp
 
 import pytest
 import torch
+from resume_harness import straight_and_resumed
 from small_configs import SMALL_GPT
 from test_checkpoint_contents import write_as
 from test_muon import _model, _scalings
@@ -251,19 +252,7 @@ def test_resume_is_bit_identical(tmp_path):
 
     cfg = RunConfig(**{**SMALL_GPT, "eval_every": 0, "steps": 6}, optimizer="dion", lr=0.01)
     cfg = cfg.replace(dion_rank=0.5, weight_decay=0.1)
-    a = Trainer.from_built(cfg, build(cfg))
-    a.start()
-    la: list[float] = []
-    a.advance(6, on_step=lambda s, v: la.append(v))
-    b = Trainer.from_built(cfg, build(cfg))
-    b.start()
-    lb: list[float] = []
-    b.advance(3, on_step=lambda s, v: lb.append(v))
-    side = b.save(tmp_path, cfg)
-    c = Trainer.from_built(cfg, build(cfg))
-    c.load(side, cfg)
-    assert c.step == 3
-    c.advance(6, on_step=lambda s, v: lb.append(v))
+    a, la, c, lb = straight_and_resumed(cfg, tmp_path, 3)
     assert la == lb
     for p, q in zip(a.model.parameters(), c.model.parameters()):
         assert torch.equal(p, q)

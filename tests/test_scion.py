@@ -12,6 +12,7 @@ import multiprocessing as mp
 
 import pytest
 import torch
+from resume_harness import straight_and_resumed
 from small_configs import SMALL_GPT
 from torch import nn
 
@@ -249,7 +250,6 @@ def test_sizeup_train_with_scion(tmp_path, capsys):
 # --- (f) resume ------------------------------------------------------------------------------
 @pytest.mark.parametrize("constrained", [False, True])
 def test_save_load_resumes_bit_identically(tmp_path, constrained):
-    from sizeup.train import Trainer, build
 
     cfg = RunConfig(
         **{**SMALL_GPT, "steps": 6, "eval_every": 0},
@@ -257,19 +257,7 @@ def test_save_load_resumes_bit_identically(tmp_path, constrained):
         lr=1e-3,
         scion_constrained=constrained,
     )
-    straight = Trainer.from_built(cfg, build(cfg))
-    straight.start()
-    ref: list[float] = []
-    straight.advance(6, on_step=lambda s, v: ref.append(v))
-    a = Trainer.from_built(cfg, build(cfg))
-    a.start()
-    got: list[float] = []
-    a.advance(3, on_step=lambda s, v: got.append(v))
-    side = a.save(tmp_path, cfg)
-    b = Trainer.from_built(cfg, build(cfg))
-    b.load(side, cfg)
-    assert b.step == 3
-    b.advance(6, on_step=lambda s, v: got.append(v))
+    straight, ref, b, got = straight_and_resumed(cfg, tmp_path, 3)
     assert got == ref
     for p, q in zip(straight.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
